@@ -1,0 +1,223 @@
+//! The command line: parses arguments, reads files and the clock, and runs the library.
+//! This is the one place that prints to the terminal.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::{self, Config};
+use crate::iam::{self, Member};
+use crate::keys::StateDir;
+use crate::server;
+use crate::state::AppState;
+use crate::tokens;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "frontdoor",
+    version,
+    about = "Cloud Run's service-to-service authentication, emulated offline"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// The configuration file.
+    #[arg(long, default_value = "services.yaml")]
+    pub config: PathBuf,
+    /// Where signing keys live between runs [default: .frontdoor/ beside the config].
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+}
+
+impl ConfigArgs {
+    fn load(&self) -> anyhow::Result<(Config, StateDir)> {
+        let config = config::load(&self.config)?;
+        let state = self
+            .state_dir
+            .clone()
+            .map_or_else(|| StateDir::beside(&self.config), StateDir::new);
+        Ok((config, state))
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start every listener and serve until interrupted.
+    Serve(ConfigArgs),
+    /// Validate the configuration and print the services it describes.
+    Check {
+        /// The configuration file.
+        #[arg(long, default_value = "services.yaml")]
+        config: PathBuf,
+    },
+    /// Print an ID token, like `gcloud auth print-identity-token`.
+    Token {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Mint for this service account.
+        #[arg(
+            long,
+            value_name = "EMAIL",
+            required_unless_present = "user",
+            conflicts_with = "user"
+        )]
+        impersonate_service_account: Option<String>,
+        /// Mint for this user (declared under `users:`).
+        #[arg(long, value_name = "EMAIL")]
+        user: Option<String>,
+        /// The token's audience [default: gcloud's client id, as gcloud does].
+        #[arg(long, value_name = "AUDIENCE")]
+        audiences: Option<String>,
+    },
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => serve(args).await,
+        Command::Check { config } => {
+            let config = config::load(&config)?;
+            say(&describe(&config));
+            Ok(())
+        }
+        Command::Token {
+            config,
+            impersonate_service_account,
+            user,
+            audiences,
+        } => {
+            let (config, state) = config.load()?;
+            let keys = state.signing_keys()?;
+            let now = SystemClock.now();
+            let claims = match (impersonate_service_account, user) {
+                (Some(email), _) => {
+                    let sa = config.service_account(&email).with_context(|| {
+                        format!(
+                            "service account `{email}` is not declared in {}",
+                            config.file.display()
+                        )
+                    })?;
+                    let audience = audiences.as_deref().unwrap_or(tokens::GCLOUD_CLIENT_ID);
+                    tokens::service_account_claims(&config.issuer, sa, audience, now)
+                }
+                (None, Some(email)) => {
+                    let user = config.user(&email).with_context(|| {
+                        format!(
+                            "user `{email}` is not declared under `users:` in {}",
+                            config.file.display()
+                        )
+                    })?;
+                    tokens::user_claims(&config.issuer, user, audiences.as_deref(), now)
+                }
+                (None, None) => bail!("give --impersonate-service-account EMAIL or --user EMAIL"),
+            };
+            say(&format!("{}\n", tokens::mint(&keys, &claims)));
+            Ok(())
+        }
+    }
+}
+
+async fn serve(args: ConfigArgs) -> anyhow::Result<()> {
+    let (config, state_dir) = args.load()?;
+    let keys = state_dir.signing_keys()?;
+    let kids = keys.kids().join(", ");
+    let bound = server::bind(&config).await?;
+    let addresses = bound.addresses();
+    state_dir
+        .write_file(
+            "addresses.json",
+            serde_json::to_string_pretty(&addresses)?.as_bytes(),
+        )
+        .context("cannot record the listeners' addresses")?;
+    say(&format!(
+        "frontdoor {} — project {} ({}, {})\n  google APIs  http://{}  (issuer {}, keys {kids})\n{}",
+        env!("CARGO_PKG_VERSION"),
+        config.project.id,
+        config.project.number,
+        config.project.region,
+        addresses.google,
+        config.issuer,
+        describe(&config)
+    ));
+    let state = AppState::new(config, keys, Arc::new(SystemClock));
+    server::serve(bound, state, shutdown_signal()).await?;
+    say("frontdoor stopped\n");
+    Ok(())
+}
+
+/// Writes to stdout, ignoring a closed pipe: `frontdoor token | head -c 10` or a parent
+/// that stopped reading must not turn into a panic.
+fn say(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("a SIGTERM handler can be installed");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
+}
+
+/// The resolved services, for `check` and the start-up banner.
+pub fn describe(config: &Config) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(out, "services:");
+    for s in &config.services {
+        let who = invokers(config, s);
+        let _ = writeln!(
+            out,
+            "  {}  (runs as {}; ingress {}; {})",
+            s.name,
+            s.service_account,
+            s.ingress.as_str(),
+            who
+        );
+        let _ = writeln!(out, "    url        {}", s.url);
+        let _ = writeln!(out, "    url        {}", s.legacy_url);
+        for a in &s.custom_audiences {
+            let _ = writeln!(out, "    audience   {a}");
+        }
+        for d in &s.custom_domains {
+            let _ = writeln!(out, "    domain     {d}");
+        }
+        if let Some(l) = s.listen {
+            let _ = writeln!(out, "    listen     http://{l}");
+        }
+        let _ = writeln!(out, "    upstream   {}", s.upstream);
+    }
+    out
+}
+
+fn invokers(config: &Config, s: &config::Service) -> String {
+    if s.invoker_iam_disabled {
+        return "public: invoker IAM check disabled".into();
+    }
+    if s.policy.is_public(iam::INVOKE) || config.policy.is_public(iam::INVOKE) {
+        return "public: allUsers may invoke".into();
+    }
+    let members: Vec<String> = s
+        .policy
+        .bindings
+        .iter()
+        .chain(&config.policy.bindings)
+        .filter(|b| b.role.grants(iam::INVOKE))
+        .flat_map(|b| b.members.iter().map(Member::to_string))
+        .collect();
+    if members.is_empty() {
+        "invokable by nobody yet".into()
+    } else {
+        format!("invokable by {}", members.join(", "))
+    }
+}

@@ -1,0 +1,661 @@
+//! `services.yaml`: read (`load`), parsed into raw serde structs (`raw`), then resolved in
+//! one function (`resolve`) into a `Config` in which every derived value — service URLs in
+//! both forms, unique ids, the region code — is computed and every reference checked, so
+//! nothing downstream meets an unchecked `Option`.
+
+mod knative;
+mod names;
+mod raw;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+
+use crate::iam::{self, Binding, Groups, Member, Policy, Role};
+use raw::{RawConfig, RawPolicy, RawService, StringOrNumber};
+
+pub use names::{region_code, unique_id_for};
+
+/// Cloud Run's documented limit on the JSON encoding of a service's custom audiences.
+pub const CUSTOM_AUDIENCES_LIMIT: usize = 32_768;
+/// The issuer Google's verifiers require.
+pub const GOOGLE_ISSUER: &str = "https://accounts.google.com";
+/// Cloud Run's default request timeout.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {}", file.display())]
+    Read {
+        file: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: {path}: {reason}", file.display())]
+    Invalid {
+        file: PathBuf,
+        /// Where in the file, e.g. `services[2].custom_audiences`; `(top level)` for the root.
+        path: String,
+        reason: String,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub file: PathBuf,
+    pub project: Project,
+    pub listen: Listen,
+    pub issuer: String,
+    pub service_accounts: Vec<ServiceAccount>,
+    pub users: Vec<User>,
+    pub groups: Groups,
+    pub policy: Policy,
+    pub internal_callers: Vec<IpAddr>,
+    pub services: Vec<Service>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Project {
+    pub id: String,
+    pub number: String,
+    pub region: String,
+    pub region_code: String,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Listen {
+    pub frontdoor: SocketAddr,
+    pub google: SocketAddr,
+    pub metadata: SocketAddr,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServiceAccount {
+    pub email: String,
+    pub unique_id: String,
+    pub display_name: Option<String>,
+    pub policy: Policy,
+}
+
+#[derive(Debug, Clone)]
+pub struct User {
+    pub email: String,
+    /// Stable numeric `sub`, as Google gives every account.
+    pub id: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ingress {
+    All,
+    Internal,
+    InternalAndCloudLoadBalancing,
+}
+
+impl Ingress {
+    fn parse(s: &str) -> Result<Ingress, String> {
+        match s {
+            "all" => Ok(Ingress::All),
+            "internal" => Ok(Ingress::Internal),
+            "internal-and-cloud-load-balancing" => Ok(Ingress::InternalAndCloudLoadBalancing),
+            _ => Err(format!(
+                "unknown ingress `{s}`; expected all, internal or internal-and-cloud-load-balancing"
+            )),
+        }
+    }
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Ingress::All => "all",
+            Ingress::Internal => "internal",
+            Ingress::InternalAndCloudLoadBalancing => "internal-and-cloud-load-balancing",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Upstream {
+    /// The in-process echo upstream.
+    Echo,
+    /// An HTTP server, `http://host:port` (a path prefix is kept).
+    Http(url::Url),
+}
+
+impl std::fmt::Display for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Upstream::Echo => f.write_str("builtin:echo"),
+            Upstream::Http(u) => f.write_str(u.as_str()),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Service {
+    pub name: String,
+    pub service_account: String,
+    pub upstream: Upstream,
+    pub listen: Option<SocketAddr>,
+    pub metadata: Option<SocketAddr>,
+    /// `https://SERVICE-PROJECT_NUMBER.REGION.run.app`
+    pub url: String,
+    /// `https://SERVICE-HASH-REGIONCODE.a.run.app`
+    pub legacy_url: String,
+    pub custom_audiences: Vec<String>,
+    pub custom_domains: Vec<String>,
+    pub tags: Vec<String>,
+    pub ingress: Ingress,
+    pub invoker_iam_disabled: bool,
+    pub policy: Policy,
+    pub timeout: Duration,
+    pub redact_service_account_tokens: bool,
+}
+
+impl Service {
+    /// The hosts that route here: both URL forms, every tag of the legacy form, and custom
+    /// domains.
+    pub fn hosts(&self) -> Vec<String> {
+        let mut hosts = vec![host_of(&self.url), host_of(&self.legacy_url)];
+        for tag in &self.tags {
+            hosts.push(format!("{tag}---{}", host_of(&self.legacy_url)));
+        }
+        hosts.extend(self.custom_domains.iter().cloned());
+        hosts
+    }
+}
+
+fn host_of(url: &str) -> String {
+    url.trim_start_matches("https://").to_owned()
+}
+
+impl Config {
+    pub fn service(&self, name: &str) -> Option<&Service> {
+        self.services.iter().find(|s| s.name == name)
+    }
+
+    pub fn service_account(&self, email: &str) -> Option<&ServiceAccount> {
+        self.service_accounts
+            .iter()
+            .find(|sa| sa.email.eq_ignore_ascii_case(email))
+    }
+
+    pub fn service_account_by_id(&self, unique_id: &str) -> Option<&ServiceAccount> {
+        self.service_accounts
+            .iter()
+            .find(|sa| sa.unique_id == unique_id)
+    }
+
+    pub fn user(&self, email: &str) -> Option<&User> {
+        self.users
+            .iter()
+            .find(|u| u.email.eq_ignore_ascii_case(email))
+    }
+
+    /// The address of this project's default compute service account, which Cloud Run
+    /// uses when a service names none; it always exists.
+    pub fn compute_default_account(&self) -> String {
+        format!(
+            "{}-compute@developer.gserviceaccount.com",
+            self.project.number
+        )
+    }
+}
+
+/// Reads and resolves a configuration file.
+pub fn load(file: &Path) -> Result<Config, ConfigError> {
+    let text = read(file)?;
+    parse(&text, file)
+}
+
+/// Resolves configuration text; `file` names it in errors and anchors relative paths.
+pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
+    let raw: RawConfig = parse_yaml(text, file)?;
+    resolve(raw, file)
+}
+
+fn read(file: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
+        file: file.to_owned(),
+        source,
+    })
+}
+
+/// The one place YAML is parsed. `serde_yaml` is archived; `serde_yaml_ng` is its maintained
+/// successor. `serde_path_to_error` gives the field path for unknown fields and type errors.
+pub(crate) fn parse_yaml<T: DeserializeOwned>(text: &str, file: &Path) -> Result<T, ConfigError> {
+    let de = serde_yaml_ng::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        ConfigError::Invalid {
+            file: file.to_owned(),
+            path: if path == "." {
+                "(top level)".into()
+            } else {
+                path
+            },
+            reason: inner.to_string(),
+        }
+    })
+}
+
+/// Collects errors for one file with their paths; the first one is returned.
+struct At<'a> {
+    file: &'a Path,
+}
+
+impl At<'_> {
+    fn err(&self, path: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            file: self.file.to_owned(),
+            path: path.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+fn resolve(raw: RawConfig, file: &Path) -> Result<Config, ConfigError> {
+    let at = At { file };
+    let project = resolve_project(raw.project, &at)?;
+
+    let listen = Listen {
+        frontdoor: socket(
+            raw.listen.frontdoor.as_deref(),
+            "127.0.0.1:8080",
+            "listen.frontdoor",
+            &at,
+        )?,
+        google: socket(
+            raw.listen.google.as_deref(),
+            "127.0.0.1:8088",
+            "listen.google",
+            &at,
+        )?,
+        metadata: socket(
+            raw.listen.metadata.as_deref(),
+            "127.0.0.1:8089",
+            "listen.metadata",
+            &at,
+        )?,
+    };
+
+    let issuer = raw.issuer.unwrap_or_else(|| GOOGLE_ISSUER.to_owned());
+    if !(issuer.starts_with("https://") || issuer.starts_with("http://")) {
+        return Err(at.err("issuer", format!("issuer `{issuer}` is not an http(s) URL")));
+    }
+
+    let mut service_accounts = Vec::new();
+    for (i, sa) in raw.service_accounts.into_iter().enumerate() {
+        let path = format!("service_accounts[{i}]");
+        let email = iam::check_service_account_email(&sa.email)
+            .map_err(|r| at.err(format!("{path}.email"), r))?;
+        if service_accounts
+            .iter()
+            .any(|s: &ServiceAccount| s.email == email)
+        {
+            return Err(at.err(
+                format!("{path}.email"),
+                format!("duplicate service account `{email}`"),
+            ));
+        }
+        let unique_id = match sa.unique_id {
+            Some(id) if id.len() == 21 && id.bytes().all(|b| b.is_ascii_digit()) => id,
+            Some(id) => {
+                return Err(at.err(
+                    format!("{path}.unique_id"),
+                    format!("unique id `{id}` is not 21 digits"),
+                ));
+            }
+            None => unique_id_for(&email),
+        };
+        let policy = resolve_policy(sa.iam_policy, &format!("{path}.iam_policy"), &at)?;
+        service_accounts.push(ServiceAccount {
+            email,
+            unique_id,
+            display_name: sa.display_name,
+            policy,
+        });
+    }
+    // Cloud Run runs a service that names no account as the compute default account.
+    let compute = format!("{}-compute@developer.gserviceaccount.com", project.number);
+    if !service_accounts.iter().any(|s| s.email == compute) {
+        service_accounts.push(ServiceAccount {
+            unique_id: unique_id_for(&compute),
+            email: compute,
+            display_name: Some("Compute Engine default service account".into()),
+            policy: Policy::default(),
+        });
+    }
+
+    let mut users = Vec::new();
+    for (i, u) in raw.users.iter().enumerate() {
+        let email = iam::check_email(u).map_err(|r| at.err(format!("users[{i}]"), r))?;
+        if users.iter().any(|x: &User| x.email == email) {
+            return Err(at.err(format!("users[{i}]"), format!("duplicate user `{email}`")));
+        }
+        users.push(User {
+            id: names::user_id_for(&email),
+            email,
+        });
+    }
+
+    let mut groups = Groups::new();
+    for (i, g) in raw.groups.into_iter().enumerate() {
+        let email =
+            iam::check_email(&g.email).map_err(|r| at.err(format!("groups[{i}].email"), r))?;
+        let members = g
+            .members
+            .iter()
+            .enumerate()
+            .map(|(j, m)| {
+                Member::parse(m).map_err(|r| at.err(format!("groups[{i}].members[{j}]"), r))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if groups.insert(email.clone(), members).is_some() {
+            return Err(at.err(
+                format!("groups[{i}].email"),
+                format!("duplicate group `{email}`"),
+            ));
+        }
+    }
+
+    let policy = resolve_policy(raw.iam_policy, "iam_policy", &at)?;
+
+    let internal_callers = raw
+        .internal_callers
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            a.parse::<IpAddr>().map_err(|_| {
+                at.err(
+                    format!("internal_callers[{i}]"),
+                    format!("`{a}` is not an IP address"),
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+
+    let mut services: Vec<Service> = Vec::new();
+    for (i, entry) in raw.services.into_iter().enumerate() {
+        let path = format!("services[{i}]");
+        let service = resolve_service(entry, &path, &project, &service_accounts, &at)?;
+        if services.iter().any(|s| s.name == service.name) {
+            return Err(at.err(
+                format!("{path}.name"),
+                format!("duplicate service `{}`", service.name),
+            ));
+        }
+        services.push(service);
+    }
+    check_addresses(&listen, &services, &at)?;
+
+    let config = Config {
+        file: file.to_owned(),
+        project,
+        listen,
+        issuer,
+        service_accounts,
+        users,
+        groups,
+        policy,
+        internal_callers,
+        services,
+    };
+    Ok(config)
+}
+
+fn resolve_project(raw: raw::RawProject, at: &At<'_>) -> Result<Project, ConfigError> {
+    names::check_project_id(&raw.id).map_err(|r| at.err("project.id", r))?;
+    let number = raw.number.into_string();
+    if number.is_empty() || number.len() > 19 || !number.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(at.err(
+            "project.number",
+            format!("project number `{number}` is not a number of up to 19 digits"),
+        ));
+    }
+    names::check_region(&raw.region).map_err(|r| at.err("project.region", r))?;
+    Ok(Project {
+        region_code: region_code(&raw.region),
+        id: raw.id,
+        number,
+        region: raw.region,
+    })
+}
+
+fn socket(
+    given: Option<&str>,
+    default: &str,
+    path: &str,
+    at: &At<'_>,
+) -> Result<SocketAddr, ConfigError> {
+    let s = given.unwrap_or(default);
+    s.parse()
+        .map_err(|_| at.err(path, format!("`{s}` is not an address of the form IP:PORT")))
+}
+
+fn resolve_policy(raw: Option<RawPolicy>, path: &str, at: &At<'_>) -> Result<Policy, ConfigError> {
+    let mut bindings = Vec::new();
+    for (i, b) in raw.unwrap_or_default().bindings.into_iter().enumerate() {
+        let role =
+            Role::parse(&b.role).map_err(|r| at.err(format!("{path}.bindings[{i}].role"), r))?;
+        let members = b
+            .members
+            .iter()
+            .enumerate()
+            .map(|(j, m)| {
+                Member::parse(m)
+                    .map_err(|r| at.err(format!("{path}.bindings[{i}].members[{j}]"), r))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        bindings.push(Binding { role, members });
+    }
+    Ok(Policy { bindings })
+}
+
+fn resolve_service(
+    entry: RawService,
+    path: &str,
+    project: &Project,
+    accounts: &[ServiceAccount],
+    at: &At<'_>,
+) -> Result<Service, ConfigError> {
+    let entry = match entry.knative.clone() {
+        Some(rel) => {
+            let knative_file = at.file.parent().unwrap_or(Path::new(".")).join(&rel);
+            knative::merge(entry, &knative_file, path, at)?
+        }
+        None => entry,
+    };
+    let Some(name) = entry.name else {
+        return Err(at.err(
+            path,
+            "a service needs a `name` (or a `knative` file that gives one)",
+        ));
+    };
+    names::check_service_name(&name).map_err(|r| at.err(format!("{path}.name"), r))?;
+
+    let service_account = match entry.service_account {
+        Some(email) => {
+            let email = iam::check_service_account_email(&email)
+                .map_err(|r| at.err(format!("{path}.service_account"), r))?;
+            if !accounts.iter().any(|a| a.email == email) {
+                let known: Vec<&str> = accounts.iter().map(|a| a.email.as_str()).collect();
+                return Err(at.err(
+                    format!("{path}.service_account"),
+                    format!("service account `{email}` is not declared under service_accounts (declared: {})", known.join(", ")),
+                ));
+            }
+            email
+        }
+        None => format!("{}-compute@developer.gserviceaccount.com", project.number),
+    };
+
+    let upstream = match entry.upstream.as_deref() {
+        None => {
+            return Err(at.err(
+                format!("{path}.upstream"),
+                "no upstream; give `upstream: builtin:echo` or `upstream: http://HOST:PORT`",
+            ));
+        }
+        Some(u) => parse_upstream(u).map_err(|r| at.err(format!("{path}.upstream"), r))?,
+    };
+
+    let custom_audiences = entry.custom_audiences.unwrap_or_default();
+    let encoded = serde_json::to_string(&custom_audiences)
+        .unwrap_or_default()
+        .chars()
+        .count();
+    if encoded > CUSTOM_AUDIENCES_LIMIT {
+        return Err(at.err(
+            format!("{path}.custom_audiences"),
+            format!("the JSON encoding of the custom audiences is {encoded} characters, over Cloud Run's limit of {CUSTOM_AUDIENCES_LIMIT}"),
+        ));
+    }
+    for (j, a) in custom_audiences.iter().enumerate() {
+        if a.trim().is_empty() {
+            return Err(at.err(
+                format!("{path}.custom_audiences[{j}]"),
+                "a custom audience may not be empty",
+            ));
+        }
+    }
+    for (j, d) in entry.custom_domains.iter().enumerate() {
+        if d.contains('/') || d.contains(':') || !d.contains('.') {
+            return Err(at.err(
+                format!("{path}.custom_domains[{j}]"),
+                format!(
+                    "`{d}` is not a bare host name (write `api.example.com`, no scheme or path)"
+                ),
+            ));
+        }
+    }
+    let tags = entry.tags.unwrap_or_default();
+    for (j, t) in tags.iter().enumerate() {
+        names::check_tag(t).map_err(|r| at.err(format!("{path}.tags[{j}]"), r))?;
+    }
+
+    let ingress = match entry.ingress.as_deref() {
+        None => Ingress::All,
+        Some(s) => Ingress::parse(s).map_err(|r| at.err(format!("{path}.ingress"), r))?,
+    };
+    let timeout = match entry.timeout {
+        None => DEFAULT_TIMEOUT,
+        Some(t) => parse_timeout(t).map_err(|r| at.err(format!("{path}.timeout"), r))?,
+    };
+    let listen = entry
+        .listen
+        .as_deref()
+        .map(|s| socket(Some(s), "", &format!("{path}.listen"), at))
+        .transpose()?;
+    let metadata = entry
+        .metadata
+        .as_deref()
+        .map(|s| socket(Some(s), "", &format!("{path}.metadata"), at))
+        .transpose()?;
+    let policy = resolve_policy(entry.iam_policy, &format!("{path}.iam_policy"), at)?;
+
+    Ok(Service {
+        url: format!(
+            "https://{name}-{}.{}.run.app",
+            project.number, project.region
+        ),
+        legacy_url: format!(
+            "https://{name}-{}-{}.a.run.app",
+            names::legacy_hash(&project.id, &name),
+            project.region_code
+        ),
+        name,
+        service_account,
+        upstream,
+        listen,
+        metadata,
+        custom_audiences,
+        custom_domains: entry.custom_domains,
+        tags,
+        ingress,
+        invoker_iam_disabled: entry.invoker_iam_disabled.unwrap_or(false),
+        policy,
+        timeout,
+        redact_service_account_tokens: entry.redact_service_account_tokens.unwrap_or(false),
+    })
+}
+
+fn parse_upstream(s: &str) -> Result<Upstream, String> {
+    if let Some(name) = s.strip_prefix("builtin:") {
+        return match name {
+            "echo" => Ok(Upstream::Echo),
+            _ => Err(format!(
+                "unknown builtin upstream `{s}`; the only builtin is builtin:echo"
+            )),
+        };
+    }
+    match url::Url::parse(s) {
+        Ok(u) if u.scheme() == "http" && u.host().is_some() && u.query().is_none() => {
+            Ok(Upstream::Http(u))
+        }
+        Ok(u) if u.scheme() == "https" => Err(format!(
+            "upstream `{s}` is https; the front door terminates TLS as Cloud Run does, so give the container's plain http:// address"
+        )),
+        _ => Err(format!(
+            "upstream `{s}` is neither an http://HOST:PORT URL nor builtin:echo"
+        )),
+    }
+}
+
+fn parse_timeout(t: StringOrNumber) -> Result<Duration, String> {
+    let secs = match t {
+        StringOrNumber::Number(n) => n,
+        StringOrNumber::String(s) => s
+            .strip_suffix('s')
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| format!("timeout `{s}` is not a number of seconds such as `300s`"))?,
+    };
+    if (1..=3600).contains(&secs) {
+        Ok(Duration::from_secs(secs))
+    } else {
+        Err(format!(
+            "timeout {secs}s is outside Cloud Run's range of 1s to 3600s"
+        ))
+    }
+}
+
+/// Every listener needs its own address (port 0 excepted: the OS picks).
+fn check_addresses(listen: &Listen, services: &[Service], at: &At<'_>) -> Result<(), ConfigError> {
+    let mut seen: BTreeMap<SocketAddr, String> = BTreeMap::new();
+    let mut claim = |addr: SocketAddr, path: String| -> Result<(), ConfigError> {
+        if addr.port() == 0 {
+            return Ok(());
+        }
+        if let Some(other) = seen.get(&addr) {
+            return Err(at.err(path, format!("address {addr} is already used by {other}")));
+        }
+        seen.insert(addr, path);
+        Ok(())
+    };
+    claim(listen.frontdoor, "listen.frontdoor".into())?;
+    claim(listen.google, "listen.google".into())?;
+    claim(listen.metadata, "listen.metadata".into())?;
+    for (i, s) in services.iter().enumerate() {
+        if let Some(a) = s.listen {
+            claim(a, format!("services[{i}].listen"))?;
+        }
+        if let Some(a) = s.metadata {
+            claim(a, format!("services[{i}].metadata"))?;
+        }
+    }
+    let mut hosts = BTreeSet::new();
+    for (i, s) in services.iter().enumerate() {
+        for d in &s.custom_domains {
+            if !hosts.insert(d.clone()) {
+                return Err(at.err(
+                    format!("services[{i}].custom_domains"),
+                    format!("custom domain `{d}` is mapped to two services"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}

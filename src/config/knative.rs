@@ -1,0 +1,105 @@
+//! Services described by Knative `Service` documents, as
+//! `gcloud run services describe --format export` writes them.
+
+use std::path::Path;
+
+use super::raw::{KnativeService, RawService};
+use super::{At, ConfigError, parse_yaml, read};
+
+const CUSTOM_AUDIENCES: &str = "run.googleapis.com/custom-audiences";
+const INGRESS: &str = "run.googleapis.com/ingress";
+const INVOKER_IAM_DISABLED: &str = "run.googleapis.com/invoker-iam-disabled";
+
+/// Fills `entry` from the Knative file it names. A field given both in the file and in the
+/// entry is refused rather than silently picking one.
+pub(super) fn merge(
+    mut entry: RawService,
+    file: &Path,
+    path: &str,
+    at: &At<'_>,
+) -> Result<RawService, ConfigError> {
+    let text = read(file)?;
+    let doc: KnativeService = parse_yaml(&text, file)?;
+    let in_file = At { file };
+    if doc.api_version != "serving.knative.dev/v1" || doc.kind != "Service" {
+        return Err(in_file.err(
+            "(top level)",
+            format!(
+                "expected apiVersion serving.knative.dev/v1 and kind Service, found {} {}",
+                doc.api_version, doc.kind
+            ),
+        ));
+    }
+    let annotations = &doc.metadata.annotations;
+
+    let custom_audiences = annotations
+        .get(CUSTOM_AUDIENCES)
+        .map(|s| {
+            serde_json::from_str::<Vec<String>>(s).map_err(|_| {
+                in_file.err(
+                    format!("metadata.annotations.{CUSTOM_AUDIENCES}"),
+                    format!("the annotation must be a JSON array of strings inside a string, such as '[\"https://api.example.com\"]'; found {s}"),
+                )
+            })
+        })
+        .transpose()?;
+    let invoker_iam_disabled = annotations
+        .get(INVOKER_IAM_DISABLED)
+        .map(|s| match s.as_str() {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            _ => Err(in_file.err(
+                format!("metadata.annotations.{INVOKER_IAM_DISABLED}"),
+                format!("expected \"true\" or \"false\", found `{s}`"),
+            )),
+        })
+        .transpose()?;
+    let tags: Vec<String> = doc
+        .spec
+        .traffic
+        .iter()
+        .filter_map(|t| t.tag.clone())
+        .collect();
+
+    let from_file = RawService {
+        name: doc.metadata.name,
+        service_account: doc.spec.template.spec.service_account_name,
+        custom_audiences,
+        ingress: annotations.get(INGRESS).cloned(),
+        invoker_iam_disabled,
+        tags: (!tags.is_empty()).then_some(tags),
+        timeout: doc
+            .spec
+            .template
+            .spec
+            .timeout_seconds
+            .map(super::raw::StringOrNumber::Number),
+        ..RawService::default()
+    };
+
+    macro_rules! take {
+        ($field:ident) => {
+            match (from_file.$field, entry.$field.take()) {
+                (Some(_), Some(_)) => {
+                    return Err(at.err(
+                        format!("{path}.{}", stringify!($field)),
+                        format!(
+                            "`{}` is given both here and in the Knative file {}; keep one",
+                            stringify!($field),
+                            file.display()
+                        ),
+                    ));
+                }
+                (a, b) => entry.$field = a.or(b),
+            }
+        };
+    }
+    take!(name);
+    take!(service_account);
+    take!(custom_audiences);
+    take!(ingress);
+    take!(invoker_iam_disabled);
+    take!(tags);
+    take!(timeout);
+    Ok(entry)
+}

@@ -1,0 +1,160 @@
+//! The configuration file as written: serde structs that refuse unknown fields. Nothing here
+//! is validated; `super::resolve` turns it into a `Config`.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConfig {
+    pub(crate) project: RawProject,
+    #[serde(default)]
+    pub(crate) listen: RawListen,
+    pub(crate) issuer: Option<String>,
+    #[serde(default)]
+    pub(crate) service_accounts: Vec<RawServiceAccount>,
+    #[serde(default)]
+    pub(crate) users: Vec<String>,
+    #[serde(default)]
+    pub(crate) groups: Vec<RawGroup>,
+    pub(crate) iam_policy: Option<RawPolicy>,
+    /// Addresses whose requests count as "internal" for ingress (SPEC §3 step 2).
+    #[serde(default)]
+    pub(crate) internal_callers: Vec<String>,
+    #[serde(default)]
+    pub(crate) services: Vec<RawService>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawProject {
+    pub(crate) id: String,
+    pub(crate) number: StringOrNumber,
+    pub(crate) region: String,
+}
+
+/// YAML reads `123456789012` as a number and `"123456789012"` as a string; take either.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum StringOrNumber {
+    String(String),
+    Number(u64),
+}
+
+impl StringOrNumber {
+    pub(crate) fn into_string(self) -> String {
+        match self {
+            StringOrNumber::String(s) => s,
+            StringOrNumber::Number(n) => n.to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawListen {
+    pub(crate) frontdoor: Option<String>,
+    pub(crate) google: Option<String>,
+    pub(crate) metadata: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawServiceAccount {
+    pub(crate) email: String,
+    pub(crate) unique_id: Option<String>,
+    pub(crate) display_name: Option<String>,
+    pub(crate) iam_policy: Option<RawPolicy>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawGroup {
+    pub(crate) email: String,
+    #[serde(default)]
+    pub(crate) members: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPolicy {
+    #[serde(default)]
+    pub(crate) bindings: Vec<RawBinding>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawBinding {
+    pub(crate) role: String,
+    #[serde(default)]
+    pub(crate) members: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawService {
+    pub(crate) name: Option<String>,
+    /// A file written by `gcloud run services describe --format export`.
+    pub(crate) knative: Option<String>,
+    pub(crate) service_account: Option<String>,
+    pub(crate) upstream: Option<String>,
+    pub(crate) listen: Option<String>,
+    pub(crate) metadata: Option<String>,
+    pub(crate) custom_audiences: Option<Vec<String>>,
+    #[serde(default)]
+    pub(crate) custom_domains: Vec<String>,
+    pub(crate) tags: Option<Vec<String>>,
+    pub(crate) ingress: Option<String>,
+    pub(crate) invoker_iam_disabled: Option<bool>,
+    pub(crate) iam_policy: Option<RawPolicy>,
+    pub(crate) timeout: Option<StringOrNumber>,
+    /// Whether a service-account token taken from `Authorization` reaches the container
+    /// with its signature removed (our choice: no, SPEC §4).
+    pub(crate) redact_service_account_tokens: Option<bool>,
+}
+
+/// The parts of a Knative `Service` document that Cloud Run's authentication depends on.
+/// An export carries much more; everything else is ignored, as `gcloud` would keep it.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct KnativeService {
+    pub(crate) api_version: String,
+    pub(crate) kind: String,
+    pub(crate) metadata: KnativeMetadata,
+    #[serde(default)]
+    pub(crate) spec: KnativeSpec,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct KnativeMetadata {
+    pub(crate) name: Option<String>,
+    #[serde(default)]
+    pub(crate) annotations: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct KnativeSpec {
+    #[serde(default)]
+    pub(crate) template: KnativeTemplate,
+    #[serde(default)]
+    pub(crate) traffic: Vec<KnativeTraffic>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct KnativeTemplate {
+    #[serde(default)]
+    pub(crate) spec: KnativeTemplateSpec,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct KnativeTemplateSpec {
+    pub(crate) service_account_name: Option<String>,
+    pub(crate) timeout_seconds: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct KnativeTraffic {
+    pub(crate) tag: Option<String>,
+}

@@ -1,0 +1,398 @@
+use std::path::Path;
+
+use super::*;
+
+const BASE: &str = r#"
+project: {id: demo-project, number: "123456789012", region: us-central1}
+service_accounts:
+  - email: login@demo-project.iam.gserviceaccount.com
+  - email: profiles@demo-project.iam.gserviceaccount.com
+users: [alice@example.com]
+groups: [{email: devs@example.com, members: [user:alice@example.com]}]
+iam_policy: {bindings: [{role: roles/run.invoker, members: [group:devs@example.com]}]}
+services:
+  - name: user-profiles
+    service_account: profiles@demo-project.iam.gserviceaccount.com
+    upstream: builtin:echo
+"#;
+
+fn ok(text: &str) -> Config {
+    parse(text, Path::new("services.yaml")).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The error for `text`, checked to name the file, the field path and a reason.
+fn err(text: &str, path: &str, reason: &str) {
+    match parse(text, Path::new("services.yaml")) {
+        Ok(_) => panic!("accepted, expected {path}: {reason}"),
+        Err(e) => {
+            let msg = e.to_string();
+            assert!(msg.starts_with("services.yaml: "), "{msg}");
+            assert!(
+                msg.contains(&format!(": {path}: ")),
+                "want path {path}: {msg}"
+            );
+            assert!(msg.contains(reason), "want {reason:?}: {msg}");
+        }
+    }
+}
+
+fn with_service(extra: &str) -> String {
+    format!("{BASE}    {}\n", extra.trim().replace('\n', "\n    "))
+}
+
+#[test]
+fn the_base_config_resolves_every_derived_value() {
+    let c = ok(BASE);
+    assert_eq!(c.project.region_code, "uc");
+    assert_eq!(c.listen.frontdoor.to_string(), "127.0.0.1:8080");
+    assert_eq!(c.listen.google.to_string(), "127.0.0.1:8088");
+    assert_eq!(c.listen.metadata.to_string(), "127.0.0.1:8089");
+    assert_eq!(c.issuer, "https://accounts.google.com");
+    let s = c.service("user-profiles").unwrap();
+    assert_eq!(
+        s.url,
+        "https://user-profiles-123456789012.us-central1.run.app"
+    );
+    assert!(
+        s.legacy_url.starts_with("https://user-profiles-")
+            && s.legacy_url.ends_with("-uc.a.run.app")
+    );
+    assert_eq!(
+        s.legacy_url.len(),
+        "https://user-profiles-".len() + 10 + "-uc.a.run.app".len()
+    );
+    assert_eq!(s.timeout, DEFAULT_TIMEOUT);
+    assert_eq!(s.ingress, Ingress::All);
+    let sa = c
+        .service_account("login@demo-project.iam.gserviceaccount.com")
+        .unwrap();
+    assert_eq!(sa.unique_id, unique_id_for(&sa.email));
+    assert!(
+        c.service_account("123456789012-compute@developer.gserviceaccount.com")
+            .is_some()
+    );
+    assert_eq!(c.groups["devs@example.com"].len(), 1);
+    assert_eq!(c.user("alice@example.com").unwrap().id.len(), 21);
+}
+
+#[test]
+fn the_shipped_default_config_is_valid() {
+    let c = load(Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/services.yaml"
+    )))
+    .unwrap();
+    let names: Vec<&str> = c.services.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["login", "user-profiles", "search"]);
+    let search = c.service("search").unwrap();
+    assert_eq!(search.custom_audiences, ["https://search.example.com"]);
+    assert_eq!(
+        search.service_account,
+        "search@demo-project.iam.gserviceaccount.com"
+    );
+    assert!(search.policy.bindings.is_empty());
+}
+
+#[test]
+fn unknown_fields_are_refused_with_their_path() {
+    err(
+        &format!("{BASE}extra: 1\n"),
+        "extra",
+        "unknown field `extra`, expected one of `project`",
+    );
+    err(
+        &with_service("colour: blue"),
+        "services[0].colour",
+        "unknown field `colour`",
+    );
+    err(
+        &BASE.replace("members: [group:devs", "memberz: [group:devs"),
+        "iam_policy.bindings[0].memberz",
+        "unknown field `memberz`",
+    );
+}
+
+#[test]
+fn duplicates_are_refused() {
+    let dup_service = format!("{BASE}  - name: user-profiles\n    upstream: builtin:echo\n");
+    err(
+        &dup_service,
+        "services[1].name",
+        "duplicate service `user-profiles`",
+    );
+    let dup_account = BASE.replace(
+        "  - email: profiles@",
+        "  - email: login@demo-project.iam.gserviceaccount.com\n  - email: profiles@",
+    );
+    err(
+        &dup_account,
+        "service_accounts[1].email",
+        "duplicate service account",
+    );
+    err(
+        &BASE.replace(
+            "users: [alice@example.com]",
+            "users: [alice@example.com, Alice@example.com]",
+        ),
+        "users[1]",
+        "duplicate user",
+    );
+}
+
+#[test]
+fn malformed_emails_members_and_roles_are_refused() {
+    err(
+        &BASE.replace(
+            "- email: login@demo-project.iam.gserviceaccount.com",
+            "- email: login",
+        ),
+        "service_accounts[0].email",
+        "not an email address",
+    );
+    err(
+        &BASE.replace(
+            "- email: login@demo-project.iam.gserviceaccount.com",
+            "- email: login@example.com",
+        ),
+        "service_accounts[0].email",
+        "not a service-account email",
+    );
+    err(
+        &BASE.replace("users: [alice@example.com]", "users: [alice]"),
+        "users[0]",
+        "not an email address",
+    );
+    err(
+        &BASE.replace("[group:devs@example.com]", "[team:devs@example.com]"),
+        "iam_policy.bindings[0].members[0]",
+        "unknown kind `team`",
+    );
+    err(
+        &BASE.replace("[group:devs@example.com]", "[principal://elsewhere]"),
+        "iam_policy.bindings[0].members[0]",
+        "malformed",
+    );
+    err(
+        &BASE.replace("members: [user:alice@example.com]", "members: [user:alice]"),
+        "groups[0].members[0]",
+        "not an email address",
+    );
+    err(
+        &BASE.replace("role: roles/run.invoker", "role: roles/run.invoke"),
+        "iam_policy.bindings[0].role",
+        "unknown role `roles/run.invoke`",
+    );
+}
+
+#[test]
+fn services_must_name_declared_accounts_and_good_upstreams() {
+    err(
+        &BASE.replace("service_account: profiles@", "service_account: ghost@"),
+        "services[0].service_account",
+        "service account `ghost@demo-project.iam.gserviceaccount.com` is not declared",
+    );
+    for (upstream, reason) in [
+        (
+            "ftp://x",
+            "neither an http://HOST:PORT URL nor builtin:echo",
+        ),
+        (
+            "localhost:3000",
+            "neither an http://HOST:PORT URL nor builtin:echo",
+        ),
+        ("builtin:mirror", "unknown builtin upstream"),
+        ("https://x.example.com", "is https"),
+    ] {
+        err(
+            &BASE.replace(
+                "upstream: builtin:echo",
+                &format!("upstream: \"{upstream}\""),
+            ),
+            "services[0].upstream",
+            reason,
+        );
+    }
+    err(
+        &BASE.replace("    upstream: builtin:echo\n", ""),
+        "services[0].upstream",
+        "no upstream",
+    );
+    let c = ok(&BASE.replace("upstream: builtin:echo", "upstream: http://127.0.0.1:3001"));
+    assert_eq!(c.services[0].upstream.to_string(), "http://127.0.0.1:3001/");
+}
+
+#[test]
+fn names_ingress_timeouts_and_addresses_are_checked() {
+    err(
+        &BASE.replace("name: user-profiles", "name: User_Profiles"),
+        "services[0].name",
+        "service name `User_Profiles`",
+    );
+    err(
+        &with_service("ingress: everyone"),
+        "services[0].ingress",
+        "unknown ingress `everyone`",
+    );
+    err(
+        &with_service("timeout: 4000s"),
+        "services[0].timeout",
+        "outside Cloud Run's range",
+    );
+    err(
+        &with_service("timeout: soon"),
+        "services[0].timeout",
+        "not a number of seconds",
+    );
+    err(
+        &with_service("listen: 127.0.0.1:8088"),
+        "services[0].listen",
+        "already used by listen.google",
+    );
+    err(
+        &with_service("metadata: nowhere"),
+        "services[0].metadata",
+        "not an address",
+    );
+    err(
+        &BASE.replace("region: us-central1", "region: moon"),
+        "project.region",
+        "does not look like",
+    );
+    err(
+        &BASE.replace("number: \"123456789012\"", "number: twelve"),
+        "project.number",
+        "not a number",
+    );
+    err(
+        &BASE.replace("id: demo-project", "id: Demo"),
+        "project.id",
+        "project id `Demo`",
+    );
+    let c = ok(&with_service(
+        "timeout: 30\ningress: internal\ntags: [blue]",
+    ));
+    assert_eq!(c.services[0].timeout.as_secs(), 30);
+    assert_eq!(c.services[0].ingress, Ingress::Internal);
+    assert!(
+        c.services[0]
+            .hosts()
+            .iter()
+            .any(|h| h.starts_with("blue---user-profiles-"))
+    );
+}
+
+/// Cloud Run's documented limit: the JSON encoding of the list may be 32,768 characters.
+#[test]
+fn custom_audiences_are_limited_to_32768_characters_of_json() {
+    // `["` + body + `"]` is body + 4 characters.
+    let at_limit = "a".repeat(CUSTOM_AUDIENCES_LIMIT - 4);
+    let c = ok(&with_service(&format!(
+        "custom_audiences: [\"{at_limit}\"]"
+    )));
+    assert_eq!(
+        serde_json::to_string(&c.services[0].custom_audiences)
+            .unwrap()
+            .len(),
+        32_768
+    );
+    let over = "a".repeat(CUSTOM_AUDIENCES_LIMIT - 3);
+    err(
+        &with_service(&format!("custom_audiences: [\"{over}\"]")),
+        "services[0].custom_audiences",
+        "is 32769 characters, over Cloud Run's limit of 32768",
+    );
+}
+
+fn knative_config(dir: &Path, doc: &str, entry_extra: &str) -> Result<Config, ConfigError> {
+    std::fs::create_dir_all(dir.join("exported")).unwrap();
+    std::fs::write(dir.join("exported/svc.yaml"), doc).unwrap();
+    let text =
+        format!("{BASE}  - knative: exported/svc.yaml\n    upstream: builtin:echo\n{entry_extra}");
+    parse(&text, &dir.join("services.yaml"))
+}
+
+const KNATIVE: &str = r#"
+apiVersion: serving.knative.dev/v1
+kind: Service
+metadata:
+  name: search
+  annotations:
+    run.googleapis.com/ingress: internal
+    run.googleapis.com/invoker-iam-disabled: 'true'
+    run.googleapis.com/custom-audiences: '["https://search.example.com", "search"]'
+spec:
+  template:
+    spec:
+      serviceAccountName: login@demo-project.iam.gserviceaccount.com
+      timeoutSeconds: 60
+      containers: [{image: hello}]
+  traffic: [{percent: 100, latestRevision: true}, {tag: green, revisionName: search-00002-abc}]
+"#;
+
+#[test]
+fn knative_exports_supply_the_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = knative_config(dir.path(), KNATIVE, "").unwrap();
+    let s = c.service("search").unwrap();
+    assert_eq!(s.custom_audiences, ["https://search.example.com", "search"]);
+    assert_eq!(s.ingress, Ingress::Internal);
+    assert!(s.invoker_iam_disabled);
+    assert_eq!(
+        s.service_account,
+        "login@demo-project.iam.gserviceaccount.com"
+    );
+    assert_eq!(s.timeout.as_secs(), 60);
+    assert_eq!(s.tags, ["green"]);
+}
+
+#[test]
+fn knative_errors_name_the_exported_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = KNATIVE.replace(
+        r#"'["https://search.example.com", "search"]'"#,
+        r#"'https://search.example.com'"#,
+    );
+    let e = knative_config(dir.path(), &bad, "")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("exported/svc.yaml: metadata.annotations.run.googleapis.com/custom-audiences: the annotation must be a JSON array of strings"), "{e}");
+
+    let e = knative_config(
+        dir.path(),
+        &KNATIVE.replace("kind: Service", "kind: Job"),
+        "",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("expected apiVersion serving.knative.dev/v1 and kind Service"),
+        "{e}"
+    );
+
+    let e = knative_config(dir.path(), KNATIVE, "    ingress: all\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("services[1].ingress: `ingress` is given both here and in the Knative file"),
+        "{e}"
+    );
+
+    let missing = parse(
+        &format!("{BASE}  - knative: nope.yaml\n    upstream: builtin:echo\n"),
+        &dir.path().join("services.yaml"),
+    );
+    assert!(missing.unwrap_err().to_string().contains("cannot read"));
+}
+
+#[test]
+fn broken_yaml_is_an_error_not_a_panic() {
+    for text in [
+        "",
+        "project: [",
+        "- a\n- b",
+        "project: {id: demo-project}",
+        "\u{0}",
+    ] {
+        assert!(parse(text, Path::new("services.yaml")).is_err(), "{text:?}");
+    }
+}

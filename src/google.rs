@@ -1,0 +1,24 @@
+//! The google APIs listener (SPEC §6): the issuer's discovery document and published keys.
+//! Later issues add the OAuth2 token endpoint, tokeninfo, IAM Credentials and STS here.
+
+mod issuer;
+
+use axum::Router;
+use axum::http::HeaderMap;
+
+use crate::state::AppState;
+
+pub fn app(state: AppState) -> Router {
+    Router::new().merge(issuer::routes()).with_state(state)
+}
+
+/// `http://HOST` as the caller reached us, so the URLs we hand out work from wherever the
+/// caller is (a container may know us by another name than the bound address).
+pub(crate) fn base_url(headers: &HeaderMap, state: &AppState) -> String {
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_graphic()))
+        .map_or_else(|| state.config.listen.google.to_string(), str::to_owned);
+    format!("http://{host}")
+}

@@ -1,0 +1,613 @@
+//! IAM as Cloud Run and the IAM Credentials API apply it: roles, members, policies, and a
+//! pure `check` that answers whether a principal holds a permission, with a reason a learner
+//! can act on either way.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+/// The permission the front door checks (SPEC §3 step 9).
+pub const INVOKE: &str = "run.routes.invoke";
+pub const GET_OPENID_TOKEN: &str = "iam.serviceAccounts.getOpenIdToken";
+pub const GET_ACCESS_TOKEN: &str = "iam.serviceAccounts.getAccessToken";
+pub const SIGN_JWT: &str = "iam.serviceAccounts.signJwt";
+pub const SIGN_BLOB: &str = "iam.serviceAccounts.signBlob";
+pub const IMPLICIT_DELEGATION: &str = "iam.serviceAccounts.implicitDelegation";
+
+/// Every role the configuration may name, with the permissions we model. A role with no
+/// permissions here is still accepted so that real policies copy over unchanged.
+const ROLES: &[(&str, &[&str])] = &[
+    ("roles/run.invoker", &[INVOKE]),
+    ("roles/run.servicesInvoker", &[INVOKE]),
+    ("roles/run.developer", &[INVOKE]),
+    ("roles/run.admin", &[INVOKE]),
+    ("roles/run.viewer", &[]),
+    // Owner and Editor carry run.routes.invoke but, as on Google Cloud, not the right to
+    // mint tokens as a service account: that needs Token Creator granted explicitly.
+    ("roles/owner", &[INVOKE]),
+    ("roles/editor", &[INVOKE]),
+    ("roles/viewer", &[]),
+    (
+        "roles/iam.serviceAccountTokenCreator",
+        &[
+            GET_OPENID_TOKEN,
+            GET_ACCESS_TOKEN,
+            SIGN_JWT,
+            SIGN_BLOB,
+            IMPLICIT_DELEGATION,
+        ],
+    ),
+    (
+        "roles/iam.serviceAccountOpenIdTokenCreator",
+        &[GET_OPENID_TOKEN],
+    ),
+    (
+        "roles/iam.workloadIdentityUser",
+        &[GET_ACCESS_TOKEN, GET_OPENID_TOKEN],
+    ),
+    ("roles/iam.serviceAccountUser", &[]),
+];
+
+/// A role known to this emulator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Role {
+    name: &'static str,
+    permissions: &'static [&'static str],
+}
+
+impl Role {
+    pub fn parse(name: &str) -> Result<Role, String> {
+        ROLES
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(name, permissions)| Role { name, permissions })
+            .ok_or_else(|| {
+                let known: Vec<&str> = ROLES.iter().map(|(n, _)| *n).collect();
+                format!(
+                    "unknown role `{name}`; known roles are {}",
+                    known.join(", ")
+                )
+            })
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    pub fn grants(&self, permission: &str) -> bool {
+        self.permissions.contains(&permission)
+    }
+
+    /// The roles that carry `permission`, for messages.
+    pub fn carrying(permission: &str) -> Vec<&'static str> {
+        ROLES
+            .iter()
+            .filter(|(_, p)| p.contains(&permission))
+            .map(|(n, _)| *n)
+            .collect()
+    }
+}
+
+/// A member of an IAM binding, in Google's `kind:value` syntax.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Member {
+    AllUsers,
+    AllAuthenticatedUsers,
+    User(String),
+    ServiceAccount(String),
+    Group(String),
+    Domain(String),
+    /// `principal://iam.googleapis.com/projects/N/locations/global/workloadIdentityPools/P/subject/S`
+    Principal(String),
+    /// `principalSet://…/workloadIdentityPools/P/attribute.NAME/VALUE`, `…/group/G` or `…/*`
+    PrincipalSet(String),
+}
+
+const FEDERATED_PREFIX: &str = "//iam.googleapis.com/projects/";
+
+impl Member {
+    pub fn parse(s: &str) -> Result<Member, String> {
+        match s {
+            "allUsers" => return Ok(Member::AllUsers),
+            "allAuthenticatedUsers" => return Ok(Member::AllAuthenticatedUsers),
+            _ => {}
+        }
+        if let Some(rest) = s.strip_prefix("principal:") {
+            return parse_federated(rest, "/subject/").map(|_| Member::Principal(s.to_owned()));
+        }
+        if let Some(rest) = s.strip_prefix("principalSet:") {
+            return parse_federated(rest, "/").map(|_| Member::PrincipalSet(s.to_owned()));
+        }
+        let Some((kind, value)) = s.split_once(':') else {
+            return Err(format!(
+                "member `{s}` has no kind; write user:EMAIL, serviceAccount:EMAIL, group:EMAIL, \
+                 domain:DOMAIN, allUsers or allAuthenticatedUsers"
+            ));
+        };
+        match kind {
+            "user" => check_email(value).map(Member::User),
+            "group" => check_email(value).map(Member::Group),
+            "serviceAccount" => check_service_account_email(value).map(Member::ServiceAccount),
+            "domain" => check_domain(value).map(|d| Member::Domain(d.to_ascii_lowercase())),
+            _ => Err(format!(
+                "member `{s}` has unknown kind `{kind}`; known kinds are user, serviceAccount, \
+                 group, domain, principal, principalSet"
+            )),
+        }
+        .map_err(|reason| format!("member `{s}`: {reason}"))
+    }
+}
+
+fn parse_federated(rest: &str, marker: &str) -> Result<(), String> {
+    let ok = rest
+        .strip_prefix(FEDERATED_PREFIX)
+        .and_then(|r| r.split_once("/locations/global/workloadIdentityPools/"))
+        .is_some_and(|(number, tail)| {
+            !number.is_empty()
+                && number.bytes().all(|b| b.is_ascii_digit())
+                && tail.split_once(marker).is_some_and(|(pool, what)| {
+                    !pool.is_empty() && !pool.contains('/') && !what.is_empty()
+                })
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "federated member `{rest}` is malformed; expected \
+             //iam.googleapis.com/projects/NUMBER/locations/global/workloadIdentityPools/POOL/\
+             subject/SUBJECT (principal:) or …/POOL/attribute.NAME/VALUE or …/POOL/* (principalSet:)"
+        ))
+    }
+}
+
+impl fmt::Display for Member {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Member::AllUsers => f.write_str("allUsers"),
+            Member::AllAuthenticatedUsers => f.write_str("allAuthenticatedUsers"),
+            Member::User(e) => write!(f, "user:{e}"),
+            Member::ServiceAccount(e) => write!(f, "serviceAccount:{e}"),
+            Member::Group(e) => write!(f, "group:{e}"),
+            Member::Domain(d) => write!(f, "domain:{d}"),
+            Member::Principal(p) | Member::PrincipalSet(p) => f.write_str(p),
+        }
+    }
+}
+
+/// A lowercased email, or why it is not one.
+pub fn check_email(s: &str) -> Result<String, String> {
+    let Some((local, domain)) = s.rsplit_once('@') else {
+        return Err(format!("`{s}` is not an email address (no `@`)"));
+    };
+    let local_ok = !local.is_empty()
+        && local
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._%+-".contains(&b));
+    if !local_ok {
+        return Err(format!("`{s}` is not an email address (bad local part)"));
+    }
+    check_domain(domain).map_err(|_| format!("`{s}` is not an email address (bad domain)"))?;
+    Ok(s.to_ascii_lowercase())
+}
+
+/// Service-account emails end in `.gserviceaccount.com`, as Google's do.
+pub fn check_service_account_email(s: &str) -> Result<String, String> {
+    let email = check_email(s)?;
+    if email.ends_with(".gserviceaccount.com") {
+        Ok(email)
+    } else {
+        Err(format!(
+            "`{s}` is not a service-account email (expected NAME@PROJECT_ID.iam.gserviceaccount.com)"
+        ))
+    }
+}
+
+fn check_domain(s: &str) -> Result<&str, String> {
+    let labels_ok = s.split('.').all(|l| {
+        !l.is_empty()
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    });
+    if s.contains('.') && labels_ok {
+        Ok(s)
+    } else {
+        Err(format!("`{s}` is not a domain name"))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binding {
+    pub role: Role,
+    pub members: Vec<Member>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Policy {
+    pub bindings: Vec<Binding>,
+}
+
+impl Policy {
+    /// Whether `allUsers` holds `permission` here: such a resource is public.
+    pub fn is_public(&self, permission: &str) -> bool {
+        self.bindings
+            .iter()
+            .any(|b| b.role.grants(permission) && b.members.contains(&Member::AllUsers))
+    }
+
+    /// `role → [members]; …` for reasons, or `(none)`.
+    pub fn describe(&self) -> String {
+        if self.bindings.is_empty() {
+            return "(none)".to_owned();
+        }
+        self.bindings
+            .iter()
+            .map(|b| {
+                let members: Vec<String> = b.members.iter().map(ToString::to_string).collect();
+                format!("{} → [{}]", b.role.name(), members.join(", "))
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+/// Who is asking, as established from a verified credential.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    ServiceAccount(String),
+    User(String),
+    /// A workload-identity-federation identity: its `principal://…/subject/S` member and
+    /// the `principalSet://…` members it falls into.
+    Federated {
+        subject: String,
+        sets: Vec<String>,
+    },
+}
+
+impl fmt::Display for Principal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Principal::ServiceAccount(e) => write!(f, "serviceAccount:{e}"),
+            Principal::User(e) => write!(f, "user:{e}"),
+            Principal::Federated { subject, .. } => f.write_str(subject),
+        }
+    }
+}
+
+impl Principal {
+    fn email(&self) -> Option<&str> {
+        match self {
+            Principal::ServiceAccount(e) | Principal::User(e) => Some(e),
+            Principal::Federated { .. } => None,
+        }
+    }
+}
+
+/// Group memberships from the configuration: group email → members.
+pub type Groups = BTreeMap<String, Vec<Member>>;
+
+/// Where a policy sits, for reasons: `service `search``, `project `demo-project``.
+#[derive(Debug, Clone, Copy)]
+pub struct Scope<'a> {
+    pub kind: &'a str,
+    pub name: &'a str,
+    pub policy: &'a Policy,
+}
+
+impl fmt::Display for Scope<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} `{}`", self.kind, self.name)
+    }
+}
+
+/// The answer to "may this principal do this?", with the reason in words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub allowed: bool,
+    pub reason: String,
+}
+
+/// Whether `principal` (None: an anonymous caller) holds `permission` through any binding
+/// in `scopes` (resource first, then its ancestors).
+pub fn check(
+    permission: &str,
+    principal: Option<&Principal>,
+    scopes: &[Scope<'_>],
+    groups: &Groups,
+) -> Decision {
+    for scope in scopes {
+        for binding in &scope.policy.bindings {
+            if !binding.role.grants(permission) {
+                continue;
+            }
+            if let Some(member) = binding
+                .members
+                .iter()
+                .find(|m| matches(m, principal, groups))
+            {
+                let who =
+                    principal.map_or_else(|| "an anonymous caller".to_owned(), |p| p.to_string());
+                return Decision {
+                    allowed: true,
+                    reason: format!(
+                        "{who} holds {} on {scope} (as member {member}), which carries {permission}",
+                        binding.role.name()
+                    ),
+                };
+            }
+        }
+    }
+    let who = principal.map_or_else(|| "an anonymous caller".to_owned(), |p| p.to_string());
+    let where_: Vec<String> = scopes
+        .iter()
+        .map(|s| format!("on {s}: {}", s.policy.describe()))
+        .collect();
+    Decision {
+        allowed: false,
+        reason: format!(
+            "{who} has no role carrying {permission} ({}); bindings {}",
+            Role::carrying(permission).join(", "),
+            where_.join("; ")
+        ),
+    }
+}
+
+fn matches(member: &Member, principal: Option<&Principal>, groups: &Groups) -> bool {
+    let Some(principal) = principal else {
+        return *member == Member::AllUsers;
+    };
+    let mut seen = BTreeSet::new();
+    matches_authenticated(member, principal, groups, &mut seen)
+}
+
+fn matches_authenticated<'g>(
+    member: &'g Member,
+    principal: &Principal,
+    groups: &'g Groups,
+    seen: &mut BTreeSet<&'g str>,
+) -> bool {
+    match (member, principal) {
+        (Member::AllUsers | Member::AllAuthenticatedUsers, _) => true,
+        (Member::ServiceAccount(e), Principal::ServiceAccount(p)) => e == p,
+        (Member::User(e), Principal::User(p)) => e == p,
+        (Member::Domain(d), _) => principal
+            .email()
+            .and_then(|e| e.rsplit_once('@'))
+            .is_some_and(|(_, domain)| domain == d),
+        (Member::Principal(m), Principal::Federated { subject, .. }) => m == subject,
+        (Member::PrincipalSet(m), Principal::Federated { sets, .. }) => sets.contains(m),
+        (Member::Group(g), _) => {
+            // Groups may contain groups; `seen` stops a cycle from looping forever.
+            if !seen.insert(g.as_str()) {
+                return false;
+            }
+            groups.get(g).is_some_and(|members| {
+                members
+                    .iter()
+                    .any(|m| matches_authenticated(m, principal, groups, seen))
+            })
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(role: &str, members: &[&str]) -> Policy {
+        Policy {
+            bindings: vec![Binding {
+                role: Role::parse(role).unwrap(),
+                members: members.iter().map(|m| Member::parse(m).unwrap()).collect(),
+            }],
+        }
+    }
+
+    fn sa(name: &str) -> Principal {
+        Principal::ServiceAccount(format!("{name}@demo-project.iam.gserviceaccount.com"))
+    }
+
+    #[test]
+    fn members_parse_and_print_back() {
+        for s in [
+            "allUsers",
+            "allAuthenticatedUsers",
+            "user:alice@example.com",
+            "serviceAccount:login@demo-project.iam.gserviceaccount.com",
+            "group:devs@example.com",
+            "domain:example.com",
+            "principal://iam.googleapis.com/projects/123/locations/global/workloadIdentityPools/ci/subject/repo:x",
+            "principalSet://iam.googleapis.com/projects/123/locations/global/workloadIdentityPools/ci/*",
+        ] {
+            assert_eq!(Member::parse(s).unwrap().to_string(), s);
+        }
+    }
+
+    #[test]
+    fn malformed_members_are_refused_with_a_reason() {
+        for (s, needle) in [
+            ("alice@example.com", "has no kind"),
+            ("person:alice@example.com", "unknown kind `person`"),
+            ("user:alice", "no `@`"),
+            ("user:al ice@example.com", "bad local part"),
+            (
+                "serviceAccount:bob@example.com",
+                "not a service-account email",
+            ),
+            ("domain:localhost", "not a domain name"),
+            (
+                "principal://iam.googleapis.com/projects/x/locations/global/workloadIdentityPools/p/subject/s",
+                "malformed",
+            ),
+            ("principalSet://elsewhere/p/*", "malformed"),
+        ] {
+            let err = Member::parse(s).unwrap_err();
+            assert!(err.contains(needle), "{s}: {err}");
+        }
+    }
+
+    #[test]
+    fn unknown_roles_list_the_known_ones() {
+        let err = Role::parse("roles/run.invokerr").unwrap_err();
+        assert!(err.contains("unknown role `roles/run.invokerr`"), "{err}");
+        assert!(err.contains("roles/run.invoker,"), "{err}");
+    }
+
+    #[test]
+    fn every_invoking_role_grants_invoke_and_viewer_does_not() {
+        for role in Role::carrying(INVOKE) {
+            let p = policy(
+                role,
+                &["serviceAccount:login@demo-project.iam.gserviceaccount.com"],
+            );
+            let d = check(
+                INVOKE,
+                Some(&sa("login")),
+                &[Scope {
+                    kind: "service",
+                    name: "s",
+                    policy: &p,
+                }],
+                &Groups::new(),
+            );
+            assert!(d.allowed, "{role}: {}", d.reason);
+        }
+        assert_eq!(Role::carrying(INVOKE).len(), 6);
+        let p = policy("roles/viewer", &["allUsers"]);
+        let d = check(
+            INVOKE,
+            Some(&sa("login")),
+            &[Scope {
+                kind: "service",
+                name: "s",
+                policy: &p,
+            }],
+            &Groups::new(),
+        );
+        assert!(!d.allowed);
+    }
+
+    #[test]
+    fn denial_names_the_principal_and_the_bindings() {
+        let p = policy(
+            "roles/run.invoker",
+            &["serviceAccount:login@demo-project.iam.gserviceaccount.com"],
+        );
+        let project = Policy::default();
+        let d = check(
+            INVOKE,
+            Some(&sa("search")),
+            &[
+                Scope {
+                    kind: "service",
+                    name: "user-profiles",
+                    policy: &p,
+                },
+                Scope {
+                    kind: "project",
+                    name: "demo-project",
+                    policy: &project,
+                },
+            ],
+            &Groups::new(),
+        );
+        assert!(!d.allowed);
+        assert!(d.reason.starts_with("serviceAccount:search@demo-project.iam.gserviceaccount.com has no role carrying run.routes.invoke"), "{}", d.reason);
+        assert!(
+            d.reason
+                .contains("on service `user-profiles`: roles/run.invoker → [serviceAccount:login@"),
+            "{}",
+            d.reason
+        );
+        assert!(
+            d.reason.contains("on project `demo-project`: (none)"),
+            "{}",
+            d.reason
+        );
+    }
+
+    #[test]
+    fn groups_domains_and_anonymous_callers() {
+        let mut groups = Groups::new();
+        groups.insert(
+            "devs@example.com".into(),
+            vec![Member::parse("group:leads@example.com").unwrap()],
+        );
+        groups.insert(
+            "leads@example.com".into(),
+            vec![
+                Member::parse("user:alice@example.com").unwrap(),
+                Member::parse("group:devs@example.com").unwrap(), // a cycle must not loop
+            ],
+        );
+        let alice = Principal::User("alice@example.com".into());
+        let bob = Principal::User("bob@example.com".into());
+        let p = policy("roles/run.invoker", &["group:devs@example.com"]);
+        let scopes = [Scope {
+            kind: "project",
+            name: "p",
+            policy: &p,
+        }];
+        assert!(check(INVOKE, Some(&alice), &scopes, &groups).allowed);
+        assert!(!check(INVOKE, Some(&bob), &scopes, &groups).allowed);
+
+        let p = policy("roles/run.invoker", &["domain:example.com"]);
+        let scopes = [Scope {
+            kind: "project",
+            name: "p",
+            policy: &p,
+        }];
+        assert!(check(INVOKE, Some(&bob), &scopes, &groups).allowed);
+        assert!(!check(INVOKE, Some(&sa("x")), &scopes, &groups).allowed);
+
+        let p = policy("roles/run.invoker", &["allAuthenticatedUsers"]);
+        let scopes = [Scope {
+            kind: "project",
+            name: "p",
+            policy: &p,
+        }];
+        assert!(check(INVOKE, Some(&bob), &scopes, &groups).allowed);
+        assert!(!check(INVOKE, None, &scopes, &groups).allowed);
+
+        let p = policy("roles/run.invoker", &["allUsers"]);
+        assert!(p.is_public(INVOKE));
+        let scopes = [Scope {
+            kind: "project",
+            name: "p",
+            policy: &p,
+        }];
+        assert!(check(INVOKE, None, &scopes, &groups).allowed);
+    }
+
+    #[test]
+    fn federated_principals_match_subject_and_sets() {
+        let base = "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/ci";
+        let who = Principal::Federated {
+            subject: format!("principal:{base}/subject/repo-a"),
+            sets: vec![
+                format!("principalSet:{base}/attribute.repository/a"),
+                format!("principalSet:{base}/*"),
+            ],
+        };
+        for (member, want) in [
+            (format!("principal:{base}/subject/repo-a"), true),
+            (format!("principal:{base}/subject/repo-b"), false),
+            (format!("principalSet:{base}/attribute.repository/a"), true),
+            (format!("principalSet:{base}/attribute.repository/b"), false),
+            (format!("principalSet:{base}/*"), true),
+        ] {
+            let p = policy("roles/iam.workloadIdentityUser", &[&member]);
+            let d = check(
+                GET_ACCESS_TOKEN,
+                Some(&who),
+                &[Scope {
+                    kind: "service account",
+                    name: "x",
+                    policy: &p,
+                }],
+                &Groups::new(),
+            );
+            assert_eq!(d.allowed, want, "{member}");
+        }
+    }
+}

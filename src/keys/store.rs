@@ -1,0 +1,163 @@
+//! The state directory: where signing keys (and, later, other state) live between runs.
+//!
+//! Keys are created atomically by whichever command needs them first: a key is written to a
+//! private temporary file and linked into place only if no key is there yet, so two commands
+//! racing on a fresh directory end up agreeing on one key.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use super::{KeyError, KeySet, SigningKey};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot use state directory {}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("signing key {} is unusable (delete it to have a new one made)", path.display())]
+    BadKey { path: PathBuf, source: KeyError },
+    #[error("cannot make a signing key: {0}")]
+    Generate(KeyError),
+}
+
+/// Names of the published keys, in order: the signer first.
+const SIGNING_KEYS: [&str; 2] = ["current.pem", "next.pem"];
+
+#[derive(Debug, Clone)]
+pub struct StateDir {
+    path: PathBuf,
+}
+
+impl StateDir {
+    pub fn new(path: impl Into<PathBuf>) -> StateDir {
+        StateDir { path: path.into() }
+    }
+
+    /// The default: `.frontdoor/` beside the configuration file.
+    pub fn beside(config_file: &Path) -> StateDir {
+        let dir = config_file.parent().filter(|p| !p.as_os_str().is_empty());
+        StateDir::new(dir.unwrap_or(Path::new(".")).join(".frontdoor"))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The issuer's key set, creating whichever keys are missing.
+    pub fn signing_keys(&self) -> Result<KeySet, StoreError> {
+        let dir = self.path.join("signing");
+        create_dir(&dir)?;
+        let keys = SIGNING_KEYS
+            .iter()
+            .map(|name| load_or_create(&dir.join(name)))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(KeySet::new(keys))
+    }
+
+    /// Writes `contents` to `name` in the state directory atomically (temp file + rename).
+    pub fn write_file(&self, name: &str, contents: &[u8]) -> Result<(), StoreError> {
+        create_dir(&self.path)?;
+        let target = self.path.join(name);
+        let io = |source| StoreError::Io {
+            path: target.clone(),
+            source,
+        };
+        let mut tmp = tempfile::NamedTempFile::new_in(&self.path).map_err(io)?;
+        tmp.write_all(contents).map_err(io)?;
+        tmp.persist(&target).map_err(|e| io(e.error))?;
+        Ok(())
+    }
+
+    pub fn read_file(&self, name: &str) -> Result<String, StoreError> {
+        let path = self.path.join(name);
+        std::fs::read_to_string(&path).map_err(|source| StoreError::Io { path, source })
+    }
+}
+
+fn create_dir(dir: &Path) -> Result<(), StoreError> {
+    std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+        path: dir.to_owned(),
+        source,
+    })
+}
+
+fn load_or_create(path: &Path) -> Result<SigningKey, StoreError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            return SigningKey::from_pkcs8_pem(&text).map_err(|source| StoreError::BadKey {
+                path: path.to_owned(),
+                source,
+            });
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(source) => {
+            return Err(StoreError::Io {
+                path: path.to_owned(),
+                source,
+            });
+        }
+    }
+    let key = SigningKey::generate().map_err(StoreError::Generate)?;
+    let io = |source| StoreError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    // NamedTempFile is created with mode 0600, and linking keeps the mode.
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
+    tmp.write_all(key.private_key_pem().as_bytes())
+        .map_err(io)?;
+    tmp.as_file().sync_all().map_err(io)?;
+    match tmp.persist_noclobber(path) {
+        Ok(_) => Ok(key),
+        // Someone else made it first: theirs is the key.
+        Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => load_or_create(path),
+        Err(e) => Err(io(e.error)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn keys_are_reused_and_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let signing = dir.path().join("signing");
+        std::fs::create_dir_all(&signing).unwrap();
+        std::fs::write(signing.join("current.pem"), super::super::testkeys::A).unwrap();
+        std::fs::write(signing.join("next.pem"), super::super::testkeys::B).unwrap();
+        let state = StateDir::new(dir.path());
+        let first = state.signing_keys().unwrap().kids().join(",");
+        let second = state.signing_keys().unwrap().kids().join(",");
+        assert_eq!(first, second);
+        assert_eq!(first.len(), 81);
+    }
+
+    #[test]
+    fn a_missing_key_is_made_with_mode_0600_and_a_broken_one_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let signing = dir.path().join("signing");
+        std::fs::create_dir_all(&signing).unwrap();
+        std::fs::write(signing.join("current.pem"), super::super::testkeys::A).unwrap();
+        let state = StateDir::new(dir.path());
+        let kids = state.signing_keys().unwrap().kids().join(",");
+        let mode = std::fs::metadata(signing.join("next.pem"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(kids, state.signing_keys().unwrap().kids().join(","));
+
+        std::fs::write(signing.join("next.pem"), "garbage").unwrap();
+        let err = state.signing_keys().unwrap_err().to_string();
+        assert!(err.contains("next.pem is unusable"), "{err}");
+        let cause = std::error::Error::source(&state.signing_keys().unwrap_err())
+            .unwrap()
+            .to_string();
+        assert!(cause.contains("no PKCS#8 private key"), "{cause}");
+    }
+}

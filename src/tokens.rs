@@ -1,0 +1,264 @@
+//! ID tokens: minting the shapes Google issues (SPEC §2) and verifying them with a distinct
+//! error for every way a credential can be unusable (SPEC §3 step 6). Pure: keys and the
+//! current time are passed in.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::{Map, Value, json};
+
+use crate::config::{ServiceAccount, User};
+use crate::keys::KeySet;
+
+/// The OAuth client id of `gcloud`, the audience of its user ID tokens, which Cloud Run
+/// accepts for user tokens (documented).
+pub const GCLOUD_CLIENT_ID: &str = "32555940559.apps.googleusercontent.com";
+/// Lifetime of every token Google issues.
+pub const LIFETIME: i64 = 3600;
+/// Clock skew allowed on `exp` and `iat` (our choice).
+pub const SKEW: i64 = 300;
+/// Google's access tokens start with this; they are not ID tokens.
+pub const ACCESS_TOKEN_PREFIX: &str = "ya29.";
+
+pub type Claims = Map<String, Value>;
+
+/// The claims of a service account's ID token.
+pub fn service_account_claims(
+    issuer: &str,
+    sa: &ServiceAccount,
+    audience: &str,
+    now: i64,
+) -> Claims {
+    let Value::Object(claims) = json!({
+        "iss": issuer,
+        "aud": audience,
+        "azp": sa.unique_id,
+        "sub": sa.unique_id,
+        "email": sa.email,
+        "email_verified": true,
+        "iat": now,
+        "exp": now + LIFETIME,
+    }) else {
+        unreachable!("json! of an object literal is an object")
+    };
+    claims
+}
+
+/// The claims of a user's ID token, as `gcloud auth print-identity-token` gives them.
+pub fn user_claims(issuer: &str, user: &User, audience: Option<&str>, now: i64) -> Claims {
+    let Value::Object(claims) = json!({
+        "iss": issuer,
+        "aud": audience.unwrap_or(GCLOUD_CLIENT_ID),
+        "azp": GCLOUD_CLIENT_ID,
+        "sub": user.id,
+        "email": user.email,
+        "email_verified": true,
+        "iat": now,
+        "exp": now + LIFETIME,
+    }) else {
+        unreachable!("json! of an object literal is an object")
+    };
+    claims
+}
+
+/// Signs `claims` with the key set's current key: `{"alg":"RS256","kid":…,"typ":"JWT"}`.
+pub fn mint(keys: &KeySet, claims: &Claims) -> String {
+    let key = keys.current();
+    let header = json!({"alg": "RS256", "kid": key.kid(), "typ": "JWT"});
+    let mut token = URL_SAFE_NO_PAD.encode(header.to_string());
+    token.push('.');
+    token.push_str(&URL_SAFE_NO_PAD.encode(Value::Object(claims.clone()).to_string()));
+    let signature = key.sign(token.as_bytes());
+    token.push('.');
+    token.push_str(&URL_SAFE_NO_PAD.encode(signature));
+    token
+}
+
+/// Why a credential is unusable. Every variant is a 401 at the front door; the messages are
+/// written for the person who sent the token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error(
+        "an access token (ya29.…) was sent where an ID token is needed; fetch an ID token for the service's URL (metadata `identity?audience=…`, `fetch_id_token`, `generateIdToken`) instead of an access token"
+    )]
+    AccessToken,
+    #[error(
+        "the credential is not a JWT: it has {0} dot-separated segments, a JWT has three (header.payload.signature)"
+    )]
+    NotThreeSegments(usize),
+    #[error("the JWT's {0} is not base64url")]
+    NotBase64(&'static str),
+    #[error("the JWT's {0} is not a JSON object")]
+    NotJsonObject(&'static str),
+    #[error("the JWT is signed with `{0}`; only RS256 tokens signed by the issuer are accepted")]
+    Algorithm(String),
+    #[error("the JWT header has no `kid`, so no issuer key can verify it")]
+    MissingKid,
+    #[error(
+        "the JWT's key id `{0}` is not one of the issuer's published keys (was it minted by another frontdoor, or with a different state directory?)"
+    )]
+    UnknownKid(String),
+    #[error(
+        "the JWT's signature does not verify with the issuer's key `{0}`; the token was altered or signed by another key"
+    )]
+    BadSignature(String),
+    #[error("the JWT's issuer is {found}, expected `{expected}`")]
+    WrongIssuer { expected: String, found: String },
+    #[error("the JWT's `{0}` claim is missing")]
+    MissingClaim(&'static str),
+    #[error("the JWT's `{0}` claim is not {1}")]
+    ClaimType(&'static str, &'static str),
+    #[error(
+        "the JWT expired at {exp}, {ago} s ago (allowing {SKEW} s of clock skew); fetch a new token"
+    )]
+    Expired { exp: i64, ago: i64 },
+    #[error(
+        "the JWT was issued at {iat}, {ahead} s in the future (allowing {SKEW} s of clock skew)"
+    )]
+    IssuedInFuture { iat: i64, ahead: i64 },
+}
+
+/// A token whose signature, issuer and lifetime have been checked. The audience is not:
+/// which audiences are accepted depends on who verifies (the front door, tokeninfo, …).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verified {
+    pub kid: String,
+    pub claims: Claims,
+    pub aud: String,
+    pub sub: String,
+    pub email: Option<String>,
+    pub iat: i64,
+    pub exp: i64,
+}
+
+impl Verified {
+    /// `email` unless the token has none.
+    pub fn email(&self) -> Option<&str> {
+        self.email.as_deref()
+    }
+}
+
+fn decode_part(part: &str, what: &'static str) -> Result<Vec<u8>, TokenError> {
+    URL_SAFE_NO_PAD
+        .decode(part)
+        .map_err(|_| TokenError::NotBase64(what))
+}
+
+fn json_object(bytes: &[u8], what: &'static str) -> Result<Claims, TokenError> {
+    match serde_json::from_slice(bytes) {
+        Ok(Value::Object(map)) => Ok(map),
+        _ => Err(TokenError::NotJsonObject(what)),
+    }
+}
+
+/// Checks structure, algorithm, key, signature, issuer, `exp` and `iat`, in that order.
+/// Header fields other than `alg` and `kid` (`jku`, `x5u`, `jwk`, …) are ignored: keys come
+/// only from the issuer's own set.
+pub fn verify(keys: &KeySet, token: &str, issuer: &str, now: i64) -> Result<Verified, TokenError> {
+    if token.starts_with(ACCESS_TOKEN_PREFIX) {
+        return Err(TokenError::AccessToken);
+    }
+    let mut parts = token.split('.');
+    let (Some(header_part), Some(payload), Some(signature), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(TokenError::NotThreeSegments(token.split('.').count()));
+    };
+    let header = json_object(&decode_part(header_part, "header")?, "header")?;
+    match header.get("alg").and_then(Value::as_str) {
+        Some("RS256") => {}
+        Some(other) => return Err(TokenError::Algorithm(other.to_owned())),
+        None => return Err(TokenError::Algorithm("(no alg)".to_owned())),
+    }
+    let kid = header
+        .get("kid")
+        .and_then(Value::as_str)
+        .ok_or(TokenError::MissingKid)?;
+    let key = keys
+        .get(kid)
+        .ok_or_else(|| TokenError::UnknownKid(kid.to_owned()))?;
+    let signature = decode_part(signature, "signature")?;
+    let signed = &token[..header_part.len() + 1 + payload.len()];
+    if !key.verify(signed.as_bytes(), &signature) {
+        return Err(TokenError::BadSignature(kid.to_owned()));
+    }
+    let claims = json_object(&decode_part(payload, "payload")?, "payload")?;
+
+    match claims.get("iss") {
+        Some(Value::String(iss)) if iss == issuer => {}
+        found => {
+            return Err(TokenError::WrongIssuer {
+                expected: issuer.to_owned(),
+                found: found.map_or_else(
+                    || "missing".to_owned(),
+                    |v| {
+                        format!(
+                            "`{}`",
+                            v.as_str().map_or_else(|| v.to_string(), str::to_owned)
+                        )
+                    },
+                ),
+            });
+        }
+    }
+    let exp = integer(&claims, "exp")?;
+    if now > exp + SKEW {
+        return Err(TokenError::Expired {
+            exp,
+            ago: now - exp,
+        });
+    }
+    let iat = integer(&claims, "iat")?;
+    if iat > now + SKEW {
+        return Err(TokenError::IssuedInFuture {
+            iat,
+            ahead: iat - now,
+        });
+    }
+    let aud = string(&claims, "aud", "a string (one audience)")?;
+    let sub = string(&claims, "sub", "a string")?;
+    let email = match claims.get("email") {
+        None => None,
+        Some(Value::String(e)) => Some(e.to_ascii_lowercase()),
+        Some(_) => return Err(TokenError::ClaimType("email", "a string")),
+    };
+    Ok(Verified {
+        kid: kid.to_owned(),
+        aud,
+        sub,
+        email,
+        iat,
+        exp,
+        claims,
+    })
+}
+
+fn integer(claims: &Claims, name: &'static str) -> Result<i64, TokenError> {
+    match claims.get(name) {
+        None => Err(TokenError::MissingClaim(name)),
+        Some(v) => v
+            .as_i64()
+            .ok_or(TokenError::ClaimType(name, "an integer number of seconds")),
+    }
+}
+
+fn string(
+    claims: &Claims,
+    name: &'static str,
+    expected: &'static str,
+) -> Result<String, TokenError> {
+    match claims.get(name) {
+        None => Err(TokenError::MissingClaim(name)),
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(_) => Err(TokenError::ClaimType(name, expected)),
+    }
+}
+
+/// The claims of a JWT without any check, for showing what a container received. Never use
+/// this to decide anything.
+pub fn peek_claims(token: &str) -> Option<Claims> {
+    let payload = token.split('.').nth(1)?;
+    json_object(&URL_SAFE_NO_PAD.decode(payload).ok()?, "payload").ok()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,109 @@
+//! The one harness every end-to-end test uses: starts the emulator in-process on ephemeral
+//! loopback ports from inline YAML, with the checked-in test keys, and stops it again,
+//! re-raising any panic from inside the server.
+#![allow(dead_code, unreachable_pub)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use frontdoor::clock::SystemClock;
+use frontdoor::config::{self, Config};
+use frontdoor::keys::StateDir;
+use frontdoor::server::{Addresses, Running};
+use frontdoor::state::AppState;
+
+pub const PROJECT: &str =
+    "project: {id: demo-project, number: \"123456789012\", region: us-central1}\n";
+
+/// Every listener on an ephemeral port, so tests never collide.
+pub const EPHEMERAL: &str =
+    "listen: {frontdoor: 127.0.0.1:0, google: 127.0.0.1:0, metadata: 127.0.0.1:0}\n";
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A state directory holding the checked-in keys `a` (signer) and `b` (next).
+pub fn state_dir_with_test_keys(dir: &Path) -> StateDir {
+    let signing = dir.join("signing");
+    std::fs::create_dir_all(&signing).unwrap();
+    std::fs::copy(repo().join("tests/keys/a.pem"), signing.join("current.pem")).unwrap();
+    std::fs::copy(repo().join("tests/keys/b.pem"), signing.join("next.pem")).unwrap();
+    StateDir::new(dir)
+}
+
+pub struct Emulator {
+    pub dir: tempfile::TempDir,
+    pub config: Config,
+    pub state: AppState,
+    pub addresses: Addresses,
+    running: Option<Running>,
+}
+
+impl Emulator {
+    /// Starts from `yaml` (which must not set `listen:`; the harness does).
+    pub async fn start(yaml: &str) -> Emulator {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("services.yaml");
+        std::fs::write(&file, format!("{EPHEMERAL}{yaml}")).unwrap();
+        let config = config::load(&file).unwrap_or_else(|e| panic!("{e}"));
+        let keys = state_dir_with_test_keys(&dir.path().join(".frontdoor"))
+            .signing_keys()
+            .unwrap();
+        let state = AppState::new(config.clone(), keys, Arc::new(SystemClock));
+        let running = Running::start(state.clone()).await.unwrap();
+        Emulator {
+            dir,
+            config,
+            state,
+            addresses: running.addresses.clone(),
+            running: Some(running),
+        }
+    }
+
+    pub fn google(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addresses.google)
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(r) = self.running.take() {
+            r.shutdown().await.unwrap();
+        }
+    }
+}
+
+/// The project's Python venv, made by `scripts/setup-test-deps`. Its absence is a failure,
+/// never a skip: a test that silently skips proves nothing.
+pub fn python() -> PathBuf {
+    let p = repo().join(".venv/bin/python");
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/setup-test-deps (scripts/test does)",
+        p.display()
+    );
+    p
+}
+
+/// Runs a script from `tests/python/` with args; returns stdout, failing on a non-zero exit.
+pub fn run_python(script: &str, args: &[&str], env: &[(&str, &str)]) -> String {
+    let output = Command::new(python())
+        .arg(repo().join("tests/python").join(script))
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "{script} failed ({}):\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        output.status
+    );
+    stdout
+}
+
+/// The frontdoor binary, for CLI tests.
+pub fn frontdoor() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_frontdoor"))
+}
