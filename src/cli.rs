@@ -76,11 +76,27 @@ pub enum Command {
         #[arg(long, value_name = "AUDIENCE")]
         audiences: Option<String>,
     },
+    /// Show the front door's recent decisions, with their reasons, from the running server.
+    Decisions {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// How many of the newest decisions to show.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Print the raw JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve(args).await,
+        Command::Decisions {
+            config,
+            limit,
+            json,
+        } => decisions(config, limit, json).await,
         Command::Check { config } => {
             let config = config::load(&config)?;
             say(&describe(&config));
@@ -123,11 +139,55 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+async fn decisions(config: ConfigArgs, limit: usize, json: bool) -> anyhow::Result<()> {
+    let state = config
+        .state_dir
+        .clone()
+        .map_or_else(|| StateDir::beside(&config.config), StateDir::new);
+    let addresses: server::Addresses = serde_json::from_str(&state.read_file("addresses.json").context(
+        "no running frontdoor recorded its addresses in the state directory; start `frontdoor serve` with the same --config/--state-dir",
+    )?)?;
+    let url = format!(
+        "http://{}/frontdoor/v1/decisions?limit={limit}",
+        addresses.google
+    );
+    let body: serde_json::Value = reqwest::get(&url)
+        .await
+        .with_context(|| format!("cannot reach frontdoor at {url}; is `frontdoor serve` running?"))?
+        .error_for_status()?
+        .json()
+        .await?;
+    if json {
+        say(&format!("{}\n", serde_json::to_string_pretty(&body)?));
+        return Ok(());
+    }
+    let list: Vec<crate::decisions::Decision> = serde_json::from_value(body["decisions"].clone())?;
+    let mut out = String::new();
+    for d in list {
+        let verdict = if d.allowed { "ALLOW" } else { "DENY " };
+        let time = humantime::format_rfc3339_seconds(
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(d.time.max(0) as u64),
+        );
+        out.push_str(&format!(
+            "{time} {verdict} {} {} {} {} → {}\n    {}\n",
+            d.status,
+            d.method,
+            d.service.as_deref().unwrap_or("-"),
+            d.path,
+            d.principal.as_deref().unwrap_or("(no principal)"),
+            d.reason
+        ));
+    }
+    say(&out);
+    Ok(())
+}
+
 async fn serve(args: ConfigArgs) -> anyhow::Result<()> {
     let (config, state_dir) = args.load()?;
     let keys = state_dir.signing_keys()?;
     let kids = keys.kids().join(", ");
     let bound = server::bind(&config).await?;
+    let shutdown = shutdown_signal()?;
     let addresses = bound.addresses();
     state_dir
         .write_file(
@@ -136,17 +196,19 @@ async fn serve(args: ConfigArgs) -> anyhow::Result<()> {
         )
         .context("cannot record the listeners' addresses")?;
     say(&format!(
-        "frontdoor {} — project {} ({}, {})\n  google APIs  http://{}  (issuer {}, keys {kids})\n{}",
+        "frontdoor {} — project {} ({}, {})\n  front door   http://{}\n  google APIs  http://{}  (issuer {}, keys {kids})\n  decisions    http://{}/frontdoor/v1/decisions\n{}",
         env!("CARGO_PKG_VERSION"),
         config.project.id,
         config.project.number,
         config.project.region,
+        addresses.frontdoor,
         addresses.google,
         config.issuer,
+        addresses.google,
         describe(&config)
     ));
     let state = AppState::new(config, keys, Arc::new(SystemClock));
-    server::serve(bound, state, shutdown_signal()).await?;
+    server::serve(bound, state, shutdown).await?;
     say("frontdoor stopped\n");
     Ok(())
 }
@@ -159,14 +221,19 @@ fn say(text: &str) {
     let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
 }
 
-async fn shutdown_signal() {
+/// Installs the SIGINT and SIGTERM handlers now, so that a signal sent as soon as the
+/// banner is out is caught, and returns the future that completes on either.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("a SIGTERM handler can be installed");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
-    tracing::info!("shutting down");
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("shutting down");
+    })
 }
 
 /// The resolved services, for `check` and the start-up banner.

@@ -1,6 +1,7 @@
 //! The google APIs listener (SPEC §6): the issuer's discovery document and published keys.
 //! Later issues add the OAuth2 token endpoint, tokeninfo, IAM Credentials and STS here.
 
+mod decisions;
 mod issuer;
 
 use axum::Router;
@@ -9,7 +10,10 @@ use axum::http::HeaderMap;
 use crate::state::AppState;
 
 pub fn app(state: AppState) -> Router {
-    Router::new().merge(issuer::routes()).with_state(state)
+    Router::new()
+        .merge(issuer::routes())
+        .merge(decisions::routes())
+        .with_state(state)
 }
 
 /// `http://HOST` as the caller reached us, so the URLs we hand out work from wherever the

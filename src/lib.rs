@@ -25,9 +25,12 @@
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod decisions;
+pub mod frontdoor;
 pub mod google;
 pub mod iam;
 pub mod keys;
 pub mod server;
 pub mod state;
 pub mod tokens;
+mod upstream;

@@ -1,6 +1,7 @@
 //! Binds every listener before anything serves (a port conflict fails start-up whole, with
 //! the listener named), then serves them all until shutdown.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -27,11 +28,23 @@ pub struct BindError {
 /// Where each listener actually is (ports chosen by the OS resolved).
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct Addresses {
+    pub frontdoor: SocketAddr,
     pub google: SocketAddr,
+    /// Service name → its own listeners.
+    pub services: BTreeMap<String, ServiceAddresses>,
+}
+
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct ServiceAddresses {
+    /// The service's dedicated front-door listener, if it has one.
+    pub listen: Option<SocketAddr>,
 }
 
 pub struct Bound {
+    frontdoor: TcpListener,
     google: TcpListener,
+    /// (index into `config.services`, listener) for services with their own port.
+    services: Vec<(usize, String, TcpListener)>,
 }
 
 async fn listen(addr: SocketAddr, what: &str) -> Result<TcpListener, BindError> {
@@ -44,18 +57,44 @@ async fn listen(addr: SocketAddr, what: &str) -> Result<TcpListener, BindError> 
 
 /// Binds every listener the configuration asks for.
 pub async fn bind(config: &Config) -> Result<Bound, BindError> {
+    let mut services = Vec::new();
+    for (i, s) in config.services.iter().enumerate() {
+        if let Some(addr) = s.listen {
+            let what = format!("service `{}`'s front door", s.name);
+            services.push((i, s.name.clone(), listen(addr, &what).await?));
+        }
+    }
     Ok(Bound {
+        frontdoor: listen(config.listen.frontdoor, "the front door").await?,
         google: listen(config.listen.google, "the google APIs listener").await?,
+        services,
     })
+}
+
+fn local(listener: &TcpListener) -> SocketAddr {
+    listener
+        .local_addr()
+        .expect("a bound listener has an address")
 }
 
 impl Bound {
     pub fn addresses(&self) -> Addresses {
+        let services = self
+            .services
+            .iter()
+            .map(|(_, name, l)| {
+                (
+                    name.clone(),
+                    ServiceAddresses {
+                        listen: Some(local(l)),
+                    },
+                )
+            })
+            .collect();
         Addresses {
-            google: self
-                .google
-                .local_addr()
-                .expect("a bound listener has an address"),
+            frontdoor: local(&self.frontdoor),
+            google: local(&self.google),
+            services,
         }
     }
 }
@@ -71,6 +110,12 @@ pub async fn serve(
     let mut tasks = JoinSet::new();
     let google = crate::google::app(state.clone());
     tasks.spawn(serve_one(bound.google, google, stop_rx.clone()));
+    let frontdoor = crate::frontdoor::app(state.clone(), None);
+    tasks.spawn(serve_one(bound.frontdoor, frontdoor, stop_rx.clone()));
+    for (index, _, listener) in bound.services {
+        let app = crate::frontdoor::app(state.clone(), Some(index));
+        tasks.spawn(serve_one(listener, app, stop_rx.clone()));
+    }
 
     tokio::select! {
         () = shutdown => {}

@@ -1,10 +1,12 @@
-//! What every listener shares: the configuration, the keys and the clock, behind one
-//! cheap-to-clone handle.
+//! What every listener shares: the configuration, the keys, the clock, the decision log and
+//! the front door's caches, behind one cheap-to-clone handle.
 
 use std::sync::Arc;
 
 use crate::clock::SharedClock;
 use crate::config::Config;
+use crate::decisions::DecisionLog;
+use crate::frontdoor::FrontDoor;
 use crate::keys::KeySet;
 
 #[derive(Clone)]
@@ -14,14 +16,18 @@ pub struct Shared {
     pub config: Config,
     pub keys: KeySet,
     pub clock: SharedClock,
+    pub decisions: DecisionLog,
+    pub frontdoor: FrontDoor,
 }
 
 impl AppState {
     pub fn new(config: Config, keys: KeySet, clock: SharedClock) -> AppState {
         AppState(Arc::new(Shared {
+            frontdoor: FrontDoor::new(&config),
             config,
             keys,
             clock,
+            decisions: DecisionLog::default(),
         }))
     }
 

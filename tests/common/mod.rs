@@ -66,6 +66,58 @@ impl Emulator {
         format!("http://{}{path}", self.addresses.google)
     }
 
+    pub fn frontdoor(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addresses.frontdoor)
+    }
+
+    /// A service's own front-door listener (the service must set `listen: 127.0.0.1:0`).
+    pub fn service(&self, name: &str, path: &str) -> String {
+        let addr = self.addresses.services[name]
+            .listen
+            .unwrap_or_else(|| panic!("{name} has no listener"));
+        format!("http://{addr}{path}")
+    }
+
+    pub fn url_of(&self, name: &str) -> String {
+        self.config.service(name).unwrap().url.clone()
+    }
+
+    /// An ID token for a service account, signed by the emulator's current key.
+    pub fn sa_token(&self, email: &str, audience: &str) -> String {
+        let sa = self
+            .config
+            .service_account(email)
+            .unwrap_or_else(|| panic!("{email} not declared"));
+        let claims = frontdoor::tokens::service_account_claims(
+            &self.config.issuer,
+            sa,
+            audience,
+            self.state.now(),
+        );
+        frontdoor::tokens::mint(&self.state.keys, &claims)
+    }
+
+    pub fn user_token(&self, email: &str, audience: Option<&str>) -> String {
+        let user = self
+            .config
+            .user(email)
+            .unwrap_or_else(|| panic!("{email} not declared"));
+        let claims =
+            frontdoor::tokens::user_claims(&self.config.issuer, user, audience, self.state.now());
+        frontdoor::tokens::mint(&self.state.keys, &claims)
+    }
+
+    /// The front door's recorded decisions, newest last.
+    pub async fn decisions(&self) -> Vec<serde_json::Value> {
+        let body: serde_json::Value = reqwest::get(self.google("/frontdoor/v1/decisions"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        body["decisions"].as_array().unwrap().clone()
+    }
+
     pub async fn stop(mut self) {
         if let Some(r) = self.running.take() {
             r.shutdown().await.unwrap();

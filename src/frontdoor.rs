@@ -1,0 +1,153 @@
+//! The `*.run.app` ingress (SPEC §3, §4): routes a request to a service, decides as Cloud
+//! Run would whether it may pass (`auth`), records the decision, and proxies it (`proxy`).
+
+pub(crate) mod auth;
+mod cache;
+pub(crate) mod page;
+pub(crate) mod proxy;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderValue, Response, header};
+
+use crate::config::Config;
+use crate::decisions::Decision;
+use crate::state::AppState;
+
+/// What the front door keeps between requests.
+pub struct FrontDoor {
+    /// Host (lowercase, no port) → index into `config.services`.
+    hosts: HashMap<String, usize>,
+    tokens: cache::VerifiedTokens,
+    client: proxy::Client,
+}
+
+impl FrontDoor {
+    pub fn new(config: &Config) -> FrontDoor {
+        let mut hosts = HashMap::new();
+        for (i, s) in config.services.iter().enumerate() {
+            for h in s.hosts() {
+                hosts.insert(h.to_ascii_lowercase(), i);
+            }
+        }
+        FrontDoor {
+            hosts,
+            tokens: cache::VerifiedTokens::new(cache::CAPACITY),
+            client: proxy::client(),
+        }
+    }
+
+    fn route(&self, host: &str) -> Option<usize> {
+        let host = host
+            .rsplit_once(':')
+            .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
+            .map_or(host, |(h, _)| h);
+        if let Some(i) = self.hosts.get(host) {
+            return Some(*i);
+        }
+        self.hosts.get(&host.to_ascii_lowercase()).copied()
+    }
+}
+
+/// One front-door listener: the shared one routes by `Host`, a service's own listener
+/// (`pinned`) serves only that service.
+#[derive(Clone)]
+struct Listener {
+    state: AppState,
+    pinned: Option<usize>,
+}
+
+pub fn app(state: AppState, pinned: Option<usize>) -> Router {
+    Router::new()
+        .fallback(handle)
+        .with_state(Listener { state, pinned })
+}
+
+const SERVER: HeaderValue = HeaderValue::from_static("Google Frontend");
+
+async fn handle(
+    State(listener): State<Listener>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    req: Request,
+) -> Response<Body> {
+    let mut response = decide_and_forward(&listener, peer, req).await;
+    response.headers_mut().insert(header::SERVER, SERVER);
+    response
+}
+
+async fn decide_and_forward(listener: &Listener, peer: SocketAddr, req: Request) -> Response<Body> {
+    let state = &listener.state;
+    let door = &state.frontdoor;
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().host())
+        .unwrap_or("")
+        .to_owned();
+    let path = req.uri().path().to_owned();
+    let mut decision = Decision {
+        time: state.now(),
+        allowed: false,
+        status: 404,
+        service: None,
+        method: req.method().to_string(),
+        host: host.clone(),
+        path: path.clone(),
+        principal: None,
+        credential: None,
+        reason: String::new(),
+    };
+
+    let Some(index) = listener.pinned.or_else(|| door.route(&host)) else {
+        let mut known: Vec<&str> = door.hosts.keys().map(String::as_str).collect();
+        known.sort_unstable();
+        decision.reason = format!(
+            "host `{host}` is not the URL of any service (known hosts: {}); send the request to a service's own listener or set the Host header",
+            known.join(", ")
+        );
+        state.decisions.record(decision);
+        return page::error(axum::http::StatusCode::NOT_FOUND, &path, None);
+    };
+    let service = &state.config.services[index];
+    decision.service = Some(service.name.clone());
+
+    let verdict = auth::authorize(state, door, service, req.headers(), peer.ip());
+    decision.principal = verdict.principal.as_ref().map(ToString::to_string);
+    decision.credential = verdict.credential_header.as_ref().map(ToString::to_string);
+    if let Some(status) = verdict.deny {
+        decision.status = status.as_u16();
+        decision.reason = verdict.reason;
+        state.decisions.record(decision);
+        return page::error(status, &path, None);
+    }
+
+    let forwarded = proxy::forward(
+        &door.client,
+        service,
+        req,
+        peer.ip(),
+        verdict.credential.as_ref(),
+    )
+    .await;
+    let response = match forwarded {
+        Ok(r) => {
+            decision.allowed = true;
+            decision.status = r.status().as_u16();
+            decision.reason = format!("{}; proxied to {}", verdict.reason, service.upstream);
+            r
+        }
+        Err(e) => {
+            decision.allowed = e.status() != axum::http::StatusCode::PAYLOAD_TOO_LARGE;
+            decision.status = e.status().as_u16();
+            decision.reason = format!("{}; but {e}", verdict.reason);
+            page::error(e.status(), &path, Some(&e.to_string()))
+        }
+    };
+    state.decisions.record(decision);
+    response
+}

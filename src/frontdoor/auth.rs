@@ -1,0 +1,346 @@
+//! Whether Cloud Run would let a request through to a service: SPEC §3 steps 2 to 9, in
+//! that order. The answer is a `Verdict` with its reason in words a learner can act on.
+//! Token checks happen here and nowhere else; the proxy only acts on the verdict.
+
+use std::net::IpAddr;
+
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+
+use super::FrontDoor;
+use crate::config::{Ingress, Service};
+use crate::iam::{self, Principal, Scope};
+use crate::state::AppState;
+use crate::tokens::{GCLOUD_CLIENT_ID, Verified};
+
+pub(crate) const X_SERVERLESS_AUTHORIZATION: HeaderName =
+    HeaderName::from_static("x-serverless-authorization");
+
+/// The checked credential, and whether the container gets it with its signature removed.
+#[derive(Debug, Clone)]
+pub(crate) struct Credential {
+    pub(crate) header: HeaderName,
+    pub(crate) token: String,
+    pub(crate) redact: bool,
+}
+
+#[derive(Debug)]
+pub(crate) struct Verdict {
+    /// `None`: allowed. `Some(status)`: turned away with it.
+    pub(crate) deny: Option<StatusCode>,
+    pub(crate) principal: Option<Principal>,
+    pub(crate) credential_header: Option<HeaderName>,
+    /// The credential to forward (allowed, token checked), for redaction.
+    pub(crate) credential: Option<Credential>,
+    pub(crate) reason: String,
+}
+
+impl Verdict {
+    fn deny(status: StatusCode, reason: String) -> Verdict {
+        Verdict {
+            deny: Some(status),
+            principal: None,
+            credential_header: None,
+            credential: None,
+            reason,
+        }
+    }
+
+    fn via(mut self, header: &HeaderName) -> Verdict {
+        self.credential_header = Some(header.clone());
+        self
+    }
+
+    fn of(mut self, principal: Option<Principal>) -> Verdict {
+        self.principal = principal;
+        self
+    }
+}
+
+pub(crate) fn authorize(
+    state: &AppState,
+    door: &FrontDoor,
+    service: &Service,
+    headers: &HeaderMap,
+    peer: IpAddr,
+) -> Verdict {
+    let config = &state.config;
+
+    // Step 2: ingress, before any IAM check; a denial looks like an unknown host.
+    if service.ingress != Ingress::All && !config.internal_callers.contains(&peer) {
+        return Verdict::deny(
+            StatusCode::NOT_FOUND,
+            format!(
+                "service `{}` has ingress `{}`: only internal callers may reach it (listed under internal_callers: [{}]); this request came from {peer}, so Cloud Run answers 404 as if the service did not exist",
+                service.name,
+                service.ingress.as_str(),
+                config
+                    .internal_callers
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ),
+        );
+    }
+
+    // Step 3: a public service gets the request with every header untouched.
+    if service.invoker_iam_disabled {
+        return Verdict {
+            deny: None,
+            principal: None,
+            credential_header: None,
+            credential: None,
+            reason: format!(
+                "service `{}` has invoker_iam_disabled: no token is checked",
+                service.name
+            ),
+        };
+    }
+    if service.policy.is_public(iam::INVOKE) || config.policy.is_public(iam::INVOKE) {
+        return Verdict {
+            deny: None,
+            principal: None,
+            credential_header: None,
+            credential: None,
+            reason: format!(
+                "service `{}` is public (allUsers may invoke it): no token is checked",
+                service.name
+            ),
+        };
+    }
+
+    // Steps 4 and 5: which credential, if any.
+    let (header, value) = match pick_credential(headers) {
+        Ok(Some(found)) => found,
+        Ok(None) => {
+            return Verdict::deny(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "no credential: the request has neither an Authorization nor an X-Serverless-Authorization header, and service `{}` is private; send `Authorization: Bearer ID_TOKEN` with an ID token whose audience is {}",
+                    service.name, service.url
+                ),
+            );
+        }
+        Err((header, why)) => {
+            return Verdict::deny(StatusCode::UNAUTHORIZED, why).via(&header);
+        }
+    };
+
+    // Step 6: a usable token.
+    let token = match bearer(value) {
+        Ok(t) => t,
+        Err(why) => {
+            return Verdict::deny(
+                StatusCode::UNAUTHORIZED,
+                format!("the {header} header is unusable: {why}"),
+            )
+            .via(&header);
+        }
+    };
+    let verified = match door
+        .tokens
+        .verify(&state.keys, token, &config.issuer, state.now())
+    {
+        Ok(v) => v,
+        Err(e) => {
+            return Verdict::deny(
+                StatusCode::UNAUTHORIZED,
+                format!("the token in {header} is unusable: {e}"),
+            )
+            .via(&header);
+        }
+    };
+
+    // Step 8 comes before 7 here only because the accepted audiences depend on whether
+    // the caller is a user; the order of outcomes is the spec's.
+    let principal = principal_of(state, &verified);
+    let is_user = matches!(principal, Some(Principal::User(_)));
+
+    // Step 7: the audience.
+    if !audience_accepted(service, &verified.aud, is_user) {
+        let mut accepted = accepted_audiences(service);
+        if is_user {
+            accepted.push(format!("{GCLOUD_CLIENT_ID} (user tokens only)"));
+        }
+        let hint = if verified.aud.contains("run.app/") || verified.aud.contains('?') {
+            " (an audience is the service's URL alone, with no path or query)"
+        } else if verified.aud == GCLOUD_CLIENT_ID {
+            " (gcloud's client id is accepted only in user tokens)"
+        } else {
+            ""
+        };
+        return Verdict::deny(
+            StatusCode::UNAUTHORIZED,
+            format!(
+                "audience `{}` is not one of service `{}`'s audiences{hint}: expected one of {}",
+                verified.aud,
+                service.name,
+                accepted.join(", ")
+            ),
+        )
+        .via(&header)
+        .of(principal);
+    }
+
+    let Some(principal) = principal else {
+        return Verdict::deny(
+            StatusCode::FORBIDDEN,
+            format!(
+                "the token has no email and its sub `{}` is no declared service account's unique id, so there is no principal to check IAM for; mint it with its email included",
+                verified.sub
+            ),
+        )
+        .via(&header);
+    };
+
+    // Step 9: IAM.
+    let decision = iam::check(
+        iam::INVOKE,
+        Some(&principal),
+        &[
+            Scope {
+                kind: "service",
+                name: &service.name,
+                policy: &service.policy,
+            },
+            Scope {
+                kind: "project",
+                name: &config.project.id,
+                policy: &config.policy,
+            },
+        ],
+        &config.groups,
+    );
+    let redact =
+        header == X_SERVERLESS_AUTHORIZATION || is_user || service.redact_service_account_tokens;
+    Verdict {
+        deny: (!decision.allowed).then_some(StatusCode::FORBIDDEN),
+        credential: decision.allowed.then(|| Credential {
+            header: header.clone(),
+            token: token.to_owned(),
+            redact,
+        }),
+        principal: Some(principal),
+        credential_header: Some(header),
+        reason: decision.reason,
+    }
+}
+
+/// `X-Serverless-Authorization` if present (even when `Authorization` is too: only it is
+/// checked, as documented), else `Authorization`. A header given twice is unusable.
+fn pick_credential(
+    headers: &HeaderMap,
+) -> Result<Option<(HeaderName, &HeaderValue)>, (HeaderName, String)> {
+    for name in [
+        X_SERVERLESS_AUTHORIZATION,
+        axum::http::header::AUTHORIZATION,
+    ] {
+        let mut values = headers.get_all(&name).iter();
+        if let Some(first) = values.next() {
+            let more = values.count();
+            if more > 0 {
+                return Err((
+                    name.clone(),
+                    format!(
+                        "the {name} header is given {} times; send it once, with one token",
+                        more + 1
+                    ),
+                ));
+            }
+            return Ok(Some((name, first)));
+        }
+    }
+    Ok(None)
+}
+
+/// The token of `Bearer TOKEN`.
+fn bearer(value: &HeaderValue) -> Result<&str, String> {
+    let value = value
+        .to_str()
+        .map_err(|_| "it is not printable ASCII".to_owned())?;
+    let Some((scheme, token)) = value.trim().split_once(' ') else {
+        return Err("expected `Bearer ID_TOKEN`".to_owned());
+    };
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(format!(
+            "the scheme is `{scheme}`; Cloud Run expects `Bearer ID_TOKEN`"
+        ));
+    }
+    let token = token.trim();
+    if token.is_empty() {
+        return Err("the bearer token is empty".to_owned());
+    }
+    if token.contains([' ', ',', '\t']) {
+        return Err("it holds more than one token; send exactly one".to_owned());
+    }
+    Ok(token)
+}
+
+/// `serviceAccount:` by email, or by `sub` = a service account's unique id; otherwise
+/// `user:` by email.
+fn principal_of(state: &AppState, v: &Verified) -> Option<Principal> {
+    match v.email() {
+        Some(email) if email.ends_with(".gserviceaccount.com") => {
+            Some(Principal::ServiceAccount(email.to_owned()))
+        }
+        _ if state.config.service_account_by_id(&v.sub).is_some() => state
+            .config
+            .service_account_by_id(&v.sub)
+            .map(|sa| Principal::ServiceAccount(sa.email.clone())),
+        Some(email) => Some(Principal::User(email.to_owned())),
+        None => None,
+    }
+}
+
+/// Either service URL, with or without one trailing `/`; custom audiences exactly; and
+/// gcloud's client id for user tokens.
+fn audience_accepted(service: &Service, aud: &str, is_user: bool) -> bool {
+    let bare = aud.strip_suffix('/').unwrap_or(aud);
+    bare == service.url
+        || bare == service.legacy_url
+        || service.custom_audiences.iter().any(|a| a == aud)
+        || (is_user && aud == GCLOUD_CLIENT_ID)
+}
+
+fn accepted_audiences(service: &Service) -> Vec<String> {
+    let mut all = vec![service.url.clone(), service.legacy_url.clone()];
+    all.extend(service.custom_audiences.iter().cloned());
+    all
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_values() {
+        let v = |s: &str| HeaderValue::from_str(s).unwrap();
+        assert_eq!(bearer(&v("Bearer abc")), Ok("abc"));
+        assert_eq!(bearer(&v("bearer  abc ")), Ok("abc"));
+        assert!(
+            bearer(&v("Basic abc"))
+                .unwrap_err()
+                .contains("scheme is `Basic`")
+        );
+        assert!(
+            bearer(&v("Bearer"))
+                .unwrap_err()
+                .contains("expected `Bearer ID_TOKEN`")
+        );
+        assert!(
+            bearer(&v("Bearer a b"))
+                .unwrap_err()
+                .contains("more than one token")
+        );
+        assert!(
+            bearer(&v("Bearer a,b"))
+                .unwrap_err()
+                .contains("more than one token")
+        );
+        assert!(
+            bearer(&HeaderValue::from_bytes(b"Bearer \xff").unwrap())
+                .unwrap_err()
+                .contains("not printable")
+        );
+    }
+}

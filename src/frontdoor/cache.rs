@@ -1,0 +1,109 @@
+//! Tokens already verified, so that a client reusing its token (every Google client library
+//! does, for up to an hour) costs a hash lookup rather than an RSA verification.
+//!
+//! Keyed by the SHA-256 of the token, never the token itself. Bounded: a flood of distinct
+//! tokens evicts older entries rather than growing memory. Only successes are kept; an entry
+//! is dropped once its token has expired.
+
+use std::sync::Arc;
+
+use quick_cache::sync::Cache;
+use sha2::{Digest, Sha256};
+
+use crate::keys::KeySet;
+use crate::tokens::{self, SKEW, TokenError, Verified};
+
+/// Entries kept at most: about 1.5 KiB each, so a few MiB in all.
+pub(crate) const CAPACITY: usize = 4096;
+
+pub(crate) struct VerifiedTokens {
+    cache: Cache<[u8; 32], Arc<Verified>>,
+}
+
+impl VerifiedTokens {
+    pub(crate) fn new(capacity: usize) -> VerifiedTokens {
+        VerifiedTokens {
+            cache: Cache::new(capacity),
+        }
+    }
+
+    /// `tokens::verify`, remembered.
+    pub(crate) fn verify(
+        &self,
+        keys: &KeySet,
+        token: &str,
+        issuer: &str,
+        now: i64,
+    ) -> Result<Arc<Verified>, TokenError> {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        if let Some(hit) = self.cache.get(&digest) {
+            if now <= hit.exp + SKEW {
+                return Ok(hit);
+            }
+            self.cache.remove(&digest);
+        }
+        let verified = Arc::new(tokens::verify(keys, token, issuer, now)?);
+        self.cache.insert(digest, verified.clone());
+        Ok(verified)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.cache.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ServiceAccount;
+    use crate::keys::testkeys;
+
+    const ISS: &str = "https://accounts.google.com";
+
+    fn token(keys: &KeySet, aud: &str, now: i64) -> String {
+        let sa = ServiceAccount {
+            email: "a@p.iam.gserviceaccount.com".into(),
+            unique_id: "1".repeat(21),
+            display_name: None,
+            policy: Default::default(),
+        };
+        tokens::mint(keys, &tokens::service_account_claims(ISS, &sa, aud, now))
+    }
+
+    #[test]
+    fn hits_expire_with_the_token_and_failures_are_not_kept() {
+        let keys = testkeys::key_set();
+        let cache = VerifiedTokens::new(16);
+        let t = token(&keys, "a", 1000);
+        assert!(cache.verify(&keys, &t, ISS, 1000).is_ok());
+        assert_eq!(cache.len(), 1);
+        assert!(cache.verify(&keys, &t, ISS, 1000 + 3600 + SKEW).is_ok());
+        assert_eq!(
+            cache
+                .verify(&keys, &t, ISS, 1000 + 3600 + SKEW + 1)
+                .unwrap_err(),
+            TokenError::Expired {
+                exp: 4600,
+                ago: SKEW + 1
+            }
+        );
+        assert_eq!(cache.len(), 0);
+        assert!(cache.verify(&keys, "x.y.z", ISS, 1000).is_err());
+        assert_eq!(cache.len(), 0);
+        // One character more is another token: it is verified, and fails.
+        assert!(cache.verify(&keys, &format!("{t}x"), ISS, 1000).is_err());
+    }
+
+    #[test]
+    fn a_flood_of_distinct_tokens_stays_bounded() {
+        let keys = testkeys::key_set();
+        let cache = VerifiedTokens::new(64);
+        for i in 0..500 {
+            cache
+                .verify(&keys, &token(&keys, &format!("aud-{i}"), 1000), ISS, 1000)
+                .unwrap();
+        }
+        assert!(cache.len() <= 64, "{}", cache.len());
+    }
+}

@@ -1,0 +1,431 @@
+//! Proxying an allowed request to the service's container (SPEC §4): bodies streamed both
+//! ways, hop-by-hop and client-supplied `X-Google-*` headers dropped, forwarding and trace
+//! headers added, the checked token redacted, WebSocket upgrades spliced through.
+
+use std::error::Error as _;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, Uri, header};
+use http_body_util::{LengthLimitError, Limited};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+use super::auth::Credential;
+use crate::config::{Service, Upstream};
+
+pub(crate) type Client = hyper_util::client::legacy::Client<HttpConnector, Body>;
+
+/// Cloud Run's limit on an HTTP/1 request body.
+pub(crate) const MAX_REQUEST_BODY: usize = 32 * 1024 * 1024;
+
+/// One pooled client for every upstream, keeping connections alive between requests.
+pub(crate) fn client() -> Client {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(Duration::from_secs(10)));
+    hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .build(connector)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ProxyError {
+    #[error("the request body is over Cloud Run's limit of 32 MiB for HTTP/1 requests")]
+    TooLarge,
+    #[error("the container at {upstream} is not reachable ({cause})")]
+    Unreachable { upstream: String, cause: String },
+    #[error("the container at {upstream} did not answer within the service's timeout of {secs} s")]
+    Timeout { upstream: String, secs: u64 },
+}
+
+impl ProxyError {
+    pub(crate) fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::Unreachable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+}
+
+pub(crate) async fn forward(
+    client: &Client,
+    service: &Service,
+    req: Request,
+    peer: IpAddr,
+    credential: Option<&Credential>,
+) -> Result<Response<Body>, ProxyError> {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_REQUEST_BODY as u64) {
+        return Err(ProxyError::TooLarge);
+    }
+    let upgrade = is_upgrade(req.headers());
+    let (mut parts, body) = req.into_parts();
+    rewrite_request_headers(&mut parts.headers, peer, credential, upgrade);
+    let client_upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
+    // A chunked body is counted as it streams; past the limit the upload is cut off.
+    let body = Body::new(Limited::new(body, MAX_REQUEST_BODY));
+
+    let base = match &service.upstream {
+        Upstream::Echo => {
+            let req = Request::from_parts(parts, body);
+            return crate::upstream::echo(service, req)
+                .await
+                .map_err(|_| ProxyError::TooLarge);
+        }
+        Upstream::Http(base) => base,
+    };
+    let upstream = base.as_str().trim_end_matches('/').to_owned();
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    parts.uri =
+        Uri::try_from(format!("{upstream}{path}")).map_err(|e| ProxyError::Unreachable {
+            upstream: upstream.clone(),
+            cause: format!("the upstream URL is invalid: {e}"),
+        })?;
+    let request = hyper::Request::from_parts(parts, body);
+
+    let mut response = match tokio::time::timeout(service.timeout, client.request(request)).await {
+        Err(_) => {
+            return Err(ProxyError::Timeout {
+                upstream,
+                secs: service.timeout.as_secs(),
+            });
+        }
+        Ok(Err(e)) => return Err(classify(e, upstream)),
+        Ok(Ok(r)) => r,
+    };
+
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+        if let Some(client_upgrade) = client_upgrade {
+            let upstream_upgrade = hyper::upgrade::on(&mut response);
+            tokio::spawn(async move {
+                if let (Ok(c), Ok(u)) = (client_upgrade.await, upstream_upgrade.await) {
+                    let _ =
+                        tokio::io::copy_bidirectional(&mut TokioIo::new(c), &mut TokioIo::new(u))
+                            .await;
+                }
+            });
+        }
+    } else {
+        strip_hop_by_hop(response.headers_mut(), false);
+    }
+    Ok(response.map(Body::new))
+}
+
+fn classify(e: hyper_util::client::legacy::Error, upstream: String) -> ProxyError {
+    let mut source = e.source();
+    while let Some(s) = source {
+        if s.is::<LengthLimitError>() {
+            return ProxyError::TooLarge;
+        }
+        source = s.source();
+    }
+    let cause = if e.is_connect() {
+        let inner = e.source().map(ToString::to_string).unwrap_or_default();
+        format!("cannot connect: {inner}")
+    } else {
+        "the connection was closed or reset before a complete response".to_owned()
+    };
+    ProxyError::Unreachable { upstream, cause }
+}
+
+fn is_upgrade(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::UPGRADE)
+        && headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+}
+
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    header::PROXY_AUTHORIZATION,
+    header::PROXY_AUTHENTICATE,
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+];
+
+/// Drops hop-by-hop headers, including any the `Connection` header names. On an upgrade
+/// request, `Connection: upgrade` and `Upgrade` stay so the container can accept it.
+fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .filter(|n| !(keep_upgrade && n == header::UPGRADE))
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in &HOP_BY_HOP {
+        if !(keep_upgrade && name == header::CONNECTION) {
+            headers.remove(name);
+        }
+    }
+    if keep_upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    } else {
+        headers.remove(header::UPGRADE);
+    }
+}
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_CLOUD_TRACE_CONTEXT: HeaderName = HeaderName::from_static("x-cloud-trace-context");
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+pub(crate) const REDACTED_SIGNATURE: &str = "SIGNATURE_REMOVED_BY_GOOGLE";
+
+fn rewrite_request_headers(
+    headers: &mut HeaderMap,
+    peer: IpAddr,
+    credential: Option<&Credential>,
+    upgrade: bool,
+) {
+    strip_hop_by_hop(headers, upgrade);
+    // Identity headers are never trusted from the client.
+    let google: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| k.as_str().starts_with("x-google-"))
+        .cloned()
+        .collect();
+    for name in google {
+        headers.remove(name);
+    }
+
+    // A client's X-Forwarded-For is kept and our view of the client appended, so the
+    // container can tell what the client claimed from what we saw.
+    let prior: Vec<&str> = headers
+        .get_all(&X_FORWARDED_FOR)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    let xff = if prior.is_empty() {
+        peer.to_string()
+    } else {
+        format!("{}, {peer}", prior.join(", "))
+    };
+    insert(headers, X_FORWARDED_FOR, &xff);
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
+    let forwarded = match peer {
+        IpAddr::V4(ip) => format!("for=\"{ip}\";proto=https"),
+        IpAddr::V6(ip) => format!("for=\"[{ip}]\";proto=https"),
+    };
+    insert(headers, header::FORWARDED, &forwarded);
+    trace_headers(headers);
+
+    if let Some(c) = credential.filter(|c| c.redact) {
+        let unsigned = c
+            .token
+            .rsplit_once('.')
+            .map_or(c.token.as_str(), |(signed, _)| signed);
+        insert(
+            headers,
+            c.header.clone(),
+            &format!("Bearer {unsigned}.{REDACTED_SIGNATURE}"),
+        );
+    }
+}
+
+fn insert(headers: &mut HeaderMap, name: HeaderName, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        headers.insert(name, v);
+    }
+}
+
+/// Keeps the caller's trace context; fills in whichever of the two forms is missing from
+/// the other, or starts a new trace.
+fn trace_headers(headers: &mut HeaderMap) {
+    let text = |name: &HeaderName| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let w3c = text(&TRACEPARENT).and_then(|v| parse_traceparent(&v));
+    let cloud = text(&X_CLOUD_TRACE_CONTEXT).and_then(|v| parse_cloud_trace(&v));
+    let (trace, span) = match (&w3c, &cloud) {
+        (Some(t), _) | (None, Some(t)) => t.clone(),
+        (None, None) => {
+            let id = uuid::Uuid::new_v4();
+            let bytes = id.as_bytes();
+            let span = u64::from_be_bytes(bytes[8..].try_into().unwrap_or([1; 8])) | 1;
+            (id.simple().to_string(), span)
+        }
+    };
+    if w3c.is_none() {
+        insert(headers, TRACEPARENT, &format!("00-{trace}-{span:016x}-01"));
+    }
+    if cloud.is_none() {
+        insert(
+            headers,
+            X_CLOUD_TRACE_CONTEXT,
+            &format!("{trace}/{span};o=1"),
+        );
+    }
+}
+
+fn is_hex(s: &str, len: usize) -> bool {
+    s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// `00-TRACE(32 hex)-SPAN(16 hex)-FLAGS`
+fn parse_traceparent(v: &str) -> Option<(String, u64)> {
+    let mut it = v.trim().split('-');
+    let (version, trace, span, flags) = (it.next()?, it.next()?, it.next()?, it.next()?);
+    (is_hex(version, 2) && is_hex(trace, 32) && is_hex(span, 16) && is_hex(flags, 2))
+        .then(|| {
+            Some((
+                trace.to_ascii_lowercase(),
+                u64::from_str_radix(span, 16).ok()?,
+            ))
+        })
+        .flatten()
+}
+
+/// `TRACE(32 hex)/SPAN(decimal);o=N`
+fn parse_cloud_trace(v: &str) -> Option<(String, u64)> {
+    let (trace, rest) = v.trim().split_once('/')?;
+    let span = rest.split(';').next()?;
+    (is_hex(trace, 32))
+        .then(|| Some((trace.to_ascii_lowercase(), span.parse().ok()?)))
+        .flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn hop_by_hop_and_google_headers_are_dropped_and_forwarding_added() {
+        let mut h = headers(&[
+            ("connection", "keep-alive, x-secret"),
+            ("x-secret", "1"),
+            ("keep-alive", "timeout=5"),
+            ("te", "trailers"),
+            ("upgrade", "h2c"),
+            ("x-google-user", "admin"),
+            ("X-Google-Internal", "1"),
+            ("x-forwarded-for", "10.9.9.9"),
+            ("x-keep", "yes"),
+        ]);
+        rewrite_request_headers(&mut h, "127.0.0.7".parse().unwrap(), None, false);
+        for gone in [
+            "connection",
+            "x-secret",
+            "keep-alive",
+            "te",
+            "upgrade",
+            "x-google-user",
+            "x-google-internal",
+        ] {
+            assert!(!h.contains_key(gone), "{gone} kept");
+        }
+        assert_eq!(h["x-keep"], "yes");
+        assert_eq!(h["x-forwarded-for"], "10.9.9.9, 127.0.0.7");
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["forwarded"], "for=\"127.0.0.7\";proto=https");
+        let tp = h["traceparent"].to_str().unwrap().to_owned();
+        let (trace, span) = parse_traceparent(&tp).unwrap();
+        assert_eq!(
+            h["x-cloud-trace-context"],
+            format!("{trace}/{span};o=1").as_str()
+        );
+    }
+
+    #[test]
+    fn trace_context_is_kept_and_completed() {
+        let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+        let mut h = headers(&[("x-cloud-trace-context", &format!("{trace}/17;o=1"))]);
+        trace_headers(&mut h);
+        assert_eq!(
+            h["traceparent"],
+            format!("00-{trace}-0000000000000011-01").as_str()
+        );
+        assert_eq!(
+            h["x-cloud-trace-context"],
+            format!("{trace}/17;o=1").as_str()
+        );
+
+        let mut h = headers(&[("traceparent", &format!("00-{trace}-00f067aa0ba902b7-01"))]);
+        trace_headers(&mut h);
+        assert_eq!(
+            h["traceparent"],
+            format!("00-{trace}-00f067aa0ba902b7-01").as_str()
+        );
+        assert_eq!(
+            h["x-cloud-trace-context"],
+            format!("{trace}/{};o=1", 0x00f067aa0ba902b7u64).as_str()
+        );
+    }
+
+    #[test]
+    fn the_checked_token_is_redacted_when_asked() {
+        let credential = Credential {
+            header: HeaderName::from_static("x-serverless-authorization"),
+            token: "aaa.bbb.ccc".into(),
+            redact: true,
+        };
+        let mut h = headers(&[
+            ("x-serverless-authorization", "Bearer aaa.bbb.ccc"),
+            ("authorization", "Bearer mine"),
+        ]);
+        rewrite_request_headers(
+            &mut h,
+            "127.0.0.1".parse().unwrap(),
+            Some(&credential),
+            false,
+        );
+        assert_eq!(
+            h["x-serverless-authorization"],
+            "Bearer aaa.bbb.SIGNATURE_REMOVED_BY_GOOGLE"
+        );
+        assert_eq!(h["authorization"], "Bearer mine");
+
+        let kept = Credential {
+            redact: false,
+            header: header::AUTHORIZATION,
+            ..credential
+        };
+        let mut h = headers(&[("authorization", "Bearer aaa.bbb.ccc")]);
+        rewrite_request_headers(&mut h, "127.0.0.1".parse().unwrap(), Some(&kept), false);
+        assert_eq!(h["authorization"], "Bearer aaa.bbb.ccc");
+    }
+
+    #[test]
+    fn upgrades_keep_their_headers() {
+        let mut h = headers(&[
+            ("connection", "Upgrade"),
+            ("upgrade", "websocket"),
+            ("sec-websocket-key", "k"),
+        ]);
+        assert!(is_upgrade(&h));
+        rewrite_request_headers(&mut h, "127.0.0.1".parse().unwrap(), None, true);
+        assert_eq!(h["upgrade"], "websocket");
+        assert_eq!(h["connection"], "upgrade");
+    }
+}

@@ -1,0 +1,795 @@
+//! The front door end to end: routing, the order of checks, the hostile-token corpus, IAM,
+//! and what the container receives.
+
+mod common;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use common::*;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+const SA: &str = "@demo-project.iam.gserviceaccount.com";
+
+fn sa(name: &str) -> String {
+    format!("{name}{SA}")
+}
+
+/// The default configuration's shape, every service on its own ephemeral listener.
+fn three_services() -> String {
+    format!(
+        r#"{PROJECT}
+service_accounts: [{{email: login{SA}}}, {{email: profiles{SA}}}, {{email: search{SA}}}]
+users: [alice@example.com, bob@corp.example.org]
+groups: [{{email: devs@example.com, members: [user:alice@example.com]}}]
+services:
+  - name: login
+    service_account: login{SA}
+    upstream: builtin:echo
+    listen: 127.0.0.1:0
+    iam_policy: {{bindings: [{{role: roles/run.invoker, members: [allUsers]}}]}}
+  - name: user-profiles
+    service_account: profiles{SA}
+    upstream: builtin:echo
+    listen: 127.0.0.1:0
+    custom_audiences: [https://profiles.example.com, profiles]
+    custom_domains: [profiles.example.com]
+    tags: [blue]
+    iam_policy: {{bindings: [{{role: roles/run.invoker, members: [serviceAccount:login{SA}]}}]}}
+  - name: search
+    service_account: search{SA}
+    upstream: builtin:echo
+    listen: 127.0.0.1:0
+"#
+    )
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::new()
+}
+
+async fn get(
+    url: &str,
+    headers: &[(&str, &str)],
+) -> (StatusCode, reqwest::header::HeaderMap, String) {
+    let mut req = client().get(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let r = req.send().await.unwrap();
+    let (status, headers) = (r.status(), r.headers().clone());
+    (status, headers, r.text().await.unwrap())
+}
+
+fn bearer(t: &str) -> String {
+    format!("Bearer {t}")
+}
+
+#[tokio::test]
+async fn the_seed_scenario_login_reaches_user_profiles_but_not_search() {
+    let emu = Emulator::start(&three_services()).await;
+
+    // Anyone reaches the public login service, with no token.
+    let (status, headers, body) = get(&emu.service("login", "/hello?x=1"), &[]).await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["server"], "Google Frontend");
+    let echo: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (
+            echo["service"].as_str(),
+            echo["path"].as_str(),
+            echo["query"].as_str()
+        ),
+        (Some("login"), Some("/hello"), Some("x=1"))
+    );
+
+    // login's identity reaches user-profiles; the container sees the token redacted.
+    let token = emu.sa_token(&sa("login"), &emu.url_of("user-profiles"));
+    let (status, _, body) = get(
+        &emu.service("user-profiles", "/me"),
+        &[("x-serverless-authorization", &bearer(&token))],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let echo: Value = serde_json::from_str(&body).unwrap();
+    let (signed, _) = token.rsplit_once('.').unwrap();
+    assert_eq!(
+        echo["headers"]["x-serverless-authorization"],
+        format!("Bearer {signed}.SIGNATURE_REMOVED_BY_GOOGLE")
+    );
+    assert_eq!(
+        echo["claims"]["x-serverless-authorization"]["email"],
+        sa("login")
+    );
+
+    // login's identity, minted for search, is refused by IAM with the GFE page.
+    let token = emu.sa_token(&sa("login"), &emu.url_of("search"));
+    let (status, headers, body) = get(
+        &emu.service("search", "/q"),
+        &[("authorization", &bearer(&token))],
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert_eq!(headers["content-type"], "text/html; charset=UTF-8");
+    assert_eq!(headers["server"], "Google Frontend");
+    assert!(
+        body.contains("<title>403 Forbidden</title>") && body.contains("<code>/q</code>"),
+        "{body}"
+    );
+
+    // A token for the wrong audience is a 401 with WWW-Authenticate.
+    let token = emu.sa_token(&sa("login"), &emu.url_of("user-profiles"));
+    let (status, headers, _) = get(
+        &emu.service("search", "/q"),
+        &[("authorization", &bearer(&token))],
+    )
+    .await;
+    assert_eq!(status, 401);
+    assert_eq!(
+        headers["www-authenticate"],
+        r#"Bearer error="invalid_token" error_description="The access token could not be verified""#
+    );
+
+    let decisions = emu.decisions().await;
+    let summary: Vec<(bool, u64, &str)> = decisions
+        .iter()
+        .map(|d| {
+            (
+                d["allowed"].as_bool().unwrap(),
+                d["status"].as_u64().unwrap(),
+                d["service"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (true, 200, "login"),
+            (true, 200, "user-profiles"),
+            (false, 403, "search"),
+            (false, 401, "search")
+        ]
+    );
+    assert!(
+        decisions[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("is public")
+    );
+    assert!(
+        decisions[1]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("holds roles/run.invoker on service `user-profiles`")
+    );
+    let denied = decisions[2]["reason"].as_str().unwrap();
+    assert!(
+        denied.starts_with(&format!(
+            "serviceAccount:{} has no role carrying run.routes.invoke",
+            sa("login")
+        )),
+        "{denied}"
+    );
+    assert!(denied.contains("on service `search`: (none)"), "{denied}");
+    let wrong_aud = decisions[3]["reason"].as_str().unwrap();
+    assert!(
+        wrong_aud.contains(&format!(
+            "audience `{}` is not one of service `search`'s audiences",
+            emu.url_of("user-profiles")
+        )),
+        "{wrong_aud}"
+    );
+    assert!(wrong_aud.contains(&emu.url_of("search")), "{wrong_aud}");
+    assert_eq!(
+        decisions[2]["principal"],
+        format!("serviceAccount:{}", sa("login"))
+    );
+    emu.stop().await;
+}
+
+#[tokio::test]
+async fn routing_by_host_covers_every_url_form() {
+    let emu = Emulator::start(&three_services()).await;
+    let svc = emu.config.service("user-profiles").unwrap().clone();
+    let token = emu.sa_token(&sa("login"), &svc.url);
+    let host_of = |u: &str| u.trim_start_matches("https://").to_owned();
+    let legacy = host_of(&svc.legacy_url);
+    for host in [
+        host_of(&svc.url),
+        legacy.clone(),
+        format!("blue---{legacy}"),
+        "profiles.example.com".into(),
+        format!("{}:443", host_of(&svc.url)),
+    ] {
+        let (status, _, body) = get(
+            &emu.frontdoor("/"),
+            &[("host", &host), ("authorization", &bearer(&token))],
+        )
+        .await;
+        assert_eq!(status, 200, "{host}: {body}");
+        assert_eq!(
+            serde_json::from_str::<Value>(&body).unwrap()["service"],
+            "user-profiles"
+        );
+    }
+    for host in ["nowhere.run.app", &format!("green---{legacy}")] {
+        let (status, headers, body) = get(
+            &emu.frontdoor("/x"),
+            &[("host", host), ("authorization", &bearer(&token))],
+        )
+        .await;
+        assert_eq!(status, 404, "{host}");
+        assert_eq!(headers["server"], "Google Frontend");
+        assert!(body.contains("<title>404 Not Found</title>"));
+    }
+    let last = emu.decisions().await.pop().unwrap();
+    assert!(
+        last["reason"]
+            .as_str()
+            .unwrap()
+            .contains("is not the URL of any service"),
+        "{last}"
+    );
+    emu.stop().await;
+}
+
+/// Every audience form of SPEC §3 step 7, accepted and refused.
+#[tokio::test]
+async fn accepted_audiences() {
+    let emu = Emulator::start(&format!("{}iam_policy: {{bindings: [{{role: roles/run.invoker, members: [allAuthenticatedUsers]}}]}}\n", three_services())).await;
+    let svc = emu.config.service("search").unwrap().clone();
+    let profiles = emu.config.service("user-profiles").unwrap().clone();
+    let cases: Vec<(String, &str, bool)> = vec![
+        (svc.url.clone(), "search", true),
+        (format!("{}/", svc.url), "search", true),
+        (svc.legacy_url.clone(), "search", true),
+        (format!("{}/", svc.legacy_url), "search", true),
+        (format!("{}//", svc.url), "search", false),
+        (format!("{}/path", svc.url), "search", false),
+        (format!("{}?q=1", svc.url), "search", false),
+        (svc.url.to_uppercase(), "search", false),
+        ("https://profiles.example.com".into(), "user-profiles", true),
+        ("profiles".into(), "user-profiles", true),
+        (
+            "https://profiles.example.com/".into(),
+            "user-profiles",
+            false,
+        ),
+        (profiles.url.clone(), "search", false),
+        (
+            "32555940559.apps.googleusercontent.com".into(),
+            "search",
+            false,
+        ),
+    ];
+    for (aud, service, ok) in cases {
+        let token = emu.sa_token(&sa("search"), &aud);
+        let (status, _, _) = get(
+            &emu.service(service, "/"),
+            &[("authorization", &bearer(&token))],
+        )
+        .await;
+        assert_eq!(status == 200, ok, "{aud} → {service}: {status}");
+        if !ok {
+            assert_eq!(status, 401, "{aud}");
+        }
+    }
+    // gcloud's client id is accepted for user tokens only.
+    let user = emu.user_token("alice@example.com", None);
+    let (status, _, body) = get(
+        &emu.service("search", "/"),
+        &[("authorization", &bearer(&user))],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let echo: Value = serde_json::from_str(&body).unwrap();
+    // A user token in Authorization reaches the container redacted.
+    assert!(
+        echo["headers"]["authorization"]
+            .as_str()
+            .unwrap()
+            .ends_with(".SIGNATURE_REMOVED_BY_GOOGLE")
+    );
+    let reason = emu.decisions().await.iter().rev().nth(1).unwrap()["reason"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        reason.contains("gcloud's client id is accepted only in user tokens"),
+        "{reason}"
+    );
+    emu.stop().await;
+}
+
+#[tokio::test]
+async fn iam_members_roles_and_scopes() {
+    let yaml = format!(
+        r#"{PROJECT}
+service_accounts: [{{email: a{SA}}}, {{email: b{SA}}}]
+users: [alice@example.com, bob@corp.example.org, carol@example.com]
+groups: [{{email: devs@example.com, members: [user:alice@example.com]}}]
+iam_policy: {{bindings: [{{role: roles/run.developer, members: [group:devs@example.com]}}]}}
+services:
+  - name: by-domain
+    upstream: builtin:echo
+    listen: 127.0.0.1:0
+    iam_policy: {{bindings: [{{role: roles/run.servicesInvoker, members: [domain:corp.example.org]}}, {{role: roles/run.viewer, members: [serviceAccount:a{SA}]}}]}}
+  - name: by-owner
+    upstream: builtin:echo
+    listen: 127.0.0.1:0
+    iam_policy: {{bindings: [{{role: roles/owner, members: [serviceAccount:b{SA}]}}]}}
+  - name: open
+    upstream: builtin:echo
+    listen: 127.0.0.1:0
+    invoker_iam_disabled: true
+"#
+    );
+    let emu = Emulator::start(&yaml).await;
+    let cases: Vec<(&str, String, u16)> = vec![
+        (
+            "by-domain",
+            emu.user_token("bob@corp.example.org", Some(&emu.url_of("by-domain"))),
+            200,
+        ),
+        (
+            "by-domain",
+            emu.user_token("alice@example.com", Some(&emu.url_of("by-domain"))),
+            200,
+        ), // project: group → developer
+        (
+            "by-domain",
+            emu.user_token("carol@example.com", Some(&emu.url_of("by-domain"))),
+            403,
+        ),
+        (
+            "by-domain",
+            emu.sa_token(&sa("a"), &emu.url_of("by-domain")),
+            403,
+        ), // viewer does not carry invoke
+        (
+            "by-owner",
+            emu.sa_token(&sa("b"), &emu.url_of("by-owner")),
+            200,
+        ),
+        (
+            "by-owner",
+            emu.sa_token(&sa("a"), &emu.url_of("by-owner")),
+            403,
+        ),
+    ];
+    for (service, token, want) in cases {
+        let (status, _, body) = get(
+            &emu.service(service, "/"),
+            &[("authorization", &bearer(&token))],
+        )
+        .await;
+        assert_eq!(status.as_u16(), want, "{service}: {body}");
+    }
+    // With IAM disabled, every header reaches the container untouched, even a garbage token.
+    let (status, _, body) = get(
+        &emu.service("open", "/"),
+        &[
+            ("authorization", "Bearer not-a-token"),
+            ("x-serverless-authorization", "Bearer also.not.one"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200);
+    let echo: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(echo["headers"]["authorization"], "Bearer not-a-token");
+    assert_eq!(
+        echo["headers"]["x-serverless-authorization"],
+        "Bearer also.not.one"
+    );
+    emu.stop().await;
+}
+
+#[tokio::test]
+async fn credentials_precedence_and_presence() {
+    let emu = Emulator::start(&three_services()).await;
+    let url = emu.service("user-profiles", "/");
+    let good = emu.sa_token(&sa("login"), &emu.url_of("user-profiles"));
+
+    // No credential at all: 403, not 401.
+    let (status, headers, _) = get(&url, &[]).await;
+    assert_eq!(status, 403);
+    assert!(headers.get("www-authenticate").is_none());
+    let reason = emu.decisions().await.pop().unwrap()["reason"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(reason.starts_with("no credential"), "{reason}");
+
+    // X-Serverless-Authorization wins even when invalid and Authorization is valid.
+    let (status, _, _) = get(
+        &url,
+        &[
+            ("x-serverless-authorization", "Bearer garbage"),
+            ("authorization", &bearer(&good)),
+        ],
+    )
+    .await;
+    assert_eq!(status, 401);
+    let last = emu.decisions().await.pop().unwrap();
+    assert_eq!(last["credential"], "x-serverless-authorization");
+
+    // A valid X-Serverless-Authorization lets the container have its own Authorization.
+    let (status, _, body) = get(
+        &url,
+        &[
+            ("x-serverless-authorization", &bearer(&good)),
+            ("authorization", "Basic dXNlcjpwYXNz"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200);
+    let echo: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(echo["headers"]["authorization"], "Basic dXNlcjpwYXNz");
+
+    // A service-account token in Authorization passes intact (our choice, SPEC §4).
+    let (_, _, body) = get(&url, &[("authorization", &bearer(&good))]).await;
+    let echo: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(echo["headers"]["authorization"], bearer(&good));
+    emu.stop().await;
+}
+
+fn b64(v: &Value) -> String {
+    URL_SAFE_NO_PAD.encode(v.to_string())
+}
+
+/// The hostile-token corpus of the front-door issue: each is a 401, never a 5xx, never let
+/// through.
+#[tokio::test]
+async fn hostile_tokens_get_401_and_never_pass() {
+    let emu = Emulator::start(&three_services()).await;
+    let aud = emu.url_of("user-profiles");
+    let url = emu.service("user-profiles", "/");
+    let keys = &emu.state.keys;
+    let kid = keys.current().kid().to_owned();
+    let stranger = frontdoor::keys::SigningKey::from_pkcs8_pem(
+        &std::fs::read_to_string(repo().join("tests/keys/c.pem")).unwrap(),
+    )
+    .unwrap();
+    let now = emu.state.now();
+    let claims = |f: &dyn Fn(&mut Value)| {
+        let mut c = json!({"iss": "https://accounts.google.com", "aud": aud, "azp": "1", "sub": "1", "email": sa("login"), "email_verified": true, "iat": now, "exp": now + 3600});
+        f(&mut c);
+        c
+    };
+    let sign = |header: Value, payload: Value, key: &frontdoor::keys::SigningKey| {
+        let signed = format!("{}.{}", b64(&header), b64(&payload));
+        format!(
+            "{signed}.{}",
+            URL_SAFE_NO_PAD.encode(key.sign(signed.as_bytes()))
+        )
+    };
+    let rs = json!({"alg": "RS256", "kid": kid, "typ": "JWT"});
+    let good_key = keys.current();
+    let valid = sign(rs.clone(), claims(&|_| {}), good_key);
+    let (vh, vp) = {
+        let mut it = valid.split('.');
+        (it.next().unwrap().to_owned(), it.next().unwrap().to_owned())
+    };
+    let hs256 = {
+        // The classic confusion: HMAC keyed with the issuer's published key bytes.
+        let signed = format!(
+            "{}.{}",
+            b64(&json!({"alg": "HS256", "kid": kid})),
+            b64(&claims(&|_| {}))
+        );
+        let key = aws_lc_rs::hmac::Key::new(
+            aws_lc_rs::hmac::HMAC_SHA256,
+            good_key.certificate_pem().as_bytes(),
+        );
+        let sig = aws_lc_rs::hmac::sign(&key, signed.as_bytes());
+        format!("{signed}.{}", URL_SAFE_NO_PAD.encode(sig))
+    };
+    let other_service = emu.sa_token(&sa("login"), &emu.url_of("search"));
+    let corpus: Vec<(&str, Vec<(&str, String)>)> = vec![
+        (
+            "alg none",
+            vec![(
+                "authorization",
+                bearer(&format!(
+                    "{}.{}.",
+                    b64(&json!({"alg": "none"})),
+                    b64(&claims(&|_| {}))
+                )),
+            )],
+        ),
+        (
+            "HS256 with the public key",
+            vec![("authorization", bearer(&hs256))],
+        ),
+        (
+            "RS256 by a key not in the set",
+            vec![(
+                "authorization",
+                bearer(&sign(
+                    json!({"alg": "RS256", "kid": stranger.kid()}),
+                    claims(&|_| {}),
+                    &stranger,
+                )),
+            )],
+        ),
+        (
+            "known kid, other key's signature",
+            vec![(
+                "authorization",
+                bearer(&sign(rs.clone(), claims(&|_| {}), &stranger)),
+            )],
+        ),
+        (
+            "expired",
+            vec![(
+                "authorization",
+                bearer(&sign(
+                    rs.clone(),
+                    claims(&|c| c["exp"] = json!(now - 400)),
+                    good_key,
+                )),
+            )],
+        ),
+        (
+            "iat an hour ahead",
+            vec![(
+                "authorization",
+                bearer(&sign(
+                    rs.clone(),
+                    claims(&|c| c["iat"] = json!(now + 3600)),
+                    good_key,
+                )),
+            )],
+        ),
+        (
+            "exp as a string",
+            vec![(
+                "authorization",
+                bearer(&sign(
+                    rs.clone(),
+                    claims(&|c| c["exp"] = json!((now + 3600).to_string())),
+                    good_key,
+                )),
+            )],
+        ),
+        (
+            "aud as an array",
+            vec![(
+                "authorization",
+                bearer(&sign(
+                    rs.clone(),
+                    claims(&|c| c["aud"] = json!([aud])),
+                    good_key,
+                )),
+            )],
+        ),
+        (
+            "missing aud",
+            vec![(
+                "authorization",
+                bearer(&sign(
+                    rs.clone(),
+                    claims(&|c| {
+                        c.as_object_mut().unwrap().remove("aud");
+                    }),
+                    good_key,
+                )),
+            )],
+        ),
+        (
+            "wrong iss",
+            vec![(
+                "authorization",
+                bearer(&sign(
+                    rs.clone(),
+                    claims(&|c| c["iss"] = json!("https://evil.example.com")),
+                    good_key,
+                )),
+            )],
+        ),
+        (
+            "token for another service",
+            vec![("authorization", bearer(&other_service))],
+        ),
+        (
+            "audience with a path",
+            vec![(
+                "authorization",
+                bearer(&emu.sa_token(&sa("login"), &format!("{aud}/admin"))),
+            )],
+        ),
+        (
+            "an access token",
+            vec![("authorization", bearer("ya29.a0AfH6SMC-frontdoor-test"))],
+        ),
+        ("a ya29 string", vec![("authorization", bearer("ya29."))]),
+        (
+            "two tokens in one header",
+            vec![("authorization", format!("Bearer {valid} {valid}"))],
+        ),
+        (
+            "two tokens, comma",
+            vec![("authorization", format!("Bearer {valid},{valid}"))],
+        ),
+        (
+            "the header twice",
+            vec![
+                ("authorization", bearer(&valid)),
+                ("authorization", bearer(&valid)),
+            ],
+        ),
+        (
+            "x-serverless twice",
+            vec![
+                ("x-serverless-authorization", bearer(&valid)),
+                ("x-serverless-authorization", bearer(&valid)),
+            ],
+        ),
+        (
+            "16 KiB of base64 garbage",
+            vec![("authorization", bearer(&"QUJD".repeat(4096)))],
+        ),
+        (
+            "header not base64",
+            vec![("authorization", bearer(&format!("!!!.{vp}.AAAA")))],
+        ),
+        (
+            "payload JSON but not an object",
+            vec![(
+                "authorization",
+                bearer(&sign(rs.clone(), json!("just a string"), good_key)),
+            )],
+        ),
+        (
+            "jku/x5u pointing elsewhere",
+            vec![(
+                "authorization",
+                bearer(&sign(
+                    json!({"alg": "RS256", "kid": stranger.kid(), "jku": "http://127.0.0.1:1/jwks", "x5u": "http://127.0.0.1:1/x5u"}),
+                    claims(&|_| {}),
+                    &stranger,
+                )),
+            )],
+        ),
+        (
+            "signature stripped",
+            vec![("authorization", bearer(&format!("{vh}.{vp}.")))],
+        ),
+        (
+            "redacted signature replayed",
+            vec![(
+                "authorization",
+                bearer(&format!("{vh}.{vp}.SIGNATURE_REMOVED_BY_GOOGLE")),
+            )],
+        ),
+        (
+            "Basic scheme",
+            vec![("authorization", "Basic dXNlcjpwYXNz".into())],
+        ),
+        ("empty bearer", vec![("authorization", "Bearer ".into())]),
+    ];
+    for (name, headers) in &corpus {
+        let mut req = client().get(&url);
+        for (k, v) in headers {
+            req = req.header(*k, v.as_str());
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), 401, "{name}");
+        assert!(r.headers().contains_key("www-authenticate"), "{name}");
+    }
+    let decisions = emu.decisions().await;
+    assert_eq!(decisions.len(), corpus.len());
+    assert!(
+        decisions
+            .iter()
+            .all(|d| d["allowed"] == false && d["status"] == 401)
+    );
+    let reasons: Vec<&str> = decisions
+        .iter()
+        .map(|d| d["reason"].as_str().unwrap())
+        .collect();
+    assert!(
+        reasons[12].contains("an access token (ya29.…) was sent where an ID token is needed"),
+        "{}",
+        reasons[12]
+    );
+    assert!(
+        reasons[2].contains(&format!(
+            "key id `{}` is not one of the issuer's published keys",
+            stranger.kid()
+        )),
+        "{}",
+        reasons[2]
+    );
+    assert!(reasons[16].contains("given 2 times"), "{}", reasons[16]);
+    // The valid token itself still passes: the corpus failed for its flaws, not the setup.
+    let (status, _, _) = get(&url, &[("authorization", &bearer(&valid))]).await;
+    assert_eq!(status, 200);
+    emu.stop().await;
+}
+
+#[tokio::test]
+async fn ingress_internal_is_a_404_unless_the_caller_is_internal() {
+    let base = format!(
+        "{PROJECT}services:\n  - name: private\n    upstream: builtin:echo\n    listen: 127.0.0.1:0\n    ingress: internal\n    iam_policy: {{bindings: [{{role: roles/run.invoker, members: [allUsers]}}]}}\n"
+    );
+    let emu = Emulator::start(&base).await;
+    let (status, _, body) = get(&emu.service("private", "/"), &[]).await;
+    assert_eq!(status, 404);
+    assert!(body.contains("404 Not Found"));
+    let reason = emu.decisions().await.pop().unwrap()["reason"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(reason.contains("ingress `internal`"), "{reason}");
+    emu.stop().await;
+
+    let emu = Emulator::start(&format!("internal_callers: [127.0.0.1]\n{base}")).await;
+    let (status, _, _) = get(&emu.service("private", "/"), &[]).await;
+    assert_eq!(status, 200);
+    emu.stop().await;
+}
+
+#[tokio::test]
+async fn the_container_sees_forwarding_headers_and_no_client_google_headers() {
+    let emu = Emulator::start(&three_services()).await;
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let (_, _, body) = get(
+        &emu.service("login", "/"),
+        &[
+            ("x-forwarded-for", "203.0.113.9"),
+            ("x-google-user", "admin@example.com"),
+            ("x-cloud-trace-context", &format!("{trace}/1;o=1")),
+            ("connection", "keep-alive, x-hop"),
+            ("x-hop", "1"),
+        ],
+    )
+    .await;
+    let echo: Value = serde_json::from_str(&body).unwrap();
+    let h = &echo["headers"];
+    assert_eq!(h["x-forwarded-for"], "203.0.113.9, 127.0.0.1");
+    assert_eq!(h["x-forwarded-proto"], "https");
+    assert_eq!(h["forwarded"], "for=\"127.0.0.1\";proto=https");
+    assert_eq!(h["x-cloud-trace-context"], format!("{trace}/1;o=1"));
+    assert_eq!(h["traceparent"], format!("00-{trace}-0000000000000001-01"));
+    assert!(h.get("x-google-user").is_none());
+    assert!(h.get("x-hop").is_none());
+    assert!(h.get("connection").is_none());
+    emu.stop().await;
+}
+
+/// A token without `email` (generateIdToken without includeEmail) is the account its `sub`
+/// names.
+#[tokio::test]
+async fn principals_by_sub() {
+    let emu = Emulator::start(&three_services()).await;
+    let account = emu.config.service_account(&sa("login")).unwrap().clone();
+    let mut claims = frontdoor::tokens::service_account_claims(
+        &emu.config.issuer,
+        &account,
+        &emu.url_of("user-profiles"),
+        emu.state.now(),
+    );
+    claims.remove("email");
+    let token = frontdoor::tokens::mint(&emu.state.keys, &claims);
+    let (status, _, _) = get(
+        &emu.service("user-profiles", "/"),
+        &[("authorization", &bearer(&token))],
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        emu.decisions().await.pop().unwrap()["principal"],
+        format!("serviceAccount:{}", sa("login"))
+    );
+
+    claims.insert("sub".into(), json!("999"));
+    let token = frontdoor::tokens::mint(&emu.state.keys, &claims);
+    let (status, _, _) = get(
+        &emu.service("user-profiles", "/"),
+        &[("authorization", &bearer(&token))],
+    )
+    .await;
+    assert_eq!(status, 403);
+    emu.stop().await;
+}
