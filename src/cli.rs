@@ -76,6 +76,15 @@ pub enum Command {
         #[arg(long, value_name = "AUDIENCE")]
         audiences: Option<String>,
     },
+    /// Print the `export` lines that make a process act as SERVICE (its metadata server,
+    /// project and name), read from the running server; without SERVICE, the default
+    /// metadata listener's.
+    Env {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// The service to act as.
+        service: Option<String>,
+    },
     /// Show the front door's recent decisions, with their reasons, from the running server.
     Decisions {
         #[command(flatten)]
@@ -92,6 +101,7 @@ pub enum Command {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve(args).await,
+        Command::Env { config, service } => env(config, service.as_deref()),
         Command::Decisions {
             config,
             limit,
@@ -99,7 +109,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         } => decisions(config, limit, json).await,
         Command::Check { config } => {
             let config = config::load(&config)?;
-            say(&describe(&config));
+            say(&describe(&config, None));
             Ok(())
         }
         Command::Token {
@@ -140,13 +150,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn decisions(config: ConfigArgs, limit: usize, json: bool) -> anyhow::Result<()> {
-    let state = config
-        .state_dir
-        .clone()
-        .map_or_else(|| StateDir::beside(&config.config), StateDir::new);
-    let addresses: server::Addresses = serde_json::from_str(&state.read_file("addresses.json").context(
-        "no running frontdoor recorded its addresses in the state directory; start `frontdoor serve` with the same --config/--state-dir",
-    )?)?;
+    let addresses = running_addresses(&config)?;
     let url = format!(
         "http://{}/frontdoor/v1/decisions?limit={limit}",
         addresses.google
@@ -182,6 +186,48 @@ async fn decisions(config: ConfigArgs, limit: usize, json: bool) -> anyhow::Resu
     Ok(())
 }
 
+/// The addresses the running server recorded in its state directory.
+fn running_addresses(config: &ConfigArgs) -> anyhow::Result<server::Addresses> {
+    let state = config
+        .state_dir
+        .clone()
+        .map_or_else(|| StateDir::beside(&config.config), StateDir::new);
+    let text = state.read_file("addresses.json").context(
+        "no running frontdoor recorded its addresses in the state directory; start `frontdoor serve` with the same --config/--state-dir",
+    )?;
+    Ok(serde_json::from_str(&text)?)
+}
+
+fn env(args: ConfigArgs, service: Option<&str>) -> anyhow::Result<()> {
+    let config = config::load(&args.config)?;
+    let addresses = running_addresses(&args)?;
+    let metadata = match service {
+        None => addresses.metadata,
+        Some(name) => {
+            let known: Vec<&str> = config.services.iter().map(|s| s.name.as_str()).collect();
+            addresses
+                .services
+                .get(name)
+                .with_context(|| {
+                    format!(
+                        "no service `{name}` in the running server (services: {})",
+                        known.join(", ")
+                    )
+                })?
+                .metadata
+        }
+    };
+    let mut out = format!(
+        "export GCE_METADATA_HOST={metadata}\nexport GCE_METADATA_IP={metadata}\nexport GOOGLE_CLOUD_PROJECT={}\n",
+        config.project.id
+    );
+    if let Some(name) = service {
+        out.push_str(&format!("export K_SERVICE={name}\n"));
+    }
+    say(&out);
+    Ok(())
+}
+
 async fn serve(args: ConfigArgs) -> anyhow::Result<()> {
     let (config, state_dir) = args.load()?;
     let keys = state_dir.signing_keys()?;
@@ -196,7 +242,7 @@ async fn serve(args: ConfigArgs) -> anyhow::Result<()> {
         )
         .context("cannot record the listeners' addresses")?;
     say(&format!(
-        "frontdoor {} — project {} ({}, {})\n  front door   http://{}\n  google APIs  http://{}  (issuer {}, keys {kids})\n  decisions    http://{}/frontdoor/v1/decisions\n{}",
+        "frontdoor {} — project {} ({}, {})\n  front door   http://{}\n  google APIs  http://{}  (issuer {}, keys {kids})\n  decisions    http://{}/frontdoor/v1/decisions\n  metadata     http://{}  (default identity {})\n{}",
         env!("CARGO_PKG_VERSION"),
         config.project.id,
         config.project.number,
@@ -205,7 +251,9 @@ async fn serve(args: ConfigArgs) -> anyhow::Result<()> {
         addresses.google,
         config.issuer,
         addresses.google,
-        describe(&config)
+        addresses.metadata,
+        config.metadata_identity,
+        describe(&config, Some(&addresses))
     ));
     let state = AppState::new(config, keys, Arc::new(SystemClock));
     server::serve(bound, state, shutdown).await?;
@@ -237,7 +285,8 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
 }
 
 /// The resolved services, for `check` and the start-up banner.
-pub fn describe(config: &Config) -> String {
+/// With the running server's `addresses`, each service's metadata listener is shown too.
+pub fn describe(config: &Config, addresses: Option<&server::Addresses>) -> String {
     use std::fmt::Write;
     let mut out = String::new();
     let _ = writeln!(out, "services:");
@@ -261,6 +310,9 @@ pub fn describe(config: &Config) -> String {
         }
         if let Some(l) = s.listen {
             let _ = writeln!(out, "    listen     http://{l}");
+        }
+        if let Some(a) = addresses.and_then(|a| a.services.get(&s.name)) {
+            let _ = writeln!(out, "    metadata   http://{}", a.metadata);
         }
         let _ = writeln!(out, "    upstream   {}", s.upstream);
     }

@@ -55,6 +55,8 @@ pub struct Config {
     pub groups: Groups,
     pub policy: Policy,
     pub internal_callers: Vec<IpAddr>,
+    /// The service account the default metadata listener serves.
+    pub metadata_identity: String,
     pub services: Vec<Service>,
 }
 
@@ -124,12 +126,18 @@ pub enum Upstream {
     Http(url::Url),
 }
 
+impl Upstream {
+    pub fn as_str(&self) -> &str {
+        match self {
+            Upstream::Echo => "builtin:echo",
+            Upstream::Http(u) => u.as_str(),
+        }
+    }
+}
+
 impl std::fmt::Display for Upstream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Upstream::Echo => f.write_str("builtin:echo"),
-            Upstream::Http(u) => f.write_str(u.as_str()),
-        }
+        f.write_str(self.as_str())
     }
 }
 
@@ -364,6 +372,22 @@ fn resolve(raw: RawConfig, file: &Path) -> Result<Config, ConfigError> {
 
     let policy = resolve_policy(raw.iam_policy, "iam_policy", &at)?;
 
+    // Declared first, so the compute default account (pushed last) is the fallback.
+    let metadata_identity = match raw.metadata_service_account {
+        None => service_accounts[0].email.clone(),
+        Some(email) => {
+            let email = iam::check_service_account_email(&email)
+                .map_err(|r| at.err("metadata_service_account", r))?;
+            if !service_accounts.iter().any(|a| a.email == email) {
+                return Err(at.err(
+                    "metadata_service_account",
+                    format!("service account `{email}` is not declared under service_accounts"),
+                ));
+            }
+            email
+        }
+    };
+
     let internal_callers = raw
         .internal_callers
         .iter()
@@ -402,6 +426,7 @@ fn resolve(raw: RawConfig, file: &Path) -> Result<Config, ConfigError> {
         groups,
         policy,
         internal_callers,
+        metadata_identity,
         services,
     };
     Ok(config)

@@ -23,7 +23,6 @@ pub struct FrontDoor {
     /// Host (lowercase, no port) → index into `config.services`.
     hosts: HashMap<String, usize>,
     tokens: cache::VerifiedTokens,
-    client: proxy::Client,
 }
 
 impl FrontDoor {
@@ -37,7 +36,6 @@ impl FrontDoor {
         FrontDoor {
             hosts,
             tokens: cache::VerifiedTokens::new(cache::CAPACITY),
-            client: proxy::client(),
         }
     }
 
@@ -127,7 +125,7 @@ async fn decide_and_forward(listener: &Listener, peer: SocketAddr, req: Request)
     }
 
     let forwarded = proxy::forward(
-        &door.client,
+        &proxy::thread_client(),
         service,
         req,
         peer.ip(),
@@ -138,7 +136,9 @@ async fn decide_and_forward(listener: &Listener, peer: SocketAddr, req: Request)
         Ok(r) => {
             decision.allowed = true;
             decision.status = r.status().as_u16();
-            decision.reason = format!("{}; proxied to {}", verdict.reason, service.upstream);
+            decision.reason = verdict.reason;
+            decision.reason.push_str("; proxied to ");
+            decision.reason.push_str(service.upstream.as_str());
             r
         }
         Err(e) => {

@@ -12,9 +12,11 @@
 //!                        │                      │
 //!   ┌────────────────────┴──────────┬───────────┴────────────┐
 //!   google (issuer: discovery,      frontdoor (*.run.app      metadata (per-service
-//!   JWKS, PEM certs; decisions)     ingress: auth → proxy)    identity; later issue)
+//!   JWKS, PEM certs; decisions)     ingress: auth → proxy)    identity; ID and access
+//!                                                             tokens, cached)
 //!                                   └► upstream (builtin:echo, http)
 //!
+//!   access holds the `ya29.` access tokens issued, for the APIs that honour them.
 //!   server binds every listener first, then serves them all until shutdown; cli is the
 //!   only place that reads the environment, the clock and the terminal.
 //! ```
@@ -22,6 +24,7 @@
 //! Pure modules (`config`, `keys`, `tokens`, `iam`) know nothing of HTTP. Time is passed in
 //! through [`clock::Clock`] so tests can fix it.
 
+pub mod access;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -30,6 +33,7 @@ pub mod frontdoor;
 pub mod google;
 pub mod iam;
 pub mod keys;
+pub mod metadata;
 pub mod server;
 pub mod state;
 pub mod tokens;

@@ -1,6 +1,11 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+
+// The proxy allocates small, short-lived buffers on every request; mimalloc handles that
+// pattern markedly faster than the system allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use frontdoor::cli::{Cli, run};
 
 #[tokio::main]

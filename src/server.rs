@@ -12,6 +12,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::config::Config;
+use crate::metadata::Identity;
 use crate::state::AppState;
 
 /// How long in-flight requests may run on after shutdown is asked for.
@@ -25,11 +26,14 @@ pub struct BindError {
     source: std::io::Error,
 }
 
-/// Where each listener actually is (ports chosen by the OS resolved).
+/// Where each listener actually is (ports chosen by the OS resolved). Written to the
+/// state directory at start, where `frontdoor env` and `frontdoor decisions` read it.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct Addresses {
     pub frontdoor: SocketAddr,
     pub google: SocketAddr,
+    /// The default metadata listener, for processes that are not services.
+    pub metadata: SocketAddr,
     /// Service name → its own listeners.
     pub services: BTreeMap<String, ServiceAddresses>,
 }
@@ -38,13 +42,20 @@ pub struct Addresses {
 pub struct ServiceAddresses {
     /// The service's dedicated front-door listener, if it has one.
     pub listen: Option<SocketAddr>,
+    /// The service's own metadata server.
+    pub metadata: SocketAddr,
 }
+
+/// A listener that belongs to one service: (index into `config.services`, listener).
+type ServiceListener = (usize, TcpListener);
 
 pub struct Bound {
     frontdoor: TcpListener,
     google: TcpListener,
-    /// (index into `config.services`, listener) for services with their own port.
-    services: Vec<(usize, String, TcpListener)>,
+    metadata: TcpListener,
+    service_frontdoors: Vec<ServiceListener>,
+    service_metadata: Vec<ServiceListener>,
+    names: Vec<String>,
 }
 
 async fn listen(addr: SocketAddr, what: &str) -> Result<TcpListener, BindError> {
@@ -55,19 +66,29 @@ async fn listen(addr: SocketAddr, what: &str) -> Result<TcpListener, BindError> 
     })
 }
 
-/// Binds every listener the configuration asks for.
+/// Binds every listener the configuration asks for. Every service gets its own metadata
+/// listener: at its `metadata` address, or on a port the OS picks.
 pub async fn bind(config: &Config) -> Result<Bound, BindError> {
-    let mut services = Vec::new();
+    let mut service_frontdoors = Vec::new();
+    let mut service_metadata = Vec::new();
     for (i, s) in config.services.iter().enumerate() {
         if let Some(addr) = s.listen {
             let what = format!("service `{}`'s front door", s.name);
-            services.push((i, s.name.clone(), listen(addr, &what).await?));
+            service_frontdoors.push((i, listen(addr, &what).await?));
         }
+        let addr = s
+            .metadata
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+        let what = format!("service `{}`'s metadata server", s.name);
+        service_metadata.push((i, listen(addr, &what).await?));
     }
     Ok(Bound {
         frontdoor: listen(config.listen.frontdoor, "the front door").await?,
         google: listen(config.listen.google, "the google APIs listener").await?,
-        services,
+        metadata: listen(config.listen.metadata, "the default metadata server").await?,
+        service_frontdoors,
+        service_metadata,
+        names: config.services.iter().map(|s| s.name.clone()).collect(),
     })
 }
 
@@ -80,20 +101,25 @@ fn local(listener: &TcpListener) -> SocketAddr {
 impl Bound {
     pub fn addresses(&self) -> Addresses {
         let services = self
-            .services
+            .service_metadata
             .iter()
-            .map(|(_, name, l)| {
-                (
-                    name.clone(),
-                    ServiceAddresses {
-                        listen: Some(local(l)),
-                    },
-                )
+            .map(|(i, metadata)| {
+                let listen = self
+                    .service_frontdoors
+                    .iter()
+                    .find(|(j, _)| j == i)
+                    .map(|(_, l)| local(l));
+                let addresses = ServiceAddresses {
+                    listen,
+                    metadata: local(metadata),
+                };
+                (self.names[*i].clone(), addresses)
             })
             .collect();
         Addresses {
             frontdoor: local(&self.frontdoor),
             google: local(&self.google),
+            metadata: local(&self.metadata),
             services,
         }
     }
@@ -111,9 +137,18 @@ pub async fn serve(
     let google = crate::google::app(state.clone());
     tasks.spawn(serve_one(bound.google, google, stop_rx.clone()));
     let frontdoor = crate::frontdoor::app(state.clone(), None);
-    tasks.spawn(serve_one(bound.frontdoor, frontdoor, stop_rx.clone()));
-    for (index, _, listener) in bound.services {
+    tasks.spawn(serve_per_core(bound.frontdoor, frontdoor, stop_rx.clone()));
+    for (index, listener) in bound.service_frontdoors {
         let app = crate::frontdoor::app(state.clone(), Some(index));
+        tasks.spawn(serve_per_core(listener, app, stop_rx.clone()));
+    }
+    let identity = Identity::new(state.config.metadata_identity.clone(), None);
+    let metadata = crate::metadata::app(state.clone(), identity);
+    tasks.spawn(serve_one(bound.metadata, metadata, stop_rx.clone()));
+    for (index, listener) in bound.service_metadata {
+        let service = &state.config.services[index];
+        let identity = Identity::new(service.service_account.clone(), Some(service.name.clone()));
+        let app = crate::metadata::app(state.clone(), identity);
         tasks.spawn(serve_one(listener, app, stop_rx.clone()));
     }
 
@@ -155,6 +190,44 @@ async fn serve_one(
             let _ = stop.wait_for(|s| *s).await;
         })
         .await
+}
+
+/// Serves a front-door listener from one single-threaded runtime per core, each accepting
+/// on its own copy of the socket. A request, its upstream connection and both their tasks
+/// then stay on one thread, with no cross-thread wake-ups: the layout nginx's workers
+/// have, and measurably faster for a proxy than one work-stealing runtime (bench/README.md).
+async fn serve_per_core(
+    listener: TcpListener,
+    app: axum::Router,
+    stop: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let listener = listener.into_std()?;
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut threads = Vec::new();
+    for n in 0..workers {
+        let listener = listener.try_clone()?;
+        let (app, stop) = (app.clone(), stop.clone());
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name(format!("frontdoor-{n}"))
+            .spawn(move || {
+                let result = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .and_then(|rt| {
+                        rt.block_on(async move {
+                            let listener = TcpListener::from_std(listener)?;
+                            serve_one(listener, app, stop).await
+                        })
+                    });
+                let _ = done_tx.send(result);
+            })?;
+        threads.push(done_rx);
+    }
+    for done in threads {
+        done.await.map_err(std::io::Error::other)??;
+    }
+    Ok(())
 }
 
 /// A server running in the background: the shape tests and embedders use.

@@ -3,11 +3,13 @@
 
 use std::sync::Arc;
 
+use crate::access::AccessTokens;
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::decisions::DecisionLog;
 use crate::frontdoor::FrontDoor;
 use crate::keys::KeySet;
+use crate::metadata::MetadataTokens;
 
 #[derive(Clone)]
 pub struct AppState(Arc<Shared>);
@@ -18,6 +20,8 @@ pub struct Shared {
     pub clock: SharedClock,
     pub decisions: DecisionLog,
     pub frontdoor: FrontDoor,
+    pub access_tokens: AccessTokens,
+    pub metadata_tokens: MetadataTokens,
 }
 
 impl AppState {
@@ -28,6 +32,8 @@ impl AppState {
             keys,
             clock,
             decisions: DecisionLog::default(),
+            access_tokens: AccessTokens::default(),
+            metadata_tokens: MetadataTokens::default(),
         }))
     }
 

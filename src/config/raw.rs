@@ -19,6 +19,9 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     pub(crate) groups: Vec<RawGroup>,
     pub(crate) iam_policy: Option<RawPolicy>,
+    /// The identity the default metadata listener serves to processes that are not
+    /// services (default: the first service account declared).
+    pub(crate) metadata_service_account: Option<String>,
     /// Addresses whose requests count as "internal" for ingress (SPEC §3 step 2).
     #[serde(default)]
     pub(crate) internal_callers: Vec<String>,

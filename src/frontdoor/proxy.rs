@@ -21,8 +21,18 @@ pub(crate) type Client = hyper_util::client::legacy::Client<HttpConnector, Body>
 /// Cloud Run's limit on an HTTP/1 request body.
 pub(crate) const MAX_REQUEST_BODY: usize = 32 * 1024 * 1024;
 
-/// One pooled client for every upstream, keeping connections alive between requests.
-pub(crate) fn client() -> Client {
+thread_local! {
+    /// One pooled client per thread: a pooled connection's task lives on the thread that
+    /// opened it, so sharing a pool across threads would wake other threads per request.
+    static CLIENT: Client = client();
+}
+
+/// This thread's pooled client, keeping upstream connections alive between requests.
+pub(crate) fn thread_client() -> Client {
+    CLIENT.with(Client::clone)
+}
+
+fn client() -> Client {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     connector.set_connect_timeout(Some(Duration::from_secs(10)));
@@ -259,12 +269,9 @@ fn trace_headers(headers: &mut HeaderMap) {
     let cloud = text(&X_CLOUD_TRACE_CONTEXT).and_then(|v| parse_cloud_trace(&v));
     let (trace, span) = match (&w3c, &cloud) {
         (Some(t), _) | (None, Some(t)) => t.clone(),
-        (None, None) => {
-            let id = uuid::Uuid::new_v4();
-            let bytes = id.as_bytes();
-            let span = u64::from_be_bytes(bytes[8..].try_into().unwrap_or([1; 8])) | 1;
-            (id.simple().to_string(), span)
-        }
+        // A new trace. These ids need to be unique, not secret: a fast thread-local
+        // generator saves a getrandom system call on every request.
+        (None, None) => (format!("{:032x}", fastrand::u128(1..)), fastrand::u64(1..)),
     };
     if w3c.is_none() {
         insert(headers, TRACEPARENT, &format!("00-{trace}-{span:016x}-01"));

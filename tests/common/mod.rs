@@ -44,6 +44,10 @@ pub struct Emulator {
 impl Emulator {
     /// Starts from `yaml` (which must not set `listen:`; the harness does).
     pub async fn start(yaml: &str) -> Emulator {
+        Emulator::start_with_clock(yaml, Arc::new(SystemClock)).await
+    }
+
+    pub async fn start_with_clock(yaml: &str, clock: frontdoor::clock::SharedClock) -> Emulator {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("services.yaml");
         std::fs::write(&file, format!("{EPHEMERAL}{yaml}")).unwrap();
@@ -51,7 +55,7 @@ impl Emulator {
         let keys = state_dir_with_test_keys(&dir.path().join(".frontdoor"))
             .signing_keys()
             .unwrap();
-        let state = AppState::new(config.clone(), keys, Arc::new(SystemClock));
+        let state = AppState::new(config.clone(), keys, clock);
         let running = Running::start(state.clone()).await.unwrap();
         Emulator {
             dir,
@@ -76,6 +80,11 @@ impl Emulator {
             .listen
             .unwrap_or_else(|| panic!("{name} has no listener"));
         format!("http://{addr}{path}")
+    }
+
+    /// A service's own metadata server, `host:port` as `GCE_METADATA_HOST` wants it.
+    pub fn metadata_of(&self, name: &str) -> String {
+        self.addresses.services[name].metadata.to_string()
     }
 
     pub fn url_of(&self, name: &str) -> String {
@@ -153,6 +162,46 @@ pub fn run_python(script: &str, args: &[&str], env: &[(&str, &str)]) -> String {
         output.status
     );
     stdout
+}
+
+/// Runs `node tests/node/SCRIPT args` with `env`; returns stdout, failing on a non-zero exit.
+pub fn run_node(script: &str, args: &[&str], env: &[(&str, &str)]) -> String {
+    let modules = repo().join("tests/node/node_modules");
+    assert!(
+        modules.exists(),
+        "{} is missing: run scripts/setup-test-deps (scripts/test does)",
+        modules.display()
+    );
+    let output = Command::new("node")
+        .arg(repo().join("tests/node").join(script))
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "{script} failed ({}):\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        output.status
+    );
+    stdout
+}
+
+/// The environment a process on Cloud Run would have for `metadata` (host:port), with no
+/// other credentials to find: no key file, and an empty gcloud configuration.
+pub fn cloud_run_env(metadata: &str, home: &Path) -> Vec<(String, String)> {
+    vec![
+        ("GCE_METADATA_HOST".into(), metadata.into()),
+        ("GCE_METADATA_IP".into(), metadata.into()),
+        ("GOOGLE_APPLICATION_CREDENTIALS".into(), String::new()),
+        (
+            "CLOUDSDK_CONFIG".into(),
+            home.join("gcloud").display().to_string(),
+        ),
+        ("HOME".into(), home.display().to_string()),
+        ("NO_PROXY".into(), "*".into()),
+    ]
 }
 
 /// The frontdoor binary, for CLI tests.

@@ -1,0 +1,231 @@
+"""The front door against its references, side by side, in one run (the front-door issue's
+benchmark). Run through bench/frontdoor.sh, which installs nginx, haproxy and wrk and
+builds frontdoor in release mode.
+
+One tiny upstream (nginx answering `ok`) and one load generator (wrk) on loopback:
+  direct      wrk → upstream
+  nginx       wrk → nginx reverse proxy (upstream keep-alive, no auth) → upstream
+  haproxy     wrk → haproxy verifying the RS256 token (http_auth_bearer, jwt_verify) → upstream
+  fd warm     wrk → frontdoor enforcing IAM, the same token every request → upstream
+  fd cold     wrk → frontdoor, a fresh token every request → upstream
+Then a paced run at half of frontdoor's peak for added p99 latency, the cold path's
+verifications per core used against `openssl speed rsa2048`, and frontdoor's peak RSS."""
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FRONTDOOR = os.path.join(ROOT, "target", "release", "frontdoor")
+TOOL = os.path.join(ROOT, "target", "release", "examples", "bench-tool")
+LUA = os.path.join(ROOT, "bench", "wrk.lua")
+DURATION = int(os.environ.get("BENCH_SECONDS", "10"))
+CONNECTIONS = 64
+CALLER = "bench-caller@demo-project.iam.gserviceaccount.com"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, deadline=10):
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.02)
+    raise SystemExit(f"nothing listens on {port}")
+
+
+def wrk(port, env, connections=CONNECTIONS, seconds=DURATION):
+    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", LUA,
+                          f"http://127.0.0.1:{port}/"],
+                         env={**os.environ, **env}, capture_output=True, text=True, check=True).stdout
+    m = re.search(r"RESULT (\d+) ([\d.]+) (\d+) (\d+) (\d+) (\d+)", out)
+    requests, secs, p50, p99, non2xx, errors = m.groups()
+    if int(non2xx) or int(errors):
+        raise SystemExit(f"port {port}: {non2xx} non-2xx answers, {errors} socket errors\n{out}")
+    return {"rps": int(requests) / float(secs), "p50_ms": int(p50) / 1000, "p99_ms": int(p99) / 1000}
+
+
+def cpu_seconds(pid):
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def peak_rss_mib(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0
+
+
+def openssl_verify_rate():
+    out = subprocess.run(["openssl", "speed", "-seconds", "3", "rsa2048"], capture_output=True,
+                         text=True).stdout
+    sign, verify = re.search(r"rsa 2048 bits\s+\S+\s+\S+\s+([\d.]+)\s+([\d.]+)", out).groups()
+    return float(sign), float(verify)
+
+
+def main():
+    work = tempfile.mkdtemp(prefix="frontdoor-bench-")
+    procs = []
+    try:
+        up, ngx, hap, fd, fd_google = (free_port() for _ in range(5))
+
+        # The upstream and the nginx reverse proxy (no auth), each its own nginx.
+        for name, body in [("upstream", f"""
+            worker_processes 1;
+            events {{ worker_connections 4096; }}
+            http {{ access_log off;
+              server {{ listen 127.0.0.1:{up}; keepalive_requests 1000000;
+                location / {{ return 200 "ok\\n"; }} }} }}"""),
+                           ("nginx", f"""
+            worker_processes 2;
+            events {{ worker_connections 4096; }}
+            http {{ access_log off;
+              upstream tiny {{ server 127.0.0.1:{up}; keepalive 128; }}
+              server {{ listen 127.0.0.1:{ngx}; keepalive_requests 1000000;
+                location / {{ proxy_pass http://tiny; proxy_http_version 1.1;
+                             proxy_set_header Connection ""; }} }} }}""")]:
+            d = os.path.join(work, name)
+            os.makedirs(os.path.join(d, "logs"))
+            conf = os.path.join(d, "nginx.conf")
+            open(conf, "w").write(f"daemon off; pid {d}/nginx.pid; error_log {d}/error.log;\n{body}")
+            procs.append(subprocess.Popen(["nginx", "-p", d, "-c", conf]))
+        wait_port(up)
+        wait_port(ngx)
+
+        # frontdoor, on a config with one service whose upstream is the tiny one.
+        config = os.path.join(work, "services.yaml")
+        open(config, "w").write(f"""
+listen: {{frontdoor: 127.0.0.1:{fd}, google: 127.0.0.1:{fd_google}, metadata: 127.0.0.1:0}}
+project: {{id: demo-project, number: "123456789012", region: us-central1}}
+service_accounts: [{{email: {CALLER}}}]
+services:
+  - name: bench
+    upstream: http://127.0.0.1:{up}
+    listen: 127.0.0.1:0
+    iam_policy: {{bindings: [{{role: roles/run.invoker, members: [serviceAccount:{CALLER}]}}]}}
+""")
+        state = os.path.join(work, "state")
+        audience = "https://bench-123456789012.us-central1.run.app"
+        tokens_file = os.path.join(work, "tokens.txt")
+        with open(tokens_file, "w") as f:
+            subprocess.run([TOOL, "mint", config, state, CALLER, audience, "20000"], stdout=f, check=True)
+        token = open(tokens_file).readline().strip()
+        # Route the shared listener by Host: wrk sends Host 127.0.0.1:PORT, so give the
+        # service its own listener instead and read where it landed.
+        fd_proc = subprocess.Popen([FRONTDOOR, "serve", "--config", config, "--state-dir", state],
+                                   stdout=subprocess.DEVNULL, env={**os.environ, "FRONTDOOR_LOG": "warn"})
+        procs.append(fd_proc)
+        wait_port(fd_google)
+        addresses = json.load(open(os.path.join(state, "addresses.json")))
+        fd_port = int(addresses["services"]["bench"]["listen"].rsplit(":", 1)[1])
+
+        # haproxy verifying the same token against the issuer's published certificate.
+        certs = json.load(urllib.request.urlopen(f"http://127.0.0.1:{fd_google}/oauth2/v1/certs"))
+        kid = json.loads(__import__("base64").urlsafe_b64decode(token.split(".")[0] + "=="))["kid"]
+        cert = os.path.join(work, "cert.pem")
+        open(cert, "w").write(certs[kid])
+        pubkey = os.path.join(work, "pubkey.pem")
+        subprocess.run(["openssl", "x509", "-pubkey", "-noout", "-in", cert, "-out", pubkey], check=True)
+        hconf = os.path.join(work, "haproxy.cfg")
+        open(hconf, "w").write(f"""
+global
+  nbthread 2
+  maxconn 4096
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+  http-reuse always
+frontend fe
+  bind 127.0.0.1:{hap}
+  http-request set-var(txn.bearer) http_auth_bearer
+  http-request deny unless {{ var(txn.bearer) -m found }}
+  http-request set-var(txn.alg) var(txn.bearer),jwt_header_query('$.alg')
+  http-request deny unless {{ var(txn.alg) -m str RS256 }}
+  http-request deny unless {{ var(txn.bearer),jwt_verify(txn.alg,"{pubkey}") -m int 1 }}
+  http-request set-var(txn.aud) var(txn.bearer),jwt_payload_query('$.aud')
+  http-request deny unless {{ var(txn.aud) -m str {audience} }}
+  http-request set-var(txn.exp) var(txn.bearer),jwt_payload_query('$.exp','int')
+  http-request set-var(txn.now) date()
+  http-request deny if {{ var(txn.exp),sub(txn.now) -m int lt 0 }}
+  default_backend be
+backend be
+  server tiny 127.0.0.1:{up}
+""")
+        procs.append(subprocess.Popen(["haproxy", "-f", hconf, "-db"], stdout=subprocess.DEVNULL))
+        wait_port(hap)
+
+        results = {}
+        for name, port, env in [("direct", up, {}), ("nginx (no auth)", ngx, {}),
+                                ("haproxy (jwt_verify)", hap, {"TOKEN": token}),
+                                ("frontdoor warm", fd_port, {"TOKEN": token})]:
+            wrk(port, env, seconds=2)  # warm-up
+            results[name] = wrk(port, env)
+        cpu0 = cpu_seconds(fd_proc.pid)
+        t0 = time.monotonic()
+        results["frontdoor cold"] = wrk(fd_port, {"TOKENS_FILE": tokens_file})
+        cold_cores = (cpu_seconds(fd_proc.pid) - cpu0) / (time.monotonic() - t0)
+
+        # Added latency at half of frontdoor's warm peak: pace each connection.
+        half = results["frontdoor warm"]["rps"] / 2
+        delay_ms = 2
+        conns = max(1, round(half * delay_ms / 1000))
+        paced = {name: wrk(port, {**env, "DELAY_MS": str(delay_ms)}, connections=conns)
+                 for name, port, env in [("direct", up, {}), ("frontdoor warm", fd_port, {"TOKEN": token})]}
+        rss = peak_rss_mib(fd_proc.pid)
+        ssl_sign, ssl_verify = openssl_verify_rate()
+
+        print(f"\n{DURATION} s per run, wrk -t1 -c{CONNECTIONS}, 2 cores shared by everything\n")
+        print("| setup | req/s | p50 ms | p99 ms | vs nginx | vs haproxy |")
+        print("|---|---:|---:|---:|---:|---:|")
+        for name, r in results.items():
+            print(f"| {name} | {r['rps']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
+                  f"{r['rps'] / results['nginx (no auth)']['rps']:.2f}x | "
+                  f"{r['rps'] / results['haproxy (jwt_verify)']['rps']:.2f}x |")
+        warm, ngx_r, hap_r = results["frontdoor warm"], results["nginx (no auth)"], results["haproxy (jwt_verify)"]
+        d, f = paced["direct"], paced["frontdoor warm"]
+        cold_per_core = results["frontdoor cold"]["rps"] / cold_cores if cold_cores else 0
+        print()
+        print("| target | measured | met |")
+        print("|---|---|---|")
+        print(f"| warm ≥ 1.0× nginx-no-auth | {warm['rps'] / ngx_r['rps']:.2f}× | {'yes' if warm['rps'] >= ngx_r['rps'] else 'no'} |")
+        print(f"| warm ≥ 1.5× haproxy-jwt | {warm['rps'] / hap_r['rps']:.2f}× | {'yes' if warm['rps'] >= 1.5 * hap_r['rps'] else 'no'} |")
+        added = f["p99_ms"] - d["p99_ms"]
+        print(f"| p99 added over direct ≤ 1 ms at half peak ({f['rps']:.0f} req/s paced, {conns} conns) | "
+              f"{added:.2f} ms (direct p99 {d['p99_ms']:.2f}, frontdoor p99 {f['p99_ms']:.2f}) | {'yes' if added <= 1 else 'no'} |")
+        print(f"| cold ≥ 80% of openssl verify/s per core used | {cold_per_core:.0f} req/s per core "
+              f"({cold_cores:.2f} cores) vs openssl {ssl_verify:.0f} verify/s = {100 * cold_per_core / ssl_verify:.0f}% | "
+              f"{'yes' if cold_per_core >= 0.8 * ssl_verify else 'no'} |")
+        print(f"| peak RSS under load ≤ 50 MB | {rss:.1f} MiB | {'yes' if rss <= 50 else 'no'} |")
+        mint_rate, verify_rate = subprocess.run([TOOL, "rates", "3"], capture_output=True, text=True,
+                                                check=True).stdout.split()
+        print(f"\nRS256 on one thread: frontdoor verify {verify_rate}/s vs openssl {ssl_verify:.0f}/s "
+              f"({100 * float(verify_rate) / ssl_verify:.0f}%); frontdoor sign {mint_rate}/s vs openssl "
+              f"{ssl_sign:.0f}/s ({100 * float(mint_rate) / ssl_sign:.0f}%)")
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,40 @@
+-- wrk script for bench/frontdoor.py.
+--   TOKENS_FILE: one token a line; each request takes the next (a fresh token per request).
+--   TOKEN: one token for every request (the warm path).
+--   DELAY_MS: pause between requests on a connection, to pace the load below peak.
+-- Prints one line `RESULT requests seconds p50_us p99_us non2xx socket_errors` when done.
+
+local tokens = {}
+local single = os.getenv("TOKEN")
+local file = os.getenv("TOKENS_FILE")
+local delay_ms = tonumber(os.getenv("DELAY_MS") or "0")
+local next_token = 1
+
+function init(args)
+  if file and file ~= "" then
+    for line in io.lines(file) do tokens[#tokens + 1] = line end
+    -- Each thread starts at its own place in the list.
+    next_token = math.random(#tokens)
+  end
+end
+
+function request()
+  local headers = {}
+  if #tokens > 0 then
+    headers["Authorization"] = "Bearer " .. tokens[next_token]
+    next_token = next_token % #tokens + 1
+  elseif single and single ~= "" then
+    headers["Authorization"] = "Bearer " .. single
+  end
+  return wrk.format("GET", "/", headers)
+end
+
+if delay_ms > 0 then
+  function delay() return delay_ms end
+end
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("RESULT %d %.3f %d %d %d %d\n", summary.requests, summary.duration / 1e6,
+    latency:percentile(50), latency:percentile(99), e.status, e.connect + e.read + e.write + e.timeout))
+end

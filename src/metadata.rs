@@ -1,0 +1,329 @@
+//! The Compute metadata server as a Cloud Run container sees it (SPEC §5): one listener per
+//! service, serving that service's account as `default`, and a default listener for
+//! processes that are not services. Google's client libraries find it through
+//! `GCE_METADATA_HOST` / `GCE_METADATA_IP`.
+
+mod respond;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use quick_cache::sync::Cache;
+use serde_json::{Value, json};
+
+use crate::access::CLOUD_PLATFORM;
+use crate::config::ServiceAccount;
+use crate::state::AppState;
+use crate::tokens;
+use respond::{json as json_response, text};
+
+/// A cached token is handed out again until it is this close to expiry, as the real
+/// server does.
+const REFRESH_BEFORE_EXPIRY: i64 = 300;
+/// Tokens cached at most (distinct audiences, scope sets and identities).
+const CACHE_CAPACITY: usize = 1024;
+
+/// Tokens the metadata server has minted, by what was asked for.
+pub struct MetadataTokens {
+    cache: Cache<String, (String, i64)>,
+}
+
+impl Default for MetadataTokens {
+    fn default() -> Self {
+        MetadataTokens {
+            cache: Cache::new(CACHE_CAPACITY),
+        }
+    }
+}
+
+impl MetadataTokens {
+    /// The cached token for `key` while it has more than five minutes left, else a new one
+    /// from `mint` (which returns the token and its expiry).
+    fn get_or_mint(
+        &self,
+        key: String,
+        now: i64,
+        mint: impl FnOnce() -> (String, i64),
+    ) -> (String, i64) {
+        if let Some((token, exp)) = self.cache.get(&key) {
+            if now < exp - REFRESH_BEFORE_EXPIRY {
+                return (token, exp);
+            }
+        }
+        let fresh = mint();
+        self.cache.insert(key, fresh.clone());
+        fresh
+    }
+}
+
+/// Whom one metadata listener speaks for.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// The service account served as `default`.
+    pub email: String,
+    /// The service this listener belongs to; `None` for the default listener.
+    pub service: Option<String>,
+    /// This instance's id: a long hex string, fixed for the listener's life.
+    pub instance_id: String,
+}
+
+impl Identity {
+    pub fn new(email: String, service: Option<String>) -> Identity {
+        let instance_id = format!("{:032x}{:032x}", fastrand::u128(..), fastrand::u128(..));
+        Identity {
+            email,
+            service,
+            instance_id,
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Listener {
+    state: AppState,
+    identity: Arc<Identity>,
+}
+
+pub fn app(state: AppState, identity: Identity) -> Router {
+    Router::new().fallback(handle).with_state(Listener {
+        state,
+        identity: Arc::new(identity),
+    })
+}
+
+async fn handle(State(listener): State<Listener>, req: Request) -> Response {
+    let (parts, _) = req.into_parts();
+    let query = parse_query(parts.uri.query());
+    serve(&listener, parts.uri.path(), &query, &parts.headers)
+}
+
+fn parse_query(query: Option<&str>) -> Vec<(String, String)> {
+    // form_urlencoded decodes %2C and leaves an unencoded `https://…` audience intact.
+    url::form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .into_owned()
+        .collect()
+}
+
+fn param<'q>(query: &'q [(String, String)], name: &str) -> Option<&'q str> {
+    query
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+fn recursive(query: &[(String, String)]) -> bool {
+    param(query, "recursive").is_some_and(|v| v.eq_ignore_ascii_case("true"))
+}
+
+const FLAVOR_MISSING: &str = "Missing Metadata-Flavor:Google header.";
+
+/// Whether the request says it means to talk to the metadata server: the `Metadata-Flavor:
+/// Google` header, or the legacy `X-Google-Metadata-Request: True`, which Google's v1
+/// server still accepts.
+fn has_flavor(headers: &HeaderMap) -> bool {
+    headers
+        .get("metadata-flavor")
+        .is_some_and(|v| v == "Google")
+        || headers
+            .get("x-google-metadata-request")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true"))
+}
+
+fn serve(
+    listener: &Listener,
+    path: &str,
+    query: &[(String, String)],
+    headers: &HeaderMap,
+) -> Response {
+    // The real server refuses anything that looks proxied, so that a server-side request
+    // forgery through a proxy cannot reach it.
+    if headers.contains_key("x-forwarded-for") {
+        return text(
+            StatusCode::FORBIDDEN,
+            "Request had an X-Forwarded-For header and was refused: the metadata server does not answer proxied requests.",
+        );
+    }
+    if path == "/" {
+        // Client libraries ping this to detect that they run on Google Cloud.
+        return text(StatusCode::OK, "computeMetadata/\n");
+    }
+    let Some(rest) = path.strip_prefix("/computeMetadata/") else {
+        return not_found();
+    };
+    if !has_flavor(headers) {
+        return text(StatusCode::FORBIDDEN, FLAVOR_MISSING);
+    }
+    let rest = match rest.strip_prefix("v1") {
+        Some("") => "",
+        Some(r) if r.starts_with('/') => &r[1..],
+        _ => return not_found(),
+    };
+    let state = &listener.state;
+    let id = &listener.identity;
+    let project = &state.config.project;
+    let zone = format!("{}-1", project.region);
+
+    match rest {
+        "" => text(StatusCode::OK, "instance/\nproject/\nuniverse/\n"),
+        "project" | "project/" if recursive(query) => json_response(json!({
+            "projectId": project.id,
+            "numericProjectId": project.number.parse::<u64>().unwrap_or(0),
+            "attributes": {},
+        })),
+        "project" | "project/" => text(
+            StatusCode::OK,
+            "attributes/\nnumeric-project-id\nproject-id\n",
+        ),
+        "project/project-id" => text(StatusCode::OK, &project.id),
+        "project/numeric-project-id" => text(StatusCode::OK, &project.number),
+        "project/attributes" | "project/attributes/" => text(StatusCode::OK, ""),
+        "universe" | "universe/" => text(StatusCode::OK, "universe-domain\n"),
+        "universe/universe-domain" => text(StatusCode::OK, "googleapis.com"),
+        "instance" | "instance/" if recursive(query) => json_response(json!({
+            "id": id.instance_id,
+            "region": format!("projects/{}/regions/{}", project.number, project.region),
+            "zone": format!("projects/{}/zones/{zone}", project.number),
+            "serviceAccounts": accounts_json(id),
+        })),
+        "instance" | "instance/" => text(StatusCode::OK, "id\nregion\nservice-accounts/\nzone\n"),
+        "instance/id" => text(StatusCode::OK, &id.instance_id),
+        "instance/region" => text(
+            StatusCode::OK,
+            &format!("projects/{}/regions/{}", project.number, project.region),
+        ),
+        "instance/zone" => text(
+            StatusCode::OK,
+            &format!("projects/{}/zones/{zone}", project.number),
+        ),
+        "instance/service-accounts" | "instance/service-accounts/" if recursive(query) => {
+            json_response(accounts_json(id))
+        }
+        "instance/service-accounts" | "instance/service-accounts/" => {
+            text(StatusCode::OK, &format!("default/\n{}/\n", id.email))
+        }
+        _ => match rest.strip_prefix("instance/service-accounts/") {
+            Some(account_path) => service_account(listener, account_path, query),
+            None => not_found(),
+        },
+    }
+}
+
+fn not_found() -> Response {
+    text(StatusCode::NOT_FOUND, "Not Found: no such metadata path.\n")
+}
+
+/// The listener's account, as `{"default": {...}, "EMAIL": {...}}`.
+fn accounts_json(id: &Identity) -> Value {
+    let one = account_json(id);
+    json!({ "default": one, id.email.clone(): one })
+}
+
+fn account_json(id: &Identity) -> Value {
+    json!({ "aliases": ["default"], "email": id.email, "scopes": [CLOUD_PLATFORM] })
+}
+
+/// `instance/service-accounts/{default|EMAIL}[/…]`
+fn service_account(listener: &Listener, path: &str, query: &[(String, String)]) -> Response {
+    let state = &listener.state;
+    let id = &listener.identity;
+    let (account, leaf) = path.split_once('/').unwrap_or((path, ""));
+    if account != "default" && !account.eq_ignore_ascii_case(&id.email) {
+        return not_found();
+    }
+    let Some(sa) = state.config.service_account(&id.email) else {
+        // The configuration guarantees the account exists; say so plainly if not.
+        return text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "this listener's service account is not configured",
+        );
+    };
+    match leaf {
+        "" if recursive(query) => json_response(account_json(id)),
+        "" => text(StatusCode::OK, "aliases\nemail\nidentity\nscopes\ntoken\n"),
+        "email" => text(StatusCode::OK, &sa.email),
+        "aliases" => text(StatusCode::OK, "default"),
+        "scopes" => text(StatusCode::OK, &format!("{CLOUD_PLATFORM}\n")),
+        "token" => access_token(state, sa, query),
+        "identity" => identity(listener, sa, query),
+        _ => not_found(),
+    }
+}
+
+fn access_token(state: &AppState, sa: &ServiceAccount, query: &[(String, String)]) -> Response {
+    let mut scopes: Vec<String> = param(query, "scopes")
+        .map(|s| {
+            s.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    if scopes.is_empty() {
+        scopes.push(CLOUD_PLATFORM.to_owned());
+    }
+    let now = state.now();
+    let key = format!("token\0{}\0{}", sa.email, scopes.join(","));
+    let (token, exp) = state.metadata_tokens.get_or_mint(key, now, || {
+        let (token, grant) = state.access_tokens.issue(&sa.email, scopes, now);
+        (token, grant.exp)
+    });
+    json_response(json!({ "access_token": token, "expires_in": exp - now, "token_type": "Bearer" }))
+}
+
+fn identity(listener: &Listener, sa: &ServiceAccount, query: &[(String, String)]) -> Response {
+    let state = &listener.state;
+    let Some(audience) = param(query, "audience").filter(|a| !a.is_empty()) else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "non-empty audience parameter required",
+        );
+    };
+    let full = match param(query, "format").unwrap_or("standard") {
+        "standard" => false,
+        "full" => true,
+        other => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                &format!("format must be standard or full, not `{other}`"),
+            );
+        }
+    };
+    let licenses = match param(query, "licenses") {
+        None => false,
+        Some(v) if v.eq_ignore_ascii_case("true") => true,
+        Some(v) if v.eq_ignore_ascii_case("false") => false,
+        Some(other) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                &format!("licenses must be TRUE or FALSE, not `{other}`"),
+            );
+        }
+    };
+    let now = state.now();
+    let key = format!("identity\0{}\0{audience}\0{full}\0{licenses}", sa.email);
+    let (token, _) = state.metadata_tokens.get_or_mint(key, now, || {
+        let mut claims = tokens::service_account_claims(&state.config.issuer, sa, audience, now);
+        if full {
+            let project = &state.config.project;
+            let id = &listener.identity;
+            let mut engine = json!({
+                "project_id": project.id,
+                "project_number": project.number.parse::<u64>().unwrap_or(0),
+                "zone": format!("{}-1", project.region),
+                "instance_id": id.instance_id,
+                "instance_name": id.service.clone().unwrap_or_else(|| "localhost".to_owned()),
+            });
+            if licenses {
+                engine["license_id"] = json!([]);
+            }
+            claims.insert("google".into(), json!({ "compute_engine": engine }));
+        }
+        (tokens::mint(&state.keys, &claims), now + tokens::LIFETIME)
+    });
+    // The raw JWT, with no trailing newline: some clients use the body as is.
+    text(StatusCode::OK, &token)
+}
