@@ -2,6 +2,9 @@
 --   TOKENS_FILE: one token a line; each request takes the next (a fresh token per request).
 --   TOKEN: one token for every request (the warm path).
 --   DELAY_MS: pause between requests on a connection, to pace the load below peak.
+--   REQUEST_PATH: the path to ask for (default /); `{n}` in it becomes a counter, so that
+--     every request differs (an uncached metadata audience).
+--   METADATA_FLAVOR: when set, sends `Metadata-Flavor: Google`.
 -- Prints one line `RESULT requests seconds p50_us p99_us non2xx socket_errors` when done.
 
 local tokens = {}
@@ -9,6 +12,9 @@ local single = os.getenv("TOKEN")
 local file = os.getenv("TOKENS_FILE")
 local delay_ms = tonumber(os.getenv("DELAY_MS") or "0")
 local next_token = 1
+local path = os.getenv("REQUEST_PATH") or "/"
+local flavor = os.getenv("METADATA_FLAVOR")
+local counter = 0
 
 function init(args)
   if file and file ~= "" then
@@ -26,7 +32,12 @@ function request()
   elseif single and single ~= "" then
     headers["Authorization"] = "Bearer " .. single
   end
-  return wrk.format("GET", "/", headers)
+  if flavor and flavor ~= "" then
+    headers["Metadata-Flavor"] = "Google"
+  end
+  counter = counter + 1
+  local p = path:gsub("{n}", tostring(counter) .. "-" .. tostring(math.random(1000000000)))
+  return wrk.format("GET", p, headers)
 end
 
 if delay_ms > 0 then

@@ -6,6 +6,7 @@
 mod knative;
 mod names;
 mod raw;
+mod service;
 #[cfg(test)]
 mod tests;
 
@@ -17,9 +18,10 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 
 use crate::iam::{self, Binding, Groups, Member, Policy, Role};
-use raw::{RawConfig, RawPolicy, RawService, StringOrNumber};
+use raw::{RawConfig, RawPolicy};
 
 pub use names::{region_code, unique_id_for};
+pub use service::{Ingress, Service, Upstream};
 
 /// Cloud Run's documented limit on the JSON encoding of a service's custom audiences.
 pub const CUSTOM_AUDIENCES_LIMIT: usize = 32_768;
@@ -88,95 +90,6 @@ pub struct User {
     pub email: String,
     /// Stable numeric `sub`, as Google gives every account.
     pub id: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ingress {
-    All,
-    Internal,
-    InternalAndCloudLoadBalancing,
-}
-
-impl Ingress {
-    fn parse(s: &str) -> Result<Ingress, String> {
-        match s {
-            "all" => Ok(Ingress::All),
-            "internal" => Ok(Ingress::Internal),
-            "internal-and-cloud-load-balancing" => Ok(Ingress::InternalAndCloudLoadBalancing),
-            _ => Err(format!(
-                "unknown ingress `{s}`; expected all, internal or internal-and-cloud-load-balancing"
-            )),
-        }
-    }
-
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Ingress::All => "all",
-            Ingress::Internal => "internal",
-            Ingress::InternalAndCloudLoadBalancing => "internal-and-cloud-load-balancing",
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Upstream {
-    /// The in-process echo upstream.
-    Echo,
-    /// An HTTP server, `http://host:port` (a path prefix is kept).
-    Http(url::Url),
-}
-
-impl Upstream {
-    pub fn as_str(&self) -> &str {
-        match self {
-            Upstream::Echo => "builtin:echo",
-            Upstream::Http(u) => u.as_str(),
-        }
-    }
-}
-
-impl std::fmt::Display for Upstream {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct Service {
-    pub name: String,
-    pub service_account: String,
-    pub upstream: Upstream,
-    pub listen: Option<SocketAddr>,
-    pub metadata: Option<SocketAddr>,
-    /// `https://SERVICE-PROJECT_NUMBER.REGION.run.app`
-    pub url: String,
-    /// `https://SERVICE-HASH-REGIONCODE.a.run.app`
-    pub legacy_url: String,
-    pub custom_audiences: Vec<String>,
-    pub custom_domains: Vec<String>,
-    pub tags: Vec<String>,
-    pub ingress: Ingress,
-    pub invoker_iam_disabled: bool,
-    pub policy: Policy,
-    pub timeout: Duration,
-    pub redact_service_account_tokens: bool,
-}
-
-impl Service {
-    /// The hosts that route here: both URL forms, every tag of the legacy form, and custom
-    /// domains.
-    pub fn hosts(&self) -> Vec<String> {
-        let mut hosts = vec![host_of(&self.url), host_of(&self.legacy_url)];
-        for tag in &self.tags {
-            hosts.push(format!("{tag}---{}", host_of(&self.legacy_url)));
-        }
-        hosts.extend(self.custom_domains.iter().cloned());
-        hosts
-    }
-}
-
-fn host_of(url: &str) -> String {
-    url.trim_start_matches("https://").to_owned()
 }
 
 impl Config {
@@ -405,7 +318,7 @@ fn resolve(raw: RawConfig, file: &Path) -> Result<Config, ConfigError> {
     let mut services: Vec<Service> = Vec::new();
     for (i, entry) in raw.services.into_iter().enumerate() {
         let path = format!("services[{i}]");
-        let service = resolve_service(entry, &path, &project, &service_accounts, &at)?;
+        let service = service::resolve(entry, &path, &project, &service_accounts, &at)?;
         if services.iter().any(|s| s.name == service.name) {
             return Err(at.err(
                 format!("{path}.name"),
@@ -478,173 +391,6 @@ fn resolve_policy(raw: Option<RawPolicy>, path: &str, at: &At<'_>) -> Result<Pol
         bindings.push(Binding { role, members });
     }
     Ok(Policy { bindings })
-}
-
-fn resolve_service(
-    entry: RawService,
-    path: &str,
-    project: &Project,
-    accounts: &[ServiceAccount],
-    at: &At<'_>,
-) -> Result<Service, ConfigError> {
-    let entry = match entry.knative.clone() {
-        Some(rel) => {
-            let knative_file = at.file.parent().unwrap_or(Path::new(".")).join(&rel);
-            knative::merge(entry, &knative_file, path, at)?
-        }
-        None => entry,
-    };
-    let Some(name) = entry.name else {
-        return Err(at.err(
-            path,
-            "a service needs a `name` (or a `knative` file that gives one)",
-        ));
-    };
-    names::check_service_name(&name).map_err(|r| at.err(format!("{path}.name"), r))?;
-
-    let service_account = match entry.service_account {
-        Some(email) => {
-            let email = iam::check_service_account_email(&email)
-                .map_err(|r| at.err(format!("{path}.service_account"), r))?;
-            if !accounts.iter().any(|a| a.email == email) {
-                let known: Vec<&str> = accounts.iter().map(|a| a.email.as_str()).collect();
-                return Err(at.err(
-                    format!("{path}.service_account"),
-                    format!("service account `{email}` is not declared under service_accounts (declared: {})", known.join(", ")),
-                ));
-            }
-            email
-        }
-        None => format!("{}-compute@developer.gserviceaccount.com", project.number),
-    };
-
-    let upstream = match entry.upstream.as_deref() {
-        None => {
-            return Err(at.err(
-                format!("{path}.upstream"),
-                "no upstream; give `upstream: builtin:echo` or `upstream: http://HOST:PORT`",
-            ));
-        }
-        Some(u) => parse_upstream(u).map_err(|r| at.err(format!("{path}.upstream"), r))?,
-    };
-
-    let custom_audiences = entry.custom_audiences.unwrap_or_default();
-    let encoded = serde_json::to_string(&custom_audiences)
-        .unwrap_or_default()
-        .chars()
-        .count();
-    if encoded > CUSTOM_AUDIENCES_LIMIT {
-        return Err(at.err(
-            format!("{path}.custom_audiences"),
-            format!("the JSON encoding of the custom audiences is {encoded} characters, over Cloud Run's limit of {CUSTOM_AUDIENCES_LIMIT}"),
-        ));
-    }
-    for (j, a) in custom_audiences.iter().enumerate() {
-        if a.trim().is_empty() {
-            return Err(at.err(
-                format!("{path}.custom_audiences[{j}]"),
-                "a custom audience may not be empty",
-            ));
-        }
-    }
-    for (j, d) in entry.custom_domains.iter().enumerate() {
-        if d.contains('/') || d.contains(':') || !d.contains('.') {
-            return Err(at.err(
-                format!("{path}.custom_domains[{j}]"),
-                format!(
-                    "`{d}` is not a bare host name (write `api.example.com`, no scheme or path)"
-                ),
-            ));
-        }
-    }
-    let tags = entry.tags.unwrap_or_default();
-    for (j, t) in tags.iter().enumerate() {
-        names::check_tag(t).map_err(|r| at.err(format!("{path}.tags[{j}]"), r))?;
-    }
-
-    let ingress = match entry.ingress.as_deref() {
-        None => Ingress::All,
-        Some(s) => Ingress::parse(s).map_err(|r| at.err(format!("{path}.ingress"), r))?,
-    };
-    let timeout = match entry.timeout {
-        None => DEFAULT_TIMEOUT,
-        Some(t) => parse_timeout(t).map_err(|r| at.err(format!("{path}.timeout"), r))?,
-    };
-    let listen = entry
-        .listen
-        .as_deref()
-        .map(|s| socket(Some(s), "", &format!("{path}.listen"), at))
-        .transpose()?;
-    let metadata = entry
-        .metadata
-        .as_deref()
-        .map(|s| socket(Some(s), "", &format!("{path}.metadata"), at))
-        .transpose()?;
-    let policy = resolve_policy(entry.iam_policy, &format!("{path}.iam_policy"), at)?;
-
-    Ok(Service {
-        url: format!(
-            "https://{name}-{}.{}.run.app",
-            project.number, project.region
-        ),
-        legacy_url: format!(
-            "https://{name}-{}-{}.a.run.app",
-            names::legacy_hash(&project.id, &name),
-            project.region_code
-        ),
-        name,
-        service_account,
-        upstream,
-        listen,
-        metadata,
-        custom_audiences,
-        custom_domains: entry.custom_domains,
-        tags,
-        ingress,
-        invoker_iam_disabled: entry.invoker_iam_disabled.unwrap_or(false),
-        policy,
-        timeout,
-        redact_service_account_tokens: entry.redact_service_account_tokens.unwrap_or(false),
-    })
-}
-
-fn parse_upstream(s: &str) -> Result<Upstream, String> {
-    if let Some(name) = s.strip_prefix("builtin:") {
-        return match name {
-            "echo" => Ok(Upstream::Echo),
-            _ => Err(format!(
-                "unknown builtin upstream `{s}`; the only builtin is builtin:echo"
-            )),
-        };
-    }
-    match url::Url::parse(s) {
-        Ok(u) if u.scheme() == "http" && u.host().is_some() && u.query().is_none() => {
-            Ok(Upstream::Http(u))
-        }
-        Ok(u) if u.scheme() == "https" => Err(format!(
-            "upstream `{s}` is https; the front door terminates TLS as Cloud Run does, so give the container's plain http:// address"
-        )),
-        _ => Err(format!(
-            "upstream `{s}` is neither an http://HOST:PORT URL nor builtin:echo"
-        )),
-    }
-}
-
-fn parse_timeout(t: StringOrNumber) -> Result<Duration, String> {
-    let secs = match t {
-        StringOrNumber::Number(n) => n,
-        StringOrNumber::String(s) => s
-            .strip_suffix('s')
-            .and_then(|n| n.parse().ok())
-            .ok_or_else(|| format!("timeout `{s}` is not a number of seconds such as `300s`"))?,
-    };
-    if (1..=3600).contains(&secs) {
-        Ok(Duration::from_secs(secs))
-    } else {
-        Err(format!(
-            "timeout {secs}s is outside Cloud Run's range of 1s to 3600s"
-        ))
-    }
 }
 
 /// Every listener needs its own address (port 0 excepted: the OS picks).
