@@ -15,6 +15,8 @@ use crate::server;
 use crate::state::AppState;
 use crate::tokens;
 
+mod credentials;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "frontdoor",
@@ -37,7 +39,7 @@ pub struct ConfigArgs {
 }
 
 impl ConfigArgs {
-    fn load(&self) -> anyhow::Result<(Config, StateDir)> {
+    pub(crate) fn load(&self) -> anyhow::Result<(Config, StateDir)> {
         let config = config::load(&self.config)?;
         let state = self
             .state_dir
@@ -51,6 +53,15 @@ impl ConfigArgs {
 pub enum Command {
     /// Start every listener and serve until interrupted.
     Serve(ConfigArgs),
+    /// Service-account keys, like `gcloud iam service-accounts keys`.
+    #[command(subcommand)]
+    Keys(credentials::KeysCommand),
+    /// Print a token from frontdoor's built-in external issuer, for a workload identity
+    /// provider with `jwks: builtin`.
+    ExternalToken(credentials::ExternalToken),
+    /// Write credential configuration files.
+    #[command(subcommand)]
+    Credentials(credentials::CredentialsCommand),
     /// Validate the configuration and print the services it describes.
     Check {
         /// The configuration file.
@@ -101,6 +112,9 @@ pub enum Command {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve(args).await,
+        Command::Keys(command) => credentials::keys(command),
+        Command::ExternalToken(args) => credentials::external_token(args),
+        Command::Credentials(command) => credentials::write(command),
         Command::Env { config, service } => env(config, service.as_deref()),
         Command::Decisions {
             config,
@@ -187,7 +201,7 @@ async fn decisions(config: ConfigArgs, limit: usize, json: bool) -> anyhow::Resu
 }
 
 /// The addresses the running server recorded in its state directory.
-fn running_addresses(config: &ConfigArgs) -> anyhow::Result<server::Addresses> {
+pub(crate) fn running_addresses(config: &ConfigArgs) -> anyhow::Result<server::Addresses> {
     let state = config
         .state_dir
         .clone()
@@ -255,7 +269,7 @@ async fn serve(args: ConfigArgs) -> anyhow::Result<()> {
         config.metadata_identity,
         describe(&config, Some(&addresses))
     ));
-    let state = AppState::new(config, keys, Arc::new(SystemClock));
+    let state = AppState::new(config, keys, state_dir, Arc::new(SystemClock));
     server::serve(bound, state, shutdown).await?;
     say("frontdoor stopped\n");
     Ok(())
@@ -263,7 +277,7 @@ async fn serve(args: ConfigArgs) -> anyhow::Result<()> {
 
 /// Writes to stdout, ignoring a closed pipe: `frontdoor token | head -c 10` or a parent
 /// that stopped reading must not turn into a panic.
-fn say(text: &str) {
+pub(crate) fn say(text: &str) {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());

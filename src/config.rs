@@ -3,6 +3,7 @@
 //! both forms, unique ids, the region code — is computed and every reference checked, so
 //! nothing downstream meets an unchecked `Option`.
 
+mod federation;
 mod knative;
 mod names;
 mod raw;
@@ -20,6 +21,7 @@ use serde::de::DeserializeOwned;
 use crate::iam::{self, Binding, Groups, Member, Policy, Role};
 use raw::{RawConfig, RawPolicy};
 
+pub use federation::{Provider, ProviderKeys};
 pub use names::{region_code, unique_id_for};
 pub use service::{Ingress, Service, Upstream};
 
@@ -60,6 +62,8 @@ pub struct Config {
     /// The service account the default metadata listener serves.
     pub metadata_identity: String,
     pub services: Vec<Service>,
+    /// Workload identity federation providers, across every pool.
+    pub providers: Vec<Provider>,
 }
 
 #[derive(Debug, Clone)]
@@ -107,6 +111,11 @@ impl Config {
         self.service_accounts
             .iter()
             .find(|sa| sa.unique_id == unique_id)
+    }
+
+    /// A provider by `POOL/PROVIDER`.
+    pub fn provider(&self, id: &str) -> Option<&Provider> {
+        self.providers.iter().find(|p| p.id() == id)
     }
 
     pub fn user(&self, email: &str) -> Option<&User> {
@@ -328,6 +337,7 @@ fn resolve(raw: RawConfig, file: &Path) -> Result<Config, ConfigError> {
         services.push(service);
     }
     check_addresses(&listen, &services, &at)?;
+    let providers = federation::resolve(raw.workload_identity_pools, &project, &at)?;
 
     let config = Config {
         file: file.to_owned(),
@@ -341,6 +351,7 @@ fn resolve(raw: RawConfig, file: &Path) -> Result<Config, ConfigError> {
         internal_callers,
         metadata_identity,
         services,
+        providers,
     };
     Ok(config)
 }

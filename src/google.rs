@@ -1,8 +1,16 @@
-//! The google APIs listener (SPEC §6): the issuer's discovery document and published keys.
-//! Later issues add the OAuth2 token endpoint, tokeninfo, IAM Credentials and STS here.
+//! The google APIs listener (SPEC §6): the issuer's discovery document and published keys,
+//! the OAuth2 token endpoint, tokeninfo, IAM Credentials and STS, and the front door's
+//! decision log.
 
+mod assertion;
+mod caller;
 mod decisions;
+mod errors;
+mod iamcredentials;
 mod issuer;
+mod oauth2;
+mod sts;
+mod tokeninfo;
 
 use axum::Router;
 use axum::http::HeaderMap;
@@ -13,6 +21,10 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(issuer::routes())
         .merge(decisions::routes())
+        .merge(oauth2::routes())
+        .merge(tokeninfo::routes())
+        .merge(iamcredentials::routes())
+        .merge(sts::routes())
         .with_state(state)
 }
 

@@ -132,12 +132,54 @@ impl SigningKey {
         })
     }
 
+    /// The public key as PKCS#1 `RSAPublicKey` DER, the form `PublicKey::from_pkcs1_der` reads.
+    pub fn public_key_der(&self) -> Vec<u8> {
+        self.pair.public_key().as_ref().to_vec()
+    }
+
     pub fn private_key_pem(&self) -> &str {
         &self.private_pem
     }
 
     pub fn certificate_pem(&self) -> &str {
         &self.cert_pem
+    }
+}
+
+/// A public key alone: what is kept of a service account's key, or an external issuer's.
+pub enum PublicKey {
+    /// Parsed once; for keys used often.
+    Parsed(ParsedPublicKey),
+    /// A JWK's modulus and exponent, checked by aws-lc on each use (external issuers).
+    Components(RsaPublicKeyComponents<Vec<u8>>),
+}
+
+impl std::fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PublicKey").finish_non_exhaustive()
+    }
+}
+
+impl PublicKey {
+    /// From PKCS#1 `RSAPublicKey` DER (`SigningKey::public_key_der`).
+    pub fn from_pkcs1_der(der: &[u8]) -> Result<PublicKey, KeyError> {
+        ParsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, der)
+            .map(PublicKey::Parsed)
+            .map_err(|e| KeyError::Rejected(e.to_string()))
+    }
+
+    /// From a JWK's modulus and exponent (big-endian bytes).
+    pub fn from_components(n: &[u8], e: &[u8]) -> PublicKey {
+        PublicKey::Components(RsaPublicKeyComponents { n: n.to_vec(), e: e.to_vec() })
+    }
+
+    pub fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
+        match self {
+            PublicKey::Parsed(k) => k.verify_sig(message, signature).is_ok(),
+            PublicKey::Components(c) => c
+                .verify(&RSA_PKCS1_2048_8192_SHA256, message, signature)
+                .is_ok(),
+        }
     }
 }
 
@@ -255,6 +297,20 @@ mod tests {
                     .starts_with("-----BEGIN CERTIFICATE-----")
             );
         }
+    }
+
+    #[test]
+    fn public_keys_from_der_and_from_jwk_components_verify() {
+        let set = testkeys::key_set();
+        let key = set.current();
+        let sig = key.sign(b"m");
+        let from_der = PublicKey::from_pkcs1_der(&key.public_key_der()).unwrap();
+        assert!(from_der.verify(b"m", &sig));
+        let jwk = key.jwk();
+        let part = |k: &str| URL_SAFE_NO_PAD.decode(jwk[k].as_str().unwrap()).unwrap();
+        let from_jwk = PublicKey::from_components(&part("n"), &part("e"));
+        assert!(from_jwk.verify(b"m", &sig));
+        assert!(!from_jwk.verify(b"n", &sig));
     }
 
     #[test]

@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 
 use crate::access::CLOUD_PLATFORM;
 use crate::config::ServiceAccount;
+use crate::iam::Principal;
 use crate::state::AppState;
 use crate::tokens;
 use respond::{json as json_response, text};
@@ -268,7 +269,8 @@ fn access_token(state: &AppState, sa: &ServiceAccount, query: &[(String, String)
     let now = state.now();
     let key = format!("token\0{}\0{}", sa.email, scopes.join(","));
     let (token, exp) = state.metadata_tokens.get_or_mint(key, now, || {
-        let (token, grant) = state.access_tokens.issue(&sa.email, scopes, now);
+        let principal = Principal::ServiceAccount(sa.email.clone());
+        let (token, grant) = state.access_tokens.issue(principal, scopes, now, tokens::LIFETIME);
         (token, grant.exp)
     });
     json_response(json!({ "access_token": token, "expires_in": exp - now, "token_type": "Bearer" }))

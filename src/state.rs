@@ -8,7 +8,7 @@ use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::decisions::DecisionLog;
 use crate::frontdoor::FrontDoor;
-use crate::keys::KeySet;
+use crate::keys::{KeySet, StateDir};
 use crate::metadata::MetadataTokens;
 
 #[derive(Clone)]
@@ -17,6 +17,8 @@ pub struct AppState(Arc<Shared>);
 pub struct Shared {
     pub config: Config,
     pub keys: KeySet,
+    /// Where service-account keys and the external issuer's key live.
+    pub state_dir: StateDir,
     pub clock: SharedClock,
     pub decisions: DecisionLog,
     pub frontdoor: FrontDoor,
@@ -25,11 +27,12 @@ pub struct Shared {
 }
 
 impl AppState {
-    pub fn new(config: Config, keys: KeySet, clock: SharedClock) -> AppState {
+    pub fn new(config: Config, keys: KeySet, state_dir: StateDir, clock: SharedClock) -> AppState {
         AppState(Arc::new(Shared {
             frontdoor: FrontDoor::new(&config),
             config,
             keys,
+            state_dir,
             clock,
             decisions: DecisionLog::default(),
             access_tokens: AccessTokens::default(),

@@ -27,6 +27,29 @@ pub(crate) struct RawConfig {
     pub(crate) internal_callers: Vec<String>,
     #[serde(default)]
     pub(crate) services: Vec<RawService>,
+    #[serde(default)]
+    pub(crate) workload_identity_pools: Vec<RawPool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPool {
+    pub(crate) name: String,
+    #[serde(default)]
+    pub(crate) providers: Vec<RawProvider>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawProvider {
+    pub(crate) name: String,
+    pub(crate) issuer: String,
+    /// `builtin` (frontdoor's own external issuer) or a JWKS file path.
+    pub(crate) jwks: String,
+    #[serde(default)]
+    pub(crate) allowed_audiences: Vec<String>,
+    #[serde(default)]
+    pub(crate) attribute_mapping: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Deserialize)]

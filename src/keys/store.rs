@@ -7,7 +7,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use super::{KeyError, KeySet, SigningKey};
+use super::{KeyError, KeySet, PublicKey, SigningKey};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -70,10 +70,94 @@ impl StateDir {
         Ok(())
     }
 
+    /// Makes a new key for service account `email` (as `gcloud iam service-accounts keys
+    /// create` does) and keeps its public half, so assertions signed with it verify across
+    /// restarts. The private key is returned, never stored.
+    pub fn create_account_key(&self, email: &str) -> Result<SigningKey, StoreError> {
+        let dir = self.account_dir(email);
+        create_dir(&dir)?;
+        let key = SigningKey::generate().map_err(StoreError::Generate)?;
+        let pem = pem::encode(&pem::Pem::new("RSA PUBLIC KEY", key.public_key_der()));
+        let path = dir.join(format!("{}.pem", key.kid()));
+        std::fs::write(&path, pem).map_err(|source| StoreError::Io { path, source })?;
+        Ok(key)
+    }
+
+    /// The public key `kid` of service account `email`, if it exists (was not deleted).
+    pub fn account_key(&self, email: &str, kid: &str) -> Result<Option<PublicKey>, StoreError> {
+        // The key id comes from a JWT header: only a 40-hex name may touch the disk.
+        if kid.len() != 40 || !kid.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Ok(None);
+        }
+        let path = self.account_dir(email).join(format!("{}.pem", kid.to_ascii_lowercase()));
+        match std::fs::read_to_string(&path) {
+            Ok(text) => parse_public(&text, &path).map(Some),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(StoreError::Io { path, source }),
+        }
+    }
+
+    /// Every key of `email`: (key id, public key, when it was made).
+    pub fn account_keys(&self, email: &str) -> Result<Vec<(String, PublicKey, std::time::SystemTime)>, StoreError> {
+        let dir = self.account_dir(email);
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => return Err(StoreError::Io { path: dir, source }),
+        };
+        let mut keys = Vec::new();
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Some(kid) = path.file_stem().and_then(|s| s.to_str()).map(str::to_owned) else {
+                continue;
+            };
+            let text = std::fs::read_to_string(&path).map_err(|source| StoreError::Io { path: path.clone(), source })?;
+            let created = entry.metadata().and_then(|m| m.modified()).unwrap_or(std::time::UNIX_EPOCH);
+            keys.push((kid, parse_public(&text, &path)?, created));
+        }
+        keys.sort_by_key(|(_, _, created)| *created);
+        Ok(keys)
+    }
+
+    /// Deletes key `kid` of whichever account has it; returns that account.
+    pub fn delete_account_key(&self, kid: &str) -> Result<Option<String>, StoreError> {
+        let root = self.path.join("account-keys");
+        let Ok(accounts) = std::fs::read_dir(&root) else {
+            return Ok(None);
+        };
+        for account in accounts.flatten() {
+            let path = account.path().join(format!("{kid}.pem"));
+            if kid.bytes().all(|b| b.is_ascii_hexdigit()) && path.exists() {
+                std::fs::remove_file(&path).map_err(|source| StoreError::Io { path, source })?;
+                return Ok(account.file_name().to_str().map(str::to_owned));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The signing key of frontdoor's built-in external issuer (`jwks: builtin`
+    /// providers), made on first use.
+    pub fn external_issuer_key(&self) -> Result<SigningKey, StoreError> {
+        let dir = self.path.join("external");
+        create_dir(&dir)?;
+        load_or_create(&dir.join("issuer.pem"))
+    }
+
+    fn account_dir(&self, email: &str) -> PathBuf {
+        // Emails were validated by the configuration; `/` cannot appear in one.
+        self.path.join("account-keys").join(email.replace('/', "_"))
+    }
+
     pub fn read_file(&self, name: &str) -> Result<String, StoreError> {
         let path = self.path.join(name);
         std::fs::read_to_string(&path).map_err(|source| StoreError::Io { path, source })
     }
+}
+
+fn parse_public(text: &str, path: &Path) -> Result<PublicKey, StoreError> {
+    let bad = |source| StoreError::BadKey { path: path.to_owned(), source };
+    let parsed = pem::parse(text).map_err(|_| bad(KeyError::NotPkcs8))?;
+    PublicKey::from_pkcs1_der(parsed.contents()).map_err(bad)
 }
 
 fn create_dir(dir: &Path) -> Result<(), StoreError> {

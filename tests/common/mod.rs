@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
+use base64::Engine;
+
 use frontdoor::clock::SystemClock;
 use frontdoor::config::{self, Config};
 use frontdoor::keys::StateDir;
@@ -24,13 +26,22 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// A state directory holding the checked-in keys `a` (signer) and `b` (next).
+/// A state directory holding the checked-in keys `a` (signer), `b` (next) and `d` (the
+/// built-in external issuer).
 pub fn state_dir_with_test_keys(dir: &Path) -> StateDir {
     let signing = dir.join("signing");
     std::fs::create_dir_all(&signing).unwrap();
     std::fs::copy(repo().join("tests/keys/a.pem"), signing.join("current.pem")).unwrap();
     std::fs::copy(repo().join("tests/keys/b.pem"), signing.join("next.pem")).unwrap();
+    std::fs::create_dir_all(dir.join("external")).unwrap();
+    std::fs::copy(repo().join("tests/keys/d.pem"), dir.join("external/issuer.pem")).unwrap();
     StateDir::new(dir)
+}
+
+/// A checked-in key: `a`, `b`, `c`, `d` or `e`.
+pub fn test_key(name: &str) -> frontdoor::keys::SigningKey {
+    let pem = std::fs::read_to_string(repo().join(format!("tests/keys/{name}.pem"))).unwrap();
+    frontdoor::keys::SigningKey::from_pkcs8_pem(&pem).unwrap()
 }
 
 pub struct Emulator {
@@ -52,10 +63,9 @@ impl Emulator {
         let file = dir.path().join("services.yaml");
         std::fs::write(&file, format!("{EPHEMERAL}{yaml}")).unwrap();
         let config = config::load(&file).unwrap_or_else(|e| panic!("{e}"));
-        let keys = state_dir_with_test_keys(&dir.path().join(".frontdoor"))
-            .signing_keys()
-            .unwrap();
-        let state = AppState::new(config.clone(), keys, clock);
+        let state_dir = state_dir_with_test_keys(&dir.path().join(".frontdoor"));
+        let keys = state_dir.signing_keys().unwrap();
+        let state = AppState::new(config.clone(), keys, state_dir, clock);
         let running = Running::start(state.clone()).await.unwrap();
         Emulator {
             dir,
@@ -114,6 +124,20 @@ impl Emulator {
         let claims =
             frontdoor::tokens::user_claims(&self.config.issuer, user, audience, self.state.now());
         frontdoor::tokens::mint(&self.state.keys, &claims)
+    }
+
+    /// Registers checked-in key `name` as a key of service account `email`, as `frontdoor
+    /// keys create` would, and returns it for signing assertions.
+    pub fn install_account_key(&self, email: &str, name: &str) -> frontdoor::keys::SigningKey {
+        let key = test_key(name);
+        let dir = self.dir.path().join(".frontdoor/account-keys").join(email);
+        std::fs::create_dir_all(&dir).unwrap();
+        let pem = format!(
+            "-----BEGIN RSA PUBLIC KEY-----\n{}\n-----END RSA PUBLIC KEY-----\n",
+            base64::engine::general_purpose::STANDARD.encode(key.public_key_der())
+        );
+        std::fs::write(dir.join(format!("{}.pem", key.kid())), pem).unwrap();
+        key
     }
 
     /// The front door's recorded decisions, newest last.

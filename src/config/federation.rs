@@ -1,0 +1,162 @@
+//! Workload identity pools and their providers (SPEC §6, STS): which external tokens the
+//! emulator's STS accepts, and how their claims map to federated principals.
+
+use std::path::Path;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use super::raw::{RawPool, RawProvider};
+use super::{At, ConfigError, Project, read};
+
+/// Where a provider's signing keys come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProviderKeys {
+    /// frontdoor's own external issuer, whose key lives in the state directory; tokens
+    /// come from `frontdoor external-token`.
+    Builtin,
+    /// RSA keys from a JWKS file: (kid, modulus, exponent), big-endian bytes.
+    Jwks(Vec<(Option<String>, Vec<u8>, Vec<u8>)>),
+}
+
+#[derive(Debug, Clone)]
+pub struct Provider {
+    pub pool: String,
+    pub name: String,
+    pub issuer: String,
+    pub keys: ProviderKeys,
+    /// Accepted `aud` values of subject tokens.
+    pub allowed_audiences: Vec<String>,
+    /// The claim that becomes `google.subject`.
+    pub subject_claim: String,
+    /// `attribute.NAME` ← claim, in the order written.
+    pub attributes: Vec<(String, String)>,
+    /// `//iam.googleapis.com/projects/N/locations/global/workloadIdentityPools/P/providers/X`:
+    /// the STS `audience` that selects this provider.
+    pub resource: String,
+    /// `//iam.googleapis.com/projects/N/locations/global/workloadIdentityPools/P`
+    pub pool_resource: String,
+}
+
+impl Provider {
+    /// `pool/provider`, as the CLI names it.
+    pub fn id(&self) -> String {
+        format!("{}/{}", self.pool, self.name)
+    }
+}
+
+fn check_id(kind: &str, s: &str) -> Result<(), String> {
+    let ok = (4..=32).contains(&s.len())
+        && s.starts_with(|c: char| c.is_ascii_lowercase())
+        && !s.ends_with('-')
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{kind} id `{s}` must be 4 to 32 lowercase letters, digits or hyphens, starting with a letter"))
+    }
+}
+
+/// A mapping value we can evaluate: `assertion.CLAIM`. Google accepts CEL; we take the one
+/// form nearly every configuration uses, and say so when another is given.
+fn claim_of(expr: &str) -> Result<String, String> {
+    expr.strip_prefix("assertion.")
+        .filter(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+        .map(str::to_owned)
+        .ok_or_else(|| format!("mapping `{expr}` is not of the form assertion.CLAIM (the only form frontdoor evaluates)"))
+}
+
+pub(super) fn resolve(raw: Vec<RawPool>, project: &Project, at: &At<'_>) -> Result<Vec<Provider>, ConfigError> {
+    let mut providers: Vec<Provider> = Vec::new();
+    let mut pools = Vec::new();
+    for (i, pool) in raw.into_iter().enumerate() {
+        let path = format!("workload_identity_pools[{i}]");
+        check_id("pool", &pool.name).map_err(|r| at.err(format!("{path}.name"), r))?;
+        if pools.contains(&pool.name) {
+            return Err(at.err(format!("{path}.name"), format!("duplicate pool `{}`", pool.name)));
+        }
+        pools.push(pool.name.clone());
+        for (j, p) in pool.providers.into_iter().enumerate() {
+            let path = format!("{path}.providers[{j}]");
+            if providers.iter().any(|x| x.pool == pool.name && x.name == p.name) {
+                return Err(at.err(format!("{path}.name"), format!("duplicate provider `{}`", p.name)));
+            }
+            providers.push(resolve_provider(p, &pool.name, &path, project, at)?);
+        }
+    }
+    Ok(providers)
+}
+
+fn resolve_provider(p: RawProvider, pool: &str, path: &str, project: &Project, at: &At<'_>) -> Result<Provider, ConfigError> {
+    check_id("provider", &p.name).map_err(|r| at.err(format!("{path}.name"), r))?;
+    if !(p.issuer.starts_with("https://") || p.issuer.starts_with("http://")) {
+        return Err(at.err(format!("{path}.issuer"), format!("issuer `{}` is not an http(s) URL", p.issuer)));
+    }
+    let keys = if p.jwks == "builtin" {
+        ProviderKeys::Builtin
+    } else {
+        let file = at.file.parent().unwrap_or(Path::new(".")).join(&p.jwks);
+        let text = read(&file)?;
+        ProviderKeys::Jwks(parse_jwks(&text).map_err(|r| at.err(format!("{path}.jwks"), format!("{}: {r}", file.display())))?)
+    };
+    let pool_resource = format!(
+        "//iam.googleapis.com/projects/{}/locations/global/workloadIdentityPools/{pool}",
+        project.number
+    );
+    let resource = format!("{pool_resource}/providers/{}", p.name);
+    let allowed_audiences = if p.allowed_audiences.is_empty() {
+        // Google's default: the provider's full resource name as an https URL.
+        vec![format!("https:{resource}")]
+    } else {
+        p.allowed_audiences
+    };
+    let mut subject_claim = None;
+    let mut attributes = Vec::new();
+    for (key, expr) in &p.attribute_mapping {
+        let claim = claim_of(expr).map_err(|r| at.err(format!("{path}.attribute_mapping.{key}"), r))?;
+        if key == "google.subject" {
+            subject_claim = Some(claim);
+        } else if let Some(name) = key.strip_prefix("attribute.").filter(|n| !n.is_empty()) {
+            attributes.push((name.to_owned(), claim));
+        } else {
+            return Err(at.err(
+                format!("{path}.attribute_mapping.{key}"),
+                format!("unknown target `{key}`; map to google.subject or attribute.NAME"),
+            ));
+        }
+    }
+    let subject_claim = subject_claim.unwrap_or_else(|| "sub".to_owned());
+    Ok(Provider {
+        pool: pool.to_owned(),
+        name: p.name,
+        issuer: p.issuer,
+        keys,
+        allowed_audiences,
+        subject_claim,
+        attributes,
+        resource,
+        pool_resource,
+    })
+}
+
+fn parse_jwks(text: &str) -> Result<Vec<(Option<String>, Vec<u8>, Vec<u8>)>, String> {
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+    let keys = value["keys"].as_array().ok_or("no `keys` array")?;
+    let mut out = Vec::new();
+    for (i, k) in keys.iter().enumerate() {
+        if k["kty"] != "RSA" {
+            continue;
+        }
+        let part = |name: &str| {
+            k[name]
+                .as_str()
+                .and_then(|s| URL_SAFE_NO_PAD.decode(s.trim_end_matches('=')).ok())
+                .ok_or_else(|| format!("keys[{i}].{name} is not base64url"))
+        };
+        out.push((k["kid"].as_str().map(str::to_owned), part("n")?, part("e")?));
+    }
+    if out.is_empty() {
+        return Err("no RSA keys".to_owned());
+    }
+    Ok(out)
+}

@@ -1,0 +1,61 @@
+//! The two error shapes of Google's APIs, each rendered in one place: the JSON error of
+//! Google's REST APIs (IAM Credentials) and the OAuth2 error (token endpoints).
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// An error of a Google REST API, `{"error":{"code","message","status","details"}}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ApiError {
+    /// 401: no usable bearer token; the message says what was wrong with it.
+    Unauthenticated(String),
+    /// 403: the caller lacks `permission` on the resource.
+    PermissionDenied { permission: &'static str },
+    /// 400: the request body or a parameter is wrong.
+    InvalidArgument(String),
+    /// 404: no such resource.
+    NotFound(String),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (code, status, message, details) = match self {
+            ApiError::Unauthenticated(why) => (
+                StatusCode::UNAUTHORIZED,
+                "UNAUTHENTICATED",
+                format!(
+                    "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential. ({why})"
+                ),
+                json!([{
+                    "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                    "reason": "ACCESS_TOKEN_TYPE_UNSUPPORTED",
+                    "domain": "googleapis.com",
+                    "metadata": {"service": "iamcredentials.googleapis.com"},
+                }]),
+            ),
+            ApiError::PermissionDenied { permission } => (
+                StatusCode::FORBIDDEN,
+                "PERMISSION_DENIED",
+                format!("Permission '{permission}' denied on resource (or it may not exist)."),
+                json!([{
+                    "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                    "reason": "IAM_PERMISSION_DENIED",
+                    "domain": "iam.googleapis.com",
+                    "metadata": {"permission": permission},
+                }]),
+            ),
+            ApiError::InvalidArgument(message) => (StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", message, json!([])),
+            ApiError::NotFound(message) => (StatusCode::NOT_FOUND, "NOT_FOUND", message, json!([])),
+        };
+        let body = json!({"error": {"code": code.as_u16(), "message": message, "status": status, "details": details}});
+        (code, Json(body)).into_response()
+    }
+}
+
+/// An OAuth2 error, `{"error": CODE, "error_description": …}`, status 400.
+pub(crate) fn oauth(error: &str, description: &str) -> Response {
+    let body = json!({"error": error, "error_description": description});
+    (StatusCode::BAD_REQUEST, Json(body)).into_response()
+}

@@ -1,0 +1,207 @@
+//! IAM Credentials (SPEC §6): `generateIdToken`, `generateAccessToken`, `signJwt` and
+//! `signBlob` on `/v1/projects/-/serviceAccounts/{EMAIL or UNIQUE_ID}:METHOD`, with the caller
+//! from its bearer token and permissions checked hop by hop along `delegates`.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use super::caller::caller;
+use super::errors::ApiError;
+use crate::config::ServiceAccount;
+use crate::iam::{self, Principal, Scope};
+use crate::state::AppState;
+use crate::tokens;
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new().route("/v1/projects/{project}/serviceAccounts/{target}", post(dispatch))
+}
+
+/// A boolean that may arrive as `true` or `"true"`, as some clients send it.
+fn flexible_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    match Value::deserialize(d)? {
+        Value::Bool(b) => Ok(b),
+        Value::String(s) if s.eq_ignore_ascii_case("true") => Ok(true),
+        Value::String(s) if s.eq_ignore_ascii_case("false") || s.is_empty() => Ok(false),
+        other => Err(serde::de::Error::custom(format!("expected a boolean, found {other}"))),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct IdTokenRequest {
+    #[serde(default)]
+    audience: String,
+    #[serde(default, deserialize_with = "flexible_bool")]
+    include_email: bool,
+    #[serde(default)]
+    delegates: Vec<String>,
+    #[serde(default, deserialize_with = "flexible_bool")]
+    use_email_azp: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct AccessTokenRequest {
+    #[serde(default)]
+    scope: Vec<String>,
+    lifetime: Option<String>,
+    #[serde(default)]
+    delegates: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct SignRequest {
+    #[serde(default)]
+    payload: String,
+    #[serde(default)]
+    delegates: Vec<String>,
+}
+
+/// The body as JSON whatever its content type (the documented curl recipe sends
+/// `text/json`), or Google's 400.
+fn body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| ApiError::InvalidArgument(format!("Invalid JSON payload received. {e}")))
+}
+
+async fn dispatch(
+    State(state): State<AppState>,
+    Path((_project, target)): Path<(String, String)>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Response {
+    let result = (|| {
+        let Some((name, method)) = target.rsplit_once(':') else {
+            return Err(ApiError::NotFound(format!("no method in `{target}`; expected EMAIL:generateIdToken and the like")));
+        };
+        let method = match method {
+            "generateIdToken" | "generateAccessToken" | "signJwt" | "signBlob" => method,
+            other => return Err(ApiError::NotFound(format!("unknown method `{other}`"))),
+        };
+        let who = caller(&state, &headers)?;
+        let account = account(&state, name)?;
+        match method {
+            "generateIdToken" => generate_id_token(&state, &who, account, body(&bytes)?),
+            "generateAccessToken" => generate_access_token(&state, &who, account, body(&bytes)?),
+            "signJwt" => sign_jwt(&state, &who, account, body(&bytes)?),
+            _ => sign_blob(&state, &who, account, body(&bytes)?),
+        }
+    })();
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `EMAIL`, a unique id, or `projects/-/serviceAccounts/EMAIL`.
+fn account<'s>(state: &'s AppState, name: &str) -> Result<&'s ServiceAccount, ApiError> {
+    let name = name.rsplit('/').next().unwrap_or(name);
+    state
+        .config
+        .service_account(name)
+        .or_else(|| state.config.service_account_by_id(name))
+        .ok_or_else(|| ApiError::NotFound(format!("Not found; Gaia id not found for email {name}")))
+}
+
+/// The caller may act as `target` for `permission`: directly, or through `delegates`, each
+/// hop holding `implicitDelegation` on the next and the last holding `permission`.
+fn authorize(
+    state: &AppState,
+    who: &Principal,
+    delegates: &[String],
+    target: &ServiceAccount,
+    permission: &'static str,
+) -> Result<(), ApiError> {
+    let config = &state.config;
+    let mut current = who.clone();
+    let mut hops: Vec<(&ServiceAccount, &'static str)> = Vec::new();
+    for d in delegates {
+        hops.push((account(state, d)?, iam::IMPLICIT_DELEGATION));
+    }
+    hops.push((target, permission));
+    for (next, needed) in hops {
+        let decision = iam::check(
+            needed,
+            Some(&current),
+            &[
+                Scope { kind: "service account", name: &next.email, policy: &next.policy },
+                Scope { kind: "project", name: &config.project.id, policy: &config.policy },
+            ],
+            &config.groups,
+        );
+        tracing::info!(allowed = decision.allowed, permission = needed, reason = %decision.reason, "iam credentials decision");
+        if !decision.allowed {
+            return Err(ApiError::PermissionDenied { permission: needed });
+        }
+        current = Principal::ServiceAccount(next.email.clone());
+    }
+    Ok(())
+}
+
+fn generate_id_token(state: &AppState, who: &Principal, target: &ServiceAccount, req: IdTokenRequest) -> Result<Response, ApiError> {
+    if req.audience.is_empty() {
+        return Err(ApiError::InvalidArgument("Invalid value for field 'audience': must not be empty.".into()));
+    }
+    authorize(state, who, &req.delegates, target, iam::GET_OPENID_TOKEN)?;
+    let mut claims = tokens::service_account_claims(&state.config.issuer, target, &req.audience, state.now());
+    if !req.include_email {
+        claims.remove("email");
+        claims.remove("email_verified");
+    }
+    if req.use_email_azp {
+        claims.insert("azp".into(), Value::String(target.email.clone()));
+    }
+    Ok(Json(json!({ "token": tokens::mint(&state.keys, &claims) })).into_response())
+}
+
+fn generate_access_token(state: &AppState, who: &Principal, target: &ServiceAccount, req: AccessTokenRequest) -> Result<Response, ApiError> {
+    if req.scope.is_empty() {
+        return Err(ApiError::InvalidArgument("Invalid value for field 'scope': at least one scope is required.".into()));
+    }
+    let lifetime = match req.lifetime.as_deref() {
+        None => tokens::LIFETIME,
+        Some(l) => l
+            .strip_suffix('s')
+            .and_then(|n| n.parse::<f64>().ok())
+            .filter(|n| (1.0..=tokens::LIFETIME as f64).contains(n))
+            .map(|n| n as i64)
+            .ok_or_else(|| ApiError::InvalidArgument(format!("Invalid value for field 'lifetime': `{l}`; give a duration such as \"3600s\", at most 3600s.")))?,
+    };
+    authorize(state, who, &req.delegates, target, iam::GET_ACCESS_TOKEN)?;
+    let now = state.now();
+    let principal = Principal::ServiceAccount(target.email.clone());
+    let (token, grant) = state.access_tokens.issue(principal, req.scope, now, lifetime);
+    // `YYYY-MM-DDTHH:MM:SSZ` with no fractional seconds: Python's google-auth parses it
+    // with exactly that format.
+    let expire = std::time::UNIX_EPOCH + std::time::Duration::from_secs(grant.exp.max(0) as u64);
+    let expire_time = humantime::format_rfc3339_seconds(expire).to_string();
+    Ok(Json(json!({ "accessToken": token, "expireTime": expire_time })).into_response())
+}
+
+fn sign_jwt(state: &AppState, who: &Principal, target: &ServiceAccount, req: SignRequest) -> Result<Response, ApiError> {
+    let Ok(Value::Object(_)) = serde_json::from_str::<Value>(&req.payload) else {
+        return Err(ApiError::InvalidArgument("Invalid value for field 'payload': it must be a JSON object in a string.".into()));
+    };
+    authorize(state, who, &req.delegates, target, iam::SIGN_JWT)?;
+    let key = state.keys.current();
+    let header = json!({"alg": "RS256", "kid": key.kid(), "typ": "JWT"});
+    let signed = format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(&req.payload));
+    let signature = URL_SAFE_NO_PAD.encode(key.sign(signed.as_bytes()));
+    Ok(Json(json!({ "keyId": key.kid(), "signedJwt": format!("{signed}.{signature}") })).into_response())
+}
+
+fn sign_blob(state: &AppState, who: &Principal, target: &ServiceAccount, req: SignRequest) -> Result<Response, ApiError> {
+    let blob = STANDARD
+        .decode(&req.payload)
+        .map_err(|_| ApiError::InvalidArgument("Invalid value for field 'payload': it must be base64.".into()))?;
+    authorize(state, who, &req.delegates, target, iam::SIGN_BLOB)?;
+    let key = state.keys.current();
+    Ok(Json(json!({ "keyId": key.kid(), "signedBlob": STANDARD.encode(key.sign(&blob)) })).into_response())
+}

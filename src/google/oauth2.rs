@@ -1,0 +1,94 @@
+//! `POST /token` (and `/oauth2/v4/token`): the jwt-bearer grant a service-account key uses
+//! (SPEC §6). An ID token when the assertion carries `target_audience`, else an access token.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use serde_json::{Value, json};
+
+use super::assertion::{self, AssertionError};
+use super::errors::oauth;
+use crate::iam::Principal;
+use crate::state::AppState;
+use crate::tokens;
+
+const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/token", post(token))
+        .route("/oauth2/v4/token", post(token))
+}
+
+/// Form fields of a request body, last value wins.
+pub(super) fn form(body: &[u8]) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(body).into_owned().collect()
+}
+
+pub(super) fn field<'f>(fields: &'f [(String, String)], name: &str) -> Option<&'f str> {
+    fields.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+async fn token(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let fields = form(&body);
+    match field(&fields, "grant_type") {
+        Some(JWT_BEARER) => {}
+        Some(other) => return oauth("unsupported_grant_type", &format!("Invalid grant_type: {other}")),
+        None => return oauth("invalid_request", "Missing required parameter: grant_type"),
+    }
+    let Some(jwt) = field(&fields, "assertion") else {
+        return oauth("invalid_request", "Missing required parameter: assertion");
+    };
+    let (account, claims) = match assertion::verify(&state, jwt) {
+        Ok(found) => found,
+        Err(e) => {
+            tracing::info!(error = %e, "token endpoint refused an assertion");
+            return oauth("invalid_grant", &e.to_string());
+        }
+    };
+    let base = super::base_url(&headers, &state);
+    let accepted = [
+        format!("{base}/token"),
+        format!("{base}/oauth2/v4/token"),
+        "https://oauth2.googleapis.com/token".to_owned(),
+        "https://www.googleapis.com/oauth2/v4/token".to_owned(),
+    ];
+    if !claims.get("aud").and_then(Value::as_str).is_some_and(|a| accepted.iter().any(|x| x == a)) {
+        return oauth(
+            "invalid_grant",
+            &format!("Invalid JWT: Failed audience check. The right audience is {base}/token"),
+        );
+    }
+
+    let now = state.now();
+    if let Some(audience) = claims.get("target_audience").and_then(Value::as_str) {
+        if audience.is_empty() {
+            return oauth("invalid_request", "Invalid target_audience: it may not be empty");
+        }
+        let id = tokens::service_account_claims(&state.config.issuer, account, audience, now);
+        return Json(json!({ "id_token": tokens::mint(&state.keys, &id) })).into_response();
+    }
+    let scopes: Vec<String> = claims
+        .get("scope")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    if scopes.is_empty() {
+        return oauth("invalid_scope", "Empty or missing scope not allowed.");
+    }
+    let principal = Principal::ServiceAccount(account.email.clone());
+    let (token, grant) = state.access_tokens.issue(principal, scopes, now, tokens::LIFETIME);
+    Json(json!({ "access_token": token, "expires_in": grant.exp - now, "token_type": "Bearer" })).into_response()
+}
+
+impl From<AssertionError> for super::errors::ApiError {
+    fn from(e: AssertionError) -> Self {
+        super::errors::ApiError::Unauthenticated(format!("the self-signed JWT was refused: {e}"))
+    }
+}
