@@ -39,12 +39,22 @@ impl Default for AccessTokens {
 
 impl AccessTokens {
     /// A new token for `principal` with `scopes`, valid for `lifetime` seconds from `now`.
-    pub fn issue(&self, principal: Principal, scopes: Vec<String>, now: i64, lifetime: i64) -> (String, Arc<Grant>) {
+    pub fn issue(
+        &self,
+        principal: Principal,
+        scopes: Vec<String>,
+        now: i64,
+        lifetime: i64,
+    ) -> (String, Arc<Grant>) {
         let mut random = [0u8; 48];
         // The token is a bearer secret, so it comes from the system's CSPRNG.
         aws_lc_rs::rand::fill(&mut random).expect("the system random source is available");
         let token = format!("{ACCESS_TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(random));
-        let grant = Arc::new(Grant { principal, scopes, exp: now + lifetime });
+        let grant = Arc::new(Grant {
+            principal,
+            scopes,
+            exp: now + lifetime,
+        });
         self.grants.insert(token.clone(), grant.clone());
         (token, grant)
     }

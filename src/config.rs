@@ -21,7 +21,7 @@ use serde::de::DeserializeOwned;
 use crate::iam::{self, Binding, Groups, Member, Policy, Role};
 use raw::{RawConfig, RawPolicy};
 
-pub use federation::{Provider, ProviderKeys};
+pub use federation::{JwkKey, Provider, ProviderKeys};
 pub use names::{region_code, unique_id_for};
 pub use service::{Ingress, Service, Upstream};
 

@@ -170,7 +170,10 @@ impl PublicKey {
 
     /// From a JWK's modulus and exponent (big-endian bytes).
     pub fn from_components(n: &[u8], e: &[u8]) -> PublicKey {
-        PublicKey::Components(RsaPublicKeyComponents { n: n.to_vec(), e: e.to_vec() })
+        PublicKey::Components(RsaPublicKeyComponents {
+            n: n.to_vec(),
+            e: e.to_vec(),
+        })
     }
 
     pub fn verify(&self, message: &[u8], signature: &[u8]) -> bool {

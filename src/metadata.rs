@@ -270,7 +270,9 @@ fn access_token(state: &AppState, sa: &ServiceAccount, query: &[(String, String)
     let key = format!("token\0{}\0{}", sa.email, scopes.join(","));
     let (token, exp) = state.metadata_tokens.get_or_mint(key, now, || {
         let principal = Principal::ServiceAccount(sa.email.clone());
-        let (token, grant) = state.access_tokens.issue(principal, scopes, now, tokens::LIFETIME);
+        let (token, grant) = state
+            .access_tokens
+            .issue(principal, scopes, now, tokens::LIFETIME);
         (token, grant.exp)
     });
     json_response(json!({ "access_token": token, "expires_in": exp - now, "token_type": "Bearer" }))

@@ -249,7 +249,10 @@ async fn access_tokens_are_cached_bound_and_scoped() {
         .access_tokens
         .lookup(scoped["access_token"].as_str().unwrap(), emu.state.now())
         .unwrap();
-    assert_eq!(grant.principal, frontdoor::iam::Principal::ServiceAccount(sa("login")));
+    assert_eq!(
+        grant.principal,
+        frontdoor::iam::Principal::ServiceAccount(sa("login"))
+    );
     assert_eq!(
         grant.scopes,
         [

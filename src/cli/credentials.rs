@@ -86,15 +86,22 @@ fn google_base(args: &ConfigArgs, config: &Config) -> String {
     format!("http://{addr}")
 }
 
-fn declared<'c>(config: &'c Config, email: &str) -> anyhow::Result<&'c crate::config::ServiceAccount> {
-    config
-        .service_account(email)
-        .with_context(|| format!("service account `{email}` is not declared in {}", config.file.display()))
+fn declared<'c>(
+    config: &'c Config,
+    email: &str,
+) -> anyhow::Result<&'c crate::config::ServiceAccount> {
+    config.service_account(email).with_context(|| {
+        format!(
+            "service account `{email}` is not declared in {}",
+            config.file.display()
+        )
+    })
 }
 
 fn write_json(path: &PathBuf, value: &Value) -> anyhow::Result<()> {
     let text = serde_json::to_string_pretty(value)?;
-    std::fs::write(path, text + "\n").with_context(|| format!("cannot write {}", path.display()))?;
+    std::fs::write(path, text + "\n")
+        .with_context(|| format!("cannot write {}", path.display()))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -106,7 +113,11 @@ fn write_json(path: &PathBuf, value: &Value) -> anyhow::Result<()> {
 
 pub(super) fn keys(command: KeysCommand) -> anyhow::Result<()> {
     match command {
-        KeysCommand::Create { key_file, iam_account, config: args } => {
+        KeysCommand::Create {
+            key_file,
+            iam_account,
+            config: args,
+        } => {
             let (config, state) = args.load()?;
             let account = declared(&config, &iam_account)?;
             let key = state.create_account_key(&account.email)?;
@@ -127,20 +138,34 @@ pub(super) fn keys(command: KeysCommand) -> anyhow::Result<()> {
                 "universe_domain": "googleapis.com",
             });
             write_json(&key_file, &file)?;
-            say(&format!("created key [{}] of [{}] in [{}]\n", key.kid(), account.email, key_file.display()));
+            say(&format!(
+                "created key [{}] of [{}] in [{}]\n",
+                key.kid(),
+                account.email,
+                key_file.display()
+            ));
             Ok(())
         }
-        KeysCommand::List { iam_account, config: args } => {
+        KeysCommand::List {
+            iam_account,
+            config: args,
+        } => {
             let (config, state) = args.load()?;
             let account = declared(&config, &iam_account)?;
             let mut out = String::from("KEY_ID                                    CREATED_AT\n");
             for (kid, _, created) in state.account_keys(&account.email)? {
-                out.push_str(&format!("{kid}  {}\n", humantime::format_rfc3339_seconds(created)));
+                out.push_str(&format!(
+                    "{kid}  {}\n",
+                    humantime::format_rfc3339_seconds(created)
+                ));
             }
             say(&out);
             Ok(())
         }
-        KeysCommand::Delete { key_id, config: args } => {
+        KeysCommand::Delete {
+            key_id,
+            config: args,
+        } => {
             let (_, state) = args.load()?;
             match state.delete_account_key(&key_id)? {
                 Some(account) => {
@@ -156,7 +181,10 @@ pub(super) fn keys(command: KeysCommand) -> anyhow::Result<()> {
 fn provider<'c>(config: &'c Config, id: &str) -> anyhow::Result<&'c Provider> {
     config.provider(id).with_context(|| {
         let known: Vec<String> = config.providers.iter().map(Provider::id).collect();
-        format!("no provider `{id}` under workload_identity_pools (providers: {})", known.join(", "))
+        format!(
+            "no provider `{id}` under workload_identity_pools (providers: {})",
+            known.join(", ")
+        )
     })
 }
 
@@ -164,18 +192,28 @@ pub(super) fn external_token(args: ExternalToken) -> anyhow::Result<()> {
     let (config, state): (Config, StateDir) = args.config.load()?;
     let provider = provider(&config, &args.provider)?;
     if provider.keys != ProviderKeys::Builtin {
-        bail!("provider `{}` verifies tokens with its own JWKS, not frontdoor's built-in issuer (jwks: builtin)", provider.id());
+        bail!(
+            "provider `{}` verifies tokens with its own JWKS, not frontdoor's built-in issuer (jwks: builtin)",
+            provider.id()
+        );
     }
     let key = state.external_issuer_key()?;
     let now = SystemClock.now();
     let mut claims: BTreeMap<String, Value> = BTreeMap::new();
     claims.insert("iss".into(), provider.issuer.clone().into());
     claims.insert("sub".into(), args.subject.into());
-    claims.insert("aud".into(), args.audience.unwrap_or_else(|| provider.allowed_audiences[0].clone()).into());
+    claims.insert(
+        "aud".into(),
+        args.audience
+            .unwrap_or_else(|| provider.allowed_audiences[0].clone())
+            .into(),
+    );
     claims.insert("iat".into(), now.into());
     claims.insert("exp".into(), (now + LIFETIME).into());
     for c in args.claims {
-        let (name, value) = c.split_once('=').with_context(|| format!("claim `{c}` is not NAME=VALUE"))?;
+        let (name, value) = c
+            .split_once('=')
+            .with_context(|| format!("claim `{c}` is not NAME=VALUE"))?;
         claims.insert(name.to_owned(), value.into());
     }
     let header = json!({"alg": "RS256", "kid": key.kid(), "typ": "JWT"});
@@ -190,7 +228,13 @@ pub(super) fn external_token(args: ExternalToken) -> anyhow::Result<()> {
 }
 
 pub(super) fn write(command: CredentialsCommand) -> anyhow::Result<()> {
-    let CredentialsCommand::ExternalAccount { out, provider: id, service_account, token_file, config: args } = command;
+    let CredentialsCommand::ExternalAccount {
+        out,
+        provider: id,
+        service_account,
+        token_file,
+        config: args,
+    } = command;
     let (config, _) = args.load()?;
     let provider = provider(&config, &id)?;
     let account = declared(&config, &service_account)?;
@@ -206,6 +250,11 @@ pub(super) fn write(command: CredentialsCommand) -> anyhow::Result<()> {
         "universe_domain": "googleapis.com",
     });
     write_json(&out, &file)?;
-    say(&format!("wrote external-account configuration for [{}] as [{}] to [{}]\n", provider.id(), account.email, out.display()));
+    say(&format!(
+        "wrote external-account configuration for [{}] as [{}] to [{}]\n",
+        provider.id(),
+        account.email,
+        out.display()
+    ));
     Ok(())
 }

@@ -15,8 +15,16 @@ pub enum ProviderKeys {
     /// frontdoor's own external issuer, whose key lives in the state directory; tokens
     /// come from `frontdoor external-token`.
     Builtin,
-    /// RSA keys from a JWKS file: (kid, modulus, exponent), big-endian bytes.
-    Jwks(Vec<(Option<String>, Vec<u8>, Vec<u8>)>),
+    /// RSA keys from a JWKS file.
+    Jwks(Vec<JwkKey>),
+}
+
+/// One RSA key of a JWKS: its id, modulus and exponent (big-endian bytes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwkKey {
+    pub kid: Option<String>,
+    pub n: Vec<u8>,
+    pub e: Vec<u8>,
 }
 
 #[derive(Debug, Clone)]
@@ -45,15 +53,20 @@ impl Provider {
     }
 }
 
+/// Google asks for 4 to 32 characters; we accept 2 so that short names such as the
+/// issue's `ci` work (the README says so).
 fn check_id(kind: &str, s: &str) -> Result<(), String> {
-    let ok = (4..=32).contains(&s.len())
+    let ok = (2..=32).contains(&s.len())
         && s.starts_with(|c: char| c.is_ascii_lowercase())
         && !s.ends_with('-')
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
     if ok {
         Ok(())
     } else {
-        Err(format!("{kind} id `{s}` must be 4 to 32 lowercase letters, digits or hyphens, starting with a letter"))
+        Err(format!(
+            "{kind} id `{s}` must be 2 to 32 lowercase letters, digits or hyphens, starting with a letter"
+        ))
     }
 }
 
@@ -66,20 +79,33 @@ fn claim_of(expr: &str) -> Result<String, String> {
         .ok_or_else(|| format!("mapping `{expr}` is not of the form assertion.CLAIM (the only form frontdoor evaluates)"))
 }
 
-pub(super) fn resolve(raw: Vec<RawPool>, project: &Project, at: &At<'_>) -> Result<Vec<Provider>, ConfigError> {
+pub(super) fn resolve(
+    raw: Vec<RawPool>,
+    project: &Project,
+    at: &At<'_>,
+) -> Result<Vec<Provider>, ConfigError> {
     let mut providers: Vec<Provider> = Vec::new();
     let mut pools = Vec::new();
     for (i, pool) in raw.into_iter().enumerate() {
         let path = format!("workload_identity_pools[{i}]");
         check_id("pool", &pool.name).map_err(|r| at.err(format!("{path}.name"), r))?;
         if pools.contains(&pool.name) {
-            return Err(at.err(format!("{path}.name"), format!("duplicate pool `{}`", pool.name)));
+            return Err(at.err(
+                format!("{path}.name"),
+                format!("duplicate pool `{}`", pool.name),
+            ));
         }
         pools.push(pool.name.clone());
         for (j, p) in pool.providers.into_iter().enumerate() {
             let path = format!("{path}.providers[{j}]");
-            if providers.iter().any(|x| x.pool == pool.name && x.name == p.name) {
-                return Err(at.err(format!("{path}.name"), format!("duplicate provider `{}`", p.name)));
+            if providers
+                .iter()
+                .any(|x| x.pool == pool.name && x.name == p.name)
+            {
+                return Err(at.err(
+                    format!("{path}.name"),
+                    format!("duplicate provider `{}`", p.name),
+                ));
             }
             providers.push(resolve_provider(p, &pool.name, &path, project, at)?);
         }
@@ -87,17 +113,29 @@ pub(super) fn resolve(raw: Vec<RawPool>, project: &Project, at: &At<'_>) -> Resu
     Ok(providers)
 }
 
-fn resolve_provider(p: RawProvider, pool: &str, path: &str, project: &Project, at: &At<'_>) -> Result<Provider, ConfigError> {
+fn resolve_provider(
+    p: RawProvider,
+    pool: &str,
+    path: &str,
+    project: &Project,
+    at: &At<'_>,
+) -> Result<Provider, ConfigError> {
     check_id("provider", &p.name).map_err(|r| at.err(format!("{path}.name"), r))?;
     if !(p.issuer.starts_with("https://") || p.issuer.starts_with("http://")) {
-        return Err(at.err(format!("{path}.issuer"), format!("issuer `{}` is not an http(s) URL", p.issuer)));
+        return Err(at.err(
+            format!("{path}.issuer"),
+            format!("issuer `{}` is not an http(s) URL", p.issuer),
+        ));
     }
     let keys = if p.jwks == "builtin" {
         ProviderKeys::Builtin
     } else {
         let file = at.file.parent().unwrap_or(Path::new(".")).join(&p.jwks);
         let text = read(&file)?;
-        ProviderKeys::Jwks(parse_jwks(&text).map_err(|r| at.err(format!("{path}.jwks"), format!("{}: {r}", file.display())))?)
+        ProviderKeys::Jwks(
+            parse_jwks(&text)
+                .map_err(|r| at.err(format!("{path}.jwks"), format!("{}: {r}", file.display())))?,
+        )
     };
     let pool_resource = format!(
         "//iam.googleapis.com/projects/{}/locations/global/workloadIdentityPools/{pool}",
@@ -113,7 +151,8 @@ fn resolve_provider(p: RawProvider, pool: &str, path: &str, project: &Project, a
     let mut subject_claim = None;
     let mut attributes = Vec::new();
     for (key, expr) in &p.attribute_mapping {
-        let claim = claim_of(expr).map_err(|r| at.err(format!("{path}.attribute_mapping.{key}"), r))?;
+        let claim =
+            claim_of(expr).map_err(|r| at.err(format!("{path}.attribute_mapping.{key}"), r))?;
         if key == "google.subject" {
             subject_claim = Some(claim);
         } else if let Some(name) = key.strip_prefix("attribute.").filter(|n| !n.is_empty()) {
@@ -139,8 +178,9 @@ fn resolve_provider(p: RawProvider, pool: &str, path: &str, project: &Project, a
     })
 }
 
-fn parse_jwks(text: &str) -> Result<Vec<(Option<String>, Vec<u8>, Vec<u8>)>, String> {
-    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+fn parse_jwks(text: &str) -> Result<Vec<JwkKey>, String> {
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
     let keys = value["keys"].as_array().ok_or("no `keys` array")?;
     let mut out = Vec::new();
     for (i, k) in keys.iter().enumerate() {
@@ -153,7 +193,11 @@ fn parse_jwks(text: &str) -> Result<Vec<(Option<String>, Vec<u8>, Vec<u8>)>, Str
                 .and_then(|s| URL_SAFE_NO_PAD.decode(s.trim_end_matches('=')).ok())
                 .ok_or_else(|| format!("keys[{i}].{name} is not base64url"))
         };
-        out.push((k["kid"].as_str().map(str::to_owned), part("n")?, part("e")?));
+        out.push(JwkKey {
+            kid: k["kid"].as_str().map(str::to_owned),
+            n: part("n")?,
+            e: part("e")?,
+        });
     }
     if out.is_empty() {
         return Err("no RSA keys".to_owned());

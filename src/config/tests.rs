@@ -396,3 +396,85 @@ fn broken_yaml_is_an_error_not_a_panic() {
         assert!(parse(text, Path::new("services.yaml")).is_err(), "{text:?}");
     }
 }
+
+const POOLS: &str = r#"
+workload_identity_pools:
+  - name: ci-pool
+    providers:
+      - name: ci
+        issuer: https://ci.example.com
+        jwks: builtin
+        attribute_mapping: {google.subject: assertion.sub, attribute.repository: assertion.repository}
+"#;
+
+#[test]
+fn workload_identity_providers_resolve_with_googles_defaults() {
+    let c = ok(&format!("{BASE}{POOLS}"));
+    let p = c.provider("ci-pool/ci").unwrap();
+    let resource = "//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/ci-pool/providers/ci";
+    assert_eq!(p.resource, resource);
+    assert_eq!(p.allowed_audiences, [format!("https:{resource}")]);
+    assert_eq!(p.subject_claim, "sub");
+    assert_eq!(
+        p.attributes,
+        [("repository".to_owned(), "repository".to_owned())]
+    );
+    assert_eq!(p.keys, ProviderKeys::Builtin);
+}
+
+#[test]
+fn workload_identity_provider_errors() {
+    let pools = |from: &str, to: &str| format!("{BASE}{}", POOLS.replace(from, to));
+    err(
+        &pools("assertion.sub,", "assertion.sub.upper,"),
+        "workload_identity_pools[0].providers[0].attribute_mapping.google.subject",
+        "not of the form assertion.CLAIM",
+    );
+    err(
+        &pools("attribute.repository:", "google.groups:"),
+        "workload_identity_pools[0].providers[0].attribute_mapping.google.groups",
+        "unknown target",
+    );
+    err(
+        &pools("issuer: https://ci.example.com", "issuer: ci.example.com"),
+        "workload_identity_pools[0].providers[0].issuer",
+        "not an http(s) URL",
+    );
+    err(
+        &pools("name: ci-pool", "name: Ci_Pool"),
+        "workload_identity_pools[0].name",
+        "pool id `Ci_Pool`",
+    );
+    let dup = format!(
+        "{BASE}{POOLS}      - name: ci\n        issuer: https://x.example.com\n        jwks: builtin\n"
+    );
+    err(
+        &dup,
+        "workload_identity_pools[0].providers[1].name",
+        "duplicate provider `ci`",
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("jwks.json"),
+        r#"{"keys": [{"kty": "EC", "crv": "P-256"}]}"#,
+    )
+    .unwrap();
+    let text = pools("jwks: builtin", "jwks: jwks.json");
+    let e = parse(&text, &dir.path().join("services.yaml"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("providers[0].jwks") && e.contains("no RSA keys"),
+        "{e}"
+    );
+    std::fs::write(
+        dir.path().join("jwks.json"),
+        r#"{"keys": [{"kty": "RSA", "n": "AQAB", "e": "AQAB", "kid": "k"}]}"#,
+    )
+    .unwrap();
+    let c = parse(&text, &dir.path().join("services.yaml")).unwrap();
+    assert!(
+        matches!(&c.providers[0].keys, ProviderKeys::Jwks(keys) if keys[0].kid.as_deref() == Some("k"))
+    );
+}

@@ -17,7 +17,9 @@ pub(crate) enum AssertionError {
     Signature,
     #[error("Invalid grant: account not found")]
     UnknownAccount,
-    #[error("Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable timeframe. Check your iat and exp values in the JWT claim.")]
+    #[error(
+        "Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable timeframe. Check your iat and exp values in the JWT claim."
+    )]
     Lifetime,
     #[error("Invalid JWT: the assertion is not a JWT signed with RS256.")]
     Malformed,
@@ -32,7 +34,10 @@ fn part(s: &str) -> Option<serde_json::Map<String, Value>> {
 
 /// Verifies `jwt` as signed by a key of the service account named in its `iss`, and its
 /// lifetime: at most an hour, not expired, not issued in the future (with skew).
-pub(crate) fn verify<'s>(state: &'s AppState, jwt: &str) -> Result<(&'s ServiceAccount, Claims), AssertionError> {
+pub(crate) fn verify<'s>(
+    state: &'s AppState,
+    jwt: &str,
+) -> Result<(&'s ServiceAccount, Claims), AssertionError> {
     let mut it = jwt.split('.');
     let (Some(h), Some(p), Some(sig), None) = (it.next(), it.next(), it.next(), it.next()) else {
         return Err(AssertionError::Malformed);
@@ -42,9 +47,17 @@ pub(crate) fn verify<'s>(state: &'s AppState, jwt: &str) -> Result<(&'s ServiceA
     if header.get("alg").and_then(Value::as_str) != Some("RS256") {
         return Err(AssertionError::Signature);
     }
-    let email = claims.get("iss").and_then(Value::as_str).ok_or(AssertionError::UnknownAccount)?;
-    let account = state.config.service_account(email).ok_or(AssertionError::UnknownAccount)?;
-    let signature = URL_SAFE_NO_PAD.decode(sig).map_err(|_| AssertionError::Signature)?;
+    let email = claims
+        .get("iss")
+        .and_then(Value::as_str)
+        .ok_or(AssertionError::UnknownAccount)?;
+    let account = state
+        .config
+        .service_account(email)
+        .ok_or(AssertionError::UnknownAccount)?;
+    let signature = URL_SAFE_NO_PAD
+        .decode(sig)
+        .map_err(|_| AssertionError::Signature)?;
     let signed = &jwt.as_bytes()[..h.len() + 1 + p.len()];
     // Some clients send no `kid`; then any of the account's keys may have signed it.
     let verified = match header.get("kid").and_then(Value::as_str) {
@@ -65,7 +78,10 @@ pub(crate) fn verify<'s>(state: &'s AppState, jwt: &str) -> Result<(&'s ServiceA
         return Err(AssertionError::Signature);
     }
     let now = state.now();
-    let (Some(iat), Some(exp)) = (claims.get("iat").and_then(Value::as_i64), claims.get("exp").and_then(Value::as_i64)) else {
+    let (Some(iat), Some(exp)) = (
+        claims.get("iat").and_then(Value::as_i64),
+        claims.get("exp").and_then(Value::as_i64),
+    ) else {
         return Err(AssertionError::Lifetime);
     };
     if exp - iat > LIFETIME || exp + SKEW < now || iat > now + SKEW {

@@ -16,14 +16,18 @@ pub(super) fn caller(state: &AppState, headers: &HeaderMap) -> Result<Principal,
         .and_then(|v| v.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, t)| t.trim())
-        .ok_or_else(|| ApiError::Unauthenticated("no `Authorization: Bearer ACCESS_TOKEN` header".into()))?;
+        .ok_or_else(|| {
+            ApiError::Unauthenticated("no `Authorization: Bearer ACCESS_TOKEN` header".into())
+        })?;
     if token.starts_with(ACCESS_TOKEN_PREFIX) {
         return state
             .access_tokens
             .lookup(token, state.now())
             .map(|grant| grant.principal.clone())
             .ok_or_else(|| {
-                ApiError::Unauthenticated("the access token is unknown to this frontdoor or has expired".into())
+                ApiError::Unauthenticated(
+                    "the access token is unknown to this frontdoor or has expired".into(),
+                )
             });
     }
     // An ID token from our own issuer is the classic mix-up: say so.

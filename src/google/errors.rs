@@ -46,7 +46,12 @@ impl IntoResponse for ApiError {
                     "metadata": {"permission": permission},
                 }]),
             ),
-            ApiError::InvalidArgument(message) => (StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", message, json!([])),
+            ApiError::InvalidArgument(message) => (
+                StatusCode::BAD_REQUEST,
+                "INVALID_ARGUMENT",
+                message,
+                json!([]),
+            ),
             ApiError::NotFound(message) => (StatusCode::NOT_FOUND, "NOT_FOUND", message, json!([])),
         };
         let body = json!({"error": {"code": code.as_u16(), "message": message, "status": status, "details": details}});

@@ -3,12 +3,12 @@
 //! from its bearer token and permissions checked hop by hop along `delegates`.
 
 use axum::Json;
+use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use axum::Router;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde::Deserialize;
@@ -23,27 +23,40 @@ use crate::state::AppState;
 use crate::tokens;
 
 pub(super) fn routes() -> Router<AppState> {
-    Router::new().route("/v1/projects/{project}/serviceAccounts/{target}", post(dispatch))
+    Router::new().route(
+        "/v1/projects/{project}/serviceAccounts/{target}",
+        post(dispatch),
+    )
+}
+
+/// `null` as the field's default: Python's library sends `"delegates": null`.
+fn or_default<'de, D: serde::Deserializer<'de>, T: Default + Deserialize<'de>>(
+    d: D,
+) -> Result<T, D::Error> {
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
 /// A boolean that may arrive as `true` or `"true"`, as some clients send it.
 fn flexible_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
     match Value::deserialize(d)? {
         Value::Bool(b) => Ok(b),
+        Value::Null => Ok(false),
         Value::String(s) if s.eq_ignore_ascii_case("true") => Ok(true),
         Value::String(s) if s.eq_ignore_ascii_case("false") || s.is_empty() => Ok(false),
-        other => Err(serde::de::Error::custom(format!("expected a boolean, found {other}"))),
+        other => Err(serde::de::Error::custom(format!(
+            "expected a boolean, found {other}"
+        ))),
     }
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct IdTokenRequest {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "or_default")]
     audience: String,
     #[serde(default, deserialize_with = "flexible_bool")]
     include_email: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "or_default")]
     delegates: Vec<String>,
     #[serde(default, deserialize_with = "flexible_bool")]
     use_email_azp: bool,
@@ -52,26 +65,27 @@ struct IdTokenRequest {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct AccessTokenRequest {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "or_default")]
     scope: Vec<String>,
     lifetime: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "or_default")]
     delegates: Vec<String>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct SignRequest {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "or_default")]
     payload: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "or_default")]
     delegates: Vec<String>,
 }
 
 /// The body as JSON whatever its content type (the documented curl recipe sends
 /// `text/json`), or Google's 400.
 fn body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes).map_err(|e| ApiError::InvalidArgument(format!("Invalid JSON payload received. {e}")))
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::InvalidArgument(format!("Invalid JSON payload received. {e}")))
 }
 
 async fn dispatch(
@@ -82,7 +96,9 @@ async fn dispatch(
 ) -> Response {
     let result = (|| {
         let Some((name, method)) = target.rsplit_once(':') else {
-            return Err(ApiError::NotFound(format!("no method in `{target}`; expected EMAIL:generateIdToken and the like")));
+            return Err(ApiError::NotFound(format!(
+                "no method in `{target}`; expected EMAIL:generateIdToken and the like"
+            )));
         };
         let method = match method {
             "generateIdToken" | "generateAccessToken" | "signJwt" | "signBlob" => method,
@@ -131,8 +147,16 @@ fn authorize(
             needed,
             Some(&current),
             &[
-                Scope { kind: "service account", name: &next.email, policy: &next.policy },
-                Scope { kind: "project", name: &config.project.id, policy: &config.policy },
+                Scope {
+                    kind: "service account",
+                    name: &next.email,
+                    policy: &next.policy,
+                },
+                Scope {
+                    kind: "project",
+                    name: &config.project.id,
+                    policy: &config.policy,
+                },
             ],
             &config.groups,
         );
@@ -145,12 +169,20 @@ fn authorize(
     Ok(())
 }
 
-fn generate_id_token(state: &AppState, who: &Principal, target: &ServiceAccount, req: IdTokenRequest) -> Result<Response, ApiError> {
+fn generate_id_token(
+    state: &AppState,
+    who: &Principal,
+    target: &ServiceAccount,
+    req: IdTokenRequest,
+) -> Result<Response, ApiError> {
     if req.audience.is_empty() {
-        return Err(ApiError::InvalidArgument("Invalid value for field 'audience': must not be empty.".into()));
+        return Err(ApiError::InvalidArgument(
+            "Invalid value for field 'audience': must not be empty.".into(),
+        ));
     }
     authorize(state, who, &req.delegates, target, iam::GET_OPENID_TOKEN)?;
-    let mut claims = tokens::service_account_claims(&state.config.issuer, target, &req.audience, state.now());
+    let mut claims =
+        tokens::service_account_claims(&state.config.issuer, target, &req.audience, state.now());
     if !req.include_email {
         claims.remove("email");
         claims.remove("email_verified");
@@ -161,9 +193,16 @@ fn generate_id_token(state: &AppState, who: &Principal, target: &ServiceAccount,
     Ok(Json(json!({ "token": tokens::mint(&state.keys, &claims) })).into_response())
 }
 
-fn generate_access_token(state: &AppState, who: &Principal, target: &ServiceAccount, req: AccessTokenRequest) -> Result<Response, ApiError> {
+fn generate_access_token(
+    state: &AppState,
+    who: &Principal,
+    target: &ServiceAccount,
+    req: AccessTokenRequest,
+) -> Result<Response, ApiError> {
     if req.scope.is_empty() {
-        return Err(ApiError::InvalidArgument("Invalid value for field 'scope': at least one scope is required.".into()));
+        return Err(ApiError::InvalidArgument(
+            "Invalid value for field 'scope': at least one scope is required.".into(),
+        ));
     }
     let lifetime = match req.lifetime.as_deref() {
         None => tokens::LIFETIME,
@@ -177,7 +216,9 @@ fn generate_access_token(state: &AppState, who: &Principal, target: &ServiceAcco
     authorize(state, who, &req.delegates, target, iam::GET_ACCESS_TOKEN)?;
     let now = state.now();
     let principal = Principal::ServiceAccount(target.email.clone());
-    let (token, grant) = state.access_tokens.issue(principal, req.scope, now, lifetime);
+    let (token, grant) = state
+        .access_tokens
+        .issue(principal, req.scope, now, lifetime);
     // `YYYY-MM-DDTHH:MM:SSZ` with no fractional seconds: Python's google-auth parses it
     // with exactly that format.
     let expire = std::time::UNIX_EPOCH + std::time::Duration::from_secs(grant.exp.max(0) as u64);
@@ -185,23 +226,45 @@ fn generate_access_token(state: &AppState, who: &Principal, target: &ServiceAcco
     Ok(Json(json!({ "accessToken": token, "expireTime": expire_time })).into_response())
 }
 
-fn sign_jwt(state: &AppState, who: &Principal, target: &ServiceAccount, req: SignRequest) -> Result<Response, ApiError> {
+fn sign_jwt(
+    state: &AppState,
+    who: &Principal,
+    target: &ServiceAccount,
+    req: SignRequest,
+) -> Result<Response, ApiError> {
     let Ok(Value::Object(_)) = serde_json::from_str::<Value>(&req.payload) else {
-        return Err(ApiError::InvalidArgument("Invalid value for field 'payload': it must be a JSON object in a string.".into()));
+        return Err(ApiError::InvalidArgument(
+            "Invalid value for field 'payload': it must be a JSON object in a string.".into(),
+        ));
     };
     authorize(state, who, &req.delegates, target, iam::SIGN_JWT)?;
     let key = state.keys.current();
     let header = json!({"alg": "RS256", "kid": key.kid(), "typ": "JWT"});
-    let signed = format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(&req.payload));
+    let signed = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(&req.payload)
+    );
     let signature = URL_SAFE_NO_PAD.encode(key.sign(signed.as_bytes()));
-    Ok(Json(json!({ "keyId": key.kid(), "signedJwt": format!("{signed}.{signature}") })).into_response())
+    Ok(
+        Json(json!({ "keyId": key.kid(), "signedJwt": format!("{signed}.{signature}") }))
+            .into_response(),
+    )
 }
 
-fn sign_blob(state: &AppState, who: &Principal, target: &ServiceAccount, req: SignRequest) -> Result<Response, ApiError> {
-    let blob = STANDARD
-        .decode(&req.payload)
-        .map_err(|_| ApiError::InvalidArgument("Invalid value for field 'payload': it must be base64.".into()))?;
+fn sign_blob(
+    state: &AppState,
+    who: &Principal,
+    target: &ServiceAccount,
+    req: SignRequest,
+) -> Result<Response, ApiError> {
+    let blob = STANDARD.decode(&req.payload).map_err(|_| {
+        ApiError::InvalidArgument("Invalid value for field 'payload': it must be base64.".into())
+    })?;
     authorize(state, who, &req.delegates, target, iam::SIGN_BLOB)?;
     let key = state.keys.current();
-    Ok(Json(json!({ "keyId": key.kid(), "signedBlob": STANDARD.encode(key.sign(&blob)) })).into_response())
+    Ok(
+        Json(json!({ "keyId": key.kid(), "signedBlob": STANDARD.encode(key.sign(&blob)) }))
+            .into_response(),
+    )
 }

@@ -2,12 +2,12 @@
 //! (SPEC §6). An ID token when the assertion carries `target_audience`, else an access token.
 
 use axum::Json;
+use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use axum::Router;
 use serde_json::{Value, json};
 
 use super::assertion::{self, AssertionError};
@@ -30,14 +30,23 @@ pub(super) fn form(body: &[u8]) -> Vec<(String, String)> {
 }
 
 pub(super) fn field<'f>(fields: &'f [(String, String)], name: &str) -> Option<&'f str> {
-    fields.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    fields
+        .iter()
+        .rev()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
 }
 
 async fn token(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     let fields = form(&body);
     match field(&fields, "grant_type") {
         Some(JWT_BEARER) => {}
-        Some(other) => return oauth("unsupported_grant_type", &format!("Invalid grant_type: {other}")),
+        Some(other) => {
+            return oauth(
+                "unsupported_grant_type",
+                &format!("Invalid grant_type: {other}"),
+            );
+        }
         None => return oauth("invalid_request", "Missing required parameter: grant_type"),
     }
     let Some(jwt) = field(&fields, "assertion") else {
@@ -57,7 +66,11 @@ async fn token(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -
         "https://oauth2.googleapis.com/token".to_owned(),
         "https://www.googleapis.com/oauth2/v4/token".to_owned(),
     ];
-    if !claims.get("aud").and_then(Value::as_str).is_some_and(|a| accepted.iter().any(|x| x == a)) {
+    if !claims
+        .get("aud")
+        .and_then(Value::as_str)
+        .is_some_and(|a| accepted.iter().any(|x| x == a))
+    {
         return oauth(
             "invalid_grant",
             &format!("Invalid JWT: Failed audience check. The right audience is {base}/token"),
@@ -67,7 +80,10 @@ async fn token(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -
     let now = state.now();
     if let Some(audience) = claims.get("target_audience").and_then(Value::as_str) {
         if audience.is_empty() {
-            return oauth("invalid_request", "Invalid target_audience: it may not be empty");
+            return oauth(
+                "invalid_request",
+                "Invalid target_audience: it may not be empty",
+            );
         }
         let id = tokens::service_account_claims(&state.config.issuer, account, audience, now);
         return Json(json!({ "id_token": tokens::mint(&state.keys, &id) })).into_response();
@@ -83,8 +99,11 @@ async fn token(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -
         return oauth("invalid_scope", "Empty or missing scope not allowed.");
     }
     let principal = Principal::ServiceAccount(account.email.clone());
-    let (token, grant) = state.access_tokens.issue(principal, scopes, now, tokens::LIFETIME);
-    Json(json!({ "access_token": token, "expires_in": grant.exp - now, "token_type": "Bearer" })).into_response()
+    let (token, grant) = state
+        .access_tokens
+        .issue(principal, scopes, now, tokens::LIFETIME);
+    Json(json!({ "access_token": token, "expires_in": grant.exp - now, "token_type": "Bearer" }))
+        .into_response()
 }
 
 impl From<AssertionError> for super::errors::ApiError {

@@ -2,11 +2,11 @@
 //! a string, as Google's endpoint answers; `invalid_token` for anything it cannot vouch for.
 
 use axum::Json;
+use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::Router;
 use serde_json::{Map, Value};
 
 use super::errors::oauth;
@@ -40,7 +40,11 @@ async fn info(State(state): State<AppState>, RawQuery(query): RawQuery, body: By
         let Ok(verified) = tokens::verify(&state.keys, jwt, &state.config.issuer, now) else {
             return invalid();
         };
-        let mut out: Map<String, Value> = verified.claims.iter().map(|(k, v)| (k.clone(), flat(v))).collect();
+        let mut out: Map<String, Value> = verified
+            .claims
+            .iter()
+            .map(|(k, v)| (k.clone(), flat(v)))
+            .collect();
         out.insert("alg".into(), "RS256".into());
         out.insert("kid".into(), Value::String(verified.kid.clone()));
         out.insert("typ".into(), "JWT".into());
@@ -69,7 +73,10 @@ async fn info(State(state): State<AppState>, RawQuery(query): RawQuery, body: By
         }
         out.insert("scope".into(), Value::String(grant.scopes.join(" ")));
         out.insert("exp".into(), Value::String(grant.exp.to_string()));
-        out.insert("expires_in".into(), Value::String((grant.exp - now).to_string()));
+        out.insert(
+            "expires_in".into(),
+            Value::String((grant.exp - now).to_string()),
+        );
         out.insert("access_type".into(), "online".into());
         return Json(Value::Object(out)).into_response();
     }

@@ -89,7 +89,9 @@ impl StateDir {
         if kid.len() != 40 || !kid.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Ok(None);
         }
-        let path = self.account_dir(email).join(format!("{}.pem", kid.to_ascii_lowercase()));
+        let path = self
+            .account_dir(email)
+            .join(format!("{}.pem", kid.to_ascii_lowercase()));
         match std::fs::read_to_string(&path) {
             Ok(text) => parse_public(&text, &path).map(Some),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -98,7 +100,10 @@ impl StateDir {
     }
 
     /// Every key of `email`: (key id, public key, when it was made).
-    pub fn account_keys(&self, email: &str) -> Result<Vec<(String, PublicKey, std::time::SystemTime)>, StoreError> {
+    pub fn account_keys(
+        &self,
+        email: &str,
+    ) -> Result<Vec<(String, PublicKey, std::time::SystemTime)>, StoreError> {
         let dir = self.account_dir(email);
         let entries = match std::fs::read_dir(&dir) {
             Ok(entries) => entries,
@@ -111,8 +116,14 @@ impl StateDir {
             let Some(kid) = path.file_stem().and_then(|s| s.to_str()).map(str::to_owned) else {
                 continue;
             };
-            let text = std::fs::read_to_string(&path).map_err(|source| StoreError::Io { path: path.clone(), source })?;
-            let created = entry.metadata().and_then(|m| m.modified()).unwrap_or(std::time::UNIX_EPOCH);
+            let text = std::fs::read_to_string(&path).map_err(|source| StoreError::Io {
+                path: path.clone(),
+                source,
+            })?;
+            let created = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .unwrap_or(std::time::UNIX_EPOCH);
             keys.push((kid, parse_public(&text, &path)?, created));
         }
         keys.sort_by_key(|(_, _, created)| *created);
@@ -155,7 +166,10 @@ impl StateDir {
 }
 
 fn parse_public(text: &str, path: &Path) -> Result<PublicKey, StoreError> {
-    let bad = |source| StoreError::BadKey { path: path.to_owned(), source };
+    let bad = |source| StoreError::BadKey {
+        path: path.to_owned(),
+        source,
+    };
     let parsed = pem::parse(text).map_err(|_| bad(KeyError::NotPkcs8))?;
     PublicKey::from_pkcs1_der(parsed.contents()).map_err(bad)
 }

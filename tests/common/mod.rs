@@ -34,7 +34,11 @@ pub fn state_dir_with_test_keys(dir: &Path) -> StateDir {
     std::fs::copy(repo().join("tests/keys/a.pem"), signing.join("current.pem")).unwrap();
     std::fs::copy(repo().join("tests/keys/b.pem"), signing.join("next.pem")).unwrap();
     std::fs::create_dir_all(dir.join("external")).unwrap();
-    std::fs::copy(repo().join("tests/keys/d.pem"), dir.join("external/issuer.pem")).unwrap();
+    std::fs::copy(
+        repo().join("tests/keys/d.pem"),
+        dir.join("external/issuer.pem"),
+    )
+    .unwrap();
     StateDir::new(dir)
 }
 
@@ -67,6 +71,12 @@ impl Emulator {
         let keys = state_dir.signing_keys().unwrap();
         let state = AppState::new(config.clone(), keys, state_dir, clock);
         let running = Running::start(state.clone()).await.unwrap();
+        // As `frontdoor serve` does, so the CLI's commands find this emulator.
+        let addresses = serde_json::to_string(&running.addresses).unwrap();
+        state
+            .state_dir
+            .write_file("addresses.json", addresses.as_bytes())
+            .unwrap();
         Emulator {
             dir,
             config,
@@ -74,6 +84,11 @@ impl Emulator {
             addresses: running.addresses.clone(),
             running: Some(running),
         }
+    }
+
+    /// The configuration file, for CLI commands run against this emulator.
+    pub fn config_file(&self) -> PathBuf {
+        self.dir.path().join("services.yaml")
     }
 
     pub fn google(&self, path: &str) -> String {
@@ -231,4 +246,48 @@ pub fn cloud_run_env(metadata: &str, home: &Path) -> Vec<(String, String)> {
 /// The frontdoor binary, for CLI tests.
 pub fn frontdoor() -> Command {
     Command::new(env!("CARGO_BIN_EXE_frontdoor"))
+}
+
+const SA: &str = "@demo-project.iam.gserviceaccount.com";
+pub const FEDERATION_POOL: &str =
+    "//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/ci-pool";
+
+/// Accounts, bindings and a workload identity provider for the token-endpoint tests.
+pub fn token_config() -> String {
+    format!(
+        r#"{PROJECT}
+users: [alice@example.com]
+service_accounts:
+  - email: caller{SA}
+  - email: loner{SA}
+  - email: target{SA}
+    iam_policy:
+      bindings:
+        - role: roles/iam.serviceAccountTokenCreator
+          members: [serviceAccount:caller{SA}]
+        - role: roles/iam.workloadIdentityUser
+          members: ["principalSet:{FEDERATION_POOL}/attribute.repository/good-repo"]
+        # An account needs the role even to mint ID tokens as itself, as on Google Cloud.
+        - role: roles/iam.serviceAccountOpenIdTokenCreator
+          members: [serviceAccount:target{SA}]
+  - email: hop{SA}
+    iam_policy: {{bindings: [{{role: roles/iam.serviceAccountTokenCreator, members: [serviceAccount:caller{SA}]}}]}}
+  - email: deep{SA}
+    iam_policy: {{bindings: [{{role: roles/iam.serviceAccountTokenCreator, members: [serviceAccount:hop{SA}]}}]}}
+  - email: oidc-only{SA}
+    iam_policy: {{bindings: [{{role: roles/iam.serviceAccountOpenIdTokenCreator, members: [serviceAccount:caller{SA}]}}]}}
+services:
+  - name: api
+    upstream: builtin:echo
+    listen: 127.0.0.1:0
+    iam_policy: {{bindings: [{{role: roles/run.invoker, members: [serviceAccount:target{SA}, serviceAccount:caller{SA}]}}]}}
+workload_identity_pools:
+  - name: ci-pool
+    providers:
+      - name: ci
+        issuer: https://ci.example.com
+        jwks: builtin
+        attribute_mapping: {{google.subject: assertion.sub, attribute.repository: assertion.repository}}
+"#
+    )
 }
