@@ -76,24 +76,18 @@ fn write_config(dir: &std::path::Path, yaml: &str) -> std::path::PathBuf {
 async fn cli_tokens_verify_with_an_independent_verifier() {
     let emu = Emulator::start(&format!("{PROJECT}{ACCOUNTS}")).await;
     let file = write_config(emu.dir.path(), &format!("{PROJECT}{ACCOUNTS}"));
-    let out = frontdoor()
-        .args([
-            "token",
-            "--impersonate-service-account",
-            "login@demo-project.iam.gserviceaccount.com",
-            "--audiences",
-            "https://x",
-        ])
-        .arg("--config")
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let token = succeed(
+        frontdoor()
+            .args([
+                "token",
+                "--impersonate-service-account",
+                "login@demo-project.iam.gserviceaccount.com",
+                "--audiences",
+                "https://x",
+            ])
+            .arg("--config")
+            .arg(&file),
     );
-    let token = String::from_utf8(out.stdout).unwrap();
     let token = token.trim_end();
     let claims: Value = serde_json::from_str(&run_python(
         "verify_token.py",

@@ -15,35 +15,6 @@ fn sa(name: &str) -> String {
     format!("{name}{SA}")
 }
 
-/// The default configuration's shape, every service on its own ephemeral listener.
-fn three_services() -> String {
-    format!(
-        r#"{PROJECT}
-service_accounts: [{{email: login{SA}}}, {{email: profiles{SA}}}, {{email: search{SA}}}]
-users: [alice@example.com, bob@corp.example.org]
-groups: [{{email: devs@example.com, members: [user:alice@example.com]}}]
-services:
-  - name: login
-    service_account: login{SA}
-    upstream: builtin:echo
-    listen: 127.0.0.1:0
-    iam_policy: {{bindings: [{{role: roles/run.invoker, members: [allUsers]}}]}}
-  - name: user-profiles
-    service_account: profiles{SA}
-    upstream: builtin:echo
-    listen: 127.0.0.1:0
-    custom_audiences: [https://profiles.example.com, profiles]
-    custom_domains: [profiles.example.com]
-    tags: [blue]
-    iam_policy: {{bindings: [{{role: roles/run.invoker, members: [serviceAccount:login{SA}]}}]}}
-  - name: search
-    service_account: search{SA}
-    upstream: builtin:echo
-    listen: 127.0.0.1:0
-"#
-    )
-}
-
 fn client() -> reqwest::Client {
     reqwest::Client::new()
 }

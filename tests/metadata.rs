@@ -17,30 +17,6 @@ fn sa(name: &str) -> String {
     format!("{name}{SA}")
 }
 
-/// The default configuration's three services, each with its own listeners.
-fn three_services() -> String {
-    format!(
-        r#"{PROJECT}
-service_accounts: [{{email: login{SA}}}, {{email: profiles{SA}}}, {{email: search{SA}}}]
-services:
-  - name: login
-    service_account: login{SA}
-    upstream: builtin:echo
-    listen: 127.0.0.1:0
-    iam_policy: {{bindings: [{{role: roles/run.invoker, members: [allUsers]}}]}}
-  - name: user-profiles
-    service_account: profiles{SA}
-    upstream: builtin:echo
-    listen: 127.0.0.1:0
-    iam_policy: {{bindings: [{{role: roles/run.invoker, members: [serviceAccount:login{SA}]}}]}}
-  - name: search
-    service_account: search{SA}
-    upstream: builtin:echo
-    listen: 127.0.0.1:0
-"#
-    )
-}
-
 struct Got {
     status: StatusCode,
     headers: reqwest::header::HeaderMap,
@@ -510,20 +486,14 @@ fn the_documented_curl_recipe_and_frontdoor_env() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 
-    let out = frontdoor()
-        .args(["env", "user-profiles"])
-        .arg("--config")
-        .arg(&file)
-        .arg("--state-dir")
-        .arg(dir.path().join("state"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let exports = succeed(
+        frontdoor()
+            .args(["env", "user-profiles"])
+            .arg("--config")
+            .arg(&file)
+            .arg("--state-dir")
+            .arg(dir.path().join("state")),
     );
-    let exports = String::from_utf8(out.stdout).unwrap();
     let host = exports
         .lines()
         .find_map(|l| l.strip_prefix("export GCE_METADATA_HOST="))

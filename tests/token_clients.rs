@@ -17,18 +17,12 @@ fn sa(name: &str) -> String {
 }
 
 fn cli(emu: &Emulator, args: &[&str]) -> String {
-    let out = frontdoor()
-        .args(args)
-        .arg("--config")
-        .arg(emu.config_file())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "frontdoor {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    succeed(
+        frontdoor()
+            .args(args)
+            .arg("--config")
+            .arg(emu.config_file()),
+    )
 }
 
 async fn status_of(url: &str, token: &str) -> u16 {
@@ -304,17 +298,7 @@ echo $ID_TOKEN
         account = sa("target"),
         aud = emu.url_of("api"),
     );
-    let out = Command::new("bash")
-        .arg("-c")
-        .arg(&script)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let token = String::from_utf8(out.stdout).unwrap();
+    let token = succeed(Command::new("bash").arg("-c").arg(&script));
     let token = token.trim();
     // Without includeEmail the token has no email; its sub names the account.
     let claims =

@@ -185,25 +185,30 @@ pub fn python() -> PathBuf {
     p
 }
 
-/// Runs a script from `tests/python/` with args; returns stdout, failing on a non-zero exit.
-pub fn run_python(script: &str, args: &[&str], env: &[(&str, &str)]) -> String {
-    let output = Command::new(python())
-        .arg(repo().join("tests/python").join(script))
-        .args(args)
-        .envs(env.iter().copied())
-        .output()
-        .unwrap();
+/// Runs `cmd`; returns its stdout, failing the test with its stderr on a non-zero exit.
+pub fn succeed(cmd: &mut Command) -> String {
+    let output = cmd.output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         output.status.success(),
-        "{script} failed ({}):\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        "{cmd:?} failed ({}):\nstdout:\n{stdout}\nstderr:\n{stderr}",
         output.status
     );
     stdout
 }
 
-/// Runs `node tests/node/SCRIPT args` with `env`; returns stdout, failing on a non-zero exit.
+/// Runs a script from `tests/python/` with the project's venv.
+pub fn run_python(script: &str, args: &[&str], env: &[(&str, &str)]) -> String {
+    succeed(
+        Command::new(python())
+            .arg(repo().join("tests/python").join(script))
+            .args(args)
+            .envs(env.iter().copied()),
+    )
+}
+
+/// Runs `node tests/node/SCRIPT args` with the project's `node_modules`.
 pub fn run_node(script: &str, args: &[&str], env: &[(&str, &str)]) -> String {
     let modules = repo().join("tests/node/node_modules");
     assert!(
@@ -211,20 +216,12 @@ pub fn run_node(script: &str, args: &[&str], env: &[(&str, &str)]) -> String {
         "{} is missing: run scripts/setup-test-deps (scripts/test does)",
         modules.display()
     );
-    let output = Command::new("node")
-        .arg(repo().join("tests/node").join(script))
-        .args(args)
-        .envs(env.iter().copied())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "{script} failed ({}):\nstdout:\n{stdout}\nstderr:\n{stderr}",
-        output.status
-    );
-    stdout
+    succeed(
+        Command::new("node")
+            .arg(repo().join("tests/node").join(script))
+            .args(args)
+            .envs(env.iter().copied()),
+    )
 }
 
 /// The environment a process on Cloud Run would have for `metadata` (host:port), with no
@@ -288,6 +285,35 @@ workload_identity_pools:
         issuer: https://ci.example.com
         jwks: builtin
         attribute_mapping: {{google.subject: assertion.sub, attribute.repository: assertion.repository}}
+"#
+    )
+}
+
+/// The default configuration's shape, every service on its own ephemeral listener.
+pub fn three_services() -> String {
+    format!(
+        r#"{PROJECT}
+service_accounts: [{{email: login{SA}}}, {{email: profiles{SA}}}, {{email: search{SA}}}]
+users: [alice@example.com, bob@corp.example.org]
+groups: [{{email: devs@example.com, members: [user:alice@example.com]}}]
+services:
+  - name: login
+    service_account: login{SA}
+    upstream: builtin:echo
+    listen: 127.0.0.1:0
+    iam_policy: {{bindings: [{{role: roles/run.invoker, members: [allUsers]}}]}}
+  - name: user-profiles
+    service_account: profiles{SA}
+    upstream: builtin:echo
+    listen: 127.0.0.1:0
+    custom_audiences: [https://profiles.example.com, profiles]
+    custom_domains: [profiles.example.com]
+    tags: [blue]
+    iam_policy: {{bindings: [{{role: roles/run.invoker, members: [serviceAccount:login{SA}]}}]}}
+  - name: search
+    service_account: search{SA}
+    upstream: builtin:echo
+    listen: 127.0.0.1:0
 "#
     )
 }
