@@ -270,7 +270,7 @@ async fn serve(args: ConfigArgs) -> anyhow::Result<()> {
         describe(&config, Some(&addresses))
     ));
     let state = AppState::new(config, keys, state_dir, Arc::new(SystemClock));
-    server::serve(bound, state, shutdown).await?;
+    server::serve(bound, crate::state::Live::new(state), shutdown).await?;
     say("frontdoor stopped\n");
     Ok(())
 }

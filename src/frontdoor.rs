@@ -8,6 +8,7 @@ pub(crate) mod proxy;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
@@ -16,17 +17,19 @@ use axum::http::{HeaderValue, Response, header};
 
 use crate::config::Config;
 use crate::decisions::Decision;
-use crate::state::AppState;
+use crate::state::Live;
 
 /// What the front door keeps between requests.
 pub struct FrontDoor {
     /// Host (lowercase, no port) → index into `config.services`.
     hosts: HashMap<String, usize>,
-    tokens: cache::VerifiedTokens,
+    /// Shared by every generation: a reload keeps what was verified.
+    tokens: Arc<cache::VerifiedTokens>,
 }
 
 impl FrontDoor {
-    pub fn new(config: &Config) -> FrontDoor {
+    /// Routes for `config`; the verified-token cache of `previous` is kept.
+    pub fn new(config: &Config, previous: Option<&FrontDoor>) -> FrontDoor {
         let mut hosts = HashMap::new();
         for (i, s) in config.services.iter().enumerate() {
             for h in s.hosts() {
@@ -35,7 +38,10 @@ impl FrontDoor {
         }
         FrontDoor {
             hosts,
-            tokens: cache::VerifiedTokens::new(cache::CAPACITY),
+            tokens: previous.map_or_else(
+                || Arc::new(cache::VerifiedTokens::new(cache::CAPACITY)),
+                |p| p.tokens.clone(),
+            ),
         }
     }
 
@@ -55,14 +61,15 @@ impl FrontDoor {
 /// (`pinned`) serves only that service.
 #[derive(Clone)]
 struct Listener {
-    state: AppState,
-    pinned: Option<usize>,
+    live: Live,
+    /// The service this listener belongs to, by name: a reload may move or remove it.
+    pinned: Option<String>,
 }
 
-pub fn app(state: AppState, pinned: Option<usize>) -> Router {
+pub fn app(live: Live, pinned: Option<String>) -> Router {
     Router::new()
         .fallback(handle)
-        .with_state(Listener { state, pinned })
+        .with_state(Listener { live, pinned })
 }
 
 const SERVER: HeaderValue = HeaderValue::from_static("Google Frontend");
@@ -78,7 +85,7 @@ async fn handle(
 }
 
 async fn decide_and_forward(listener: &Listener, peer: SocketAddr, req: Request) -> Response<Body> {
-    let state = &listener.state;
+    let state = &listener.live.get();
     let door = &state.frontdoor;
     let host = req
         .headers()
@@ -101,7 +108,18 @@ async fn decide_and_forward(listener: &Listener, peer: SocketAddr, req: Request)
         reason: String::new(),
     };
 
-    let Some(index) = listener.pinned.or_else(|| door.route(&host)) else {
+    let routed = match &listener.pinned {
+        Some(name) => state.config.services.iter().position(|s| &s.name == name),
+        None => door.route(&host),
+    };
+    let Some(index) = routed else {
+        if let Some(name) = &listener.pinned {
+            decision.reason = format!(
+                "service `{name}` is no longer in the configuration (a reload removed it); its listener is closing"
+            );
+            state.decisions.record(decision);
+            return page::error(axum::http::StatusCode::NOT_FOUND, &path, None);
+        }
         let mut known: Vec<&str> = door.hosts.keys().map(String::as_str).collect();
         known.sort_unstable();
         decision.reason = format!(

@@ -15,9 +15,9 @@ mod tokeninfo;
 use axum::Router;
 use axum::http::HeaderMap;
 
-use crate::state::AppState;
+use crate::state::{AppState, Live};
 
-pub fn app(state: AppState) -> Router {
+pub fn app(live: Live) -> Router {
     Router::new()
         .merge(issuer::routes())
         .merge(decisions::routes())
@@ -25,7 +25,7 @@ pub fn app(state: AppState) -> Router {
         .merge(tokeninfo::routes())
         .merge(iamcredentials::routes())
         .merge(sts::routes())
-        .with_state(state)
+        .with_state(live)
 }
 
 /// `http://HOST` as the caller reached us, so the URLs we hand out work from wherever the

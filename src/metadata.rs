@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use crate::access::CLOUD_PLATFORM;
 use crate::config::ServiceAccount;
 use crate::iam::Principal;
-use crate::state::AppState;
+use crate::state::{AppState, Live};
 use crate::tokens;
 use respond::{json as json_response, text};
 
@@ -60,45 +60,58 @@ impl MetadataTokens {
     }
 }
 
-/// Whom one metadata listener speaks for.
+/// Whom one metadata listener speaks for, resolved per request from the configuration in
+/// force (a reload may change a service's account).
 #[derive(Debug, Clone)]
-pub struct Identity {
+struct Identity {
     /// The service account served as `default`.
-    pub email: String,
+    email: String,
     /// The service this listener belongs to; `None` for the default listener.
-    pub service: Option<String>,
+    service: Option<String>,
     /// This instance's id: a long hex string, fixed for the listener's life.
-    pub instance_id: String,
-}
-
-impl Identity {
-    pub fn new(email: String, service: Option<String>) -> Identity {
-        let instance_id = format!("{:032x}{:032x}", fastrand::u128(..), fastrand::u128(..));
-        Identity {
-            email,
-            service,
-            instance_id,
-        }
-    }
+    instance_id: Arc<str>,
 }
 
 #[derive(Clone)]
 struct Listener {
-    state: AppState,
-    identity: Arc<Identity>,
+    live: Live,
+    service: Option<String>,
+    instance_id: Arc<str>,
 }
 
-pub fn app(state: AppState, identity: Identity) -> Router {
+/// The metadata server of `service`, or the default one (`None`).
+pub fn app(live: Live, service: Option<String>) -> Router {
+    let instance_id = format!("{:032x}{:032x}", fastrand::u128(..), fastrand::u128(..));
     Router::new().fallback(handle).with_state(Listener {
-        state,
-        identity: Arc::new(identity),
+        live,
+        service,
+        instance_id: instance_id.into(),
     })
 }
 
 async fn handle(State(listener): State<Listener>, req: Request) -> Response {
     let (parts, _) = req.into_parts();
     let query = parse_query(parts.uri.query());
-    serve(&listener, parts.uri.path(), &query, &parts.headers)
+    let state = listener.live.get();
+    let email = match &listener.service {
+        None => Some(state.config.metadata_identity.clone()),
+        Some(name) => state
+            .config
+            .service(name)
+            .map(|s| s.service_account.clone()),
+    };
+    let Some(email) = email else {
+        return text(
+            StatusCode::NOT_FOUND,
+            "This service is no longer in the configuration.\n",
+        );
+    };
+    let identity = Identity {
+        email,
+        service: listener.service.clone(),
+        instance_id: listener.instance_id.clone(),
+    };
+    serve(&state, &identity, parts.uri.path(), &query, &parts.headers)
 }
 
 fn parse_query(query: Option<&str>) -> Vec<(String, String)> {
@@ -134,7 +147,8 @@ fn has_flavor(headers: &HeaderMap) -> bool {
 }
 
 fn serve(
-    listener: &Listener,
+    state: &AppState,
+    id: &Identity,
     path: &str,
     query: &[(String, String)],
     headers: &HeaderMap,
@@ -162,8 +176,6 @@ fn serve(
         Some(r) if r.starts_with('/') => &r[1..],
         _ => return not_found(),
     };
-    let state = &listener.state;
-    let id = &listener.identity;
     let project = &state.config.project;
     let zone = format!("{}-1", project.region);
 
@@ -184,7 +196,7 @@ fn serve(
         "universe" | "universe/" => text(StatusCode::OK, "universe-domain\n"),
         "universe/universe-domain" => text(StatusCode::OK, "googleapis.com"),
         "instance" | "instance/" if recursive(query) => json_response(json!({
-            "id": id.instance_id,
+            "id": &*id.instance_id,
             "region": format!("projects/{}/regions/{}", project.number, project.region),
             "zone": format!("projects/{}/zones/{zone}", project.number),
             "serviceAccounts": accounts_json(id),
@@ -206,7 +218,7 @@ fn serve(
             text(StatusCode::OK, &format!("default/\n{}/\n", id.email))
         }
         _ => match rest.strip_prefix("instance/service-accounts/") {
-            Some(account_path) => service_account(listener, account_path, query),
+            Some(account_path) => service_account(state, id, account_path, query),
             None => not_found(),
         },
     }
@@ -227,9 +239,12 @@ fn account_json(id: &Identity) -> Value {
 }
 
 /// `instance/service-accounts/{default|EMAIL}[/…]`
-fn service_account(listener: &Listener, path: &str, query: &[(String, String)]) -> Response {
-    let state = &listener.state;
-    let id = &listener.identity;
+fn service_account(
+    state: &AppState,
+    id: &Identity,
+    path: &str,
+    query: &[(String, String)],
+) -> Response {
     let (account, leaf) = path.split_once('/').unwrap_or((path, ""));
     if account != "default" && !account.eq_ignore_ascii_case(&id.email) {
         return not_found();
@@ -248,7 +263,7 @@ fn service_account(listener: &Listener, path: &str, query: &[(String, String)]) 
         "aliases" => text(StatusCode::OK, "default"),
         "scopes" => text(StatusCode::OK, &format!("{CLOUD_PLATFORM}\n")),
         "token" => access_token(state, sa, query),
-        "identity" => identity(listener, sa, query),
+        "identity" => identity(state, id, sa, query),
         _ => not_found(),
     }
 }
@@ -278,8 +293,12 @@ fn access_token(state: &AppState, sa: &ServiceAccount, query: &[(String, String)
     json_response(json!({ "access_token": token, "expires_in": exp - now, "token_type": "Bearer" }))
 }
 
-fn identity(listener: &Listener, sa: &ServiceAccount, query: &[(String, String)]) -> Response {
-    let state = &listener.state;
+fn identity(
+    state: &AppState,
+    id: &Identity,
+    sa: &ServiceAccount,
+    query: &[(String, String)],
+) -> Response {
     let Some(audience) = param(query, "audience").filter(|a| !a.is_empty()) else {
         return text(
             StatusCode::BAD_REQUEST,
@@ -313,12 +332,11 @@ fn identity(listener: &Listener, sa: &ServiceAccount, query: &[(String, String)]
         let mut claims = tokens::service_account_claims(&state.config.issuer, sa, audience, now);
         if full {
             let project = &state.config.project;
-            let id = &listener.identity;
             let mut engine = json!({
                 "project_id": project.id,
                 "project_number": project.number.parse::<u64>().unwrap_or(0),
                 "zone": format!("{}-1", project.region),
-                "instance_id": id.instance_id,
+                "instance_id": &*id.instance_id,
                 "instance_name": id.service.clone().unwrap_or_else(|| "localhost".to_owned()),
             });
             if licenses {

@@ -12,8 +12,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::config::Config;
-use crate::metadata::Identity;
-use crate::state::AppState;
+use crate::state::{AppState, Live};
 
 /// How long in-flight requests may run on after shutdown is asked for.
 const DRAIN: Duration = Duration::from_secs(10);
@@ -129,26 +128,23 @@ impl Bound {
 /// finish for up to `DRAIN`.
 pub async fn serve(
     bound: Bound,
-    state: AppState,
+    live: Live,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
-    let google = crate::google::app(state.clone());
+    let google = crate::google::app(live.clone());
     tasks.spawn(serve_one(bound.google, google, stop_rx.clone()));
-    let frontdoor = crate::frontdoor::app(state.clone(), None);
+    let frontdoor = crate::frontdoor::app(live.clone(), None);
     tasks.spawn(serve_per_core(bound.frontdoor, frontdoor, stop_rx.clone()));
     for (index, listener) in bound.service_frontdoors {
-        let app = crate::frontdoor::app(state.clone(), Some(index));
+        let app = crate::frontdoor::app(live.clone(), Some(bound.names[index].clone()));
         tasks.spawn(serve_per_core(listener, app, stop_rx.clone()));
     }
-    let identity = Identity::new(state.config.metadata_identity.clone(), None);
-    let metadata = crate::metadata::app(state.clone(), identity);
+    let metadata = crate::metadata::app(live.clone(), None);
     tasks.spawn(serve_one(bound.metadata, metadata, stop_rx.clone()));
     for (index, listener) in bound.service_metadata {
-        let service = &state.config.services[index];
-        let identity = Identity::new(service.service_account.clone(), Some(service.name.clone()));
-        let app = crate::metadata::app(state.clone(), identity);
+        let app = crate::metadata::app(live.clone(), Some(bound.names[index].clone()));
         tasks.spawn(serve_one(listener, app, stop_rx.clone()));
     }
 
@@ -243,7 +239,7 @@ impl Running {
         let bound = bind(&state.config).await?;
         let addresses = bound.addresses();
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let task = tokio::spawn(serve(bound, state, async move {
+        let task = tokio::spawn(serve(bound, Live::new(state), async move {
             let _ = rx.await;
         }));
         Ok(Running {

@@ -1,7 +1,16 @@
-//! What every listener shares: the configuration, the keys, the clock, the decision log and
-//! the front door's caches, behind one cheap-to-clone handle.
+//! What every listener shares, as two layers:
+//!
+//! - `AppState`: one generation — the configuration in force and what is derived from it
+//!   (routes) — together with the parts that outlive every reload (keys, the decision log,
+//!   issued tokens, caches). Immutable; cheap to clone. A request works on one `AppState`
+//!   from start to end, so a reload never changes the rules under it.
+//! - `Live`: the handle listeners hold. Each request takes the current generation from it;
+//!   a reload swaps in the next.
 
 use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use axum::extract::FromRef;
 
 use crate::access::AccessTokens;
 use crate::clock::SharedClock;
@@ -16,27 +25,41 @@ pub struct AppState(Arc<Shared>);
 
 pub struct Shared {
     pub config: Config,
-    pub keys: KeySet,
+    pub keys: Arc<KeySet>,
     /// Where service-account keys and the external issuer's key live.
     pub state_dir: StateDir,
     pub clock: SharedClock,
-    pub decisions: DecisionLog,
+    pub decisions: Arc<DecisionLog>,
     pub frontdoor: FrontDoor,
-    pub access_tokens: AccessTokens,
-    pub metadata_tokens: MetadataTokens,
+    pub access_tokens: Arc<AccessTokens>,
+    pub metadata_tokens: Arc<MetadataTokens>,
 }
 
 impl AppState {
     pub fn new(config: Config, keys: KeySet, state_dir: StateDir, clock: SharedClock) -> AppState {
         AppState(Arc::new(Shared {
-            frontdoor: FrontDoor::new(&config),
+            frontdoor: FrontDoor::new(&config, None),
             config,
-            keys,
+            keys: Arc::new(keys),
             state_dir,
             clock,
-            decisions: DecisionLog::default(),
-            access_tokens: AccessTokens::default(),
-            metadata_tokens: MetadataTokens::default(),
+            decisions: Arc::default(),
+            access_tokens: Arc::default(),
+            metadata_tokens: Arc::default(),
+        }))
+    }
+
+    /// The next generation: `config` in force, every key, token and log kept.
+    pub fn reconfigured(&self, config: Config) -> AppState {
+        AppState(Arc::new(Shared {
+            frontdoor: FrontDoor::new(&config, Some(&self.frontdoor)),
+            config,
+            keys: self.keys.clone(),
+            state_dir: self.state_dir.clone(),
+            clock: self.clock.clone(),
+            decisions: self.decisions.clone(),
+            access_tokens: self.access_tokens.clone(),
+            metadata_tokens: self.metadata_tokens.clone(),
         }))
     }
 
@@ -50,5 +73,31 @@ impl std::ops::Deref for AppState {
 
     fn deref(&self) -> &Shared {
         &self.0
+    }
+}
+
+/// The current generation, swapped whole on reload.
+#[derive(Clone)]
+pub struct Live(Arc<ArcSwap<Shared>>);
+
+impl Live {
+    pub fn new(state: AppState) -> Live {
+        Live(Arc::new(ArcSwap::new(state.0)))
+    }
+
+    /// The generation in force now.
+    pub fn get(&self) -> AppState {
+        AppState(self.0.load_full())
+    }
+
+    pub fn set(&self, state: AppState) {
+        self.0.store(state.0);
+    }
+}
+
+/// Handlers take `State<AppState>`: the generation in force when the request arrived.
+impl FromRef<Live> for AppState {
+    fn from_ref(live: &Live) -> AppState {
+        live.get()
     }
 }

@@ -6,9 +6,9 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::state::AppState;
+use crate::state::{AppState, Live};
 
-pub(super) fn routes() -> Router<AppState> {
+pub(super) fn routes() -> Router<Live> {
     Router::new().route("/frontdoor/v1/decisions", get(list))
 }
 

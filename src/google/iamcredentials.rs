@@ -19,10 +19,10 @@ use super::caller::caller;
 use super::errors::ApiError;
 use crate::config::ServiceAccount;
 use crate::iam::{self, Principal, Scope};
-use crate::state::AppState;
+use crate::state::{AppState, Live};
 use crate::tokens;
 
-pub(super) fn routes() -> Router<AppState> {
+pub(super) fn routes() -> Router<Live> {
     Router::new().route(
         "/v1/projects/{project}/serviceAccounts/{target}",
         post(dispatch),

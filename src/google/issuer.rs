@@ -8,13 +8,13 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use crate::state::AppState;
+use crate::state::{AppState, Live};
 
 /// How long verifiers may cache the keys. Safe because the next key is published ahead of
 /// any rotation.
 const KEYS_CACHE_CONTROL: &str = "public, max-age=3600, must-revalidate, no-transform";
 
-pub(super) fn routes() -> Router<AppState> {
+pub(super) fn routes() -> Router<Live> {
     Router::new()
         .route("/.well-known/openid-configuration", get(discovery))
         .route("/oauth2/v3/certs", get(jwks))

@@ -13,12 +13,12 @@ use serde_json::{Value, json};
 use super::assertion::{self, AssertionError};
 use super::errors::oauth;
 use crate::iam::Principal;
-use crate::state::AppState;
+use crate::state::{AppState, Live};
 use crate::tokens;
 
 const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 
-pub(super) fn routes() -> Router<AppState> {
+pub(super) fn routes() -> Router<Live> {
     Router::new()
         .route("/token", post(token))
         .route("/oauth2/v4/token", post(token))

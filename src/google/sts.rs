@@ -17,7 +17,7 @@ use super::oauth2::{field, form};
 use crate::config::{Provider, ProviderKeys};
 use crate::iam::Principal;
 use crate::keys::PublicKey;
-use crate::state::AppState;
+use crate::state::{AppState, Live};
 use crate::tokens::{self, SKEW};
 
 const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -27,7 +27,7 @@ const SUBJECT_TYPES: [&str; 2] = [
     "urn:ietf:params:oauth:token-type:id_token",
 ];
 
-pub(super) fn routes() -> Router<AppState> {
+pub(super) fn routes() -> Router<Live> {
     Router::new().route("/v1/token", post(exchange))
 }
 

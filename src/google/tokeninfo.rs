@@ -12,10 +12,10 @@ use serde_json::{Map, Value};
 use super::errors::oauth;
 use super::oauth2::{field, form};
 use crate::iam::Principal;
-use crate::state::AppState;
+use crate::state::{AppState, Live};
 use crate::tokens;
 
-pub(super) fn routes() -> Router<AppState> {
+pub(super) fn routes() -> Router<Live> {
     Router::new()
         .route("/tokeninfo", get(info).post(info))
         .route("/oauth2/v3/tokeninfo", get(info).post(info))
