@@ -23,7 +23,7 @@ use raw::{RawConfig, RawPolicy};
 
 pub use federation::{JwkKey, Provider, ProviderKeys};
 pub use names::{region_code, unique_id_for};
-pub use service::{Ingress, Service, Upstream};
+pub use service::{CommandSpec, DEFAULT_START_TIMEOUT, Ingress, Service, Upstream};
 
 /// Cloud Run's documented limit on the JSON encoding of a service's custom audiences.
 pub const CUSTOM_AUDIENCES_LIMIT: usize = 32_768;

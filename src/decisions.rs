@@ -16,6 +16,9 @@ pub struct Decision {
     pub allowed: bool,
     pub status: u16,
     pub service: Option<String>,
+    /// The service's revision (`K_REVISION`) when the decision was made.
+    #[serde(default)]
+    pub revision: Option<String>,
     pub method: String,
     pub host: String,
     pub path: String,
@@ -71,6 +74,7 @@ mod tests {
             allowed: true,
             status: 200,
             service: None,
+            revision: None,
             method: "GET".into(),
             host: "h".into(),
             path: "/".into(),

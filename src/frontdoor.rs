@@ -7,6 +7,7 @@ pub(crate) mod page;
 pub(crate) mod proxy;
 
 use std::collections::HashMap;
+use std::fmt::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -100,6 +101,7 @@ async fn decide_and_forward(listener: &Listener, peer: SocketAddr, req: Request)
         allowed: false,
         status: 404,
         service: None,
+        revision: None,
         method: req.method().to_string(),
         host: host.clone(),
         path: path.clone(),
@@ -131,6 +133,7 @@ async fn decide_and_forward(listener: &Listener, peer: SocketAddr, req: Request)
     };
     let service = &state.config.services[index];
     decision.service = Some(service.name.clone());
+    decision.revision = state.revision(&service.name);
 
     let verdict = auth::authorize(state, door, service, req.headers(), peer.ip());
     decision.principal = verdict.principal.as_ref().map(ToString::to_string);
@@ -142,21 +145,26 @@ async fn decide_and_forward(listener: &Listener, peer: SocketAddr, req: Request)
         return page::error(status, &path, None);
     }
 
-    let forwarded = proxy::forward(
-        &proxy::thread_client(),
-        service,
-        req,
-        peer.ip(),
-        verdict.credential.as_ref(),
-    )
-    .await;
+    let forwarded = match proxy::Target::of(service, &state.supervisor).await {
+        Ok(target) => {
+            proxy::forward(
+                &proxy::thread_client(),
+                service,
+                target,
+                req,
+                peer.ip(),
+                verdict.credential.as_ref(),
+            )
+            .await
+        }
+        Err(e) => Err(e),
+    };
     let response = match forwarded {
         Ok(r) => {
             decision.allowed = true;
             decision.status = r.status().as_u16();
             decision.reason = verdict.reason;
-            decision.reason.push_str("; proxied to ");
-            decision.reason.push_str(service.upstream.as_str());
+            let _ = write!(decision.reason, "; proxied to {}", service.upstream);
             r
         }
         Err(e) => {

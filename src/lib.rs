@@ -37,4 +37,4 @@ pub mod metadata;
 pub mod server;
 pub mod state;
 pub mod tokens;
-mod upstream;
+pub mod upstream;

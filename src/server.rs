@@ -13,6 +13,7 @@ use tokio::task::JoinSet;
 
 use crate::config::Config;
 use crate::state::{AppState, Live};
+use crate::upstream::supervisor::Contract;
 
 /// How long in-flight requests may run on after shutdown is asked for.
 const DRAIN: Duration = Duration::from_secs(10);
@@ -133,6 +134,8 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
+    let addresses = bound.addresses();
+    start_commands(&live.get(), &addresses);
     let google = crate::google::app(live.clone());
     tasks.spawn(serve_one(bound.google, google, stop_rx.clone()));
     let frontdoor = crate::frontdoor::app(live.clone(), None);
@@ -156,6 +159,7 @@ pub async fn serve(
         }
     }
     let _ = stop_tx.send(true);
+    live.get().supervisor.stop_all().await;
     let drained = tokio::time::timeout(DRAIN, async {
         while let Some(result) = tasks.join_next().await {
             result.map_err(std::io::Error::other)??;
@@ -186,6 +190,34 @@ async fn serve_one(
             let _ = stop.wait_for(|s| *s).await;
         })
         .await
+}
+
+/// Starts (or keeps) the process of every `command` service at its revision in `state`,
+/// and stops those of services that are gone.
+pub fn start_commands(state: &AppState, addresses: &Addresses) {
+    for service in &state.config.services {
+        let (crate::config::Upstream::Command(spec), Some(revision), Some(own)) = (
+            &service.upstream,
+            state.revision(&service.name),
+            addresses.services.get(&service.name),
+        ) else {
+            continue;
+        };
+        let contract = Contract {
+            service: service.name.clone(),
+            revision,
+            project: state.config.project.id.clone(),
+            metadata: own.metadata,
+        };
+        state.supervisor.run(spec, contract);
+    }
+    let names: Vec<&str> = state
+        .config
+        .services
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect();
+    state.supervisor.retain(&names);
 }
 
 /// Serves a front-door listener from one single-threaded runtime per core, each accepting

@@ -7,7 +7,10 @@
 //! - `Live`: the handle listeners hold. Each request takes the current generation from it;
 //!   a reload swaps in the next.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
+
+use sha2::Digest;
 
 use arc_swap::ArcSwap;
 use axum::extract::FromRef;
@@ -19,12 +22,15 @@ use crate::decisions::DecisionLog;
 use crate::frontdoor::FrontDoor;
 use crate::keys::{KeySet, StateDir};
 use crate::metadata::MetadataTokens;
+use crate::upstream::Supervisor;
 
 #[derive(Clone)]
 pub struct AppState(Arc<Shared>);
 
 pub struct Shared {
     pub config: Config,
+    /// Each service's revision number: 1 at start, bumped when a reload changes it.
+    pub revisions: BTreeMap<String, u32>,
     pub keys: Arc<KeySet>,
     /// Where service-account keys and the external issuer's key live.
     pub state_dir: StateDir,
@@ -33,12 +39,19 @@ pub struct Shared {
     pub frontdoor: FrontDoor,
     pub access_tokens: Arc<AccessTokens>,
     pub metadata_tokens: Arc<MetadataTokens>,
+    /// The processes of `command` services, across generations.
+    pub supervisor: Arc<Supervisor>,
 }
 
 impl AppState {
     pub fn new(config: Config, keys: KeySet, state_dir: StateDir, clock: SharedClock) -> AppState {
         AppState(Arc::new(Shared {
             frontdoor: FrontDoor::new(&config, None),
+            revisions: config
+                .services
+                .iter()
+                .map(|s| (s.name.clone(), 1))
+                .collect(),
             config,
             keys: Arc::new(keys),
             state_dir,
@@ -46,13 +59,27 @@ impl AppState {
             decisions: Arc::default(),
             access_tokens: Arc::default(),
             metadata_tokens: Arc::default(),
+            supervisor: Arc::default(),
         }))
     }
 
     /// The next generation: `config` in force, every key, token and log kept.
     pub fn reconfigured(&self, config: Config) -> AppState {
+        let revisions = config
+            .services
+            .iter()
+            .map(|s| {
+                let n = match (self.config.service(&s.name), self.revisions.get(&s.name)) {
+                    (Some(before), Some(n)) if before == s => *n,
+                    (Some(_), Some(n)) => n + 1,
+                    _ => 1,
+                };
+                (s.name.clone(), n)
+            })
+            .collect();
         AppState(Arc::new(Shared {
             frontdoor: FrontDoor::new(&config, Some(&self.frontdoor)),
+            revisions,
             config,
             keys: self.keys.clone(),
             state_dir: self.state_dir.clone(),
@@ -60,12 +87,32 @@ impl AppState {
             decisions: self.decisions.clone(),
             access_tokens: self.access_tokens.clone(),
             metadata_tokens: self.metadata_tokens.clone(),
+            supervisor: self.supervisor.clone(),
         }))
     }
 
     pub fn now(&self) -> i64 {
         self.0.clock.now()
     }
+
+    /// `SERVICE-0000N-xyz`, the `K_REVISION` of `service` in this generation.
+    pub fn revision(&self, service: &str) -> Option<String> {
+        self.revisions
+            .get(service)
+            .map(|n| revision_name(service, *n))
+    }
+}
+
+/// A revision's name as Cloud Run forms it: the service, a five-digit generation and a
+/// three-letter suffix (ours is derived from the first two, so names are stable).
+pub fn revision_name(service: &str, n: u32) -> String {
+    let digest = sha2::Sha256::digest(format!("{service}/{n}").as_bytes());
+    let suffix: String = digest
+        .iter()
+        .take(3)
+        .map(|b| (b'a' + b % 26) as char)
+        .collect();
+    format!("{service}-{n:05}-{suffix}")
 }
 
 impl std::ops::Deref for AppState {

@@ -125,6 +125,11 @@ pub(crate) struct RawService {
     pub(crate) knative: Option<String>,
     pub(crate) service_account: Option<String>,
     pub(crate) upstream: Option<String>,
+    /// A program frontdoor starts itself, `[PROGRAM, ARGS…]`.
+    pub(crate) command: Option<Vec<String>>,
+    pub(crate) env: Option<BTreeMap<String, String>>,
+    pub(crate) working_dir: Option<String>,
+    pub(crate) start_timeout: Option<StringOrNumber>,
     pub(crate) listen: Option<String>,
     pub(crate) metadata: Option<String>,
     pub(crate) custom_audiences: Option<Vec<String>>,

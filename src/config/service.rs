@@ -1,7 +1,8 @@
 //! A service: its resolved form, and how one `services[N]` entry becomes it.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::raw::{RawService, StringOrNumber};
@@ -45,24 +46,33 @@ pub enum Upstream {
     Echo,
     /// An HTTP server, `http://host:port` (a path prefix is kept).
     Http(url::Url),
+    /// A process frontdoor starts itself, with Cloud Run's container contract (SPEC §7).
+    Command(CommandSpec),
 }
 
-impl Upstream {
-    pub fn as_str(&self) -> &str {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandSpec {
+    pub argv: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    pub working_dir: Option<PathBuf>,
+    /// How long it may take to listen on `PORT` before it counts as failed to start.
+    pub start_timeout: Duration,
+}
+
+/// How long a started command may take to listen on its port, unless `start_timeout` says.
+pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl std::fmt::Display for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Upstream::Echo => "builtin:echo",
-            Upstream::Http(u) => u.as_str(),
+            Upstream::Echo => f.write_str("builtin:echo"),
+            Upstream::Http(u) => f.write_str(u.as_str()),
+            Upstream::Command(c) => write!(f, "command `{}`", c.argv.join(" ")),
         }
     }
 }
 
-impl std::fmt::Display for Upstream {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Service {
     pub name: String,
     pub service_account: String,
@@ -138,15 +148,58 @@ pub(super) fn resolve(
         None => format!("{}-compute@developer.gserviceaccount.com", project.number),
     };
 
-    let upstream = match entry.upstream.as_deref() {
-        None => {
+    let has_env = entry.env.is_some();
+    let upstream = match (entry.upstream.as_deref(), entry.command) {
+        (None, None) => {
             return Err(at.err(
                 format!("{path}.upstream"),
-                "no upstream; give `upstream: builtin:echo` or `upstream: http://HOST:PORT`",
+                "no upstream; give `upstream: builtin:echo`, `upstream: http://HOST:PORT` or `command: [PROGRAM, ARGS…]`",
             ));
         }
-        Some(u) => parse_upstream(u).map_err(|r| at.err(format!("{path}.upstream"), r))?,
+        (Some(_), Some(_)) => {
+            return Err(at.err(
+                format!("{path}.command"),
+                "give either `upstream` or `command`, not both",
+            ));
+        }
+        (Some(u), None) => parse_upstream(u).map_err(|r| at.err(format!("{path}.upstream"), r))?,
+        (None, Some(argv)) => {
+            if argv.is_empty() || argv[0].is_empty() {
+                return Err(at.err(
+                    format!("{path}.command"),
+                    "the command is empty; give [PROGRAM, ARGS…]",
+                ));
+            }
+            let env = entry.env.unwrap_or_default();
+            for k in env.keys() {
+                if k.is_empty() || k.contains('=') || k.contains('\0') {
+                    return Err(at.err(
+                        format!("{path}.env"),
+                        format!("`{k}` is not an environment variable name"),
+                    ));
+                }
+            }
+            let start_timeout = match entry.start_timeout {
+                None => DEFAULT_START_TIMEOUT,
+                Some(t) => {
+                    parse_timeout(t).map_err(|r| at.err(format!("{path}.start_timeout"), r))?
+                }
+            };
+            let base = at.file.parent().unwrap_or(Path::new("."));
+            Upstream::Command(CommandSpec {
+                argv,
+                env,
+                working_dir: entry.working_dir.map(|d| base.join(d)),
+                start_timeout,
+            })
+        }
     };
+    if has_env && !matches!(upstream, Upstream::Command(_)) {
+        return Err(at.err(
+            format!("{path}.env"),
+            "`env` applies only to a service with `command`",
+        ));
+    }
 
     let custom_audiences = entry.custom_audiences.unwrap_or_default();
     let encoded = serde_json::to_string(&custom_audiences)

@@ -15,6 +15,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 
 use super::auth::Credential;
 use crate::config::{Service, Upstream};
+use crate::upstream::Supervisor;
 
 pub(crate) type Client = hyper_util::client::legacy::Client<HttpConnector, Body>;
 
@@ -49,6 +50,9 @@ pub(crate) enum ProxyError {
     Unreachable { upstream: String, cause: String },
     #[error("the container at {upstream} did not answer within the service's timeout of {secs} s")]
     Timeout { upstream: String, secs: u64 },
+    /// Cloud Run's words for a container that never came up, then ours.
+    #[error("the instance could not start: {0}")]
+    NotStarted(String),
 }
 
 impl ProxyError {
@@ -57,6 +61,42 @@ impl ProxyError {
             ProxyError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::Unreachable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::NotStarted(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+/// Where an allowed request goes.
+pub(crate) enum Target {
+    Echo,
+    /// `http://host:port[/prefix]`, no trailing slash.
+    Http(String),
+}
+
+impl Target {
+    /// The target of `service`; a started command's address once it listens, waiting for
+    /// a start in progress.
+    pub(crate) async fn of(
+        service: &Service,
+        supervisor: &Supervisor,
+    ) -> Result<Target, ProxyError> {
+        match &service.upstream {
+            Upstream::Echo => Ok(Target::Echo),
+            Upstream::Http(base) => {
+                Ok(Target::Http(base.as_str().trim_end_matches('/').to_owned()))
+            }
+            Upstream::Command(spec) => {
+                let Some(instance) = supervisor.get(&service.name) else {
+                    return Err(ProxyError::NotStarted(
+                        "frontdoor has not started it".to_owned(),
+                    ));
+                };
+                instance
+                    .address(spec.start_timeout)
+                    .await
+                    .map(|addr| Target::Http(format!("http://{addr}")))
+                    .map_err(ProxyError::NotStarted)
+            }
         }
     }
 }
@@ -64,6 +104,7 @@ impl ProxyError {
 pub(crate) async fn forward(
     client: &Client,
     service: &Service,
+    target: Target,
     req: Request,
     peer: IpAddr,
     credential: Option<&Credential>,
@@ -83,16 +124,15 @@ pub(crate) async fn forward(
     // A chunked body is counted as it streams; past the limit the upload is cut off.
     let body = Body::new(Limited::new(body, MAX_REQUEST_BODY));
 
-    let base = match &service.upstream {
-        Upstream::Echo => {
+    let upstream = match target {
+        Target::Echo => {
             let req = Request::from_parts(parts, body);
             return crate::upstream::echo(service, req)
                 .await
                 .map_err(|_| ProxyError::TooLarge);
         }
-        Upstream::Http(base) => base,
+        Target::Http(base) => base,
     };
-    let upstream = base.as_str().trim_end_matches('/').to_owned();
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     parts.uri =
         Uri::try_from(format!("{upstream}{path}")).map_err(|e| ProxyError::Unreachable {

@@ -70,6 +70,10 @@ impl Emulator {
         let state_dir = state_dir_with_test_keys(&dir.path().join(".frontdoor"));
         let keys = state_dir.signing_keys().unwrap();
         let state = AppState::new(config.clone(), keys, state_dir, clock);
+        // Started commands' output stays out of the test log; failures quote its last lines.
+        state
+            .supervisor
+            .set_output(frontdoor::upstream::Output::Discard);
         let running = Running::start(state.clone()).await.unwrap();
         // As `frontdoor serve` does, so the CLI's commands find this emulator.
         let addresses = serde_json::to_string(&running.addresses).unwrap();

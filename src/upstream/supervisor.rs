@@ -1,0 +1,417 @@
+//! Services frontdoor starts itself (SPEC §7): each `command` runs with Cloud Run's container
+//! contract (`PORT`, `K_SERVICE`, `K_REVISION`, `K_CONFIGURATION`, `GOOGLE_CLOUD_PROJECT`, and
+//! its own metadata server in `GCE_METADATA_HOST`/`GCE_METADATA_IP`), in its own process
+//! group, with its output prefixed by the service name. It counts as started once its port
+//! accepts connections; requests that arrive before then wait, as on a cold start. A process
+//! that exits is restarted with back-off; on shutdown the whole group is stopped.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::process::{Child, Command};
+use tokio::sync::watch;
+
+use crate::config::CommandSpec;
+
+/// Output lines kept per instance, for the message when it fails to start.
+const KEPT_LINES: usize = 20;
+/// A longer line is cut (a process printing one endless line must not grow memory).
+const MAX_LINE: usize = 8 * 1024;
+/// How long a stopped process gets between SIGTERM and SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Where the processes' output goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// To frontdoor's stderr, each line prefixed `SERVICE | `.
+    Stderr,
+    /// Nowhere (tests); the last lines are still kept for error messages.
+    Discard,
+}
+
+/// Where an instance is in its life.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Phase {
+    Starting,
+    Ready(SocketAddr),
+    /// The last attempt failed; the reason is in words, with the last output lines.
+    Failed(String),
+    Stopped,
+}
+
+/// One running (or starting) process for one revision of a service.
+pub struct Instance {
+    pub service: String,
+    pub revision: String,
+    phase: watch::Sender<Phase>,
+    stop: watch::Sender<bool>,
+    lines: Mutex<VecDeque<String>>,
+}
+
+impl Instance {
+    pub fn phase(&self) -> Phase {
+        self.phase.borrow().clone()
+    }
+
+    /// The address to proxy to, waiting for a start in progress up to `timeout`.
+    pub async fn address(&self, timeout: Duration) -> Result<SocketAddr, String> {
+        let mut rx = self.phase.subscribe();
+        let wait = rx.wait_for(|p| !matches!(p, Phase::Starting));
+        match tokio::time::timeout(timeout, wait).await {
+            Err(_) => Err(format!(
+                "it did not listen on its port within {} s",
+                timeout.as_secs()
+            )),
+            Ok(Err(_)) => Err("it was stopped".to_owned()),
+            Ok(Ok(phase)) => match &*phase {
+                Phase::Ready(addr) => Ok(*addr),
+                Phase::Failed(why) => Err(why.clone()),
+                Phase::Stopped => Err("it was stopped".to_owned()),
+                Phase::Starting => unreachable!("waited for a phase other than Starting"),
+            },
+        }
+    }
+
+    fn last_output(&self) -> String {
+        let lines = self.lines.lock().unwrap_or_else(|p| p.into_inner());
+        if lines.is_empty() {
+            "(no output)".to_owned()
+        } else {
+            lines.iter().cloned().collect::<Vec<_>>().join("\n")
+        }
+    }
+
+    fn keep(&self, line: String) {
+        let mut lines = self.lines.lock().unwrap_or_else(|p| p.into_inner());
+        if lines.len() == KEPT_LINES {
+            lines.pop_front();
+        }
+        lines.push_back(line);
+    }
+
+    /// Asks the instance to stop; its process group gets SIGTERM, then SIGKILL.
+    pub fn stop(&self) {
+        self.stop.send_replace(true);
+    }
+}
+
+/// The environment of one instance, besides `PORT` (chosen per start).
+#[derive(Debug, Clone)]
+pub struct Contract {
+    pub service: String,
+    pub revision: String,
+    pub project: String,
+    /// The service's own metadata server.
+    pub metadata: SocketAddr,
+}
+
+#[derive(Default)]
+pub struct Supervisor {
+    instances: Mutex<HashMap<String, Arc<Instance>>>,
+    quiet: AtomicBool,
+}
+
+impl Supervisor {
+    pub fn set_output(&self, output: Output) {
+        self.quiet
+            .store(output == Output::Discard, Ordering::Relaxed);
+    }
+
+    /// The instance serving `service` now.
+    pub fn get(&self, service: &str) -> Option<Arc<Instance>> {
+        self.instances
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(service)
+            .cloned()
+    }
+
+    /// Starts `spec` under `contract`'s revision, unless that revision already runs. A
+    /// previous revision keeps running until the new one is ready, then is stopped.
+    pub fn run(&self, spec: &CommandSpec, contract: Contract) -> Arc<Instance> {
+        let mut instances = self.instances.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(existing) = instances.get(&contract.service) {
+            if existing.revision == contract.revision && existing.phase() != Phase::Stopped {
+                return existing.clone();
+            }
+        }
+        let instance = Arc::new(Instance {
+            service: contract.service.clone(),
+            revision: contract.revision.clone(),
+            phase: watch::Sender::new(Phase::Starting),
+            stop: watch::Sender::new(false),
+            lines: Mutex::new(VecDeque::new()),
+        });
+        let previous = instances.insert(contract.service.clone(), instance.clone());
+        let output = if self.quiet.load(Ordering::Relaxed) {
+            Output::Discard
+        } else {
+            Output::Stderr
+        };
+        tokio::spawn(supervise(
+            instance.clone(),
+            spec.clone(),
+            contract,
+            output,
+            previous,
+        ));
+        instance
+    }
+
+    /// Stops the instances of services not in `keep`.
+    pub fn retain(&self, keep: &[&str]) {
+        let mut instances = self.instances.lock().unwrap_or_else(|p| p.into_inner());
+        instances.retain(|name, instance| {
+            let kept = keep.contains(&name.as_str());
+            if !kept {
+                instance.stop();
+            }
+            kept
+        });
+    }
+
+    /// Stops every instance and waits until each has stopped.
+    pub async fn stop_all(&self) {
+        let all: Vec<Arc<Instance>> = self
+            .instances
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for i in &all {
+            i.stop();
+        }
+        for i in all {
+            let mut rx = i.phase.subscribe();
+            let _ =
+                tokio::time::timeout(STOP_GRACE * 2, rx.wait_for(|p| *p == Phase::Stopped)).await;
+        }
+    }
+}
+
+fn say(output: Output, service: &str, line: &str) {
+    if output == Output::Stderr {
+        let mut err = std::io::stderr().lock();
+        let _ = writeln!(err, "{service} | {line}");
+    }
+}
+
+/// A port nobody listens on right now (the OS's choice), for `PORT`.
+fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind(("127.0.0.1", 0))?
+        .local_addr()?
+        .port())
+}
+
+async fn supervise(
+    instance: Arc<Instance>,
+    spec: CommandSpec,
+    contract: Contract,
+    output: Output,
+    previous: Option<Arc<Instance>>,
+) {
+    let mut stop = instance.stop.subscribe();
+    let mut backoff = Duration::from_millis(500);
+    let mut previous = previous;
+    let name = instance.service.clone();
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        let started = Instant::now();
+        let outcome = attempt(
+            &instance,
+            &spec,
+            &contract,
+            output,
+            &mut stop,
+            &mut previous,
+        )
+        .await;
+        match outcome {
+            Attempt::Stopped => break,
+            Attempt::Exited(why) => {
+                tracing::warn!(service = %name, revision = %contract.revision, "{why}; restarting in {} ms", backoff.as_millis());
+                say(
+                    output,
+                    &name,
+                    &format!(
+                        "[frontdoor] {why}; restarting in {} ms",
+                        backoff.as_millis()
+                    ),
+                );
+            }
+        }
+        if started.elapsed() > MAX_BACKOFF {
+            backoff = Duration::from_millis(500);
+        }
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            _ = stop.changed() => break,
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+    if let Some(p) = previous {
+        p.stop();
+    }
+    instance.phase.send_replace(Phase::Stopped);
+}
+
+enum Attempt {
+    Stopped,
+    /// It failed to start or exited; the reason in words.
+    Exited(String),
+}
+
+async fn attempt(
+    instance: &Arc<Instance>,
+    spec: &CommandSpec,
+    contract: &Contract,
+    output: Output,
+    stop: &mut watch::Receiver<bool>,
+    previous: &mut Option<Arc<Instance>>,
+) -> Attempt {
+    let fail = |why: String| {
+        instance.phase.send_replace(Phase::Failed(why.clone()));
+        Attempt::Exited(why)
+    };
+    let port = match free_port() {
+        Ok(p) => p,
+        Err(e) => return fail(format!("no free port for it: {e}")),
+    };
+    let metadata = contract.metadata.to_string();
+    let mut command = Command::new(&spec.argv[0]);
+    command
+        .args(&spec.argv[1..])
+        .env("PORT", port.to_string())
+        .env("K_SERVICE", &contract.service)
+        .env("K_REVISION", &contract.revision)
+        .env("K_CONFIGURATION", &contract.service)
+        .env("GOOGLE_CLOUD_PROJECT", &contract.project)
+        .env("GCE_METADATA_HOST", &metadata)
+        .env("GCE_METADATA_IP", &metadata)
+        .envs(&spec.env)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    if let Some(dir) = &spec.working_dir {
+        command.current_dir(dir);
+    }
+    let mut child = match command.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            return fail(format!(
+                "the instance could not start: cannot run `{}`: {e}",
+                spec.argv[0]
+            ));
+        }
+    };
+    if let Some(out) = child.stdout.take() {
+        tokio::spawn(pump(out, instance.clone(), output));
+    }
+    if let Some(err) = child.stderr.take() {
+        tokio::spawn(pump(err, instance.clone(), output));
+    }
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let deadline = Instant::now() + spec.start_timeout;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            tokio::time::sleep(Duration::from_millis(50)).await; // let the last lines arrive
+            return fail(format!(
+                "the instance could not start: it exited ({status}) before listening on port {port}; last output:\n{}",
+                instance.last_output()
+            ));
+        }
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            break;
+        }
+        if Instant::now() > deadline {
+            terminate(&mut child).await;
+            return fail(format!(
+                "the instance could not start: it did not listen on port {port} (its PORT) within {} s; last output:\n{}",
+                spec.start_timeout.as_secs(),
+                instance.last_output()
+            ));
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(25)) => {}
+            _ = stop.changed() => {
+                terminate(&mut child).await;
+                return Attempt::Stopped;
+            }
+        }
+    }
+    instance.phase.send_replace(Phase::Ready(addr));
+    tracing::info!(service = %contract.service, revision = %contract.revision, %addr, "instance ready");
+    // The new revision serves now; the previous one may stop.
+    if let Some(p) = previous.take() {
+        p.stop();
+    }
+    tokio::select! {
+        status = child.wait() => {
+            instance.phase.send_replace(Phase::Starting);
+            let status = status.map_or_else(|e| e.to_string(), |s| s.to_string());
+            Attempt::Exited(format!("the instance exited ({status})"))
+        }
+        _ = stop.changed() => {
+            terminate(&mut child).await;
+            Attempt::Stopped
+        }
+    }
+}
+
+/// SIGTERM to the whole process group, SIGKILL if it lingers.
+async fn terminate(child: &mut Child) {
+    let Some(pid) = child.id() else {
+        return;
+    };
+    let group = Pid::from_raw(pid as i32);
+    let _ = killpg(group, Signal::SIGTERM);
+    if tokio::time::timeout(STOP_GRACE, child.wait())
+        .await
+        .is_err()
+    {
+        let _ = killpg(group, Signal::SIGKILL);
+        let _ = child.wait().await;
+    }
+    // Children of the process that outlived it are in the same group.
+    let _ = killpg(group, Signal::SIGKILL);
+}
+
+/// Copies a stream line by line to the output, keeping the last lines.
+async fn pump(mut stream: impl AsyncRead + Unpin, instance: Arc<Instance>, output: Output) {
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut line: Vec<u8> = Vec::new();
+    loop {
+        let n = match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        for &b in &buf[..n] {
+            if b == b'\n' {
+                let text = String::from_utf8_lossy(&line).into_owned();
+                say(output, &instance.service, &text);
+                instance.keep(text);
+                line.clear();
+            } else if line.len() < MAX_LINE {
+                line.push(b);
+            }
+        }
+    }
+    if !line.is_empty() {
+        let text = String::from_utf8_lossy(&line).into_owned();
+        say(output, &instance.service, &text);
+        instance.keep(text);
+    }
+}

@@ -1,0 +1,50 @@
+"""A small container for frontdoor's tests of `command` services: it listens on $PORT as
+Cloud Run asks and answers with what it was given.
+
+usage: app.py serve     answer every request with JSON: the contract's environment
+       app.py once      answer one request, then exit (to prove restarts)
+       app.py noisy     serve, while printing about a megabyte a second"""
+
+import http.server
+import json
+import os
+import sys
+import threading
+import time
+
+MODE = sys.argv[1] if len(sys.argv) > 1 else "serve"
+CONTRACT = ["PORT", "K_SERVICE", "K_REVISION", "K_CONFIGURATION", "GOOGLE_CLOUD_PROJECT",
+            "GCE_METADATA_HOST", "GCE_METADATA_IP", "EXTRA"]
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = json.dumps({"env": {k: os.environ.get(k) for k in CONTRACT}, "pid": os.getpid(),
+                           "path": self.path}).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+        if MODE == "once":
+            threading.Thread(target=lambda: (time.sleep(0.1), os._exit(0))).start()
+
+    def log_message(self, *args):
+        pass
+
+
+def noise():
+    line = "x" * 1023
+    while True:
+        for _ in range(100):
+            print(line)
+        sys.stdout.flush()
+        time.sleep(0.1)
+
+
+if __name__ == "__main__":
+    print(f"starting {MODE} on {os.environ['PORT']}", flush=True)
+    if MODE == "noisy":
+        threading.Thread(target=noise, daemon=True).start()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler)
+    server.serve_forever()
