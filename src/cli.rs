@@ -169,7 +169,11 @@ async fn decisions(config: ConfigArgs, limit: usize, json: bool) -> anyhow::Resu
         "http://{}/frontdoor/v1/decisions?limit={limit}",
         addresses.google
     );
-    let body: serde_json::Value = reqwest::get(&url)
+    // Loopback only: never through a proxy the environment may name.
+    let client = reqwest::Client::builder().no_proxy().build()?;
+    let body: serde_json::Value = client
+        .get(&url)
+        .send()
         .await
         .with_context(|| format!("cannot reach frontdoor at {url}; is `frontdoor serve` running?"))?
         .error_for_status()?
@@ -181,6 +185,18 @@ async fn decisions(config: ConfigArgs, limit: usize, json: bool) -> anyhow::Resu
     }
     let list: Vec<crate::decisions::Decision> = serde_json::from_value(body["decisions"].clone())?;
     let mut out = String::new();
+    // A refused reload matters more than any one decision: say it first.
+    let status_url = format!("http://{}/frontdoor/v1/status", addresses.google);
+    if let Ok(r) = client.get(&status_url).send().await {
+        let status: serde_json::Value = r.json().await.unwrap_or_default();
+        if status["last_reload"]["ok"] == false {
+            out.push_str(&format!(
+                "the last reload of {} failed; the previous configuration is still in force:\n    {}\n\n",
+                status["config_file"].as_str().unwrap_or("the configuration"),
+                status["last_reload"]["error"].as_str().unwrap_or("(no reason recorded)")
+            ));
+        }
+    }
     for d in list {
         let verdict = if d.allowed { "ALLOW" } else { "DENY " };
         let time = humantime::format_rfc3339_seconds(
@@ -249,6 +265,8 @@ async fn serve(args: ConfigArgs) -> anyhow::Result<()> {
     let bound = server::bind(&config).await?;
     let shutdown = shutdown_signal()?;
     let addresses = bound.addresses();
+    // Recorded before the banner, so that once it shows, `frontdoor env` and `decisions`
+    // find the server (serve records it again after every reload).
     state_dir
         .write_file(
             "addresses.json",

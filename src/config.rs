@@ -48,7 +48,7 @@ pub enum ConfigError {
     },
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub file: PathBuf,
     pub project: Project,
@@ -66,7 +66,7 @@ pub struct Config {
     pub providers: Vec<Provider>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Project {
     pub id: String,
     pub number: String,
@@ -74,14 +74,14 @@ pub struct Project {
     pub region_code: String,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Listen {
     pub frontdoor: SocketAddr,
     pub google: SocketAddr,
     pub metadata: SocketAddr,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ServiceAccount {
     pub email: String,
     pub unique_id: String,
@@ -89,7 +89,7 @@ pub struct ServiceAccount {
     pub policy: Policy,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct User {
     pub email: String,
     /// Stable numeric `sub`, as Google gives every account.

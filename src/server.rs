@@ -12,8 +12,15 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::config::Config;
+use listeners::Registry;
+use reload::LastReload;
+
+mod listeners;
+mod reload;
+
 use crate::state::{AppState, Live};
 use crate::upstream::supervisor::Contract;
+pub use reload::ReloadStatus;
 
 /// How long in-flight requests may run on after shutdown is asked for.
 const DRAIN: Duration = Duration::from_secs(10);
@@ -46,16 +53,12 @@ pub struct ServiceAddresses {
     pub metadata: SocketAddr,
 }
 
-/// A listener that belongs to one service: (index into `config.services`, listener).
-type ServiceListener = (usize, TcpListener);
-
 pub struct Bound {
     frontdoor: TcpListener,
     google: TcpListener,
     metadata: TcpListener,
-    service_frontdoors: Vec<ServiceListener>,
-    service_metadata: Vec<ServiceListener>,
-    names: Vec<String>,
+    services: Registry,
+    fresh: Vec<listeners::Fresh>,
 }
 
 async fn listen(addr: SocketAddr, what: &str) -> Result<TcpListener, BindError> {
@@ -69,26 +72,14 @@ async fn listen(addr: SocketAddr, what: &str) -> Result<TcpListener, BindError> 
 /// Binds every listener the configuration asks for. Every service gets its own metadata
 /// listener: at its `metadata` address, or on a port the OS picks.
 pub async fn bind(config: &Config) -> Result<Bound, BindError> {
-    let mut service_frontdoors = Vec::new();
-    let mut service_metadata = Vec::new();
-    for (i, s) in config.services.iter().enumerate() {
-        if let Some(addr) = s.listen {
-            let what = format!("service `{}`'s front door", s.name);
-            service_frontdoors.push((i, listen(addr, &what).await?));
-        }
-        let addr = s
-            .metadata
-            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
-        let what = format!("service `{}`'s metadata server", s.name);
-        service_metadata.push((i, listen(addr, &what).await?));
-    }
+    let services = Registry::default();
+    let fresh = services.bind_missing(config).await?;
     Ok(Bound {
         frontdoor: listen(config.listen.frontdoor, "the front door").await?,
         google: listen(config.listen.google, "the google APIs listener").await?,
         metadata: listen(config.listen.metadata, "the default metadata server").await?,
-        service_frontdoors,
-        service_metadata,
-        names: config.services.iter().map(|s| s.name.clone()).collect(),
+        services,
+        fresh,
     })
 }
 
@@ -99,23 +90,22 @@ fn local(listener: &TcpListener) -> SocketAddr {
 }
 
 impl Bound {
+    /// Where everything listens, once served (`serve` adopts the fresh listeners).
     pub fn addresses(&self) -> Addresses {
-        let services = self
-            .service_metadata
-            .iter()
-            .map(|(i, metadata)| {
-                let listen = self
-                    .service_frontdoors
-                    .iter()
-                    .find(|(j, _)| j == i)
-                    .map(|(_, l)| local(l));
-                let addresses = ServiceAddresses {
-                    listen,
-                    metadata: local(metadata),
-                };
-                (self.names[*i].clone(), addresses)
-            })
-            .collect();
+        let services = self.fresh.iter().map(|f| f.service_address()).fold(
+            BTreeMap::new(),
+            |mut all: BTreeMap<String, ServiceAddresses>, (name, kind, addr)| {
+                let entry = all.entry(name).or_insert(ServiceAddresses {
+                    listen: None,
+                    metadata: addr,
+                });
+                match kind {
+                    listeners::Kind::FrontDoor => entry.listen = Some(addr),
+                    listeners::Kind::Metadata => entry.metadata = addr,
+                }
+                all
+            },
+        );
         Addresses {
             frontdoor: local(&self.frontdoor),
             google: local(&self.google),
@@ -125,8 +115,9 @@ impl Bound {
     }
 }
 
-/// Serves every bound listener until `shutdown` completes, then lets in-flight requests
-/// finish for up to `DRAIN`.
+/// Serves every bound listener until `shutdown` completes, applying changes to the
+/// configuration file as they are saved; then lets in-flight requests finish for up to
+/// `DRAIN`.
 pub async fn serve(
     bound: Bound,
     live: Live,
@@ -134,31 +125,39 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
-    let addresses = bound.addresses();
-    start_commands(&live.get(), &addresses);
+    let shared = Addresses {
+        services: BTreeMap::new(),
+        ..bound.addresses()
+    };
     let google = crate::google::app(live.clone());
     tasks.spawn(serve_one(bound.google, google, stop_rx.clone()));
     let frontdoor = crate::frontdoor::app(live.clone(), None);
     tasks.spawn(serve_per_core(bound.frontdoor, frontdoor, stop_rx.clone()));
-    for (index, listener) in bound.service_frontdoors {
-        let app = crate::frontdoor::app(live.clone(), Some(bound.names[index].clone()));
-        tasks.spawn(serve_per_core(listener, app, stop_rx.clone()));
-    }
     let metadata = crate::metadata::app(live.clone(), None);
     tasks.spawn(serve_one(bound.metadata, metadata, stop_rx.clone()));
-    for (index, listener) in bound.service_metadata {
-        let app = crate::metadata::app(live.clone(), Some(bound.names[index].clone()));
-        tasks.spawn(serve_one(listener, app, stop_rx.clone()));
-    }
+    let mut services = bound.services;
+    services.adopt(bound.fresh, &live, &mut tasks);
+    let state = live.get();
+    publish(&state, &shared, &services);
 
-    tokio::select! {
-        () = shutdown => {}
-        Some(result) = tasks.join_next() => {
-            // A listener stopped by itself: that is an error worth stopping for.
-            result.map_err(std::io::Error::other)??;
+    let mut watcher = reload::Watcher::new(state.config.file.clone());
+    drop(state);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            Some(result) = tasks.join_next() => {
+                // A listener that fails stops frontdoor; one closed by a reload just ends.
+                result.map_err(std::io::Error::other)??;
+            }
+            text = watcher.next_change() => {
+                apply(&text, &live, &shared, &mut services, &mut tasks).await;
+            }
         }
     }
-    let _ = stop_tx.send(true);
+
+    stop_tx.send_replace(true);
+    services.stop_all();
     live.get().supervisor.stop_all().await;
     let drained = tokio::time::timeout(DRAIN, async {
         while let Some(result) = tasks.join_next().await {
@@ -175,6 +174,94 @@ pub async fn serve(
                 "requests still running after shutdown; dropping them"
             );
             Ok(())
+        }
+    }
+}
+
+/// Records where everything listens (for `frontdoor env` and `decisions`) and starts the
+/// commands of the generation in force.
+fn publish(state: &AppState, shared: &Addresses, services: &Registry) {
+    let addresses = Addresses {
+        services: services.addresses(&state.config),
+        ..shared.clone()
+    };
+    if let Ok(text) = serde_json::to_string_pretty(&addresses) {
+        if let Err(e) = state
+            .state_dir
+            .write_file("addresses.json", text.as_bytes())
+        {
+            tracing::warn!(error = %e, "cannot record the listeners' addresses");
+        }
+    }
+    start_commands(state, &addresses);
+}
+
+/// Applies a changed configuration whole, or refuses it whole.
+async fn apply(
+    text: &[u8],
+    live: &Live,
+    shared: &Addresses,
+    services: &mut Registry,
+    tasks: &mut JoinSet<std::io::Result<()>>,
+) {
+    let current = live.get();
+    let file = current.config.file.clone();
+    let result = async {
+        let text = std::str::from_utf8(text).map_err(|_| format!("{}: the file is not UTF-8", file.display()))?;
+        let config = crate::config::parse(text, &file).map_err(|e| e.to_string())?;
+        if config == current.config {
+            // Saved without a change that matters (a comment, spacing): nothing to do.
+            return Ok(None);
+        }
+        if config.listen != current.config.listen {
+            return Err(format!(
+                "{}: listen: the shared listeners' addresses changed; that takes a restart (the rest of the change was not applied either)",
+                file.display()
+            ));
+        }
+        let fresh = services.bind_missing(&config).await.map_err(|e| format!("{e}: {}", e.source))?;
+        let next = current.reconfigured(config);
+        services.adopt(fresh, live, tasks);
+        live.set(next.clone());
+        publish(&next, shared, services);
+        Ok(Some(next))
+    }
+    .await;
+    let now = current.now();
+    let mut status = current.reload.lock().unwrap_or_else(|p| p.into_inner());
+    match result {
+        // The file is back to what runs: whatever failed before no longer stands.
+        Ok(None) => {
+            if status.last.as_ref().is_some_and(|l| !l.ok) {
+                status.last = Some(LastReload {
+                    time: now,
+                    ok: true,
+                    error: None,
+                });
+            }
+        }
+        Ok(Some(next)) => {
+            status.generation = next.generation;
+            status.last = Some(LastReload {
+                time: now,
+                ok: true,
+                error: None,
+            });
+            let revisions: Vec<String> = next
+                .config
+                .services
+                .iter()
+                .filter_map(|s| next.revision(&s.name))
+                .collect();
+            tracing::info!(generation = next.generation, revisions = %revisions.join(", "), "configuration reloaded");
+        }
+        Err(error) => {
+            tracing::error!(%error, "configuration change refused; the running configuration stays");
+            status.last = Some(LastReload {
+                time: now,
+                ok: false,
+                error: Some(error),
+            });
         }
     }
 }

@@ -8,7 +8,7 @@
 //!   a reload swaps in the next.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use sha2::Digest;
 
@@ -22,6 +22,7 @@ use crate::decisions::DecisionLog;
 use crate::frontdoor::FrontDoor;
 use crate::keys::{KeySet, StateDir};
 use crate::metadata::MetadataTokens;
+use crate::server::ReloadStatus;
 use crate::upstream::Supervisor;
 
 #[derive(Clone)]
@@ -29,6 +30,10 @@ pub struct AppState(Arc<Shared>);
 
 pub struct Shared {
     pub config: Config,
+    /// 1 at start, one more for every configuration applied.
+    pub generation: u64,
+    /// How the last reload went, shared by every generation.
+    pub reload: Arc<Mutex<ReloadStatus>>,
     /// Each service's revision number: 1 at start, bumped when a reload changes it.
     pub revisions: BTreeMap<String, u32>,
     pub keys: Arc<KeySet>,
@@ -53,6 +58,11 @@ impl AppState {
                 .map(|s| (s.name.clone(), 1))
                 .collect(),
             config,
+            generation: 1,
+            reload: Arc::new(Mutex::new(ReloadStatus {
+                generation: 1,
+                last: None,
+            })),
             keys: Arc::new(keys),
             state_dir,
             clock,
@@ -81,6 +91,8 @@ impl AppState {
             frontdoor: FrontDoor::new(&config, Some(&self.frontdoor)),
             revisions,
             config,
+            generation: self.generation + 1,
+            reload: self.reload.clone(),
             keys: self.keys.clone(),
             state_dir: self.state_dir.clone(),
             clock: self.clock.clone(),

@@ -27,7 +27,7 @@ pub struct JwkKey {
     pub e: Vec<u8>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Provider {
     pub pool: String,
     pub name: String,

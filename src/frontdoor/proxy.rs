@@ -16,6 +16,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use super::auth::Credential;
 use crate::config::{Service, Upstream};
 use crate::upstream::Supervisor;
+use crate::upstream::supervisor::InFlight;
 
 pub(crate) type Client = hyper_util::client::legacy::Client<HttpConnector, Body>;
 
@@ -71,6 +72,8 @@ pub(crate) enum Target {
     Echo,
     /// `http://host:port[/prefix]`, no trailing slash.
     Http(String),
+    /// A started command's address, with the request counted in flight on it.
+    Instance(String, InFlight),
 }
 
 impl Target {
@@ -94,7 +97,7 @@ impl Target {
                 instance
                     .address(spec.start_timeout)
                     .await
-                    .map(|addr| Target::Http(format!("http://{addr}")))
+                    .map(|(addr, guard)| Target::Instance(format!("http://{addr}"), guard))
                     .map_err(ProxyError::NotStarted)
             }
         }
@@ -124,6 +127,7 @@ pub(crate) async fn forward(
     // A chunked body is counted as it streams; past the limit the upload is cut off.
     let body = Body::new(Limited::new(body, MAX_REQUEST_BODY));
 
+    let mut _in_flight = None;
     let upstream = match target {
         Target::Echo => {
             let req = Request::from_parts(parts, body);
@@ -132,6 +136,10 @@ pub(crate) async fn forward(
                 .map_err(|_| ProxyError::TooLarge);
         }
         Target::Http(base) => base,
+        Target::Instance(base, guard) => {
+            _in_flight = Some(guard);
+            base
+        }
     };
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     parts.uri =

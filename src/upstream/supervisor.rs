@@ -8,7 +8,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::io::Write;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -27,6 +27,8 @@ const MAX_LINE: usize = 8 * 1024;
 /// How long a stopped process gets between SIGTERM and SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// The longest a replaced revision waits for its requests before it is stopped anyway.
+const MAX_DRAIN: Duration = Duration::from_secs(60);
 
 /// Where the processes' output goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +56,29 @@ pub struct Instance {
     phase: watch::Sender<Phase>,
     stop: watch::Sender<bool>,
     lines: Mutex<VecDeque<String>>,
+    /// Requests proxied to it and not yet answered: a replaced revision stops at zero.
+    in_flight: AtomicUsize,
+}
+
+/// Counts one request as in flight on an instance while it lives.
+pub struct InFlight(Arc<Instance>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Stops a replaced instance once the requests it is answering are done (or after the
+/// longest wait a request may have, so a hung one cannot keep it forever).
+fn retire(instance: Arc<Instance>) {
+    tokio::spawn(async move {
+        let deadline = Instant::now() + MAX_DRAIN;
+        while instance.in_flight.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        instance.stop();
+    });
 }
 
 impl Instance {
@@ -61,13 +86,25 @@ impl Instance {
         self.phase.borrow().clone()
     }
 
-    /// The address to proxy to, waiting for a start in progress up to `timeout`.
-    pub async fn address(&self, timeout: Duration) -> Result<SocketAddr, String> {
+    /// The address to proxy to, waiting for a start in progress up to `timeout`, and the
+    /// request counted in flight until the guard is dropped.
+    pub async fn address(
+        self: &Arc<Self>,
+        timeout: Duration,
+    ) -> Result<(SocketAddr, InFlight), String> {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        let guard = InFlight(self.clone());
+        self.ready_address(timeout).await.map(|addr| (addr, guard))
+    }
+
+    async fn ready_address(&self, timeout: Duration) -> Result<SocketAddr, String> {
         let mut rx = self.phase.subscribe();
         let wait = rx.wait_for(|p| !matches!(p, Phase::Starting));
-        match tokio::time::timeout(timeout, wait).await {
+        // A little longer than the start timeout, so that an attempt under way ends first
+        // and its own, fuller reason (with the last output) is the one given.
+        match tokio::time::timeout(timeout + Duration::from_secs(2), wait).await {
             Err(_) => Err(format!(
-                "it did not listen on its port within {} s",
+                "it did not listen on port (its PORT) within {} s",
                 timeout.as_secs()
             )),
             Ok(Err(_)) => Err("it was stopped".to_owned()),
@@ -149,6 +186,7 @@ impl Supervisor {
             phase: watch::Sender::new(Phase::Starting),
             stop: watch::Sender::new(false),
             lines: Mutex::new(VecDeque::new()),
+            in_flight: AtomicUsize::new(0),
         });
         let previous = instances.insert(contract.service.clone(), instance.clone());
         let output = if self.quiet.load(Ordering::Relaxed) {
@@ -205,11 +243,27 @@ fn say(output: Output, service: &str, line: &str) {
     }
 }
 
-/// A port nobody listens on right now (the OS's choice), for `PORT`.
+/// A port nobody listens on right now (the OS's choice), for `PORT`. The port is free
+/// again between our check and the process binding it, so the OS could hand it to the next
+/// instance too; ports given out recently are skipped, so two instances never share one.
 fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind(("127.0.0.1", 0))?
-        .local_addr()?
-        .port())
+    static RECENT: Mutex<VecDeque<u16>> = Mutex::new(VecDeque::new());
+    let mut recent = RECENT.lock().unwrap_or_else(|p| p.into_inner());
+    for _ in 0..64 {
+        let port = std::net::TcpListener::bind(("127.0.0.1", 0))?
+            .local_addr()?
+            .port();
+        if !recent.contains(&port) {
+            if recent.len() == 1024 {
+                recent.pop_front();
+            }
+            recent.push_back(port);
+            return Ok(port);
+        }
+    }
+    Err(std::io::Error::other(
+        "the OS kept offering ports given out moments ago",
+    ))
 }
 
 async fn supervise(
@@ -261,7 +315,7 @@ async fn supervise(
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
     if let Some(p) = previous {
-        p.stop();
+        retire(p);
     }
     instance.phase.send_replace(Phase::Stopped);
 }
@@ -354,9 +408,9 @@ async fn attempt(
     }
     instance.phase.send_replace(Phase::Ready(addr));
     tracing::info!(service = %contract.service, revision = %contract.revision, %addr, "instance ready");
-    // The new revision serves now; the previous one may stop.
+    // The new revision serves now; the previous one stops once its requests are done.
     if let Some(p) = previous.take() {
-        p.stop();
+        retire(p);
     }
     tokio::select! {
         status = child.wait() => {

@@ -159,6 +159,42 @@ impl Emulator {
         key
     }
 
+    /// Replaces the configuration file (with `truncate` + write, as an editor might), for a
+    /// live reload to pick up. `yaml` must not set `listen:`; the harness does.
+    pub fn rewrite_config(&self, yaml: &str) {
+        std::fs::write(self.config_file(), format!("{EPHEMERAL}{yaml}")).unwrap();
+    }
+
+    /// `GET /frontdoor/v1/status`.
+    pub async fn status(&self) -> serde_json::Value {
+        reqwest::get(self.google("/frontdoor/v1/status"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Waits until the status satisfies `done`, failing after ten seconds.
+    pub async fn wait_status(
+        &self,
+        what: &str,
+        done: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let status = self.status().await;
+            if done(&status) {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "waited in vain for {what}: {status}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
     /// The front door's recorded decisions, newest last.
     pub async fn decisions(&self) -> Vec<serde_json::Value> {
         let body: serde_json::Value = reqwest::get(self.google("/frontdoor/v1/decisions"))

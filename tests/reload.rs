@@ -1,0 +1,250 @@
+//! Live reconfiguration: a valid change takes effect with new revisions and nothing in
+//! flight lost; an invalid one is refused whole and reported; keys and tokens survive.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+const SA: &str = "@demo-project.iam.gserviceaccount.com";
+
+fn config(search_invokers: &str, extra_env: &str) -> String {
+    format!(
+        r#"{PROJECT}
+service_accounts: [{{email: login{SA}}}, {{email: search{SA}}}]
+services:
+  - name: search
+    service_account: search{SA}
+    upstream: builtin:echo
+    listen: 127.0.0.1:0
+    iam_policy: {{bindings: [{{role: roles/run.invoker, members: [{search_invokers}]}}]}}
+  - name: worker
+    command: [python3, "{app}", serve]
+    env: {{EXTRA: {extra_env}}}
+    listen: 127.0.0.1:0
+    iam_policy: {{bindings: [{{role: roles/run.invoker, members: [allUsers]}}]}}
+"#,
+        app = repo().join("tests/services/app.py").display()
+    )
+}
+
+async fn call(url: &str, token: Option<&str>) -> (u16, String) {
+    let mut req = reqwest::Client::new()
+        .get(url)
+        .timeout(Duration::from_secs(30));
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let r = req.send().await.unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+fn generation_at_least(n: u64) -> impl Fn(&Value) -> bool {
+    move |s| s["generation"].as_u64().unwrap_or(0) >= n
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_valid_change_applies_with_new_revisions_and_tokens_survive() {
+    let emu = Emulator::start(&config(&format!("serviceAccount:search{SA}"), "one")).await;
+    let token = emu.sa_token(&format!("login{SA}"), &emu.url_of("search"));
+    let (status, _) = call(&emu.service("search", "/"), Some(&token)).await;
+    assert_eq!(status, 403);
+    let (status, body) = call(&emu.service("worker", "/"), None).await;
+    assert_eq!(status, 200, "{body}");
+    let before: Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        before["env"]["K_REVISION"]
+            .as_str()
+            .unwrap()
+            .starts_with("worker-00001-")
+    );
+
+    // Grant login the invoker role on search, and change the worker's environment.
+    emu.rewrite_config(&config(&format!("serviceAccount:login{SA}"), "two"));
+    let status = emu.wait_status("the reload", generation_at_least(2)).await;
+    assert_eq!(status["last_reload"]["ok"], true, "{status}");
+    let revisions: Vec<&str> = status["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["revision"].as_str().unwrap())
+        .collect();
+    assert!(
+        revisions[0].starts_with("search-00002-") && revisions[1].starts_with("worker-00002-"),
+        "{revisions:?}"
+    );
+
+    // The same token, no restart: now let in.
+    let (status, _) = call(&emu.service("search", "/"), Some(&token)).await;
+    assert_eq!(status, 200);
+    assert!(
+        emu.decisions().await.pop().unwrap()["revision"]
+            .as_str()
+            .unwrap()
+            .starts_with("search-00002-")
+    );
+
+    // The command was restarted under its new revision.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let after = loop {
+        let (status, body) = call(&emu.service("worker", "/"), None).await;
+        assert_eq!(status, 200, "{body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        if v["env"]["EXTRA"] == "two" || std::time::Instant::now() > deadline {
+            break v;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(after["env"]["EXTRA"], "two");
+    assert!(
+        after["env"]["K_REVISION"]
+            .as_str()
+            .unwrap()
+            .starts_with("worker-00002-")
+    );
+    assert_ne!(after["pid"], before["pid"]);
+
+    // A save that changes nothing that matters is no new generation.
+    emu.rewrite_config(&format!(
+        "# a comment\n{}",
+        config(&format!("serviceAccount:login{SA}"), "two")
+    ));
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let status = emu.status().await;
+    assert_eq!(status["generation"], 2, "{status}");
+    assert!(
+        status["services"][0]["revision"]
+            .as_str()
+            .unwrap()
+            .starts_with("search-00002-")
+    );
+
+    // Keys survived: the JWKS is the same and the old token still verifies.
+    assert_eq!(call(&emu.service("search", "/"), Some(&token)).await.0, 200);
+    emu.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_change_is_refused_whole_and_reported() {
+    let good = config(&format!("serviceAccount:login{SA}"), "one");
+    let emu = Emulator::start(&good).await;
+    let token = emu.sa_token(&format!("login{SA}"), &emu.url_of("search"));
+
+    // Half a file, as an editor writing in place leaves it for a moment — and left so.
+    let half = &good[..good.len() / 2];
+    std::fs::write(emu.config_file(), format!("{EPHEMERAL}{half}")).unwrap();
+    let status = emu
+        .wait_status("the refusal", |s| s["last_reload"]["ok"] == false)
+        .await;
+    assert_eq!(status["generation"], 1);
+    assert!(
+        status["last_reload"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("services.yaml"),
+        "{status}"
+    );
+    // The running configuration stays.
+    assert_eq!(call(&emu.service("search", "/"), Some(&token)).await.0, 200);
+
+    // A change that parses but names an unknown role: refused too, naming the field.
+    emu.rewrite_config(&good.replace(
+        "roles/run.invoker, members: [serviceAccount:login",
+        "roles/run.invokr, members: [serviceAccount:login",
+    ));
+    let status = emu
+        .wait_status("the second refusal", |s| {
+            s["last_reload"]["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("unknown role"))
+        })
+        .await;
+    assert!(
+        status["last_reload"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("services[0].iam_policy.bindings[0].role"),
+        "{status}"
+    );
+
+    // `frontdoor decisions` says so first.
+    let out = succeed(
+        frontdoor()
+            .arg("decisions")
+            .arg("--config")
+            .arg(emu.config_file()),
+    );
+    assert!(out.starts_with("the last reload of "), "{out}");
+    assert!(out.contains("unknown role"), "{out}");
+
+    // Two edits in quick succession: the last one is what counts.
+    emu.rewrite_config(&config(&format!("serviceAccount:search{SA}"), "one"));
+    emu.rewrite_config(&good);
+    let status = emu
+        .wait_status("the fix", |s| s["last_reload"]["ok"] == true)
+        .await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        emu.status().await["generation"],
+        status["generation"],
+        "nothing further to apply"
+    );
+    assert_eq!(call(&emu.service("search", "/"), Some(&token)).await.0, 200);
+    emu.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_a_service_lets_requests_in_flight_finish() {
+    // A slow upstream: the request is in flight while the reload happens.
+    let app = axum::Router::new().route(
+        "/slow",
+        axum::routing::get(|| async {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            "done"
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let service = format!(
+        "  - name: slow\n    upstream: http://{up}\n    listen: 127.0.0.1:0\n    iam_policy: {{bindings: [{{role: roles/run.invoker, members: [allUsers]}}]}}\n"
+    );
+    let base = format!("{PROJECT}services:\n  - name: other\n    upstream: builtin:echo\n");
+    let emu = Emulator::start(&format!("{base}{service}")).await;
+    let dedicated = emu.service("slow", "/slow");
+    let host = emu.url_of("slow").trim_start_matches("https://").to_owned();
+
+    let in_flight = tokio::spawn(call_owned(dedicated.clone()));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    emu.rewrite_config(&base);
+    emu.wait_status("the removal", generation_at_least(2)).await;
+    let (status, body) = in_flight.await.unwrap();
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "done"),
+        "the request in flight finished"
+    );
+
+    // New requests get 404, on its own listener and through the shared front door.
+    let (status, _) = call(&dedicated, None).await;
+    assert_eq!(status, 404);
+    let r = reqwest::Client::new()
+        .get(emu.frontdoor("/slow"))
+        .header("host", host)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let reason = emu.decisions().await.pop().unwrap()["reason"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(reason.contains("is not the URL of any service"), "{reason}");
+    emu.stop().await;
+}
+
+async fn call_owned(url: String) -> (u16, String) {
+    call(&url, None).await
+}
