@@ -18,7 +18,7 @@ use axum::http::{HeaderValue, Response, header};
 
 use crate::config::Config;
 use crate::decisions::Decision;
-use crate::state::Live;
+use crate::state::{AppState, Live};
 
 /// What the front door keeps between requests.
 pub struct FrontDoor {
@@ -119,8 +119,7 @@ async fn decide_and_forward(listener: &Listener, peer: SocketAddr, req: Request)
             decision.reason = format!(
                 "service `{name}` is no longer in the configuration (a reload removed it); its listener is closing"
             );
-            state.decisions.record(decision);
-            return page::error(axum::http::StatusCode::NOT_FOUND, &path, None);
+            return turned_away(state, decision, axum::http::StatusCode::NOT_FOUND, None);
         }
         let mut known: Vec<&str> = door.hosts.keys().map(String::as_str).collect();
         known.sort_unstable();
@@ -128,8 +127,7 @@ async fn decide_and_forward(listener: &Listener, peer: SocketAddr, req: Request)
             "host `{host}` is not the URL of any service (known hosts: {}); send the request to a service's own listener or set the Host header",
             known.join(", ")
         );
-        state.decisions.record(decision);
-        return page::error(axum::http::StatusCode::NOT_FOUND, &path, None);
+        return turned_away(state, decision, axum::http::StatusCode::NOT_FOUND, None);
     };
     let service = &state.config.services[index];
     decision.service = Some(service.name.clone());
@@ -141,8 +139,7 @@ async fn decide_and_forward(listener: &Listener, peer: SocketAddr, req: Request)
     if let Some(status) = verdict.deny {
         decision.status = status.as_u16();
         decision.reason = verdict.reason;
-        state.decisions.record(decision);
-        return page::error(status, &path, None);
+        return turned_away(state, decision, status, None);
     }
 
     let forwarded = match proxy::Target::of(service, &state.supervisor).await {
@@ -159,21 +156,53 @@ async fn decide_and_forward(listener: &Listener, peer: SocketAddr, req: Request)
         }
         Err(e) => Err(e),
     };
-    let response = match forwarded {
+    match forwarded {
         Ok(r) => {
             decision.allowed = true;
             decision.status = r.status().as_u16();
             decision.reason = verdict.reason;
             let _ = write!(decision.reason, "; proxied to {}", service.upstream);
+            state.decisions.record(decision);
             r
         }
         Err(e) => {
             decision.allowed = e.status() != axum::http::StatusCode::PAYLOAD_TOO_LARGE;
-            decision.status = e.status().as_u16();
             decision.reason = format!("{}; but {e}", verdict.reason);
-            page::error(e.status(), &path, Some(&e.to_string()))
+            turned_away(state, decision, e.status(), Some(&e.to_string()))
         }
-    };
+    }
+}
+
+/// The answer for a request that does not reach the container: the GFE page, and — our
+/// addition, which Cloud Run does not send — the reason in `X-Frontdoor-Reason`, so that a
+/// caller sees why without looking at the decision log.
+fn turned_away(
+    state: &AppState,
+    mut decision: Decision,
+    status: axum::http::StatusCode,
+    cause: Option<&str>,
+) -> Response<Body> {
+    decision.status = status.as_u16();
+    let mut response = page::error(status, &decision.path, cause);
+    let ascii: String = decision
+        .reason
+        .replace('→', "->")
+        .replace('…', "...")
+        .chars()
+        .map(|c| {
+            if c.is_ascii() && !c.is_ascii_control() {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect();
+    if let Ok(value) = HeaderValue::from_str(&ascii) {
+        response.headers_mut().insert(X_FRONTDOOR_REASON, value);
+    }
     state.decisions.record(decision);
     response
 }
+
+const X_FRONTDOOR_REASON: header::HeaderName =
+    header::HeaderName::from_static("x-frontdoor-reason");

@@ -82,6 +82,11 @@ async fn the_seed_scenario_login_reaches_user_profiles_but_not_search() {
     .await;
     assert_eq!(status, 403);
     assert_eq!(headers["content-type"], "text/html; charset=UTF-8");
+    let reason = headers["x-frontdoor-reason"].to_str().unwrap();
+    assert!(
+        reason.contains("has no role carrying run.routes.invoke"),
+        "{reason}"
+    );
     assert_eq!(headers["server"], "Google Frontend");
     assert!(
         body.contains("<title>403 Forbidden</title>") && body.contains("<code>/q</code>"),

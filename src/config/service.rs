@@ -185,11 +185,27 @@ pub(super) fn resolve(
                     parse_timeout(t).map_err(|r| at.err(format!("{path}.start_timeout"), r))?
                 }
             };
-            let base = at.file.parent().unwrap_or(Path::new("."));
+            // Paths in a command are the configuration file's: its directory is the working
+            // directory unless `working_dir` says otherwise, and a program named by a
+            // relative path (`.venv/bin/python`) is found from there too.
+            let base = at
+                .file
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            let base = std::path::absolute(base).unwrap_or_else(|_| base.to_owned());
+            let mut argv = argv;
+            if argv[0].contains('/') && Path::new(&argv[0]).is_relative() {
+                argv[0] = base.join(&argv[0]).display().to_string();
+            }
             Upstream::Command(CommandSpec {
                 argv,
                 env,
-                working_dir: entry.working_dir.map(|d| base.join(d)),
+                working_dir: Some(
+                    entry
+                        .working_dir
+                        .map_or_else(|| base.clone(), |d| base.join(d)),
+                ),
                 start_timeout,
             })
         }

@@ -365,10 +365,7 @@ async fn attempt(
     let mut child = match command.spawn() {
         Ok(c) => c,
         Err(e) => {
-            return fail(format!(
-                "the instance could not start: cannot run `{}`: {e}",
-                spec.argv[0]
-            ));
+            return fail(format!("cannot run `{}`: {e}", spec.argv[0]));
         }
     };
     if let Some(out) = child.stdout.take() {
@@ -383,7 +380,7 @@ async fn attempt(
         if let Ok(Some(status)) = child.try_wait() {
             tokio::time::sleep(Duration::from_millis(50)).await; // let the last lines arrive
             return fail(format!(
-                "the instance could not start: it exited ({status}) before listening on port {port}; last output:\n{}",
+                "it exited ({status}) before listening on port {port}; last output:\n{}",
                 instance.last_output()
             ));
         }
@@ -393,7 +390,7 @@ async fn attempt(
         if Instant::now() > deadline {
             terminate(&mut child).await;
             return fail(format!(
-                "the instance could not start: it did not listen on port {port} (its PORT) within {} s; last output:\n{}",
+                "it did not listen on port {port} (its PORT) within {} s; last output:\n{}",
                 spec.start_timeout.as_secs(),
                 instance.last_output()
             ));

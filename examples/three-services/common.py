@@ -1,0 +1,26 @@
+"""What the three example services share: a JSON HTTP server on $PORT, as Cloud Run asks."""
+
+import json
+import os
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+def serve(answer):
+    """Serves GET requests with answer(handler) -> (status, JSON-able body)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            status, body = answer(self)
+            data = json.dumps(body, indent=2).encode() + b"\n"
+            self.send_response(status)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, fmt, *args):
+            print(f"{self.command} {self.path} {args[1] if len(args) > 1 else ''}", flush=True)
+
+    port = int(os.environ["PORT"])
+    print(f"{os.environ.get('K_REVISION')} listening on {port}", flush=True)
+    ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()

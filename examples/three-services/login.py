@@ -1,0 +1,46 @@
+"""The public `login` service. It calls `user-profiles` and `search` the way the Cloud Run
+documentation shows: an ID token for the receiving service's URL from
+google.oauth2.id_token.fetch_id_token — which, on Cloud Run and under frontdoor alike,
+asks the metadata server for this service's identity."""
+
+import os
+from urllib.parse import urlparse
+
+import requests
+from google.auth.transport.requests import Request
+from google.oauth2 import id_token
+
+from common import serve
+
+FRONTDOOR = os.environ["FRONTDOOR"]
+
+
+def call(url):
+    token = id_token.fetch_id_token(Request(), url)
+    # X-Serverless-Authorization leaves Authorization to the application; the receiver
+    # gets the token with its signature removed.
+    response = requests.get(
+        f"{FRONTDOOR}/",
+        headers={"X-Serverless-Authorization": f"Bearer {token}", "Host": urlparse(url).netloc},
+        timeout=10,
+    )
+    try:
+        body = response.json()
+    except ValueError:
+        body = response.text
+    result = {"status": response.status_code, "body": body}
+    # frontdoor says why it turned a request away (Cloud Run itself does not).
+    if "x-frontdoor-reason" in response.headers:
+        result["reason"] = response.headers["x-frontdoor-reason"]
+    return result
+
+
+def answer(_request):
+    return 200, {
+        "user-profiles": call(os.environ["USER_PROFILES_URL"]),
+        "search": call(os.environ["SEARCH_URL"]),
+    }
+
+
+if __name__ == "__main__":
+    serve(answer)
