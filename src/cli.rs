@@ -52,7 +52,14 @@ impl ConfigArgs {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Start every listener and serve until interrupted.
-    Serve(ConfigArgs),
+    Serve {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Allow listeners on other interfaces than loopback (e.g. 0.0.0.0 in a container).
+        /// The metadata server hands out tokens to whoever reaches it.
+        #[arg(long)]
+        bind_all: bool,
+    },
     /// Service-account keys, like `gcloud iam service-accounts keys`.
     #[command(subcommand)]
     Keys(credentials::KeysCommand),
@@ -111,7 +118,7 @@ pub enum Command {
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve(args) => serve(args).await,
+        Command::Serve { config, bind_all } => serve(config, bind_all).await,
         Command::Keys(command) => credentials::keys(command),
         Command::ExternalToken(args) => credentials::external_token(args),
         Command::Credentials(command) => credentials::write(command),
@@ -123,7 +130,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         } => decisions(config, limit, json).await,
         Command::Check { config } => {
             let config = config::load(&config)?;
-            say(&describe(&config, None));
+            let mut out = describe(&config, None);
+            for (path, addr) in config.exposed_addresses() {
+                out.push_str(&format!(
+                    "note: {path} is {addr}, not loopback: `serve` needs --bind-all\n"
+                ));
+            }
+            say(&out);
             Ok(())
         }
         Command::Token {
@@ -258,8 +271,9 @@ fn env(args: ConfigArgs, service: Option<&str>) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn serve(args: ConfigArgs) -> anyhow::Result<()> {
+async fn serve(args: ConfigArgs, bind_all: bool) -> anyhow::Result<()> {
     let (config, state_dir) = args.load()?;
+    config.check_exposure(bind_all)?;
     let keys = state_dir.signing_keys()?;
     let kids = keys.kids().join(", ");
     let bound = server::bind(&config).await?;
@@ -287,7 +301,10 @@ async fn serve(args: ConfigArgs) -> anyhow::Result<()> {
         config.metadata_identity,
         describe(&config, Some(&addresses))
     ));
-    let state = AppState::new(config, keys, state_dir, Arc::new(SystemClock));
+    let mut state = AppState::new(config, keys, state_dir, Arc::new(SystemClock));
+    if bind_all {
+        state = state.binding_all_interfaces();
+    }
     server::serve(bound, crate::state::Live::new(state), shutdown).await?;
     say("frontdoor stopped\n");
     Ok(())

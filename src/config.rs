@@ -113,6 +113,37 @@ impl Config {
             .find(|sa| sa.unique_id == unique_id)
     }
 
+    /// Listener addresses that are not loopback, with their field paths: other machines
+    /// could reach them, and the metadata server hands out tokens, so serving them takes
+    /// an explicit `--bind-all`.
+    pub fn exposed_addresses(&self) -> Vec<(String, SocketAddr)> {
+        let mut all = vec![
+            ("listen.frontdoor".to_owned(), self.listen.frontdoor),
+            ("listen.google".to_owned(), self.listen.google),
+            ("listen.metadata".to_owned(), self.listen.metadata),
+        ];
+        for (i, s) in self.services.iter().enumerate() {
+            all.extend(s.listen.map(|a| (format!("services[{i}].listen"), a)));
+            all.extend(s.metadata.map(|a| (format!("services[{i}].metadata"), a)));
+        }
+        all.retain(|(_, a)| !a.ip().is_loopback());
+        all
+    }
+
+    /// Refuses exposed addresses unless `bind_all`.
+    pub fn check_exposure(&self, bind_all: bool) -> Result<(), ConfigError> {
+        match self.exposed_addresses().into_iter().next() {
+            Some((path, addr)) if !bind_all => Err(ConfigError::Invalid {
+                file: self.file.clone(),
+                path,
+                reason: format!(
+                    "{addr} is reachable from other machines, and frontdoor hands out tokens there; pass --bind-all to serve on other interfaces than loopback"
+                ),
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// A provider by `POOL/PROVIDER`.
     pub fn provider(&self, id: &str) -> Option<&Provider> {
         self.providers.iter().find(|p| p.id() == id)

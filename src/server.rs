@@ -213,6 +213,7 @@ async fn apply(
             // Saved without a change that matters (a comment, spacing): nothing to do.
             return Ok(None);
         }
+        config.check_exposure(current.bind_all).map_err(|e| e.to_string())?;
         if config.listen != current.config.listen {
             return Err(format!(
                 "{}: listen: the shared listeners' addresses changed; that takes a restart (the rest of the change was not applied either)",

@@ -46,6 +46,8 @@ pub struct Shared {
     pub metadata_tokens: Arc<MetadataTokens>,
     /// The processes of `command` services, across generations.
     pub supervisor: Arc<Supervisor>,
+    /// Whether listeners may bind other interfaces than loopback (`--bind-all`).
+    pub bind_all: bool,
 }
 
 impl AppState {
@@ -70,6 +72,7 @@ impl AppState {
             access_tokens: Arc::default(),
             metadata_tokens: Arc::default(),
             supervisor: Arc::default(),
+            bind_all: false,
         }))
     }
 
@@ -100,7 +103,17 @@ impl AppState {
             access_tokens: self.access_tokens.clone(),
             metadata_tokens: self.metadata_tokens.clone(),
             supervisor: self.supervisor.clone(),
+            bind_all: self.bind_all,
         }))
+    }
+
+    /// Allows listeners on other interfaces than loopback (`serve --bind-all`); for a
+    /// state not yet shared.
+    pub fn binding_all_interfaces(mut self) -> AppState {
+        if let Some(shared) = Arc::get_mut(&mut self.0) {
+            shared.bind_all = true;
+        }
+        self
     }
 
     pub fn now(&self) -> i64 {

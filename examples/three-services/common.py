@@ -22,5 +22,7 @@ def serve(answer):
             print(f"{self.command} {self.path} {args[1] if len(args) > 1 else ''}", flush=True)
 
     port = int(os.environ["PORT"])
-    print(f"{os.environ.get('K_REVISION')} listening on {port}", flush=True)
-    ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
+    # Loopback beside frontdoor; all interfaces in a container (docker-compose sets BIND).
+    bind = os.environ.get("BIND", "127.0.0.1")
+    print(f"{os.environ.get('K_REVISION')} listening on {bind}:{port}", flush=True)
+    ThreadingHTTPServer((bind, port), Handler).serve_forever()

@@ -1,0 +1,102 @@
+//! The docker-compose setup, checked without a Docker engine (none exists here): the
+//! compose file against the Compose Specification's schema, the frontdoor configuration it
+//! mounts with `frontdoor check`, and the two against each other.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+fn validate(file: &std::path::Path) -> Value {
+    serde_json::from_str(&run_node(
+        "validate_compose.js",
+        &[file.to_str().unwrap()],
+        &[],
+    ))
+    .unwrap()
+}
+
+#[test]
+fn the_compose_file_follows_the_compose_specification() {
+    let file = repo().join("docker-compose.yml");
+    let verdict = validate(&file);
+    assert_eq!(verdict["valid"], true, "{verdict}");
+
+    // The validator does refuse what the specification does not allow.
+    let dir = tempfile::tempdir().unwrap();
+    let broken = dir.path().join("docker-compose.yml");
+    let text = std::fs::read_to_string(&file).unwrap().replace(
+        "    build: .\n",
+        "    build: .\n    restart_policy: always\n",
+    );
+    std::fs::write(&broken, text).unwrap();
+    let verdict = validate(&broken);
+    assert_eq!(verdict["valid"], false);
+    assert!(
+        verdict["errors"].to_string().contains("restart_policy"),
+        "{verdict}"
+    );
+}
+
+#[test]
+fn the_mounted_configuration_passes_check_and_matches_the_compose_file() {
+    let compose: Value = serde_yaml_ng::from_str(
+        &std::fs::read_to_string(repo().join("docker-compose.yml")).unwrap(),
+    )
+    .unwrap();
+    let container = &compose["services"]["frontdoor"];
+    let mount = container["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .find(|v| v.ends_with(":/config/services.yaml:ro"))
+        .expect("the config is mounted at /config/services.yaml");
+    let config_file = repo().join(mount.split(':').next().unwrap());
+
+    let out = succeed(frontdoor().arg("check").arg("--config").arg(&config_file));
+    assert!(
+        out.contains("note: listen.frontdoor is 0.0.0.0:8080, not loopback"),
+        "{out}"
+    );
+    let config = frontdoor::config::load(&config_file).unwrap();
+
+    // Each service container reaches its own metadata server, and frontdoor reaches it by
+    // its compose name.
+    for service in &config.services {
+        let container = &compose["services"][service.name.as_str()];
+        assert!(container.is_object(), "no container for {}", service.name);
+        let port = service.metadata.unwrap().port();
+        assert_eq!(
+            container["environment"]["GCE_METADATA_HOST"],
+            format!("frontdoor:{port}"),
+            "{}",
+            service.name
+        );
+        assert_eq!(
+            container["environment"]["GCE_METADATA_IP"],
+            format!("frontdoor:{port}")
+        );
+        assert_eq!(
+            service.upstream.to_string(),
+            format!("http://{}:8080/", service.name)
+        );
+    }
+
+    // Serving it needs the explicit flag, and says so.
+    let refused = frontdoor()
+        .arg("serve")
+        .arg("--config")
+        .arg(&config_file)
+        .arg("--state-dir")
+        .arg(tempfile::tempdir().unwrap().path())
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains("listen.frontdoor: 0.0.0.0:8080 is reachable from other machines")
+            && err.contains("--bind-all"),
+        "{err}"
+    );
+}
