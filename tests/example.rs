@@ -12,12 +12,14 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::Value;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// `n` distinct free ports: all held at once while chosen, so none is handed out twice.
+fn free_ports(n: usize) -> Vec<u16> {
+    let held: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    held.iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect()
 }
 
 struct Server(Child);
@@ -38,8 +40,10 @@ async fn get(url: &str) -> Value {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 200);
-    r.json().await.unwrap()
+    let status = r.status();
+    let text = r.text().await.unwrap();
+    assert_eq!(status, 200, "{url}: {text}");
+    serde_json::from_str(&text).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -51,8 +55,8 @@ async fn login_reaches_user_profiles_not_search_until_a_live_edit_allows_it() {
     for f in ["common.py", "login.py", "user_profiles.py", "search.py"] {
         std::fs::copy(example.join(f), dir.path().join(f)).unwrap();
     }
-    let shared = [free_port(), free_port(), free_port()];
-    let own = [free_port(), free_port(), free_port()];
+    let ports = free_ports(6);
+    let (shared, own) = (&ports[..3], &ports[3..]);
     let yaml = std::fs::read_to_string(example.join("services.yaml"))
         .unwrap()
         .replace(".venv/bin/python", &python().display().to_string())

@@ -110,16 +110,20 @@ services:
     )
 }
 
-async fn start() -> Emulator {
+/// A port bound but never listened on: connections to it are refused, and no other test
+/// can take it while the socket lives.
+fn down_port() -> (tokio::net::TcpSocket, u16) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let port = socket.local_addr().unwrap().port();
+    (socket, port)
+}
+
+async fn start() -> (Emulator, tokio::net::TcpSocket) {
     let up = upstream().await;
     let reset = resetting().await;
-    // A port nobody listens on: bind, note it, close it.
-    let down = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    Emulator::start(&config(up, reset, down)).await
+    let (socket, down) = down_port();
+    (Emulator::start(&config(up, reset, down)).await, socket)
 }
 
 fn auth(emu: &Emulator, service: &str) -> String {
@@ -134,7 +138,7 @@ fn auth(emu: &Emulator, service: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gibibyte_down_and_30_mib_up_stream_with_flat_memory() {
-    let emu = start().await;
+    let (emu, _down) = start().await;
     let before = rss_kib("VmRSS:");
 
     let r = reqwest::Client::new()
@@ -175,7 +179,7 @@ async fn a_gibibyte_down_and_30_mib_up_stream_with_flat_memory() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bodies_over_32_mib_get_413() {
-    let emu = start().await;
+    let (emu, _down) = start().await;
     let over = 32 * 1024 * 1024 + 1;
     // Declared by Content-Length: answered before any of the body is sent.
     let addr = emu.addresses.services["echo"].listen.unwrap();
@@ -206,15 +210,22 @@ async fn bodies_over_32_mib_get_413() {
         // The server may answer and close before the client has sent everything.
         Err(e) => assert!(e.is_request() || e.is_body(), "{e}"),
     }
-    // Exactly 32 MiB passes.
+    // Exactly 32 MiB passes. Streamed, so that this test holds no 32 MiB buffer while the
+    // flat-memory test beside it measures the process.
+    let chunks =
+        futures_util::stream::iter((0..32 * 16).map(|_| Ok::<_, std::io::Error>(vec![0u8; CHUNK])));
     let r = reqwest::Client::new()
         .post(emu.service("echo", "/"))
         .header("authorization", auth(&emu, "echo"))
-        .body(vec![0u8; 32 * 1024 * 1024])
+        .body(reqwest::Body::wrap_stream(chunks))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["body_length"],
+        32 * 1024 * 1024
+    );
     let decisions = emu.decisions().await;
     assert!(
         decisions[0]["reason"]
@@ -227,7 +238,7 @@ async fn bodies_over_32_mib_get_413() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_upstream_is_503_and_a_slow_one_504() {
-    let emu = start().await;
+    let (emu, _down) = start().await;
     let client = reqwest::Client::new();
     for (service, path, status, words) in [
         ("down", "/", 503, "is not reachable (cannot connect"),
@@ -265,7 +276,7 @@ async fn a_broken_upstream_is_503_and_a_slow_one_504() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upgrades_pass_through_after_the_token_checks() {
-    let emu = start().await;
+    let (emu, _down) = start().await;
     let addr = emu.addresses.services["files"].listen.unwrap();
     for (token, want) in [
         (auth(&emu, "files"), "101"),
