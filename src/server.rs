@@ -125,6 +125,9 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
+    // Commands first: a request that arrives the moment a listener serves finds its
+    // instance starting, and waits for it, rather than finding none.
+    start_commands(&live.get(), &bound.addresses());
     let shared = Addresses {
         services: BTreeMap::new(),
         ..bound.addresses()
