@@ -4,21 +4,22 @@
 //! # Architecture
 //!
 //! ```text
-//!               services.yaml ──► config ──► Config (validated, every derived value resolved)
-//!                                              │
-//!   state dir ──► keys (KeySet: current + next RSA key)
-//!                                              │
-//!                  tokens (mint / verify, pure)  iam (policies → Decision, pure)
-//!                        │                      │
-//!   ┌────────────────────┴──────────┬───────────┴────────────┐
-//!   google (issuer: discovery,      frontdoor (*.run.app      metadata (per-service
-//!   JWKS, PEM certs; decisions)     ingress: auth → proxy)    identity; ID and access
-//!                                                             tokens, cached)
-//!                                   └► upstream (builtin:echo, http)
+//!   services.yaml ──► config ──► Config (validated, every derived value resolved)
+//!   state dir ──────► keys ────► KeySet (current + next RSA key), account keys
 //!
-//!   access holds the `ya29.` access tokens issued, for the APIs that honour them.
-//!   server binds every listener first, then serves them all until shutdown; cli is the
-//!   only place that reads the environment, the clock and the terminal.
+//!   pure:  tokens (mint / verify)   iam (policies → Decision)
+//!
+//!   state: AppState = one generation (Config, routes, revisions) + what outlives it
+//!          (keys, decision log, issued tokens, caches, the supervisor); Live swaps
+//!          generations on reload, and every request reads the one in force.
+//!
+//!   listeners (server binds them all first, then serves; server::reload watches the file):
+//!     frontdoor  *.run.app ingress: auth (the order of checks) → proxy → upstream
+//!                (http, builtin:echo, or a command the upstream::supervisor runs)
+//!     metadata   one per service: its identity, ID and access tokens (cached)
+//!     google     issuer keys, /token, tokeninfo, IAM Credentials, STS, decisions, status
+//!
+//!   cli is the only place that reads the environment, the clock and the terminal.
 //! ```
 //!
 //! Pure modules (`config`, `keys`, `tokens`, `iam`) know nothing of HTTP. Time is passed in
