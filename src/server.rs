@@ -226,8 +226,9 @@ async fn apply(
         let fresh = services.bind_missing(&config).await.map_err(|e| format!("{e}: {}", e.source))?;
         let next = current.reconfigured(config);
         services.adopt(fresh, live, tasks);
-        live.set(next.clone());
+        // Commands first, so no request under the new generation finds its instance missing.
         publish(&next, shared, services);
+        live.set(next.clone());
         Ok(Some(next))
     }
     .await;

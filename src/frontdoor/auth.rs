@@ -279,17 +279,13 @@ fn bearer(value: &HeaderValue) -> Result<&str, String> {
 /// `serviceAccount:` by email, or by `sub` = a service account's unique id; otherwise
 /// `user:` by email.
 fn principal_of(state: &AppState, v: &Verified) -> Option<Principal> {
-    match v.email() {
-        Some(email) if email.ends_with(".gserviceaccount.com") => {
-            Some(Principal::ServiceAccount(email.to_owned()))
-        }
-        _ if state.config.service_account_by_id(&v.sub).is_some() => state
-            .config
-            .service_account_by_id(&v.sub)
-            .map(|sa| Principal::ServiceAccount(sa.email.clone())),
-        Some(email) => Some(Principal::User(email.to_owned())),
-        None => None,
+    if let Some(email) = v.email().filter(|e| e.ends_with(".gserviceaccount.com")) {
+        return Some(Principal::ServiceAccount(email.to_owned()));
     }
+    if let Some(sa) = state.config.service_account_by_id(&v.sub) {
+        return Some(Principal::ServiceAccount(sa.email.clone()));
+    }
+    v.email().map(|e| Principal::User(e.to_owned()))
 }
 
 /// Either service URL, with or without one trailing `/`; custom audiences exactly; and
