@@ -52,14 +52,14 @@ impl Watcher {
     pub(super) async fn next_change(&mut self) -> Vec<u8> {
         loop {
             tokio::time::sleep(POLL).await;
-            let Ok(first) = std::fs::read(&self.path) else {
+            let Ok(first) = tokio::fs::read(&self.path).await else {
                 continue;
             };
             if self.seen.as_ref() == Some(&first) {
                 continue;
             }
             tokio::time::sleep(SETTLE).await;
-            if std::fs::read(&self.path).ok().as_ref() == Some(&first) {
+            if tokio::fs::read(&self.path).await.ok().as_ref() == Some(&first) {
                 self.seen = Some(first.clone());
                 return first;
             }
