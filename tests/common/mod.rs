@@ -9,6 +9,8 @@ use std::sync::Arc;
 
 use base64::Engine;
 
+pub mod tokens;
+
 use frontdoor::clock::SystemClock;
 use frontdoor::config::{self, Config};
 use frontdoor::keys::StateDir;
