@@ -3,6 +3,7 @@
 
 pub(crate) mod auth;
 mod cache;
+mod internal;
 pub(crate) mod page;
 pub(crate) mod proxy;
 
@@ -75,9 +76,28 @@ pub fn app(live: Live, pinned: Option<String>) -> Router {
 
 const SERVER: HeaderValue = HeaderValue::from_static("Google Frontend");
 
+/// Both ends of a connection: the caller's address, and ours (which identifies the
+/// connection in the kernel's tables, for recognising frontdoor's own services).
+#[derive(Debug, Clone, Copy)]
+pub struct Peer {
+    pub remote: SocketAddr,
+    pub local: SocketAddr,
+}
+
+impl
+    axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tokio::net::TcpListener>>
+    for Peer
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, tokio::net::TcpListener>) -> Peer {
+        let remote = *stream.remote_addr();
+        let local = stream.io().local_addr().unwrap_or(remote);
+        Peer { remote, local }
+    }
+}
+
 async fn handle(
     State(listener): State<Listener>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
     req: Request,
 ) -> Response<Body> {
     let mut response = decide_and_forward(&listener, peer, req).await;
@@ -85,7 +105,7 @@ async fn handle(
     response
 }
 
-async fn decide_and_forward(listener: &Listener, peer: SocketAddr, req: Request) -> Response<Body> {
+async fn decide_and_forward(listener: &Listener, peer: Peer, req: Request) -> Response<Body> {
     let state = &listener.live.get();
     let door = &state.frontdoor;
     let host = req
@@ -133,7 +153,7 @@ async fn decide_and_forward(listener: &Listener, peer: SocketAddr, req: Request)
     decision.service = Some(service.name.clone());
     decision.revision = state.revision(&service.name);
 
-    let verdict = auth::authorize(state, door, service, req.headers(), peer.ip());
+    let verdict = auth::authorize(state, door, service, req.headers(), peer);
     decision.principal = verdict.principal.as_ref().map(ToString::to_string);
     decision.credential = verdict.credential_header.as_ref().map(ToString::to_string);
     if let Some(status) = verdict.deny {
@@ -149,7 +169,7 @@ async fn decide_and_forward(listener: &Listener, peer: SocketAddr, req: Request)
                 service,
                 target,
                 req,
-                peer.ip(),
+                peer.remote.ip(),
                 verdict.credential.as_ref(),
             )
             .await

@@ -276,7 +276,7 @@ async fn serve_one(
     app: axum::Router,
     mut stop: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    let service = app.into_make_service_with_connect_info::<SocketAddr>();
+    let service = app.into_make_service_with_connect_info::<crate::frontdoor::Peer>();
     axum::serve(listener, service)
         .with_graceful_shutdown(async move {
             let _ = stop.wait_for(|s| *s).await;

@@ -219,3 +219,49 @@ fn command_configuration_errors() {
         assert!(err.contains(words), "{entry}: {err}");
     }
 }
+
+/// Ingress `internal` lets in frontdoor's own services (SPEC §3: "requests from the
+/// emulator's own service processes"), recognised by the kernel's socket tables, and keeps
+/// everyone else out with Cloud Run's 404.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn internal_ingress_admits_frontdoors_own_services() {
+    let yaml = format!(
+        "{PROJECT}services:\n{}  - name: private\n    upstream: builtin:echo\n    listen: 127.0.0.1:0\n    ingress: internal\n    iam_policy: {{bindings: [{{role: roles/run.invoker, members: [allUsers]}}]}}\n",
+        service("relay", &format!("[python3, \"{}\", relay]", app()), ""),
+    );
+    let emu = Emulator::start(&yaml).await;
+    let private = emu.service("private", "/");
+    // From the test itself: not one of frontdoor's services.
+    let (status, _) = get(&private).await;
+    assert_eq!(status, 404);
+    let reason = emu.decisions().await.pop().unwrap()["reason"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        reason.contains("only internal callers may reach it"),
+        "{reason}"
+    );
+
+    // From the relay service's own process: internal.
+    let relayed = format!(
+        "{}?target={}",
+        emu.service("relay", "/"),
+        url::form_urlencoded::byte_serialize(private.as_bytes()).collect::<String>()
+    );
+    let (status, body) = get(&relayed).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["status"],
+        200,
+        "{body}"
+    );
+    let decisions = emu.decisions().await;
+    let to_private = decisions
+        .iter()
+        .rev()
+        .find(|d| d["service"] == "private")
+        .unwrap();
+    assert_eq!(to_private["allowed"], true, "{to_private}");
+    emu.stop().await;
+}

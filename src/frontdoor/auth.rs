@@ -2,11 +2,9 @@
 //! that order. The answer is a `Verdict` with its reason in words a learner can act on.
 //! Token checks happen here and nowhere else; the proxy only acts on the verdict.
 
-use std::net::IpAddr;
-
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
-use super::FrontDoor;
+use super::{FrontDoor, Peer};
 use crate::config::{Ingress, Service};
 use crate::iam::{self, Principal, Scope};
 use crate::state::AppState;
@@ -61,16 +59,24 @@ pub(crate) fn authorize(
     door: &FrontDoor,
     service: &Service,
     headers: &HeaderMap,
-    peer: IpAddr,
+    peer: Peer,
 ) -> Verdict {
     let config = &state.config;
 
-    // Step 2: ingress, before any IAM check; a denial looks like an unknown host.
-    if service.ingress != Ingress::All && !config.internal_callers.contains(&peer) {
+    // Step 2: ingress, before any IAM check; a denial looks like an unknown host. Internal
+    // callers are the addresses listed, and the services frontdoor started itself (found
+    // only when needed: it reads the kernel's tables).
+    let internal = || {
+        config.internal_callers.contains(&peer.remote.ip())
+            || super::internal::started_service(&state.supervisor.groups(), peer.remote, peer.local)
+                .is_some()
+    };
+    if service.ingress != Ingress::All && !internal() {
+        let ip = peer.remote.ip();
         return Verdict::deny(
             StatusCode::NOT_FOUND,
             format!(
-                "service `{}` has ingress `{}`: only internal callers may reach it (listed under internal_callers: [{}]); this request came from {peer}, so Cloud Run answers 404 as if the service did not exist",
+                "service `{}` has ingress `{}`: only internal callers may reach it (frontdoor's own `command` services, or internal_callers: [{}]); this request came from {ip}, so Cloud Run answers 404 as if the service did not exist",
                 service.name,
                 service.ingress.as_str(),
                 config

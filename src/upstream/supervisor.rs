@@ -58,6 +58,8 @@ pub struct Instance {
     lines: Mutex<VecDeque<String>>,
     /// Requests proxied to it and not yet answered: a replaced revision stops at zero.
     in_flight: AtomicUsize,
+    /// The process group of its running process (0 when none runs).
+    group: std::sync::atomic::AtomicU32,
 }
 
 /// Counts one request as in flight on an instance while it lives.
@@ -187,6 +189,7 @@ impl Supervisor {
             stop: watch::Sender::new(false),
             lines: Mutex::new(VecDeque::new()),
             in_flight: AtomicUsize::new(0),
+            group: std::sync::atomic::AtomicU32::new(0),
         });
         let previous = instances.insert(contract.service.clone(), instance.clone());
         let output = if self.quiet.load(Ordering::Relaxed) {
@@ -214,6 +217,17 @@ impl Supervisor {
             }
             kept
         });
+    }
+
+    /// (service, process group) of every instance with a process running.
+    pub fn groups(&self) -> Vec<(String, u32)> {
+        self.instances
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .map(|i| (i.service.clone(), i.group.load(Ordering::SeqCst)))
+            .filter(|(_, g)| *g != 0)
+            .collect()
     }
 
     /// Stops every instance and waits until each has stopped.
@@ -368,6 +382,10 @@ async fn attempt(
             return fail(format!("cannot run `{}`: {e}", spec.argv[0]));
         }
     };
+    // process_group(0) made the child the leader of a group numbered by its pid.
+    instance
+        .group
+        .store(child.id().unwrap_or(0), Ordering::SeqCst);
     if let Some(out) = child.stdout.take() {
         tokio::spawn(pump(out, instance.clone(), output));
     }

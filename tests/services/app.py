@@ -3,7 +3,8 @@ Cloud Run asks and answers with what it was given.
 
 usage: app.py serve     answer every request with JSON: the contract's environment
        app.py once      answer one request, then exit (to prove restarts)
-       app.py noisy     serve, while printing about a megabyte a second"""
+       app.py noisy     serve, while printing about a megabyte a second
+       app.py relay     fetch the URL in ?target= and answer with the status it got"""
 
 import http.server
 import json
@@ -11,14 +12,33 @@ import os
 import sys
 import threading
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 
 MODE = sys.argv[1] if len(sys.argv) > 1 else "serve"
 CONTRACT = ["PORT", "K_SERVICE", "K_REVISION", "K_CONFIGURATION", "GOOGLE_CLOUD_PROJECT",
             "GCE_METADATA_HOST", "GCE_METADATA_IP", "EXTRA"]
 
 
+def relay(path):
+    target = urllib.parse.parse_qs(urllib.parse.urlparse(path).query)["target"][0]
+    try:
+        with urllib.request.urlopen(target, timeout=10) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
 class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
+        if MODE == "relay":
+            body = json.dumps({"status": relay(self.path)}).encode()
+            self.send_response(200)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
         body = json.dumps({"env": {k: os.environ.get(k) for k in CONTRACT}, "pid": os.getpid(),
                            "path": self.path}).encode()
         self.send_response(200)
