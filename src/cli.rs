@@ -103,6 +103,12 @@ pub enum Command {
         /// The service to act as.
         service: Option<String>,
     },
+    /// Show the running server's configuration generation, each service's revision and
+    /// instance, and how the last reload went.
+    Status {
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
     /// Show the front door's recent decisions, with their reasons, from the running server.
     Decisions {
         #[command(flatten)]
@@ -123,6 +129,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::ExternalToken(args) => credentials::external_token(args),
         Command::Credentials(command) => credentials::write(command),
         Command::Env { config, service } => env(config, service.as_deref()),
+        Command::Status { config } => status(config).await,
         Command::Decisions {
             config,
             limit,
@@ -177,21 +184,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn decisions(config: ConfigArgs, limit: usize, json: bool) -> anyhow::Result<()> {
-    let addresses = running_addresses(&config)?;
-    let url = format!(
-        "http://{}/frontdoor/v1/decisions?limit={limit}",
-        addresses.google
-    );
-    // Loopback only: never through a proxy the environment may name.
-    let client = reqwest::Client::builder().no_proxy().build()?;
-    let body: serde_json::Value = client
-        .get(&url)
-        .send()
-        .await
-        .with_context(|| format!("cannot reach frontdoor at {url}; is `frontdoor serve` running?"))?
-        .error_for_status()?
-        .json()
-        .await?;
+    let body = fetch_json(&config, &format!("/frontdoor/v1/decisions?limit={limit}")).await?;
     if json {
         say(&format!("{}\n", serde_json::to_string_pretty(&body)?));
         return Ok(());
@@ -199,9 +192,7 @@ async fn decisions(config: ConfigArgs, limit: usize, json: bool) -> anyhow::Resu
     let list: Vec<crate::decisions::Decision> = serde_json::from_value(body["decisions"].clone())?;
     let mut out = String::new();
     // A refused reload matters more than any one decision: say it first.
-    let status_url = format!("http://{}/frontdoor/v1/status", addresses.google);
-    if let Ok(r) = client.get(&status_url).send().await {
-        let status: serde_json::Value = r.json().await.unwrap_or_default();
+    if let Ok(status) = fetch_json(&config, "/frontdoor/v1/status").await {
         if status["last_reload"]["ok"] == false {
             out.push_str(&format!(
                 "the last reload of {} failed; the previous configuration is still in force:\n    {}\n\n",
@@ -223,6 +214,51 @@ async fn decisions(config: ConfigArgs, limit: usize, json: bool) -> anyhow::Resu
             d.path,
             d.principal.as_deref().unwrap_or("(no principal)"),
             d.reason
+        ));
+    }
+    say(&out);
+    Ok(())
+}
+
+/// GET `path` on the running server's google listener, as JSON. Loopback only: never
+/// through a proxy the environment may name.
+async fn fetch_json(config: &ConfigArgs, path: &str) -> anyhow::Result<serde_json::Value> {
+    let addresses = running_addresses(config)?;
+    let url = format!("http://{}{path}", addresses.google);
+    let client = reqwest::Client::builder().no_proxy().build()?;
+    Ok(client
+        .get(&url)
+        .send()
+        .await
+        .with_context(|| format!("cannot reach frontdoor at {url}; is `frontdoor serve` running?"))?
+        .error_for_status()?
+        .json()
+        .await?)
+}
+
+async fn status(config: ConfigArgs) -> anyhow::Result<()> {
+    let status = fetch_json(&config, "/frontdoor/v1/status").await?;
+    let mut out = format!(
+        "{} — generation {}\n",
+        status["config_file"].as_str().unwrap_or("?"),
+        status["generation"]
+    );
+    match &status["last_reload"] {
+        serde_json::Value::Null => out.push_str("no reload yet\n"),
+        last if last["ok"] == true => out.push_str("last reload: applied\n"),
+        last => out.push_str(&format!(
+            "last reload: REFUSED, the previous configuration is still in force:\n    {}\n",
+            last["error"].as_str().unwrap_or("(no reason recorded)")
+        )),
+    }
+    for s in status["services"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "  {:<20} {:<28} {}\n",
+            s["name"].as_str().unwrap_or("?"),
+            s["revision"].as_str().unwrap_or("-"),
+            s["instance"]["phase"]
+                .as_str()
+                .unwrap_or_else(|| s["upstream"].as_str().unwrap_or("")),
         ));
     }
     say(&out);

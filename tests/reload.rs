@@ -177,6 +177,17 @@ async fn an_invalid_change_is_refused_whole_and_reported() {
             .arg(emu.config_file()),
     );
     assert!(out.starts_with("the last reload of "), "{out}");
+    let status = succeed(
+        frontdoor()
+            .arg("status")
+            .arg("--config")
+            .arg(emu.config_file()),
+    );
+    assert!(
+        status.contains("last reload: REFUSED") && status.contains("unknown role"),
+        "{status}"
+    );
+    assert!(status.contains("search-00001-"), "{status}");
     assert!(out.contains("unknown role"), "{out}");
 
     // Two edits in quick succession: the last one is what counts.
