@@ -151,7 +151,7 @@ async fn decide_and_forward(listener: &Listener, peer: Peer, req: Request) -> Re
     };
     let service = &state.config.services[index];
     decision.service = Some(service.name.clone());
-    decision.revision = state.revision(&service.name);
+    decision.revision = state.revision(&service.name).map(str::to_owned);
 
     let verdict = auth::authorize(state, door, service, req.headers(), peer);
     decision.principal = verdict.principal.as_ref().map(ToString::to_string);

@@ -252,7 +252,7 @@ async fn apply(
                 ok: true,
                 error: None,
             });
-            let revisions: Vec<String> = next
+            let revisions: Vec<&str> = next
                 .config
                 .services
                 .iter()
@@ -297,7 +297,7 @@ pub fn start_commands(state: &AppState, addresses: &Addresses) {
         };
         let contract = Contract {
             service: service.name.clone(),
-            revision,
+            revision: revision.to_owned(),
             project: state.config.project.id.clone(),
             metadata: own.metadata,
         };

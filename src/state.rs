@@ -34,8 +34,9 @@ pub struct Shared {
     pub generation: u64,
     /// How the last reload went, shared by every generation.
     pub reload: Arc<Mutex<ReloadStatus>>,
-    /// Each service's revision number: 1 at start, bumped when a reload changes it.
-    pub revisions: BTreeMap<String, u32>,
+    /// Each service's revision: number 1 at start, bumped when a reload changes it. The
+    /// name is made once per generation; every decision reads it.
+    pub revisions: BTreeMap<String, Revision>,
     pub keys: Arc<KeySet>,
     /// Where service-account keys and the external issuer's key live.
     pub state_dir: StateDir,
@@ -57,7 +58,7 @@ impl AppState {
             revisions: config
                 .services
                 .iter()
-                .map(|s| (s.name.clone(), 1))
+                .map(|s| (s.name.clone(), Revision::new(&s.name, 1)))
                 .collect(),
             config,
             generation: 1,
@@ -83,11 +84,11 @@ impl AppState {
             .iter()
             .map(|s| {
                 let n = match (self.config.service(&s.name), self.revisions.get(&s.name)) {
-                    (Some(before), Some(n)) if before == s => *n,
-                    (Some(_), Some(n)) => n + 1,
+                    (Some(before), Some(r)) if before == s => r.number,
+                    (Some(_), Some(r)) => r.number + 1,
                     _ => 1,
                 };
-                (s.name.clone(), n)
+                (s.name.clone(), Revision::new(&s.name, n))
             })
             .collect();
         AppState(Arc::new(Shared {
@@ -121,10 +122,23 @@ impl AppState {
     }
 
     /// `SERVICE-0000N-xyz`, the `K_REVISION` of `service` in this generation.
-    pub fn revision(&self, service: &str) -> Option<String> {
-        self.revisions
-            .get(service)
-            .map(|n| revision_name(service, *n))
+    pub fn revision(&self, service: &str) -> Option<&str> {
+        self.revisions.get(service).map(|r| r.name.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revision {
+    pub number: u32,
+    pub name: String,
+}
+
+impl Revision {
+    fn new(service: &str, number: u32) -> Revision {
+        Revision {
+            number,
+            name: revision_name(service, number),
+        }
     }
 }
 
