@@ -208,14 +208,7 @@ fn command_configuration_errors() {
             format!("{PROJECT}services:\n  - name: s\n    {entry}\n"),
         )
         .unwrap();
-        let out = frontdoor()
-            .arg("check")
-            .arg("--config")
-            .arg(&file)
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(1), "{entry}");
-        let err = String::from_utf8_lossy(&out.stderr);
+        let err = fails(frontdoor().arg("check").arg("--config").arg(&file));
         assert!(err.contains(words), "{entry}: {err}");
     }
 }

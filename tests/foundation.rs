@@ -155,18 +155,13 @@ fn cli_token_refuses_undeclared_identities() {
             "user `mallory@example.com` is not declared under `users:`",
         ),
     ] {
-        let out = frontdoor()
-            .args(["token", flag, who])
-            .arg("--config")
-            .arg(&file)
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(1));
-        assert!(
-            String::from_utf8_lossy(&out.stderr).contains(msg),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        let err = fails(
+            frontdoor()
+                .args(["token", flag, who])
+                .arg("--config")
+                .arg(&file),
         );
+        assert!(err.contains(msg), "{err}");
     }
 }
 
@@ -197,14 +192,7 @@ fn cli_check_enforces_the_custom_audience_limit_at_32768() {
     );
 
     let file = write_config(dir.path(), &config(32_769));
-    let out = frontdoor()
-        .arg("check")
-        .arg("--config")
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = fails(frontdoor().arg("check").arg("--config").arg(&file));
     assert!(err.contains("services[0].custom_audiences"), "{err}");
     assert!(err.contains("over Cloud Run's limit of 32768"), "{err}");
 }
@@ -310,16 +298,14 @@ fn serve_names_the_listener_it_cannot_bind() {
     );
     let file = write_config(dir.path(), &yaml);
     state_dir_with_test_keys(&dir.path().join("state"));
-    let out = frontdoor()
-        .arg("serve")
-        .arg("--config")
-        .arg(&file)
-        .arg("--state-dir")
-        .arg(dir.path().join("state"))
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = fails(
+        frontdoor()
+            .arg("serve")
+            .arg("--config")
+            .arg(&file)
+            .arg("--state-dir")
+            .arg(dir.path().join("state")),
+    );
     assert!(
         err.contains(&format!(
             "cannot listen on 127.0.0.1:{port} for the google APIs listener"

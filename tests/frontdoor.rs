@@ -4,42 +4,14 @@
 mod common;
 
 use common::*;
-use reqwest::StatusCode;
 use serde_json::{Value, json};
-
-const SA: &str = "@demo-project.iam.gserviceaccount.com";
-
-fn sa(name: &str) -> String {
-    format!("{name}{SA}")
-}
-
-fn client() -> reqwest::Client {
-    reqwest::Client::new()
-}
-
-async fn get(
-    url: &str,
-    headers: &[(&str, &str)],
-) -> (StatusCode, reqwest::header::HeaderMap, String) {
-    let mut req = client().get(url);
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let r = req.send().await.unwrap();
-    let (status, headers) = (r.status(), r.headers().clone());
-    (status, headers, r.text().await.unwrap())
-}
-
-fn bearer(t: &str) -> String {
-    format!("Bearer {t}")
-}
 
 #[tokio::test]
 async fn the_seed_scenario_login_reaches_user_profiles_but_not_search() {
     let emu = Emulator::start(&three_services()).await;
 
     // Anyone reaches the public login service, with no token.
-    let (status, headers, body) = get(&emu.service("login", "/hello?x=1"), &[]).await;
+    let (status, headers, body) = get_with(&emu.service("login", "/hello?x=1"), &[]).await;
     assert_eq!(status, 200);
     assert_eq!(headers["server"], "Google Frontend");
     let echo: Value = serde_json::from_str(&body).unwrap();
@@ -54,7 +26,7 @@ async fn the_seed_scenario_login_reaches_user_profiles_but_not_search() {
 
     // login's identity reaches user-profiles; the container sees the token redacted.
     let token = emu.sa_token(&sa("login"), &emu.url_of("user-profiles"));
-    let (status, _, body) = get(
+    let (status, _, body) = get_with(
         &emu.service("user-profiles", "/me"),
         &[("x-serverless-authorization", &bearer(&token))],
     )
@@ -73,7 +45,7 @@ async fn the_seed_scenario_login_reaches_user_profiles_but_not_search() {
 
     // login's identity, minted for search, is refused by IAM with the GFE page.
     let token = emu.sa_token(&sa("login"), &emu.url_of("search"));
-    let (status, headers, body) = get(
+    let (status, headers, body) = get_with(
         &emu.service("search", "/q"),
         &[("authorization", &bearer(&token))],
     )
@@ -93,7 +65,7 @@ async fn the_seed_scenario_login_reaches_user_profiles_but_not_search() {
 
     // A token for the wrong audience is a 401 with WWW-Authenticate.
     let token = emu.sa_token(&sa("login"), &emu.url_of("user-profiles"));
-    let (status, headers, _) = get(
+    let (status, headers, _) = get_with(
         &emu.service("search", "/q"),
         &[("authorization", &bearer(&token))],
     )
@@ -175,7 +147,7 @@ async fn routing_by_host_covers_every_url_form() {
         "profiles.example.com".into(),
         format!("{}:443", host_of(&svc.url)),
     ] {
-        let (status, _, body) = get(
+        let (status, _, body) = get_with(
             &emu.frontdoor("/"),
             &[("host", &host), ("authorization", &bearer(&token))],
         )
@@ -187,7 +159,7 @@ async fn routing_by_host_covers_every_url_form() {
         );
     }
     for host in ["nowhere.run.app", &format!("green---{legacy}")] {
-        let (status, headers, body) = get(
+        let (status, headers, body) = get_with(
             &emu.frontdoor("/x"),
             &[("host", host), ("authorization", &bearer(&token))],
         )
@@ -238,7 +210,7 @@ async fn accepted_audiences() {
     ];
     for (aud, service, ok) in cases {
         let token = emu.sa_token(&sa("search"), &aud);
-        let (status, _, _) = get(
+        let (status, _, _) = get_with(
             &emu.service(service, "/"),
             &[("authorization", &bearer(&token))],
         )
@@ -250,7 +222,7 @@ async fn accepted_audiences() {
     }
     // gcloud's client id is accepted for user tokens only.
     let user = emu.user_token("alice@example.com", None);
-    let (status, _, body) = get(
+    let (status, _, body) = get_with(
         &emu.service("search", "/"),
         &[("authorization", &bearer(&user))],
     )
@@ -332,7 +304,7 @@ services:
         ),
     ];
     for (service, token, want) in cases {
-        let (status, _, body) = get(
+        let (status, _, body) = get_with(
             &emu.service(service, "/"),
             &[("authorization", &bearer(&token))],
         )
@@ -340,7 +312,7 @@ services:
         assert_eq!(status.as_u16(), want, "{service}: {body}");
     }
     // With IAM disabled, every header reaches the container untouched, even a garbage token.
-    let (status, _, body) = get(
+    let (status, _, body) = get_with(
         &emu.service("open", "/"),
         &[
             ("authorization", "Bearer not-a-token"),
@@ -365,7 +337,7 @@ async fn credentials_precedence_and_presence() {
     let good = emu.sa_token(&sa("login"), &emu.url_of("user-profiles"));
 
     // No credential at all: 403, not 401.
-    let (status, headers, _) = get(&url, &[]).await;
+    let (status, headers, _) = get_with(&url, &[]).await;
     assert_eq!(status, 403);
     assert!(headers.get("www-authenticate").is_none());
     let reason = emu.decisions().await.pop().unwrap()["reason"]
@@ -375,7 +347,7 @@ async fn credentials_precedence_and_presence() {
     assert!(reason.starts_with("no credential"), "{reason}");
 
     // X-Serverless-Authorization wins even when invalid and Authorization is valid.
-    let (status, _, _) = get(
+    let (status, _, _) = get_with(
         &url,
         &[
             ("x-serverless-authorization", "Bearer garbage"),
@@ -388,7 +360,7 @@ async fn credentials_precedence_and_presence() {
     assert_eq!(last["credential"], "x-serverless-authorization");
 
     // A valid X-Serverless-Authorization lets the container have its own Authorization.
-    let (status, _, body) = get(
+    let (status, _, body) = get_with(
         &url,
         &[
             ("x-serverless-authorization", &bearer(&good)),
@@ -401,7 +373,7 @@ async fn credentials_precedence_and_presence() {
     assert_eq!(echo["headers"]["authorization"], "Basic dXNlcjpwYXNz");
 
     // A service-account token in Authorization passes intact (our choice, SPEC §4).
-    let (_, _, body) = get(&url, &[("authorization", &bearer(&good))]).await;
+    let (_, _, body) = get_with(&url, &[("authorization", &bearer(&good))]).await;
     let echo: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(echo["headers"]["authorization"], bearer(&good));
     emu.stop().await;
@@ -413,7 +385,7 @@ async fn ingress_internal_is_a_404_unless_the_caller_is_internal() {
         "{PROJECT}services:\n  - name: private\n    upstream: builtin:echo\n    listen: 127.0.0.1:0\n    ingress: internal\n    iam_policy: {{bindings: [{{role: roles/run.invoker, members: [allUsers]}}]}}\n"
     );
     let emu = Emulator::start(&base).await;
-    let (status, _, body) = get(&emu.service("private", "/"), &[]).await;
+    let (status, _, body) = get_with(&emu.service("private", "/"), &[]).await;
     assert_eq!(status, 404);
     assert!(body.contains("404 Not Found"));
     let reason = emu.decisions().await.pop().unwrap()["reason"]
@@ -424,7 +396,7 @@ async fn ingress_internal_is_a_404_unless_the_caller_is_internal() {
     emu.stop().await;
 
     let emu = Emulator::start(&format!("internal_callers: [127.0.0.1]\n{base}")).await;
-    let (status, _, _) = get(&emu.service("private", "/"), &[]).await;
+    let (status, _, _) = get_with(&emu.service("private", "/"), &[]).await;
     assert_eq!(status, 200);
     emu.stop().await;
 }
@@ -433,7 +405,7 @@ async fn ingress_internal_is_a_404_unless_the_caller_is_internal() {
 async fn the_container_sees_forwarding_headers_and_no_client_google_headers() {
     let emu = Emulator::start(&three_services()).await;
     let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
-    let (_, _, body) = get(
+    let (_, _, body) = get_with(
         &emu.service("login", "/"),
         &[
             ("x-forwarded-for", "203.0.113.9"),
@@ -471,7 +443,7 @@ async fn principals_by_sub() {
     );
     claims.remove("email");
     let token = frontdoor::tokens::mint(&emu.state.keys, &claims);
-    let (status, _, _) = get(
+    let (status, _, _) = get_with(
         &emu.service("user-profiles", "/"),
         &[("authorization", &bearer(&token))],
     )
@@ -484,7 +456,7 @@ async fn principals_by_sub() {
 
     claims.insert("sub".into(), json!("999"));
     let token = frontdoor::tokens::mint(&emu.state.keys, &claims);
-    let (status, _, _) = get(
+    let (status, _, _) = get_with(
         &emu.service("user-profiles", "/"),
         &[("authorization", &bearer(&token))],
     )

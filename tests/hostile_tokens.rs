@@ -6,35 +6,7 @@ mod common;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use common::*;
-use reqwest::StatusCode;
 use serde_json::{Value, json};
-
-const SA: &str = "@demo-project.iam.gserviceaccount.com";
-
-fn sa(name: &str) -> String {
-    format!("{name}{SA}")
-}
-
-fn client() -> reqwest::Client {
-    reqwest::Client::new()
-}
-
-async fn get(
-    url: &str,
-    headers: &[(&str, &str)],
-) -> (StatusCode, reqwest::header::HeaderMap, String) {
-    let mut req = client().get(url);
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let r = req.send().await.unwrap();
-    let (status, headers) = (r.status(), r.headers().clone());
-    (status, headers, r.text().await.unwrap())
-}
-
-fn bearer(t: &str) -> String {
-    format!("Bearer {t}")
-}
 
 fn b64(v: &Value) -> String {
     URL_SAFE_NO_PAD.encode(v.to_string())
@@ -272,7 +244,7 @@ async fn hostile_tokens_get_401_and_never_pass() {
         ("empty bearer", vec![("authorization", "Bearer ".into())]),
     ];
     for (name, headers) in &corpus {
-        let mut req = client().get(&url);
+        let mut req = reqwest::Client::new().get(&url);
         for (k, v) in headers {
             req = req.header(*k, v.as_str());
         }
@@ -306,7 +278,7 @@ async fn hostile_tokens_get_401_and_never_pass() {
     );
     assert!(reasons[16].contains("given 2 times"), "{}", reasons[16]);
     // The valid token itself still passes: the corpus failed for its flaws, not the setup.
-    let (status, _, _) = get(&url, &[("authorization", &bearer(&valid))]).await;
+    let (status, _, _) = get_with(&url, &[("authorization", &bearer(&valid))]).await;
     assert_eq!(status, 200);
     emu.stop().await;
 }

@@ -6,6 +6,7 @@ mod common;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use common::tokens::*;
+use common::*;
 use serde_json::json;
 
 #[tokio::test]

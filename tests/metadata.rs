@@ -11,12 +11,6 @@ use frontdoor::clock::FixedClock;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-const SA: &str = "@demo-project.iam.gserviceaccount.com";
-
-fn sa(name: &str) -> String {
-    format!("{name}{SA}")
-}
-
 struct Got {
     status: StatusCode,
     headers: reqwest::header::HeaderMap,

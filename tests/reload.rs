@@ -8,8 +8,6 @@ use std::time::Duration;
 use common::*;
 use serde_json::Value;
 
-const SA: &str = "@demo-project.iam.gserviceaccount.com";
-
 fn config(search_invokers: &str, extra_env: &str) -> String {
     format!(
         r#"{PROJECT}

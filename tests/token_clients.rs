@@ -10,12 +10,6 @@ use std::process::Command;
 use common::*;
 use serde_json::Value;
 
-const P: &str = "@demo-project.iam.gserviceaccount.com";
-
-fn sa(name: &str) -> String {
-    format!("{name}{P}")
-}
-
 fn cli(emu: &Emulator, args: &[&str]) -> String {
     succeed(
         frontdoor()

@@ -240,6 +240,39 @@ pub fn succeed(cmd: &mut Command) -> String {
     stdout
 }
 
+/// Runs `cmd`, which must fail with exit code 1; returns its stderr, which says why.
+pub fn fails(cmd: &mut Command) -> String {
+    let output = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(1), "{cmd:?}: {stderr}");
+    stderr
+}
+
+/// The demo project's service-account email domain, and an account in it.
+pub const SA: &str = "@demo-project.iam.gserviceaccount.com";
+
+pub fn sa(name: &str) -> String {
+    format!("{name}{SA}")
+}
+
+pub fn bearer(t: &str) -> String {
+    format!("Bearer {t}")
+}
+
+/// GET `url` with `headers`: (status, headers, body).
+pub async fn get_with(
+    url: &str,
+    headers: &[(&str, &str)],
+) -> (reqwest::StatusCode, reqwest::header::HeaderMap, String) {
+    let mut req = reqwest::Client::new().get(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let r = req.send().await.unwrap();
+    let (status, headers) = (r.status(), r.headers().clone());
+    (status, headers, r.text().await.unwrap())
+}
+
 /// Runs a script from `tests/python/` with the project's venv.
 pub fn run_python(script: &str, args: &[&str], env: &[(&str, &str)]) -> String {
     succeed(
@@ -287,7 +320,6 @@ pub fn frontdoor() -> Command {
     Command::new(env!("CARGO_BIN_EXE_frontdoor"))
 }
 
-const SA: &str = "@demo-project.iam.gserviceaccount.com";
 pub const FEDERATION_POOL: &str =
     "//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/ci-pool";
 

@@ -13,10 +13,6 @@ pub const P: &str = "@demo-project.iam.gserviceaccount.com";
 pub const POOL: &str =
     "//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/ci-pool";
 
-pub fn sa(name: &str) -> String {
-    format!("{name}{P}")
-}
-
 pub fn jwt(header: Value, claims: Value, key: &SigningKey) -> String {
     let signed = format!(
         "{}.{}",
