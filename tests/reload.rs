@@ -130,8 +130,11 @@ async fn an_invalid_change_is_refused_whole_and_reported() {
     let emu = Emulator::start(&good).await;
     let token = emu.sa_token(&format!("login{SA}"), &emu.url_of("search"));
 
-    // Half a file, as an editor writing in place leaves it for a moment — and left so.
-    let half = &good[..good.len() / 2];
+    // Half a file, as an editor writing in place leaves it for a moment — and left so. It
+    // is cut inside an open flow sequence, so it is invalid YAML whatever the rest holds
+    // (the worker's command names the checkout's path, whose length varies by clone).
+    let open = "members: [";
+    let half = &good[..good.find(open).unwrap() + open.len()];
     std::fs::write(emu.config_file(), format!("{EPHEMERAL}{half}")).unwrap();
     let status = emu
         .wait_status("the refusal", |s| s["last_reload"]["ok"] == false)
