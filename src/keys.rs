@@ -6,6 +6,7 @@
 //! runs at OpenSSL's speed.
 
 mod store;
+mod system;
 mod x509;
 
 use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der, PublicKeyX509Der};
@@ -20,6 +21,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value, json};
 
 pub use store::{StateDir, StoreError};
+pub use system::SystemKeys;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {

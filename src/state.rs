@@ -20,7 +20,7 @@ use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::decisions::DecisionLog;
 use crate::frontdoor::FrontDoor;
-use crate::keys::{KeySet, StateDir};
+use crate::keys::{KeySet, StateDir, SystemKeys};
 use crate::metadata::MetadataTokens;
 use crate::server::ReloadStatus;
 use crate::upstream::Supervisor;
@@ -38,6 +38,8 @@ pub struct Shared {
     /// name is made once per generation; every decision reads it.
     pub revisions: BTreeMap<String, Revision>,
     pub keys: Arc<KeySet>,
+    /// Each service account's own key, for `signJwt` and `signBlob`.
+    pub system_keys: Arc<SystemKeys>,
     /// Where service-account keys and the external issuer's key live.
     pub state_dir: StateDir,
     pub clock: SharedClock,
@@ -67,6 +69,7 @@ impl AppState {
                 last: None,
             })),
             keys: Arc::new(keys),
+            system_keys: Arc::new(SystemKeys::new(state_dir.clone())),
             state_dir,
             clock,
             decisions: Arc::default(),
@@ -98,6 +101,7 @@ impl AppState {
             generation: self.generation + 1,
             reload: self.reload.clone(),
             keys: self.keys.clone(),
+            system_keys: self.system_keys.clone(),
             state_dir: self.state_dir.clone(),
             clock: self.clock.clone(),
             decisions: self.decisions.clone(),

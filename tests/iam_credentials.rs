@@ -12,6 +12,7 @@ use serde_json::json;
 #[tokio::test]
 async fn iam_credentials_permissions_in_pairs() {
     let s = Setup::new().await;
+    s.emu.install_system_key(&sa("target"), "f");
     let caller = s.caller_access_token().await;
     let aud = s.emu.url_of("api");
     let id_body = format!(r#"{{"audience": "{aud}", "includeEmail": "true"}}"#);
@@ -129,7 +130,10 @@ async fn iam_credentials_permissions_in_pairs() {
     assert_eq!(status, 200);
     let signed = body["signedJwt"].as_str().unwrap();
     assert_eq!(frontdoor::tokens::peek_claims(signed).unwrap()["sub"], "x");
-    assert_eq!(body["keyId"], s.emu.state.keys.current().kid());
+    // Signed with target's own key, never the issuer's (tests/account_keys.rs).
+    let key = s.emu.state.system_keys.existing(&sa("target")).unwrap();
+    assert_eq!(body["keyId"], key.kid());
+    assert!(!s.emu.state.keys.kids().contains(&key.kid()));
     let (status, body) = post_json(
         &s.iam(&sa("target"), "signBlob"),
         Some(&caller),
@@ -138,7 +142,7 @@ async fn iam_credentials_permissions_in_pairs() {
     .await;
     assert_eq!(status, 200);
     assert!(
-        s.emu.state.keys.current().verify(
+        key.verify(
             b"blob",
             &STANDARD
                 .decode(body["signedBlob"].as_str().unwrap())

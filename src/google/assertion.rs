@@ -59,21 +59,31 @@ pub(crate) fn verify<'s>(
         .decode(sig)
         .map_err(|_| AssertionError::Signature)?;
     let signed = &jwt.as_bytes()[..h.len() + 1 + p.len()];
-    // Some clients send no `kid`; then any of the account's keys may have signed it.
-    let verified = match header.get("kid").and_then(Value::as_str) {
-        Some(kid) => state
-            .state_dir
-            .account_key(&account.email, kid)
-            .ok()
-            .flatten()
-            .is_some_and(|key| key.verify(signed, &signature)),
-        None => state
-            .state_dir
-            .account_keys(&account.email)
-            .unwrap_or_default()
-            .iter()
-            .any(|(_, key, _)| key.verify(signed, &signature)),
+    // The account's Google-managed key (what `signJwt`/`signBlob` sign with) counts as
+    // its own, as on Google: `compute_engine.IDTokenCredentials` signs its assertion with
+    // signBlob. Some clients send no `kid`; then any of the account's keys may have signed it.
+    let system = state.system_keys.existing(&account.email);
+    let by_system = |kid: Option<&str>| {
+        system.as_ref().is_some_and(|key| {
+            kid.is_none_or(|kid| kid == key.kid()) && key.verify(signed, &signature)
+        })
     };
+    let kid = header.get("kid").and_then(Value::as_str);
+    let verified = by_system(kid)
+        || match kid {
+            Some(kid) => state
+                .state_dir
+                .account_key(&account.email, kid)
+                .ok()
+                .flatten()
+                .is_some_and(|key| key.verify(signed, &signature)),
+            None => state
+                .state_dir
+                .account_keys(&account.email)
+                .unwrap_or_default()
+                .iter()
+                .any(|(_, key, _)| key.verify(signed, &signature)),
+        };
     if !verified {
         return Err(AssertionError::Signature);
     }

@@ -17,6 +17,8 @@ pub(crate) enum ApiError {
     InvalidArgument(String),
     /// 404: no such resource.
     NotFound(String),
+    /// 500: frontdoor itself failed (its state directory, say); never the caller's fault.
+    Internal(String),
 }
 
 impl IntoResponse for ApiError {
@@ -53,6 +55,12 @@ impl IntoResponse for ApiError {
                 json!([]),
             ),
             ApiError::NotFound(message) => (StatusCode::NOT_FOUND, "NOT_FOUND", message, json!([])),
+            ApiError::Internal(message) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "INTERNAL",
+                message,
+                json!([]),
+            ),
         };
         let body = json!({"error": {"code": code.as_u16(), "message": message, "status": status, "details": details}});
         (code, Json(body)).into_response()

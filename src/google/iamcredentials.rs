@@ -238,7 +238,7 @@ fn sign_jwt(
         ));
     };
     authorize(state, who, &req.delegates, target, iam::SIGN_JWT)?;
-    let key = state.keys.current();
+    let key = system_key(state, target)?;
     let header = json!({"alg": "RS256", "kid": key.kid(), "typ": "JWT"});
     let signed = format!(
         "{}.{}",
@@ -252,6 +252,21 @@ fn sign_jwt(
     )
 }
 
+/// The account's own Google-managed key: never the issuer's, so that nothing signed here
+/// can pass for an ID token (SPEC §6).
+fn system_key(
+    state: &AppState,
+    target: &ServiceAccount,
+) -> Result<std::sync::Arc<crate::keys::SigningKey>, ApiError> {
+    state.system_keys.get_or_create(&target.email).map_err(|e| {
+        tracing::error!(error = %e, account = %target.email, "cannot load or make the account's key");
+        ApiError::Internal(format!(
+            "frontdoor cannot load or make the signing key of {}: {e}",
+            target.email
+        ))
+    })
+}
+
 fn sign_blob(
     state: &AppState,
     who: &Principal,
@@ -262,7 +277,7 @@ fn sign_blob(
         ApiError::InvalidArgument("Invalid value for field 'payload': it must be base64.".into())
     })?;
     authorize(state, who, &req.delegates, target, iam::SIGN_BLOB)?;
-    let key = state.keys.current();
+    let key = system_key(state, target)?;
     Ok(
         Json(json!({ "keyId": key.kid(), "signedBlob": STANDARD.encode(key.sign(&blob)) }))
             .into_response(),

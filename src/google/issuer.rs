@@ -1,13 +1,16 @@
 //! `/.well-known/openid-configuration`, `/oauth2/v3/certs` (JWKS) and `/oauth2/v1/certs`
-//! (PEM certificates), shaped as Google serves them.
+//! (PEM certificates), shaped as Google serves them; and each service account's own
+//! Google-managed key at `/service_accounts/v1/jwk/EMAIL` and `…/metadata/x509/EMAIL`.
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
+use super::errors::ApiError;
+use crate::keys::SigningKey;
 use crate::state::{AppState, Live};
 
 /// How long verifiers may cache the keys. Safe because the next key is published ahead of
@@ -19,6 +22,11 @@ pub(super) fn routes() -> Router<Live> {
         .route("/.well-known/openid-configuration", get(discovery))
         .route("/oauth2/v3/certs", get(jwks))
         .route("/oauth2/v1/certs", get(pem_certs))
+        .route("/service_accounts/v1/jwk/{email}", get(account_jwks))
+        .route(
+            "/service_accounts/v1/metadata/x509/{email}",
+            get(account_certs),
+        )
 }
 
 async fn discovery(State(state): State<AppState>, headers: HeaderMap) -> Json<Value> {
@@ -40,6 +48,51 @@ async fn jwks(State(state): State<AppState>) -> Response {
 
 async fn pem_certs(State(state): State<AppState>) -> Response {
     cacheable(state.keys.pem_certificates())
+}
+
+/// `{"keys":[JWK]}`: the key `signJwt` and `signBlob` sign with for this account.
+async fn account_jwks(state: State<AppState>, email: Path<String>) -> Response {
+    account_key(state, email, |key| json!({ "keys": [key.jwk()] })).await
+}
+
+/// `{"KID": "-----BEGIN CERTIFICATE-----…"}` for the same key.
+async fn account_certs(state: State<AppState>, email: Path<String>) -> Response {
+    account_key(
+        state,
+        email,
+        |key| json!({ key.kid(): key.certificate_pem() }),
+    )
+    .await
+}
+
+/// Publishes the account's key in one of its forms, making the key if it was never made
+/// (Google's accounts always have one). Unknown accounts get Google's 404.
+async fn account_key(
+    State(state): State<AppState>,
+    Path(email): Path<String>,
+    form: fn(&SigningKey) -> Value,
+) -> Response {
+    let Some(account) = state
+        .config
+        .service_account(&email)
+        .or_else(|| state.config.service_account_by_id(&email))
+    else {
+        return ApiError::NotFound(format!(
+            "service account `{email}` is not declared in the configuration"
+        ))
+        .into_response();
+    };
+    let email = account.email.clone();
+    // Making a key is an RSA key generation: off the runtime.
+    let keys = state.system_keys.clone();
+    match tokio::task::spawn_blocking(move || keys.get_or_create(&email)).await {
+        Ok(Ok(key)) => cacheable(form(&key)),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "cannot load or make an account's key");
+            ApiError::Internal(e.to_string()).into_response()
+        }
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
 }
 
 fn cacheable(body: Value) -> Response {

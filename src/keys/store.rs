@@ -146,6 +146,29 @@ impl StateDir {
         Ok(None)
     }
 
+    /// The Google-managed key of service account `email`, which `signJwt` and `signBlob`
+    /// sign with: made on first use (mode 0600) and reused across restarts.
+    pub fn system_key(&self, email: &str) -> Result<SigningKey, StoreError> {
+        let dir = self.path.join("system-keys");
+        create_dir(&dir)?;
+        load_or_create(&dir.join(format!("{}.pem", email.replace('/', "_"))))
+    }
+
+    /// The Google-managed key of `email` if one was made; never makes one.
+    pub fn existing_system_key(&self, email: &str) -> Result<Option<SigningKey>, StoreError> {
+        let path = self
+            .path
+            .join("system-keys")
+            .join(format!("{}.pem", email.replace('/', "_")));
+        match std::fs::read_to_string(&path) {
+            Ok(text) => SigningKey::from_pkcs8_pem(&text)
+                .map(Some)
+                .map_err(|source| StoreError::BadKey { path, source }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(StoreError::Io { path, source }),
+        }
+    }
+
     /// The signing key of frontdoor's built-in external issuer (`jwks: builtin`
     /// providers), made on first use.
     pub fn external_issuer_key(&self) -> Result<SigningKey, StoreError> {
@@ -174,11 +197,18 @@ fn parse_public(text: &str, path: &Path) -> Result<PublicKey, StoreError> {
     PublicKey::from_pkcs1_der(parsed.contents()).map_err(bad)
 }
 
+/// Creates `dir` and its missing parents mode 0700 (whatever the umask allows less): the
+/// state directory holds private keys.
 fn create_dir(dir: &Path) -> Result<(), StoreError> {
-    std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
-        path: dir.to_owned(),
-        source,
-    })
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|source| StoreError::Io {
+            path: dir.to_owned(),
+            source,
+        })
 }
 
 fn load_or_create(path: &Path) -> Result<SigningKey, StoreError> {

@@ -44,7 +44,7 @@ pub fn state_dir_with_test_keys(dir: &Path) -> StateDir {
     StateDir::new(dir)
 }
 
-/// A checked-in key: `a`, `b`, `c`, `d` or `e`.
+/// A checked-in key: `a` to `f`.
 pub fn test_key(name: &str) -> frontdoor::keys::SigningKey {
     let pem = std::fs::read_to_string(repo().join(format!("tests/keys/{name}.pem"))).unwrap();
     frontdoor::keys::SigningKey::from_pkcs8_pem(&pem).unwrap()
@@ -159,6 +159,19 @@ impl Emulator {
         );
         std::fs::write(dir.join(format!("{}.pem", key.kid())), pem).unwrap();
         key
+    }
+
+    /// Makes checked-in key `name` the Google-managed key of service account `email` (what
+    /// `signJwt` and `signBlob` sign with), so the test generates no RSA key.
+    pub fn install_system_key(&self, email: &str, name: &str) -> frontdoor::keys::SigningKey {
+        let dir = self.dir.path().join(".frontdoor/system-keys");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(
+            repo().join(format!("tests/keys/{name}.pem")),
+            dir.join(format!("{email}.pem")),
+        )
+        .unwrap();
+        test_key(name)
     }
 
     /// Replaces the configuration file (with `truncate` + write, as an editor might), for a
