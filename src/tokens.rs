@@ -14,8 +14,11 @@ use crate::keys::KeySet;
 pub const GCLOUD_CLIENT_ID: &str = "32555940559.apps.googleusercontent.com";
 /// Lifetime of every token Google issues.
 pub const LIFETIME: i64 = 3600;
-/// Clock skew allowed on `exp` and `iat` (our choice).
+/// Clock skew allowed on `exp`, `iat` and `nbf` (our choice).
 pub const SKEW: i64 = 300;
+/// The longest lifetime (`exp - iat`) a verified token may claim. Google's own are an hour;
+/// Google's Node verifier refuses anything over a day, and so do we.
+pub const MAX_LIFETIME: i64 = 86_400;
 /// Google's access tokens start with this; they are not ID tokens.
 pub const ACCESS_TOKEN_PREFIX: &str = "ya29.";
 
@@ -91,6 +94,10 @@ pub enum TokenError {
     NotJsonObject(&'static str),
     #[error("the JWT is signed with `{0}`; only RS256 tokens signed by the issuer are accepted")]
     Algorithm(String),
+    #[error(
+        "the JWT header lists critical extensions ({0}) in `crit`; frontdoor understands none, so it must refuse the token (RFC 7515 §4.1.11)"
+    )]
+    CriticalExtensions(String),
     #[error("the JWT header has no `kid`, so no issuer key can verify it")]
     MissingKid,
     #[error(
@@ -115,6 +122,14 @@ pub enum TokenError {
         "the JWT was issued at {iat}, {ahead} s in the future (allowing {SKEW} s of clock skew)"
     )]
     IssuedInFuture { iat: i64, ahead: i64 },
+    #[error(
+        "the JWT is not valid before {nbf}, {ahead} s from now (`nbf`, allowing {SKEW} s of clock skew)"
+    )]
+    NotYetValid { nbf: i64, ahead: i64 },
+    #[error(
+        "the JWT claims a lifetime of {lifetime} s (`exp` - `iat`), more than the {MAX_LIFETIME} s a verifier accepts; Google's tokens live 3600 s"
+    )]
+    TooLongLived { lifetime: i128 },
 }
 
 /// A token whose signature, issuer and lifetime have been checked. The audience is not:
@@ -169,6 +184,9 @@ pub fn verify(keys: &KeySet, token: &str, issuer: &str, now: i64) -> Result<Veri
         Some(other) => return Err(TokenError::Algorithm(other.to_owned())),
         None => return Err(TokenError::Algorithm("(no alg)".to_owned())),
     }
+    if let Some(crit) = header.get("crit") {
+        return Err(TokenError::CriticalExtensions(crit.to_string()));
+    }
     let kid = header
         .get("kid")
         .and_then(Value::as_str)
@@ -200,19 +218,35 @@ pub fn verify(keys: &KeySet, token: &str, issuer: &str, now: i64) -> Result<Veri
             });
         }
     }
+    // Times are attacker-chosen integers: compare and subtract in i128 so that values near
+    // i64::MAX or MIN neither overflow nor print nonsense.
     let exp = integer(&claims, "exp")?;
-    if now > exp + SKEW {
+    let ahead = |t: i64| i128::from(t) - i128::from(now);
+    if ahead(exp) < -i128::from(SKEW) {
         return Err(TokenError::Expired {
             exp,
-            ago: now - exp,
+            ago: clamp(-ahead(exp)),
         });
     }
     let iat = integer(&claims, "iat")?;
-    if iat > now + SKEW {
+    if ahead(iat) > i128::from(SKEW) {
         return Err(TokenError::IssuedInFuture {
             iat,
-            ahead: iat - now,
+            ahead: clamp(ahead(iat)),
         });
+    }
+    if claims.contains_key("nbf") {
+        let nbf = integer(&claims, "nbf")?;
+        if ahead(nbf) > i128::from(SKEW) {
+            return Err(TokenError::NotYetValid {
+                nbf,
+                ahead: clamp(ahead(nbf)),
+            });
+        }
+    }
+    let lifetime = i128::from(exp) - i128::from(iat);
+    if lifetime > i128::from(MAX_LIFETIME) {
+        return Err(TokenError::TooLongLived { lifetime });
     }
     let aud = string(&claims, "aud", "a string (one audience)")?;
     let sub = string(&claims, "sub", "a string")?;
@@ -230,6 +264,11 @@ pub fn verify(keys: &KeySet, token: &str, issuer: &str, now: i64) -> Result<Veri
         exp,
         claims,
     })
+}
+
+/// A difference of two i64 times, which always fits in i128, shown as an i64.
+fn clamp(seconds: i128) -> i64 {
+    i64::try_from(seconds).unwrap_or(if seconds < 0 { i64::MIN } else { i64::MAX })
 }
 
 fn integer(claims: &Claims, name: &'static str) -> Result<i64, TokenError> {

@@ -1,7 +1,8 @@
 //! Tokens already verified, so that a client reusing its token (every Google client library
 //! does, for up to an hour) costs a hash lookup rather than an RSA verification.
 //!
-//! Keyed by the SHA-256 of the token, never the token itself. Bounded: a flood of distinct
+//! Keyed by the SHA-256 of the issuer in force and the token, never the token itself, so an
+//! `issuer:` change on reload leaves the old issuer's tokens behind. Bounded: a flood of distinct
 //! tokens evicts older entries rather than growing memory. Only successes are kept; an entry
 //! is dropped once its token has expired.
 
@@ -35,9 +36,14 @@ impl VerifiedTokens {
         issuer: &str,
         now: i64,
     ) -> Result<Arc<Verified>, TokenError> {
-        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let digest: [u8; 32] = Sha256::new()
+            .chain_update(issuer.as_bytes())
+            .chain_update([0])
+            .chain_update(token.as_bytes())
+            .finalize()
+            .into();
         if let Some(hit) = self.cache.get(&digest) {
-            if now <= hit.exp + SKEW {
+            if now <= hit.exp.saturating_add(SKEW) {
                 return Ok(hit);
             }
             self.cache.remove(&digest);
@@ -93,6 +99,17 @@ mod tests {
         assert_eq!(cache.len(), 0);
         // One character more is another token: it is verified, and fails.
         assert!(cache.verify(&keys, &format!("{t}x"), ISS, 1000).is_err());
+        // Once the issuer changes, a remembered token is checked again, and fails.
+        assert!(cache.verify(&keys, &t, ISS, 1000).is_ok());
+        assert_eq!(
+            cache
+                .verify(&keys, &t, "https://other.example.com", 1000)
+                .unwrap_err(),
+            TokenError::WrongIssuer {
+                expected: "https://other.example.com".into(),
+                found: format!("`{ISS}`")
+            }
+        );
     }
 
     #[test]

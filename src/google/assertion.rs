@@ -94,7 +94,10 @@ pub(crate) fn verify<'s>(
     ) else {
         return Err(AssertionError::Lifetime);
     };
-    if exp - iat > LIFETIME || exp + SKEW < now || iat > now + SKEW {
+    // Attacker-chosen integers: compared in i128, where no difference of two i64 overflows.
+    let (exp, iat, now) = (i128::from(exp), i128::from(iat), i128::from(now));
+    let skew = i128::from(SKEW);
+    if exp - iat > i128::from(LIFETIME) || exp + skew < now || iat > now + skew {
         return Err(AssertionError::Lifetime);
     }
     Ok((account, claims))

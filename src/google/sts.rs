@@ -242,11 +242,11 @@ fn verify_subject(
     }
     let now = state.now();
     match claims.get("exp").and_then(Value::as_i64) {
-        Some(exp) if now <= exp + SKEW => {}
+        Some(exp) if now <= exp.saturating_add(SKEW) => {}
         Some(exp) => {
             return Err(format!(
                 "The subject token expired at {exp}, {} s ago.",
-                now - exp
+                i128::from(now) - i128::from(exp)
             ));
         }
         None => return Err("The subject token has no integer `exp`.".into()),

@@ -281,3 +281,90 @@ fn skew_is_allowed_at_the_edges() {
     assert!(verify(&keys, &t, ISS, NOW - SKEW).is_ok());
     assert!(verify(&keys, &t, ISS, NOW - SKEW - 1).is_err());
 }
+
+#[test]
+fn crit_nbf_and_overlong_lifetimes_are_refused() {
+    let keys = testkeys::key_set();
+    let good = keys.current();
+    let h = json!({"alg": "RS256", "kid": good.kid(), "typ": "JWT"});
+    let with = |k: &str, v: Value| {
+        let mut c = good_claims();
+        c[k] = v;
+        forge(h.clone(), c, good)
+    };
+    let crit = forge(
+        json!({"alg": "RS256", "kid": good.kid(), "crit": ["exp"], "exp": 1}),
+        good_claims(),
+        good,
+    );
+    assert_eq!(
+        verify(&keys, &crit, ISS, NOW).unwrap_err(),
+        TokenError::CriticalExtensions(r#"["exp"]"#.into())
+    );
+    assert_eq!(
+        verify(&keys, &with("nbf", json!(NOW + SKEW + 1)), ISS, NOW).unwrap_err(),
+        TokenError::NotYetValid {
+            nbf: NOW + SKEW + 1,
+            ahead: SKEW + 1
+        }
+    );
+    assert!(verify(&keys, &with("nbf", json!(NOW + SKEW)), ISS, NOW).is_ok());
+    assert_eq!(
+        verify(&keys, &with("nbf", json!("soon")), ISS, NOW).unwrap_err(),
+        TokenError::ClaimType("nbf", "an integer number of seconds")
+    );
+    let mut long = good_claims();
+    long["exp"] = json!(NOW + MAX_LIFETIME + 1);
+    let err = verify(&keys, &forge(h.clone(), long, good), ISS, NOW).unwrap_err();
+    assert_eq!(
+        err,
+        TokenError::TooLongLived {
+            lifetime: i128::from(MAX_LIFETIME) + 1
+        }
+    );
+    assert!(err.to_string().contains("86400"), "{err}");
+    let mut day = good_claims();
+    day["exp"] = json!(NOW + MAX_LIFETIME);
+    assert!(verify(&keys, &forge(h.clone(), day, good), ISS, NOW).is_ok());
+}
+
+#[test]
+fn extreme_times_neither_overflow_nor_pass() {
+    let keys = testkeys::key_set();
+    let good = keys.current();
+    let h = json!({"alg": "RS256", "kid": good.kid(), "typ": "JWT"});
+    let times = |iat: i64, exp: i64| {
+        let mut c = good_claims();
+        c["iat"] = json!(iat);
+        c["exp"] = json!(exp);
+        verify(&keys, &forge(h.clone(), c, good), ISS, NOW)
+    };
+    assert_eq!(
+        times(i64::MIN, i64::MIN).unwrap_err(),
+        TokenError::Expired {
+            exp: i64::MIN,
+            ago: i64::MAX
+        }
+    );
+    let err = times(i64::MIN, i64::MAX).unwrap_err();
+    assert!(matches!(err, TokenError::TooLongLived { .. }), "{err}");
+    assert!(err.to_string().contains("18446744073709551615"), "{err}");
+    assert_eq!(
+        times(i64::MAX, i64::MAX).unwrap_err(),
+        TokenError::IssuedInFuture {
+            iat: i64::MAX,
+            ahead: i64::MAX - NOW
+        }
+    );
+    // And at the other end of the clock.
+    let c = good_claims();
+    let t = forge(h.clone(), c, good);
+    assert!(matches!(
+        verify(&keys, &t, ISS, i64::MIN).unwrap_err(),
+        TokenError::IssuedInFuture { .. }
+    ));
+    assert!(matches!(
+        verify(&keys, &t, ISS, i64::MAX).unwrap_err(),
+        TokenError::Expired { .. }
+    ));
+}
