@@ -201,6 +201,14 @@ async fn decisions(config: ConfigArgs, limit: usize, json: bool) -> anyhow::Resu
             ));
         }
     }
+    if list.is_empty() {
+        out.push_str(
+            "no decisions yet: the front door has not been asked anything since it started\n",
+        );
+    }
+    // The server escapes what it records; escaping again here keeps a terminal safe from
+    // whatever answers on that port.
+    let esc = crate::decisions::escape_controls;
     for d in list {
         let verdict = if d.allowed { "ALLOW" } else { "DENY " };
         let time = humantime::format_rfc3339_seconds(
@@ -209,11 +217,11 @@ async fn decisions(config: ConfigArgs, limit: usize, json: bool) -> anyhow::Resu
         out.push_str(&format!(
             "{time} {verdict} {} {} {} {} → {}\n    {}\n",
             d.status,
-            d.method,
-            d.service.as_deref().unwrap_or("-"),
-            d.path,
-            d.principal.as_deref().unwrap_or("(no principal)"),
-            d.reason
+            esc(&d.method),
+            esc(d.service.as_deref().unwrap_or("-")),
+            esc(&d.path),
+            esc(d.principal.as_deref().unwrap_or("(no principal)")),
+            esc(&d.reason)
         ));
     }
     say(&out);

@@ -35,8 +35,61 @@ pub struct DecisionLog {
     entries: Mutex<VecDeque<Decision>>,
 }
 
+/// `s` with every control character (newlines, ESC and the rest of C0 and C1, DEL) written
+/// as an escape, so that a token or request cannot forge a log line or drive a terminal:
+/// a `kid` of `"x\nALLOW 200 GET vault /"` stays on its own line, as visible text.
+pub fn escape_controls(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    std::borrow::Cow::Owned(
+        s.chars()
+            .map(|c| match c {
+                c if !c.is_control() => c.to_string(),
+                '\n' => "\\n".to_owned(),
+                '\r' => "\\r".to_owned(),
+                '\t' => "\\t".to_owned(),
+                c => format!("\\u{{{:x}}}", u32::from(c)),
+            })
+            .collect(),
+    )
+}
+
+fn escape_in_place(s: &mut String) {
+    if let std::borrow::Cow::Owned(escaped) = escape_controls(s) {
+        *s = escaped;
+    }
+}
+
+impl Decision {
+    /// Every client-derived string escaped (see [`escape_controls`]).
+    fn escaped(mut self) -> Decision {
+        for field in [
+            &mut self.service,
+            &mut self.revision,
+            &mut self.principal,
+            &mut self.credential,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            escape_in_place(field);
+        }
+        for field in [
+            &mut self.method,
+            &mut self.host,
+            &mut self.path,
+            &mut self.reason,
+        ] {
+            escape_in_place(field);
+        }
+        self
+    }
+}
+
 impl DecisionLog {
     pub fn record(&self, decision: Decision) {
+        let decision = decision.escaped();
         tracing::info!(
             decision.allowed = decision.allowed,
             decision.status = decision.status,
@@ -82,6 +135,28 @@ mod tests {
             credential: None,
             reason: "r".into(),
         }
+    }
+
+    #[test]
+    fn control_characters_are_escaped_before_anything_sees_them() {
+        let log = DecisionLog::default();
+        let mut hostile = d(1);
+        hostile.reason = "the JWT's key id `x\nALLOW 200 GET vault /` is unknown".into();
+        hostile.path = "/\u{1b}[2J\u{1b}[31mred\r\u{7f}\u{9b}".into();
+        hostile.principal = Some("user:a\tb@example.com".into());
+        log.record(hostile);
+        let got = log.recent(1).pop().unwrap();
+        assert_eq!(
+            got.reason,
+            "the JWT's key id `x\\nALLOW 200 GET vault /` is unknown"
+        );
+        assert_eq!(got.path, "/\\u{1b}[2J\\u{1b}[31mred\\r\\u{7f}\\u{9b}");
+        assert_eq!(got.principal.as_deref(), Some("user:a\\tb@example.com"));
+        assert!(!serde_json::to_string(&got).unwrap().contains("\\u001b"));
+        assert!(matches!(
+            escape_controls("plain ✓ text"),
+            std::borrow::Cow::Borrowed(_)
+        ));
     }
 
     #[test]
