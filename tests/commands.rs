@@ -146,9 +146,10 @@ async fn an_exiting_command_is_restarted_and_a_noisy_one_keeps_serving() {
 async fn shutdown_stops_the_whole_process_group() {
     let dir = tempfile::tempdir().unwrap();
     let pids = dir.path().join("pids");
-    // A shell that leaves a grandchild behind, then becomes the server.
+    // A shell that leaves a grandchild behind, then becomes the server. The paths are
+    // quoted for sh: the checkout's may hold spaces.
     let command = format!(
-        "[sh, -c, \"sleep 300 & echo $! > {}; exec python3 {} serve\"]",
+        "[sh, -c, \"sleep 300 & echo $! > '{}'; exec python3 '{}' serve\"]",
         pids.display(),
         app()
     );
