@@ -203,6 +203,10 @@ fn turned_away(
     cause: Option<&str>,
 ) -> Response<Body> {
     decision.status = status.as_u16();
+    if let Some(note) = state.refused_change_note() {
+        decision.reason.push_str("; ");
+        decision.reason.push_str(&note);
+    }
     let mut response = page::error(status, &decision.path, cause);
     let ascii: String = decision
         .reason

@@ -125,6 +125,22 @@ impl AppState {
         self.0.clock.now()
     }
 
+    /// While the last change to the configuration file stands refused, the note every
+    /// refusal ends with, so that a user wondering why an edit "did nothing" is told where
+    /// they look: the reason header, the decisions and the log (issue 9).
+    pub fn refused_change_note(&self) -> Option<String> {
+        let status = self.reload.lock().unwrap_or_else(|p| p.into_inner());
+        let last = status.last.as_ref().filter(|l| !l.ok)?;
+        let file = self.config.file.file_name().map_or_else(
+            || self.config.file.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        Some(format!(
+            "note: the last change to {file} was refused, so the configuration before it is still in force: {}",
+            last.error.as_deref().unwrap_or("(no reason recorded)")
+        ))
+    }
+
     /// `SERVICE-0000N-xyz`, the `K_REVISION` of `service` in this generation.
     pub fn revision(&self, service: &str) -> Option<&str> {
         self.revisions.get(service).map(|r| r.name.as_str())

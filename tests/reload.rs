@@ -170,6 +170,29 @@ async fn an_invalid_change_is_refused_whole_and_reported() {
         "{status}"
     );
 
+    // Every refusal says so too, in the header and the decisions, while the change stands
+    // refused: the user who edited and sees nothing change is told why.
+    let r = reqwest::get(emu.service("search", "/")).await.unwrap();
+    assert_eq!(r.status(), 403);
+    let reason = r.headers()["x-frontdoor-reason"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        reason.starts_with("no credential")
+            && reason.contains("; note: the last change to services.yaml was refused, so the configuration before it is still in force: ")
+            && reason.contains("services[0].iam_policy.bindings[0].role: unknown role"),
+        "{reason}"
+    );
+    let recorded = emu.decisions().await.pop().unwrap()["reason"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        recorded.contains("unknown role `roles/run.invokr`"),
+        "{recorded}"
+    );
+
     // `frontdoor decisions` says so first.
     let out = succeed(
         frontdoor()
@@ -204,6 +227,11 @@ async fn an_invalid_change_is_refused_whole_and_reported() {
         "nothing further to apply"
     );
     assert_eq!(call(&emu.service("search", "/"), Some(&token)).await.0, 200);
+    // Fixed: refusals no longer carry the note.
+    let r = reqwest::get(emu.service("search", "/")).await.unwrap();
+    assert_eq!(r.status(), 403);
+    let reason = r.headers()["x-frontdoor-reason"].to_str().unwrap();
+    assert!(!reason.contains("note:"), "{reason}");
     emu.stop().await;
 }
 
