@@ -190,7 +190,13 @@ pub(crate) fn parse_yaml<T: DeserializeOwned>(text: &str, file: &Path) -> Result
     let de = serde_yaml_ng::Deserializer::from_str(text);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
-        let inner = e.into_inner();
+        let inner = e.into_inner().to_string();
+        // The YAML error names the enclosing path itself ("services[0].x: unknown field …"):
+        // said once, in `path`, is enough.
+        let reason = inner
+            .split_once(": ")
+            .filter(|(prefix, _)| path.starts_with(prefix) && !prefix.contains(' '))
+            .map_or(inner.as_str(), |(_, rest)| rest);
         ConfigError::Invalid {
             file: file.to_owned(),
             path: if path == "." {
@@ -198,9 +204,25 @@ pub(crate) fn parse_yaml<T: DeserializeOwned>(text: &str, file: &Path) -> Result
             } else {
                 path
             },
-            reason: inner.to_string(),
+            reason: format!("{reason}{}", suggestion(reason)),
         }
     })
+}
+
+/// For serde's "unknown field `x`, expected one of `a`, `b`" (or "unknown variant"), the
+/// nearest expected name.
+fn suggestion(reason: &str) -> String {
+    let Some(rest) = reason
+        .strip_prefix("unknown field `")
+        .or_else(|| reason.strip_prefix("unknown variant `"))
+    else {
+        return String::new();
+    };
+    let Some((typed, expected)) = rest.split_once('`') else {
+        return String::new();
+    };
+    let names = expected.split('`').skip(1).step_by(2);
+    crate::suggest::did_you_mean(typed, names)
 }
 
 /// Collects errors for one file with their paths; the first one is returned.

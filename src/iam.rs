@@ -63,7 +63,8 @@ impl Role {
             .ok_or_else(|| {
                 let known: Vec<&str> = ROLES.iter().map(|(n, _)| *n).collect();
                 format!(
-                    "unknown role `{name}`; known roles are {}",
+                    "unknown role `{name}`{}; known roles are {}",
+                    crate::suggest::did_you_mean(name, known.iter().copied()),
                     known.join(", ")
                 )
             })
@@ -129,8 +130,19 @@ impl Member {
             "serviceAccount" => check_service_account_email(value).map(Member::ServiceAccount),
             "domain" => check_domain(value).map(|d| Member::Domain(d.to_ascii_lowercase())),
             _ => Err(format!(
-                "member `{s}` has unknown kind `{kind}`; known kinds are user, serviceAccount, \
-                 group, domain, principal, principalSet"
+                "unknown kind `{kind}`{}; known kinds are user, serviceAccount, group, \
+                 domain, principal, principalSet",
+                crate::suggest::did_you_mean(
+                    kind,
+                    [
+                        "user",
+                        "serviceAccount",
+                        "group",
+                        "domain",
+                        "principal",
+                        "principalSet"
+                    ]
+                )
             )),
         }
         .map_err(|reason| format!("member `{s}`: {reason}"))

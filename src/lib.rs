@@ -37,5 +37,6 @@ pub mod keys;
 pub mod metadata;
 pub mod server;
 pub mod state;
+pub mod suggest;
 pub mod tokens;
 pub mod upstream;

@@ -94,6 +94,30 @@ fn the_shipped_default_config_is_valid() {
 }
 
 #[test]
+fn mistyped_names_are_named_once_with_the_nearest_valid_one() {
+    let load_err = |text: &str| {
+        parse(text, Path::new("services.yaml"))
+            .unwrap_err()
+            .to_string()
+    };
+    let e = load_err(&BASE.replace("{role: roles/run.invoker", "{rol: roles/run.invoker"));
+    assert_eq!(e.matches("bindings[0]").count(), 1, "{e}");
+    assert!(
+        e.contains("iam_policy.bindings[0].rol: unknown field `rol`")
+            && e.contains("(did you mean `role`?)"),
+        "{e}"
+    );
+    let e = load_err(&BASE.replace("[group:devs", "[serviceaccount:devs"));
+    assert_eq!(e.matches("serviceaccount:devs").count(), 1, "{e}");
+    assert!(e.contains("(did you mean `serviceAccount`?)"), "{e}");
+    let e = load_err(&BASE.replace("role: roles/run.invoker", "role: roles/run.invokr"));
+    assert!(
+        e.contains("unknown role `roles/run.invokr` (did you mean `roles/run.invoker`?)"),
+        "{e}"
+    );
+}
+
+#[test]
 fn unknown_fields_are_refused_with_their_path() {
     err(
         &format!("{BASE}extra: 1\n"),
