@@ -16,6 +16,7 @@ use crate::state::AppState;
 use crate::tokens;
 
 mod credentials;
+mod locate;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -30,21 +31,31 @@ pub struct Cli {
 
 #[derive(Debug, Args)]
 pub struct ConfigArgs {
-    /// The configuration file.
-    #[arg(long, default_value = "services.yaml")]
-    pub config: PathBuf,
-    /// Where signing keys live between runs [default: .frontdoor/ beside the config].
+    /// The configuration file [default: services.yaml; for commands that ask the running
+    /// server, the file that server runs].
     #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Where keys and the running server's record live [default: .frontdoor/ beside the
+    /// config; for commands that ask the running server, see `frontdoor env --help`].
+    #[arg(long, env = "FRONTDOOR_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
 }
 
 impl ConfigArgs {
+    /// The configuration file named, or `services.yaml`.
+    pub(crate) fn config_file(&self) -> PathBuf {
+        self.config
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("services.yaml"))
+    }
+
     pub(crate) fn load(&self) -> anyhow::Result<(Config, StateDir)> {
-        let config = config::load(&self.config)?;
+        let file = self.config_file();
+        let config = config::load(&file)?;
         let state = self
             .state_dir
             .clone()
-            .map_or_else(|| StateDir::beside(&self.config), StateDir::new);
+            .map_or_else(|| StateDir::beside(&file), StateDir::new);
         Ok((config, state))
     }
 }
@@ -97,6 +108,11 @@ pub enum Command {
     /// Print the `export` lines that make a process act as SERVICE (its metadata server,
     /// project and name), read from the running server; without SERVICE, the default
     /// metadata listener's.
+    ///
+    /// Like `status` and `decisions`, it finds the running server through --state-dir or
+    /// FRONTDOOR_STATE_DIR, else beside --config, else the nearest .frontdoor/ from the
+    /// current directory up, else the last server this user started; a server that is no
+    /// longer running is reported (exit code 1), never used.
     Env {
         #[command(flatten)]
         config: ConfigArgs,
@@ -157,12 +173,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let now = SystemClock.now();
             let claims = match (impersonate_service_account, user) {
                 (Some(email), _) => {
-                    let sa = config.service_account(&email).with_context(|| {
-                        format!(
-                            "service account `{email}` is not declared in {}",
-                            config.file.display()
-                        )
-                    })?;
+                    let sa = credentials::declared(&config, &email)?;
                     let audience = audiences.as_deref().unwrap_or(tokens::GCLOUD_CLIENT_ID);
                     tokens::service_account_claims(&config.issuer, sa, audience, now)
                 }
@@ -177,7 +188,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 (None, None) => bail!("give --impersonate-service-account EMAIL or --user EMAIL"),
             };
-            say(&format!("{}\n", tokens::mint(&keys, &claims)));
+            print_token(&tokens::mint(&keys, &claims));
             Ok(())
         }
     }
@@ -231,7 +242,7 @@ async fn decisions(config: ConfigArgs, limit: usize, json: bool) -> anyhow::Resu
 /// GET `path` on the running server's google listener, as JSON. Loopback only: never
 /// through a proxy the environment may name.
 async fn fetch_json(config: &ConfigArgs, path: &str) -> anyhow::Result<serde_json::Value> {
-    let addresses = running_addresses(config)?;
+    let addresses = locate::running(config)?;
     let url = format!("http://{}{path}", addresses.google);
     let client = reqwest::Client::builder().no_proxy().build()?;
     Ok(client
@@ -273,21 +284,15 @@ async fn status(config: ConfigArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The addresses the running server recorded in its state directory.
-pub(crate) fn running_addresses(config: &ConfigArgs) -> anyhow::Result<server::Addresses> {
-    let state = config
-        .state_dir
-        .clone()
-        .map_or_else(|| StateDir::beside(&config.config), StateDir::new);
-    let text = state.read_file("addresses.json").context(
-        "no running frontdoor recorded its addresses in the state directory; start `frontdoor serve` with the same --config/--state-dir",
-    )?;
-    Ok(serde_json::from_str(&text)?)
-}
-
 fn env(args: ConfigArgs, service: Option<&str>) -> anyhow::Result<()> {
-    let config = config::load(&args.config)?;
-    let addresses = running_addresses(&args)?;
+    let addresses = locate::running(&args)?;
+    // The running server's own file, unless one was named.
+    let file = args
+        .config
+        .clone()
+        .or(addresses.config_file.clone())
+        .unwrap_or_else(|| args.config_file());
+    let config = config::load(&file)?;
     let metadata = match service {
         None => addresses.metadata,
         Some(name) => {
@@ -297,7 +302,8 @@ fn env(args: ConfigArgs, service: Option<&str>) -> anyhow::Result<()> {
                 .get(name)
                 .with_context(|| {
                     format!(
-                        "no service `{name}` in the running server (services: {})",
+                        "no service `{name}` in the running server{} (services: {})",
+                        crate::suggest::did_you_mean(name, known.iter().copied()),
                         known.join(", ")
                     )
                 })?
@@ -318,11 +324,21 @@ fn env(args: ConfigArgs, service: Option<&str>) -> anyhow::Result<()> {
 async fn serve(args: ConfigArgs, bind_all: bool) -> anyhow::Result<()> {
     let (config, state_dir) = args.load()?;
     config.check_exposure(bind_all)?;
+    // Said at once: on a first start, making the keys takes a moment.
+    say(&format!(
+        "frontdoor: {} is valid; loading the signing keys in {} (made on first start), then binding the listeners\n",
+        config.file.display(),
+        state_dir.path().display()
+    ));
     let keys = state_dir.signing_keys()?;
     let kids = keys.kids().join(", ");
     let bound = server::bind(&config).await?;
     let shutdown = shutdown_signal()?;
-    let addresses = bound.addresses();
+    let addresses = server::Addresses {
+        pid: Some(std::process::id()),
+        config_file: std::path::absolute(&config.file).ok(),
+        ..bound.addresses()
+    };
     // Recorded before the banner, so that once it shows, `frontdoor env` and `decisions`
     // find the server (serve records it again after every reload).
     state_dir
@@ -331,6 +347,7 @@ async fn serve(args: ConfigArgs, bind_all: bool) -> anyhow::Result<()> {
             serde_json::to_string_pretty(&addresses)?.as_bytes(),
         )
         .context("cannot record the listeners' addresses")?;
+    locate::remember(state_dir.path());
     say(&format!(
         "frontdoor {} — project {} ({}, {})\n  front door   http://{}\n  google APIs  http://{}  (issuer {}, keys {kids})\n  decisions    http://{}/frontdoor/v1/decisions\n  metadata     http://{}  (default identity {})\n{}",
         env!("CARGO_PKG_VERSION"),
@@ -349,7 +366,10 @@ async fn serve(args: ConfigArgs, bind_all: bool) -> anyhow::Result<()> {
     if bind_all {
         state = state.binding_all_interfaces();
     }
-    server::serve(bound, crate::state::Live::new(state), shutdown).await?;
+    let record = state.state_dir.clone();
+    let served = server::serve(bound, crate::state::Live::new(state), shutdown).await;
+    locate::forget(&record);
+    served?;
     say("frontdoor stopped\n");
     Ok(())
 }
@@ -360,6 +380,18 @@ pub(crate) fn say(text: &str) {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+}
+
+/// Prints a token as the metadata server serves one: no trailing newline, so that
+/// `frontdoor external-token > subject.jwt` is a token file Google's libraries read as is.
+/// A terminal gets the newline, so the prompt does not run into the token.
+pub(crate) fn print_token(token: &str) {
+    use std::io::IsTerminal;
+    if std::io::stdout().is_terminal() {
+        say(&format!("{token}\n"));
+    } else {
+        say(token);
+    }
 }
 
 /// Installs the SIGINT and SIGTERM handlers now, so that a signal sent as soon as the

@@ -33,8 +33,9 @@ pub struct BindError {
     source: std::io::Error,
 }
 
-/// Where each listener actually is (ports chosen by the OS resolved). Written to the
-/// state directory at start, where `frontdoor env` and `frontdoor decisions` read it.
+/// Where each listener actually is (ports chosen by the OS resolved), and which process
+/// serves them from which file. Written to the state directory's `addresses.json` at start
+/// and after every reload, where the CLI's `env`, `status` and `decisions` find it.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct Addresses {
     pub frontdoor: SocketAddr,
@@ -43,6 +44,12 @@ pub struct Addresses {
     pub metadata: SocketAddr,
     /// Service name → its own listeners.
     pub services: BTreeMap<String, ServiceAddresses>,
+    /// The serving process, so that a record left by one that died can be told apart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    /// The configuration file in force.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
@@ -111,6 +118,8 @@ impl Bound {
             google: local(&self.google),
             metadata: local(&self.metadata),
             services,
+            pid: None,
+            config_file: None,
         }
     }
 }
@@ -186,6 +195,9 @@ pub async fn serve(
 fn publish(state: &AppState, shared: &Addresses, services: &Registry) {
     let addresses = Addresses {
         services: services.addresses(&state.config),
+        pid: Some(std::process::id()),
+        // Absolute: the CLI reads it from wherever it runs.
+        config_file: std::path::absolute(&state.config.file).ok(),
         ..shared.clone()
     };
     if let Ok(text) = serde_json::to_string_pretty(&addresses) {

@@ -108,11 +108,9 @@ async fn login_reaches_user_profiles_not_search_until_a_live_edit_allows_it() {
         "{first}"
     );
 
-    // Grant login the invoker role on search, live.
-    let granted = yaml.replace(
-        "    # Nobody may invoke search yet. To let login in, add:\n    #   iam_policy:",
-        "    iam_policy:",
-    );
+    // Grant login the invoker role on search, live: uncommented as an editor would, by
+    // removing the `# ` before it and nothing else.
+    let granted = yaml.replace("    # iam_policy:", "    iam_policy:");
     assert_ne!(granted, yaml, "the example's comment to uncomment changed");
     std::fs::write(&file, granted).unwrap();
     let status_url = format!("http://127.0.0.1:{}/frontdoor/v1/status", shared[1]);

@@ -258,7 +258,7 @@ fn serve_reuses_its_keys_across_restarts_and_stops_on_sigterm() {
             "{banner}"
         );
         let keys = banner
-            .split("keys ")
+            .split(", keys ")
             .nth(1)
             .unwrap()
             .split(')')

@@ -176,7 +176,12 @@ async fn workload_identity_federation_with_python_google_auth() {
                 &format!("repository={repository}"),
             ],
         );
-        std::fs::write(&token_file, subject.trim()).unwrap();
+        // Written exactly as printed: a token file Google's libraries read as is.
+        assert!(
+            !subject.ends_with('\n'),
+            "external-token printed a trailing newline"
+        );
+        std::fs::write(&token_file, &subject).unwrap();
         let env = env_with(home.path(), &config_file);
         let run = Command::new(python())
             .arg(repo().join("tests/python/token_clients.py"))

@@ -8,5 +8,10 @@ if ! cmp -s "$here/requirements.txt" "$here/.venv/.installed-requirements" 2>/de
   "$here/.venv/bin/pip" install --quiet --disable-pip-version-check -r "$here/requirements.txt"
   cp "$here/requirements.txt" "$here/.venv/.installed-requirements"
 fi
+# The frontdoor the README's first command installed; without one, build it here (cargo
+# shows its progress).
+if command -v frontdoor >/dev/null; then
+  exec frontdoor serve --config "$here/services.yaml" "$@"
+fi
 cd "$here/../.."
 exec cargo run --release -- serve --config "$here/services.yaml" "$@"

@@ -10,7 +10,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
-use super::{ConfigArgs, running_addresses, say};
+use super::{ConfigArgs, locate, say};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, Provider, ProviderKeys};
 use crate::keys::StateDir;
@@ -82,33 +82,44 @@ pub enum CredentialsCommand {
 
 /// `http://HOST:PORT` of the google listener: the running server's, else the configured one.
 fn google_base(args: &ConfigArgs, config: &Config) -> String {
-    let addr = running_addresses(args).map_or(config.listen.google, |a| a.google);
+    let addr = locate::running(args).map_or(config.listen.google, |a| a.google);
     format!("http://{addr}")
 }
 
-fn declared<'c>(
+pub(super) fn declared<'c>(
     config: &'c Config,
     email: &str,
 ) -> anyhow::Result<&'c crate::config::ServiceAccount> {
     config.service_account(email).with_context(|| {
         format!(
-            "service account `{email}` is not declared in {}",
-            config.file.display()
+            "service account `{email}` is not declared in {}{}",
+            config.file.display(),
+            crate::suggest::did_you_mean(
+                email,
+                config.service_accounts.iter().map(|a| a.email.as_str())
+            )
         )
     })
 }
 
+/// Writes `value` as a private file: created mode 0600, so a key is never readable by
+/// others, not even for a moment; an existing file is restricted before it is written.
 fn write_json(path: &PathBuf, value: &Value) -> anyhow::Result<()> {
-    let text = serde_json::to_string_pretty(value)?;
-    std::fs::write(path, text + "\n")
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-            .with_context(|| format!("cannot restrict {}", path.display()))?;
-    }
-    Ok(())
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let text = serde_json::to_string_pretty(value)? + "\n";
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut f| {
+            use std::os::unix::fs::PermissionsExt;
+            f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+            f.write_all(text.as_bytes())
+        })
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 pub(super) fn keys(command: KeysCommand) -> anyhow::Result<()> {
@@ -223,7 +234,7 @@ pub(super) fn external_token(args: ExternalToken) -> anyhow::Result<()> {
         URL_SAFE_NO_PAD.encode(serde_json::to_string(&claims)?)
     );
     let signature = URL_SAFE_NO_PAD.encode(key.sign(signed.as_bytes()));
-    say(&format!("{signed}.{signature}\n"));
+    super::print_token(&format!("{signed}.{signature}"));
     Ok(())
 }
 

@@ -328,9 +328,17 @@ pub fn cloud_run_env(metadata: &str, home: &Path) -> Vec<(String, String)> {
     ]
 }
 
-/// The frontdoor binary, for CLI tests.
+/// The frontdoor binary, for CLI tests. Its per-user note of the last server started goes
+/// to a directory of this test process, never the user's own, and no state directory
+/// comes from the environment.
 pub fn frontdoor() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_frontdoor"))
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_frontdoor"));
+    cmd.env(
+        "XDG_STATE_HOME",
+        std::env::temp_dir().join(format!("frontdoor-tests-{}", std::process::id())),
+    )
+    .env_remove("FRONTDOOR_STATE_DIR");
+    cmd
 }
 
 pub const FEDERATION_POOL: &str =

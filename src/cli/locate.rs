@@ -1,0 +1,184 @@
+//! Which running server a CLI command talks to (issue 9): the one named by `--state-dir`
+//! or `FRONTDOOR_STATE_DIR`; else the one beside an explicit `--config`; else the nearest
+//! `.frontdoor/addresses.json` from the current directory up; else the last server started
+//! by this user. A record whose process is gone or whose port is closed is stale: it is
+//! reported, never used.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::keys::StateDir;
+use crate::server::Addresses;
+
+use super::ConfigArgs;
+
+const RECORD: &str = "addresses.json";
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum LocateError {
+    #[error("no running frontdoor found; looked for {RECORD} in {}", looked(.0))]
+    NotFound(Vec<String>),
+    #[error(
+        "the frontdoor recorded in {} is not running ({why}); start it with `frontdoor serve`{}",
+        .file.display(),
+        others(.looked)
+    )]
+    Stale {
+        file: PathBuf,
+        why: String,
+        looked: Vec<String>,
+    },
+    #[error("cannot read {}", .0.display())]
+    Unreadable(PathBuf, #[source] anyhow::Error),
+}
+
+fn looked(places: &[String]) -> String {
+    places.join("; ")
+}
+
+fn others(places: &[String]) -> String {
+    if places.len() > 1 {
+        format!(" (looked in {})", looked(places))
+    } else {
+        String::new()
+    }
+}
+
+/// The per-user record of the last server started: a file holding its state directory.
+/// `$XDG_STATE_HOME/frontdoor/last-server`, else `~/.local/state/frontdoor/last-server`.
+pub(crate) fn last_server_file() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))?;
+    Some(base.join("frontdoor/last-server"))
+}
+
+/// Notes `state_dir` as this user's last started server. Best effort: the server runs
+/// without it.
+pub(crate) fn remember(state_dir: &Path) {
+    let Some(file) = last_server_file() else {
+        return;
+    };
+    let dir = std::path::absolute(state_dir).unwrap_or_else(|_| state_dir.to_owned());
+    if let Some(parent) = file.parent() {
+        let _ = std::fs::create_dir_all(parent);
+    }
+    let _ = std::fs::write(&file, dir.display().to_string());
+}
+
+/// On a clean stop: removes the server's record, and the per-user note if it names it.
+pub(crate) fn forget(state_dir: &StateDir) {
+    let _ = std::fs::remove_file(state_dir.path().join(RECORD));
+    let Some(file) = last_server_file() else {
+        return;
+    };
+    let ours = std::path::absolute(state_dir.path()).ok();
+    let noted = std::fs::read_to_string(&file).ok().map(PathBuf::from);
+    if ours.is_some() && ours == noted {
+        let _ = std::fs::remove_file(file);
+    }
+}
+
+/// The running server the command should talk to, as it recorded itself.
+pub(crate) fn running(args: &ConfigArgs) -> Result<Addresses, LocateError> {
+    let explicit = match (&args.state_dir, &args.config) {
+        (Some(dir), _) => Some((
+            StateDir::new(dir),
+            "the state directory given (--state-dir or FRONTDOOR_STATE_DIR)",
+        )),
+        (None, Some(config)) => Some((StateDir::beside(config), "beside the --config given")),
+        (None, None) => None,
+    };
+    if let Some((dir, how)) = explicit {
+        let place = format!("{} ({how})", dir.path().display());
+        return match check(&dir)? {
+            Some(Ok(addresses)) => Ok(addresses),
+            Some(Err(why)) => Err(LocateError::Stale {
+                file: dir.path().join(RECORD),
+                why,
+                looked: vec![place],
+            }),
+            None => Err(LocateError::NotFound(vec![place])),
+        };
+    }
+
+    // The current directory and each one above it, then the last server started.
+    let mut candidates: Vec<StateDir> = Vec::new();
+    let mut looked: Vec<String> = Vec::new();
+    if let Ok(cwd) = std::env::current_dir() {
+        candidates.extend(
+            cwd.ancestors()
+                .map(|dir| StateDir::new(dir.join(".frontdoor"))),
+        );
+        looked.push(format!(
+            "{}/.frontdoor and each directory above it",
+            cwd.display()
+        ));
+    }
+    if let Some(file) = last_server_file() {
+        match std::fs::read_to_string(&file) {
+            Ok(noted) => {
+                looked.push(format!(
+                    "{} (the last server started, noted in {})",
+                    noted.trim(),
+                    file.display()
+                ));
+                candidates.push(StateDir::new(noted.trim()));
+            }
+            Err(_) => looked.push(format!("{} (no server noted there)", file.display())),
+        }
+    }
+    let mut stale = None;
+    for dir in candidates {
+        match check(&dir)? {
+            Some(Ok(addresses)) => return Ok(addresses),
+            Some(Err(why)) => {
+                stale.get_or_insert((dir.path().join(RECORD), why));
+            }
+            None => {}
+        }
+    }
+    match stale {
+        Some((file, why)) => Err(LocateError::Stale { file, why, looked }),
+        None => Err(LocateError::NotFound(looked)),
+    }
+}
+
+/// `None`: no record there. `Some(Err(why))`: a record of a server that is gone.
+fn check(dir: &StateDir) -> Result<Option<Result<Addresses, String>>, LocateError> {
+    let file = dir.path().join(RECORD);
+    let text = match std::fs::read_to_string(&file) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => return Ok(None),
+        Err(e) => return Err(LocateError::Unreadable(file, e.into())),
+    };
+    let addresses: Addresses =
+        serde_json::from_str(&text).map_err(|e| LocateError::Unreadable(file, e.into()))?;
+    if let Some(pid) = addresses.pid {
+        if !process_exists(pid) {
+            return Ok(Some(Err(format!("its process {pid} is gone"))));
+        }
+    }
+    if std::net::TcpStream::connect_timeout(&addresses.google, Duration::from_millis(500)).is_err()
+    {
+        return Ok(Some(Err(format!(
+            "nothing answers at its google listener {}",
+            addresses.google
+        ))));
+    }
+    Ok(Some(Ok(addresses)))
+}
+
+fn process_exists(pid: u32) -> bool {
+    let Ok(pid) = i32::try_from(pid) else {
+        return false;
+    };
+    // Signal 0 checks that the process exists without sending anything; EPERM means it
+    // exists but belongs to someone else.
+    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
+        Ok(()) => true,
+        Err(e) => e == nix::errno::Errno::EPERM,
+    }
+}
