@@ -327,7 +327,13 @@ fn identity(
         }
     };
     let now = state.now();
-    let key = format!("identity\0{}\0{audience}\0{full}\0{licenses}", sa.email);
+    // Keyed by everything the token depends on: a `full` token names this listener's
+    // instance, so two services on one account must not share it.
+    let instance = if full { &*id.instance_id } else { "" };
+    let key = format!(
+        "identity\0{}\0{audience}\0{full}\0{licenses}\0{instance}",
+        sa.email
+    );
     let (token, _) = state.metadata_tokens.get_or_mint(key, now, || {
         let mut claims = tokens::service_account_claims(&state.config.issuer, sa, audience, now);
         if full {

@@ -342,6 +342,23 @@ async fn each_listener_serves_its_own_identity() {
         .await;
         assert_eq!(g.body, want, "{host}");
     }
+    // search's listener and the default one share search's account, yet a `format=full`
+    // token names the instance that asked: the cache is keyed by it (issue 10).
+    let mut names = Vec::new();
+    for host in [
+        emu.metadata_of("search"),
+        emu.addresses.metadata.to_string(),
+    ] {
+        let g = md(
+            &host,
+            &format!("{V1}/instance/service-accounts/default/identity?audience=x&format=full"),
+            &[FLAVOR],
+        )
+        .await;
+        let claims = frontdoor::tokens::peek_claims(&g.body).unwrap();
+        names.push(claims["google"]["compute_engine"]["instance_name"].clone());
+    }
+    assert_eq!(names, ["search", "localhost"]);
     emu.stop().await;
     // Without the setting, the default listener is the first account declared.
     let emu = Emulator::start(&three_services()).await;
