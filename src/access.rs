@@ -38,6 +38,11 @@ impl Default for AccessTokens {
 }
 
 impl AccessTokens {
+    /// How many grants are remembered.
+    pub fn entries(&self) -> usize {
+        self.grants.len()
+    }
+
     /// A new token for `principal` with `scopes`, valid for `lifetime` seconds from `now`.
     pub fn issue(
         &self,

@@ -27,6 +27,24 @@ mod locate;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// On an error, print every cause in the chain, not only the first and the last.
+    #[arg(long, short, global = true)]
+    pub verbose: bool,
+}
+
+/// An error as the user reads it: what failed and its root cause on one line; with
+/// `--verbose`, every link of the chain (an HTTP client's error, say) on a line of its own.
+pub fn describe_error(e: &anyhow::Error, verbose: bool) -> String {
+    let chain: Vec<String> = e.chain().map(ToString::to_string).collect();
+    if verbose {
+        return chain.join("\n  caused by: ");
+    }
+    match chain.as_slice() {
+        [] => String::new(),
+        [only] => only.clone(),
+        [first, .., root] if first.ends_with(root.as_str()) => first.clone(),
+        [first, .., root] => format!("{first}: {root} (--verbose shows every cause)"),
+    }
 }
 
 #[derive(Debug, Args)]
@@ -125,13 +143,18 @@ pub enum Command {
         #[command(flatten)]
         config: ConfigArgs,
     },
-    /// Show the front door's recent decisions, with their reasons, from the running server.
+    /// Show the recent decisions of every surface (the front door, IAM Credentials,
+    /// /token, STS, tokeninfo, the metadata server), with their reasons, from the running
+    /// server.
     Decisions {
         #[command(flatten)]
         config: ConfigArgs,
         /// How many of the newest decisions to show.
         #[arg(long, default_value_t = 20)]
         limit: usize,
+        /// Only this surface's decisions.
+        #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(crate::decisions::SURFACES))]
+        surface: Option<String>,
         /// Print the raw JSON.
         #[arg(long)]
         json: bool,
@@ -149,8 +172,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Decisions {
             config,
             limit,
+            surface,
             json,
-        } => decisions(config, limit, json).await,
+        } => decisions(config, limit, surface.as_deref(), json).await,
         Command::Check { config } => {
             let config = config::load(&config)?;
             let mut out = describe(&config, None);
@@ -194,8 +218,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-async fn decisions(config: ConfigArgs, limit: usize, json: bool) -> anyhow::Result<()> {
-    let body = fetch_json(&config, &format!("/frontdoor/v1/decisions?limit={limit}")).await?;
+async fn decisions(
+    config: ConfigArgs,
+    limit: usize,
+    surface: Option<&str>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let filter = surface.map_or_else(String::new, |s| format!("&surface={s}"));
+    let body = fetch_json(
+        &config,
+        &format!("/frontdoor/v1/decisions?limit={limit}{filter}"),
+    )
+    .await?;
     if json {
         say(&format!("{}\n", serde_json::to_string_pretty(&body)?));
         return Ok(());
@@ -213,9 +247,14 @@ async fn decisions(config: ConfigArgs, limit: usize, json: bool) -> anyhow::Resu
         }
     }
     if list.is_empty() {
-        out.push_str(
-            "no decisions yet: the front door has not been asked anything since it started\n",
-        );
+        match surface {
+            Some(s) => out.push_str(&format!(
+                "no decisions of surface `{s}` yet: it has decided nothing since the server started\n"
+            )),
+            None => out.push_str(
+                "no decisions yet: nothing has been asked of frontdoor since it started\n",
+            ),
+        }
     }
     // The server escapes what it records; escaping again here keeps a terminal safe from
     // whatever answers on that port.
@@ -225,12 +264,26 @@ async fn decisions(config: ConfigArgs, limit: usize, json: bool) -> anyhow::Resu
         let time = humantime::format_rfc3339_seconds(
             std::time::UNIX_EPOCH + std::time::Duration::from_secs(d.time.max(0) as u64),
         );
+        // The front door's lines name the service; the other surfaces say which they are
+        // and what was asked of them.
+        let what = if d.surface == crate::decisions::FRONT_DOOR {
+            format!(
+                "{} {} {}",
+                esc(&d.method),
+                esc(d.service.as_deref().unwrap_or("-")),
+                esc(&d.path)
+            )
+        } else {
+            format!(
+                "{} {} {}",
+                esc(&d.surface),
+                esc(&d.method),
+                esc(d.target.as_deref().unwrap_or(&d.path))
+            )
+        };
         out.push_str(&format!(
-            "{time} {verdict} {} {} {} {} → {}\n    {}\n",
+            "{time} {verdict} {} {what} → {}\n    {}\n",
             d.status,
-            esc(&d.method),
-            esc(d.service.as_deref().unwrap_or("-")),
-            esc(&d.path),
             esc(d.principal.as_deref().unwrap_or("(no principal)")),
             esc(&d.reason)
         ));
@@ -463,5 +516,28 @@ fn invokers(config: &Config, s: &config::Service) -> String {
         "invokable by nobody yet".into()
     } else {
         format!("invokable by {}", members.join(", "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_show_what_failed_and_the_root_cause_and_verbose_shows_all() {
+        let e = anyhow::anyhow!("tcp connect error: Connection refused (os error 111)")
+            .context("error sending request for url (http://127.0.0.1:8088/)")
+            .context("cannot reach frontdoor at http://127.0.0.1:8088/");
+        assert_eq!(
+            describe_error(&e, false),
+            "cannot reach frontdoor at http://127.0.0.1:8088/: tcp connect error: Connection refused (os error 111) (--verbose shows every cause)"
+        );
+        let all = describe_error(&e, true);
+        assert_eq!(all.lines().count(), 3, "{all}");
+        assert!(
+            all.contains("\n  caused by: error sending request"),
+            "{all}"
+        );
+        assert_eq!(describe_error(&anyhow::anyhow!("plain"), false), "plain");
     }
 }

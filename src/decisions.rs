@@ -1,16 +1,40 @@
-//! Every front-door decision, allowed or denied, with its reason: one structured log event
+//! Every decision, allowed or denied, with its reason, from every surface (the front door,
+//! IAM Credentials, `/token`, STS, tokeninfo, the metadata server): one structured log event
 //! each, and a bounded in-memory list that the google listener serves and the CLI reads.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
 
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
 use serde::Serialize;
 
 /// How many decisions are kept; older ones are dropped.
 pub const CAPACITY: usize = 1000;
 
+/// The surfaces that decide, as `Decision::surface` names them.
+pub const SURFACES: [&str; 6] = [
+    FRONT_DOOR,
+    "iamcredentials",
+    "token",
+    "sts",
+    "tokeninfo",
+    "metadata",
+];
+pub const FRONT_DOOR: &str = "frontdoor";
+
+fn front_door() -> String {
+    FRONT_DOOR.to_owned()
+}
+
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct Decision {
+    /// Which surface decided: one of [`SURFACES`].
+    #[serde(default = "front_door")]
+    pub surface: String,
     /// Seconds since the Unix epoch.
     pub time: i64,
     pub allowed: bool,
@@ -26,13 +50,172 @@ pub struct Decision {
     pub principal: Option<String>,
     /// Which header the credential came from, if any.
     pub credential: Option<String>,
+    /// What was asked for, off the front door: the service account acted as, the audience
+    /// or provider, the metadata listener's service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// The IAM permission checked, where one was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permission: Option<String>,
     pub reason: String,
+    /// How long the decision took, in microseconds: for the front door, until the
+    /// response headers (the upstream's included).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_us: Option<u64>,
 }
 
-#[derive(Debug, Default)]
+impl Decision {
+    /// A decision of `surface` about a request, to be filled in.
+    pub fn about(surface: &str, time: i64, method: &str, host: &str, path: &str) -> Decision {
+        Decision {
+            surface: surface.to_owned(),
+            time,
+            allowed: false,
+            status: 0,
+            service: None,
+            revision: None,
+            method: method.to_owned(),
+            host: host.to_owned(),
+            path: path.to_owned(),
+            principal: None,
+            credential: None,
+            target: None,
+            permission: None,
+            reason: String::new(),
+            latency_us: None,
+        }
+    }
+
+    /// Records the time since `started` as this decision's latency.
+    pub fn timed(mut self, started: std::time::Instant) -> Decision {
+        self.latency_us = Some(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX));
+        self
+    }
+}
+
+/// What a handler off the front door says about the request it answered; the layer that
+/// records decisions reads it from the response's extensions (see [`Explanation::attach`]).
+#[derive(Debug, Clone, Default)]
+pub struct Explanation {
+    pub principal: Option<String>,
+    pub target: Option<String>,
+    pub permission: Option<&'static str>,
+    pub reason: Option<String>,
+}
+
+impl Explanation {
+    /// Adds what this explanation knows to `response`'s, keeping what is already there
+    /// unless this one says otherwise.
+    pub fn attach<B>(self, response: &mut http::Response<B>) {
+        let extensions = response.extensions_mut();
+        match extensions.get_mut::<Explanation>() {
+            Some(e) => {
+                e.principal = self.principal.or(e.principal.take());
+                e.target = self.target.or(e.target.take());
+                e.permission = self.permission.or(e.permission);
+                e.reason = self.reason.or(e.reason.take());
+            }
+            None => {
+                extensions.insert(self);
+            }
+        }
+    }
+
+    /// The reason alone, for the error shapes' one rendering function.
+    pub fn because(reason: impl Into<String>) -> Explanation {
+        Explanation {
+            reason: Some(reason.into()),
+            ..Explanation::default()
+        }
+    }
+}
+
+/// Records what a surface off the front door decided about `response`: allowed when its
+/// status is a success, with what the handler explained (`fallback` when it explained
+/// nothing); a refusal's reason goes into `X-Frontdoor-Reason` too.
+pub fn record_answer<B>(
+    log: &DecisionLog,
+    mut decision: Decision,
+    explained: Explanation,
+    fallback: Option<String>,
+    response: &mut http::Response<B>,
+) {
+    let status = response.status();
+    decision.status = status.as_u16();
+    decision.allowed = status.is_success();
+    decision.principal = explained.principal;
+    decision.target = explained.target;
+    decision.permission = explained.permission.map(str::to_owned);
+    decision.reason = explained
+        .reason
+        .or(fallback)
+        .unwrap_or_else(|| format!("answered {status}"));
+    if !decision.allowed {
+        if let Some(value) = reason_header(&decision.reason) {
+            response.headers_mut().insert(REASON_HEADER, value);
+        }
+    }
+    log.record(decision);
+}
+
+/// `X-Frontdoor-Reason`, frontdoor's addition on every request it turns away, on every
+/// surface: Cloud Run and Google's APIs do not send it.
+pub const REASON_HEADER: http::HeaderName = http::HeaderName::from_static("x-frontdoor-reason");
+
+/// `reason` as a header value: ASCII, with the few non-ASCII signs our reasons use spelled
+/// out and anything else replaced.
+pub fn reason_header(reason: &str) -> Option<http::HeaderValue> {
+    let ascii: String = reason
+        .replace('→', "->")
+        .replace('…', "...")
+        .chars()
+        .map(|c| {
+            if c.is_ascii() && !c.is_ascii_control() {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect();
+    http::HeaderValue::from_str(&ascii).ok()
+}
+
+#[derive(Debug)]
 pub struct DecisionLog {
     // A std Mutex: it is never held across an await, and the critical section is a push.
     entries: Mutex<VecDeque<Decision>>,
+    /// Every decision counted, for `/metrics`; the labels are bounded by the configuration
+    /// (services) and by HTTP (statuses).
+    counts: Family<DecisionLabels, Counter>,
+    latency: Family<SurfaceLabels, Histogram, fn() -> Histogram>,
+}
+
+impl Default for DecisionLog {
+    fn default() -> Self {
+        DecisionLog {
+            entries: Mutex::default(),
+            counts: Family::default(),
+            latency: Family::new_with_constructor(latency_histogram),
+        }
+    }
+}
+
+/// 50 µs to about 3 s, doubling.
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.000_05, 2.0, 16))
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DecisionLabels {
+    surface: String,
+    service: String,
+    outcome: String,
+    status: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SurfaceLabels {
+    surface: String,
 }
 
 /// `s` with every control character (newlines, ESC and the rest of C0 and C1, DEL) written
@@ -69,6 +252,7 @@ impl Decision {
             &mut self.revision,
             &mut self.principal,
             &mut self.credential,
+            &mut self.target,
         ]
         .into_iter()
         .flatten()
@@ -90,7 +274,89 @@ impl Decision {
 impl DecisionLog {
     pub fn record(&self, decision: Decision) {
         let decision = decision.escaped();
+        // The metadata server is polled by every client library: what it hands out is
+        // worth a debug line, what it refuses an info one.
+        if decision.surface == "metadata" && decision.allowed {
+            tracing::debug!(
+                decision.surface = %decision.surface,
+                decision.status = decision.status,
+                decision.principal = decision.principal.as_deref().unwrap_or("-"),
+                decision.target = decision.target.as_deref().unwrap_or("-"),
+                http.path = %decision.path,
+                reason = %decision.reason,
+                "decision"
+            );
+        } else {
+            self.log(&decision);
+        }
+        self.counts
+            .get_or_create(&DecisionLabels {
+                surface: decision.surface.clone(),
+                service: decision.service.clone().unwrap_or_default(),
+                outcome: if decision.allowed { "allow" } else { "deny" }.to_owned(),
+                status: decision.status.to_string(),
+            })
+            .inc();
+        if let Some(us) = decision.latency_us {
+            self.latency
+                .get_or_create(&SurfaceLabels {
+                    surface: decision.surface.clone(),
+                })
+                .observe(us as f64 / 1e6);
+        }
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if entries.len() == CAPACITY {
+            entries.pop_front();
+        }
+        entries.push_back(decision);
+    }
+
+    /// Registers the decision counts and latencies in `registry`, for `/metrics`.
+    pub fn register_metrics(&self, registry: &mut Registry) {
+        registry.register(
+            "frontdoor_decisions",
+            "Decisions made, by surface, service, outcome and HTTP status",
+            self.counts.clone(),
+        );
+        registry.register_with_unit(
+            "frontdoor_decision_duration",
+            "How long decisions took (the front door's until the response headers)",
+            Unit::Seconds,
+            self.latency.clone(),
+        );
+    }
+
+    /// How many decisions are kept, and about how many bytes their text takes.
+    pub fn size(&self) -> (usize, usize) {
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let bytes = entries
+            .iter()
+            .map(|d| {
+                std::mem::size_of::<Decision>()
+                    + d.surface.len()
+                    + d.method.len()
+                    + d.host.len()
+                    + d.path.len()
+                    + d.reason.len()
+                    + [
+                        &d.service,
+                        &d.revision,
+                        &d.principal,
+                        &d.credential,
+                        &d.target,
+                        &d.permission,
+                    ]
+                    .iter()
+                    .filter_map(|f| f.as_ref().map(String::len))
+                    .sum::<usize>()
+            })
+            .sum();
+        (entries.len(), bytes)
+    }
+
+    fn log(&self, decision: &Decision) {
         tracing::info!(
+            decision.surface = %decision.surface,
             decision.allowed = decision.allowed,
             decision.status = decision.status,
             decision.service = decision.service.as_deref().unwrap_or("-"),
@@ -99,21 +365,30 @@ impl DecisionLog {
             http.method = %decision.method,
             http.host = %decision.host,
             http.path = %decision.path,
+            decision.target = decision.target.as_deref().unwrap_or("-"),
+            decision.permission = decision.permission.as_deref().unwrap_or("-"),
             reason = %decision.reason,
-            "front door decision"
+            "decision"
         );
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        if entries.len() == CAPACITY {
-            entries.pop_front();
-        }
-        entries.push_back(decision);
     }
 
     /// The newest `limit` decisions, oldest first.
     pub fn recent(&self, limit: usize) -> Vec<Decision> {
+        self.recent_of(limit, None)
+    }
+
+    /// The newest `limit` decisions of `surface` (of all, for `None`), oldest first.
+    pub fn recent_of(&self, limit: usize, surface: Option<&str>) -> Vec<Decision> {
         let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        let skip = entries.len().saturating_sub(limit);
-        entries.iter().skip(skip).cloned().collect()
+        let mut out: Vec<Decision> = entries
+            .iter()
+            .rev()
+            .filter(|d| surface.is_none_or(|s| d.surface == s))
+            .take(limit)
+            .cloned()
+            .collect();
+        out.reverse();
+        out
     }
 }
 
@@ -124,16 +399,10 @@ mod tests {
     fn d(n: i64) -> Decision {
         Decision {
             time: n,
-            allowed: true,
             status: 200,
-            service: None,
-            revision: None,
-            method: "GET".into(),
-            host: "h".into(),
-            path: "/".into(),
-            principal: None,
-            credential: None,
+            allowed: true,
             reason: "r".into(),
+            ..Decision::about(FRONT_DOOR, n, "GET", "h", "/")
         }
     }
 
@@ -157,6 +426,26 @@ mod tests {
             escape_controls("plain ✓ text"),
             std::borrow::Cow::Borrowed(_)
         ));
+    }
+
+    #[test]
+    fn decisions_are_filtered_by_surface_newest_kept() {
+        let log = DecisionLog::default();
+        for n in 0..10 {
+            let mut d = d(n);
+            if n % 2 == 0 {
+                d.surface = "sts".into();
+            }
+            log.record(d);
+        }
+        let sts: Vec<i64> = log
+            .recent_of(3, Some("sts"))
+            .iter()
+            .map(|d| d.time)
+            .collect();
+        assert_eq!(sts, [4, 6, 8]);
+        assert!(log.recent_of(3, Some("metadata")).is_empty());
+        assert_eq!(log.recent(2).len(), 2);
     }
 
     #[test]

@@ -30,6 +30,11 @@ pub struct FrontDoor {
 }
 
 impl FrontDoor {
+    /// How many verified tokens are remembered.
+    pub fn verified_tokens(&self) -> usize {
+        self.tokens.len()
+    }
+
     /// Routes for `config`; the verified-token cache of `previous` is kept.
     pub fn new(config: &Config, previous: Option<&FrontDoor>) -> FrontDoor {
         let mut hosts = HashMap::new();
@@ -106,6 +111,7 @@ async fn handle(
 }
 
 async fn decide_and_forward(listener: &Listener, peer: Peer, req: Request) -> Response<Body> {
+    let started = std::time::Instant::now();
     let state = &listener.live.get();
     let door = &state.frontdoor;
     let host = req
@@ -116,19 +122,13 @@ async fn decide_and_forward(listener: &Listener, peer: Peer, req: Request) -> Re
         .unwrap_or("")
         .to_owned();
     let path = req.uri().path().to_owned();
-    let mut decision = Decision {
-        time: state.now(),
-        allowed: false,
-        status: 404,
-        service: None,
-        revision: None,
-        method: req.method().to_string(),
-        host: host.clone(),
-        path: path.clone(),
-        principal: None,
-        credential: None,
-        reason: String::new(),
-    };
+    let mut decision = Decision::about(
+        crate::decisions::FRONT_DOOR,
+        state.now(),
+        req.method().as_str(),
+        &host,
+        &path,
+    );
 
     let routed = match &listener.pinned {
         Some(name) => state.config.services.iter().position(|s| &s.name == name),
@@ -139,7 +139,12 @@ async fn decide_and_forward(listener: &Listener, peer: Peer, req: Request) -> Re
             decision.reason = format!(
                 "service `{name}` is no longer in the configuration (a reload removed it); its listener is closing"
             );
-            return turned_away(state, decision, axum::http::StatusCode::NOT_FOUND, None);
+            return turned_away(
+                state,
+                decision.timed(started),
+                axum::http::StatusCode::NOT_FOUND,
+                None,
+            );
         }
         let mut known: Vec<&str> = door.hosts.keys().map(String::as_str).collect();
         known.sort_unstable();
@@ -147,7 +152,12 @@ async fn decide_and_forward(listener: &Listener, peer: Peer, req: Request) -> Re
             "host `{host}` is not the URL of any service (known hosts: {}); send the request to a service's own listener or set the Host header",
             known.join(", ")
         );
-        return turned_away(state, decision, axum::http::StatusCode::NOT_FOUND, None);
+        return turned_away(
+            state,
+            decision.timed(started),
+            axum::http::StatusCode::NOT_FOUND,
+            None,
+        );
     };
     let service = &state.config.services[index];
     decision.service = Some(service.name.clone());
@@ -159,7 +169,7 @@ async fn decide_and_forward(listener: &Listener, peer: Peer, req: Request) -> Re
     if let Some(status) = verdict.deny {
         decision.status = status.as_u16();
         decision.reason = verdict.reason;
-        return turned_away(state, decision, status, None);
+        return turned_away(state, decision.timed(started), status, None);
     }
 
     let forwarded = match proxy::Target::of(service, &state.supervisor).await {
@@ -182,13 +192,18 @@ async fn decide_and_forward(listener: &Listener, peer: Peer, req: Request) -> Re
             decision.status = r.status().as_u16();
             decision.reason = verdict.reason;
             let _ = write!(decision.reason, "; proxied to {}", service.upstream);
-            state.decisions.record(decision);
+            state.decisions.record(decision.timed(started));
             r
         }
         Err(e) => {
             decision.allowed = e.status() != axum::http::StatusCode::PAYLOAD_TOO_LARGE;
             decision.reason = format!("{}; but {e}", verdict.reason);
-            turned_away(state, decision, e.status(), Some(&e.to_string()))
+            turned_away(
+                state,
+                decision.timed(started),
+                e.status(),
+                Some(&e.to_string()),
+            )
         }
     }
 }
@@ -208,25 +223,11 @@ fn turned_away(
         decision.reason.push_str(&note);
     }
     let mut response = page::error(status, &decision.path, cause);
-    let ascii: String = decision
-        .reason
-        .replace('→', "->")
-        .replace('…', "...")
-        .chars()
-        .map(|c| {
-            if c.is_ascii() && !c.is_ascii_control() {
-                c
-            } else {
-                '?'
-            }
-        })
-        .collect();
-    if let Ok(value) = HeaderValue::from_str(&ascii) {
-        response.headers_mut().insert(X_FRONTDOOR_REASON, value);
+    if let Some(value) = crate::decisions::reason_header(&decision.reason) {
+        response
+            .headers_mut()
+            .insert(crate::decisions::REASON_HEADER, value);
     }
     state.decisions.record(decision);
     response
 }
-
-const X_FRONTDOOR_REASON: header::HeaderName =
-    header::HeaderName::from_static("x-frontdoor-reason");

@@ -1,6 +1,6 @@
 //! The google APIs listener (SPEC §6): the issuer's discovery document and published keys,
-//! the OAuth2 token endpoint, tokeninfo, IAM Credentials and STS, and the front door's
-//! decision log.
+//! the OAuth2 token endpoint, tokeninfo, IAM Credentials and STS, whose decisions go to the
+//! one decision log; and frontdoor's own decisions and status endpoints.
 
 mod assertion;
 mod caller;
@@ -13,8 +13,12 @@ mod sts;
 mod tokeninfo;
 
 use axum::Router;
+use axum::extract::{Request, State};
 use axum::http::HeaderMap;
+use axum::middleware::Next;
+use axum::response::Response;
 
+use crate::decisions::{Decision, Explanation, record_answer};
 use crate::state::{AppState, Live};
 
 pub fn app(live: Live) -> Router {
@@ -25,7 +29,53 @@ pub fn app(live: Live) -> Router {
         .merge(tokeninfo::routes())
         .merge(iamcredentials::routes())
         .merge(sts::routes())
+        .layer(axum::middleware::from_fn_with_state(live.clone(), record))
         .with_state(live)
+}
+
+/// The surface that decides at `path`, if one does (the issuer's keys and frontdoor's own
+/// endpoints decide nothing).
+fn surface(path: &str) -> Option<&'static str> {
+    match path {
+        "/token" | "/oauth2/v4/token" => Some("token"),
+        "/v1/token" => Some("sts"),
+        "/tokeninfo" | "/oauth2/v3/tokeninfo" => Some("tokeninfo"),
+        p if p.starts_with("/v1/projects/") => Some("iamcredentials"),
+        _ => None,
+    }
+}
+
+/// Records each decision of the deciding surfaces in the one decision log, with what the
+/// handler attached to its answer (who asked, for what, and why), and puts the reason in
+/// `X-Frontdoor-Reason` on a refusal, as the front door does.
+async fn record(State(live): State<Live>, req: Request, next: Next) -> Response {
+    let Some(surface) = surface(req.uri().path()) else {
+        return next.run(req).await;
+    };
+    let method = req.method().clone();
+    let host = req
+        .headers()
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let path = req.uri().path().to_owned();
+    let started = std::time::Instant::now();
+    let mut response = next.run(req).await;
+    let explained = response
+        .extensions_mut()
+        .remove::<Explanation>()
+        .unwrap_or_default();
+    let state = live.get();
+    let decision = Decision::about(surface, state.now(), method.as_str(), &host, &path);
+    record_answer(
+        &state.decisions,
+        decision.timed(started),
+        explained,
+        None,
+        &mut response,
+    );
+    response
 }
 
 /// `http://HOST` as the caller reached us, so the URLs we hand out work from wherever the

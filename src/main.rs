@@ -6,7 +6,7 @@ use clap::Parser;
 // pattern markedly faster than the system allocator.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use frontdoor::cli::{Cli, run};
+use frontdoor::cli::{Cli, describe_error, run};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -18,10 +18,11 @@ async fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    let verbose = cli.verbose;
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", describe_error(&e, verbose));
             ExitCode::FAILURE
         }
     }

@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 
 use crate::access::CLOUD_PLATFORM;
 use crate::config::ServiceAccount;
+use crate::decisions::{Decision, Explanation, record_answer};
 use crate::iam::Principal;
 use crate::state::{AppState, Live};
 use crate::tokens;
@@ -41,6 +42,11 @@ impl Default for MetadataTokens {
 }
 
 impl MetadataTokens {
+    /// How many tokens are cached.
+    pub fn entries(&self) -> usize {
+        self.cache.len()
+    }
+
     /// The cached token for `key` while it has more than five minutes left, else a new one
     /// from `mint` (which returns the token and its expiry).
     fn get_or_mint(
@@ -90,6 +96,7 @@ pub fn app(live: Live, service: Option<String>) -> Router {
 }
 
 async fn handle(State(listener): State<Listener>, req: Request) -> Response {
+    let started = std::time::Instant::now();
     let (parts, _) = req.into_parts();
     let query = parse_query(parts.uri.query());
     let state = listener.live.get();
@@ -111,7 +118,62 @@ async fn handle(State(listener): State<Listener>, req: Request) -> Response {
         service: listener.service.clone(),
         instance_id: listener.instance_id.clone(),
     };
-    serve(&state, &identity, parts.uri.path(), &query, &parts.headers)
+    let response = serve(&state, &identity, parts.uri.path(), &query, &parts.headers);
+    record(&state, &identity, &parts, &query, response, started)
+}
+
+/// Records what the metadata server handed out (tokens) and what it refused, in the one
+/// decision log; a refusal carries its reason in `X-Frontdoor-Reason` too. Reads of plain
+/// values (project id, zone, the ping) are not decisions.
+fn record(
+    state: &AppState,
+    id: &Identity,
+    parts: &axum::http::request::Parts,
+    query: &[(String, String)],
+    mut response: Response,
+    started: std::time::Instant,
+) -> Response {
+    let path = parts.uri.path();
+    let status = response.status();
+    let issued = if path.ends_with("/identity") {
+        Some(format!(
+            "issued an ID token for audience {}",
+            param(query, "audience").unwrap_or("")
+        ))
+    } else if path.ends_with("/token") {
+        Some("issued an access token".to_owned())
+    } else {
+        None
+    };
+    if status.is_success() && issued.is_none() {
+        return response;
+    }
+    let explained = response
+        .extensions_mut()
+        .remove::<Explanation>()
+        .unwrap_or_default();
+    let host = parts
+        .headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    let decision = Decision::about("metadata", state.now(), parts.method.as_str(), host, path);
+    let explained = Explanation {
+        principal: Some(format!("serviceAccount:{}", id.email)),
+        target: Some(match &id.service {
+            Some(name) => format!("service {name}'s metadata server"),
+            None => "the default metadata server".to_owned(),
+        }),
+        ..explained
+    };
+    record_answer(
+        &state.decisions,
+        decision.timed(started),
+        explained,
+        issued,
+        &mut response,
+    );
+    response
 }
 
 fn parse_query(query: Option<&str>) -> Vec<(String, String)> {

@@ -258,6 +258,7 @@ async fn apply(
             }
         }
         Ok(Some(next)) => {
+            status.applied += 1;
             status.generation = next.generation;
             status.last = Some(LastReload {
                 time: now,
@@ -273,6 +274,7 @@ async fn apply(
             tracing::info!(generation = next.generation, revisions = %revisions.join(", "), "configuration reloaded");
         }
         Err(error) => {
+            status.refused += 1;
             tracing::error!(%error, "configuration change refused; the running configuration stays");
             status.last = Some(LastReload {
                 time: now,

@@ -66,7 +66,7 @@ impl AppState {
             generation: 1,
             reload: Arc::new(Mutex::new(ReloadStatus {
                 generation: 1,
-                last: None,
+                ..ReloadStatus::default()
             })),
             keys: Arc::new(keys),
             system_keys: Arc::new(SystemKeys::new(state_dir.clone())),

@@ -137,6 +137,10 @@ fn expected(name: &str) -> &'static [&'static str] {
             "\"aud\":\"https://x\"",
             "\"email\":\"login@demo-project.iam.gserviceaccount.com\"",
         ],
+        "health" => &[
+            "ok",
+            r#"frontdoor_decisions_total{surface="tokeninfo",service="",outcome="allow",status="200"} 1"#,
+        ],
         other => panic!("README expects `{other}`, which this test does not know"),
     }
 }

@@ -53,7 +53,6 @@ impl VerifiedTokens {
         Ok(verified)
     }
 
-    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.cache.len()
     }

@@ -1,13 +1,23 @@
-//! frontdoor's own endpoints: `GET /frontdoor/v1/decisions[?limit=N]`, the front door's
-//! recent decisions, oldest first; and `GET /frontdoor/v1/status`, the configuration in
+//! frontdoor's own endpoints: `GET /frontdoor/v1/decisions[?limit=N][&surface=S]`, the
+//! recent decisions of every surface (or one), oldest first; `GET /healthz` and
+//! `GET /metrics` (Prometheus); and `GET /frontdoor/v1/status`, the configuration in
 //! force, each service's revision and instance, and how the last reload went.
 
 use axum::extract::{Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::{Registry, Unit};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::decisions::SURFACES;
 use crate::state::{AppState, Live};
 use crate::upstream::supervisor::Phase;
 
@@ -15,16 +25,142 @@ pub(super) fn routes() -> Router<Live> {
     Router::new()
         .route("/frontdoor/v1/decisions", get(list))
         .route("/frontdoor/v1/status", get(status))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+}
+
+/// 200 once every listener is bound (this one answers only after all are) and every
+/// `command` service's instance is ready; 503 naming those that are not.
+async fn healthz(State(state): State<AppState>) -> Response {
+    let waiting: Vec<String> = state
+        .config
+        .services
+        .iter()
+        .filter(|s| matches!(s.upstream, crate::config::Upstream::Command(_)))
+        .filter_map(|s| match state.supervisor.get(&s.name).map(|i| i.phase()) {
+            Some(Phase::Ready(_)) => None,
+            Some(Phase::Failed(why)) => Some(format!("{}: failed: {why}", s.name)),
+            Some(_) => Some(format!("{}: starting", s.name)),
+            None => Some(format!("{}: not started", s.name)),
+        })
+        .collect();
+    if waiting.is_empty() {
+        (StatusCode::OK, "ok\n").into_response()
+    } else {
+        let body = format!("not ready:\n{}\n", waiting.join("\n"));
+        (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Labeled {
+    name: String,
+}
+
+/// Prometheus metrics (OpenMetrics text): decisions by surface, service, outcome and status,
+/// their latencies, the caches' sizes, instance restarts, and reloads applied and refused.
+async fn metrics(State(state): State<AppState>) -> Response {
+    let mut registry = Registry::default();
+    state.decisions.register_metrics(&mut registry);
+
+    let (decisions, decision_bytes) = state.decisions.size();
+    let entries: Family<Labeled, Gauge> = Family::default();
+    for (name, n) in [
+        ("verified_tokens", state.frontdoor.verified_tokens()),
+        ("metadata_tokens", state.metadata_tokens.entries()),
+        ("access_tokens", state.access_tokens.entries()),
+        ("decision_log", decisions),
+    ] {
+        entries
+            .get_or_create(&Labeled { name: name.into() })
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+    registry.register(
+        "frontdoor_cache_entries",
+        "Entries held by each bounded cache",
+        entries,
+    );
+    let bytes: Family<Labeled, Gauge> = Family::default();
+    bytes
+        .get_or_create(&Labeled {
+            name: "decision_log".into(),
+        })
+        .set(i64::try_from(decision_bytes).unwrap_or(i64::MAX));
+    registry.register_with_unit(
+        "frontdoor_cache_size",
+        "About how many bytes a cache holds (the decision log's text)",
+        Unit::Bytes,
+        bytes,
+    );
+
+    let restarts: Family<Labeled, Counter> = Family::default();
+    for s in &state.config.services {
+        if let Some(instance) = state.supervisor.get(&s.name) {
+            restarts
+                .get_or_create(&Labeled {
+                    name: s.name.clone(),
+                })
+                .inc_by(instance.restarts());
+        }
+    }
+    registry.register(
+        "frontdoor_instance_restarts",
+        "Times a command service's process exited and was started again",
+        restarts,
+    );
+
+    let (applied, refused) = {
+        let reload = state.reload.lock().unwrap_or_else(|p| p.into_inner());
+        (reload.applied, reload.refused)
+    };
+    let reloads: Family<Labeled, Counter> = Family::default();
+    for (name, n) in [("applied", applied), ("refused", refused)] {
+        reloads
+            .get_or_create(&Labeled { name: name.into() })
+            .inc_by(n);
+    }
+    registry.register(
+        "frontdoor_reloads",
+        "Changes to the configuration file applied and refused",
+        reloads,
+    );
+
+    let mut text = String::new();
+    if let Err(e) = encode(&mut text, &registry) {
+        return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response();
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
 }
 
 #[derive(Deserialize)]
 struct Params {
     limit: Option<usize>,
+    /// Only this surface's decisions (`frontdoor`, `iamcredentials`, `token`, `sts`,
+    /// `tokeninfo`, `metadata`).
+    surface: Option<String>,
 }
 
-async fn list(State(state): State<AppState>, Query(params): Query<Params>) -> Json<Value> {
+async fn list(State(state): State<AppState>, Query(params): Query<Params>) -> Response {
     let limit = params.limit.unwrap_or(crate::decisions::CAPACITY);
-    Json(json!({ "decisions": state.decisions.recent(limit) }))
+    if let Some(surface) = params.surface.as_deref() {
+        if !SURFACES.contains(&surface) {
+            let body = json!({"error": format!(
+                "unknown surface `{surface}`{}; surfaces are {}",
+                crate::suggest::did_you_mean(surface, SURFACES),
+                SURFACES.join(", ")
+            )});
+            return (StatusCode::BAD_REQUEST, Json(body)).into_response();
+        }
+    }
+    Json(json!({ "decisions": state.decisions.recent_of(limit, params.surface.as_deref()) }))
+        .into_response()
 }
 
 async fn status(State(state): State<AppState>) -> Json<Value> {

@@ -6,13 +6,19 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::decisions::Explanation;
+
 /// An error of a Google REST API, `{"error":{"code","message","status","details"}}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum ApiError {
     /// 401: no usable bearer token; the message says what was wrong with it.
     Unauthenticated(String),
-    /// 403: the caller lacks `permission` on the resource.
-    PermissionDenied { permission: &'static str },
+    /// 403: the caller lacks `permission` on the resource. `why` is IAM's learner-grade
+    /// reason, for the decision log and `X-Frontdoor-Reason`; Google's body does not say it.
+    PermissionDenied {
+        permission: &'static str,
+        why: String,
+    },
     /// 400: the request body or a parameter is wrong.
     InvalidArgument(String),
     /// 404: no such resource.
@@ -23,6 +29,10 @@ pub(crate) enum ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let why = match &self {
+            ApiError::PermissionDenied { why, .. } => Some(why.clone()),
+            _ => None,
+        };
         let (code, status, message, details) = match self {
             ApiError::Unauthenticated(why) => (
                 StatusCode::UNAUTHORIZED,
@@ -37,7 +47,7 @@ impl IntoResponse for ApiError {
                     "metadata": {"service": "iamcredentials.googleapis.com"},
                 }]),
             ),
-            ApiError::PermissionDenied { permission } => (
+            ApiError::PermissionDenied { permission, .. } => (
                 StatusCode::FORBIDDEN,
                 "PERMISSION_DENIED",
                 format!("Permission '{permission}' denied on resource (or it may not exist)."),
@@ -62,13 +72,27 @@ impl IntoResponse for ApiError {
                 json!([]),
             ),
         };
+        let reason = match why {
+            Some(why) => format!("{message} {why}"),
+            None => message.clone(),
+        };
         let body = json!({"error": {"code": code.as_u16(), "message": message, "status": status, "details": details}});
-        (code, Json(body)).into_response()
+        let mut response = (code, Json(body)).into_response();
+        Explanation::because(reason).attach(&mut response);
+        response
     }
 }
 
 /// An OAuth2 error, `{"error": CODE, "error_description": …}`, status 400.
 pub(crate) fn oauth(error: &str, description: &str) -> Response {
+    oauth_explained(error, description, description)
+}
+
+/// An OAuth2 error whose body says what Google's says (`description`) while the decision
+/// log and `X-Frontdoor-Reason` get the learner-grade `reason`.
+pub(crate) fn oauth_explained(error: &str, description: &str, reason: &str) -> Response {
     let body = json!({"error": error, "error_description": description});
-    (StatusCode::BAD_REQUEST, Json(body)).into_response()
+    let mut response = (StatusCode::BAD_REQUEST, Json(body)).into_response();
+    Explanation::because(format!("{error}: {reason}")).attach(&mut response);
+    response
 }

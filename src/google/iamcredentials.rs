@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 use super::caller::caller;
 use super::errors::ApiError;
 use crate::config::ServiceAccount;
+use crate::decisions::Explanation;
 use crate::iam::{self, Principal, Scope};
 use crate::state::{AppState, Live};
 use crate::tokens;
@@ -94,18 +95,44 @@ async fn dispatch(
     headers: HeaderMap,
     bytes: Bytes,
 ) -> Response {
+    // What the decision log is told, filled in as the request is understood.
+    let mut explained = Explanation::default();
     let result = (|| {
         let Some((name, method)) = target.rsplit_once(':') else {
             return Err(ApiError::NotFound(format!(
                 "no method in `{target}`; expected EMAIL:generateIdToken and the like"
             )));
         };
-        let method = match method {
-            "generateIdToken" | "generateAccessToken" | "signJwt" | "signBlob" => method,
-            other => return Err(ApiError::NotFound(format!("unknown method `{other}`"))),
+        explained.target = Some(name.to_owned());
+        let permission = match method {
+            "generateIdToken" => iam::GET_OPENID_TOKEN,
+            "generateAccessToken" => iam::GET_ACCESS_TOKEN,
+            "signJwt" => iam::SIGN_JWT,
+            "signBlob" => iam::SIGN_BLOB,
+            other => {
+                return Err(ApiError::NotFound(format!(
+                    "unknown method `{other}`{}",
+                    crate::suggest::did_you_mean(
+                        other,
+                        [
+                            "generateIdToken",
+                            "generateAccessToken",
+                            "signJwt",
+                            "signBlob"
+                        ]
+                    )
+                )));
+            }
         };
+        explained.permission = Some(permission);
         let who = caller(&state, &headers)?;
+        explained.principal = Some(who.to_string());
         let account = account(&state, name)?;
+        explained.target = Some(account.email.clone());
+        explained.reason = Some(format!(
+            "{who} may use {permission} on service account {}",
+            account.email
+        ));
         match method {
             "generateIdToken" => generate_id_token(&state, &who, account, body(&bytes)?),
             "generateAccessToken" => generate_access_token(&state, &who, account, body(&bytes)?),
@@ -113,7 +140,19 @@ async fn dispatch(
             _ => sign_blob(&state, &who, account, body(&bytes)?),
         }
     })();
-    result.unwrap_or_else(IntoResponse::into_response)
+    match result {
+        Ok(mut response) => {
+            explained.attach(&mut response);
+            response
+        }
+        Err(e) => {
+            // The error's own reason stands; who asked and for what are added.
+            let mut response = e.into_response();
+            explained.reason = None;
+            explained.attach(&mut response);
+            response
+        }
+    }
 }
 
 /// `EMAIL`, a unique id, or `projects/-/serviceAccounts/EMAIL`.
@@ -160,9 +199,12 @@ fn authorize(
             ],
             &config.groups,
         );
-        tracing::info!(allowed = decision.allowed, permission = needed, reason = %decision.reason, "iam credentials decision");
+        tracing::debug!(allowed = decision.allowed, permission = needed, reason = %decision.reason, "iam credentials hop");
         if !decision.allowed {
-            return Err(ApiError::PermissionDenied { permission: needed });
+            return Err(ApiError::PermissionDenied {
+                permission: needed,
+                why: decision.reason,
+            });
         }
         current = Principal::ServiceAccount(next.email.clone());
     }

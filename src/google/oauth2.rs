@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 use super::assertion::{self, AssertionError};
 use super::errors::oauth;
+use crate::decisions::Explanation;
 use crate::iam::Principal;
 use crate::state::{AppState, Live};
 use crate::tokens;
@@ -86,7 +87,19 @@ async fn token(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -
             );
         }
         let id = tokens::service_account_claims(&state.config.issuer, account, audience, now);
-        return Json(json!({ "id_token": tokens::mint(&state.keys, &id) })).into_response();
+        let mut response =
+            Json(json!({ "id_token": tokens::mint(&state.keys, &id) })).into_response();
+        Explanation {
+            principal: Some(format!("serviceAccount:{}", account.email)),
+            target: Some(audience.to_owned()),
+            permission: None,
+            reason: Some(format!(
+                "the assertion is signed by a key of {}: issued an ID token for audience {audience}",
+                account.email
+            )),
+        }
+        .attach(&mut response);
+        return response;
     }
     let scopes: Vec<String> = claims
         .get("scope")
@@ -99,11 +112,25 @@ async fn token(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -
         return oauth("invalid_scope", "Empty or missing scope not allowed.");
     }
     let principal = Principal::ServiceAccount(account.email.clone());
+    let reason = format!(
+        "the assertion is signed by a key of {}: issued an access token for {}",
+        account.email,
+        scopes.join(" ")
+    );
     let (token, grant) = state
         .access_tokens
         .issue(principal, scopes, now, tokens::LIFETIME);
-    Json(json!({ "access_token": token, "expires_in": grant.exp - now, "token_type": "Bearer" }))
-        .into_response()
+    let mut response = Json(
+        json!({ "access_token": token, "expires_in": grant.exp - now, "token_type": "Bearer" }),
+    )
+    .into_response();
+    Explanation {
+        principal: Some(format!("serviceAccount:{}", account.email)),
+        reason: Some(reason),
+        ..Explanation::default()
+    }
+    .attach(&mut response);
+    response
 }
 
 impl From<AssertionError> for super::errors::ApiError {

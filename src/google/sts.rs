@@ -15,6 +15,7 @@ use serde_json::{Map, Value, json};
 use super::errors::oauth;
 use super::oauth2::{field, form};
 use crate::config::{Provider, ProviderKeys};
+use crate::decisions::Explanation;
 use crate::iam::Principal;
 use crate::keys::PublicKey;
 use crate::state::{AppState, Live};
@@ -158,16 +159,27 @@ async fn exchange(State(state): State<AppState>, headers: HeaderMap, body: Bytes
         .map(str::to_owned)
         .collect();
     let now = state.now();
+    let explained = Explanation {
+        principal: Some(principal.to_string()),
+        target: Some(provider.id()),
+        permission: None,
+        reason: Some(format!(
+            "the subject token verifies with provider {}'s keys: issued a federated access token",
+            provider.id()
+        )),
+    };
     let (token, grant) = state
         .access_tokens
         .issue(principal, scopes, now, tokens::LIFETIME);
-    Json(json!({
+    let mut response = Json(json!({
         "access_token": token,
         "issued_token_type": ACCESS_TOKEN_TYPE,
         "token_type": "Bearer",
         "expires_in": grant.exp - now,
     }))
-    .into_response()
+    .into_response();
+    explained.attach(&mut response);
+    response
 }
 
 /// Checks the subject token against the provider's issuer, keys and audiences.

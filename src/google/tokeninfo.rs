@@ -9,8 +9,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Map, Value};
 
-use super::errors::oauth;
+use super::errors::oauth_explained;
 use super::oauth2::{field, form};
+use crate::decisions::Explanation;
 use crate::iam::Principal;
 use crate::state::{AppState, Live};
 use crate::tokens;
@@ -19,10 +20,6 @@ pub(super) fn routes() -> Router<Live> {
     Router::new()
         .route("/tokeninfo", get(info).post(info))
         .route("/oauth2/v3/tokeninfo", get(info).post(info))
-}
-
-fn invalid() -> Response {
-    oauth("invalid_token", "Invalid Value")
 }
 
 fn flat(value: &Value) -> Value {
@@ -37,8 +34,9 @@ async fn info(State(state): State<AppState>, RawQuery(query): RawQuery, body: By
     fields.extend(form(&body));
     let now = state.now();
     if let Some(jwt) = field(&fields, "id_token") {
-        let Ok(verified) = tokens::verify(&state.keys, jwt, &state.config.issuer, now) else {
-            return invalid();
+        let verified = match tokens::verify(&state.keys, jwt, &state.config.issuer, now) {
+            Ok(v) => v,
+            Err(e) => return oauth_explained("invalid_token", "Invalid Value", &e.to_string()),
         };
         let mut out: Map<String, Value> = verified
             .claims
@@ -48,11 +46,26 @@ async fn info(State(state): State<AppState>, RawQuery(query): RawQuery, body: By
         out.insert("alg".into(), "RS256".into());
         out.insert("kid".into(), Value::String(verified.kid.clone()));
         out.insert("typ".into(), "JWT".into());
-        return Json(Value::Object(out)).into_response();
+        let mut response = Json(Value::Object(out)).into_response();
+        Explanation {
+            principal: verified
+                .email()
+                .map(|e| e.to_owned())
+                .or(Some(verified.sub.clone())),
+            target: Some(verified.aud.clone()),
+            permission: None,
+            reason: Some("a valid ID token of this issuer".into()),
+        }
+        .attach(&mut response);
+        return response;
     }
     if let Some(token) = field(&fields, "access_token") {
         let Some(grant) = state.access_tokens.lookup(token, now) else {
-            return invalid();
+            return oauth_explained(
+                "invalid_token",
+                "Invalid Value",
+                "the access token is unknown to this frontdoor or has expired",
+            );
         };
         let mut out = Map::new();
         match &grant.principal {
@@ -78,7 +91,18 @@ async fn info(State(state): State<AppState>, RawQuery(query): RawQuery, body: By
             Value::String((grant.exp - now).to_string()),
         );
         out.insert("access_type".into(), "online".into());
-        return Json(Value::Object(out)).into_response();
+        let mut response = Json(Value::Object(out)).into_response();
+        Explanation {
+            principal: Some(grant.principal.to_string()),
+            reason: Some("an access token this frontdoor issued".into()),
+            ..Explanation::default()
+        }
+        .attach(&mut response);
+        return response;
     }
-    invalid()
+    oauth_explained(
+        "invalid_token",
+        "Invalid Value",
+        "give `id_token=` or `access_token=`",
+    )
 }

@@ -5,6 +5,8 @@ use axum::body::Body;
 use axum::http::{HeaderValue, Response, StatusCode, header};
 use serde_json::Value;
 
+use crate::decisions::Explanation;
+
 fn build(status: StatusCode, content_type: &'static str, body: String) -> Response<Body> {
     let mut response = Response::new(Body::from(body));
     *response.status_mut() = status;
@@ -18,9 +20,14 @@ fn build(status: StatusCode, content_type: &'static str, body: String) -> Respon
     response
 }
 
-/// A text value, as the real server sends it: `application/text`.
+/// A text value, as the real server sends it: `application/text`. A refusal's text is also
+/// its reason in the decision log.
 pub(super) fn text(status: StatusCode, body: &str) -> Response<Body> {
-    build(status, "application/text", body.to_owned())
+    let mut response = build(status, "application/text", body.to_owned());
+    if !status.is_success() {
+        Explanation::because(body.trim()).attach(&mut response);
+    }
+    response
 }
 
 /// A JSON value. Python's google-auth compares the content type to `application/json`

@@ -22,6 +22,11 @@ pub struct ReloadStatus {
     /// 1 at start, one more for every configuration applied.
     pub generation: u64,
     pub last: Option<LastReload>,
+    /// Changes applied and refused since start, for `/metrics`.
+    #[serde(skip)]
+    pub applied: u64,
+    #[serde(skip)]
+    pub refused: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]

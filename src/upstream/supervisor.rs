@@ -60,6 +60,8 @@ pub struct Instance {
     in_flight: AtomicUsize,
     /// The process group of its running process (0 when none runs).
     group: std::sync::atomic::AtomicU32,
+    /// How many times its process exited and was started again.
+    restarts: std::sync::atomic::AtomicU64,
 }
 
 /// Counts one request as in flight on an instance while it lives.
@@ -84,6 +86,11 @@ fn retire(instance: Arc<Instance>) {
 }
 
 impl Instance {
+    /// How many times its process exited and was started again.
+    pub fn restarts(&self) -> u64 {
+        self.restarts.load(Ordering::Relaxed)
+    }
+
     pub fn phase(&self) -> Phase {
         self.phase.borrow().clone()
     }
@@ -189,6 +196,7 @@ impl Supervisor {
             stop: watch::Sender::new(false),
             lines: Mutex::new(VecDeque::new()),
             in_flight: AtomicUsize::new(0),
+            restarts: std::sync::atomic::AtomicU64::new(0),
             group: std::sync::atomic::AtomicU32::new(0),
         });
         let previous = instances.insert(contract.service.clone(), instance.clone());
@@ -308,6 +316,7 @@ async fn supervise(
         match outcome {
             Attempt::Stopped => break,
             Attempt::Exited(why) => {
+                instance.restarts.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(service = %name, revision = %contract.revision, "{why}; restarting in {} ms", backoff.as_millis());
                 say(
                     output,

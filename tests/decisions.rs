@@ -1,0 +1,269 @@
+//! One decision log for every surface (issue 9): IAM Credentials, `/token`, STS, tokeninfo
+//! and the metadata server record their allow and deny decisions beside the front door's,
+//! with the surface, the caller, the target, the permission and a reason; a refusal says
+//! its reason in `X-Frontdoor-Reason` too; `frontdoor decisions --surface` filters.
+
+mod common;
+
+use common::tokens::*;
+use common::*;
+use serde_json::{Value, json};
+
+async fn last_of(emu: &Emulator, surface: &str) -> Value {
+    let body: Value = reqwest::get(emu.google(&format!(
+        "/frontdoor/v1/decisions?surface={surface}&limit=1"
+    )))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    body["decisions"][0].clone()
+}
+
+async fn reason_of(r: reqwest::Response) -> (u16, String) {
+    let status = r.status().as_u16();
+    let reason = r
+        .headers()
+        .get("x-frontdoor-reason")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    (status, reason)
+}
+
+fn post(url: &str) -> reqwest::RequestBuilder {
+    reqwest::Client::new().post(url)
+}
+
+// Multi-threaded: the CLI runs as a blocking child process while this runtime serves it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_surface_records_its_decisions_with_their_reasons() {
+    let s = Setup::new().await;
+    let emu = &s.emu;
+    let caller = s.caller_access_token().await;
+
+    // /token: the grant above was allowed, with its caller.
+    let d = last_of(emu, "token").await;
+    assert_eq!(
+        (&d["allowed"], &d["principal"]),
+        (
+            &json!(true),
+            &json!(format!("serviceAccount:{}", sa("caller")))
+        )
+    );
+    // …and a forged assertion refused, saying why.
+    let forged = s.assertion(|_| {}).replace(".ey", ".eyJ4Ijoi");
+    let r = post(&emu.google("/token"))
+        .form(&[
+            ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
+            ("assertion", &forged),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let (status, reason) = reason_of(r).await;
+    assert_eq!(status, 400);
+    assert!(reason.starts_with("invalid_grant: "), "{reason}");
+    let d = last_of(emu, "token").await;
+    assert_eq!(
+        (d["allowed"].as_bool(), d["status"].as_u64()),
+        (Some(false), Some(400))
+    );
+
+    // IAM Credentials: denied on loner with IAM's reason, allowed on target.
+    let r = post(&s.iam(&sa("loner"), "generateIdToken"))
+        .bearer_auth(&caller)
+        .json(&json!({"audience": "https://x"}))
+        .send()
+        .await
+        .unwrap();
+    let (status, reason) = reason_of(r).await;
+    assert_eq!(status, 403);
+    assert!(
+        reason.contains("Permission 'iam.serviceAccounts.getOpenIdToken' denied")
+            && reason.contains("has no role carrying iam.serviceAccounts.getOpenIdToken"),
+        "{reason}"
+    );
+    let d = last_of(emu, "iamcredentials").await;
+    assert_eq!(d["allowed"], false);
+    assert_eq!(d["principal"], format!("serviceAccount:{}", sa("caller")));
+    assert_eq!(d["target"], sa("loner"));
+    assert_eq!(d["permission"], "iam.serviceAccounts.getOpenIdToken");
+    let r = post(&s.iam(&sa("target"), "generateIdToken"))
+        .bearer_auth(&caller)
+        .json(&json!({"audience": "https://x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reason_of(r).await, (200, String::new()));
+    let d = last_of(emu, "iamcredentials").await;
+    assert_eq!(
+        (&d["allowed"], &d["target"]),
+        (&json!(true), &json!(sa("target")))
+    );
+
+    // STS: a subject token from nobody's issuer.
+    let stranger = jwt(
+        json!({"alg": "RS256", "typ": "JWT"}),
+        json!({"iss": "https://ci.example.com", "sub": "x", "aud": "y", "iat": 1, "exp": 2}),
+        &test_key("c"),
+    );
+    let r = post(&emu.google("/v1/token"))
+        .form(&[
+            (
+                "grant_type",
+                "urn:ietf:params:oauth:grant-type:token-exchange",
+            ),
+            ("audience", &format!("{POOL}/providers/ci")),
+            ("subject_token", &stranger),
+            ("subject_token_type", "urn:ietf:params:oauth:token-type:jwt"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let (status, reason) = reason_of(r).await;
+    assert_eq!(status, 400);
+    assert!(reason.starts_with("invalid_grant: "), "{reason}");
+    let d = last_of(emu, "sts").await;
+    assert_eq!((&d["allowed"], &d["status"]), (&json!(false), &json!(400)));
+
+    // tokeninfo: Google's body says "Invalid Value"; the reason says what is wrong.
+    let r = reqwest::get(emu.google("/tokeninfo?id_token=not.a-token"))
+        .await
+        .unwrap();
+    let (status, reason) = reason_of(r).await;
+    assert_eq!(status, 400);
+    assert!(
+        reason.contains("not base64url") || reason.contains("not a JWT"),
+        "{reason}"
+    );
+    let valid = emu.sa_token(&sa("target"), "https://x");
+    assert_eq!(
+        reqwest::get(emu.google(&format!("/tokeninfo?id_token={valid}")))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let d = last_of(emu, "tokeninfo").await;
+    assert_eq!(
+        (&d["allowed"], &d["target"]),
+        (&json!(true), &json!("https://x"))
+    );
+
+    // The metadata server: a request without the flavor header, then an ID token.
+    let md = format!(
+        "http://{}/computeMetadata/v1/instance/service-accounts/default/identity?audience=https://x",
+        emu.addresses.metadata
+    );
+    let (status, reason) = reason_of(reqwest::get(&md).await.unwrap()).await;
+    assert_eq!(
+        (status, reason.as_str()),
+        (403, "Missing Metadata-Flavor:Google header.")
+    );
+    let d = last_of(emu, "metadata").await;
+    assert_eq!(d["allowed"], false);
+    let r = reqwest::Client::new()
+        .get(&md)
+        .header("metadata-flavor", "Google")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let d = last_of(emu, "metadata").await;
+    assert_eq!(d["allowed"], true);
+    assert_eq!(d["reason"], "issued an ID token for audience https://x");
+    assert_eq!(d["principal"], format!("serviceAccount:{}", sa("caller")));
+
+    // The CLI filters by surface, and says when a surface has decided nothing.
+    let out = succeed(
+        frontdoor()
+            .args(["decisions", "--surface", "iamcredentials", "--config"])
+            .arg(emu.config_file()),
+    );
+    assert!(
+        out.contains(&format!("DENY  403 iamcredentials POST {}", sa("loner")))
+            && out.contains(&format!("ALLOW 200 iamcredentials POST {}", sa("target")))
+            && !out.contains("metadata"),
+        "{out}"
+    );
+    let out = succeed(
+        frontdoor()
+            .args(["decisions", "--surface", "frontdoor", "--config"])
+            .arg(emu.config_file()),
+    );
+    assert!(
+        out.contains("no decisions of surface `frontdoor` yet"),
+        "{out}"
+    );
+    let r = reqwest::get(emu.google("/frontdoor/v1/decisions?surface=sst"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("(did you mean `sts`?)"),
+        "{body}"
+    );
+    s.emu.stop().await;
+}
+
+#[tokio::test]
+async fn health_waits_for_every_instance_and_metrics_count_decisions() {
+    // A command that never listens: not ready, and /healthz says which and why.
+    let emu = Emulator::start(&format!(
+        "{PROJECT}services:\n  - name: api\n    upstream: builtin:echo\n    listen: 127.0.0.1:0\n  - name: deaf\n    command: [sleep, \"60\"]\n    start_timeout: 1s\n"
+    ))
+    .await;
+    let r = reqwest::get(emu.google("/healthz")).await.unwrap();
+    assert_eq!(r.status(), 503);
+    let body = r.text().await.unwrap();
+    assert!(body.contains("deaf: "), "{body}");
+    emu.stop().await;
+
+    let emu = Emulator::start(&format!(
+        "{PROJECT}services:\n  - name: api\n    upstream: builtin:echo\n    listen: 127.0.0.1:0\n"
+    ))
+    .await;
+    let r = reqwest::get(emu.google("/healthz")).await.unwrap();
+    assert_eq!(
+        (r.status().as_u16(), r.text().await.unwrap()),
+        (200, "ok\n".to_owned())
+    );
+
+    // Two refusals at the front door, one refused reload.
+    for _ in 0..2 {
+        assert_eq!(
+            reqwest::get(emu.service("api", "/"))
+                .await
+                .unwrap()
+                .status(),
+            403
+        );
+    }
+    emu.rewrite_config("project: [not, a, mapping]\n");
+    emu.wait_status("the refusal", |s| s["last_reload"]["ok"] == false)
+        .await;
+    let r = reqwest::get(emu.google("/metrics")).await.unwrap();
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/openmetrics-text")
+    );
+    let text = r.text().await.unwrap();
+    for line in [
+        r#"frontdoor_decisions_total{surface="frontdoor",service="api",outcome="deny",status="403"} 2"#,
+        r#"frontdoor_decision_duration_seconds_count{surface="frontdoor"} 2"#,
+        r#"frontdoor_cache_entries{name="decision_log"} 2"#,
+        r#"frontdoor_reloads_total{name="refused"} 1"#,
+        r#"frontdoor_reloads_total{name="applied"} 0"#,
+        "# EOF",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");
+    }
+    emu.stop().await;
+}
