@@ -377,6 +377,9 @@ fn env(args: ConfigArgs, service: Option<&str>) -> anyhow::Result<()> {
 async fn serve(args: ConfigArgs, bind_all: bool) -> anyhow::Result<()> {
     let (config, state_dir) = args.load()?;
     config.check_exposure(bind_all)?;
+    if bind_all {
+        warn_exposed(&config);
+    }
     // Said at once: on a first start, making the keys takes a moment.
     say(&format!(
         "frontdoor: {} is valid; loading the signing keys in {} (made on first start), then binding the listeners\n",
@@ -425,6 +428,32 @@ async fn serve(args: ConfigArgs, bind_all: bool) -> anyhow::Result<()> {
     served?;
     say("frontdoor stopped\n");
     Ok(())
+}
+
+/// `--bind-all`'s warning, on stderr before anything serves: every listener other machines
+/// can reach, the metadata servers first, since they hand tokens to whoever asks.
+fn warn_exposed(config: &Config) {
+    let mut exposed = config.exposed_addresses();
+    if exposed.is_empty() {
+        return;
+    }
+    exposed.sort_by_key(|(path, _)| !path.ends_with("metadata"));
+    let mut text = String::from(
+        "WARNING: --bind-all: these listeners are reachable from other machines on the network:\n",
+    );
+    for (path, addr) in &exposed {
+        let what = if path.ends_with("metadata") {
+            "a metadata server: it hands this project's ID and access tokens to anyone who reaches it"
+        } else if path.ends_with("google") {
+            "the token endpoints and IAM Credentials"
+        } else {
+            "a front door"
+        };
+        text.push_str(&format!("  {addr:<22} {path}: {what}\n"));
+    }
+    text.push_str("Use it only inside a private network (a container network, say).\n");
+    use std::io::Write;
+    let _ = std::io::stderr().write_all(text.as_bytes());
 }
 
 /// Writes to stdout, ignoring a closed pipe: `frontdoor token | head -c 10` or a parent

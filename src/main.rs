@@ -17,12 +17,18 @@ async fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // With stderr closed (a parent that stopped reading), log lines are lost; by default
+        // the subscriber would report that with eprintln!, which panics and takes the
+        // server down.
+        .log_internal_errors(false)
         .init();
     let verbose = cli.verbose;
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", describe_error(&e, verbose));
+            // Not eprintln!: a closed stderr must not turn an error into a panic.
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr(), "error: {}", describe_error(&e, verbose));
             ExitCode::FAILURE
         }
     }

@@ -313,3 +313,49 @@ fn serve_names_the_listener_it_cannot_bind() {
         "{err}"
     );
 }
+
+/// `--bind-all` says loudly which listeners other machines can reach, metadata first.
+#[test]
+fn bind_all_warns_of_every_exposed_listener_metadata_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "listen: {{frontdoor: 127.0.0.1:0, google: 0.0.0.0:0, metadata: 0.0.0.0:0}}\n{PROJECT}services:\n  - name: api\n    upstream: builtin:echo\n"
+    );
+    let file = write_config(dir.path(), &yaml);
+    state_dir_with_test_keys(&dir.path().join("state"));
+    let mut child = frontdoor()
+        .arg("serve")
+        .arg("--bind-all")
+        .arg("--config")
+        .arg(&file)
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let err = BufReader::new(child.stderr.take().unwrap());
+    let warning: Vec<String> = err
+        .lines()
+        .map_while(Result::ok)
+        .skip_while(|l| !l.starts_with("WARNING: --bind-all"))
+        .take(3)
+        .collect();
+    // The reader of stderr is gone now: the server must carry on and stop cleanly, losing
+    // its log lines (it once panicked on the first one it could not write).
+    // Stopped once it serves (its record is written after its signal handlers are in).
+    let record = dir.path().join("state/addresses.json");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !record.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop(&mut child);
+    assert_eq!(warning.len(), 3, "{warning:?}");
+    assert!(
+        warning[1].contains(
+            "listen.metadata: a metadata server: it hands this project's ID and access tokens"
+        ),
+        "{warning:?}"
+    );
+    assert!(warning[2].contains("listen.google"), "{warning:?}");
+}
