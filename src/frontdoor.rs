@@ -114,11 +114,17 @@ async fn decide_and_forward(listener: &Listener, peer: Peer, req: Request) -> Re
     let started = std::time::Instant::now();
     let state = &listener.live.get();
     let door = &state.frontdoor;
+    // RFC 9112 §3.2.2: a request in absolute form (`GET http://HOST/path`) is for the
+    // target's host, whatever `Host` says; HTTP/2 names it in `:authority`.
     let host = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| req.uri().host())
+        .uri()
+        .authority()
+        .map(|a| a.as_str().rsplit('@').next().unwrap_or(""))
+        .or_else(|| {
+            req.headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+        })
         .unwrap_or("")
         .to_owned();
     let path = req.uri().path().to_owned();
@@ -130,6 +136,10 @@ async fn decide_and_forward(listener: &Listener, peer: Peer, req: Request) -> Re
         &path,
     );
 
+    if let Some((status, why)) = malformed(&req) {
+        decision.reason = why;
+        return turned_away(state, decision.timed(started), status, None);
+    }
     let routed = match &listener.pinned {
         Some(name) => state.config.services.iter().position(|s| &s.name == name),
         None => door.route(&host),
@@ -206,6 +216,27 @@ async fn decide_and_forward(listener: &Listener, peer: Peer, req: Request) -> Re
             )
         }
     }
+}
+
+/// What the front door refuses before routing: a request that names two hosts, and
+/// `CONNECT`, which asks a proxy for a tunnel (the front door is no proxy).
+fn malformed(req: &Request) -> Option<(axum::http::StatusCode, String)> {
+    let hosts = req.headers().get_all(header::HOST).iter().count();
+    if hosts > 1 {
+        return Some((
+            axum::http::StatusCode::BAD_REQUEST,
+            format!(
+                "the request has {hosts} Host headers; a request names one host (RFC 9112 §3.2)"
+            ),
+        ));
+    }
+    if req.method() == axum::http::Method::CONNECT {
+        return Some((
+            axum::http::StatusCode::METHOD_NOT_ALLOWED,
+            "CONNECT asks for a tunnel, and the front door is not a proxy: send the request itself (GET, POST, …) to the service's URL".to_owned(),
+        ));
+    }
+    None
 }
 
 /// The answer for a request that does not reach the container: the GFE page, and — our

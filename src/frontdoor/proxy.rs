@@ -54,6 +54,9 @@ pub(crate) enum ProxyError {
     /// Cloud Run's words for a container that never came up, then ours.
     #[error("the instance could not start: {0}")]
     NotStarted(String),
+    /// The client's own body was malformed or cut short: its fault, not the container's.
+    #[error("the request body could not be read: {0}")]
+    BadBody(String),
 }
 
 impl ProxyError {
@@ -63,6 +66,7 @@ impl ProxyError {
             ProxyError::Unreachable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::NotStarted(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ProxyError::BadBody(_) => StatusCode::BAD_REQUEST,
         }
     }
 }
@@ -131,9 +135,9 @@ pub(crate) async fn forward(
     let upstream = match target {
         Target::Echo => {
             let req = Request::from_parts(parts, body);
-            return crate::upstream::echo(service, req)
-                .await
-                .map_err(|_| ProxyError::TooLarge);
+            return crate::upstream::echo(service, req).await.map_err(|e| {
+                reading_body(&e.0).unwrap_or_else(|| ProxyError::BadBody(e.0.to_string()))
+            });
         }
         Target::Http(base) => base,
         Target::Instance(base, guard) => {
@@ -147,6 +151,8 @@ pub(crate) async fn forward(
             upstream: upstream.clone(),
             cause: format!("the upstream URL is invalid: {e}"),
         })?;
+    // Upstreams are spoken to in HTTP/1.1, whatever the client spoke (h2c included).
+    parts.version = axum::http::Version::HTTP_11;
     let request = hyper::Request::from_parts(parts, body);
 
     let mut response = match tokio::time::timeout(service.timeout, client.request(request)).await {
@@ -177,13 +183,30 @@ pub(crate) async fn forward(
     Ok(response.map(Body::new))
 }
 
-fn classify(e: hyper_util::client::legacy::Error, upstream: String) -> ProxyError {
-    let mut source = e.source();
+/// When `e` comes from reading the client's request body: over the limit (413), or
+/// malformed or cut short (400). The incoming body's errors reach us wrapped in
+/// `axum::Error`; the upstream connection's never are.
+fn reading_body(e: &(dyn std::error::Error + 'static)) -> Option<ProxyError> {
+    let mut source = Some(e);
+    let mut client_side = None;
     while let Some(s) = source {
         if s.is::<LengthLimitError>() {
-            return ProxyError::TooLarge;
+            return Some(ProxyError::TooLarge);
+        }
+        if client_side.is_none() && s.is::<axum::Error>() {
+            client_side = Some(
+                s.source()
+                    .map_or_else(|| s.to_string(), ToString::to_string),
+            );
         }
         source = s.source();
+    }
+    client_side.map(ProxyError::BadBody)
+}
+
+fn classify(e: hyper_util::client::legacy::Error, upstream: String) -> ProxyError {
+    if let Some(body) = reading_body(&e) {
+        return body;
     }
     let cause = if e.is_connect() {
         let inner = e.source().map(ToString::to_string).unwrap_or_default();
@@ -194,8 +217,15 @@ fn classify(e: hyper_util::client::legacy::Error, upstream: String) -> ProxyErro
     ProxyError::Unreachable { upstream, cause }
 }
 
+/// A WebSocket upgrade, the one protocol change the front door passes on: any other
+/// `Upgrade` (h2c, say) is a hop-by-hop header and is dropped.
 fn is_upgrade(headers: &HeaderMap) -> bool {
-    headers.contains_key(header::UPGRADE)
+    headers
+        .get_all(header::UPGRADE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim().eq_ignore_ascii_case("websocket"))
         && headers
             .get_all(header::CONNECTION)
             .iter()
@@ -482,5 +512,48 @@ mod tests {
         rewrite_request_headers(&mut h, "127.0.0.1".parse().unwrap(), None, true);
         assert_eq!(h["upgrade"], "websocket");
         assert_eq!(h["connection"], "upgrade");
+    }
+
+    #[test]
+    fn only_websocket_is_an_upgrade_the_rest_is_hop_by_hop() {
+        for protocol in ["h2c", "TLS/1.0", "websocketx", ""] {
+            let mut h = headers(&[("connection", "Upgrade"), ("upgrade", protocol)]);
+            assert!(!is_upgrade(&h), "{protocol}");
+            rewrite_request_headers(&mut h, "127.0.0.1".parse().unwrap(), None, false);
+            assert!(!h.contains_key("upgrade"), "{protocol}");
+        }
+        let h = headers(&[
+            ("connection", "keep-alive, upgrade"),
+            ("upgrade", "h2c, WebSocket"),
+        ]);
+        assert!(is_upgrade(&h));
+        assert!(!is_upgrade(&headers(&[("upgrade", "websocket")])));
+    }
+
+    #[tokio::test]
+    async fn a_body_error_is_the_clients_unless_it_came_from_the_upstream() {
+        use http_body_util::BodyExt;
+        let over = Limited::new(
+            http_body_util::Full::new(bytes::Bytes::from_static(b"abc")),
+            2,
+        )
+        .collect()
+        .await
+        .unwrap_err();
+        let limit = axum::Error::new(over);
+        assert!(matches!(reading_body(&limit), Some(ProxyError::TooLarge)));
+        let malformed = axum::Error::new(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "invalid chunk size line",
+        ));
+        match reading_body(&malformed) {
+            Some(e @ ProxyError::BadBody(_)) => {
+                assert_eq!(e.status(), StatusCode::BAD_REQUEST);
+                assert!(e.to_string().contains("invalid chunk size line"), "{e}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let upstream = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
+        assert!(reading_body(&upstream).is_none());
     }
 }

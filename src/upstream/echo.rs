@@ -11,16 +11,17 @@ use serde_json::{Map, Value, json};
 use crate::config::Service;
 use crate::tokens;
 
-/// The body could not be read whole (over the size limit, or the client went away).
+/// The body could not be read whole (over the size limit, malformed, or the client went
+/// away); the cause says which.
 #[derive(Debug)]
-pub(crate) struct BodyError;
+pub(crate) struct BodyError(pub(crate) axum::Error);
 
 pub(crate) async fn echo(service: &Service, req: Request) -> Result<Response<Body>, BodyError> {
     let (parts, mut body) = req.into_parts();
     // Count the body as it streams; never hold it.
     let mut body_length: u64 = 0;
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|_| BodyError)?;
+        let frame = frame.map_err(BodyError)?;
         if let Some(data) = frame.data_ref() {
             body_length += data.len() as u64;
         }
