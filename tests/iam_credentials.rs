@@ -225,6 +225,12 @@ async fn iam_credentials_bad_input() {
     let aud = r#"{"audience": "https://x"}"#;
     // (what, url, bearer, body, status, Google's status name)
     type Case<'a> = (&'a str, String, Option<&'a str>, &'a str, u16, &'a str);
+    let chain =
+        |hops: &[String]| serde_json::json!({"audience": "x", "delegates": hops}).to_string();
+    // 40,000 hops once wrote 40,001 log lines: refused before any is looked up.
+    let long_chain = chain(&vec![sa("hop"); 40_000]);
+    let cycle = chain(&[sa("hop"), sa("deep"), sa("hop")]);
+    let to_itself = chain(&[sa("target")]);
     let cases: Vec<Case<'_>> = vec![
         ("no bearer", url.clone(), None, aud, 401, "UNAUTHENTICATED"),
         (
@@ -320,6 +326,30 @@ async fn iam_credentials_bad_input() {
             s.iam(&sa("target"), "signBlob"),
             Some(caller.as_str()),
             r#"{"payload": "***"}"#,
+            400,
+            "INVALID_ARGUMENT",
+        ),
+        (
+            "a delegates chain over the cap",
+            url.clone(),
+            Some(caller.as_str()),
+            long_chain.as_str(),
+            400,
+            "INVALID_ARGUMENT",
+        ),
+        (
+            "a delegates cycle",
+            url.clone(),
+            Some(caller.as_str()),
+            cycle.as_str(),
+            400,
+            "INVALID_ARGUMENT",
+        ),
+        (
+            "the target among its own delegates",
+            url.clone(),
+            Some(caller.as_str()),
+            to_itself.as_str(),
             400,
             "INVALID_ARGUMENT",
         ),

@@ -165,6 +165,11 @@ fn account<'s>(state: &'s AppState, name: &str) -> Result<&'s ServiceAccount, Ap
         .ok_or_else(|| ApiError::NotFound(format!("Not found; Gaia id not found for email {name}")))
 }
 
+/// The longest `delegates` chain followed (our choice; Google documents none): longer
+/// chains are refused before any is looked up, so a request cannot make thousands of
+/// checks.
+const MAX_DELEGATES: usize = 10;
+
 /// The caller may act as `target` for `permission`: directly, or through `delegates`, each
 /// hop holding `implicitDelegation` on the next and the last holding `permission`.
 fn authorize(
@@ -175,10 +180,23 @@ fn authorize(
     permission: &'static str,
 ) -> Result<(), ApiError> {
     let config = &state.config;
+    if delegates.len() > MAX_DELEGATES {
+        return Err(ApiError::InvalidArgument(format!(
+            "Invalid value for field 'delegates': {} accounts, more than the {MAX_DELEGATES} frontdoor follows.",
+            delegates.len()
+        )));
+    }
     let mut current = who.clone();
     let mut hops: Vec<(&ServiceAccount, &'static str)> = Vec::new();
     for d in delegates {
-        hops.push((account(state, d)?, iam::IMPLICIT_DELEGATION));
+        let next = account(state, d)?;
+        if next.email == target.email || hops.iter().any(|(seen, _)| seen.email == next.email) {
+            return Err(ApiError::InvalidArgument(format!(
+                "Invalid value for field 'delegates': {} appears twice in the chain (a cycle).",
+                next.email
+            )));
+        }
+        hops.push((next, iam::IMPLICIT_DELEGATION));
     }
     hops.push((target, permission));
     for (next, needed) in hops {
