@@ -177,11 +177,46 @@ pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
     resolve(raw, file)
 }
 
+/// The largest configuration file read: far above any real one, and a bound on what a
+/// file (or a link to `/dev/zero`) can make frontdoor hold.
+pub const MAX_CONFIG_BYTES: u64 = 16 * 1024 * 1024;
+
 fn read(file: &Path) -> Result<String, ConfigError> {
-    std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
+    let bytes = read_capped(file).map_err(|source| ConfigError::Read {
         file: file.to_owned(),
         source,
+    })?;
+    String::from_utf8(bytes).map_err(|_| ConfigError::Invalid {
+        file: file.to_owned(),
+        path: "(top level)".into(),
+        reason: "the file is not UTF-8".into(),
     })
+}
+
+/// The file's bytes, if it is a regular file (a link to one is followed) of at most
+/// [`MAX_CONFIG_BYTES`]; a device, a directory or a larger file is refused unread.
+pub fn read_capped(file: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let meta = std::fs::metadata(file)?;
+    if !meta.is_file() {
+        return Err(std::io::Error::other("it is not a regular file"));
+    }
+    if meta.len() > MAX_CONFIG_BYTES {
+        return Err(std::io::Error::other(format!(
+            "it is {} bytes, over the {MAX_CONFIG_BYTES} a configuration may be",
+            meta.len()
+        )));
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(file)?
+        .take(MAX_CONFIG_BYTES + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(std::io::Error::other(format!(
+            "it grew past the {MAX_CONFIG_BYTES} bytes a configuration may be while it was read"
+        )));
+    }
+    Ok(bytes)
 }
 
 /// The one place YAML is parsed. `serde_yaml` is archived; `serde_yaml_ng` is its maintained

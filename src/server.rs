@@ -162,9 +162,10 @@ pub async fn serve(
                 // A listener that fails stops frontdoor; one closed by a reload just ends.
                 result.map_err(std::io::Error::other)??;
             }
-            text = watcher.next_change() => {
-                apply(&text, &live, &shared, &mut services, &mut tasks).await;
-            }
+            change = watcher.next_change() => match change {
+                Ok(text) => apply(&text, &live, &shared, &mut services, &mut tasks).await,
+                Err(why) => refuse(&live.get(), why),
+            },
         }
     }
 
@@ -274,15 +275,23 @@ async fn apply(
             tracing::info!(generation = next.generation, revisions = %revisions.join(", "), "configuration reloaded");
         }
         Err(error) => {
-            status.refused += 1;
-            tracing::error!(%error, "configuration change refused; the running configuration stays");
-            status.last = Some(LastReload {
-                time: now,
-                ok: false,
-                error: Some(error),
-            });
+            drop(status);
+            refuse(&current, error);
         }
     }
+}
+
+/// Records a change that cannot be applied (or a file that cannot be read): the
+/// configuration in force stays, and the status and every refusal say why.
+fn refuse(current: &AppState, error: String) {
+    tracing::error!(%error, "configuration change refused; the running configuration stays");
+    let mut status = current.reload.lock().unwrap_or_else(|p| p.into_inner());
+    status.refused += 1;
+    status.last = Some(LastReload {
+        time: current.now(),
+        ok: false,
+        error: Some(error),
+    });
 }
 
 async fn serve_one(

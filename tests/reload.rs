@@ -288,3 +288,64 @@ async fn removing_a_service_lets_requests_in_flight_finish() {
 async fn call_owned(url: String) -> (u16, String) {
     call(&url, None).await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_or_unreadable_file_is_reported_and_never_read_whole() {
+    let good = config(&format!("serviceAccount:login{SA}"), "one");
+    let emu = Emulator::start(&good).await;
+    let token = emu.sa_token(&format!("login{SA}"), &emu.url_of("search"));
+    let error_has = |words: &'static str| {
+        move |s: &Value| {
+            s["last_reload"]["error"]
+                .as_str()
+                .is_some_and(|e| e.contains(words))
+        }
+    };
+
+    // Removed: reported, and the configuration in force stays.
+    std::fs::remove_file(emu.config_file()).unwrap();
+    emu.wait_status("the removal", error_has("it was removed"))
+        .await;
+    assert_eq!(call(&emu.service("search", "/"), Some(&token)).await.0, 200);
+    let r = reqwest::get(emu.service("search", "/")).await.unwrap();
+    let reason = r.headers()["x-frontdoor-reason"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        reason.contains("cannot read the configuration file: it was removed"),
+        "{reason}"
+    );
+
+    // A link to a device that never ends: refused unread.
+    std::os::unix::fs::symlink("/dev/zero", emu.config_file()).unwrap();
+    emu.wait_status("the device", error_has("it is not a regular file"))
+        .await;
+    std::fs::remove_file(emu.config_file()).unwrap();
+
+    // Over the size cap: refused unread.
+    let big = std::fs::File::create(emu.config_file()).unwrap();
+    big.set_len(frontdoor::config::MAX_CONFIG_BYTES + 1)
+        .unwrap();
+    drop(big);
+    emu.wait_status("the oversized file", error_has("over the 16777216"))
+        .await;
+
+    // Back as it was: the refusal no longer stands.
+    emu.rewrite_config(&good);
+    let status = emu
+        .wait_status("the return", |s| s["last_reload"]["ok"] == true)
+        .await;
+    assert_eq!(
+        status["generation"], 1,
+        "nothing changed: no new generation"
+    );
+    let r = reqwest::get(emu.service("search", "/")).await.unwrap();
+    assert!(
+        !r.headers()["x-frontdoor-reason"]
+            .to_str()
+            .unwrap()
+            .contains("note:")
+    );
+    emu.stop().await;
+}

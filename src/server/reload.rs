@@ -42,6 +42,9 @@ pub(super) struct Watcher {
     path: PathBuf,
     /// The content last applied or tried.
     seen: Option<Vec<u8>>,
+    /// Why the file could not be read, when that was last reported: said once, not every
+    /// poll.
+    unreadable: Option<String>,
 }
 
 impl Watcher {
@@ -49,25 +52,64 @@ impl Watcher {
     /// configuration and starting to watch, and a first read that resolves to the
     /// configuration in force is recognised as no change.
     pub(super) fn new(path: PathBuf) -> Watcher {
-        Watcher { path, seen: None }
+        Watcher {
+            path,
+            seen: None,
+            unreadable: None,
+        }
     }
 
-    /// The next settled content that differs from what was seen. Cancel-safe: nothing is
-    /// recorded until it returns.
-    pub(super) async fn next_change(&mut self) -> Vec<u8> {
+    /// The next settled content that differs from what was seen, or why the file can no
+    /// longer be read (removed, not a regular file, too large: said once per cause).
+    /// Cancel-safe: nothing is recorded until it returns.
+    pub(super) async fn next_change(&mut self) -> Result<Vec<u8>, String> {
         loop {
             tokio::time::sleep(POLL).await;
-            let Ok(first) = tokio::fs::read(&self.path).await else {
-                continue;
+            let first = match self.read().await {
+                Ok(bytes) => bytes,
+                Err(why) => {
+                    if self.unreadable.as_ref() == Some(&why) {
+                        continue;
+                    }
+                    // Gone for a moment, as an editor saving by rename leaves it? Look again.
+                    tokio::time::sleep(SETTLE).await;
+                    if let Err(again) = self.read().await {
+                        self.unreadable = Some(again.clone());
+                        // Whatever comes back next is news, even what was there before.
+                        self.seen = None;
+                        return Err(again);
+                    }
+                    continue;
+                }
             };
+            self.unreadable = None;
             if self.seen.as_ref() == Some(&first) {
                 continue;
             }
             tokio::time::sleep(SETTLE).await;
-            if tokio::fs::read(&self.path).await.ok().as_ref() == Some(&first) {
+            if self.read().await.ok().as_ref() == Some(&first) {
                 self.seen = Some(first.clone());
-                return first;
+                return Ok(first);
             }
         }
+    }
+
+    /// The file, read off the runtime and capped in size (`config::read_capped`).
+    async fn read(&self) -> Result<Vec<u8>, String> {
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || crate::config::read_capped(&path))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| {
+                let why = if e.kind() == std::io::ErrorKind::NotFound {
+                    "it was removed".to_owned()
+                } else {
+                    e.to_string()
+                };
+                format!(
+                    "{}: cannot read the configuration file: {why}; the configuration in force stays",
+                    self.path.display()
+                )
+            })
     }
 }
