@@ -11,8 +11,25 @@ use quick_cache::sync::Cache;
 use crate::iam::Principal;
 use crate::tokens::ACCESS_TOKEN_PREFIX;
 
-/// Grants kept at most.
-const CAPACITY: usize = 65_536;
+/// Bytes of grants kept at most: about 60,000 ordinary grants.
+const CAPACITY_BYTES: u64 = 16 * 1024 * 1024;
+
+/// A grant weighs its token, its scopes and its principal, plus a little for the map.
+#[derive(Clone)]
+struct Weight;
+
+impl quick_cache::Weighter<String, Arc<Grant>> for Weight {
+    fn weight(&self, token: &String, grant: &Arc<Grant>) -> u64 {
+        let scopes: usize = grant.scopes.iter().map(|s| s.len() + 24).sum();
+        let principal = match &grant.principal {
+            Principal::ServiceAccount(e) | Principal::User(e) => e.len(),
+            Principal::Federated { subject, sets } => {
+                subject.len() + sets.iter().map(|s| s.len() + 24).sum::<usize>()
+            }
+        };
+        (128 + token.len() + scopes + principal) as u64
+    }
+}
 
 /// The scope a Cloud Run service's identity gets when none is asked for.
 pub const CLOUD_PLATFORM: &str = "https://www.googleapis.com/auth/cloud-platform";
@@ -26,21 +43,21 @@ pub struct Grant {
 }
 
 pub struct AccessTokens {
-    grants: Cache<String, Arc<Grant>>,
+    grants: Cache<String, Arc<Grant>, Weight>,
 }
 
 impl Default for AccessTokens {
     fn default() -> Self {
         AccessTokens {
-            grants: Cache::new(CAPACITY),
+            grants: Cache::with_weighter(65_536, CAPACITY_BYTES, Weight),
         }
     }
 }
 
 impl AccessTokens {
-    /// How many grants are remembered.
-    pub fn entries(&self) -> usize {
-        self.grants.len()
+    /// How many grants are remembered, and how many bytes they weigh.
+    pub fn size(&self) -> (usize, u64) {
+        (self.grants.len(), self.grants.weight())
     }
 
     /// A new token for `principal` with `scopes`, valid for `lifetime` seconds from `now`.
@@ -90,5 +107,28 @@ mod tests {
         assert_eq!(store.lookup(&a, 4599).unwrap().principal, sa());
         assert!(store.lookup(&a, 4600).is_none());
         assert!(store.lookup("ya29.made-up", 1000).is_none());
+    }
+}
+
+#[cfg(test)]
+mod weight_tests {
+    use super::*;
+
+    #[test]
+    fn grants_are_bounded_in_bytes_not_count() {
+        let store = AccessTokens::default();
+        // Grants with 8 KiB of scopes each: about 2,000 fit in 16 MiB, not 65,536.
+        let scope = "s".repeat(8 * 1024);
+        for _ in 0..4000 {
+            store.issue(
+                Principal::ServiceAccount("a@p.iam.gserviceaccount.com".into()),
+                vec![scope.clone()],
+                1000,
+                3600,
+            );
+        }
+        let (n, bytes) = store.size();
+        assert!(bytes <= CAPACITY_BYTES, "{bytes}");
+        assert!(n < 2100, "{n}");
     }
 }

@@ -14,6 +14,11 @@ use serde::Serialize;
 
 /// How many decisions are kept; older ones are dropped.
 pub const CAPACITY: usize = 1000;
+/// And how many bytes of them at most: a flood of long reasons (60 KB audiences, say)
+/// drops older entries rather than growing memory or the decisions endpoint's answer.
+pub const CAPACITY_BYTES: usize = 4 * 1024 * 1024;
+/// The longest any one field of a decision is kept; longer text is cut, saying how much.
+pub const MAX_FIELD_BYTES: usize = 16 * 1024;
 
 /// The surfaces that decide, as `Decision::surface` names them.
 pub const SURFACES: [&str; 6] = [
@@ -183,7 +188,7 @@ pub fn reason_header(reason: &str) -> Option<http::HeaderValue> {
 #[derive(Debug)]
 pub struct DecisionLog {
     // A std Mutex: it is never held across an await, and the critical section is a push.
-    entries: Mutex<VecDeque<Decision>>,
+    entries: Mutex<Entries>,
     /// Every decision counted, for `/metrics`; the labels are bounded by the configuration
     /// (services) and by HTTP (statuses).
     counts: Family<DecisionLabels, Counter>,
@@ -193,7 +198,10 @@ pub struct DecisionLog {
 impl Default for DecisionLog {
     fn default() -> Self {
         DecisionLog {
-            entries: Mutex::default(),
+            entries: Mutex::new(Entries {
+                list: VecDeque::new(),
+                bytes: 0,
+            }),
             counts: Family::default(),
             latency: Family::new_with_constructor(latency_histogram),
         }
@@ -203,6 +211,13 @@ impl Default for DecisionLog {
 /// 50 µs to about 3 s, doubling.
 fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.000_05, 2.0, 16))
+}
+
+/// The kept decisions and their total weight in bytes (see [`Decision::bytes`]).
+#[derive(Debug)]
+struct Entries {
+    list: VecDeque<Decision>,
+    bytes: usize,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -238,14 +253,50 @@ pub fn escape_controls(s: &str) -> std::borrow::Cow<'_, str> {
     )
 }
 
+/// Escapes `s` (see [`escape_controls`]) and cuts it to [`MAX_FIELD_BYTES`].
 fn escape_in_place(s: &mut String) {
     if let std::borrow::Cow::Owned(escaped) = escape_controls(s) {
         *s = escaped;
     }
+    if s.len() > MAX_FIELD_BYTES {
+        let mut cut = MAX_FIELD_BYTES;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let more = s.len() - cut;
+        s.truncate(cut);
+        s.push_str(&format!("… ({more} more bytes)"));
+    }
 }
 
 impl Decision {
-    /// Every client-derived string escaped (see [`escape_controls`]).
+    /// About how many bytes the decision takes in memory.
+    fn bytes(&self) -> usize {
+        std::mem::size_of::<Decision>()
+            + [
+                &self.surface,
+                &self.method,
+                &self.host,
+                &self.path,
+                &self.reason,
+            ]
+            .iter()
+            .map(|f| f.len())
+            .sum::<usize>()
+            + [
+                &self.service,
+                &self.revision,
+                &self.principal,
+                &self.credential,
+                &self.target,
+                &self.permission,
+            ]
+            .iter()
+            .filter_map(|f| f.as_ref().map(String::len))
+            .sum::<usize>()
+    }
+
+    /// Every client-derived string escaped (see [`escape_controls`]) and cut to length.
     fn escaped(mut self) -> Decision {
         for field in [
             &mut self.service,
@@ -253,6 +304,7 @@ impl Decision {
             &mut self.principal,
             &mut self.credential,
             &mut self.target,
+            &mut self.permission,
         ]
         .into_iter()
         .flatten()
@@ -260,6 +312,7 @@ impl Decision {
             escape_in_place(field);
         }
         for field in [
+            &mut self.surface,
             &mut self.method,
             &mut self.host,
             &mut self.path,
@@ -304,11 +357,16 @@ impl DecisionLog {
                 })
                 .observe(us as f64 / 1e6);
         }
+        let weight = decision.bytes();
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        if entries.len() == CAPACITY {
-            entries.pop_front();
+        while entries.list.len() >= CAPACITY || entries.bytes + weight > CAPACITY_BYTES {
+            let Some(old) = entries.list.pop_front() else {
+                break;
+            };
+            entries.bytes -= old.bytes();
         }
-        entries.push_back(decision);
+        entries.bytes += weight;
+        entries.list.push_back(decision);
     }
 
     /// Registers the decision counts and latencies in `registry`, for `/metrics`.
@@ -326,32 +384,10 @@ impl DecisionLog {
         );
     }
 
-    /// How many decisions are kept, and about how many bytes their text takes.
+    /// How many decisions are kept, and about how many bytes they take.
     pub fn size(&self) -> (usize, usize) {
         let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        let bytes = entries
-            .iter()
-            .map(|d| {
-                std::mem::size_of::<Decision>()
-                    + d.surface.len()
-                    + d.method.len()
-                    + d.host.len()
-                    + d.path.len()
-                    + d.reason.len()
-                    + [
-                        &d.service,
-                        &d.revision,
-                        &d.principal,
-                        &d.credential,
-                        &d.target,
-                        &d.permission,
-                    ]
-                    .iter()
-                    .filter_map(|f| f.as_ref().map(String::len))
-                    .sum::<usize>()
-            })
-            .sum();
-        (entries.len(), bytes)
+        (entries.list.len(), entries.bytes)
     }
 
     fn log(&self, decision: &Decision) {
@@ -381,6 +417,7 @@ impl DecisionLog {
     pub fn recent_of(&self, limit: usize, surface: Option<&str>) -> Vec<Decision> {
         let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         let mut out: Vec<Decision> = entries
+            .list
             .iter()
             .rev()
             .filter(|d| surface.is_none_or(|s| d.surface == s))
@@ -446,6 +483,30 @@ mod tests {
         assert_eq!(sts, [4, 6, 8]);
         assert!(log.recent_of(3, Some("metadata")).is_empty());
         assert_eq!(log.recent(2).len(), 2);
+    }
+
+    #[test]
+    fn the_log_is_bounded_in_bytes_and_long_fields_are_cut() {
+        let log = DecisionLog::default();
+        for n in 0..(CAPACITY as i64) {
+            let mut big = d(n);
+            big.reason = "r".repeat(60_000);
+            big.host = "h".repeat(60_000);
+            log.record(big);
+        }
+        let (count, bytes) = log.size();
+        assert!(bytes <= CAPACITY_BYTES, "{bytes}");
+        assert!(count < CAPACITY / 2, "{count}");
+        let newest = log.recent(1).pop().unwrap();
+        assert_eq!(newest.time, CAPACITY as i64 - 1);
+        assert!(
+            newest.reason.len() < MAX_FIELD_BYTES + 32
+                && newest
+                    .reason
+                    .ends_with(&format!("… ({} more bytes)", 60_000 - MAX_FIELD_BYTES)),
+            "{}",
+            &newest.reason[newest.reason.len() - 40..]
+        );
     }
 
     #[test]

@@ -30,9 +30,9 @@ pub struct FrontDoor {
 }
 
 impl FrontDoor {
-    /// How many verified tokens are remembered.
-    pub fn verified_tokens(&self) -> usize {
-        self.tokens.len()
+    /// How many verified tokens are remembered, and about how many bytes they take.
+    pub fn verified_tokens(&self) -> (usize, u64) {
+        (self.tokens.len(), self.tokens.bytes())
     }
 
     /// Routes for `config`; the verified-token cache of `previous` is kept.
@@ -46,7 +46,7 @@ impl FrontDoor {
         FrontDoor {
             hosts,
             tokens: previous.map_or_else(
-                || Arc::new(cache::VerifiedTokens::new(cache::CAPACITY)),
+                || Arc::new(cache::VerifiedTokens::new(cache::CAPACITY_BYTES)),
                 |p| p.tokens.clone(),
             ),
         }

@@ -25,26 +25,36 @@ use respond::{json as json_response, text};
 /// A cached token is handed out again until it is this close to expiry, as the real
 /// server does.
 const REFRESH_BEFORE_EXPIRY: i64 = 300;
-/// Tokens cached at most (distinct audiences, scope sets and identities).
-const CACHE_CAPACITY: usize = 1024;
+/// Bytes of tokens cached at most (keys, which hold the audience or scopes, and tokens).
+const CACHE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// An entry weighs its key and its token, plus a little for the map.
+#[derive(Clone)]
+struct Weight;
+
+impl quick_cache::Weighter<String, (String, i64)> for Weight {
+    fn weight(&self, key: &String, value: &(String, i64)) -> u64 {
+        (64 + key.len() + value.0.len()) as u64
+    }
+}
 
 /// Tokens the metadata server has minted, by what was asked for.
 pub struct MetadataTokens {
-    cache: Cache<String, (String, i64)>,
+    cache: Cache<String, (String, i64), Weight>,
 }
 
 impl Default for MetadataTokens {
     fn default() -> Self {
         MetadataTokens {
-            cache: Cache::new(CACHE_CAPACITY),
+            cache: Cache::with_weighter(4096, CACHE_BYTES, Weight),
         }
     }
 }
 
 impl MetadataTokens {
-    /// How many tokens are cached.
-    pub fn entries(&self) -> usize {
-        self.cache.len()
+    /// How many tokens are cached, and how many bytes they weigh.
+    pub fn size(&self) -> (usize, u64) {
+        (self.cache.len(), self.cache.weight())
     }
 
     /// The cached token for `key` while it has more than five minutes left, else a new one
@@ -331,6 +341,17 @@ fn service_account(
 }
 
 fn access_token(state: &AppState, sa: &ServiceAccount, query: &[(String, String)]) -> Response {
+    if let Some(too_long) = param(query, "scopes").filter(|s| s.len() > tokens::MAX_PARAMETER_BYTES)
+    {
+        return text(
+            StatusCode::BAD_REQUEST,
+            &format!(
+                "the scopes parameter is {} bytes, more than the {} frontdoor accepts",
+                too_long.len(),
+                tokens::MAX_PARAMETER_BYTES
+            ),
+        );
+    }
     let mut scopes: Vec<String> = param(query, "scopes")
         .map(|s| {
             s.split(',')
@@ -367,6 +388,16 @@ fn identity(
             "non-empty audience parameter required",
         );
     };
+    if audience.len() > tokens::MAX_PARAMETER_BYTES {
+        return text(
+            StatusCode::BAD_REQUEST,
+            &format!(
+                "the audience is {} bytes, more than the {} frontdoor accepts",
+                audience.len(),
+                tokens::MAX_PARAMETER_BYTES
+            ),
+        );
+    }
     let full = match param(query, "format").unwrap_or("standard") {
         "standard" => false,
         "full" => true,

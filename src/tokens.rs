@@ -19,6 +19,12 @@ pub const SKEW: i64 = 300;
 /// The longest lifetime (`exp - iat`) a verified token may claim. Google's own are an hour;
 /// Google's Node verifier refuses anything over a day, and so do we.
 pub const MAX_LIFETIME: i64 = 86_400;
+/// The longest credential read (our choice): Google's ID tokens are about 1 KiB, and
+/// anything longer is refused before it is decoded or remembered.
+pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
+/// The longest audience, scope list or signing payload accepted from a client (our
+/// choice): far above any real one, and a bound on what one request can make frontdoor keep.
+pub const MAX_PARAMETER_BYTES: usize = 8 * 1024;
 /// Google's access tokens start with this; they are not ID tokens.
 pub const ACCESS_TOKEN_PREFIX: &str = "ya29.";
 
@@ -80,6 +86,10 @@ pub fn mint(keys: &KeySet, claims: &Claims) -> String {
 /// written for the person who sent the token.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {
+    #[error(
+        "the credential is {0} bytes, more than the {MAX_TOKEN_BYTES} frontdoor reads; an ID token is about 1 KiB"
+    )]
+    TooLarge(usize),
     #[error(
         "an access token (ya29.…) was sent where an ID token is needed; fetch an ID token for the service's URL (metadata `identity?audience=…`, `fetch_id_token`, `generateIdToken`) instead of an access token"
     )]
@@ -169,6 +179,9 @@ fn json_object(bytes: &[u8], what: &'static str) -> Result<Claims, TokenError> {
 /// Header fields other than `alg` and `kid` (`jku`, `x5u`, `jwk`, …) are ignored: keys come
 /// only from the issuer's own set.
 pub fn verify(keys: &KeySet, token: &str, issuer: &str, now: i64) -> Result<Verified, TokenError> {
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(TokenError::TooLarge(token.len()));
+    }
     if token.starts_with(ACCESS_TOKEN_PREFIX) {
         return Err(TokenError::AccessToken);
     }

@@ -282,3 +282,23 @@ async fn hostile_tokens_get_401_and_never_pass() {
     assert_eq!(status, 200);
     emu.stop().await;
 }
+
+/// A credential longer than any ID token is refused before it is decoded or remembered.
+#[tokio::test]
+async fn an_oversized_credential_is_a_401_naming_the_cap() {
+    let emu = Emulator::start(&three_services()).await;
+    let huge = format!("{}.{}.{}", "a".repeat(9000), "b".repeat(9000), "c");
+    let r = reqwest::Client::new()
+        .get(emu.service("user-profiles", "/"))
+        .header("authorization", format!("Bearer {huge}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let reason = r.headers()["x-frontdoor-reason"].to_str().unwrap();
+    assert!(
+        reason.contains("more than the 16384 frontdoor reads"),
+        "{reason}"
+    );
+    emu.stop().await;
+}

@@ -231,6 +231,7 @@ async fn iam_credentials_bad_input() {
     let long_chain = chain(&vec![sa("hop"); 40_000]);
     let cycle = chain(&[sa("hop"), sa("deep"), sa("hop")]);
     let to_itself = chain(&[sa("target")]);
+    let long_audience = serde_json::json!({"audience": "a".repeat(8193)}).to_string();
     let cases: Vec<Case<'_>> = vec![
         ("no bearer", url.clone(), None, aud, 401, "UNAUTHENTICATED"),
         (
@@ -326,6 +327,14 @@ async fn iam_credentials_bad_input() {
             s.iam(&sa("target"), "signBlob"),
             Some(caller.as_str()),
             r#"{"payload": "***"}"#,
+            400,
+            "INVALID_ARGUMENT",
+        ),
+        (
+            "an audience over the cap",
+            url.clone(),
+            Some(caller.as_str()),
+            long_audience.as_str(),
             400,
             "INVALID_ARGUMENT",
         ),

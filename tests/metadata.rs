@@ -555,3 +555,34 @@ fn the_documented_curl_recipe_and_frontdoor_env() {
     let _ = Command::new("kill").arg(server.id().to_string()).status();
     assert!(server.wait().unwrap().success());
 }
+
+/// Inputs are bounded in bytes (issue 10): an audience or scope list past the cap is a
+/// 400 naming the cap, never a token to cache.
+#[tokio::test]
+async fn oversized_audiences_and_scopes_are_refused() {
+    let emu = Emulator::start(&three_services()).await;
+    let host = emu.metadata_of("login");
+    let long = "a".repeat(frontdoor::tokens::MAX_PARAMETER_BYTES + 1);
+    for path in [
+        format!("{V1}/instance/service-accounts/default/identity?audience={long}"),
+        format!("{V1}/instance/service-accounts/default/token?scopes={long}"),
+    ] {
+        let g = md(&host, &path, &[FLAVOR]).await;
+        assert_eq!(g.status, 400, "{}", &path[..60]);
+        assert!(
+            g.body.contains("more than the 8192 frontdoor accepts"),
+            "{}",
+            g.body
+        );
+    }
+    // At the cap, it is served.
+    let at_cap = "a".repeat(frontdoor::tokens::MAX_PARAMETER_BYTES);
+    let g = md(
+        &host,
+        &format!("{V1}/instance/service-accounts/default/identity?audience={at_cap}"),
+        &[FLAVOR],
+    )
+    .await;
+    assert_eq!(g.status, 200);
+    emu.stop().await;
+}

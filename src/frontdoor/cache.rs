@@ -14,17 +14,30 @@ use sha2::{Digest, Sha256};
 use crate::keys::KeySet;
 use crate::tokens::{self, SKEW, TokenError, Verified};
 
-/// Entries kept at most: about 1.5 KiB each, so a few MiB in all.
-pub(crate) const CAPACITY: usize = 4096;
+/// Bytes kept at most, weighed per entry (see [`Weight`]): about 4,000 ordinary tokens,
+/// or fewer large ones.
+pub(crate) const CAPACITY_BYTES: u64 = 8 * 1024 * 1024;
+
+/// An entry's weight: what its decoded claims take, estimated when it is stored as a
+/// small multiple of the token's length (a `serde_json` map is larger than its text).
+#[derive(Clone)]
+struct Weight;
+
+impl quick_cache::Weighter<[u8; 32], (Arc<Verified>, u32)> for Weight {
+    fn weight(&self, _: &[u8; 32], value: &(Arc<Verified>, u32)) -> u64 {
+        u64::from(value.1)
+    }
+}
 
 pub(crate) struct VerifiedTokens {
-    cache: Cache<[u8; 32], Arc<Verified>>,
+    cache: Cache<[u8; 32], (Arc<Verified>, u32), Weight>,
 }
 
 impl VerifiedTokens {
-    pub(crate) fn new(capacity: usize) -> VerifiedTokens {
+    pub(crate) fn new(capacity_bytes: u64) -> VerifiedTokens {
         VerifiedTokens {
-            cache: Cache::new(capacity),
+            // About 2 KiB an ordinary entry.
+            cache: Cache::with_weighter((capacity_bytes / 2048) as usize, capacity_bytes, Weight),
         }
     }
 
@@ -42,15 +55,22 @@ impl VerifiedTokens {
             .chain_update(token.as_bytes())
             .finalize()
             .into();
-        if let Some(hit) = self.cache.get(&digest) {
+        if let Some((hit, _)) = self.cache.get(&digest) {
             if now <= hit.exp.saturating_add(SKEW) {
                 return Ok(hit);
             }
             self.cache.remove(&digest);
         }
         let verified = Arc::new(tokens::verify(keys, token, issuer, now)?);
-        self.cache.insert(digest, verified.clone());
+        // Tokens are at most MAX_TOKEN_BYTES long, so this fits in a u32.
+        let weight = u32::try_from(512 + 3 * token.len()).unwrap_or(u32::MAX);
+        self.cache.insert(digest, (verified.clone(), weight));
         Ok(verified)
+    }
+
+    /// About how many bytes the remembered tokens take.
+    pub(crate) fn bytes(&self) -> u64 {
+        self.cache.weight()
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -79,7 +99,7 @@ mod tests {
     #[test]
     fn hits_expire_with_the_token_and_failures_are_not_kept() {
         let keys = testkeys::key_set();
-        let cache = VerifiedTokens::new(16);
+        let cache = VerifiedTokens::new(CAPACITY_BYTES);
         let t = token(&keys, "a", 1000);
         assert!(cache.verify(&keys, &t, ISS, 1000).is_ok());
         assert_eq!(cache.len(), 1);
@@ -112,14 +132,29 @@ mod tests {
     }
 
     #[test]
-    fn a_flood_of_distinct_tokens_stays_bounded() {
+    fn a_flood_of_distinct_tokens_stays_bounded_in_bytes() {
         let keys = testkeys::key_set();
-        let cache = VerifiedTokens::new(64);
-        for i in 0..500 {
+        let cache = VerifiedTokens::new(256 * 1024);
+        // Tokens with 8 KiB audiences weigh about 34 KiB each; ordinary ones about 3 KiB.
+        for i in 0..100 {
+            let aud = format!("{i}-{}", "a".repeat(8 * 1024));
+            cache
+                .verify(&keys, &token(&keys, &aud, 1000), ISS, 1000)
+                .unwrap();
+        }
+        assert!(cache.bytes() <= 256 * 1024, "{}", cache.bytes());
+        assert!(cache.len() < 20, "{}", cache.len());
+        // Ordinary tokens: many more fit.
+        let cache = VerifiedTokens::new(256 * 1024);
+        for i in 0..300 {
             cache
                 .verify(&keys, &token(&keys, &format!("aud-{i}"), 1000), ISS, 1000)
                 .unwrap();
         }
-        assert!(cache.len() <= 64, "{}", cache.len());
+        assert!(
+            cache.len() > 50 && cache.bytes() <= 256 * 1024,
+            "{}",
+            cache.len()
+        );
     }
 }

@@ -65,30 +65,29 @@ async fn metrics(State(state): State<AppState>) -> Response {
 
     let (decisions, decision_bytes) = state.decisions.size();
     let entries: Family<Labeled, Gauge> = Family::default();
-    for (name, n) in [
+    let bytes: Family<Labeled, Gauge> = Family::default();
+    for (name, (n, b)) in [
         ("verified_tokens", state.frontdoor.verified_tokens()),
-        ("metadata_tokens", state.metadata_tokens.entries()),
-        ("access_tokens", state.access_tokens.entries()),
-        ("decision_log", decisions),
+        ("metadata_tokens", state.metadata_tokens.size()),
+        ("access_tokens", state.access_tokens.size()),
+        ("decision_log", (decisions, decision_bytes as u64)),
     ] {
+        let label = Labeled { name: name.into() };
         entries
-            .get_or_create(&Labeled { name: name.into() })
+            .get_or_create(&label)
             .set(i64::try_from(n).unwrap_or(i64::MAX));
+        bytes
+            .get_or_create(&label)
+            .set(i64::try_from(b).unwrap_or(i64::MAX));
     }
     registry.register(
         "frontdoor_cache_entries",
         "Entries held by each bounded cache",
         entries,
     );
-    let bytes: Family<Labeled, Gauge> = Family::default();
-    bytes
-        .get_or_create(&Labeled {
-            name: "decision_log".into(),
-        })
-        .set(i64::try_from(decision_bytes).unwrap_or(i64::MAX));
     registry.register_with_unit(
         "frontdoor_cache_size",
-        "About how many bytes a cache holds (the decision log's text)",
+        "About how many bytes each cache holds; each is bounded in bytes",
         Unit::Bytes,
         bytes,
     );

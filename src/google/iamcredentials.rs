@@ -165,6 +165,18 @@ fn account<'s>(state: &'s AppState, name: &str) -> Result<&'s ServiceAccount, Ap
         .ok_or_else(|| ApiError::NotFound(format!("Not found; Gaia id not found for email {name}")))
 }
 
+/// Refuses a field of `bytes` over [`tokens::MAX_PARAMETER_BYTES`] (our choice), so that
+/// one request cannot make frontdoor keep a token naming megabytes.
+fn too_long(field: &str, bytes: usize) -> Result<(), ApiError> {
+    if bytes > tokens::MAX_PARAMETER_BYTES {
+        return Err(ApiError::InvalidArgument(format!(
+            "Invalid value for field '{field}': {bytes} bytes, more than the {} frontdoor accepts.",
+            tokens::MAX_PARAMETER_BYTES
+        )));
+    }
+    Ok(())
+}
+
 /// The longest `delegates` chain followed (our choice; Google documents none): longer
 /// chains are refused before any is looked up, so a request cannot make thousands of
 /// checks.
@@ -240,6 +252,7 @@ fn generate_id_token(
             "Invalid value for field 'audience': must not be empty.".into(),
         ));
     }
+    too_long("audience", req.audience.len())?;
     authorize(state, who, &req.delegates, target, iam::GET_OPENID_TOKEN)?;
     let mut claims =
         tokens::service_account_claims(&state.config.issuer, target, &req.audience, state.now());
@@ -259,6 +272,7 @@ fn generate_access_token(
     target: &ServiceAccount,
     req: AccessTokenRequest,
 ) -> Result<Response, ApiError> {
+    too_long("scope", req.scope.iter().map(|s| s.len() + 1).sum())?;
     if req.scope.is_empty() {
         return Err(ApiError::InvalidArgument(
             "Invalid value for field 'scope': at least one scope is required.".into(),

@@ -53,6 +53,16 @@ async fn token(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -
     let Some(jwt) = field(&fields, "assertion") else {
         return oauth("invalid_request", "Missing required parameter: assertion");
     };
+    if jwt.len() > tokens::MAX_TOKEN_BYTES {
+        return oauth(
+            "invalid_grant",
+            &format!(
+                "The assertion is {} bytes, more than the {} frontdoor reads.",
+                jwt.len(),
+                tokens::MAX_TOKEN_BYTES
+            ),
+        );
+    }
     let (account, claims) = match assertion::verify(&state, jwt) {
         Ok(found) => found,
         Err(e) => {

@@ -120,6 +120,18 @@ async fn exchange(State(state): State<AppState>, headers: HeaderMap, body: Bytes
             "Missing required parameter: subject_token.",
         );
     };
+    if subject_token.len() > tokens::MAX_TOKEN_BYTES
+        || field(&fields, "scope").is_some_and(|s| s.len() > tokens::MAX_PARAMETER_BYTES)
+    {
+        return oauth(
+            "invalid_request",
+            &format!(
+                "The subject_token or scope is longer than frontdoor reads ({} and {} bytes).",
+                tokens::MAX_TOKEN_BYTES,
+                tokens::MAX_PARAMETER_BYTES
+            ),
+        );
+    }
     let claims = match verify_subject(&state, provider, subject_token) {
         Ok(c) => c,
         Err(why) => {

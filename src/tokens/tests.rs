@@ -368,3 +368,16 @@ fn extreme_times_neither_overflow_nor_pass() {
         TokenError::Expired { .. }
     ));
 }
+
+#[test]
+fn an_oversized_token_is_refused_before_it_is_decoded() {
+    let keys = testkeys::key_set();
+    let good = keys.current();
+    let mut c = good_claims();
+    c["padding"] = json!("x".repeat(MAX_TOKEN_BYTES));
+    let big = forge(json!({"alg": "RS256", "kid": good.kid()}), c, good);
+    assert_eq!(
+        verify(&keys, &big, ISS, NOW).unwrap_err(),
+        TokenError::TooLarge(big.len())
+    );
+}
