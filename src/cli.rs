@@ -380,6 +380,7 @@ async fn serve(args: ConfigArgs, bind_all: bool) -> anyhow::Result<()> {
     if bind_all {
         warn_exposed(&config);
     }
+    raise_fd_limit();
     // Said at once: on a first start, making the keys takes a moment.
     say(&format!(
         "frontdoor: {} is valid; loading the signing keys in {} (made on first start), then binding the listeners\n",
@@ -428,6 +429,19 @@ async fn serve(args: ConfigArgs, bind_all: bool) -> anyhow::Result<()> {
     served?;
     say("frontdoor stopped\n");
     Ok(())
+}
+
+/// Raises the soft limit on open files to the hard one: each listener holds up to 4,096
+/// connections, and the usual soft limit of 1,024 would run out first.
+fn raise_fd_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                tracing::warn!(error = %e, soft, hard, "cannot raise the open-file limit");
+            }
+        }
+    }
 }
 
 /// `--bind-all`'s warning, on stderr before anything serves: every listener other machines

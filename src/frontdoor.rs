@@ -82,22 +82,12 @@ pub fn app(live: Live, pinned: Option<String>) -> Router {
 const SERVER: HeaderValue = HeaderValue::from_static("Google Frontend");
 
 /// Both ends of a connection: the caller's address, and ours (which identifies the
-/// connection in the kernel's tables, for recognising frontdoor's own services).
+/// connection in the kernel's tables, for recognising frontdoor's own services). The accept
+/// loop (`server::accept`) hands it to every request as `ConnectInfo`.
 #[derive(Debug, Clone, Copy)]
 pub struct Peer {
     pub remote: SocketAddr,
     pub local: SocketAddr,
-}
-
-impl
-    axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tokio::net::TcpListener>>
-    for Peer
-{
-    fn connect_info(stream: axum::serve::IncomingStream<'_, tokio::net::TcpListener>) -> Peer {
-        let remote = *stream.remote_addr();
-        let local = stream.io().local_addr().unwrap_or(remote);
-        Peer { remote, local }
-    }
 }
 
 async fn handle(

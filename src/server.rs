@@ -15,6 +15,7 @@ use crate::config::Config;
 use listeners::Registry;
 use reload::LastReload;
 
+mod accept;
 mod listeners;
 mod reload;
 
@@ -294,17 +295,13 @@ fn refuse(current: &AppState, error: String) {
     });
 }
 
+/// Serves one listener with the limits every listener has (see `accept`).
 async fn serve_one(
     listener: TcpListener,
     app: axum::Router,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    let service = app.into_make_service_with_connect_info::<crate::frontdoor::Peer>();
-    axum::serve(listener, service)
-        .with_graceful_shutdown(async move {
-            let _ = stop.wait_for(|s| *s).await;
-        })
-        .await
+    accept::serve(listener, app, stop, accept::Limits::default()).await
 }
 
 /// Starts (or keeps) the process of every `command` service at its revision in `state`,

@@ -19,8 +19,12 @@ fn serve(dir: &Path, xdg: &Path) -> Child {
     )
     .unwrap();
     state_dir_with_test_keys(&dir.join(".frontdoor"));
-    let mut child = frontdoor()
-        .arg("serve")
+    // Started with a low soft limit on open files, which serve raises to the hard one.
+    let mut child = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(r#"ulimit -Sn 256 && exec "$0" serve"#)
+        .arg(env!("CARGO_BIN_EXE_frontdoor"))
+        .env_remove("FRONTDOOR_STATE_DIR")
         .current_dir(dir)
         .env("XDG_STATE_HOME", xdg)
         .stdout(Stdio::piped())
@@ -59,6 +63,16 @@ fn the_cli_finds_the_running_server_from_anywhere_and_reports_a_stopped_one() {
     )
     .unwrap();
     assert_eq!(record["pid"], server.id());
+    // It raised its open-file limit (256 when started) to the hard one, for its
+    // connection caps.
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", server.id())).unwrap();
+    let files: Vec<&str> = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(files[3], files[4], "soft and hard: {files:?}");
     let metadata = record["metadata"].as_str().unwrap().to_owned();
 
     // From a directory below the configuration's: found by looking up.

@@ -1,0 +1,232 @@
+//! The accept loop every listener runs, in place of `axum::serve`, which has no header-read
+//! timeout, no cap on open connections and no bound on a shutdown (issue 10: slowloris
+//! connections were held forever, 500 half-sent requests held 340 MB, running out of file
+//! descriptors made every listener unreachable).
+//!
+//! - a request's headers must arrive within [`Limits::header_read_timeout`], which also
+//!   closes a keep-alive connection that sends nothing for that long;
+//! - headers are read into at most [`MAX_HEADER_BYTES`];
+//! - at most [`Limits::max_connections`] are open per listener; past that a new connection
+//!   is closed at once, and the listener keeps serving the others;
+//! - an accept error (out of file descriptors, say) is logged and retried after a pause,
+//!   never the end of the listener;
+//! - on stop, idle connections close at once and requests in flight may finish (the caller
+//!   bounds how long).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tower::ServiceExt;
+
+use crate::frontdoor::Peer;
+
+/// The most a request's headers may take: Cloud Run's own limit is 64 KiB.
+pub(crate) const MAX_HEADER_BYTES: usize = 64 * 1024;
+
+/// How long a connection may take to send a request's headers, and how many may be open.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub(crate) header_read_timeout: Duration,
+    pub(crate) max_connections: usize,
+}
+
+impl Default for Limits {
+    /// 10 s for headers (ample on loopback, where every client here is); 4,096 connections
+    /// a listener, well under the file-descriptor limit `serve` raises itself to.
+    fn default() -> Self {
+        Limits {
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: 4096,
+        }
+    }
+}
+
+/// Serves `app` on `listener` until `stop` turns true; then closes idle connections and
+/// waits for the requests in flight.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    app: Router,
+    mut stop: watch::Receiver<bool>,
+    limits: Limits,
+) -> std::io::Result<()> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(MAX_HEADER_BYTES);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(MAX_HEADER_BYTES as u32);
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let graceful = GracefulShutdown::new();
+    let mut refused_at: Option<std::time::Instant> = None;
+    loop {
+        let (stream, remote) = tokio::select! {
+            biased;
+            () = stopped(&mut stop) => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) if is_connection_error(&e) => continue,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot accept a connection; trying again in 100 ms");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            // Refused cleanly: the connection is closed, the listener goes on. Said at most
+            // once a second, so a flood does not flood the log too.
+            if refused_at.is_none_or(|t| t.elapsed() > Duration::from_secs(1)) {
+                tracing::warn!(
+                    max = limits.max_connections,
+                    "too many open connections; closing new ones"
+                );
+                refused_at = Some(std::time::Instant::now());
+            }
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let peer = Peer {
+            remote,
+            local: stream.local_addr().unwrap_or(remote),
+        };
+        let app = app.clone();
+        let service =
+            tower::service_fn(move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(ConnectInfo(peer));
+                app.clone().oneshot(req)
+            });
+        let connection = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service))
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            let _ = connection.await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
+}
+
+/// Completes once `stop` turns true (or its sender is gone). A function of its own so
+/// that the `watch` guard is dropped inside it and the accept loop's future stays `Send`.
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// Errors of one connection that went away before it was accepted: nothing to wait for.
+fn is_connection_error(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::ConnectionRefused
+            | std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::ConnectionReset
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn closed_within(stream: &mut tokio::net::TcpStream, within: Duration) -> bool {
+        let mut buf = [0u8; 1024];
+        loop {
+            match tokio::time::timeout(within, stream.read(&mut buf)).await {
+                Err(_) => return false,
+                Ok(Ok(0) | Err(_)) => return true,
+                Ok(Ok(_)) => {}
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn slow_headers_time_out_and_connections_past_the_cap_are_closed() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = Router::new().fallback(|| async { "ok" });
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let limits = Limits {
+            header_read_timeout: Duration::from_millis(500),
+            max_connections: 2,
+        };
+        let server = tokio::spawn(serve(listener, app, stop_rx, limits));
+
+        // Two slowloris connections: half a request each, never finished.
+        let mut slow = Vec::new();
+        for _ in 0..2 {
+            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+            s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+            slow.push(s);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // A third is over the cap: closed at once.
+        let mut third = tokio::net::TcpStream::connect(addr).await.unwrap();
+        assert!(closed_within(&mut third, Duration::from_millis(300)).await);
+        // The slow ones are cut off once their headers are late.
+        for s in &mut slow {
+            assert!(closed_within(s, Duration::from_secs(2)).await);
+        }
+        // And the listener serves again.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let mut ok = tokio::net::TcpStream::connect(addr).await.unwrap();
+        ok.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = String::new();
+        ok.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+        // Stopping closes an idle keep-alive connection at once.
+        let mut idle = tokio::net::TcpStream::connect(addr).await.unwrap();
+        idle.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 512];
+        let n = idle.read(&mut buf).await.unwrap();
+        assert!(n > 0);
+        stop_tx.send_replace(true);
+        tokio::time::timeout(Duration::from_secs(2), server)
+            .await
+            .expect("the server stopped at once")
+            .unwrap()
+            .unwrap();
+        assert!(closed_within(&mut idle, Duration::from_millis(500)).await);
+    }
+
+    #[tokio::test]
+    async fn headers_over_the_budget_are_refused() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = Router::new().fallback(|| async { "ok" });
+        let (_stop_tx, stop_rx) = watch::channel(false);
+        tokio::spawn(serve(listener, app, stop_rx, Limits::default()));
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let big = format!(
+            "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+            "a".repeat(MAX_HEADER_BYTES + 1024)
+        );
+        let _ = s.write_all(big.as_bytes()).await;
+        let mut answer = Vec::new();
+        let _ = s.read_to_end(&mut answer).await;
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(
+            answer.starts_with("HTTP/1.1 431") || answer.is_empty(),
+            "{answer}"
+        );
+        assert!(!answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+}
