@@ -5,7 +5,8 @@
 //!
 //! ```text
 //!   services.yaml ──► config ──► Config (validated, every derived value resolved)
-//!   state dir ──────► keys ────► KeySet (current + next RSA key), account keys
+//!   state dir ──────► keys ────► KeySet (current + next RSA key), account keys,
+//!                                SystemKeys (each account's own key, for signJwt/signBlob)
 //!
 //!   pure:  tokens (mint / verify)   iam (policies → Decision)
 //!
@@ -13,13 +14,17 @@
 //!          (keys, decision log, issued tokens, caches, the supervisor); Live swaps
 //!          generations on reload, and every request reads the one in force.
 //!
-//!   listeners (server binds them all first, then serves; server::reload watches the file):
+//!   listeners (server binds them all first, then serves each through server::accept,
+//!   its limits on time, headers and connections; server::reload watches the file):
 //!     frontdoor  *.run.app ingress: auth (the order of checks) → proxy → upstream
 //!                (http, builtin:echo, or a command the upstream::supervisor runs)
 //!     metadata   one per service: its identity, ID and access tokens (cached)
-//!     google     issuer keys, /token, tokeninfo, IAM Credentials, STS, decisions, status
+//!     google     issuer keys (and each account's own), /token, tokeninfo, IAM
+//!                Credentials, STS; frontdoor's decisions, status, /healthz, /metrics
+//!   every surface's decision goes to one decisions::DecisionLog, with its reason.
 //!
-//!   cli is the only place that reads the environment, the clock and the terminal.
+//!   cli is the only place that reads the environment, the clock and the terminal;
+//!   cli::locate finds the running server for the commands that ask it.
 //! ```
 //!
 //! Pure modules (`config`, `keys`, `tokens`, `iam`) know nothing of HTTP. Time is passed in

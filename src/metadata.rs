@@ -58,21 +58,21 @@ impl MetadataTokens {
     }
 
     /// The cached token for `key` while it has more than five minutes left, else a new one
-    /// from `mint` (which returns the token and its expiry).
+    /// from `mint` (which returns the token and its expiry); and whether it was minted now.
     fn get_or_mint(
         &self,
         key: String,
         now: i64,
         mint: impl FnOnce() -> (String, i64),
-    ) -> (String, i64) {
+    ) -> (String, i64, bool) {
         if let Some((token, exp)) = self.cache.get(&key) {
             if now < exp - REFRESH_BEFORE_EXPIRY {
-                return (token, exp);
+                return (token, exp, false);
             }
         }
-        let fresh = mint();
-        self.cache.insert(key, fresh.clone());
-        fresh
+        let (token, exp) = mint();
+        self.cache.insert(key, (token.clone(), exp));
+        (token, exp, true)
     }
 }
 
@@ -129,33 +129,23 @@ async fn handle(State(listener): State<Listener>, req: Request) -> Response {
         instance_id: listener.instance_id.clone(),
     };
     let response = serve(&state, &identity, parts.uri.path(), &query, &parts.headers);
-    record(&state, &identity, &parts, &query, response, started)
+    record(&state, &identity, &parts, response, started)
 }
 
-/// Records what the metadata server handed out (tokens) and what it refused, in the one
-/// decision log; a refusal carries its reason in `X-Frontdoor-Reason` too. Reads of plain
-/// values (project id, zone, the ping) are not decisions.
+/// Records the tokens the metadata server mints and the requests it refuses, in the one
+/// decision log; a refusal carries its reason in `X-Frontdoor-Reason` too. A cached token
+/// handed out again is no new decision, nor are reads of plain values (project id, zone,
+/// the ping): client libraries poll those, and recording them would cost the hot path.
 fn record(
     state: &AppState,
     id: &Identity,
     parts: &axum::http::request::Parts,
-    query: &[(String, String)],
     mut response: Response,
     started: std::time::Instant,
 ) -> Response {
     let path = parts.uri.path();
     let status = response.status();
-    let issued = if path.ends_with("/identity") {
-        Some(format!(
-            "issued an ID token for audience {}",
-            param(query, "audience").unwrap_or("")
-        ))
-    } else if path.ends_with("/token") {
-        Some("issued an access token".to_owned())
-    } else {
-        None
-    };
-    if status.is_success() && issued.is_none() {
+    if status.is_success() && response.extensions().get::<Explanation>().is_none() {
         return response;
     }
     let explained = response
@@ -180,7 +170,7 @@ fn record(
         &state.decisions,
         decision.timed(started),
         explained,
-        issued,
+        None,
         &mut response,
     );
     response
@@ -366,14 +356,23 @@ fn access_token(state: &AppState, sa: &ServiceAccount, query: &[(String, String)
     }
     let now = state.now();
     let key = format!("token\0{}\0{}", sa.email, scopes.join(","));
-    let (token, exp) = state.metadata_tokens.get_or_mint(key, now, || {
+    let mut minted_scopes = String::new();
+    let (token, exp, minted) = state.metadata_tokens.get_or_mint(key, now, || {
+        minted_scopes = scopes.join(" ");
         let principal = Principal::ServiceAccount(sa.email.clone());
         let (token, grant) = state
             .access_tokens
             .issue(principal, scopes, now, tokens::LIFETIME);
         (token, grant.exp)
     });
-    json_response(json!({ "access_token": token, "expires_in": exp - now, "token_type": "Bearer" }))
+    let mut response = json_response(
+        json!({ "access_token": token, "expires_in": exp - now, "token_type": "Bearer" }),
+    );
+    if minted {
+        Explanation::because(format!("minted an access token for {minted_scopes}"))
+            .attach(&mut response);
+    }
+    response
 }
 
 fn identity(
@@ -427,7 +426,7 @@ fn identity(
         "identity\0{}\0{audience}\0{full}\0{licenses}\0{instance}",
         sa.email
     );
-    let (token, _) = state.metadata_tokens.get_or_mint(key, now, || {
+    let (token, _, minted) = state.metadata_tokens.get_or_mint(key, now, || {
         let mut claims = tokens::service_account_claims(&state.config.issuer, sa, audience, now);
         if full {
             let project = &state.config.project;
@@ -446,5 +445,10 @@ fn identity(
         (tokens::mint(&state.keys, &claims), now + tokens::LIFETIME)
     });
     // The raw JWT, with no trailing newline: some clients use the body as is.
-    text(StatusCode::OK, &token)
+    let mut response = text(StatusCode::OK, &token);
+    if minted {
+        Explanation::because(format!("minted an ID token for audience {audience}"))
+            .attach(&mut response);
+    }
+    response
 }

@@ -172,7 +172,22 @@ async fn every_surface_records_its_decisions_with_their_reasons() {
     assert_eq!(r.status(), 200);
     let d = last_of(emu, "metadata").await;
     assert_eq!(d["allowed"], true);
-    assert_eq!(d["reason"], "issued an ID token for audience https://x");
+    assert_eq!(d["reason"], "minted an ID token for audience https://x");
+    // The same token again comes from the cache: no new decision.
+    let r = reqwest::Client::new()
+        .get(&md)
+        .header("metadata-flavor", "Google")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let all: Value = reqwest::get(emu.google("/frontdoor/v1/decisions?surface=metadata"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(all["decisions"].as_array().unwrap().len(), 2, "{all}");
     assert_eq!(d["principal"], format!("serviceAccount:{}", sa("caller")));
 
     // The CLI filters by surface, and says when a surface has decided nothing.
