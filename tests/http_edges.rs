@@ -24,6 +24,14 @@ fn raw(addr: &str, raw: &str) -> (String, String) {
     (status.to_owned(), rest.to_owned())
 }
 
+/// `raw`, off the runtime that serves the emulator.
+async fn send(addr: &str, text: String) -> (String, String) {
+    let addr = addr.to_owned();
+    tokio::task::spawn_blocking(move || raw(&addr, &text))
+        .await
+        .unwrap()
+}
+
 fn config(upstream: &str) -> String {
     format!(
         "{}  - name: open\n    upstream: {upstream}\n    listen: 127.0.0.1:0\n    iam_policy: {{bindings: [{{role: roles/run.invoker, members: [allUsers]}}]}}\n",
@@ -56,19 +64,11 @@ async fn requests_at_the_edges_of_http_get_clear_answers() {
         .to_owned();
 
     // Two Host headers: which one is meant? Neither is guessed.
-    let (status, rest) = tokio::task::spawn_blocking({
-        let (shared, login, search) = (shared.clone(), login.clone(), search.clone());
-        move || {
-            raw(
-                &shared,
-                &format!(
-                    "GET / HTTP/1.1\r\nHost: {login}\r\nHost: {search}\r\nConnection: close\r\n\r\n"
-                ),
-            )
-        }
-    })
-    .await
-    .unwrap();
+    let (status, rest) = send(
+        &shared,
+        format!("GET / HTTP/1.1\r\nHost: {login}\r\nHost: {search}\r\nConnection: close\r\n\r\n"),
+    )
+    .await;
     assert_eq!(status, "HTTP/1.1 400 Bad Request", "{rest}");
     assert!(
         rest.contains("x-frontdoor-reason: the request has 2 Host headers"),
@@ -76,34 +76,20 @@ async fn requests_at_the_edges_of_http_get_clear_answers() {
     );
 
     // CONNECT: the front door is no proxy.
-    let (status, rest) = tokio::task::spawn_blocking({
-        let shared = shared.clone();
-        move || {
-            raw(
-                &shared,
-                "CONNECT search.example.com:443 HTTP/1.1\r\nHost: search.example.com:443\r\nConnection: close\r\n\r\n",
-            )
-        }
-    })
-    .await
-    .unwrap();
+    let (status, rest) = send(
+        &shared,
+        "CONNECT search.example.com:443 HTTP/1.1\r\nHost: search.example.com:443\r\nConnection: close\r\n\r\n".to_owned(),
+    )
+    .await;
     assert_eq!(status, "HTTP/1.1 405 Method Not Allowed", "{rest}");
 
     // Absolute form: the target's host wins over Host (RFC 9112 §3.2.2). login is public,
     // search is not: a 403 shows the request went to search.
-    let (status, rest) = tokio::task::spawn_blocking({
-        let (shared, login, search) = (shared.clone(), login.clone(), search.clone());
-        move || {
-            raw(
-                &shared,
-                &format!(
-                    "GET http://{search}/ HTTP/1.1\r\nHost: {login}\r\nConnection: close\r\n\r\n"
-                ),
-            )
-        }
-    })
-    .await
-    .unwrap();
+    let (status, rest) = send(
+        &shared,
+        format!("GET http://{search}/ HTTP/1.1\r\nHost: {login}\r\nConnection: close\r\n\r\n"),
+    )
+    .await;
     assert_eq!(status, "HTTP/1.1 403 Forbidden", "{rest}");
     let d = emu.decisions().await.pop().unwrap();
     assert_eq!(d["service"], "search");
@@ -115,9 +101,7 @@ async fn requests_at_the_edges_of_http_get_clear_answers() {
             .service(service, "")
             .trim_start_matches("http://")
             .to_owned();
-        let (status, rest) = tokio::task::spawn_blocking(move || raw(&addr, chunked))
-            .await
-            .unwrap();
+        let (status, rest) = send(&addr, chunked.to_owned()).await;
         assert_eq!(status, "HTTP/1.1 400 Bad Request", "{service}: {rest}");
         assert!(
             rest.contains("x-frontdoor-reason:")
@@ -130,14 +114,11 @@ async fn requests_at_the_edges_of_http_get_clear_answers() {
         .service("open", "")
         .trim_start_matches("http://")
         .to_owned();
-    let (status, rest) = tokio::task::spawn_blocking(move || {
-        raw(
-            &addr,
-            "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
-        )
-    })
-    .await
-    .unwrap();
+    let (status, rest) = send(
+        &addr,
+        "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\n0\r\n\r\n".to_owned(),
+    )
+    .await;
     assert_eq!(status, "HTTP/1.1 200 OK", "{rest}");
     assert!(rest.ends_with("3 bytes"), "{rest}");
     emu.stop().await;
@@ -175,14 +156,11 @@ async fn h2c_reaches_an_http1_upstream_and_only_websocket_upgrades() {
         .service("login", "")
         .trim_start_matches("http://")
         .to_owned();
-    let (status, rest) = tokio::task::spawn_blocking(move || {
-        raw(
-            &echo,
-            "GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings, close\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\n\r\n",
-        )
-    })
-    .await
-    .unwrap();
+    let (status, rest) = send(
+        &echo,
+        "GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings, close\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\n\r\n".to_owned(),
+    )
+    .await;
     assert_eq!(status, "HTTP/1.1 200 OK", "{rest}");
     let body = rest.split("\r\n\r\n").nth(1).unwrap_or("");
     let seen: serde_json::Value = serde_json::from_str(body).unwrap();
