@@ -136,24 +136,31 @@ impl Explanation {
 }
 
 /// Records what a surface off the front door decided about `response`: allowed when its
-/// status is a success, with what the handler explained (`fallback` when it explained
-/// nothing); a refusal's reason goes into `X-Frontdoor-Reason` too.
+/// status is a success, with the `Explanation` the handler attached to it (taken off the
+/// response), any field it leaves out taken from `defaults`; a refusal's reason goes into
+/// `X-Frontdoor-Reason` too.
 pub fn record_answer<B>(
     log: &DecisionLog,
     mut decision: Decision,
-    explained: Explanation,
-    fallback: Option<String>,
+    defaults: Explanation,
     response: &mut http::Response<B>,
 ) {
+    let explained = response
+        .extensions_mut()
+        .remove::<Explanation>()
+        .unwrap_or_default();
     let status = response.status();
     decision.status = status.as_u16();
     decision.allowed = status.is_success();
-    decision.principal = explained.principal;
-    decision.target = explained.target;
-    decision.permission = explained.permission.map(str::to_owned);
+    decision.principal = explained.principal.or(defaults.principal);
+    decision.target = explained.target.or(defaults.target);
+    decision.permission = explained
+        .permission
+        .or(defaults.permission)
+        .map(str::to_owned);
     decision.reason = explained
         .reason
-        .or(fallback)
+        .or(defaults.reason)
         .unwrap_or_else(|| format!("answered {status}"));
     if !decision.allowed {
         if let Some(value) = reason_header(&decision.reason) {

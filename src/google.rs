@@ -62,17 +62,12 @@ async fn record(State(live): State<Live>, req: Request, next: Next) -> Response 
     let path = req.uri().path().to_owned();
     let started = std::time::Instant::now();
     let mut response = next.run(req).await;
-    let explained = response
-        .extensions_mut()
-        .remove::<Explanation>()
-        .unwrap_or_default();
     let state = live.get();
     let decision = Decision::about(surface, state.now(), method.as_str(), &host, &path);
     record_answer(
         &state.decisions,
         decision.timed(started),
-        explained,
-        None,
+        Explanation::default(),
         &mut response,
     );
     response

@@ -148,29 +148,24 @@ fn record(
     if status.is_success() && response.extensions().get::<Explanation>().is_none() {
         return response;
     }
-    let explained = response
-        .extensions_mut()
-        .remove::<Explanation>()
-        .unwrap_or_default();
     let host = parts
         .headers
         .get(axum::http::header::HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or("");
     let decision = Decision::about("metadata", state.now(), parts.method.as_str(), host, path);
-    let explained = Explanation {
+    let whose = Explanation {
         principal: Some(format!("serviceAccount:{}", id.email)),
         target: Some(match &id.service {
             Some(name) => format!("service {name}'s metadata server"),
             None => "the default metadata server".to_owned(),
         }),
-        ..explained
+        ..Explanation::default()
     };
     record_answer(
         &state.decisions,
         decision.timed(started),
-        explained,
-        None,
+        whose,
         &mut response,
     );
     response
