@@ -149,24 +149,21 @@ impl StateDir {
     /// The Google-managed key of service account `email`, which `signJwt` and `signBlob`
     /// sign with: made on first use (mode 0600) and reused across restarts.
     pub fn system_key(&self, email: &str) -> Result<SigningKey, StoreError> {
-        let dir = self.path.join("system-keys");
-        create_dir(&dir)?;
-        load_or_create(&dir.join(format!("{}.pem", email.replace('/', "_"))))
+        let path = self.system_key_path(email);
+        create_dir(path.parent().unwrap_or(&self.path))?;
+        load_or_create(&path)
     }
 
     /// The Google-managed key of `email` if one was made; never makes one.
     pub fn existing_system_key(&self, email: &str) -> Result<Option<SigningKey>, StoreError> {
-        let path = self
-            .path
+        load(&self.system_key_path(email))
+    }
+
+    fn system_key_path(&self, email: &str) -> PathBuf {
+        // Emails were validated by the configuration; `/` cannot appear in one.
+        self.path
             .join("system-keys")
-            .join(format!("{}.pem", email.replace('/', "_")));
-        match std::fs::read_to_string(&path) {
-            Ok(text) => SigningKey::from_pkcs8_pem(&text)
-                .map(Some)
-                .map_err(|source| StoreError::BadKey { path, source }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(StoreError::Io { path, source }),
-        }
+            .join(format!("{}.pem", email.replace('/', "_")))
     }
 
     /// The signing key of frontdoor's built-in external issuer (`jwks: builtin`
@@ -211,21 +208,26 @@ fn create_dir(dir: &Path) -> Result<(), StoreError> {
         })
 }
 
-fn load_or_create(path: &Path) -> Result<SigningKey, StoreError> {
+/// The private key at `path`, if there is one.
+fn load(path: &Path) -> Result<Option<SigningKey>, StoreError> {
     match std::fs::read_to_string(path) {
-        Ok(text) => {
-            return SigningKey::from_pkcs8_pem(&text).map_err(|source| StoreError::BadKey {
+        Ok(text) => SigningKey::from_pkcs8_pem(&text)
+            .map(Some)
+            .map_err(|source| StoreError::BadKey {
                 path: path.to_owned(),
                 source,
-            });
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(source) => {
-            return Err(StoreError::Io {
-                path: path.to_owned(),
-                source,
-            });
-        }
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(StoreError::Io {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+fn load_or_create(path: &Path) -> Result<SigningKey, StoreError> {
+    if let Some(key) = load(path)? {
+        return Ok(key);
     }
     let key = SigningKey::generate().map_err(StoreError::Generate)?;
     let io = |source| StoreError::Io {
