@@ -71,6 +71,57 @@ async fn the_jwt_bearer_grant() {
     s.emu.stop().await;
 }
 
+/// The endpoint's own URL is the address the request reached, not whatever `Host` the
+/// caller sends: an assertion written for another server's token endpoint is refused even
+/// when the request names that server in `Host`.
+#[tokio::test]
+async fn the_audience_is_this_endpoint_not_the_host_header() {
+    let s = Setup::new().await;
+    let port = s.emu.addresses.google.port();
+    let grant_with_host = |host: String, aud: String| {
+        let assertion = s.assertion(|c| {
+            c["aud"] = json!(aud);
+            c["target_audience"] = json!("x");
+        });
+        let url = s.emu.google("/token");
+        async move {
+            let r = reqwest::Client::new()
+                .post(url)
+                .header("host", host)
+                .form(&[
+                    ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
+                    ("assertion", assertion.as_str()),
+                ])
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let elsewhere = "token.other.example:443".to_owned();
+    let (status, body) =
+        grant_with_host(elsewhere.clone(), format!("http://{elsewhere}/token")).await;
+    assert_eq!(status, 400, "{body}");
+    let description = body["error_description"].as_str().unwrap();
+    assert!(
+        description.starts_with(&format!(
+            "Invalid JWT: Failed audience check. The right audience is {}",
+            s.emu.google("/token")
+        )),
+        "{description}"
+    );
+    // Another port on a loopback name is another server too.
+    let other_port = format!("localhost:{}", port.wrapping_add(1));
+    let (status, _) =
+        grant_with_host(other_port.clone(), format!("http://{other_port}/token")).await;
+    assert_eq!(status, 400);
+    // A loopback name for this very listener is this endpoint.
+    let alias = format!("localhost:{port}");
+    let (status, body) = grant_with_host(alias.clone(), format!("http://{alias}/token")).await;
+    assert_eq!(status, 200, "{body}");
+    s.emu.stop().await;
+}
+
 #[tokio::test]
 async fn bad_assertions_get_invalid_grant_with_googles_descriptions() {
     let s = Setup::new().await;

@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use super::assertion::{self, AssertionError};
 use super::errors::oauth;
 use crate::decisions::Explanation;
+use crate::frontdoor::Peer;
 use crate::iam::Principal;
 use crate::state::{AppState, Live};
 use crate::tokens;
@@ -38,7 +39,48 @@ pub(super) fn field<'f>(fields: &'f [(String, String)], name: &str) -> Option<&'
         .map(|(_, v)| v.as_str())
 }
 
-async fn token(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+/// The URLs an assertion's `aud` may name: Google's two token endpoints and this endpoint
+/// itself. "Itself" is the address the request arrived on, or a loopback name for its port;
+/// any other `Host` only under `serve --bind-all` (a compose network reaches us by its own
+/// name), and never another port. The `Host` header alone is the caller's choice: trusting
+/// it would let an assertion written for another server's token endpoint be replayed here.
+fn accepted_audiences(state: &AppState, peer: Peer, headers: &HeaderMap) -> Vec<String> {
+    let port = peer.local.port();
+    let mut hosts = vec![
+        peer.local.to_string(),
+        format!("localhost:{port}"),
+        format!("127.0.0.1:{port}"),
+        format!("[::1]:{port}"),
+    ];
+    let named = super::base_url(headers, state);
+    let named = named.trim_start_matches("http://");
+    if state.bind_all
+        && named
+            .rsplit_once(':')
+            .is_some_and(|(_, p)| p == port.to_string())
+    {
+        hosts.push(named.to_owned());
+    }
+    let mut accepted: Vec<String> = hosts
+        .iter()
+        .flat_map(|h| {
+            [
+                format!("http://{h}/token"),
+                format!("http://{h}/oauth2/v4/token"),
+            ]
+        })
+        .collect();
+    accepted.push("https://oauth2.googleapis.com/token".to_owned());
+    accepted.push("https://www.googleapis.com/oauth2/v4/token".to_owned());
+    accepted
+}
+
+async fn token(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let fields = form(&body);
     match field(&fields, "grant_type") {
         Some(JWT_BEARER) => {}
@@ -70,13 +112,7 @@ async fn token(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -
             return oauth("invalid_grant", &e.to_string());
         }
     };
-    let base = super::base_url(&headers, &state);
-    let accepted = [
-        format!("{base}/token"),
-        format!("{base}/oauth2/v4/token"),
-        "https://oauth2.googleapis.com/token".to_owned(),
-        "https://www.googleapis.com/oauth2/v4/token".to_owned(),
-    ];
+    let accepted = accepted_audiences(&state, peer, &headers);
     if !claims
         .get("aud")
         .and_then(Value::as_str)
@@ -84,7 +120,11 @@ async fn token(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -
     {
         return oauth(
             "invalid_grant",
-            &format!("Invalid JWT: Failed audience check. The right audience is {base}/token"),
+            &format!(
+                "Invalid JWT: Failed audience check. The right audience is {} (or {})",
+                accepted[0],
+                accepted[accepted.len() - 2]
+            ),
         );
     }
 
