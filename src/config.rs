@@ -3,6 +3,7 @@
 //! both forms, unique ids, the region code — is computed and every reference checked, so
 //! nothing downstream meets an unchecked `Option`.
 
+mod depth;
 mod federation;
 mod knative;
 mod names;
@@ -222,6 +223,16 @@ pub fn read_capped(file: &Path) -> std::io::Result<Vec<u8>> {
 /// The one place YAML is parsed. `serde_yaml` is archived; `serde_yaml_ng` is its maintained
 /// successor. `serde_path_to_error` gives the field path for unknown fields and type errors.
 pub(crate) fn parse_yaml<T: DeserializeOwned>(text: &str, file: &Path) -> Result<T, ConfigError> {
+    if let Some((line, depth)) = depth::too_deep(text) {
+        return Err(ConfigError::Invalid {
+            file: file.to_owned(),
+            path: format!("line {line}"),
+            reason: format!(
+                "nested {depth} levels deep, more than the {} frontdoor reads",
+                depth::MAX_DEPTH
+            ),
+        });
+    }
     let de = serde_yaml_ng::Deserializer::from_str(text);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();

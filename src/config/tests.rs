@@ -502,3 +502,21 @@ fn workload_identity_provider_errors() {
         matches!(&c.providers[0].keys, ProviderKeys::Jwks(keys) if keys[0].kid.as_deref() == Some("k"))
     );
 }
+
+/// 100,000 nested brackets took the YAML parser 25 s; they are refused before it runs.
+#[test]
+fn deep_nesting_is_refused_before_parsing() {
+    let n = 100_000;
+    let text = format!(
+        "{BASE}internal_callers: {}{}\n",
+        "[".repeat(n),
+        "]".repeat(n)
+    );
+    let started = std::time::Instant::now();
+    err(
+        &text,
+        "line 13",
+        "nested 100001 levels deep, more than the 64 frontdoor reads",
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}
