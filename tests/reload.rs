@@ -349,3 +349,104 @@ async fn a_removed_or_unreadable_file_is_reported_and_never_read_whole() {
     );
     emu.stop().await;
 }
+
+/// Whether process `pid` still runs (a zombie awaiting its parent counts as gone).
+fn running(pid: u64) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+    })
+}
+
+/// A replaced revision's process keeps serving a response body still streaming and a
+/// WebSocket still open, and stops once both are done: a request counts as in flight until
+/// its last byte, not until its response headers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_revision_finishes_its_streams_and_websockets() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let emu = Emulator::start(&config(&format!("serviceAccount:search{SA}"), "one")).await;
+    let (status, body) = call(&emu.service("worker", "/"), None).await;
+    assert_eq!(status, 200, "{body}");
+    let old_pid = serde_json::from_str::<Value>(&body).unwrap()["pid"]
+        .as_u64()
+        .unwrap();
+
+    // A body that streams 16 lines over 4 s, its headers already received.
+    let streaming = reqwest::Client::new()
+        .get(emu.service("worker", "/stream?n=16&gap=0.25"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(streaming.status(), 200);
+    // A switched connection.
+    let worker = emu
+        .service("worker", "")
+        .trim_start_matches("http://")
+        .to_owned();
+    let mut socket = tokio::net::TcpStream::connect(worker.as_str())
+        .await
+        .unwrap();
+    socket
+        .write_all(
+            format!("GET /ws HTTP/1.1\r\nhost: {worker}\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut head = vec![0u8; 4096];
+    let n = socket.read(&mut head).await.unwrap();
+    let head = String::from_utf8_lossy(&head[..n]).to_string();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+
+    // Replace the revision, and wait until the new one answers.
+    emu.rewrite_config(&config(&format!("serviceAccount:search{SA}"), "two"));
+    emu.wait_status("the change", generation_at_least(2)).await;
+    let (_, body) = call(&emu.service("worker", "/"), None).await;
+    let new: Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        new["env"]["K_REVISION"]
+            .as_str()
+            .unwrap()
+            .starts_with("worker-00002-"),
+        "{new}"
+    );
+    assert_ne!(new["pid"].as_u64(), Some(old_pid));
+
+    // The old process still echoes on the switched connection…
+    socket.write_all(b"still there?").await.unwrap();
+    let mut echoed = [0u8; 12];
+    tokio::time::timeout(Duration::from_secs(5), socket.read_exact(&mut echoed))
+        .await
+        .expect("the old revision echoes")
+        .expect("the switched connection is open");
+    assert_eq!(&echoed, b"still there?");
+    // …and finishes the stream, every line from the old process.
+    let text = streaming.text().await.unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 16, "{text}");
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.ends_with(&format!("from {old_pid}"))),
+        "{text}"
+    );
+    assert!(
+        running(old_pid),
+        "the WebSocket still holds the old revision"
+    );
+
+    // Once the WebSocket closes too, the old process stops.
+    drop(socket);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while running(old_pid) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "pid {old_pid} still runs"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    emu.stop().await;
+}

@@ -9,7 +9,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, Uri, header};
-use http_body_util::{LengthLimitError, Limited};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
@@ -131,7 +131,7 @@ pub(crate) async fn forward(
     // A chunked body is counted as it streams; past the limit the upload is cut off.
     let body = Body::new(Limited::new(body, MAX_REQUEST_BODY));
 
-    let mut _in_flight = None;
+    let mut in_flight = None;
     let upstream = match target {
         Target::Echo => {
             let req = Request::from_parts(parts, body);
@@ -141,7 +141,7 @@ pub(crate) async fn forward(
         }
         Target::Http(base) => base,
         Target::Instance(base, guard) => {
-            _in_flight = Some(guard);
+            in_flight = Some(guard);
             base
         }
     };
@@ -169,18 +169,31 @@ pub(crate) async fn forward(
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
         if let Some(client_upgrade) = client_upgrade {
             let upstream_upgrade = hyper::upgrade::on(&mut response);
+            // The splice is the request now: it holds the instance until either side closes.
+            let held = in_flight.take();
             tokio::spawn(async move {
                 if let (Ok(c), Ok(u)) = (client_upgrade.await, upstream_upgrade.await) {
                     let _ =
                         tokio::io::copy_bidirectional(&mut TokioIo::new(c), &mut TokioIo::new(u))
                             .await;
                 }
+                drop(held);
             });
         }
     } else {
         strip_hop_by_hop(response.headers_mut(), false);
     }
-    Ok(response.map(Body::new))
+    Ok(match in_flight {
+        // The request stays in flight until its body is sent or abandoned: the closure owns
+        // the guard, and goes with the body.
+        Some(guard) => response.map(|body| {
+            Body::new(body.map_frame(move |frame| {
+                let _held = &guard;
+                frame
+            }))
+        }),
+        None => response.map(Body::new),
+    })
 }
 
 /// When `e` comes from reading the client's request body: over the limit (413), or
@@ -532,7 +545,6 @@ mod tests {
 
     #[tokio::test]
     async fn a_body_error_is_the_clients_unless_it_came_from_the_upstream() {
-        use http_body_util::BodyExt;
         let over = Limited::new(
             http_body_util::Full::new(bytes::Bytes::from_static(b"abc")),
             2,
