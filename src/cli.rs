@@ -30,6 +30,16 @@ pub struct Cli {
     /// On an error, print every cause in the chain, not only the first and the last.
     #[arg(long, short, global = true)]
     pub verbose: bool,
+    /// How `serve` writes its log to stderr: a short line per event, or one JSON object per
+    /// line. `FRONTDOOR_LOG` sets the level (`info`; `debug` adds every check).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value_t,
+        env = "FRONTDOOR_LOG_FORMAT"
+    )]
+    pub log_format: crate::logging::LogFormat,
 }
 
 /// An error as the user reads it: what failed and its root cause on one line; with

@@ -345,21 +345,7 @@ impl Decision {
 impl DecisionLog {
     pub fn record(&self, decision: Decision) {
         let decision = decision.escaped();
-        // The metadata server is polled by every client library: what it hands out is
-        // worth a debug line, what it refuses an info one.
-        if decision.surface == "metadata" && decision.allowed {
-            tracing::debug!(
-                decision.surface = %decision.surface,
-                decision.status = decision.status,
-                decision.principal = decision.principal.as_deref().unwrap_or("-"),
-                decision.target = decision.target.as_deref().unwrap_or("-"),
-                http.path = %decision.path,
-                reason = %decision.reason,
-                "decision"
-            );
-        } else {
-            self.log(&decision);
-        }
+        crate::logging::decision(&decision);
         let surface = known_surface(&decision.surface);
         self.counts
             .get_or_create(&DecisionLabels {
@@ -405,24 +391,6 @@ impl DecisionLog {
     pub fn size(&self) -> (usize, usize) {
         let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         (entries.list.len(), entries.bytes)
-    }
-
-    fn log(&self, decision: &Decision) {
-        tracing::info!(
-            decision.surface = %decision.surface,
-            decision.allowed = decision.allowed,
-            decision.status = decision.status,
-            decision.service = decision.service.as_deref().unwrap_or("-"),
-            decision.principal = decision.principal.as_deref().unwrap_or("-"),
-            decision.credential = decision.credential.as_deref().unwrap_or("-"),
-            http.method = %decision.method,
-            http.host = %decision.host,
-            http.path = %decision.path,
-            decision.target = decision.target.as_deref().unwrap_or("-"),
-            decision.permission = decision.permission.as_deref().unwrap_or("-"),
-            reason = %decision.reason,
-            "decision"
-        );
     }
 
     /// The newest `limit` decisions, oldest first.

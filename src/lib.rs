@@ -21,7 +21,8 @@
 //!     metadata   one per service: its identity, ID and access tokens (cached)
 //!     google     issuer keys (and each account's own), /token, tokeninfo, IAM
 //!                Credentials, STS; frontdoor's decisions, status, /healthz, /metrics
-//!   every surface's decision goes to one decisions::DecisionLog, with its reason.
+//!   every surface's decision goes to one decisions::DecisionLog, with its reason, and
+//!   to stderr through logging (a compact line, or JSON).
 //!
 //!   cli is the only place that reads the environment, the clock and the terminal;
 //!   cli::locate finds the running server for the commands that ask it.
@@ -39,6 +40,7 @@ pub mod frontdoor;
 pub mod google;
 pub mod iam;
 pub mod keys;
+pub mod logging;
 pub mod metadata;
 pub mod server;
 pub mod state;

@@ -11,17 +11,7 @@ use frontdoor::cli::{Cli, describe_error, run};
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("FRONTDOOR_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        // With stderr closed (a parent that stopped reading), log lines are lost; by default
-        // the subscriber would report that with eprintln!, which panics and takes the
-        // server down.
-        .log_internal_errors(false)
-        .init();
+    frontdoor::logging::init(cli.log_format);
     let verbose = cli.verbose;
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,

@@ -108,6 +108,12 @@ pub fn app(live: Live, service: Option<String>) -> Router {
 async fn handle(State(listener): State<Listener>, req: Request) -> Response {
     let started = std::time::Instant::now();
     let (parts, _) = req.into_parts();
+    tracing::debug!(
+        service = listener.service.as_deref().unwrap_or("(default)"),
+        method = %parts.method,
+        uri = ?parts.uri.to_string(),
+        "metadata request"
+    );
     let query = parse_query(parts.uri.query());
     let state = listener.live.get();
     let email = match &listener.service {

@@ -89,6 +89,8 @@ pub(crate) fn authorize(
         );
     }
 
+    tracing::debug!(service = %service.name, ingress = service.ingress.as_str(), "check ingress: passed");
+
     // Step 3: a public service gets the request with every header untouched.
     if service.invoker_iam_disabled {
         return Verdict {
@@ -132,6 +134,8 @@ pub(crate) fn authorize(
         }
     };
 
+    tracing::debug!(service = %service.name, %header, "check credential: found");
+
     // Step 6: a usable token.
     let token = match bearer(value) {
         Ok(t) => t,
@@ -156,6 +160,15 @@ pub(crate) fn authorize(
             .via(&header);
         }
     };
+
+    // Token-derived strings are written with `?`, escaped.
+    tracing::debug!(
+        service = %service.name,
+        kid = ?verified.kid,
+        aud = ?verified.aud,
+        email = ?verified.email(),
+        "check token: signature, issuer and lifetime verified"
+    );
 
     // Step 8 comes before 7 here only because the accepted audiences depend on whether
     // the caller is a user; the order of outcomes is the spec's.
@@ -188,6 +201,8 @@ pub(crate) fn authorize(
         .of(principal);
     }
 
+    tracing::debug!(service = %service.name, aud = ?verified.aud, "check audience: accepted");
+
     let Some(principal) = principal else {
         return Verdict::deny(
             StatusCode::FORBIDDEN,
@@ -216,6 +231,12 @@ pub(crate) fn authorize(
             },
         ],
         &config.groups,
+    );
+    tracing::debug!(
+        service = %service.name,
+        principal = ?principal.to_string(),
+        allowed = decision.allowed,
+        "check IAM: run.routes.invoke"
     );
     let redact =
         header == X_SERVERLESS_AUTHORIZATION || is_user || service.redact_service_account_tokens;
