@@ -22,6 +22,8 @@ use serde::de::DeserializeOwned;
 use crate::iam::{self, Binding, Groups, Member, Policy, Role};
 use raw::{RawConfig, RawPolicy};
 
+#[cfg(test)]
+pub(crate) use federation::parse_jwks;
 pub use federation::{JwkKey, Provider, ProviderKeys};
 pub use names::{region_code, unique_id_for};
 pub use service::{CommandSpec, DEFAULT_START_TIMEOUT, Ingress, Service, Upstream};

@@ -188,6 +188,24 @@ impl PublicKey {
     }
 }
 
+/// A key that checks RS256 signatures: the issuer's own, or a public key alone.
+pub trait VerifyingKey {
+    /// Whether `signature` is an RS256 signature of `message` by this key.
+    fn verify(&self, message: &[u8], signature: &[u8]) -> bool;
+}
+
+impl VerifyingKey for SigningKey {
+    fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
+        SigningKey::verify(self, message, signature)
+    }
+}
+
+impl VerifyingKey for PublicKey {
+    fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
+        PublicKey::verify(self, message, signature)
+    }
+}
+
 /// The keys the issuer publishes: the one it signs with now, then the next one, published
 /// ahead of time as Google does so that a rotation never breaks a verifier's cache.
 #[derive(Debug)]

@@ -178,13 +178,28 @@ fn resolve_provider(
     })
 }
 
-fn parse_jwks(text: &str) -> Result<Vec<JwkKey>, String> {
+/// The RSA keys of a JWKS that may check RS256 signatures. A key whose `alg` names another
+/// algorithm (PS512, say), whose `use` is not `sig` or whose `key_ops` lack `verify` is
+/// skipped (RFC 7517 §4.2–4.4): a
+/// signature made with it for RS256 is a key used for a purpose it was not published for,
+/// which Wycheproof's `WrongPrimitive` vectors check.
+pub(crate) fn parse_jwks(text: &str) -> Result<Vec<JwkKey>, String> {
     let value: serde_json::Value =
         serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
     let keys = value["keys"].as_array().ok_or("no `keys` array")?;
     let mut out = Vec::new();
+    let mut other_purpose = 0;
     for (i, k) in keys.iter().enumerate() {
         if k["kty"] != "RSA" {
+            continue;
+        }
+        let declared = |name: &str, wanted: &str| k.get(name).is_none_or(|v| v == wanted);
+        let verifies = k.get("key_ops").is_none_or(|ops| {
+            ops.as_array()
+                .is_some_and(|ops| ops.iter().any(|op| op == "verify"))
+        });
+        if !declared("alg", "RS256") || !declared("use", "sig") || !verifies {
+            other_purpose += 1;
             continue;
         }
         let part = |name: &str| {
@@ -200,7 +215,13 @@ fn parse_jwks(text: &str) -> Result<Vec<JwkKey>, String> {
         });
     }
     if out.is_empty() {
-        return Err("no RSA keys".to_owned());
+        return Err(if other_purpose > 0 {
+            format!(
+                "no RSA key for RS256 signatures ({other_purpose} skipped: their `alg`, `use` or `key_ops` say they are for something else)"
+            )
+        } else {
+            "no RSA keys".to_owned()
+        });
     }
     Ok(out)
 }

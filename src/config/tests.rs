@@ -501,6 +501,36 @@ fn workload_identity_provider_errors() {
     assert!(
         matches!(&c.providers[0].keys, ProviderKeys::Jwks(keys) if keys[0].kid.as_deref() == Some("k"))
     );
+    // Keys published for another algorithm, for encryption, or without `verify` among
+    // their operations are not RS256 keys; the one that is stays.
+    std::fs::write(
+        dir.path().join("jwks.json"),
+        r#"{"keys": [
+            {"kty": "RSA", "n": "AQAB", "e": "AQAB", "kid": "pss", "alg": "PS512"},
+            {"kty": "RSA", "n": "AQAB", "e": "AQAB", "kid": "enc", "use": "enc"},
+            {"kty": "RSA", "n": "AQAB", "e": "AQAB", "kid": "ops", "key_ops": ["encrypt"]},
+            {"kty": "RSA", "n": "AQAB", "e": "AQAB", "kid": "rs", "alg": "RS256", "use": "sig", "key_ops": ["verify"]}
+        ]}"#,
+    )
+    .unwrap();
+    let c = parse(&text, &dir.path().join("services.yaml")).unwrap();
+    let ProviderKeys::Jwks(keys) = &c.providers[0].keys else {
+        panic!("{:?}", c.providers[0].keys)
+    };
+    let kids: Vec<_> = keys.iter().map(|k| k.kid.as_deref()).collect();
+    assert_eq!(kids, [Some("rs")]);
+    std::fs::write(
+        dir.path().join("jwks.json"),
+        r#"{"keys": [{"kty": "RSA", "n": "AQAB", "e": "AQAB", "alg": "PS512"}]}"#,
+    )
+    .unwrap();
+    let e = parse(&text, &dir.path().join("services.yaml"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("no RSA key for RS256 signatures (1 skipped: their `alg`, `use` or `key_ops` say they are for something else)"),
+        "{e}"
+    );
 }
 
 /// 100,000 nested brackets took the YAML parser 25 s; they are refused before it runs.
