@@ -184,6 +184,17 @@ pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
 /// file (or a link to `/dev/zero`) can make frontdoor hold.
 pub const MAX_CONFIG_BYTES: u64 = 16 * 1024 * 1024;
 
+/// A file the configuration names (a Knative export, a JWKS): read like the configuration
+/// itself, and an error blamed on the field that names it, in the configuration's file.
+fn read_named(file: &Path, at: &At<'_>, field: String) -> Result<String, ConfigError> {
+    read(file).map_err(|e| match e {
+        ConfigError::Read { file, source } => {
+            at.err(field, format!("cannot read {}: {source}", file.display()))
+        }
+        invalid => invalid,
+    })
+}
+
 fn read(file: &Path) -> Result<String, ConfigError> {
     let bytes = read_capped(file).map_err(|source| ConfigError::Read {
         file: file.to_owned(),

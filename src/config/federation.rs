@@ -7,7 +7,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use super::raw::{RawPool, RawProvider};
-use super::{At, ConfigError, Project, read};
+use super::{At, ConfigError, Project, read_named};
 
 /// Where a provider's signing keys come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,7 +131,7 @@ fn resolve_provider(
         ProviderKeys::Builtin
     } else {
         let file = at.file.parent().unwrap_or(Path::new(".")).join(&p.jwks);
-        let text = read(&file)?;
+        let text = read_named(&file, at, format!("{path}.jwks"))?;
         ProviderKeys::Jwks(
             parse_jwks(&text)
                 .map_err(|r| at.err(format!("{path}.jwks"), format!("{}: {r}", file.display())))?,

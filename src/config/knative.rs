@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use super::raw::{KnativeService, RawService};
-use super::{At, ConfigError, parse_yaml, read};
+use super::{At, ConfigError, parse_yaml, read_named};
 
 const CUSTOM_AUDIENCES: &str = "run.googleapis.com/custom-audiences";
 const INGRESS: &str = "run.googleapis.com/ingress";
@@ -18,7 +18,7 @@ pub(super) fn merge(
     path: &str,
     at: &At<'_>,
 ) -> Result<RawService, ConfigError> {
-    let text = read(file)?;
+    let text = read_named(file, at, format!("{path}.knative"))?;
     let doc: KnativeService = parse_yaml(&text, file)?;
     let in_file = At { file };
     if doc.api_version != "serving.knative.dev/v1" || doc.kind != "Service" {
