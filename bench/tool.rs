@@ -1,7 +1,8 @@
 //! Helper for the scripts in `bench/`.
 //!
-//! - `bench-tool mint CONFIG STATE_DIR EMAIL AUDIENCE N` prints N distinct valid ID tokens,
-//!   one a line, signed with the state directory's current key.
+//! - `bench-tool mint CONFIG STATE_DIR EMAIL AUDIENCE N [PAD]` prints N distinct valid ID
+//!   tokens, one a line, signed with the state directory's current key; with PAD, each
+//!   carries a `pad` claim of that many bytes (for the memory floods).
 //! - `bench-tool rates SECONDS` prints how many RS256 signatures and verifications of an
 //!   ID token one thread of this code does per second (`tokens::mint` / `tokens::verify`,
 //!   JSON and base64 included), for comparison with `openssl speed rsa2048`.
@@ -22,24 +23,26 @@ fn main() {
         .collect::<Vec<_>>()
         .as_slice()
     {
-        ["mint", config_file, state, email, audience, n] => mint(
+        ["mint", config_file, state, email, audience, n, pad @ ..] => mint(
             config_file,
             state,
             email,
             audience,
             n.parse().expect("N is a number"),
+            pad.first()
+                .map_or(0, |p| p.parse().expect("PAD is a number")),
         ),
         ["rates", seconds] => rates(seconds.parse().expect("SECONDS is a number")),
         _ => {
             eprintln!(
-                "usage: bench-tool mint CONFIG STATE_DIR EMAIL AUDIENCE N | bench-tool rates SECONDS"
+                "usage: bench-tool mint CONFIG STATE_DIR EMAIL AUDIENCE N [PAD] | bench-tool rates SECONDS"
             );
             std::process::exit(2);
         }
     }
 }
 
-fn mint(config_file: &str, state: &str, email: &str, audience: &str, n: usize) {
+fn mint(config_file: &str, state: &str, email: &str, audience: &str, n: usize, pad: usize) {
     let config = config::load(Path::new(config_file)).unwrap_or_else(|e| panic!("{e}"));
     let keys = StateDir::new(state).signing_keys().unwrap();
     let sa = config
@@ -56,6 +59,9 @@ fn mint(config_file: &str, state: &str, email: &str, audience: &str, n: usize) {
             tokens::service_account_claims(&config.issuer, sa, audience, now - (i % 600) as i64);
         let mut claims = claims;
         claims.insert("jti".into(), serde_json::json!(i));
+        if pad > 0 {
+            claims.insert("pad".into(), serde_json::json!("p".repeat(pad)));
+        }
         writeln!(out, "{}", tokens::mint(&keys, &claims)).unwrap();
     }
 }
