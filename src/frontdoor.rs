@@ -4,6 +4,8 @@
 pub(crate) mod auth;
 mod cache;
 mod internal;
+
+pub use internal::CallerProcess;
 pub(crate) mod page;
 pub(crate) mod proxy;
 
@@ -163,7 +165,11 @@ async fn decide_and_forward(listener: &Listener, peer: Peer, req: Request) -> Re
     decision.service = Some(service.name.clone());
     decision.revision = state.revision(&service.name).map(str::to_owned);
 
-    let verdict = auth::authorize(state, door, service, req.headers(), peer);
+    let started_caller = match (service.ingress, req.extensions().get::<CallerProcess>()) {
+        (crate::config::Ingress::All, _) | (_, None) => None,
+        (_, Some(caller)) => caller.service(&state.supervisor, peer).await,
+    };
+    let verdict = auth::authorize(state, door, service, req.headers(), peer, started_caller);
     decision.principal = verdict.principal.as_ref().map(ToString::to_string);
     decision.credential = verdict.credential_header.as_ref().map(ToString::to_string);
     if let Some(status) = verdict.deny {

@@ -60,17 +60,15 @@ pub(crate) fn authorize(
     service: &Service,
     headers: &HeaderMap,
     peer: Peer,
+    started_caller: Option<&str>,
 ) -> Verdict {
     let config = &state.config;
 
     // Step 2: ingress, before any IAM check; a denial looks like an unknown host. Internal
-    // callers are the addresses listed, and the services frontdoor started itself (found
-    // only when needed: it reads the kernel's tables).
-    let internal = || {
-        config.internal_callers.contains(&peer.remote.ip())
-            || super::internal::started_service(&state.supervisor.groups(), peer.remote, peer.local)
-                .is_some()
-    };
+    // callers are the addresses listed, and the services frontdoor started itself (the
+    // caller's `started_caller`, looked up once per connection and only when needed).
+    let internal =
+        || config.internal_callers.contains(&peer.remote.ip()) || started_caller.is_some();
     if service.ingress != Ingress::All && !internal() {
         let ip = peer.remote.ip();
         return Verdict::deny(

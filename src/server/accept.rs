@@ -26,7 +26,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tower::ServiceExt;
 
-use crate::frontdoor::Peer;
+use crate::frontdoor::{CallerProcess, Peer};
 
 /// The most a request's headers may take: Cloud Run's own limit is 64 KiB.
 pub(crate) const MAX_HEADER_BYTES: usize = 64 * 1024;
@@ -102,9 +102,11 @@ pub(crate) async fn serve(
             local: stream.local_addr().unwrap_or(remote),
         };
         let app = app.clone();
+        let caller = CallerProcess::default();
         let service =
             tower::service_fn(move |mut req: axum::http::Request<hyper::body::Incoming>| {
                 req.extensions_mut().insert(ConnectInfo(peer));
+                req.extensions_mut().insert(caller.clone());
                 app.clone().oneshot(req)
             });
         let connection = builder
