@@ -255,7 +255,10 @@ fn known_surface(surface: &str) -> &'static str {
 /// as an escape, so that a token or request cannot forge a log line or drive a terminal:
 /// a `kid` of `"x\nALLOW 200 GET vault /"` stays on its own line, as visible text.
 pub fn escape_controls(s: &str) -> std::borrow::Cow<'_, str> {
-    if !s.chars().any(char::is_control) {
+    // Every decision passes through here, so the common case is a byte scan: C0 and DEL
+    // are single bytes, and C1 (U+0080–U+009F) is always encoded with the lead byte 0xC2
+    // (which other characters share, so a 0xC2 only sends us to the exact check).
+    if !s.bytes().any(|b| b < 0x20 || b == 0x7f || b == 0xc2) || !s.chars().any(char::is_control) {
         return std::borrow::Cow::Borrowed(s);
     }
     std::borrow::Cow::Owned(
@@ -448,6 +451,12 @@ mod tests {
             escape_controls("plain ✓ text"),
             std::borrow::Cow::Borrowed(_)
         ));
+        // U+00A3 shares C1's lead byte and is no control; U+0085 is one.
+        assert!(matches!(
+            escape_controls("£5"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        assert_eq!(escape_controls("£\u{85}"), "£\\u{85}");
     }
 
     #[test]

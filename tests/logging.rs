@@ -16,7 +16,10 @@ use serde_json::Value;
 const VAULT: &str = "vault-123456789012.us-central1.run.app";
 
 /// `frontdoor serve` in `dir`, stderr into `dir/stderr.log`; returns it and its addresses.
-#[expect(clippy::zombie_processes, reason = "the child is returned; stop() waits for it")]
+#[expect(
+    clippy::zombie_processes,
+    reason = "the child is returned; stop() waits for it"
+)]
 fn serve(dir: &Path, args: &[&str], level: Option<&str>) -> (Child, Value) {
     let yaml = format!(
         "{EPHEMERAL}{PROJECT}service_accounts: [{{email: {login}}}]\nmetadata_service_account: {login}\nservices:\n  - name: vault\n    upstream: builtin:echo\n    iam_policy: {{bindings: [{{role: roles/run.invoker, members: [serviceAccount:{login}]}}]}}\n",
