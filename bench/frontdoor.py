@@ -10,11 +10,16 @@ One tiny upstream (nginx answering `ok`) and one load generator (wrk) on loopbac
   fd cold     wrk → frontdoor, a fresh token every request → upstream
   metadata    wrk → the service's metadata server, identity token for one audience (cached)
   mint        wrk → the metadata server, a new audience every request (an RSA signature each)
-Then a paced run at half of frontdoor's peak for added p99 latency, the cold path's
+Then nginx and frontdoor head to head, logging off (frontdoor at `warn`, nginx without an
+access log) and on (each as it comes: frontdoor's line per decision and nginx's access log,
+both into files), three alternating runs of each and their medians; a paced run at half of
+frontdoor's peak for added p99 latency, the cold path's
 verifications and the metadata server's signatures per core used against
 `openssl speed rsa2048`, and frontdoor's peak RSS."""
 
 import json
+import shutil
+import statistics
 import os
 import re
 import socket
@@ -84,7 +89,7 @@ def main():
     work = tempfile.mkdtemp(prefix="frontdoor-bench-")
     procs = []
     try:
-        up, ngx, hap, fd, fd_google = (free_port() for _ in range(5))
+        up, ngx, ngx_log, hap, fd, fd_google, fd_log_google = (free_port() for _ in range(7))
 
         # The upstream and the nginx reverse proxy (no auth), each its own nginx.
         for name, body in [("upstream", f"""
@@ -100,6 +105,14 @@ def main():
               upstream tiny {{ server 127.0.0.1:{up}; keepalive 128; }}
               server {{ listen 127.0.0.1:{ngx}; keepalive_requests 1000000;
                 location / {{ proxy_pass http://tiny; proxy_http_version 1.1;
+                             proxy_set_header Connection ""; }} }} }}"""),
+                           ("nginx-log", f"""
+            worker_processes 2;
+            events {{ worker_connections 4096; }}
+            http {{ access_log {work}/nginx-log/access.log;
+              upstream tiny {{ server 127.0.0.1:{up}; keepalive 128; }}
+              server {{ listen 127.0.0.1:{ngx_log}; keepalive_requests 1000000;
+                location / {{ proxy_pass http://tiny; proxy_http_version 1.1;
                              proxy_set_header Connection ""; }} }} }}""")]:
             d = os.path.join(work, name)
             os.makedirs(os.path.join(d, "logs"))
@@ -108,6 +121,7 @@ def main():
             procs.append(subprocess.Popen(["nginx", "-p", d, "-c", conf]))
         wait_port(up)
         wait_port(ngx)
+        wait_port(ngx_log)
 
         # frontdoor, on a config with one service whose upstream is the tiny one.
         config = os.path.join(work, "services.yaml")
@@ -135,6 +149,21 @@ services:
         wait_port(fd_google)
         addresses = json.load(open(os.path.join(state, "addresses.json")))
         fd_port = int(addresses["services"]["bench"]["listen"].rsplit(":", 1)[1])
+        # The same, with its default logging (one line per decision) into a file, as nginx's
+        # access log goes into one. Its own copy of the state, so the same token passes.
+        state_log = os.path.join(work, "state-log")
+        shutil.copytree(state, state_log, ignore=shutil.ignore_patterns("addresses.json"))
+        config_log = os.path.join(work, "services-log.yaml")
+        open(config_log, "w").write(open(config).read().replace(
+            f"google: 127.0.0.1:{fd_google}", f"google: 127.0.0.1:{fd_log_google}"))
+        log_file = open(os.path.join(work, "frontdoor.log"), "w")
+        fd_log_proc = subprocess.Popen([FRONTDOOR, "serve", "--config", config_log, "--state-dir", state_log],
+                                       stdout=subprocess.DEVNULL, stderr=log_file,
+                                       env={k: v for k, v in os.environ.items() if k != "FRONTDOOR_LOG"})
+        procs.append(fd_log_proc)
+        wait_port(fd_log_google)
+        fd_log_port = int(json.load(open(os.path.join(state_log, "addresses.json")))
+                          ["services"]["bench"]["listen"].rsplit(":", 1)[1])
 
         # haproxy verifying the same token against the issuer's published certificate.
         certs = json.load(urllib.request.urlopen(f"http://127.0.0.1:{fd_google}/oauth2/v1/certs"))
@@ -203,6 +232,22 @@ backend be
         paced = {name: wrk(port, {**env, "DELAY_MS": str(delay_ms)}, connections=conns)
                  for name, port, env in [("direct", up, {}), ("frontdoor warm", fd_port, {"TOKEN": token})]}
         rss = peak_rss_mib(fd_proc.pid)
+
+        # Parity with nginx, logging off and on: three rounds alternating the four setups,
+        # medians reported (these machines are noisy).
+        parity_setups = [("nginx quiet", ngx, {}), ("frontdoor quiet", fd_port, {"TOKEN": token}),
+                         ("nginx access log", ngx_log, {}),
+                         ("frontdoor default log", fd_log_port, {"TOKEN": token})]
+        parity = {name: [] for name, _, _ in parity_setups}
+        for name, port, env in parity_setups:
+            wrk(port, env, seconds=2)
+        for _ in range(3):
+            for name, port, env in parity_setups:
+                parity[name].append(wrk(port, env)["rps"])
+        log_bytes = os.path.getsize(os.path.join(work, "frontdoor.log"))
+        log_lines = sum(1 for _ in open(os.path.join(work, "frontdoor.log")))
+        access_bytes = os.path.getsize(os.path.join(work, "nginx-log", "access.log"))
+        access_lines = sum(1 for _ in open(os.path.join(work, "nginx-log", "access.log")))
         ssl_sign, ssl_verify = openssl_verify_rate()
 
         print(f"\n{DURATION} s per run, wrk -t1 -c{CONNECTIONS}, 2 cores shared by everything\n")
@@ -232,6 +277,25 @@ backend be
         print(f"| metadata minting ≥ 80% of openssl sign/s per core used | {mint_per_core:.0f} tokens/s per core "
               f"({mint_cores:.2f} cores) vs openssl {ssl_sign:.0f} sign/s = {100 * mint_per_core / ssl_sign:.0f}% | "
               f"{'yes' if mint_per_core >= 0.8 * ssl_sign else 'no'} |")
+        med = {name: statistics.median(runs) for name, runs in parity.items()}
+        print("\nParity with nginx, logging off and on (3 alternating runs each):\n")
+        print("| setup | runs req/s | median | vs nginx in kind |")
+        print("|---|---|---:|---:|")
+        for name, runs in parity.items():
+            ref = med["nginx quiet"] if "quiet" in name else med["nginx access log"]
+            print(f"| {name} | {' / '.join(f'{r:.0f}' for r in runs)} | {med[name]:.0f} | "
+                  f"{med[name] / ref:.2f}x |")
+        print(f"\nLog written: frontdoor {log_bytes / max(log_lines, 1):.0f} bytes a line "
+              f"({log_lines} lines), nginx {access_bytes / max(access_lines, 1):.0f} bytes a line "
+              f"({access_lines} lines)\n")
+        quiet_ratio = med["frontdoor quiet"] / med["nginx quiet"]
+        log_ratio = med["frontdoor default log"] / med["nginx access log"]
+        print("| target | measured | met |")
+        print("|---|---|---|")
+        print(f"| frontdoor quiet ≥ 1.0× nginx quiet (median of 3) | {quiet_ratio:.2f}× | "
+              f"{'yes' if quiet_ratio >= 1 else 'no'} |")
+        print(f"| frontdoor default log ≥ 1.0× nginx access log (median of 3) | {log_ratio:.2f}× | "
+              f"{'yes' if log_ratio >= 1 else 'no'} |")
         mint_rate, verify_rate = subprocess.run([TOOL, "rates", "3"], capture_output=True, text=True,
                                                 check=True).stdout.split()
         print(f"\nRS256 on one thread: frontdoor verify {verify_rate}/s vs openssl {ssl_verify:.0f}/s "
