@@ -244,36 +244,7 @@ pub fn verify(keys: &KeySet, token: &str, issuer: &str, now: i64) -> Result<Veri
             });
         }
     }
-    // Times are attacker-chosen integers: compare and subtract in i128 so that values near
-    // i64::MAX or MIN neither overflow nor print nonsense.
-    let exp = integer(&claims, "exp")?;
-    let ahead = |t: i64| i128::from(t) - i128::from(now);
-    if ahead(exp) < -i128::from(SKEW) {
-        return Err(TokenError::Expired {
-            exp,
-            ago: clamp(-ahead(exp)),
-        });
-    }
-    let iat = integer(&claims, "iat")?;
-    if ahead(iat) > i128::from(SKEW) {
-        return Err(TokenError::IssuedInFuture {
-            iat,
-            ahead: clamp(ahead(iat)),
-        });
-    }
-    if claims.contains_key("nbf") {
-        let nbf = integer(&claims, "nbf")?;
-        if ahead(nbf) > i128::from(SKEW) {
-            return Err(TokenError::NotYetValid {
-                nbf,
-                ahead: clamp(ahead(nbf)),
-            });
-        }
-    }
-    let lifetime = i128::from(exp) - i128::from(iat);
-    if lifetime > i128::from(MAX_LIFETIME) {
-        return Err(TokenError::TooLongLived { lifetime });
-    }
+    let (exp, iat) = check_times(&claims, now)?;
     let aud = string(&claims, "aud", "a string (one audience)")?;
     let sub = string(&claims, "sub", "a string")?;
     let email = match claims.get("email") {
@@ -290,6 +261,43 @@ pub fn verify(keys: &KeySet, token: &str, issuer: &str, now: i64) -> Result<Veri
         exp,
         claims,
     })
+}
+
+/// The time rules every verified JWT meets, ID token or STS subject token: `exp` not past,
+/// `iat` not ahead and `nbf` (if any) not ahead, each allowing [`SKEW`], and a lifetime of at
+/// most [`MAX_LIFETIME`]. Returns `exp` and `iat`.
+pub fn check_times(claims: &Claims, now: i64) -> Result<(i64, i64), TokenError> {
+    // Times are attacker-chosen integers: compare and subtract in i128 so that values near
+    // i64::MAX or MIN neither overflow nor print nonsense.
+    let exp = integer(claims, "exp")?;
+    let ahead = |t: i64| i128::from(t) - i128::from(now);
+    if ahead(exp) < -i128::from(SKEW) {
+        return Err(TokenError::Expired {
+            exp,
+            ago: clamp(-ahead(exp)),
+        });
+    }
+    let iat = integer(claims, "iat")?;
+    if ahead(iat) > i128::from(SKEW) {
+        return Err(TokenError::IssuedInFuture {
+            iat,
+            ahead: clamp(ahead(iat)),
+        });
+    }
+    if claims.contains_key("nbf") {
+        let nbf = integer(claims, "nbf")?;
+        if ahead(nbf) > i128::from(SKEW) {
+            return Err(TokenError::NotYetValid {
+                nbf,
+                ahead: clamp(ahead(nbf)),
+            });
+        }
+    }
+    let lifetime = i128::from(exp) - i128::from(iat);
+    if lifetime > i128::from(MAX_LIFETIME) {
+        return Err(TokenError::TooLongLived { lifetime });
+    }
+    Ok((exp, iat))
 }
 
 /// A difference of two i64 times, which always fits in i128, shown as an i64.

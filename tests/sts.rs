@@ -106,24 +106,52 @@ async fn sts_bad_subject_tokens() {
     let s = Setup::new().await;
     let url = s.emu.google("/v1/token");
     let now = s.emu.state.now();
-    let cases: Vec<(&str, String, String, &str)> = vec![
+    let cases: Vec<(&str, String, String, &str, &str)> = vec![
         (
             "unknown issuer",
             external(&s.emu, |c| c["iss"] = json!("https://evil.example.com")),
             provider_audience(),
             "invalid_grant",
+            "does not match the provider's issuer",
         ),
         (
             "wrong audience",
             external(&s.emu, |c| c["aud"] = json!("https://elsewhere")),
             provider_audience(),
             "invalid_grant",
+            "is not one of the provider's allowed audiences",
         ),
         (
             "expired",
             external(&s.emu, |c| c["exp"] = json!(now - 1000)),
             provider_audience(),
             "invalid_grant",
+            "The subject token is unusable: the JWT expired at",
+        ),
+        // The time rules of every other verifier (STS used to skip all but `exp`).
+        (
+            "issued in the future",
+            external(&s.emu, |c| {
+                c["iat"] = json!(now + 3600);
+                c["exp"] = json!(now + 4000);
+            }),
+            provider_audience(),
+            "invalid_grant",
+            "The subject token is unusable: the JWT was issued at",
+        ),
+        (
+            "not yet valid",
+            external(&s.emu, |c| c["nbf"] = json!(now + 3600)),
+            provider_audience(),
+            "invalid_grant",
+            "The subject token is unusable: the JWT is not valid before",
+        ),
+        (
+            "lives longer than a day",
+            external(&s.emu, |c| c["exp"] = json!(now + 2 * 86_400)),
+            provider_audience(),
+            "invalid_grant",
+            "The subject token is unusable: the JWT claims a lifetime of 172800 s",
         ),
         (
             "foreign signature",
@@ -134,6 +162,7 @@ async fn sts_bad_subject_tokens() {
             ),
             provider_audience(),
             "invalid_grant",
+            "does not verify with provider",
         ),
         (
             "no subject",
@@ -142,15 +171,17 @@ async fn sts_bad_subject_tokens() {
             }),
             provider_audience(),
             "invalid_grant",
+            "The mapped google.subject (assertion.sub) is missing",
         ),
         (
             "unknown provider",
             external(&s.emu, |_| {}),
             format!("{POOL}/providers/nope"),
             "invalid_target",
+            "is not a configured workload identity provider",
         ),
     ];
-    for (name, token, audience, error) in cases {
+    for (name, token, audience, error, description) in cases {
         let (status, body) = post_form(
             &url,
             &[
@@ -172,8 +203,8 @@ async fn sts_bad_subject_tokens() {
         assert!(
             body["error_description"]
                 .as_str()
-                .is_some_and(|d| !d.is_empty()),
-            "{name}"
+                .is_some_and(|d| d.contains(description)),
+            "{name}: {body}"
         );
     }
     let (status, body) = post_form(
