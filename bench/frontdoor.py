@@ -155,7 +155,8 @@ services:
         shutil.copytree(state, state_log, ignore=shutil.ignore_patterns("addresses.json"))
         config_log = os.path.join(work, "services-log.yaml")
         open(config_log, "w").write(open(config).read().replace(
-            f"google: 127.0.0.1:{fd_google}", f"google: 127.0.0.1:{fd_log_google}"))
+            f"google: 127.0.0.1:{fd_google}", f"google: 127.0.0.1:{fd_log_google}").replace(
+            f"frontdoor: 127.0.0.1:{fd},", f"frontdoor: 127.0.0.1:{free_port()},"))
         log_file = open(os.path.join(work, "frontdoor.log"), "w")
         fd_log_proc = subprocess.Popen([FRONTDOOR, "serve", "--config", config_log, "--state-dir", state_log],
                                        stdout=subprocess.DEVNULL, stderr=log_file,
