@@ -77,6 +77,14 @@ pub struct Project {
     pub region_code: String,
 }
 
+impl Project {
+    /// `NUMBER-compute@developer.gserviceaccount.com`: the account Cloud Run runs a service
+    /// as when it names none. The one place its shape is written.
+    pub fn compute_default_account(&self) -> String {
+        format!("{}-compute@developer.gserviceaccount.com", self.number)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Listen {
     pub frontdoor: SocketAddr,
@@ -161,10 +169,7 @@ impl Config {
     /// The address of this project's default compute service account, which Cloud Run
     /// uses when a service names none; it always exists.
     pub fn compute_default_account(&self) -> String {
-        format!(
-            "{}-compute@developer.gserviceaccount.com",
-            self.project.number
-        )
+        self.project.compute_default_account()
     }
 }
 
@@ -362,7 +367,7 @@ fn resolve(raw: RawConfig, file: &Path) -> Result<Config, ConfigError> {
         });
     }
     // Cloud Run runs a service that names no account as the compute default account.
-    let compute = format!("{}-compute@developer.gserviceaccount.com", project.number);
+    let compute = project.compute_default_account();
     if !service_accounts.iter().any(|s| s.email == compute) {
         service_accounts.push(ServiceAccount {
             unique_id: unique_id_for(&compute),

@@ -311,9 +311,10 @@ impl fmt::Display for Scope<'_> {
     }
 }
 
-/// The answer to "may this principal do this?", with the reason in words.
+/// The answer to "may this principal do this?", with the reason in words. (Not to be
+/// confused with `decisions::Decision`, a request's whole answer as the log keeps it.)
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Decision {
+pub struct Outcome {
     pub allowed: bool,
     pub reason: String,
 }
@@ -325,7 +326,7 @@ pub fn check(
     principal: Option<&Principal>,
     scopes: &[Scope<'_>],
     groups: &Groups,
-) -> Decision {
+) -> Outcome {
     for scope in scopes {
         for binding in &scope.policy.bindings {
             if !binding.role.grants(permission) {
@@ -338,7 +339,7 @@ pub fn check(
             {
                 let who =
                     principal.map_or_else(|| "an anonymous caller".to_owned(), |p| p.to_string());
-                return Decision {
+                return Outcome {
                     allowed: true,
                     reason: format!(
                         "{who} holds {} on {scope} (as member {member}), which carries {permission}",
@@ -353,7 +354,7 @@ pub fn check(
         .iter()
         .map(|s| format!("on {s}: {}", s.policy.describe()))
         .collect();
-    Decision {
+    Outcome {
         allowed: false,
         reason: format!(
             "{who} has no role carrying {permission} ({}); bindings {}",

@@ -145,7 +145,7 @@ pub(super) fn resolve(
             }
             email
         }
-        None => format!("{}-compute@developer.gserviceaccount.com", project.number),
+        None => project.compute_default_account(),
     };
 
     let has_env = entry.env.is_some();

@@ -213,7 +213,7 @@ pub(crate) fn authorize(
     };
 
     // Step 9: IAM.
-    let decision = iam::check(
+    let outcome = iam::check(
         iam::INVOKE,
         Some(&principal),
         &[
@@ -233,21 +233,21 @@ pub(crate) fn authorize(
     tracing::debug!(
         service = %service.name,
         principal = ?principal.to_string(),
-        allowed = decision.allowed,
+        allowed = outcome.allowed,
         "check IAM: run.routes.invoke"
     );
     let redact =
         header == X_SERVERLESS_AUTHORIZATION || is_user || service.redact_service_account_tokens;
     Verdict {
-        deny: (!decision.allowed).then_some(StatusCode::FORBIDDEN),
-        credential: decision.allowed.then(|| Credential {
+        deny: (!outcome.allowed).then_some(StatusCode::FORBIDDEN),
+        credential: outcome.allowed.then(|| Credential {
             header: header.clone(),
             token: token.to_owned(),
             redact,
         }),
         principal: Some(principal),
         credential_header: Some(header),
-        reason: decision.reason,
+        reason: outcome.reason,
     }
 }
 

@@ -212,7 +212,7 @@ fn authorize(
     }
     hops.push((target, permission));
     for (next, needed) in hops {
-        let decision = iam::check(
+        let outcome = iam::check(
             needed,
             Some(&current),
             &[
@@ -229,11 +229,11 @@ fn authorize(
             ],
             &config.groups,
         );
-        tracing::debug!(allowed = decision.allowed, permission = needed, reason = %decision.reason, "iam credentials hop");
-        if !decision.allowed {
+        tracing::debug!(allowed = outcome.allowed, permission = needed, reason = %outcome.reason, "iam credentials hop");
+        if !outcome.allowed {
             return Err(ApiError::PermissionDenied {
                 permission: needed,
-                why: decision.reason,
+                why: outcome.reason,
             });
         }
         current = Principal::ServiceAccount(next.email.clone());
