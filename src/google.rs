@@ -1,10 +1,10 @@
 //! The google APIs listener (SPEC §6): the issuer's discovery document and published keys,
 //! the OAuth2 token endpoint, tokeninfo, IAM Credentials and STS, whose decisions go to the
-//! one decision log; and frontdoor's own decisions and status endpoints.
+//! one decision log; and, merged in from `introspect`, frontdoor's own decisions, status,
+//! health and metrics endpoints.
 
 mod assertion;
 mod caller;
-mod decisions;
 mod errors;
 mod iamcredentials;
 mod issuer;
@@ -24,7 +24,7 @@ use crate::state::{AppState, Live};
 pub fn app(live: Live) -> Router {
     Router::new()
         .merge(issuer::routes())
-        .merge(decisions::routes())
+        .merge(crate::introspect::routes())
         .merge(oauth2::routes())
         .merge(tokeninfo::routes())
         .merge(iamcredentials::routes())

@@ -1,4 +1,5 @@
-//! frontdoor's own endpoints: `GET /frontdoor/v1/decisions[?limit=N][&surface=S]`, the
+//! frontdoor's own endpoints, for looking inside it (served on the google listener, but no
+//! part of Google's APIs): `GET /frontdoor/v1/decisions[?limit=N][&surface=S]`, the
 //! recent decisions of every surface (or one), oldest first; `GET /healthz` and
 //! `GET /metrics` (Prometheus); and `GET /frontdoor/v1/status`, the configuration in
 //! force, each service's revision and instance, and how the last reload went.
@@ -21,7 +22,7 @@ use crate::decisions::SURFACES;
 use crate::state::{AppState, Live};
 use crate::upstream::supervisor::Phase;
 
-pub(super) fn routes() -> Router<Live> {
+pub(crate) fn routes() -> Router<Live> {
     Router::new()
         .route("/frontdoor/v1/decisions", get(list))
         .route("/frontdoor/v1/status", get(status))
@@ -198,6 +199,7 @@ async fn status(State(state): State<AppState>) -> Json<Value> {
         // From the reload status, so that generation and last_reload always agree.
         "generation": reload.generation,
         "last_reload": reload.last,
+        "checks": reload.checks,
         "services": services,
     }))
 }

@@ -20,7 +20,8 @@
 //!                (http, builtin:echo, or a command the upstream::supervisor runs)
 //!     metadata   one per service: its identity, ID and access tokens (cached)
 //!     google     issuer keys (and each account's own), /token, tokeninfo, IAM
-//!                Credentials, STS; frontdoor's decisions, status, /healthz, /metrics
+//!                Credentials, STS; and introspect: frontdoor's own decisions, status,
+//!                /healthz, /metrics
 //!   every surface's decision goes to one decisions::DecisionLog, with its reason, and
 //!   to stderr through logging (a compact line, or JSON).
 //!
@@ -39,6 +40,7 @@ pub mod decisions;
 pub mod frontdoor;
 pub mod google;
 pub mod iam;
+pub mod introspect;
 pub mod keys;
 pub mod logging;
 pub mod metadata;
