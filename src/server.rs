@@ -153,7 +153,7 @@ pub async fn serve(
     let state = live.get();
     publish(&state, &shared, &services);
 
-    let mut watcher = reload::Watcher::new(state.config.file.clone());
+    let mut watcher = reload::Watcher::new(state.config.file.clone(), state.reload.clone());
     drop(state);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {

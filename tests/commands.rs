@@ -39,8 +39,13 @@ async fn a_command_gets_cloud_runs_contract_and_its_own_identity() {
         )
     );
     let emu = Emulator::start(&yaml).await;
-    // Ask only once it has surely started: a request that finds it ready must not wait.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Ask once it is ready (`/healthz` says so): a request that finds it ready must not
+    // wait for a start.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while reqwest::get(emu.google("/healthz")).await.unwrap().status() != 200 {
+        assert!(Instant::now() < deadline, "the command never became ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let started = Instant::now();
     let (status, body) = get(&emu.service("worker", "/hello")).await;
     assert!(

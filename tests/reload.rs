@@ -43,6 +43,15 @@ fn generation_at_least(n: u64) -> impl Fn(&Value) -> bool {
     move |s| s["generation"].as_u64().unwrap_or(0) >= n
 }
 
+/// The watcher has read the file four times since `checks`: a read that began before the
+/// write, the one that saw it, the one that found it settled, and the first one after
+/// applying it (the watch loop applies a change before it reads again). A write made
+/// before then has been seen and, if it changed anything, applied: "no change" can be
+/// asserted.
+fn looked_after(checks: u64) -> impl Fn(&Value) -> bool {
+    move |s| s["checks"].as_u64().unwrap_or(0) >= checks + 4
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_valid_change_applies_with_new_revisions_and_tokens_survive() {
     let emu = Emulator::start(&config(&format!("serviceAccount:search{SA}"), "one")).await;
@@ -105,12 +114,14 @@ async fn a_valid_change_applies_with_new_revisions_and_tokens_survive() {
     assert_ne!(after["pid"], before["pid"]);
 
     // A save that changes nothing that matters is no new generation.
+    let checks = emu.status().await["checks"].as_u64().unwrap();
     emu.rewrite_config(&format!(
         "# a comment\n{}",
         config(&format!("serviceAccount:login{SA}"), "two")
     ));
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    let status = emu.status().await;
+    let status = emu
+        .wait_status("the watcher to look at the save", looked_after(checks))
+        .await;
     assert_eq!(status["generation"], 2, "{status}");
     assert!(
         status["services"][0]["revision"]
@@ -220,9 +231,10 @@ async fn an_invalid_change_is_refused_whole_and_reported() {
     let status = emu
         .wait_status("the fix", |s| s["last_reload"]["ok"] == true)
         .await;
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    let checks = status["checks"].as_u64().unwrap();
     assert_eq!(
-        emu.status().await["generation"],
+        emu.wait_status("the watcher to look again", looked_after(checks))
+            .await["generation"],
         status["generation"],
         "nothing further to apply"
     );

@@ -8,6 +8,7 @@
 //! once the write completes).
 
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -22,6 +23,11 @@ pub struct ReloadStatus {
     /// 1 at start, one more for every configuration applied.
     pub generation: u64,
     pub last: Option<LastReload>,
+    /// How many times the watcher has read the file, changed or not, so that "nothing
+    /// changed" can be told from "not looked yet": a change is applied before the next
+    /// read, so four reads after a write (one may have begun before it, two see it and
+    /// settle, one follows the apply) mean the write was seen and dealt with.
+    pub checks: u64,
     /// Changes applied and refused since start, for `/metrics`.
     #[serde(skip)]
     pub applied: u64,
@@ -40,6 +46,8 @@ pub struct LastReload {
 
 pub(super) struct Watcher {
     path: PathBuf,
+    /// Where each read is counted (`ReloadStatus::checks`).
+    status: Arc<Mutex<ReloadStatus>>,
     /// The content last applied or tried.
     seen: Option<Vec<u8>>,
     /// Why the file could not be read, when that was last reported: said once, not every
@@ -51,9 +59,10 @@ impl Watcher {
     /// Nothing counts as seen at first: the file may have changed between loading the
     /// configuration and starting to watch, and a first read that resolves to the
     /// configuration in force is recognised as no change.
-    pub(super) fn new(path: PathBuf) -> Watcher {
+    pub(super) fn new(path: PathBuf, status: Arc<Mutex<ReloadStatus>>) -> Watcher {
         Watcher {
             path,
+            status,
             seen: None,
             unreadable: None,
         }
@@ -94,22 +103,22 @@ impl Watcher {
         }
     }
 
-    /// The file, read off the runtime and capped in size (`config::read_capped`).
+    /// The file, read off the runtime and capped in size (`config::read_capped`), and the
+    /// read counted.
     async fn read(&self) -> Result<Vec<u8>, String> {
         let path = self.path.clone();
-        tokio::task::spawn_blocking(move || crate::config::read_capped(&path))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| {
-                let why = if e.kind() == std::io::ErrorKind::NotFound {
-                    "it was removed".to_owned()
-                } else {
-                    e.to_string()
-                };
-                format!(
-                    "{}: cannot read the configuration file: {why}; the configuration in force stays",
-                    self.path.display()
-                )
-            })
+        let read = tokio::task::spawn_blocking(move || crate::config::read_capped(&path)).await;
+        self.status.lock().unwrap_or_else(|p| p.into_inner()).checks += 1;
+        read.map_err(|e| e.to_string())?.map_err(|e| {
+            let why = if e.kind() == std::io::ErrorKind::NotFound {
+                "it was removed".to_owned()
+            } else {
+                e.to_string()
+            };
+            format!(
+                "{}: cannot read the configuration file: {why}; the configuration in force stays",
+                self.path.display()
+            )
+        })
     }
 }
