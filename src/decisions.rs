@@ -2,6 +2,8 @@
 //! IAM Credentials, `/token`, STS, tokeninfo, the metadata server): one structured log event
 //! each, and a bounded in-memory list that the google listener serves and the CLI reads.
 
+mod line;
+
 use std::collections::VecDeque;
 use std::sync::Mutex;
 
@@ -348,7 +350,7 @@ impl Decision {
 impl DecisionLog {
     pub fn record(&self, decision: Decision) {
         let decision = decision.escaped();
-        crate::logging::decision(&decision);
+        line::log(&decision);
         let surface = known_surface(&decision.surface);
         self.counts
             .get_or_create(&DecisionLabels {
