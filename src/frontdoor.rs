@@ -2,69 +2,22 @@
 //! Run would whether it may pass (`auth`), records the decision, and proxies it (`proxy`).
 
 pub(crate) mod auth;
-mod cache;
 mod internal;
 
 pub use internal::CallerProcess;
 pub(crate) mod page;
 pub(crate) mod proxy;
 
-use std::collections::HashMap;
 use std::fmt::Write;
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderValue, Response, header};
 
-use crate::config::Config;
 use crate::decisions::Decision;
 use crate::state::{AppState, Live};
-
-/// What the front door keeps between requests.
-pub struct FrontDoor {
-    /// Host (lowercase, no port) → index into `config.services`.
-    hosts: HashMap<String, usize>,
-    /// Shared by every generation: a reload keeps what was verified.
-    tokens: Arc<cache::VerifiedTokens>,
-}
-
-impl FrontDoor {
-    /// How many verified tokens are remembered, and about how many bytes they take.
-    pub fn verified_tokens(&self) -> (usize, u64) {
-        (self.tokens.len(), self.tokens.bytes())
-    }
-
-    /// Routes for `config`; the verified-token cache of `previous` is kept.
-    pub fn new(config: &Config, previous: Option<&FrontDoor>) -> FrontDoor {
-        let mut hosts = HashMap::new();
-        for (i, s) in config.services.iter().enumerate() {
-            for h in s.hosts() {
-                hosts.insert(h.to_ascii_lowercase(), i);
-            }
-        }
-        FrontDoor {
-            hosts,
-            tokens: previous.map_or_else(
-                || Arc::new(cache::VerifiedTokens::new(cache::CAPACITY_BYTES)),
-                |p| p.tokens.clone(),
-            ),
-        }
-    }
-
-    fn route(&self, host: &str) -> Option<usize> {
-        let host = host
-            .rsplit_once(':')
-            .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
-            .map_or(host, |(h, _)| h);
-        if let Some(i) = self.hosts.get(host) {
-            return Some(*i);
-        }
-        self.hosts.get(&host.to_ascii_lowercase()).copied()
-    }
-}
 
 /// One front-door listener: the shared one routes by `Host`, a service's own listener
 /// (`pinned`) serves only that service.
@@ -148,7 +101,7 @@ async fn decide_and_forward(listener: &Listener, peer: Peer, req: Request) -> Re
                 None,
             );
         }
-        let mut known: Vec<&str> = door.hosts.keys().map(String::as_str).collect();
+        let mut known: Vec<&str> = door.known_hosts().collect();
         known.sort_unstable();
         decision.reason = format!(
             "host `{host}` is not the URL of any service (known hosts: {}); send the request to a service's own listener or set the Host header",

@@ -8,11 +8,13 @@
 //!   state dir ──────► keys ────► KeySet (current + next RSA key), account keys,
 //!                                SystemKeys (each account's own key, for signJwt/signBlob)
 //!
-//!   pure:  tokens (mint / verify)   iam (policies → Decision)
+//!   pure:  tokens (mint / verify; the verified and minted token caches)
+//!          iam (policies → Outcome)   routing (host → service, per generation)
 //!
-//!   state: AppState = one generation (Config, routes, revisions) + what outlives it
-//!          (keys, decision log, issued tokens, caches, the supervisor); Live swaps
-//!          generations on reload, and every request reads the one in force.
+//!   state: AppState = one generation (Config, routing, revisions) + what outlives it
+//!          (keys, decision log, issued tokens, caches, the supervisor, the reload
+//!          status); Live swaps generations on reload, and every request reads the one in
+//!          force. state imports none of the HTTP modules below it.
 //!
 //!   listeners (server binds them all first, then serves each through server::accept,
 //!   its limits on time, headers and connections; server::reload watches the file):
@@ -44,6 +46,7 @@ pub mod introspect;
 pub mod keys;
 pub mod logging;
 pub mod metadata;
+pub mod routing;
 pub mod server;
 pub mod state;
 pub mod suggest;

@@ -11,7 +11,6 @@ use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use quick_cache::sync::Cache;
 use serde_json::{Value, json};
 
 use crate::access::CLOUD_PLATFORM;
@@ -21,60 +20,6 @@ use crate::iam::Principal;
 use crate::state::{AppState, Live};
 use crate::tokens;
 use respond::{json as json_response, text};
-
-/// A cached token is handed out again until it is this close to expiry, as the real
-/// server does.
-const REFRESH_BEFORE_EXPIRY: i64 = 300;
-/// Bytes of tokens cached at most (keys, which hold the audience or scopes, and tokens).
-const CACHE_BYTES: u64 = 4 * 1024 * 1024;
-
-/// An entry weighs its key and its token, plus a little for the map.
-#[derive(Clone)]
-struct Weight;
-
-impl quick_cache::Weighter<String, (String, i64)> for Weight {
-    fn weight(&self, key: &String, value: &(String, i64)) -> u64 {
-        (64 + key.len() + value.0.len()) as u64
-    }
-}
-
-/// Tokens the metadata server has minted, by what was asked for.
-pub struct MetadataTokens {
-    cache: Cache<String, (String, i64), Weight>,
-}
-
-impl Default for MetadataTokens {
-    fn default() -> Self {
-        MetadataTokens {
-            cache: Cache::with_weighter(4096, CACHE_BYTES, Weight),
-        }
-    }
-}
-
-impl MetadataTokens {
-    /// How many tokens are cached, and how many bytes they weigh.
-    pub fn size(&self) -> (usize, u64) {
-        (self.cache.len(), self.cache.weight())
-    }
-
-    /// The cached token for `key` while it has more than five minutes left, else a new one
-    /// from `mint` (which returns the token and its expiry); and whether it was minted now.
-    fn get_or_mint(
-        &self,
-        key: String,
-        now: i64,
-        mint: impl FnOnce() -> (String, i64),
-    ) -> (String, i64, bool) {
-        if let Some((token, exp)) = self.cache.get(&key) {
-            if now < exp - REFRESH_BEFORE_EXPIRY {
-                return (token, exp, false);
-            }
-        }
-        let (token, exp) = mint();
-        self.cache.insert(key, (token.clone(), exp));
-        (token, exp, true)
-    }
-}
 
 /// Whom one metadata listener speaks for, resolved per request from the configuration in
 /// force (a reload may change a service's account).

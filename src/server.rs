@@ -12,8 +12,8 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::config::Config;
+use crate::state::LastReload;
 use listeners::Registry;
-use reload::LastReload;
 
 mod accept;
 mod listeners;
@@ -21,7 +21,6 @@ mod reload;
 
 use crate::state::{AppState, Live};
 use crate::upstream::supervisor::Contract;
-pub use reload::ReloadStatus;
 
 /// How long in-flight requests may run on after shutdown is asked for.
 const DRAIN: Duration = Duration::from_secs(10);

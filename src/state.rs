@@ -14,16 +14,43 @@ use sha2::Digest;
 
 use arc_swap::ArcSwap;
 use axum::extract::FromRef;
+use serde::Serialize;
 
 use crate::access::AccessTokens;
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::decisions::DecisionLog;
-use crate::frontdoor::FrontDoor;
 use crate::keys::{KeySet, StateDir, SystemKeys};
-use crate::metadata::MetadataTokens;
-use crate::server::ReloadStatus;
+use crate::routing::FrontDoor;
+use crate::tokens::minted::MetadataTokens;
 use crate::upstream::Supervisor;
+
+/// What `GET /frontdoor/v1/status` reports about reloads.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ReloadStatus {
+    /// 1 at start, one more for every configuration applied.
+    pub generation: u64,
+    pub last: Option<LastReload>,
+    /// How many times the watcher has read the file, changed or not, so that "nothing
+    /// changed" can be told from "not looked yet": a change is applied before the next
+    /// read, so four reads after a write (one may have begun before it, two see it and
+    /// settle, one follows the apply) mean the write was seen and dealt with.
+    pub checks: u64,
+    /// Changes applied and refused since start, for `/metrics`.
+    #[serde(skip)]
+    pub applied: u64,
+    #[serde(skip)]
+    pub refused: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LastReload {
+    /// Seconds since the Unix epoch.
+    pub time: i64,
+    pub ok: bool,
+    /// Why it was refused: the file, the field and the reason.
+    pub error: Option<String>,
+}
 
 #[derive(Clone)]
 pub struct AppState(Arc<Shared>);

@@ -333,6 +333,9 @@ pub fn peek_claims(token: &str) -> Option<Claims> {
     json_object(&URL_SAFE_NO_PAD.decode(payload).ok()?, "payload").ok()
 }
 
+pub mod minted;
+pub mod verified;
+
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

@@ -4,9 +4,10 @@
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
-use super::{FrontDoor, Peer};
+use super::Peer;
 use crate::config::{Ingress, Service};
 use crate::iam::{self, Principal, Scope};
+use crate::routing::FrontDoor;
 use crate::state::AppState;
 use crate::tokens::{GCLOUD_CLIENT_ID, Verified};
 
@@ -145,10 +146,7 @@ pub(crate) fn authorize(
             .via(&header);
         }
     };
-    let verified = match door
-        .tokens
-        .verify(&state.keys, token, &config.issuer, state.now())
-    {
+    let verified = match door.verify(&state.keys, token, &config.issuer, state.now()) {
         Ok(v) => v,
         Err(e) => {
             return Verdict::deny(

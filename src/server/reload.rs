@@ -11,38 +11,11 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde::Serialize;
+use crate::state::ReloadStatus;
 
 const POLL: Duration = Duration::from_millis(250);
 /// The content must be the same this much later to count as written.
 const SETTLE: Duration = Duration::from_millis(150);
-
-/// What `GET /frontdoor/v1/status` reports about reloads.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct ReloadStatus {
-    /// 1 at start, one more for every configuration applied.
-    pub generation: u64,
-    pub last: Option<LastReload>,
-    /// How many times the watcher has read the file, changed or not, so that "nothing
-    /// changed" can be told from "not looked yet": a change is applied before the next
-    /// read, so four reads after a write (one may have begun before it, two see it and
-    /// settle, one follows the apply) mean the write was seen and dealt with.
-    pub checks: u64,
-    /// Changes applied and refused since start, for `/metrics`.
-    #[serde(skip)]
-    pub applied: u64,
-    #[serde(skip)]
-    pub refused: u64,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct LastReload {
-    /// Seconds since the Unix epoch.
-    pub time: i64,
-    pub ok: bool,
-    /// Why it was refused: the file, the field and the reason.
-    pub error: Option<String>,
-}
 
 pub(super) struct Watcher {
     path: PathBuf,
