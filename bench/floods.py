@@ -26,6 +26,8 @@ import time
 import http.client
 import urllib.parse
 
+from common import free_port, memory_mib, wait_port
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FRONTDOOR = os.path.join(ROOT, "target", "release", "frontdoor")
 TOOL = os.path.join(ROOT, "target", "release", "examples", "bench-tool")
@@ -35,30 +37,6 @@ HOST = "bench-123456789012.us-central1.run.app"
 THREADS = 8
 FLOOD_LIMIT_MIB = 150
 ORDINARY_LIMIT_MIB = 50
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port, deadline=20):
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.02)
-    raise SystemExit(f"nothing listens on {port}")
-
-
-def peak_rss_mib(pid):
-    for line in open(f"/proc/{pid}/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 class Server:
@@ -95,7 +73,7 @@ services:
         return out.split()
 
     def peak(self):
-        return peak_rss_mib(self.proc.pid)
+        return memory_mib(self.proc.pid, "VmHWM")
 
     def stop(self):
         self.proc.terminate()

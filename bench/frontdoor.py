@@ -22,12 +22,13 @@ import shutil
 import statistics
 import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
+
+from common import free_port, memory_mib, wait_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FRONTDOOR = os.path.join(ROOT, "target", "release", "frontdoor")
@@ -36,23 +37,6 @@ LUA = os.path.join(ROOT, "bench", "wrk.lua")
 DURATION = int(os.environ.get("BENCH_SECONDS", "10"))
 CONNECTIONS = 64
 CALLER = "bench-caller@demo-project.iam.gserviceaccount.com"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port, deadline=10):
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.02)
-    raise SystemExit(f"nothing listens on {port}")
 
 
 def wrk(port, env, connections=CONNECTIONS, seconds=DURATION, allow_non2xx=False):
@@ -69,13 +53,6 @@ def wrk(port, env, connections=CONNECTIONS, seconds=DURATION, allow_non2xx=False
 def cpu_seconds(pid):
     fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def peak_rss_mib(pid):
-    for line in open(f"/proc/{pid}/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0
 
 
 def openssl_verify_rate():
@@ -232,7 +209,7 @@ backend be
         conns = max(1, round(half * delay_ms / 1000))
         paced = {name: wrk(port, {**env, "DELAY_MS": str(delay_ms)}, connections=conns)
                  for name, port, env in [("direct", up, {}), ("frontdoor warm", fd_port, {"TOKEN": token})]}
-        rss = peak_rss_mib(fd_proc.pid)
+        rss = memory_mib(fd_proc.pid, "VmHWM")
 
         # Parity with nginx, logging off and on: three rounds alternating the four setups,
         # medians reported (these machines are noisy).

@@ -10,13 +10,14 @@ the last minute's peak RSS within 10% of the second minute's."""
 import http.client
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 import urllib.parse
+
+from common import free_port, memory_mib, wait_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FRONTDOOR = os.path.join(ROOT, "target", "release", "frontdoor")
@@ -26,23 +27,6 @@ SECONDS = int(os.environ.get("SOAK_SECONDS", "600"))
 CALLER = "soak-caller@demo-project.iam.gserviceaccount.com"
 BENCH = "bench-123456789012.us-central1.run.app"
 WORKER = "worker-123456789012.us-central1.run.app"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port, deadline=20):
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.02)
-    raise SystemExit(f"nothing listens on {port}")
 
 
 def config_text(ports, revision):
@@ -104,13 +88,6 @@ def loop(stop, tally, route, port, make):
         status, _ = call(box, port, method, path, headers, body)
         tally.add(route, status)
         i += 1
-
-
-def rss_mib(pid):
-    for line in open(f"/proc/{pid}/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def main():
@@ -180,7 +157,7 @@ def main():
         while time.monotonic() - started < SECONDS:
             time.sleep(5)
             now = time.monotonic()
-            samples.append((now - started, rss_mib(proc.pid)))
+            samples.append((now - started, memory_mib(proc.pid, "VmRSS")))
             if now >= next_reload:
                 reloads += 1
                 open(config + ".new", "w").write(config_text(ports, reloads))

@@ -1,0 +1,31 @@
+"""What the benchmark scripts share: loopback ports and a process's memory."""
+
+import socket
+import time
+
+
+def free_port():
+    """A loopback port nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, deadline=20):
+    """Returns once something accepts on the loopback port; exits after `deadline` s."""
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.02)
+    raise SystemExit(f"nothing listens on {port}")
+
+
+def memory_mib(pid, field):
+    """A /proc/PID/status memory line in MiB: VmRSS now, or VmHWM, the peak so far."""
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return 0.0
