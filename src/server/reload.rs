@@ -1,6 +1,7 @@
-//! Live reconfiguration: the configuration file is watched, and a change that resolves is
-//! applied whole; one that does not is refused whole, the running configuration stays, and
-//! the status says why.
+//! Live reconfiguration: the configuration file is watched (`Watcher`), and a change that
+//! resolves is applied whole (`apply`: new listeners bound, revisions bumped, commands
+//! started, the generation swapped in); one that does not is refused whole (`refuse`), the
+//! running configuration stays, and the status says why.
 //!
 //! The file is polled rather than watched through inotify: editors replace, truncate or
 //! rewrite files in every way there is, and a poll that waits for the content to settle
@@ -11,7 +12,11 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::state::ReloadStatus;
+use tokio::task::JoinSet;
+
+use super::Addresses;
+use super::listeners::Registry;
+use crate::state::{AppState, LastReload, Live, ReloadStatus};
 
 const POLL: Duration = Duration::from_millis(250);
 /// The content must be the same this much later to count as written.
@@ -94,4 +99,86 @@ impl Watcher {
             )
         })
     }
+}
+
+/// Applies a changed configuration whole, or refuses it whole.
+pub(super) async fn apply(
+    text: &[u8],
+    live: &Live,
+    shared: &Addresses,
+    services: &mut Registry,
+    tasks: &mut JoinSet<std::io::Result<()>>,
+) {
+    let current = live.get();
+    let file = current.config.file.clone();
+    let result = async {
+        let text = std::str::from_utf8(text).map_err(|_| format!("{}: the file is not UTF-8", file.display()))?;
+        let config = crate::config::parse(text, &file).map_err(|e| e.to_string())?;
+        if config == current.config {
+            // Saved without a change that matters (a comment, spacing): nothing to do.
+            return Ok(None);
+        }
+        config.check_exposure(current.bind_all).map_err(|e| e.to_string())?;
+        if config.listen != current.config.listen {
+            return Err(format!(
+                "{}: listen: the shared listeners' addresses changed; that takes a restart (the rest of the change was not applied either)",
+                file.display()
+            ));
+        }
+        let fresh = services.bind_missing(&config).await.map_err(|e| format!("{e}: {}", e.source))?;
+        let next = current.reconfigured(config);
+        services.adopt(fresh, live, tasks);
+        // Commands first, so no request under the new generation finds its instance missing.
+        super::publish(&next, shared, services);
+        live.set(next.clone());
+        Ok(Some(next))
+    }
+    .await;
+    let now = current.now();
+    let mut status = current.reload.lock().unwrap_or_else(|p| p.into_inner());
+    match result {
+        // The file is back to what runs: whatever failed before no longer stands.
+        Ok(None) => {
+            if status.last.as_ref().is_some_and(|l| !l.ok) {
+                status.last = Some(LastReload {
+                    time: now,
+                    ok: true,
+                    error: None,
+                });
+            }
+        }
+        Ok(Some(next)) => {
+            status.applied += 1;
+            status.generation = next.generation;
+            status.last = Some(LastReload {
+                time: now,
+                ok: true,
+                error: None,
+            });
+            let revisions: Vec<&str> = next
+                .config
+                .services
+                .iter()
+                .filter_map(|s| next.revision(&s.name))
+                .collect();
+            tracing::info!(generation = next.generation, revisions = %revisions.join(", "), "configuration reloaded");
+        }
+        Err(error) => {
+            drop(status);
+            refuse(&current, error);
+        }
+    }
+}
+
+/// Records a change that cannot be applied (or a file that cannot be read): the
+/// configuration in force stays, and the status and every refusal say why.
+pub(super) fn refuse(current: &AppState, error: String) {
+    tracing::error!(%error, "configuration change refused; the running configuration stays");
+    let mut status = current.reload.lock().unwrap_or_else(|p| p.into_inner());
+    status.refused += 1;
+    status.last = Some(LastReload {
+        time: current.now(),
+        ok: false,
+        error: Some(error),
+    });
 }
