@@ -123,13 +123,19 @@ async fn decide_and_forward(listener: &Listener, peer: Peer, req: Request) -> Re
         (_, Some(caller)) => caller.service(&state.supervisor, peer).await,
     };
     let verdict = auth::authorize(state, door, service, req.headers(), peer, started_caller);
-    decision.principal = verdict.principal.as_ref().map(ToString::to_string);
-    decision.credential = verdict.credential_header.as_ref().map(ToString::to_string);
-    if let Some(status) = verdict.deny {
-        decision.status = status.as_u16();
-        decision.reason = verdict.reason;
-        return turned_away(state, decision.timed(started), status, None);
-    }
+    let caller = verdict.caller();
+    decision.principal = caller.principal.as_ref().map(ToString::to_string);
+    decision.credential = caller.header.as_ref().map(ToString::to_string);
+    let (credential, reason) = match verdict {
+        auth::Verdict::Deny { status, reason, .. } => {
+            decision.status = status.as_u16();
+            decision.reason = reason;
+            return turned_away(state, decision.timed(started), status, None);
+        }
+        auth::Verdict::Allow {
+            credential, reason, ..
+        } => (credential, reason),
+    };
 
     let forwarded = match proxy::Target::of(service, &state.supervisor).await {
         Ok(target) => {
@@ -139,7 +145,7 @@ async fn decide_and_forward(listener: &Listener, peer: Peer, req: Request) -> Re
                 target,
                 req,
                 peer.remote.ip(),
-                verdict.credential.as_ref(),
+                credential.as_ref(),
             )
             .await
         }
@@ -149,14 +155,14 @@ async fn decide_and_forward(listener: &Listener, peer: Peer, req: Request) -> Re
         Ok(r) => {
             decision.allowed = true;
             decision.status = r.status().as_u16();
-            decision.reason = verdict.reason;
+            decision.reason = reason;
             let _ = write!(decision.reason, "; proxied to {}", service.upstream);
             state.decisions.record(decision.timed(started));
             r
         }
         Err(e) => {
             decision.allowed = e.status() != axum::http::StatusCode::PAYLOAD_TOO_LARGE;
-            decision.reason = format!("{}; but {e}", verdict.reason);
+            decision.reason = format!("{reason}; but {e}");
             turned_away(
                 state,
                 decision.timed(started),

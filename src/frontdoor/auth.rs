@@ -22,35 +22,68 @@ pub(crate) struct Credential {
     pub(crate) redact: bool,
 }
 
-#[derive(Debug)]
-pub(crate) struct Verdict {
-    /// `None`: allowed. `Some(status)`: turned away with it.
-    pub(crate) deny: Option<StatusCode>,
+/// Who asked, as far as the checks got: the principal a verified token named, and the
+/// header the credential came in.
+#[derive(Debug, Default)]
+pub(crate) struct Caller {
     pub(crate) principal: Option<Principal>,
-    pub(crate) credential_header: Option<HeaderName>,
-    /// The credential to forward (allowed, token checked), for redaction.
-    pub(crate) credential: Option<Credential>,
-    pub(crate) reason: String,
+    pub(crate) header: Option<HeaderName>,
+}
+
+/// What Cloud Run would do with the request, and why.
+#[derive(Debug)]
+pub(crate) enum Verdict {
+    /// Let through. `credential` is the checked token to forward (for redaction); a public
+    /// service checks none.
+    Allow {
+        caller: Caller,
+        credential: Option<Credential>,
+        reason: String,
+    },
+    /// Turned away with `status`.
+    Deny {
+        caller: Caller,
+        status: StatusCode,
+        reason: String,
+    },
 }
 
 impl Verdict {
-    fn deny(status: StatusCode, reason: String) -> Verdict {
-        Verdict {
-            deny: Some(status),
-            principal: None,
-            credential_header: None,
+    fn allow(reason: String) -> Verdict {
+        Verdict::Allow {
+            caller: Caller::default(),
             credential: None,
             reason,
         }
     }
 
+    fn deny(status: StatusCode, reason: String) -> Verdict {
+        Verdict::Deny {
+            caller: Caller::default(),
+            status,
+            reason,
+        }
+    }
+
+    pub(crate) fn caller(&self) -> &Caller {
+        match self {
+            Verdict::Allow { caller, .. } | Verdict::Deny { caller, .. } => caller,
+        }
+    }
+
+    fn caller_mut(&mut self) -> &mut Caller {
+        match self {
+            Verdict::Allow { caller, .. } | Verdict::Deny { caller, .. } => caller,
+        }
+    }
+
     fn via(mut self, header: &HeaderName) -> Verdict {
-        self.credential_header = Some(header.clone());
+        self.caller_mut().header = Some(header.clone());
         self
     }
 
     fn of(mut self, principal: Option<Principal>) -> Verdict {
-        self.principal = principal;
+        self.caller_mut().principal = principal;
         self
     }
 }
@@ -92,28 +125,16 @@ pub(crate) fn authorize(
 
     // Step 3: a public service gets the request with every header untouched.
     if service.invoker_iam_disabled {
-        return Verdict {
-            deny: None,
-            principal: None,
-            credential_header: None,
-            credential: None,
-            reason: format!(
-                "service `{}` has invoker_iam_disabled: no token is checked",
-                service.name
-            ),
-        };
+        return Verdict::allow(format!(
+            "service `{}` has invoker_iam_disabled: no token is checked",
+            service.name
+        ));
     }
     if service.policy.is_public(iam::INVOKE) || config.policy.is_public(iam::INVOKE) {
-        return Verdict {
-            deny: None,
-            principal: None,
-            credential_header: None,
-            credential: None,
-            reason: format!(
-                "service `{}` is public (allUsers may invoke it): no token is checked",
-                service.name
-            ),
-        };
+        return Verdict::allow(format!(
+            "service `{}` is public (allUsers may invoke it): no token is checked",
+            service.name
+        ));
     }
 
     // Steps 4 and 5: which credential, if any.
@@ -236,16 +257,26 @@ pub(crate) fn authorize(
     );
     let redact =
         header == X_SERVERLESS_AUTHORIZATION || is_user || service.redact_service_account_tokens;
-    Verdict {
-        deny: (!outcome.allowed).then_some(StatusCode::FORBIDDEN),
-        credential: outcome.allowed.then(|| Credential {
-            header: header.clone(),
-            token: token.to_owned(),
-            redact,
-        }),
+    let caller = Caller {
         principal: Some(principal),
-        credential_header: Some(header),
-        reason: outcome.reason,
+        header: Some(header.clone()),
+    };
+    if outcome.allowed {
+        Verdict::Allow {
+            caller,
+            credential: Some(Credential {
+                header,
+                token: token.to_owned(),
+                redact,
+            }),
+            reason: outcome.reason,
+        }
+    } else {
+        Verdict::Deny {
+            caller,
+            status: StatusCode::FORBIDDEN,
+            reason: outcome.reason,
+        }
     }
 }
 
