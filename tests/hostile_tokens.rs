@@ -266,14 +266,11 @@ async fn hostile_tokens_get_401_and_never_pass() {
         ("known kid, other key's signature", bad_signature.clone()),
         (
             "expired",
-            format!("{unusable}the JWT expired at {}, 400 s ago", now - 400),
+            format!("{unusable}the JWT expired at {}, ", now - 400),
         ),
         (
             "iat an hour ahead",
-            format!(
-                "{unusable}the JWT was issued at {}, 3600 s in the future",
-                now + 3600
-            ),
+            format!("{unusable}the JWT was issued at {}, ", now + 3600),
         ),
         (
             "exp as a string",

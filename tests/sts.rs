@@ -148,10 +148,14 @@ async fn sts_bad_subject_tokens() {
         ),
         (
             "lives longer than a day",
-            external(&s.emu, |c| c["exp"] = json!(now + 2 * 86_400)),
+            // `iat` set here too: the helper's own clock may be a second past `now`.
+            external(&s.emu, |c| {
+                c["iat"] = json!(now);
+                c["exp"] = json!(now + 2 * 86_400);
+            }),
             provider_audience(),
             "invalid_grant",
-            "The subject token is unusable: the JWT claims a lifetime of 172800 s",
+            "the JWT claims a lifetime of 172800 s (`exp` - `iat`), more than the 86400 s",
         ),
         (
             "foreign signature",
