@@ -50,6 +50,52 @@ pub fn test_key(name: &str) -> frontdoor::keys::SigningKey {
     frontdoor::keys::SigningKey::from_pkcs8_pem(&pem).unwrap()
 }
 
+/// A generation made from `yaml` with the checked-in keys, and nothing started: for
+/// router-level tests, which hand one request at a time to a listener's `Router`
+/// ([`oneshot`]) instead of starting the whole emulator.
+pub struct Generation {
+    pub dir: tempfile::TempDir,
+    pub live: frontdoor::state::Live,
+}
+
+pub fn generation(yaml: &str) -> Generation {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("services.yaml");
+    std::fs::write(&file, format!("{EPHEMERAL}{yaml}")).unwrap();
+    let config = config::load(&file).unwrap_or_else(|e| panic!("{e}"));
+    let state_dir = state_dir_with_test_keys(&dir.path().join(".frontdoor"));
+    let keys = state_dir.signing_keys().unwrap();
+    let state = AppState::new(config, keys, state_dir, Arc::new(SystemClock));
+    Generation {
+        dir,
+        live: frontdoor::state::Live::new(state),
+    }
+}
+
+/// `request` answered by `app` in-process, handed over as the accept loop would (from a
+/// loopback peer); the status, the headers and the body as text.
+pub async fn oneshot(
+    app: &axum::Router,
+    mut request: axum::http::Request<axum::body::Body>,
+) -> (axum::http::StatusCode, axum::http::HeaderMap, String) {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    request
+        .extensions_mut()
+        .insert(axum::extract::ConnectInfo(frontdoor::frontdoor::Peer {
+            remote: "127.0.0.1:40000".parse().unwrap(),
+            local: "127.0.0.1:9999".parse().unwrap(),
+        }));
+    let response = app.clone().oneshot(request).await.unwrap();
+    let (parts, body) = response.into_parts();
+    let bytes = body.collect().await.unwrap().to_bytes();
+    (
+        parts.status,
+        parts.headers,
+        String::from_utf8_lossy(&bytes).into_owned(),
+    )
+}
+
 pub struct Emulator {
     pub dir: tempfile::TempDir,
     pub config: Config,
