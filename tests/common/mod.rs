@@ -59,17 +59,24 @@ pub struct Generation {
 }
 
 pub fn generation(yaml: &str) -> Generation {
+    let (dir, state) = first_state(yaml, Arc::new(SystemClock));
+    Generation {
+        dir,
+        live: frontdoor::state::Live::new(state),
+    }
+}
+
+/// `yaml` (on ephemeral ports) written to a fresh directory and loaded, with the
+/// checked-in keys in its state directory: what the emulator and the router-level tests
+/// both start from.
+fn first_state(yaml: &str, clock: frontdoor::clock::SharedClock) -> (tempfile::TempDir, AppState) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("services.yaml");
     std::fs::write(&file, format!("{EPHEMERAL}{yaml}")).unwrap();
     let config = config::load(&file).unwrap_or_else(|e| panic!("{e}"));
     let state_dir = state_dir_with_test_keys(&dir.path().join(".frontdoor"));
     let keys = state_dir.signing_keys().unwrap();
-    let state = AppState::new(config, keys, state_dir, Arc::new(SystemClock));
-    Generation {
-        dir,
-        live: frontdoor::state::Live::new(state),
-    }
+    (dir, AppState::new(config, keys, state_dir, clock))
 }
 
 /// `request` answered by `app` in-process, handed over as the accept loop would (from a
@@ -111,13 +118,8 @@ impl Emulator {
     }
 
     pub async fn start_with_clock(yaml: &str, clock: frontdoor::clock::SharedClock) -> Emulator {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("services.yaml");
-        std::fs::write(&file, format!("{EPHEMERAL}{yaml}")).unwrap();
-        let config = config::load(&file).unwrap_or_else(|e| panic!("{e}"));
-        let state_dir = state_dir_with_test_keys(&dir.path().join(".frontdoor"));
-        let keys = state_dir.signing_keys().unwrap();
-        let state = AppState::new(config.clone(), keys, state_dir, clock);
+        let (dir, state) = first_state(yaml, clock);
+        let config = state.config.clone();
         // Started commands' output stays out of the test log; failures quote its last lines.
         state
             .supervisor
