@@ -39,40 +39,40 @@ pub(super) fn field<'f>(fields: &'f [(String, String)], name: &str) -> Option<&'
         .map(|(_, v)| v.as_str())
 }
 
-/// The URLs an assertion's `aud` may name: Google's two token endpoints and this endpoint
+/// Google's own token endpoints, which an assertion's `aud` may always name.
+const GOOGLE_TOKEN_URLS: [&str; 2] = [
+    "https://oauth2.googleapis.com/token",
+    "https://www.googleapis.com/oauth2/v4/token",
+];
+
+/// Whether an assertion's `aud` names Google's two token endpoints or this endpoint
 /// itself. "Itself" is the address the request arrived on, or a loopback name for its port;
 /// any other `Host` only under `serve --bind-all` (a compose network reaches us by its own
 /// name), and never another port. The `Host` header alone is the caller's choice: trusting
 /// it would let an assertion written for another server's token endpoint be replayed here.
-fn accepted_audiences(state: &AppState, peer: Peer, headers: &HeaderMap) -> Vec<String> {
+fn names_this_endpoint(aud: &str, state: &AppState, peer: Peer, headers: &HeaderMap) -> bool {
+    if GOOGLE_TOKEN_URLS.contains(&aud) {
+        return true;
+    }
+    let Some(authority) = aud.strip_prefix("http://").and_then(|rest| {
+        rest.strip_suffix("/oauth2/v4/token")
+            .or_else(|| rest.strip_suffix("/token"))
+    }) else {
+        return false;
+    };
     let port = peer.local.port();
-    let mut hosts = vec![
+    let loopback = [
         peer.local.to_string(),
         format!("localhost:{port}"),
         format!("127.0.0.1:{port}"),
         format!("[::1]:{port}"),
     ];
-    let named = super::base_url(headers, state);
-    let named = named.trim_start_matches("http://");
-    if state.bind_all
-        && named
-            .rsplit_once(':')
-            .is_some_and(|(_, p)| p == port.to_string())
-    {
-        hosts.push(named.to_owned());
-    }
-    let mut accepted: Vec<String> = hosts
-        .iter()
-        .flat_map(|h| {
-            [
-                format!("http://{h}/token"),
-                format!("http://{h}/oauth2/v4/token"),
-            ]
-        })
-        .collect();
-    accepted.push("https://oauth2.googleapis.com/token".to_owned());
-    accepted.push("https://www.googleapis.com/oauth2/v4/token".to_owned());
-    accepted
+    loopback.iter().any(|h| h == authority)
+        || (state.bind_all
+            && authority.ends_with(&format!(":{port}"))
+            && headers
+                .get(axum::http::header::HOST)
+                .is_some_and(|h| h.as_bytes() == authority.as_bytes()))
 }
 
 async fn token(
@@ -112,18 +112,16 @@ async fn token(
             return oauth("invalid_grant", &e.to_string());
         }
     };
-    let accepted = accepted_audiences(&state, peer, &headers);
     if !claims
         .get("aud")
         .and_then(Value::as_str)
-        .is_some_and(|a| accepted.iter().any(|x| x == a))
+        .is_some_and(|a| names_this_endpoint(a, &state, peer, &headers))
     {
         return oauth(
             "invalid_grant",
             &format!(
-                "Invalid JWT: Failed audience check. The right audience is {} (or {})",
-                accepted[0],
-                accepted[accepted.len() - 2]
+                "Invalid JWT: Failed audience check. The right audience is http://{}/token (or {})",
+                peer.local, GOOGLE_TOKEN_URLS[0]
             ),
         );
     }
