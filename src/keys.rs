@@ -148,13 +148,9 @@ impl SigningKey {
     }
 }
 
-/// A public key alone: what is kept of a service account's key, or an external issuer's.
-pub enum PublicKey {
-    /// Parsed once; for keys used often.
-    Parsed(ParsedPublicKey),
-    /// A JWK's modulus and exponent, checked by aws-lc on each use (external issuers).
-    Components(RsaPublicKeyComponents<Vec<u8>>),
-}
+/// A public key alone, parsed once: what is kept of a service account's key, or an
+/// external issuer's.
+pub struct PublicKey(ParsedPublicKey);
 
 impl std::fmt::Debug for PublicKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -166,25 +162,20 @@ impl PublicKey {
     /// From PKCS#1 `RSAPublicKey` DER (`SigningKey::public_key_der`).
     pub fn from_pkcs1_der(der: &[u8]) -> Result<PublicKey, KeyError> {
         ParsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, der)
-            .map(PublicKey::Parsed)
+            .map(PublicKey)
             .map_err(|e| KeyError::Rejected(e.to_string()))
     }
 
-    /// From a JWK's modulus and exponent (big-endian bytes).
-    pub fn from_components(n: &[u8], e: &[u8]) -> PublicKey {
-        PublicKey::Components(RsaPublicKeyComponents {
-            n: n.to_vec(),
-            e: e.to_vec(),
-        })
+    /// From a JWK's modulus and exponent (big-endian bytes without leading zeros).
+    pub fn from_components(n: &[u8], e: &[u8]) -> Result<PublicKey, KeyError> {
+        RsaPublicKeyComponents { n, e }
+            .to_parsed_public_key(&RSA_PKCS1_2048_8192_SHA256)
+            .map(PublicKey)
+            .map_err(|e| KeyError::Rejected(e.to_string()))
     }
 
     pub fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
-        match self {
-            PublicKey::Parsed(k) => k.verify_sig(message, signature).is_ok(),
-            PublicKey::Components(c) => c
-                .verify(&RSA_PKCS1_2048_8192_SHA256, message, signature)
-                .is_ok(),
-        }
+        self.0.verify_sig(message, signature).is_ok()
     }
 }
 
@@ -226,6 +217,11 @@ impl KeySet {
 
     pub fn get(&self, kid: &str) -> Option<&SigningKey> {
         self.keys.iter().find(|k| k.kid == kid)
+    }
+
+    /// Every key, the signing one first.
+    pub fn iter(&self) -> impl Iterator<Item = &SigningKey> {
+        self.keys.iter()
     }
 
     pub fn kids(&self) -> Vec<&str> {
@@ -331,7 +327,7 @@ mod tests {
         assert!(from_der.verify(b"m", &sig));
         let jwk = key.jwk();
         let part = |k: &str| URL_SAFE_NO_PAD.decode(jwk[k].as_str().unwrap()).unwrap();
-        let from_jwk = PublicKey::from_components(&part("n"), &part("e"));
+        let from_jwk = PublicKey::from_components(&part("n"), &part("e")).unwrap();
         assert!(from_jwk.verify(b"m", &sig));
         assert!(!from_jwk.verify(b"n", &sig));
     }

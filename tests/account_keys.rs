@@ -69,7 +69,7 @@ async fn published_key(emu: &Emulator, email: &str) -> (String, PublicKey) {
     let part = |k: &str| URL_SAFE_NO_PAD.decode(jwk[k].as_str().unwrap()).unwrap();
     (
         jwk["kid"].as_str().unwrap().to_owned(),
-        PublicKey::from_components(&part("n"), &part("e")),
+        PublicKey::from_components(&part("n"), &part("e")).unwrap(),
     )
 }
 

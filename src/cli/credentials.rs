@@ -1,12 +1,9 @@
 //! Commands that write credentials: service-account key files, tokens from the built-in
 //! external issuer, and external-account (workload identity federation) configurations.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
@@ -14,7 +11,7 @@ use super::{ConfigArgs, locate, say};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, Provider, ProviderKeys};
 use crate::keys::StateDir;
-use crate::tokens::LIFETIME;
+use crate::tokens::{Claims, LIFETIME, jws};
 
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
@@ -210,7 +207,7 @@ pub(super) fn external_token(args: ExternalToken) -> anyhow::Result<()> {
     }
     let key = state.external_issuer_key()?;
     let now = SystemClock.now();
-    let mut claims: BTreeMap<String, Value> = BTreeMap::new();
+    let mut claims = Claims::new();
     claims.insert("iss".into(), provider.issuer.clone().into());
     claims.insert("sub".into(), args.subject.into());
     claims.insert(
@@ -227,14 +224,7 @@ pub(super) fn external_token(args: ExternalToken) -> anyhow::Result<()> {
             .with_context(|| format!("claim `{c}` is not NAME=VALUE"))?;
         claims.insert(name.to_owned(), value.into());
     }
-    let header = json!({"alg": "RS256", "kid": key.kid(), "typ": "JWT"});
-    let signed = format!(
-        "{}.{}",
-        URL_SAFE_NO_PAD.encode(header.to_string()),
-        URL_SAFE_NO_PAD.encode(serde_json::to_string(&claims)?)
-    );
-    let signature = URL_SAFE_NO_PAD.encode(key.sign(signed.as_bytes()));
-    super::print_token(&format!("{signed}.{signature}"));
+    super::print_token(&jws::sign_claims(&key, &claims));
     Ok(())
 }
 

@@ -2,12 +2,14 @@
 //! emulator's STS accepts, and how their claims map to federated principals.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use super::raw::{RawPool, RawProvider};
 use super::{At, ConfigError, Project, read_named};
+use crate::keys::PublicKey;
 
 /// Where a provider's signing keys come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,13 +21,24 @@ pub enum ProviderKeys {
     Jwks(Vec<JwkKey>),
 }
 
-/// One RSA key of a JWKS: its id, modulus and exponent (big-endian bytes).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One RSA key of a JWKS: its id, modulus and exponent (big-endian bytes), and the key
+/// parsed from them once, when the file is read.
+#[derive(Debug, Clone)]
 pub struct JwkKey {
     pub kid: Option<String>,
     pub n: Vec<u8>,
     pub e: Vec<u8>,
+    pub key: Arc<PublicKey>,
 }
+
+/// The same key when the same id, modulus and exponent (the parsed form follows from them).
+impl PartialEq for JwkKey {
+    fn eq(&self, other: &JwkKey) -> bool {
+        (&self.kid, &self.n, &self.e) == (&other.kid, &other.n, &other.e)
+    }
+}
+
+impl Eq for JwkKey {}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Provider {
@@ -208,10 +221,14 @@ pub(crate) fn parse_jwks(text: &str) -> Result<Vec<JwkKey>, String> {
                 .and_then(|s| URL_SAFE_NO_PAD.decode(s.trim_end_matches('=')).ok())
                 .ok_or_else(|| format!("keys[{i}].{name} is not base64url"))
         };
+        let (n, e) = (part("n")?, part("e")?);
+        let key = PublicKey::from_components(&n, &e)
+            .map_err(|why| format!("keys[{i}] is not a usable RSA key: {why}"))?;
         out.push(JwkKey {
             kid: k["kid"].as_str().map(str::to_owned),
-            n: part("n")?,
-            e: part("e")?,
+            n,
+            e,
+            key: Arc::new(key),
         });
     }
     if out.is_empty() {

@@ -10,7 +10,7 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use base64::Engine;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::STANDARD;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -21,7 +21,7 @@ use crate::config::ServiceAccount;
 use crate::decisions::Explanation;
 use crate::iam::{self, Principal, Scope};
 use crate::state::{AppState, Live};
-use crate::tokens;
+use crate::tokens::{self, jws};
 
 pub(super) fn routes() -> Router<Live> {
     Router::new().route(
@@ -313,17 +313,8 @@ fn sign_jwt(
     };
     authorize(state, who, &req.delegates, target, iam::SIGN_JWT)?;
     let key = system_key(state, target)?;
-    let header = json!({"alg": "RS256", "kid": key.kid(), "typ": "JWT"});
-    let signed = format!(
-        "{}.{}",
-        URL_SAFE_NO_PAD.encode(header.to_string()),
-        URL_SAFE_NO_PAD.encode(&req.payload)
-    );
-    let signature = URL_SAFE_NO_PAD.encode(key.sign(signed.as_bytes()));
-    Ok(
-        Json(json!({ "keyId": key.kid(), "signedJwt": format!("{signed}.{signature}") }))
-            .into_response(),
-    )
+    let signed_jwt = jws::sign(&key, req.payload.as_bytes());
+    Ok(Json(json!({ "keyId": key.kid(), "signedJwt": signed_jwt })).into_response())
 }
 
 /// The account's own Google-managed key: never the issuer's, so that nothing signed here

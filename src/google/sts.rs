@@ -8,18 +8,16 @@ use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use super::errors::oauth;
 use super::oauth2::{field, form};
 use crate::config::{Provider, ProviderKeys};
 use crate::decisions::Explanation;
 use crate::iam::Principal;
-use crate::keys::PublicKey;
 use crate::state::{AppState, Live};
-use crate::tokens;
+use crate::tokens::jws::{Audience, Jws, KidRule, Rules};
+use crate::tokens::{self, Claims, TokenError};
 
 const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
@@ -194,84 +192,45 @@ async fn exchange(State(state): State<AppState>, headers: HeaderMap, body: Bytes
     response
 }
 
-/// Checks the subject token against the provider's issuer, keys and audiences.
-fn verify_subject(
-    state: &AppState,
-    provider: &Provider,
-    jwt: &str,
-) -> Result<Map<String, Value>, String> {
-    let mut it = jwt.split('.');
-    let (Some(h), Some(p), Some(s), None) = (it.next(), it.next(), it.next(), it.next()) else {
-        return Err("The subject token is not a JWT.".into());
+/// Checks the subject token against the provider's keys, issuer, audiences and the time
+/// rules every token frontdoor verifies (`tokens::jws`).
+fn verify_subject(state: &AppState, provider: &Provider, jwt: &str) -> Result<Claims, String> {
+    let rules = Rules {
+        issuer: &provider.issuer,
+        audience: Audience::AnyOf(&provider.allowed_audiences),
+        kid: KidRule::Optional,
+        max_lifetime: tokens::MAX_LIFETIME,
     };
-    let object = |part: &str| match URL_SAFE_NO_PAD
-        .decode(part)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-    {
-        Some(Value::Object(m)) => Some(m),
-        _ => None,
+    let jws = Jws::parse(jwt).map_err(|e| format!("The subject token is unusable: {e}."))?;
+    let checked = match &provider.keys {
+        ProviderKeys::Builtin => {
+            let key = state
+                .state_dir
+                .external_issuer_key()
+                .map_err(|e| format!("frontdoor's external issuer key is unusable: {e}"))?;
+            jws.verify([(Some(key.kid()), &key)], &rules, state.now())
+        }
+        ProviderKeys::Jwks(keys) => jws.verify(
+            keys.iter().map(|k| (k.kid.as_deref(), &*k.key)),
+            &rules,
+            state.now(),
+        ),
     };
-    let (Some(header), Some(claims)) = (object(h), object(p)) else {
-        return Err("The subject token's header or payload is not a JSON object.".into());
-    };
-    if header.get("alg").and_then(Value::as_str) != Some("RS256") {
-        return Err("The subject token must be signed with RS256.".into());
-    }
-    if let Some(crit) = header.get("crit") {
-        return Err(format!(
-            "The subject token's header lists critical extensions ({crit}); none is understood."
-        ));
-    }
-    let signature = URL_SAFE_NO_PAD
-        .decode(s)
-        .map_err(|_| "The subject token's signature is not base64url.".to_owned())?;
-    let signed = &jwt.as_bytes()[..h.len() + 1 + p.len()];
-    let kid = header.get("kid").and_then(Value::as_str);
-    let verified = match &provider.keys {
-        ProviderKeys::Builtin => state
-            .state_dir
-            .external_issuer_key()
-            .map_err(|e| format!("frontdoor's external issuer key is unusable: {e}"))?
-            .verify(signed, &signature),
-        ProviderKeys::Jwks(keys) => keys
-            .iter()
-            .filter(|k| kid.is_none() || k.kid.as_deref() == kid)
-            .any(|k| PublicKey::from_components(&k.n, &k.e).verify(signed, &signature)),
-    };
-    if !verified {
-        return Err(format!(
+    match checked {
+        Ok(checked) => Ok(checked.claims),
+        Err(
+            TokenError::UnknownKid(_) | TokenError::BadSignature(_) | TokenError::NoKeyVerifies(_),
+        ) => Err(format!(
             "The subject token's signature does not verify with provider {}'s keys.",
             provider.id()
-        ));
-    }
-    let iss = claims.get("iss").and_then(Value::as_str).unwrap_or("");
-    if iss != provider.issuer {
-        return Err(format!(
-            "The issuer `{iss}` of the subject token does not match the provider's issuer `{}`.",
+        )),
+        Err(TokenError::WrongIssuer { found, .. }) => Err(format!(
+            "The issuer {found} of the subject token does not match the provider's issuer `{}`.",
             provider.issuer
-        ));
+        )),
+        Err(TokenError::WrongAudience { found, accepted }) => Err(format!(
+            "The audience {found} of the subject token is not one of the provider's allowed audiences: {accepted}."
+        )),
+        Err(e) => Err(format!("The subject token is unusable: {e}.")),
     }
-    let aud_ok = match claims.get("aud") {
-        Some(Value::String(a)) => provider.allowed_audiences.contains(a),
-        Some(Value::Array(list)) => list
-            .iter()
-            .filter_map(Value::as_str)
-            .any(|a| provider.allowed_audiences.iter().any(|x| x == a)),
-        _ => false,
-    };
-    if !aud_ok {
-        return Err(format!(
-            "The audience {} of the subject token is not one of the provider's allowed audiences: {}.",
-            claims
-                .get("aud")
-                .map_or_else(|| "(none)".to_owned(), ToString::to_string),
-            provider.allowed_audiences.join(", ")
-        ));
-    }
-    // The same time rules as every token frontdoor verifies (they used to differ here: an
-    // STS subject token issued in the future, or living a year, passed).
-    tokens::check_times(&claims, state.now())
-        .map_err(|e| format!("The subject token is unusable: {e}."))?;
-    Ok(claims)
 }

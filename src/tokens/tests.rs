@@ -319,7 +319,8 @@ fn crit_nbf_and_overlong_lifetimes_are_refused() {
     assert_eq!(
         err,
         TokenError::TooLongLived {
-            lifetime: i128::from(MAX_LIFETIME) + 1
+            lifetime: i128::from(MAX_LIFETIME) + 1,
+            max: MAX_LIFETIME,
         }
     );
     assert!(err.to_string().contains("86400"), "{err}");
