@@ -173,6 +173,22 @@ async fn bad_assertions_get_invalid_grant_with_googles_descriptions() {
             "Invalid JWT: Failed audience check.",
         ),
         ("not a JWT", "nope".into(), "not a JWT"),
+        // The checks every frontdoor verifier shares (tokens::jws); assertions used to
+        // skip these two.
+        (
+            "a critical header extension",
+            jwt(
+                json!({"alg": "RS256", "kid": s.key.kid(), "crit": ["exp"]}),
+                good.clone(),
+                &s.key,
+            ),
+            signature,
+        ),
+        (
+            "not valid for an hour yet (nbf)",
+            s.assertion(|c| c["nbf"] = json!(now + 3600)),
+            lifetime,
+        ),
     ];
     for (name, assertion, description) in cases {
         let (status, body) = s.grant(&assertion).await;

@@ -2,13 +2,13 @@
 //! create`): the assertion of the jwt-bearer grant, and the self-signed bearer token Google's
 //! APIs accept in place of an access token.
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::Value;
 
 use crate::config::ServiceAccount;
+use crate::keys::{PublicKey, VerifyingKey};
 use crate::state::AppState;
-use crate::tokens::{Claims, LIFETIME, SKEW};
+use crate::tokens::jws::{Audience, Jws, KidRule, Rules};
+use crate::tokens::{Claims, LIFETIME, TokenError};
 
 /// Why an assertion was refused, with the description Google's token endpoint gives.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -25,80 +25,70 @@ pub(crate) enum AssertionError {
     Malformed,
 }
 
-fn part(s: &str) -> Option<serde_json::Map<String, Value>> {
-    match serde_json::from_slice(&URL_SAFE_NO_PAD.decode(s).ok()?).ok()? {
-        Value::Object(m) => Some(m),
-        _ => None,
-    }
-}
-
 /// Verifies `jwt` as signed by a key of the service account named in its `iss`, and its
-/// lifetime: at most an hour, not expired, not issued in the future (with skew).
+/// lifetime: at most an hour, not expired, not issued in the future (with skew). The
+/// audience is the caller's to check.
 pub(crate) fn verify<'s>(
     state: &'s AppState,
     jwt: &str,
 ) -> Result<(&'s ServiceAccount, Claims), AssertionError> {
-    let mut it = jwt.split('.');
-    let (Some(h), Some(p), Some(sig), None) = (it.next(), it.next(), it.next(), it.next()) else {
-        return Err(AssertionError::Malformed);
-    };
-    let header = part(h).ok_or(AssertionError::Malformed)?;
-    let claims = part(p).ok_or(AssertionError::Malformed)?;
-    if header.get("alg").and_then(Value::as_str) != Some("RS256") {
-        return Err(AssertionError::Signature);
-    }
-    let email = claims
+    let jws = Jws::parse(jwt).map_err(|e| match e {
+        TokenError::Algorithm(_) | TokenError::CriticalExtensions(_) => AssertionError::Signature,
+        _ => AssertionError::Malformed,
+    })?;
+    let claims = jws
+        .unverified_claims()
+        .map_err(|_| AssertionError::Malformed)?;
+    let account = claims
         .get("iss")
         .and_then(Value::as_str)
+        .and_then(|email| state.config.service_account(email))
         .ok_or(AssertionError::UnknownAccount)?;
-    let account = state
-        .config
-        .service_account(email)
-        .ok_or(AssertionError::UnknownAccount)?;
-    let signature = URL_SAFE_NO_PAD
-        .decode(sig)
-        .map_err(|_| AssertionError::Signature)?;
-    let signed = &jwt.as_bytes()[..h.len() + 1 + p.len()];
     // The account's Google-managed key (what `signJwt`/`signBlob` sign with) counts as
     // its own, as on Google: `compute_engine.IDTokenCredentials` signs its assertion with
     // signBlob. Some clients send no `kid`; then any of the account's keys may have signed it.
     let system = state.system_keys.existing(&account.email);
-    let by_system = |kid: Option<&str>| {
-        system.as_ref().is_some_and(|key| {
-            kid.is_none_or(|kid| kid == key.kid()) && key.verify(signed, &signature)
-        })
+    // A named key is read alone (one unreadable file elsewhere in the account's folder
+    // does not stop it); with no `kid`, every key of the account is a candidate.
+    let issued: Vec<(String, PublicKey)> = match jws.kid() {
+        Some(kid) => (state.state_dir.account_key(&account.email, kid).ok())
+            .flatten()
+            .map(|key| vec![(kid.to_owned(), key)])
+            .unwrap_or_default(),
+        None => (state
+            .state_dir
+            .account_keys(&account.email)
+            .unwrap_or_default())
+        .into_iter()
+        .map(|(kid, key, _)| (kid, key))
+        .collect(),
     };
-    let kid = header.get("kid").and_then(Value::as_str);
-    let verified = by_system(kid)
-        || match kid {
-            Some(kid) => state
-                .state_dir
-                .account_key(&account.email, kid)
-                .ok()
-                .flatten()
-                .is_some_and(|key| key.verify(signed, &signature)),
-            None => state
-                .state_dir
-                .account_keys(&account.email)
-                .unwrap_or_default()
-                .iter()
-                .any(|(_, key, _)| key.verify(signed, &signature)),
-        };
-    if !verified {
-        return Err(AssertionError::Signature);
+    let mut keys: Vec<(Option<&str>, &dyn VerifyingKey)> = Vec::new();
+    if let Some(key) = &system {
+        keys.push((Some(key.kid()), &**key));
     }
-    let now = state.now();
-    let (Some(iat), Some(exp)) = (
-        claims.get("iat").and_then(Value::as_i64),
-        claims.get("exp").and_then(Value::as_i64),
-    ) else {
-        return Err(AssertionError::Lifetime);
+    keys.extend(
+        issued
+            .iter()
+            .map(|(kid, key)| (Some(kid.as_str()), key as &dyn VerifyingKey)),
+    );
+    let rules = Rules {
+        issuer: &account.email,
+        audience: Audience::Unchecked,
+        kid: KidRule::Optional,
+        max_lifetime: LIFETIME,
     };
-    // Attacker-chosen integers: compared in i128, where no difference of two i64 overflows.
-    let (exp, iat, now) = (i128::from(exp), i128::from(iat), i128::from(now));
-    let skew = i128::from(SKEW);
-    if exp - iat > i128::from(LIFETIME) || exp + skew < now || iat > now + skew {
-        return Err(AssertionError::Lifetime);
+    match jws.verify(keys, &rules, state.now()) {
+        Ok(checked) => Ok((account, checked.claims)),
+        Err(
+            TokenError::UnknownKid(_)
+            | TokenError::BadSignature(_)
+            | TokenError::NoKeyVerifies(_)
+            | TokenError::NotBase64("signature"),
+        ) => Err(AssertionError::Signature),
+        Err(TokenError::NotBase64(_) | TokenError::NotJsonObject(_)) => {
+            Err(AssertionError::Malformed)
+        }
+        Err(_) => Err(AssertionError::Lifetime),
     }
-    Ok((account, claims))
 }
