@@ -433,7 +433,7 @@ async fn serve(args: ConfigArgs, bind_all: bool) -> anyhow::Result<()> {
     if bind_all {
         state = state.binding_all_interfaces();
     }
-    let record = state.state_dir.clone();
+    let record = state.state_dir().clone();
     let served = server::serve(bound, crate::state::Live::new(state), shutdown).await;
     locate::forget(&record);
     served?;

@@ -58,7 +58,7 @@ async fn handle(
 async fn decide_and_forward(listener: &Listener, peer: Peer, req: Request) -> Response<Body> {
     let started = std::time::Instant::now();
     let state = &listener.live.get();
-    let door = &state.frontdoor;
+    let door = &state.frontdoor();
     // RFC 9112 §3.2.2: a request in absolute form (`GET http://HOST/path`) is for the
     // target's host, whatever `Host` says; HTTP/2 names it in `:authority`.
     let host = req
@@ -86,7 +86,7 @@ async fn decide_and_forward(listener: &Listener, peer: Peer, req: Request) -> Re
         return turned_away(state, decision.timed(started), status, None);
     }
     let routed = match &listener.pinned {
-        Some(name) => state.config.services.iter().position(|s| &s.name == name),
+        Some(name) => state.config().services.iter().position(|s| &s.name == name),
         None => door.route(&host),
     };
     let Some(index) = routed else {
@@ -114,13 +114,13 @@ async fn decide_and_forward(listener: &Listener, peer: Peer, req: Request) -> Re
             None,
         );
     };
-    let service = &state.config.services[index];
+    let service = &state.config().services[index];
     decision.service = Some(service.name.clone());
     decision.revision = state.revision(&service.name).map(str::to_owned);
 
     let started_caller = match (service.ingress, req.extensions().get::<CallerProcess>()) {
         (crate::config::Ingress::All, _) | (_, None) => None,
-        (_, Some(caller)) => caller.service(&state.supervisor, peer).await,
+        (_, Some(caller)) => caller.service(state.supervisor(), peer).await,
     };
     let verdict = auth::authorize(state, door, service, req.headers(), peer, started_caller);
     let caller = verdict.caller();
@@ -137,7 +137,7 @@ async fn decide_and_forward(listener: &Listener, peer: Peer, req: Request) -> Re
         } => (credential, reason),
     };
 
-    let forwarded = match proxy::Target::of(service, &state.supervisor).await {
+    let forwarded = match proxy::Target::of(service, state.supervisor()).await {
         Ok(target) => {
             proxy::forward(
                 &proxy::thread_client(),
@@ -157,7 +157,7 @@ async fn decide_and_forward(listener: &Listener, peer: Peer, req: Request) -> Re
             decision.status = r.status().as_u16();
             decision.reason = reason;
             let _ = write!(decision.reason, "; proxied to {}", service.upstream);
-            state.decisions.record(decision.timed(started));
+            state.decisions().record(decision.timed(started));
             r
         }
         Err(e) => {
@@ -214,6 +214,6 @@ fn turned_away(
             .headers_mut()
             .insert(crate::decisions::REASON_HEADER, value);
     }
-    state.decisions.record(decision);
+    state.decisions().record(decision);
     response
 }

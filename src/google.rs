@@ -65,7 +65,7 @@ async fn record(State(live): State<Live>, req: Request, next: Next) -> Response 
     let state = live.get();
     let decision = Decision::about(surface, state.now(), method.as_str(), &host, &path);
     record_answer(
-        &state.decisions,
+        state.decisions(),
         decision.timed(started),
         Explanation::default(),
         &mut response,
@@ -80,6 +80,6 @@ pub(crate) fn base_url(headers: &HeaderMap, state: &AppState) -> String {
         .get(axum::http::header::HOST)
         .and_then(|h| h.to_str().ok())
         .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_graphic()))
-        .map_or_else(|| state.config.listen.google.to_string(), str::to_owned);
+        .map_or_else(|| state.config().listen.google.to_string(), str::to_owned);
     format!("http://{host}")
 }

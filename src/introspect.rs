@@ -18,7 +18,9 @@ use prometheus_client::registry::{Registry, Unit};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::decisions::SURFACES;
+use std::sync::Arc;
+
+use crate::decisions::{DecisionLog, SURFACES};
 use crate::state::{AppState, Live};
 use crate::upstream::supervisor::Phase;
 
@@ -34,16 +36,18 @@ pub(crate) fn routes() -> Router<Live> {
 /// `command` service's instance is ready; 503 naming those that are not.
 async fn healthz(State(state): State<AppState>) -> Response {
     let waiting: Vec<String> = state
-        .config
+        .config()
         .services
         .iter()
         .filter(|s| matches!(s.upstream, crate::config::Upstream::Command(_)))
-        .filter_map(|s| match state.supervisor.get(&s.name).map(|i| i.phase()) {
-            Some(Phase::Ready(_)) => None,
-            Some(Phase::Failed(why)) => Some(format!("{}: failed: {why}", s.name)),
-            Some(_) => Some(format!("{}: starting", s.name)),
-            None => Some(format!("{}: not started", s.name)),
-        })
+        .filter_map(
+            |s| match state.supervisor().get(&s.name).map(|i| i.phase()) {
+                Some(Phase::Ready(_)) => None,
+                Some(Phase::Failed(why)) => Some(format!("{}: failed: {why}", s.name)),
+                Some(_) => Some(format!("{}: starting", s.name)),
+                None => Some(format!("{}: not started", s.name)),
+            },
+        )
         .collect();
     if waiting.is_empty() {
         (StatusCode::OK, "ok\n").into_response()
@@ -62,15 +66,15 @@ struct Labeled {
 /// their latencies, the caches' sizes, instance restarts, and reloads applied and refused.
 async fn metrics(State(state): State<AppState>) -> Response {
     let mut registry = Registry::default();
-    state.decisions.register_metrics(&mut registry);
+    state.decisions().register_metrics(&mut registry);
 
-    let (decisions, decision_bytes) = state.decisions.size();
+    let (decisions, decision_bytes) = state.decisions().size();
     let entries: Family<Labeled, Gauge> = Family::default();
     let bytes: Family<Labeled, Gauge> = Family::default();
     for (name, (n, b)) in [
-        ("verified_tokens", state.frontdoor.verified_tokens()),
-        ("metadata_tokens", state.metadata_tokens.size()),
-        ("access_tokens", state.access_tokens.size()),
+        ("verified_tokens", state.frontdoor().verified_tokens()),
+        ("metadata_tokens", state.metadata_tokens().size()),
+        ("access_tokens", state.access_tokens().size()),
         ("decision_log", (decisions, decision_bytes as u64)),
     ] {
         let label = Labeled { name: name.into() };
@@ -94,8 +98,8 @@ async fn metrics(State(state): State<AppState>) -> Response {
     );
 
     let restarts: Family<Labeled, Counter> = Family::default();
-    for s in &state.config.services {
-        if let Some(instance) = state.supervisor.get(&s.name) {
+    for s in &state.config().services {
+        if let Some(instance) = state.supervisor().get(&s.name) {
             restarts
                 .get_or_create(&Labeled {
                     name: s.name.clone(),
@@ -110,7 +114,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
     );
 
     let (applied, refused) = {
-        let reload = state.reload.lock().unwrap_or_else(|p| p.into_inner());
+        let reload = state.reloads().snapshot();
         (reload.applied, reload.refused)
     };
     let reloads: Family<Labeled, Counter> = Family::default();
@@ -147,7 +151,7 @@ struct Params {
     surface: Option<String>,
 }
 
-async fn list(State(state): State<AppState>, Query(params): Query<Params>) -> Response {
+async fn list(State(decisions): State<Arc<DecisionLog>>, Query(params): Query<Params>) -> Response {
     let limit = params.limit.unwrap_or(crate::decisions::CAPACITY);
     if let Some(surface) = params.surface.as_deref() {
         if !SURFACES.contains(&surface) {
@@ -159,22 +163,18 @@ async fn list(State(state): State<AppState>, Query(params): Query<Params>) -> Re
             return (StatusCode::BAD_REQUEST, Json(body)).into_response();
         }
     }
-    Json(json!({ "decisions": state.decisions.recent_of(limit, params.surface.as_deref()) }))
+    Json(json!({ "decisions": decisions.recent_of(limit, params.surface.as_deref()) }))
         .into_response()
 }
 
 async fn status(State(state): State<AppState>) -> Json<Value> {
-    let reload = state
-        .reload
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone();
+    let reload = state.reloads().snapshot();
     let services: Vec<Value> = state
-        .config
+        .config()
         .services
         .iter()
         .map(|s| {
-            let instance = match (&s.upstream, state.supervisor.get(&s.name)) {
+            let instance = match (&s.upstream, state.supervisor().get(&s.name)) {
                 (crate::config::Upstream::Command(_), Some(i)) => json!({
                     "revision": i.revision,
                     "phase": match i.phase() {
@@ -195,7 +195,7 @@ async fn status(State(state): State<AppState>) -> Json<Value> {
         })
         .collect();
     Json(json!({
-        "config_file": state.config.file.display().to_string(),
+        "config_file": state.config().file.display().to_string(),
         // From the reload status, so that generation and last_reload always agree.
         "generation": reload.generation,
         "last_reload": reload.last,

@@ -62,9 +62,9 @@ async fn handle(State(listener): State<Listener>, req: Request) -> Response {
     let query = parse_query(parts.uri.query());
     let state = listener.live.get();
     let email = match &listener.service {
-        None => Some(state.config.metadata_identity.clone()),
+        None => Some(state.config().metadata_identity.clone()),
         Some(name) => state
-            .config
+            .config()
             .service(name)
             .map(|s| s.service_account.clone()),
     };
@@ -114,7 +114,7 @@ fn record(
         ..Explanation::default()
     };
     record_answer(
-        &state.decisions,
+        state.decisions(),
         decision.timed(started),
         whose,
         &mut response,
@@ -184,7 +184,7 @@ fn serve(
         Some(r) if r.starts_with('/') => &r[1..],
         _ => return not_found(),
     };
-    let project = &state.config.project;
+    let project = &state.config().project;
     let zone = format!("{}-1", project.region);
 
     match rest {
@@ -257,7 +257,7 @@ fn service_account(
     if account != "default" && !account.eq_ignore_ascii_case(&id.email) {
         return not_found();
     }
-    let Some(sa) = state.config.service_account(&id.email) else {
+    let Some(sa) = state.config().service_account(&id.email) else {
         // The configuration guarantees the account exists; say so plainly if not.
         return text(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -303,11 +303,11 @@ fn access_token(state: &AppState, sa: &ServiceAccount, query: &[(String, String)
     let now = state.now();
     let key = format!("token\0{}\0{}", sa.email, scopes.join(","));
     let mut minted_scopes = String::new();
-    let (token, exp, minted) = state.metadata_tokens.get_or_mint(key, now, || {
+    let (token, exp, minted) = state.metadata_tokens().get_or_mint(key, now, || {
         minted_scopes = scopes.join(" ");
         let principal = Principal::ServiceAccount(sa.email.clone());
         let (token, grant) = state
-            .access_tokens
+            .access_tokens()
             .issue(principal, scopes, now, tokens::LIFETIME);
         (token, grant.exp)
     });
@@ -372,10 +372,10 @@ fn identity(
         "identity\0{}\0{audience}\0{full}\0{licenses}\0{instance}",
         sa.email
     );
-    let (token, _, minted) = state.metadata_tokens.get_or_mint(key, now, || {
-        let mut claims = tokens::service_account_claims(&state.config.issuer, sa, audience, now);
+    let (token, _, minted) = state.metadata_tokens().get_or_mint(key, now, || {
+        let mut claims = tokens::service_account_claims(&state.config().issuer, sa, audience, now);
         if full {
-            let project = &state.config.project;
+            let project = &state.config().project;
             let mut engine = json!({
                 "project_id": project.id,
                 "project_number": project.number.parse::<u64>().unwrap_or(0),
@@ -388,7 +388,7 @@ fn identity(
             }
             claims.insert("google".into(), json!({ "compute_engine": engine }));
         }
-        (tokens::mint(&state.keys, &claims), now + tokens::LIFETIME)
+        (tokens::mint(state.keys(), &claims), now + tokens::LIFETIME)
     });
     // The raw JWT, with no trailing newline: some clients use the body as is.
     let mut response = text(StatusCode::OK, &token);

@@ -151,7 +151,7 @@ pub async fn serve(
     let state = live.get();
     publish(&state, &shared, &services);
 
-    let mut watcher = reload::Watcher::new(state.config.file.clone(), state.reload.clone());
+    let mut watcher = reload::Watcher::new(state.config().file.clone(), state.reloads().clone());
     drop(state);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -170,7 +170,7 @@ pub async fn serve(
 
     stop_tx.send_replace(true);
     services.stop_all();
-    live.get().supervisor.stop_all().await;
+    live.get().supervisor().stop_all().await;
     let drained = tokio::time::timeout(DRAIN, async {
         while let Some(result) = tasks.join_next().await {
             result.map_err(std::io::Error::other)??;
@@ -194,15 +194,15 @@ pub async fn serve(
 /// commands of the generation in force.
 fn publish(state: &AppState, shared: &Addresses, services: &Registry) {
     let addresses = Addresses {
-        services: services.addresses(&state.config),
+        services: services.addresses(state.config()),
         pid: Some(std::process::id()),
         // Absolute: the CLI reads it from wherever it runs.
-        config_file: std::path::absolute(&state.config.file).ok(),
+        config_file: std::path::absolute(&state.config().file).ok(),
         ..shared.clone()
     };
     if let Ok(text) = serde_json::to_string_pretty(&addresses) {
         if let Err(e) = state
-            .state_dir
+            .state_dir()
             .write_file("addresses.json", text.as_bytes())
         {
             tracing::warn!(error = %e, "cannot record the listeners' addresses");
@@ -223,7 +223,7 @@ async fn serve_one(
 /// Starts (or keeps) the process of every `command` service at its revision in `state`,
 /// and stops those of services that are gone.
 pub fn start_commands(state: &AppState, addresses: &Addresses) {
-    for service in &state.config.services {
+    for service in &state.config().services {
         let (crate::config::Upstream::Command(spec), Some(revision), Some(own)) = (
             &service.upstream,
             state.revision(&service.name),
@@ -234,18 +234,18 @@ pub fn start_commands(state: &AppState, addresses: &Addresses) {
         let contract = Contract {
             service: service.name.clone(),
             revision: revision.to_owned(),
-            project: state.config.project.id.clone(),
+            project: state.config().project.id.clone(),
             metadata: own.metadata,
         };
-        state.supervisor.run(spec, contract);
+        state.supervisor().run(spec, contract);
     }
     let names: Vec<&str> = state
-        .config
+        .config()
         .services
         .iter()
         .map(|s| s.name.as_str())
         .collect();
-    state.supervisor.retain(&names);
+    state.supervisor().retain(&names);
 }
 
 /// Serves a front-door listener from one single-threaded runtime per core, each accepting
@@ -296,7 +296,7 @@ pub struct Running {
 impl Running {
     /// Binds and starts serving in a background task.
     pub async fn start(state: AppState) -> Result<Running, BindError> {
-        let bound = bind(&state.config).await?;
+        let bound = bind(state.config()).await?;
         let addresses = bound.addresses();
         let (tx, rx) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(serve(bound, Live::new(state), async move {

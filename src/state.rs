@@ -52,32 +52,89 @@ pub struct LastReload {
     pub error: Option<String>,
 }
 
+/// How reloads went, shared by every generation: written by the watcher, read by the
+/// status page, `/metrics` and every refusal's note.
+#[derive(Debug, Default)]
+pub struct Reloads(Mutex<ReloadStatus>);
+
+impl Reloads {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ReloadStatus> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn snapshot(&self) -> ReloadStatus {
+        self.lock().clone()
+    }
+
+    /// The watcher read the file (changed or not).
+    pub fn checked(&self) {
+        self.lock().checks += 1;
+    }
+
+    /// The file is back to what runs: whatever failed before no longer stands.
+    pub fn unchanged(&self, now: i64) {
+        let mut status = self.lock();
+        if status.last.as_ref().is_some_and(|l| !l.ok) {
+            status.last = Some(LastReload::ok(now));
+        }
+    }
+
+    pub fn applied(&self, generation: u64, now: i64) {
+        let mut status = self.lock();
+        status.applied += 1;
+        status.generation = generation;
+        status.last = Some(LastReload::ok(now));
+    }
+
+    pub fn refused(&self, error: String, now: i64) {
+        let mut status = self.lock();
+        status.refused += 1;
+        status.last = Some(LastReload {
+            time: now,
+            ok: false,
+            error: Some(error),
+        });
+    }
+}
+
+impl LastReload {
+    fn ok(time: i64) -> LastReload {
+        LastReload {
+            time,
+            ok: true,
+            error: None,
+        }
+    }
+}
+
+/// One generation and what outlives it. Fields are private: each is reached through the
+/// method that says what it is for, and handlers that need one part alone take it with
+/// `State<…>` (the `FromRef` impls below).
 #[derive(Clone)]
 pub struct AppState(Arc<Shared>);
 
-pub struct Shared {
-    pub config: Config,
+struct Shared {
+    config: Config,
     /// 1 at start, one more for every configuration applied.
-    pub generation: u64,
-    /// How the last reload went, shared by every generation.
-    pub reload: Arc<Mutex<ReloadStatus>>,
+    generation: u64,
+    reloads: Arc<Reloads>,
     /// Each service's revision: number 1 at start, bumped when a reload changes it. The
     /// name is made once per generation; every decision reads it.
-    pub revisions: BTreeMap<String, Revision>,
-    pub keys: Arc<KeySet>,
+    revisions: BTreeMap<String, Revision>,
+    keys: Arc<KeySet>,
     /// Each service account's own key, for `signJwt` and `signBlob`.
-    pub system_keys: Arc<SystemKeys>,
+    system_keys: Arc<SystemKeys>,
     /// Where service-account keys and the external issuer's key live.
-    pub state_dir: StateDir,
-    pub clock: SharedClock,
-    pub decisions: Arc<DecisionLog>,
-    pub frontdoor: FrontDoor,
-    pub access_tokens: Arc<AccessTokens>,
-    pub metadata_tokens: Arc<MetadataTokens>,
+    state_dir: StateDir,
+    clock: SharedClock,
+    decisions: Arc<DecisionLog>,
+    frontdoor: FrontDoor,
+    access_tokens: Arc<AccessTokens>,
+    metadata_tokens: Arc<MetadataTokens>,
     /// The processes of `command` services, across generations.
-    pub supervisor: Arc<Supervisor>,
+    supervisor: Arc<Supervisor>,
     /// Whether listeners may bind other interfaces than loopback (`--bind-all`).
-    pub bind_all: bool,
+    bind_all: bool,
 }
 
 impl AppState {
@@ -91,10 +148,10 @@ impl AppState {
                 .collect(),
             config,
             generation: 1,
-            reload: Arc::new(Mutex::new(ReloadStatus {
+            reloads: Arc::new(Reloads(Mutex::new(ReloadStatus {
                 generation: 1,
                 ..ReloadStatus::default()
-            })),
+            }))),
             keys: Arc::new(keys),
             system_keys: Arc::new(SystemKeys::new(state_dir.clone())),
             state_dir,
@@ -113,7 +170,10 @@ impl AppState {
             .services
             .iter()
             .map(|s| {
-                let n = match (self.config.service(&s.name), self.revisions.get(&s.name)) {
+                let n = match (
+                    self.0.config.service(&s.name),
+                    self.0.revisions.get(&s.name),
+                ) {
                     (Some(before), Some(r)) if before == s => r.number,
                     (Some(_), Some(r)) => r.number + 1,
                     _ => 1,
@@ -121,21 +181,22 @@ impl AppState {
                 (s.name.clone(), Revision::new(&s.name, n))
             })
             .collect();
+        let old = &self.0;
         AppState(Arc::new(Shared {
-            frontdoor: FrontDoor::new(&config, Some(&self.frontdoor)),
+            frontdoor: FrontDoor::new(&config, Some(&old.frontdoor)),
             revisions,
             config,
-            generation: self.generation + 1,
-            reload: self.reload.clone(),
-            keys: self.keys.clone(),
-            system_keys: self.system_keys.clone(),
-            state_dir: self.state_dir.clone(),
-            clock: self.clock.clone(),
-            decisions: self.decisions.clone(),
-            access_tokens: self.access_tokens.clone(),
-            metadata_tokens: self.metadata_tokens.clone(),
-            supervisor: self.supervisor.clone(),
-            bind_all: self.bind_all,
+            generation: old.generation + 1,
+            reloads: old.reloads.clone(),
+            keys: old.keys.clone(),
+            system_keys: old.system_keys.clone(),
+            state_dir: old.state_dir.clone(),
+            clock: old.clock.clone(),
+            decisions: old.decisions.clone(),
+            access_tokens: old.access_tokens.clone(),
+            metadata_tokens: old.metadata_tokens.clone(),
+            supervisor: old.supervisor.clone(),
+            bind_all: old.bind_all,
         }))
     }
 
@@ -152,14 +213,70 @@ impl AppState {
         self.0.clock.now()
     }
 
+    /// The configuration in force in this generation.
+    pub fn config(&self) -> &Config {
+        &self.0.config
+    }
+
+    /// 1 at start, one more for every configuration applied.
+    pub fn generation(&self) -> u64 {
+        self.0.generation
+    }
+
+    pub fn reloads(&self) -> &Arc<Reloads> {
+        &self.0.reloads
+    }
+
+    /// The issuer's keys: the one that signs ID tokens now and the next.
+    pub fn keys(&self) -> &KeySet {
+        &self.0.keys
+    }
+
+    /// Each service account's own key, for `signJwt` and `signBlob`.
+    pub fn system_keys(&self) -> &Arc<SystemKeys> {
+        &self.0.system_keys
+    }
+
+    /// Where service-account keys and the external issuer's key live.
+    pub fn state_dir(&self) -> &StateDir {
+        &self.0.state_dir
+    }
+
+    pub fn decisions(&self) -> &DecisionLog {
+        &self.0.decisions
+    }
+
+    /// Routes and verified tokens of the front door in this generation.
+    pub fn frontdoor(&self) -> &FrontDoor {
+        &self.0.frontdoor
+    }
+
+    pub fn access_tokens(&self) -> &AccessTokens {
+        &self.0.access_tokens
+    }
+
+    pub fn metadata_tokens(&self) -> &MetadataTokens {
+        &self.0.metadata_tokens
+    }
+
+    /// The processes of `command` services, across generations.
+    pub fn supervisor(&self) -> &Supervisor {
+        &self.0.supervisor
+    }
+
+    /// Whether listeners may bind other interfaces than loopback (`--bind-all`).
+    pub fn binds_all_interfaces(&self) -> bool {
+        self.0.bind_all
+    }
+
     /// While the last change to the configuration file stands refused, the note every
     /// refusal ends with, so that a user wondering why an edit "did nothing" is told where
     /// they look: the reason header, the decisions and the log (issue 9).
     pub fn refused_change_note(&self) -> Option<String> {
-        let status = self.reload.lock().unwrap_or_else(|p| p.into_inner());
+        let status = self.0.reloads.snapshot();
         let last = status.last.as_ref().filter(|l| !l.ok)?;
-        let file = self.config.file.file_name().map_or_else(
-            || self.config.file.display().to_string(),
+        let file = self.0.config.file.file_name().map_or_else(
+            || self.0.config.file.display().to_string(),
             |n| n.to_string_lossy().into_owned(),
         );
         Some(format!(
@@ -170,7 +287,7 @@ impl AppState {
 
     /// `SERVICE-0000N-xyz`, the `K_REVISION` of `service` in this generation.
     pub fn revision(&self, service: &str) -> Option<&str> {
-        self.revisions.get(service).map(|r| r.name.as_str())
+        self.0.revisions.get(service).map(|r| r.name.as_str())
     }
 }
 
@@ -201,14 +318,6 @@ pub fn revision_name(service: &str, n: u32) -> String {
     format!("{service}-{n:05}-{suffix}")
 }
 
-impl std::ops::Deref for AppState {
-    type Target = Shared;
-
-    fn deref(&self) -> &Shared {
-        &self.0
-    }
-}
-
 /// The current generation, swapped whole on reload.
 #[derive(Clone)]
 pub struct Live(Arc<ArcSwap<Shared>>);
@@ -232,5 +341,19 @@ impl Live {
 impl FromRef<Live> for AppState {
     fn from_ref(live: &Live) -> AppState {
         live.get()
+    }
+}
+
+/// For handlers that publish the issuer's keys and nothing else.
+impl FromRef<Live> for Arc<KeySet> {
+    fn from_ref(live: &Live) -> Arc<KeySet> {
+        live.0.load().keys.clone()
+    }
+}
+
+/// For handlers that read the decision log and nothing else.
+impl FromRef<Live> for Arc<DecisionLog> {
+    fn from_ref(live: &Live) -> Arc<DecisionLog> {
+        live.0.load().decisions.clone()
     }
 }

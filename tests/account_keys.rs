@@ -99,7 +99,7 @@ async fn a_sign_jwt_forgery_is_refused_everywhere_an_id_token_is_accepted() {
     .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["keyId"], system.kid(), "signed with search's own key");
-    assert!(!emu.state.keys.kids().contains(&system.kid()));
+    assert!(!emu.state.keys().kids().contains(&system.kid()));
     let forged = body["signedJwt"].as_str().unwrap().to_owned();
 
     // The signature is real: it verifies with search's published key.

@@ -442,7 +442,7 @@ async fn principals_by_sub() {
         emu.state.now(),
     );
     claims.remove("email");
-    let token = frontdoor::tokens::mint(&emu.state.keys, &claims);
+    let token = frontdoor::tokens::mint(emu.state.keys(), &claims);
     let (status, _, _) = get_with(
         &emu.service("user-profiles", "/"),
         &[("authorization", &bearer(&token))],
@@ -455,7 +455,7 @@ async fn principals_by_sub() {
     );
 
     claims.insert("sub".into(), json!("999"));
-    let token = frontdoor::tokens::mint(&emu.state.keys, &claims);
+    let token = frontdoor::tokens::mint(emu.state.keys(), &claims);
     let (status, _, _) = get_with(
         &emu.service("user-profiles", "/"),
         &[("authorization", &bearer(&token))],

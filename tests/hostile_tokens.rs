@@ -19,7 +19,7 @@ async fn hostile_tokens_get_401_and_never_pass() {
     let emu = Emulator::start(&three_services()).await;
     let aud = emu.url_of("user-profiles");
     let url = emu.service("user-profiles", "/");
-    let keys = &emu.state.keys;
+    let keys = &emu.state.keys();
     let kid = keys.current().kid().to_owned();
     let stranger = frontdoor::keys::SigningKey::from_pkcs8_pem(
         &std::fs::read_to_string(repo().join("tests/keys/c.pem")).unwrap(),

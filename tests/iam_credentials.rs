@@ -131,9 +131,9 @@ async fn iam_credentials_permissions_in_pairs() {
     let signed = body["signedJwt"].as_str().unwrap();
     assert_eq!(frontdoor::tokens::peek_claims(signed).unwrap()["sub"], "x");
     // Signed with target's own key, never the issuer's (tests/account_keys.rs).
-    let key = s.emu.state.system_keys.existing(&sa("target")).unwrap();
+    let key = s.emu.state.system_keys().existing(&sa("target")).unwrap();
     assert_eq!(body["keyId"], key.kid());
-    assert!(!s.emu.state.keys.kids().contains(&key.kid()));
+    assert!(!s.emu.state.keys().kids().contains(&key.kid()));
     let (status, body) = post_json(
         &s.iam(&sa("target"), "signBlob"),
         Some(&caller),

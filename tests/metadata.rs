@@ -251,7 +251,7 @@ async fn access_tokens_are_cached_bound_and_scoped() {
     assert_ne!(scoped["access_token"], a["access_token"]);
     let grant = emu
         .state
-        .access_tokens
+        .access_tokens()
         .lookup(scoped["access_token"].as_str().unwrap(), emu.state.now())
         .unwrap();
     assert_eq!(
@@ -308,7 +308,7 @@ async fn identity_tokens_follow_the_rules_and_the_cache() {
     assert_eq!(g.status, 200);
     assert!(!g.body.ends_with('\n') && g.body.split('.').count() == 3);
     let standard = frontdoor::tokens::verify(
-        &emu.state.keys,
+        emu.state.keys(),
         &g.body,
         &emu.config.issuer,
         emu.state.now(),
@@ -324,7 +324,7 @@ async fn identity_tokens_follow_the_rules_and_the_cache() {
     ))
     .await;
     let full = frontdoor::tokens::verify(
-        &emu.state.keys,
+        emu.state.keys(),
         &full.body,
         &emu.config.issuer,
         emu.state.now(),

@@ -24,7 +24,7 @@ async fn the_jwt_bearer_grant() {
         ["id_token"]
     );
     let v = frontdoor::tokens::verify(
-        &s.emu.state.keys,
+        s.emu.state.keys(),
         body["id_token"].as_str().unwrap(),
         "https://accounts.google.com",
         s.emu.state.now(),
@@ -208,7 +208,7 @@ async fn bad_assertions_get_invalid_grant_with_googles_descriptions() {
     assert_eq!(
         s.emu
             .state
-            .state_dir
+            .state_dir()
             .delete_account_key(s.key.kid())
             .unwrap(),
         Some(sa("caller"))

@@ -96,7 +96,7 @@ pub(crate) fn authorize(
     peer: Peer,
     started_caller: Option<&str>,
 ) -> Verdict {
-    let config = &state.config;
+    let config = &state.config();
 
     // Step 2: ingress, before any IAM check; a denial looks like an unknown host. Internal
     // callers are the addresses listed, and the services frontdoor started itself (the
@@ -167,7 +167,7 @@ pub(crate) fn authorize(
             .via(&header);
         }
     };
-    let verified = match door.verify(&state.keys, token, &config.issuer, state.now()) {
+    let verified = match door.verify(state.keys(), token, &config.issuer, state.now()) {
         Ok(v) => v,
         Err(e) => {
             return Verdict::deny(
@@ -336,7 +336,7 @@ fn principal_of(state: &AppState, v: &Verified) -> Option<Principal> {
     if let Some(email) = v.email().filter(|e| e.ends_with(".gserviceaccount.com")) {
         return Some(Principal::ServiceAccount(email.to_owned()));
     }
-    if let Some(sa) = state.config.service_account_by_id(&v.sub) {
+    if let Some(sa) = state.config().service_account_by_id(&v.sub) {
         return Some(Principal::ServiceAccount(sa.email.clone()));
     }
     v.email().map(|e| Principal::User(e.to_owned()))

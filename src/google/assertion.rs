@@ -42,21 +42,21 @@ pub(crate) fn verify<'s>(
     let account = claims
         .get("iss")
         .and_then(Value::as_str)
-        .and_then(|email| state.config.service_account(email))
+        .and_then(|email| state.config().service_account(email))
         .ok_or(AssertionError::UnknownAccount)?;
     // The account's Google-managed key (what `signJwt`/`signBlob` sign with) counts as
     // its own, as on Google: `compute_engine.IDTokenCredentials` signs its assertion with
     // signBlob. Some clients send no `kid`; then any of the account's keys may have signed it.
-    let system = state.system_keys.existing(&account.email);
+    let system = state.system_keys().existing(&account.email);
     // A named key is read alone (one unreadable file elsewhere in the account's folder
     // does not stop it); with no `kid`, every key of the account is a candidate.
     let issued: Vec<(String, PublicKey)> = match jws.kid() {
-        Some(kid) => (state.state_dir.account_key(&account.email, kid).ok())
+        Some(kid) => (state.state_dir().account_key(&account.email, kid).ok())
             .flatten()
             .map(|key| vec![(kid.to_owned(), key)])
             .unwrap_or_default(),
         None => (state
-            .state_dir
+            .state_dir()
             .account_keys(&account.email)
             .unwrap_or_default())
         .into_iter()

@@ -21,7 +21,7 @@ pub(super) fn caller(state: &AppState, headers: &HeaderMap) -> Result<Principal,
         })?;
     if token.starts_with(ACCESS_TOKEN_PREFIX) {
         return state
-            .access_tokens
+            .access_tokens()
             .lookup(token, state.now())
             .map(|grant| grant.principal.clone())
             .ok_or_else(|| {
@@ -31,7 +31,7 @@ pub(super) fn caller(state: &AppState, headers: &HeaderMap) -> Result<Principal,
             });
     }
     // An ID token from our own issuer is the classic mix-up: say so.
-    if crate::tokens::verify(&state.keys, token, &state.config.issuer, state.now()).is_ok() {
+    if crate::tokens::verify(state.keys(), token, &state.config().issuer, state.now()).is_ok() {
         return Err(ApiError::Unauthenticated(
             "an ID token was sent; this API needs an access token (metadata `token`, `/token` without target_audience, or STS)".into(),
         ));

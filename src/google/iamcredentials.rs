@@ -159,9 +159,9 @@ async fn dispatch(
 fn account<'s>(state: &'s AppState, name: &str) -> Result<&'s ServiceAccount, ApiError> {
     let name = name.rsplit('/').next().unwrap_or(name);
     state
-        .config
+        .config()
         .service_account(name)
-        .or_else(|| state.config.service_account_by_id(name))
+        .or_else(|| state.config().service_account_by_id(name))
         .ok_or_else(|| ApiError::NotFound(format!("Not found; Gaia id not found for email {name}")))
 }
 
@@ -191,7 +191,7 @@ fn authorize(
     target: &ServiceAccount,
     permission: &'static str,
 ) -> Result<(), ApiError> {
-    let config = &state.config;
+    let config = &state.config();
     if delegates.len() > MAX_DELEGATES {
         return Err(ApiError::InvalidArgument(format!(
             "Invalid value for field 'delegates': {} accounts, more than the {MAX_DELEGATES} frontdoor follows.",
@@ -255,7 +255,7 @@ fn generate_id_token(
     too_long("audience", req.audience.len())?;
     authorize(state, who, &req.delegates, target, iam::GET_OPENID_TOKEN)?;
     let mut claims =
-        tokens::service_account_claims(&state.config.issuer, target, &req.audience, state.now());
+        tokens::service_account_claims(&state.config().issuer, target, &req.audience, state.now());
     if !req.include_email {
         claims.remove("email");
         claims.remove("email_verified");
@@ -263,7 +263,7 @@ fn generate_id_token(
     if req.use_email_azp {
         claims.insert("azp".into(), Value::String(target.email.clone()));
     }
-    Ok(Json(json!({ "token": tokens::mint(&state.keys, &claims) })).into_response())
+    Ok(Json(json!({ "token": tokens::mint(state.keys(), &claims) })).into_response())
 }
 
 fn generate_access_token(
@@ -291,7 +291,7 @@ fn generate_access_token(
     let now = state.now();
     let principal = Principal::ServiceAccount(target.email.clone());
     let (token, grant) = state
-        .access_tokens
+        .access_tokens()
         .issue(principal, req.scope, now, lifetime);
     // `YYYY-MM-DDTHH:MM:SSZ` with no fractional seconds: Python's google-auth parses it
     // with exactly that format.
@@ -323,7 +323,7 @@ fn system_key(
     state: &AppState,
     target: &ServiceAccount,
 ) -> Result<std::sync::Arc<crate::keys::SigningKey>, ApiError> {
-    state.system_keys.get_or_create(&target.email).map_err(|e| {
+    state.system_keys().get_or_create(&target.email).map_err(|e| {
         tracing::error!(error = %e, account = %target.email, "cannot load or make the account's key");
         ApiError::Internal(format!(
             "frontdoor cannot load or make the signing key of {}: {e}",

@@ -2,6 +2,8 @@
 //! (PEM certificates), shaped as Google serves them; and each service account's own
 //! Google-managed key at `/service_accounts/v1/jwk/EMAIL` and `…/metadata/x509/EMAIL`.
 
+use std::sync::Arc;
+
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
@@ -10,7 +12,7 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use super::errors::ApiError;
-use crate::keys::SigningKey;
+use crate::keys::{KeySet, SigningKey};
 use crate::state::{AppState, Live};
 
 /// How long verifiers may cache the keys. Safe because the next key is published ahead of
@@ -32,7 +34,7 @@ pub(super) fn routes() -> Router<Live> {
 async fn discovery(State(state): State<AppState>, headers: HeaderMap) -> Json<Value> {
     let base = super::base_url(&headers, &state);
     Json(json!({
-        "issuer": state.config.issuer,
+        "issuer": state.config().issuer,
         "jwks_uri": format!("{base}/oauth2/v3/certs"),
         "token_endpoint": format!("{base}/token"),
         "response_types_supported": ["id_token"],
@@ -42,12 +44,12 @@ async fn discovery(State(state): State<AppState>, headers: HeaderMap) -> Json<Va
     }))
 }
 
-async fn jwks(State(state): State<AppState>) -> Response {
-    cacheable(state.keys.jwks())
+async fn jwks(State(keys): State<Arc<KeySet>>) -> Response {
+    cacheable(keys.jwks())
 }
 
-async fn pem_certs(State(state): State<AppState>) -> Response {
-    cacheable(state.keys.pem_certificates())
+async fn pem_certs(State(keys): State<Arc<KeySet>>) -> Response {
+    cacheable(keys.pem_certificates())
 }
 
 /// `{"keys":[JWK]}`: the key `signJwt` and `signBlob` sign with for this account.
@@ -73,9 +75,9 @@ async fn account_key(
     form: fn(&SigningKey) -> Value,
 ) -> Response {
     let Some(account) = state
-        .config
+        .config()
         .service_account(&email)
-        .or_else(|| state.config.service_account_by_id(&email))
+        .or_else(|| state.config().service_account_by_id(&email))
     else {
         return ApiError::NotFound(format!(
             "service account `{email}` is not declared in the configuration"
@@ -84,7 +86,7 @@ async fn account_key(
     };
     let email = account.email.clone();
     // Making a key is an RSA key generation: off the runtime.
-    let keys = state.system_keys.clone();
+    let keys = state.system_keys().clone();
     match tokio::task::spawn_blocking(move || keys.get_or_create(&email)).await {
         Ok(Ok(key)) => cacheable(form(&key)),
         Ok(Err(e)) => {

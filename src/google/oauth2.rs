@@ -68,7 +68,7 @@ fn names_this_endpoint(aud: &str, state: &AppState, peer: Peer, headers: &Header
         format!("[::1]:{port}"),
     ];
     loopback.iter().any(|h| h == authority)
-        || (state.bind_all
+        || (state.binds_all_interfaces()
             && authority.ends_with(&format!(":{port}"))
             && headers
                 .get(axum::http::header::HOST)
@@ -134,9 +134,9 @@ async fn token(
                 "Invalid target_audience: it may not be empty",
             );
         }
-        let id = tokens::service_account_claims(&state.config.issuer, account, audience, now);
+        let id = tokens::service_account_claims(&state.config().issuer, account, audience, now);
         let mut response =
-            Json(json!({ "id_token": tokens::mint(&state.keys, &id) })).into_response();
+            Json(json!({ "id_token": tokens::mint(state.keys(), &id) })).into_response();
         Explanation {
             principal: Some(format!("serviceAccount:{}", account.email)),
             target: Some(audience.to_owned()),
@@ -166,7 +166,7 @@ async fn token(
         scopes.join(" ")
     );
     let (token, grant) = state
-        .access_tokens
+        .access_tokens()
         .issue(principal, scopes, now, tokens::LIFETIME);
     let mut response = Json(
         json!({ "access_token": token, "expires_in": grant.exp - now, "token_type": "Bearer" }),

@@ -100,7 +100,7 @@ async fn exchange(State(state): State<AppState>, headers: HeaderMap, body: Bytes
     }
     let audience = field(&fields, "audience").unwrap_or("");
     let Some(provider) = state
-        .config
+        .config()
         .providers
         .iter()
         .find(|p| p.resource == audience)
@@ -179,7 +179,7 @@ async fn exchange(State(state): State<AppState>, headers: HeaderMap, body: Bytes
         )),
     };
     let (token, grant) = state
-        .access_tokens
+        .access_tokens()
         .issue(principal, scopes, now, tokens::LIFETIME);
     let mut response = Json(json!({
         "access_token": token,
@@ -205,7 +205,7 @@ fn verify_subject(state: &AppState, provider: &Provider, jwt: &str) -> Result<Cl
     let checked = match &provider.keys {
         ProviderKeys::Builtin => {
             let key = state
-                .state_dir
+                .state_dir()
                 .external_issuer_key()
                 .map_err(|e| format!("frontdoor's external issuer key is unusable: {e}"))?;
             jws.verify([(Some(key.kid()), &key)], &rules, state.now())

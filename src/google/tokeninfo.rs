@@ -34,7 +34,7 @@ async fn info(State(state): State<AppState>, RawQuery(query): RawQuery, body: By
     fields.extend(form(&body));
     let now = state.now();
     if let Some(jwt) = field(&fields, "id_token") {
-        let verified = match tokens::verify(&state.keys, jwt, &state.config.issuer, now) {
+        let verified = match tokens::verify(state.keys(), jwt, &state.config().issuer, now) {
             Ok(v) => v,
             Err(e) => return oauth_explained("invalid_token", "Invalid Value", &e.to_string()),
         };
@@ -60,7 +60,7 @@ async fn info(State(state): State<AppState>, RawQuery(query): RawQuery, body: By
         return response;
     }
     if let Some(token) = field(&fields, "access_token") {
-        let Some(grant) = state.access_tokens.lookup(token, now) else {
+        let Some(grant) = state.access_tokens().lookup(token, now) else {
             return oauth_explained(
                 "invalid_token",
                 "Invalid Value",
@@ -71,7 +71,7 @@ async fn info(State(state): State<AppState>, RawQuery(query): RawQuery, body: By
         match &grant.principal {
             Principal::ServiceAccount(email) => {
                 let id = state
-                    .config
+                    .config()
                     .service_account(email)
                     .map_or_else(|| email.clone(), |sa| sa.unique_id.clone());
                 for k in ["azp", "aud", "sub"] {

@@ -9,14 +9,14 @@
 //! once the write completes).
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::task::JoinSet;
 
 use super::Addresses;
 use super::listeners::Registry;
-use crate::state::{AppState, LastReload, Live, ReloadStatus};
+use crate::state::{AppState, Live, Reloads};
 
 const POLL: Duration = Duration::from_millis(250);
 /// The content must be the same this much later to count as written.
@@ -25,7 +25,7 @@ const SETTLE: Duration = Duration::from_millis(150);
 pub(super) struct Watcher {
     path: PathBuf,
     /// Where each read is counted (`ReloadStatus::checks`).
-    status: Arc<Mutex<ReloadStatus>>,
+    status: Arc<Reloads>,
     /// The content last applied or tried.
     seen: Option<Vec<u8>>,
     /// Why the file could not be read, when that was last reported: said once, not every
@@ -37,7 +37,7 @@ impl Watcher {
     /// Nothing counts as seen at first: the file may have changed between loading the
     /// configuration and starting to watch, and a first read that resolves to the
     /// configuration in force is recognised as no change.
-    pub(super) fn new(path: PathBuf, status: Arc<Mutex<ReloadStatus>>) -> Watcher {
+    pub(super) fn new(path: PathBuf, status: Arc<Reloads>) -> Watcher {
         Watcher {
             path,
             status,
@@ -86,7 +86,7 @@ impl Watcher {
     async fn read(&self) -> Result<Vec<u8>, String> {
         let path = self.path.clone();
         let read = tokio::task::spawn_blocking(move || crate::config::read_capped(&path)).await;
-        self.status.lock().unwrap_or_else(|p| p.into_inner()).checks += 1;
+        self.status.checked();
         read.map_err(|e| e.to_string())?.map_err(|e| {
             let why = if e.kind() == std::io::ErrorKind::NotFound {
                 "it was removed".to_owned()
@@ -110,16 +110,16 @@ pub(super) async fn apply(
     tasks: &mut JoinSet<std::io::Result<()>>,
 ) {
     let current = live.get();
-    let file = current.config.file.clone();
+    let file = current.config().file.clone();
     let result = async {
         let text = std::str::from_utf8(text).map_err(|_| format!("{}: the file is not UTF-8", file.display()))?;
         let config = crate::config::parse(text, &file).map_err(|e| e.to_string())?;
-        if config == current.config {
+        if config == *current.config() {
             // Saved without a change that matters (a comment, spacing): nothing to do.
             return Ok(None);
         }
-        config.check_exposure(current.bind_all).map_err(|e| e.to_string())?;
-        if config.listen != current.config.listen {
+        config.check_exposure(current.binds_all_interfaces()).map_err(|e| e.to_string())?;
+        if config.listen != current.config().listen {
             return Err(format!(
                 "{}: listen: the shared listeners' addresses changed; that takes a restart (the rest of the change was not applied either)",
                 file.display()
@@ -135,38 +135,19 @@ pub(super) async fn apply(
     }
     .await;
     let now = current.now();
-    let mut status = current.reload.lock().unwrap_or_else(|p| p.into_inner());
     match result {
-        // The file is back to what runs: whatever failed before no longer stands.
-        Ok(None) => {
-            if status.last.as_ref().is_some_and(|l| !l.ok) {
-                status.last = Some(LastReload {
-                    time: now,
-                    ok: true,
-                    error: None,
-                });
-            }
-        }
+        Ok(None) => current.reloads().unchanged(now),
         Ok(Some(next)) => {
-            status.applied += 1;
-            status.generation = next.generation;
-            status.last = Some(LastReload {
-                time: now,
-                ok: true,
-                error: None,
-            });
+            current.reloads().applied(next.generation(), now);
             let revisions: Vec<&str> = next
-                .config
+                .config()
                 .services
                 .iter()
                 .filter_map(|s| next.revision(&s.name))
                 .collect();
-            tracing::info!(generation = next.generation, revisions = %revisions.join(", "), "configuration reloaded");
+            tracing::info!(generation = next.generation(), revisions = %revisions.join(", "), "configuration reloaded");
         }
-        Err(error) => {
-            drop(status);
-            refuse(&current, error);
-        }
+        Err(error) => refuse(&current, error),
     }
 }
 
@@ -174,11 +155,5 @@ pub(super) async fn apply(
 /// configuration in force stays, and the status and every refusal say why.
 pub(super) fn refuse(current: &AppState, error: String) {
     tracing::error!(%error, "configuration change refused; the running configuration stays");
-    let mut status = current.reload.lock().unwrap_or_else(|p| p.into_inner());
-    status.refused += 1;
-    status.last = Some(LastReload {
-        time: current.now(),
-        ok: false,
-        error: Some(error),
-    });
+    current.reloads().refused(error, current.now());
 }

@@ -119,16 +119,16 @@ impl Emulator {
 
     pub async fn start_with_clock(yaml: &str, clock: frontdoor::clock::SharedClock) -> Emulator {
         let (dir, state) = first_state(yaml, clock);
-        let config = state.config.clone();
+        let config = state.config().clone();
         // Started commands' output stays out of the test log; failures quote its last lines.
         state
-            .supervisor
+            .supervisor()
             .set_output(frontdoor::upstream::Output::Discard);
         let running = Running::start(state.clone()).await.unwrap();
         // As `frontdoor serve` does, so the CLI's commands find this emulator.
         let addresses = serde_json::to_string(&running.addresses).unwrap();
         state
-            .state_dir
+            .state_dir()
             .write_file("addresses.json", addresses.as_bytes())
             .unwrap();
         Emulator {
@@ -182,7 +182,7 @@ impl Emulator {
             audience,
             self.state.now(),
         );
-        frontdoor::tokens::mint(&self.state.keys, &claims)
+        frontdoor::tokens::mint(self.state.keys(), &claims)
     }
 
     pub fn user_token(&self, email: &str, audience: Option<&str>) -> String {
@@ -192,7 +192,7 @@ impl Emulator {
             .unwrap_or_else(|| panic!("{email} not declared"));
         let claims =
             frontdoor::tokens::user_claims(&self.config.issuer, user, audience, self.state.now());
-        frontdoor::tokens::mint(&self.state.keys, &claims)
+        frontdoor::tokens::mint(self.state.keys(), &claims)
     }
 
     /// Registers checked-in key `name` as a key of service account `email`, as `frontdoor
