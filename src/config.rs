@@ -6,6 +6,7 @@
 mod depth;
 mod federation;
 mod knative;
+mod named;
 mod names;
 mod raw;
 mod service;
@@ -25,6 +26,7 @@ use raw::{RawConfig, RawPolicy};
 #[cfg(test)]
 pub(crate) use federation::parse_jwks;
 pub use federation::{JwkKey, Provider, ProviderKeys};
+pub use named::NamedFiles;
 pub use names::{region_code, unique_id_for};
 pub use service::{CommandSpec, DEFAULT_START_TIMEOUT, Ingress, Service, Upstream};
 
@@ -67,6 +69,9 @@ pub struct Config {
     pub services: Vec<Service>,
     /// Workload identity federation providers, across every pool.
     pub providers: Vec<Provider>,
+    /// The files the configuration names (Knative exports, JWKS), which the reload
+    /// watcher reads beside it.
+    pub named_files: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -173,32 +178,28 @@ impl Config {
     }
 }
 
-/// Reads and resolves a configuration file.
+/// Reads and resolves a configuration file and the files it names.
 pub fn load(file: &Path) -> Result<Config, ConfigError> {
     let text = read(file)?;
     parse(&text, file)
 }
 
-/// Resolves configuration text; `file` names it in errors and anchors relative paths.
+/// Resolves configuration text, reading the files it names (Knative exports, JWKS);
+/// `file` names it in errors and anchors relative paths.
 pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
     let raw: RawConfig = parse_yaml(text, file)?;
-    resolve(raw, file)
+    let named = NamedFiles::read(&named::paths(&raw, file));
+    resolve(raw, file, &named)
+}
+
+/// Resolves configuration text with the files it names given, touching no disk.
+pub fn parse_with(text: &str, file: &Path, named: &NamedFiles) -> Result<Config, ConfigError> {
+    resolve(parse_yaml(text, file)?, file, named)
 }
 
 /// The largest configuration file read: far above any real one, and a bound on what a
 /// file (or a link to `/dev/zero`) can make frontdoor hold.
 pub const MAX_CONFIG_BYTES: u64 = 16 * 1024 * 1024;
-
-/// A file the configuration names (a Knative export, a JWKS): read like the configuration
-/// itself, and an error blamed on the field that names it, in the configuration's file.
-fn read_named(file: &Path, at: &At<'_>, field: String) -> Result<String, ConfigError> {
-    read(file).map_err(|e| match e {
-        ConfigError::Read { file, source } => {
-            at.err(field, format!("cannot read {}: {source}", file.display()))
-        }
-        invalid => invalid,
-    })
-}
 
 fn read(file: &Path) -> Result<String, ConfigError> {
     let bytes = read_capped(file).map_err(|source| ConfigError::Read {
@@ -292,6 +293,8 @@ fn suggestion(reason: &str) -> String {
 /// Collects errors for one file with their paths; the first one is returned.
 struct At<'a> {
     file: &'a Path,
+    /// The files the configuration names, read before it is resolved.
+    named: &'a NamedFiles,
 }
 
 impl At<'_> {
@@ -304,8 +307,9 @@ impl At<'_> {
     }
 }
 
-fn resolve(raw: RawConfig, file: &Path) -> Result<Config, ConfigError> {
-    let at = At { file };
+fn resolve(raw: RawConfig, file: &Path, named: &NamedFiles) -> Result<Config, ConfigError> {
+    let named_files = named::paths(&raw, file);
+    let at = At { file, named };
     let project = resolve_project(raw.project, &at)?;
 
     let listen = Listen {
@@ -469,6 +473,7 @@ fn resolve(raw: RawConfig, file: &Path) -> Result<Config, ConfigError> {
         metadata_identity,
         services,
         providers,
+        named_files,
     };
     Ok(config)
 }

@@ -155,13 +155,15 @@ pub async fn serve(
     drop(state);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
+        // Read each round: a reload may name other files.
+        let named = live.get().config().named_files.clone();
         tokio::select! {
             () = &mut shutdown => break,
             Some(result) = tasks.join_next() => {
                 // A listener that fails stops frontdoor; one closed by a reload just ends.
                 result.map_err(std::io::Error::other)??;
             }
-            change = watcher.next_change() => match change {
+            change = watcher.next_change(&named) => match change {
                 Ok(text) => reload::apply(&text, &live, &shared, &mut services, &mut tasks).await,
                 Err(why) => reload::refuse(&live.get(), why),
             },

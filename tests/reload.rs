@@ -462,3 +462,44 @@ async fn a_replaced_revision_finishes_its_streams_and_websockets() {
     }
     emu.stop().await;
 }
+
+/// A Knative export the configuration names is watched like the configuration itself:
+/// saving it alone reloads (it used to be read once, when `services.yaml` changed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saving_a_named_knative_file_reloads() {
+    let base = format!("{PROJECT}\nservice_accounts: [{{email: search{SA}}}]\n");
+    let emu = Emulator::start(&format!(
+        "{base}services:\n  - name: search\n    upstream: builtin:echo\n    listen: 127.0.0.1:0\n    invoker_iam_disabled: true\n"
+    ))
+    .await;
+    assert_eq!(call(&emu.service("search", "/"), None).await.0, 200);
+    let export = |iam_disabled: &str| {
+        format!(
+            "apiVersion: serving.knative.dev/v1\nkind: Service\nmetadata:\n  name: search\n  annotations:\n    run.googleapis.com/invoker-iam-disabled: '{iam_disabled}'\nspec:\n  template:\n    spec:\n      serviceAccountName: search{SA}\n"
+        )
+    };
+    let file = emu.dir.path().join("search.knative.yaml");
+    std::fs::write(&file, export("true")).unwrap();
+    emu.rewrite_config(&format!(
+        "{base}services:\n  - knative: search.knative.yaml\n    upstream: builtin:echo\n    listen: 127.0.0.1:0\n"
+    ));
+    let status = emu.wait_status("the reload", generation_at_least(2)).await;
+    assert_eq!(status["last_reload"]["ok"], true, "{status}");
+    assert_eq!(call(&emu.service("search", "/"), None).await.0, 200);
+
+    // Only the export changes: the invoker check is back on.
+    std::fs::write(&file, export("false")).unwrap();
+    let status = emu.wait_status("the reload", generation_at_least(3)).await;
+    assert_eq!(status["last_reload"]["ok"], true, "{status}");
+    assert_eq!(call(&emu.service("search", "/"), None).await.0, 403);
+
+    // An export that stops resolving is refused, blamed on the field that names it.
+    std::fs::write(&file, "kind: [").unwrap();
+    let status = emu
+        .wait_status("the refusal", |s| s["last_reload"]["ok"] == false)
+        .await;
+    let error = status["last_reload"]["error"].as_str().unwrap();
+    assert!(error.contains("search.knative.yaml"), "{error}");
+    assert_eq!(status["generation"], 3, "{status}");
+    emu.stop().await;
+}

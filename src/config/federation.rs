@@ -1,14 +1,13 @@
 //! Workload identity pools and their providers (SPEC §6, STS): which external tokens the
 //! emulator's STS accepts, and how their claims map to federated principals.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use super::raw::{RawPool, RawProvider};
-use super::{At, ConfigError, Project, read_named};
+use super::{At, ConfigError, Project};
 use crate::keys::PublicKey;
 
 /// Where a provider's signing keys come from.
@@ -143,10 +142,10 @@ fn resolve_provider(
     let keys = if p.jwks == "builtin" {
         ProviderKeys::Builtin
     } else {
-        let file = at.file.parent().unwrap_or(Path::new(".")).join(&p.jwks);
-        let text = read_named(&file, at, format!("{path}.jwks"))?;
+        let file = super::named::beside(at.file, &p.jwks);
+        let text = at.named.text(&file, at, format!("{path}.jwks"))?;
         ProviderKeys::Jwks(
-            parse_jwks(&text)
+            parse_jwks(text)
                 .map_err(|r| at.err(format!("{path}.jwks"), format!("{}: {r}", file.display())))?,
         )
     };

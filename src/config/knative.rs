@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use super::raw::{KnativeService, RawService};
-use super::{At, ConfigError, parse_yaml, read_named};
+use super::{At, ConfigError, parse_yaml};
 
 const CUSTOM_AUDIENCES: &str = "run.googleapis.com/custom-audiences";
 const INGRESS: &str = "run.googleapis.com/ingress";
@@ -18,9 +18,12 @@ pub(super) fn merge(
     path: &str,
     at: &At<'_>,
 ) -> Result<RawService, ConfigError> {
-    let text = read_named(file, at, format!("{path}.knative"))?;
-    let doc: KnativeService = parse_yaml(&text, file)?;
-    let in_file = At { file };
+    let text = at.named.text(file, at, format!("{path}.knative"))?;
+    let doc: KnativeService = parse_yaml(text, file)?;
+    let in_file = At {
+        file,
+        named: at.named,
+    };
     if doc.api_version != "serving.knative.dev/v1" || doc.kind != "Service" {
         return Err(in_file.err(
             "(top level)",

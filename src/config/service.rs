@@ -119,7 +119,7 @@ pub(super) fn resolve(
 ) -> Result<Service, ConfigError> {
     let entry = match entry.knative.clone() {
         Some(rel) => {
-            let knative_file = at.file.parent().unwrap_or(Path::new(".")).join(&rel);
+            let knative_file = super::named::beside(at.file, &rel);
             knative::merge(entry, &knative_file, path, at)?
         }
         None => entry,

@@ -327,12 +327,14 @@ fn custom_audiences_are_limited_to_32768_characters_of_json() {
     );
 }
 
+/// A configuration naming one Knative export, resolved from strings: no file is read.
 fn knative_config(dir: &Path, doc: &str, entry_extra: &str) -> Result<Config, ConfigError> {
-    std::fs::create_dir_all(dir.join("exported")).unwrap();
-    std::fs::write(dir.join("exported/svc.yaml"), doc).unwrap();
     let text =
         format!("{BASE}  - knative: exported/svc.yaml\n    upstream: builtin:echo\n{entry_extra}");
-    parse(&text, &dir.join("services.yaml"))
+    let named = NamedFiles::from_texts([(dir.join("exported/svc.yaml"), doc.to_owned())]);
+    let config = parse_with(&text, &dir.join("services.yaml"), &named)?;
+    assert_eq!(config.named_files, [dir.join("exported/svc.yaml")]);
+    Ok(config)
 }
 
 const KNATIVE: &str = r#"
@@ -355,8 +357,9 @@ spec:
 
 #[test]
 fn knative_exports_supply_the_service() {
-    let dir = tempfile::tempdir().unwrap();
-    let c = knative_config(dir.path(), KNATIVE, "").unwrap();
+    // Nothing is created at this path: the export is given as a string.
+    let dir = Path::new("/nonexistent");
+    let c = knative_config(dir, KNATIVE, "").unwrap();
     let s = c.service("search").unwrap();
     assert_eq!(s.custom_audiences, ["https://search.example.com", "search"]);
     assert_eq!(s.ingress, Ingress::Internal);

@@ -27,7 +27,7 @@ pub(super) struct Watcher {
     /// Where each read is counted (`ReloadStatus::checks`).
     status: Arc<Reloads>,
     /// The content last applied or tried.
-    seen: Option<Vec<u8>>,
+    seen: Option<Snapshot>,
     /// Why the file could not be read, when that was last reported: said once, not every
     /// poll.
     unreadable: Option<String>,
@@ -46,13 +46,14 @@ impl Watcher {
         }
     }
 
-    /// The next settled content that differs from what was seen, or why the file can no
+    /// The configuration file's content once it, or a file it names (`named`: a Knative
+    /// export, a JWKS), has settled different from what was seen; or why the file can no
     /// longer be read (removed, not a regular file, too large: said once per cause).
     /// Cancel-safe: nothing is recorded until it returns.
-    pub(super) async fn next_change(&mut self) -> Result<Vec<u8>, String> {
+    pub(super) async fn next_change(&mut self, named: &[PathBuf]) -> Result<Vec<u8>, String> {
         loop {
             tokio::time::sleep(POLL).await;
-            let first = match self.read().await {
+            let first = match self.read(named).await {
                 Ok(bytes) => bytes,
                 Err(why) => {
                     if self.unreadable.as_ref() == Some(&why) {
@@ -60,7 +61,7 @@ impl Watcher {
                     }
                     // Gone for a moment, as an editor saving by rename leaves it? Look again.
                     tokio::time::sleep(SETTLE).await;
-                    if let Err(again) = self.read().await {
+                    if let Err(again) = self.read(named).await {
                         self.unreadable = Some(again.clone());
                         // Whatever comes back next is news, even what was there before.
                         self.seen = None;
@@ -74,18 +75,29 @@ impl Watcher {
                 continue;
             }
             tokio::time::sleep(SETTLE).await;
-            if self.read().await.ok().as_ref() == Some(&first) {
-                self.seen = Some(first.clone());
-                return Ok(first);
+            if self.read(named).await.ok().as_ref() == Some(&first) {
+                let main = first.main.clone();
+                self.seen = Some(first);
+                return Ok(main);
             }
         }
     }
 
-    /// The file, read off the runtime and capped in size (`config::read_capped`), and the
-    /// read counted.
-    async fn read(&self) -> Result<Vec<u8>, String> {
+    /// The files, read off the runtime and capped in size (`config::read_capped`), and the
+    /// read counted. A named file that cannot be read is part of the snapshot, not an
+    /// error here: resolving blames it on the field that names it.
+    async fn read(&self, named: &[PathBuf]) -> Result<Snapshot, String> {
         let path = self.path.clone();
-        let read = tokio::task::spawn_blocking(move || crate::config::read_capped(&path)).await;
+        let named = named.to_vec();
+        let read = tokio::task::spawn_blocking(move || {
+            let main = crate::config::read_capped(&path)?;
+            let named = named
+                .iter()
+                .map(|p| crate::config::read_capped(p).ok())
+                .collect();
+            Ok::<_, std::io::Error>(Snapshot { main, named })
+        })
+        .await;
         self.status.checked();
         read.map_err(|e| e.to_string())?.map_err(|e| {
             let why = if e.kind() == std::io::ErrorKind::NotFound {
@@ -99,6 +111,13 @@ impl Watcher {
             )
         })
     }
+}
+
+/// What the watcher compares: the configuration file's bytes and each named file's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Snapshot {
+    main: Vec<u8>,
+    named: Vec<Option<Vec<u8>>>,
 }
 
 /// Applies a changed configuration whole, or refuses it whole.
