@@ -9,7 +9,6 @@ pub(crate) mod page;
 pub(crate) mod proxy;
 
 use std::fmt::Write;
-use std::net::SocketAddr;
 
 use axum::Router;
 use axum::body::Body;
@@ -17,6 +16,7 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderValue, Response, header};
 
 use crate::decisions::Decision;
+use crate::peer::Peer;
 use crate::state::{AppState, Live};
 
 /// One front-door listener: the shared one routes by `Host`, a service's own listener
@@ -35,15 +35,6 @@ pub fn app(live: Live, pinned: Option<String>) -> Router {
 }
 
 const SERVER: HeaderValue = HeaderValue::from_static("Google Frontend");
-
-/// Both ends of a connection: the caller's address, and ours (which identifies the
-/// connection in the kernel's tables, for recognising frontdoor's own services). The accept
-/// loop (`server::accept`) hands it to every request as `ConnectInfo`.
-#[derive(Debug, Clone, Copy)]
-pub struct Peer {
-    pub remote: SocketAddr,
-    pub local: SocketAddr,
-}
 
 async fn handle(
     State(listener): State<Listener>,

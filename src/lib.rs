@@ -46,6 +46,7 @@ pub mod introspect;
 pub mod keys;
 pub mod logging;
 pub mod metadata;
+pub mod peer;
 pub mod routing;
 pub mod server;
 pub mod state;

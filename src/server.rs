@@ -1,127 +1,32 @@
-//! Binds every listener before anything serves (a port conflict fails start-up whole, with
-//! the listener named), then serves them all until shutdown.
+//! Runs frontdoor: binds every listener first (`bind`), then serves each through `accept`
+//! (the front door on one runtime per core, `per_core`), keeps the command services'
+//! processes in step (`commands`) and applies changes to the configuration (`reload`),
+//! until shutdown.
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::config::Config;
-use listeners::Registry;
-
 mod accept;
+mod bind;
+mod commands;
 mod listeners;
+mod per_core;
 mod reload;
 
+pub use bind::{Addresses, BindError, Bound, ServiceAddresses, bind};
+pub use commands::start_commands;
+use listeners::Registry;
+use per_core::serve_per_core;
+
 use crate::state::{AppState, Live};
-use crate::upstream::supervisor::Contract;
 
 /// How long in-flight requests may run on after shutdown is asked for.
 const DRAIN: Duration = Duration::from_secs(10);
-
-#[derive(Debug, thiserror::Error)]
-#[error("cannot listen on {addr} for {what}")]
-pub struct BindError {
-    what: String,
-    addr: SocketAddr,
-    source: std::io::Error,
-}
-
-/// Where each listener actually is (ports chosen by the OS resolved), and which process
-/// serves them from which file. Written to the state directory's `addresses.json` at start
-/// and after every reload, where the CLI's `env`, `status` and `decisions` find it.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
-pub struct Addresses {
-    pub frontdoor: SocketAddr,
-    pub google: SocketAddr,
-    /// The default metadata listener, for processes that are not services.
-    pub metadata: SocketAddr,
-    /// Service name → its own listeners.
-    pub services: BTreeMap<String, ServiceAddresses>,
-    /// The serving process, so that a record left by one that died can be told apart.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pid: Option<u32>,
-    /// The configuration file in force.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub config_file: Option<std::path::PathBuf>,
-}
-
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
-pub struct ServiceAddresses {
-    /// The service's dedicated front-door listener, if it has one.
-    pub listen: Option<SocketAddr>,
-    /// The service's own metadata server.
-    pub metadata: SocketAddr,
-}
-
-pub struct Bound {
-    frontdoor: TcpListener,
-    google: TcpListener,
-    metadata: TcpListener,
-    services: Registry,
-    fresh: Vec<listeners::Fresh>,
-}
-
-async fn listen(addr: SocketAddr, what: &str) -> Result<TcpListener, BindError> {
-    TcpListener::bind(addr).await.map_err(|source| BindError {
-        what: what.to_owned(),
-        addr,
-        source,
-    })
-}
-
-/// Binds every listener the configuration asks for. Every service gets its own metadata
-/// listener: at its `metadata` address, or on a port the OS picks.
-pub async fn bind(config: &Config) -> Result<Bound, BindError> {
-    let services = Registry::default();
-    let fresh = services.bind_missing(config).await?;
-    Ok(Bound {
-        frontdoor: listen(config.listen.frontdoor, "the front door").await?,
-        google: listen(config.listen.google, "the google APIs listener").await?,
-        metadata: listen(config.listen.metadata, "the default metadata server").await?,
-        services,
-        fresh,
-    })
-}
-
-fn local(listener: &TcpListener) -> SocketAddr {
-    listener
-        .local_addr()
-        .expect("a bound listener has an address")
-}
-
-impl Bound {
-    /// Where everything listens, once served (`serve` adopts the fresh listeners).
-    pub fn addresses(&self) -> Addresses {
-        let services = self.fresh.iter().map(|f| f.service_address()).fold(
-            BTreeMap::new(),
-            |mut all: BTreeMap<String, ServiceAddresses>, (name, kind, addr)| {
-                let entry = all.entry(name).or_insert(ServiceAddresses {
-                    listen: None,
-                    metadata: addr,
-                });
-                match kind {
-                    listeners::Kind::FrontDoor => entry.listen = Some(addr),
-                    listeners::Kind::Metadata => entry.metadata = addr,
-                }
-                all
-            },
-        );
-        Addresses {
-            frontdoor: local(&self.frontdoor),
-            google: local(&self.google),
-            metadata: local(&self.metadata),
-            services,
-            pid: None,
-            config_file: None,
-        }
-    }
-}
 
 /// Serves every bound listener until `shutdown` completes, applying changes to the
 /// configuration file as they are saved; then lets in-flight requests finish for up to
@@ -220,72 +125,6 @@ async fn serve_one(
     stop: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     accept::serve(listener, app, stop, accept::Limits::default()).await
-}
-
-/// Starts (or keeps) the process of every `command` service at its revision in `state`,
-/// and stops those of services that are gone.
-pub fn start_commands(state: &AppState, addresses: &Addresses) {
-    for service in &state.config().services {
-        let (crate::config::Upstream::Command(spec), Some(revision), Some(own)) = (
-            &service.upstream,
-            state.revision(&service.name),
-            addresses.services.get(&service.name),
-        ) else {
-            continue;
-        };
-        let contract = Contract {
-            service: service.name.clone(),
-            revision: revision.to_owned(),
-            project: state.config().project.id.clone(),
-            metadata: own.metadata,
-        };
-        state.supervisor().run(spec, contract);
-    }
-    let names: Vec<&str> = state
-        .config()
-        .services
-        .iter()
-        .map(|s| s.name.as_str())
-        .collect();
-    state.supervisor().retain(&names);
-}
-
-/// Serves a front-door listener from one single-threaded runtime per core, each accepting
-/// on its own copy of the socket. A request, its upstream connection and both their tasks
-/// then stay on one thread, with no cross-thread wake-ups: the layout nginx's workers
-/// have, and measurably faster for a proxy than one work-stealing runtime (bench/README.md).
-async fn serve_per_core(
-    listener: TcpListener,
-    app: axum::Router,
-    stop: watch::Receiver<bool>,
-) -> std::io::Result<()> {
-    let listener = listener.into_std()?;
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let mut threads = Vec::new();
-    for n in 0..workers {
-        let listener = listener.try_clone()?;
-        let (app, stop) = (app.clone(), stop.clone());
-        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-        std::thread::Builder::new()
-            .name(format!("frontdoor-{n}"))
-            .spawn(move || {
-                let result = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .and_then(|rt| {
-                        rt.block_on(async move {
-                            let listener = TcpListener::from_std(listener)?;
-                            serve_one(listener, app, stop).await
-                        })
-                    });
-                let _ = done_tx.send(result);
-            })?;
-        threads.push(done_rx);
-    }
-    for done in threads {
-        done.await.map_err(std::io::Error::other)??;
-    }
-    Ok(())
 }
 
 /// A server running in the background: the shape tests and embedders use.

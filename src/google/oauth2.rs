@@ -13,8 +13,8 @@ use serde_json::{Value, json};
 use super::assertion::{self, AssertionError};
 use super::errors::oauth;
 use crate::decisions::Explanation;
-use crate::frontdoor::Peer;
 use crate::iam::Principal;
+use crate::peer::Peer;
 use crate::state::{AppState, Live};
 use crate::tokens;
 

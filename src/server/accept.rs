@@ -26,7 +26,8 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tower::ServiceExt;
 
-use crate::frontdoor::{CallerProcess, Peer};
+use crate::frontdoor::CallerProcess;
+use crate::peer::Peer;
 
 /// The most a request's headers may take: Cloud Run's own limit is 64 KiB.
 pub(crate) const MAX_HEADER_BYTES: usize = 64 * 1024;

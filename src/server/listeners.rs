@@ -10,7 +10,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use super::{BindError, ServiceAddresses, listen, local, serve_one, serve_per_core};
+use super::bind::{listen, local};
+use super::{BindError, ServiceAddresses, serve_one, serve_per_core};
 use crate::config::{Config, Service};
 use crate::state::Live;
 

@@ -89,7 +89,7 @@ pub async fn oneshot(
     use tower::ServiceExt;
     request
         .extensions_mut()
-        .insert(axum::extract::ConnectInfo(frontdoor::frontdoor::Peer {
+        .insert(axum::extract::ConnectInfo(frontdoor::peer::Peer {
             remote: "127.0.0.1:40000".parse().unwrap(),
             local: "127.0.0.1:9999".parse().unwrap(),
         }));
