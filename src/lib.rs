@@ -3,53 +3,58 @@
 //!
 //! # Architecture
 //!
+//! Each layer imports only from the layers above it in this list (`tests/layers.rs` holds
+//! the code to it):
+//!
 //! ```text
-//!   services.yaml ──► config ──► Config (validated, every derived value resolved)
-//!   state dir ──────► keys ────► KeySet (current + next RSA key), account keys,
-//!                                SystemKeys (each account's own key, for signJwt/signBlob)
-//!
-//!   pure:  tokens (mint / verify; the verified and minted token caches)
-//!          iam (policies → Outcome)   routing (host → service, per generation)
-//!
-//!   state: AppState = one generation (Config, routing, revisions) + what outlives it
-//!          (keys, decision log, issued tokens, caches, the supervisor, the reload
-//!          status); Live swaps generations on reload, and every request reads the one in
-//!          force. state imports none of the HTTP modules below it.
-//!
-//!   listeners (server binds them all first, then serves each through server::accept,
-//!   its limits on time, headers and connections; server::reload watches the file):
-//!     frontdoor  *.run.app ingress: auth (the order of checks) → proxy → upstream
-//!                (http, builtin:echo, or a command the upstream::supervisor runs)
+//!   leaves   clock (time, passed in), suggest (did you mean …), logging, keys (KeySet:
+//!            current + next RSA key; account keys; SystemKeys, each account's own key)
+//!   iam      policies, members, roles → Outcome
+//!   config   services.yaml + the files it names (config::NamedFiles: Knative exports,
+//!            JWKS, read before resolving) → Config, every derived value resolved
+//!   tokens   tokens::jws signs and checks every JWT under per-use Rules; the ID-token
+//!            shapes; the verified and minted token caches
+//!   access   access tokens (ya29.…)    routing  host → service, per generation
+//!   upstream http, builtin:echo, or a command the upstream::supervisor runs
+//!   decisions one log of every surface's decision, with its reason, to stderr through
+//!            logging (a compact line, or JSON)
+//!   state    AppState = one generation (Config, routing, revisions) + what outlives it
+//!            (keys, decision log, issued tokens, caches, the supervisor, Reloads), its
+//!            fields private; Live swaps generations on reload
+//!   peer     a connection's two ends, which every listener is handed
+//!   listeners (HTTP; only google mounts another's routes, introspect's):
+//!     frontdoor  *.run.app ingress: auth (the order of checks, a pure verdict) → proxy
 //!     metadata   one per service: its identity, ID and access tokens (cached)
 //!     google     issuer keys (and each account's own), /token, tokeninfo, IAM
-//!                Credentials, STS; and introspect: frontdoor's own decisions, status,
-//!                /healthz, /metrics
-//!   every surface's decision goes to one decisions::DecisionLog, with its reason, and
-//!   to stderr through logging (a compact line, or JSON).
-//!
-//!   cli is the only place that reads the environment, the clock and the terminal;
-//!   cli::locate finds the running server for the commands that ask it.
+//!                Credentials, STS
+//!     introspect frontdoor's own decisions, status, /healthz, /metrics
+//!   server   binds every listener first (server::bind), serves each through
+//!            server::accept (limits on time, headers, connections), the front door on one
+//!            runtime per core (server::per_core), runs commands (server::commands) and
+//!            watches the file and the files it names (server::reload)
+//!   cli      the only place that reads the environment, the clock and the terminal;
+//!            cli::locate finds the running server for the commands that ask it
 //! ```
 //!
-//! Pure modules (`config`, `keys`, `tokens`, `iam`) know nothing of HTTP. Time is passed in
-//! through [`clock::Clock`] so tests can fix it.
+//! Pure modules (`config` once its files are read, `keys`, `tokens`, `iam`) know nothing
+//! of HTTP. Time is passed in through [`clock::Clock`] so tests can fix it.
 
-pub mod access;
+pub(crate) mod access;
 pub mod cli;
 pub mod clock;
 pub mod config;
-pub mod decisions;
-pub mod frontdoor;
+pub(crate) mod decisions;
+pub(crate) mod frontdoor;
 pub mod google;
 pub mod iam;
-pub mod introspect;
+pub(crate) mod introspect;
 pub mod keys;
 pub mod logging;
 pub mod metadata;
 pub mod peer;
-pub mod routing;
+pub(crate) mod routing;
 pub mod server;
 pub mod state;
-pub mod suggest;
+pub(crate) mod suggest;
 pub mod tokens;
 pub mod upstream;
