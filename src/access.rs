@@ -32,7 +32,7 @@ impl quick_cache::Weighter<String, Arc<Grant>> for Weight {
 }
 
 /// The scope a Cloud Run service's identity gets when none is asked for.
-pub const CLOUD_PLATFORM: &str = "https://www.googleapis.com/auth/cloud-platform";
+pub(crate) const CLOUD_PLATFORM: &str = "https://www.googleapis.com/auth/cloud-platform";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Grant {

@@ -15,15 +15,15 @@ use prometheus_client::registry::{Registry, Unit};
 use serde::Serialize;
 
 /// How many decisions are kept; older ones are dropped.
-pub const CAPACITY: usize = 1000;
+pub(crate) const CAPACITY: usize = 1000;
 /// And how many bytes of them at most: a flood of long reasons (60 KB audiences, say)
 /// drops older entries rather than growing memory or the decisions endpoint's answer.
-pub const CAPACITY_BYTES: usize = 4 * 1024 * 1024;
+pub(crate) const CAPACITY_BYTES: usize = 4 * 1024 * 1024;
 /// The longest any one field of a decision is kept; longer text is cut, saying how much.
-pub const MAX_FIELD_BYTES: usize = 16 * 1024;
+pub(crate) const MAX_FIELD_BYTES: usize = 16 * 1024;
 
 /// The surfaces that decide, as `Decision::surface` names them.
-pub const SURFACES: [&str; 6] = [
+pub(crate) const SURFACES: [&str; 6] = [
     FRONT_DOOR,
     "iamcredentials",
     "token",
@@ -31,7 +31,7 @@ pub const SURFACES: [&str; 6] = [
     "tokeninfo",
     "metadata",
 ];
-pub const FRONT_DOOR: &str = "frontdoor";
+pub(crate) const FRONT_DOOR: &str = "frontdoor";
 
 fn front_door() -> String {
     FRONT_DOOR.to_owned()
@@ -103,7 +103,7 @@ impl Decision {
 /// What a handler off the front door says about the request it answered; the layer that
 /// records decisions reads it from the response's extensions (see [`Explanation::attach`]).
 #[derive(Debug, Clone, Default)]
-pub struct Explanation {
+pub(crate) struct Explanation {
     pub principal: Option<String>,
     pub target: Option<String>,
     pub permission: Option<&'static str>,
@@ -113,7 +113,7 @@ pub struct Explanation {
 impl Explanation {
     /// Adds what this explanation knows to `response`'s, keeping what is already there
     /// unless this one says otherwise.
-    pub fn attach<B>(self, response: &mut http::Response<B>) {
+    pub(crate) fn attach<B>(self, response: &mut http::Response<B>) {
         let extensions = response.extensions_mut();
         match extensions.get_mut::<Explanation>() {
             Some(e) => {
@@ -129,7 +129,7 @@ impl Explanation {
     }
 
     /// The reason alone, for the error shapes' one rendering function.
-    pub fn because(reason: impl Into<String>) -> Explanation {
+    pub(crate) fn because(reason: impl Into<String>) -> Explanation {
         Explanation {
             reason: Some(reason.into()),
             ..Explanation::default()
@@ -141,7 +141,7 @@ impl Explanation {
 /// status is a success, with the `Explanation` the handler attached to it (taken off the
 /// response), any field it leaves out taken from `defaults`; a refusal's reason goes into
 /// `X-Frontdoor-Reason` too.
-pub fn record_answer<B>(
+pub(crate) fn record_answer<B>(
     log: &DecisionLog,
     mut decision: Decision,
     defaults: Explanation,
@@ -174,11 +174,12 @@ pub fn record_answer<B>(
 
 /// `X-Frontdoor-Reason`, frontdoor's addition on every request it turns away, on every
 /// surface: Cloud Run and Google's APIs do not send it.
-pub const REASON_HEADER: http::HeaderName = http::HeaderName::from_static("x-frontdoor-reason");
+pub(crate) const REASON_HEADER: http::HeaderName =
+    http::HeaderName::from_static("x-frontdoor-reason");
 
 /// `reason` as a header value: ASCII, with the few non-ASCII signs our reasons use spelled
 /// out and anything else replaced.
-pub fn reason_header(reason: &str) -> Option<http::HeaderValue> {
+pub(crate) fn reason_header(reason: &str) -> Option<http::HeaderValue> {
     let ascii: String = reason
         .replace('→', "->")
         .replace('…', "...")
@@ -232,7 +233,7 @@ struct Entries {
 /// Labels built on every decision: static strings but for the service's name, so that a
 /// request costs one allocation here, not four.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct DecisionLabels {
+pub(crate) struct DecisionLabels {
     surface: &'static str,
     service: String,
     outcome: &'static str,
@@ -240,7 +241,7 @@ pub struct DecisionLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct SurfaceLabels {
+pub(crate) struct SurfaceLabels {
     surface: &'static str,
 }
 
@@ -256,7 +257,7 @@ fn known_surface(surface: &str) -> &'static str {
 /// `s` with every control character (newlines, ESC and the rest of C0 and C1, DEL) written
 /// as an escape, so that a token or request cannot forge a log line or drive a terminal:
 /// a `kid` of `"x\nALLOW 200 GET vault /"` stays on its own line, as visible text.
-pub fn escape_controls(s: &str) -> std::borrow::Cow<'_, str> {
+pub(crate) fn escape_controls(s: &str) -> std::borrow::Cow<'_, str> {
     // Every decision passes through here, so the common case is a byte scan: C0 and DEL
     // are single bytes, and C1 (U+0080–U+009F) is always encoded with the lead byte 0xC2
     // (which other characters share, so a 0xC2 only sends us to the exact check).

@@ -4,7 +4,7 @@
 pub(crate) mod auth;
 mod internal;
 
-pub use internal::CallerProcess;
+pub(crate) use internal::CallerProcess;
 pub(crate) mod page;
 pub(crate) mod proxy;
 
@@ -28,7 +28,7 @@ struct Listener {
     pinned: Option<String>,
 }
 
-pub fn app(live: Live, pinned: Option<String>) -> Router {
+pub(crate) fn app(live: Live, pinned: Option<String>) -> Router {
     Router::new()
         .fallback(handle)
         .with_state(Listener { live, pinned })

@@ -9,7 +9,10 @@ const LONGEST: usize = 200;
 /// The candidate nearest to `typed`, if one is near enough to be what was meant: within a
 /// third of its length in edits (at least two), or `typed` with a `…/` prefix missing
 /// (`run.invoker` for `roles/run.invoker`).
-pub fn nearest<'a>(typed: &str, valid: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub(crate) fn nearest<'a>(
+    typed: &str,
+    valid: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     if typed.is_empty() || typed.len() > LONGEST {
         return None;
     }
@@ -28,7 +31,7 @@ pub fn nearest<'a>(typed: &str, valid: impl IntoIterator<Item = &'a str>) -> Opt
 }
 
 /// ` (did you mean `NAME`?)`, or nothing when no name is near.
-pub fn did_you_mean<'a>(typed: &str, valid: impl IntoIterator<Item = &'a str>) -> String {
+pub(crate) fn did_you_mean<'a>(typed: &str, valid: impl IntoIterator<Item = &'a str>) -> String {
     nearest(typed, valid).map_or_else(String::new, |v| format!(" (did you mean `{v}`?)"))
 }
 

@@ -17,7 +17,7 @@ use crate::upstream::supervisor::Supervisor;
 /// The accept loop gives every connection one; a request reaches it through its
 /// extensions.
 #[derive(Debug, Clone, Default)]
-pub struct CallerProcess(Arc<OnceCell<Option<String>>>);
+pub(crate) struct CallerProcess(Arc<OnceCell<Option<String>>>);
 
 impl CallerProcess {
     /// The started service the client of `peer` is, if any.
