@@ -113,7 +113,17 @@ async fn decide_and_forward(listener: &Listener, peer: Peer, req: Request) -> Re
         (crate::config::Ingress::All, _) | (_, None) => None,
         (_, Some(caller)) => caller.service(state.supervisor(), peer).await,
     };
-    let verdict = auth::authorize(state, door, service, req.headers(), peer, started_caller);
+    let judge = auth::Judge {
+        config: state.config(),
+        door,
+        keys: state.keys(),
+        now: state.now(),
+    };
+    let origin = auth::Origin {
+        peer,
+        started_service: started_caller,
+    };
+    let verdict = auth::authorize(judge, service, req.headers(), origin);
     let caller = verdict.caller();
     decision.principal = caller.principal.as_ref().map(ToString::to_string);
     decision.credential = caller.header.as_ref().map(ToString::to_string);

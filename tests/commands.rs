@@ -132,8 +132,17 @@ async fn an_exiting_command_is_restarted_and_a_noisy_one_keeps_serving() {
     let (status, first) = get(&emu.service("once", "/")).await;
     assert_eq!(status, 200);
     let first: Value = serde_json::from_str(&first).unwrap();
-    // It exits after answering; the next request waits for the restart.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // It exits after answering (waited for, not guessed); the next request waits for the
+    // restart.
+    let pid = first["pid"].as_u64().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "process {pid} did not exit"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let (status, second) = get(&emu.service("once", "/")).await;
     assert_eq!(status, 200, "{second}");
     let second: Value = serde_json::from_str(&second).unwrap();

@@ -249,10 +249,14 @@ async fn an_invalid_change_is_refused_whole_and_reported() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn removing_a_service_lets_requests_in_flight_finish() {
-    // A slow upstream: the request is in flight while the reload happens.
+    // A slow upstream, which says when the request has reached it: the request is in
+    // flight while the reload happens.
+    let reached = std::sync::Arc::new(tokio::sync::Notify::new());
+    let signal = reached.clone();
     let app = axum::Router::new().route(
         "/slow",
-        axum::routing::get(|| async {
+        axum::routing::get(move || async move {
+            signal.notify_one();
             tokio::time::sleep(Duration::from_secs(2)).await;
             "done"
         }),
@@ -269,7 +273,7 @@ async fn removing_a_service_lets_requests_in_flight_finish() {
     let host = emu.url_of("slow").trim_start_matches("https://").to_owned();
 
     let in_flight = tokio::spawn(call_owned(dedicated.clone()));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    reached.notified().await;
     emu.rewrite_config(&base);
     emu.wait_status("the removal", generation_at_least(2)).await;
     let (status, body) = in_flight.await.unwrap();

@@ -5,10 +5,10 @@
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
 use super::Peer;
-use crate::config::{Ingress, Service};
+use crate::config::{Config, Ingress, Service};
 use crate::iam::{self, Principal, Scope};
+use crate::keys::KeySet;
 use crate::routing::FrontDoor;
-use crate::state::AppState;
 use crate::tokens::{GCLOUD_CLIENT_ID, Verified};
 
 pub(crate) const X_SERVERLESS_AUTHORIZATION: HeaderName =
@@ -88,15 +88,42 @@ impl Verdict {
     }
 }
 
+/// What a request is judged against: the configuration in force, the front door's
+/// verifier (its routes' verified-token cache and the issuer's keys), and the time.
+#[derive(Clone, Copy)]
+pub(crate) struct Judge<'a> {
+    pub(crate) config: &'a Config,
+    pub(crate) door: &'a FrontDoor,
+    pub(crate) keys: &'a KeySet,
+    pub(crate) now: i64,
+}
+
+/// Where a request comes from: its connection, and the service frontdoor started whose
+/// process holds the connection's other end, if any (looked up once per connection, off
+/// the request path, and only for services whose ingress asks).
+#[derive(Clone, Copy)]
+pub(crate) struct Origin<'a> {
+    pub(crate) peer: Peer,
+    pub(crate) started_service: Option<&'a str>,
+}
+
+/// A pure function of its inputs: no I/O, no clock, no state beyond the verifier's cache.
 pub(crate) fn authorize(
-    state: &AppState,
-    door: &FrontDoor,
+    judge: Judge<'_>,
     service: &Service,
     headers: &HeaderMap,
-    peer: Peer,
-    started_caller: Option<&str>,
+    origin: Origin<'_>,
 ) -> Verdict {
-    let config = &state.config();
+    let Judge {
+        config,
+        door,
+        keys,
+        now,
+    } = judge;
+    let Origin {
+        peer,
+        started_service: started_caller,
+    } = origin;
 
     // Step 2: ingress, before any IAM check; a denial looks like an unknown host. Internal
     // callers are the addresses listed, and the services frontdoor started itself (the
@@ -167,7 +194,7 @@ pub(crate) fn authorize(
             .via(&header);
         }
     };
-    let verified = match door.verify(state.keys(), token, &config.issuer, state.now()) {
+    let verified = match door.verify(keys, token, &config.issuer, now) {
         Ok(v) => v,
         Err(e) => {
             return Verdict::deny(
@@ -189,7 +216,7 @@ pub(crate) fn authorize(
 
     // Step 8 comes before 7 here only because the accepted audiences depend on whether
     // the caller is a user; the order of outcomes is the spec's.
-    let principal = principal_of(state, &verified);
+    let principal = principal_of(config, &verified);
     let is_user = matches!(principal, Some(Principal::User(_)));
 
     // Step 7: the audience.
@@ -332,11 +359,11 @@ fn bearer(value: &HeaderValue) -> Result<&str, String> {
 
 /// `serviceAccount:` by email, or by `sub` = a service account's unique id; otherwise
 /// `user:` by email.
-fn principal_of(state: &AppState, v: &Verified) -> Option<Principal> {
+fn principal_of(config: &Config, v: &Verified) -> Option<Principal> {
     if let Some(email) = v.email().filter(|e| e.ends_with(".gserviceaccount.com")) {
         return Some(Principal::ServiceAccount(email.to_owned()));
     }
-    if let Some(sa) = state.config().service_account_by_id(&v.sub) {
+    if let Some(sa) = config.service_account_by_id(&v.sub) {
         return Some(Principal::ServiceAccount(sa.email.clone()));
     }
     v.email().map(|e| Principal::User(e.to_owned()))
@@ -391,6 +418,79 @@ mod tests {
             bearer(&HeaderValue::from_bytes(b"Bearer \xff").unwrap())
                 .unwrap_err()
                 .contains("not printable")
+        );
+    }
+
+    /// `authorize` called directly, as the dashboard's "would this pass?" will: the same
+    /// request judged under different inputs, nothing started.
+    #[test]
+    fn the_verdict_depends_on_its_inputs_alone() {
+        let yaml = r#"project: {id: demo-project, number: "123456789012", region: us-central1}
+service_accounts: [{email: login@demo-project.iam.gserviceaccount.com}]
+services:
+  - name: vault
+    upstream: builtin:echo
+    ingress: internal
+    iam_policy: {bindings: [{role: roles/run.invoker, members: [serviceAccount:login@demo-project.iam.gserviceaccount.com]}]}
+"#;
+        let named = crate::config::NamedFiles::NONE;
+        let config =
+            crate::config::parse_with(yaml, std::path::Path::new("services.yaml"), &named).unwrap();
+        let keys = crate::keys::testkeys::key_set();
+        let door = FrontDoor::new(&config, None);
+        let service = config.service("vault").unwrap();
+        let now = 1_800_000_000;
+        let login = config
+            .service_account("login@demo-project.iam.gserviceaccount.com")
+            .unwrap();
+        let token = crate::tokens::mint(
+            &keys,
+            &crate::tokens::service_account_claims(&config.issuer, login, &service.url, now),
+        );
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            axum::http::header::AUTHORIZATION,
+            HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
+        );
+        let judge = Judge {
+            config: &config,
+            door: &door,
+            keys: &keys,
+            now,
+        };
+        let peer = Peer {
+            remote: "127.0.0.1:40000".parse().unwrap(),
+            local: "127.0.0.1:8080".parse().unwrap(),
+        };
+        let outside = Origin {
+            peer,
+            started_service: None,
+        };
+        let from_a_service = Origin {
+            peer,
+            started_service: Some("vault"),
+        };
+        let status = |v: Verdict| match v {
+            Verdict::Allow { .. } => StatusCode::OK,
+            Verdict::Deny { status, .. } => status,
+        };
+        // Ingress internal: the same request is turned away from outside, let in from a
+        // started service, and turned away again once the token has expired.
+        assert_eq!(
+            status(authorize(judge, service, &headers, outside)),
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            status(authorize(judge, service, &headers, from_a_service)),
+            StatusCode::OK
+        );
+        let later = Judge {
+            now: now + 7200,
+            ..judge
+        };
+        assert_eq!(
+            status(authorize(later, service, &headers, from_a_service)),
+            StatusCode::UNAUTHORIZED
         );
     }
 }
