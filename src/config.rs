@@ -72,6 +72,8 @@ pub struct Config {
     /// The files the configuration names (Knative exports, JWKS), which the reload
     /// watcher reads beside it.
     pub named_files: Vec<PathBuf>,
+    /// Hosts the egress proxy tunnels untouched (`egress.passthrough`), lowercase.
+    pub egress_passthrough: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -310,6 +312,24 @@ impl At<'_> {
 fn resolve(raw: RawConfig, file: &Path, named: &NamedFiles) -> Result<Config, ConfigError> {
     let named_files = named::paths(&raw, file);
     let at = At { file, named };
+    let mut egress_passthrough = Vec::new();
+    for (i, host) in raw.egress.passthrough.iter().enumerate() {
+        let host = host.trim().to_ascii_lowercase();
+        let valid = !host.is_empty()
+            && host.len() <= 253
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b));
+        if !valid {
+            return Err(at.err(
+                format!("egress.passthrough[{i}]"),
+                format!(
+                    "`{host}` is not a host name (letters, digits, `-` and `.`; no port or scheme)"
+                ),
+            ));
+        }
+        egress_passthrough.push(host);
+    }
     let project = resolve_project(raw.project, &at)?;
 
     let listen = Listen {
@@ -474,6 +494,7 @@ fn resolve(raw: RawConfig, file: &Path, named: &NamedFiles) -> Result<Config, Co
         services,
         providers,
         named_files,
+        egress_passthrough,
     };
     Ok(config)
 }

@@ -5,6 +5,7 @@
 //! here into aws-lc-rs objects (`RsaKeyPair`, `ParsedPublicKey`) and reused; aws-lc's RSA
 //! runs at OpenSSL's speed.
 
+pub mod ca;
 mod store;
 mod system;
 mod x509;

@@ -28,6 +28,9 @@
 //!     google     issuer keys (and each account's own), /token, tokeninfo, IAM
 //!                Credentials, STS
 //!     introspect frontdoor's own decisions, status, /healthz, /metrics
+//!   egress   the proxy every metadata listener also is: CONNECT to *.run.app and Google's
+//!            API hosts ends TLS with the local CA (keys::ca) and goes to the front door
+//!            or google; plain http reaches the metadata server; other hosts are refused
 //!   server   binds every listener first (server::bind), serves each through
 //!            server::accept (limits on time, headers, connections), the front door on one
 //!            runtime per core (server::per_core), runs commands (server::commands) and
@@ -44,6 +47,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub(crate) mod decisions;
+pub(crate) mod egress;
 pub(crate) mod frontdoor;
 pub mod google;
 pub mod iam;

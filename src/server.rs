@@ -36,6 +36,10 @@ pub async fn serve(
     live: Live,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    // The local CA's files exist before any client is pointed at them.
+    if let Err(e) = live.get().ca() {
+        tracing::error!(error = %e, "cannot load or make the local CA; the egress proxy will refuse TLS hosts");
+    }
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
     // Commands first: a request that arrives the moment a listener serves finds its
@@ -49,7 +53,7 @@ pub async fn serve(
     tasks.spawn(serve_one(bound.google, google, stop_rx.clone()));
     let frontdoor = crate::frontdoor::app(live.clone(), None);
     tasks.spawn(serve_per_core(bound.frontdoor, frontdoor, stop_rx.clone()));
-    let metadata = crate::metadata::app(live.clone(), None);
+    let metadata = crate::egress::app(crate::metadata::app(live.clone(), None), live.clone(), None);
     tasks.spawn(serve_one(bound.metadata, metadata, stop_rx.clone()));
     let mut services = bound.services;
     services.adopt(bound.fresh, &live, &mut tasks);

@@ -20,7 +20,8 @@ use crate::access::AccessTokens;
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::decisions::DecisionLog;
-use crate::keys::{KeySet, StateDir, SystemKeys};
+use crate::keys::ca::LocalCa;
+use crate::keys::{KeySet, StateDir, StoreError, SystemKeys};
 use crate::routing::FrontDoor;
 use crate::tokens::minted::MetadataTokens;
 use crate::upstream::Supervisor;
@@ -135,6 +136,8 @@ struct Shared {
     supervisor: Arc<Supervisor>,
     /// Whether listeners may bind other interfaces than loopback (`--bind-all`).
     bind_all: bool,
+    /// The local CA the egress proxy ends TLS with, loaded (or made) on first use.
+    ca: Arc<Mutex<Option<Arc<LocalCa>>>>,
 }
 
 impl AppState {
@@ -161,6 +164,7 @@ impl AppState {
             metadata_tokens: Arc::default(),
             supervisor: Arc::default(),
             bind_all: false,
+            ca: Arc::default(),
         }))
     }
 
@@ -197,6 +201,7 @@ impl AppState {
             metadata_tokens: old.metadata_tokens.clone(),
             supervisor: old.supervisor.clone(),
             bind_all: old.bind_all,
+            ca: old.ca.clone(),
         }))
     }
 
@@ -262,6 +267,18 @@ impl AppState {
     /// The processes of `command` services, across generations.
     pub fn supervisor(&self) -> &Supervisor {
         &self.0.supervisor
+    }
+
+    /// The local CA (`keys::ca`), loaded from the state directory or made there on first
+    /// use, then kept.
+    pub fn ca(&self) -> Result<Arc<LocalCa>, StoreError> {
+        let mut ca = self.0.ca.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(ca) = ca.as_ref() {
+            return Ok(ca.clone());
+        }
+        let loaded = Arc::new(LocalCa::load_or_create(&self.0.state_dir)?);
+        *ca = Some(loaded.clone());
+        Ok(loaded)
     }
 
     /// Whether listeners may bind other interfaces than loopback (`--bind-all`).

@@ -17,6 +17,8 @@ const LAYERS: &[&[&str]] = &[
     &["frontdoor", "metadata", "introspect"],
     // Mounts introspect's routes on its listener.
     &["google"],
+    // The proxy in front of each metadata listener: routes to frontdoor and google.
+    &["egress"],
     &["server"],
     &["cli"],
 ];

@@ -29,6 +29,17 @@ pub(crate) struct RawConfig {
     pub(crate) services: Vec<RawService>,
     #[serde(default)]
     pub(crate) workload_identity_pools: Vec<RawPool>,
+    #[serde(default)]
+    pub(crate) egress: RawEgress,
+}
+
+/// What the egress proxy lets through beside the hosts frontdoor emulates.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawEgress {
+    /// Hosts tunnelled untouched (`CONNECT` only).
+    #[serde(default)]
+    pub(crate) passthrough: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]

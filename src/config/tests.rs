@@ -563,3 +563,25 @@ fn deep_nesting_is_refused_before_parsing() {
     );
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
 }
+
+#[test]
+fn egress_passthrough_hosts_are_host_names() {
+    let c = parse(
+        &format!("{BASE}egress: {{passthrough: [Example.COM, pypi.org]}}\n"),
+        Path::new("services.yaml"),
+    )
+    .unwrap();
+    assert_eq!(c.egress_passthrough, ["example.com", "pypi.org"]);
+    for bad in ["https://example.com", "example.com:443", "''"] {
+        let e = parse(
+            &format!("{BASE}egress: {{passthrough: [{bad}]}}\n"),
+            Path::new("services.yaml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("egress.passthrough[0]") && e.contains("is not a host name"),
+            "{bad}: {e}"
+        );
+    }
+}

@@ -20,6 +20,12 @@ use crate::upstream::supervisor::Supervisor;
 pub(crate) struct CallerProcess(Arc<OnceCell<Option<String>>>);
 
 impl CallerProcess {
+    /// A connection known to come from started service `service`: one that reached the
+    /// front door through that service's egress proxy.
+    pub(crate) fn known(service: String) -> CallerProcess {
+        CallerProcess(Arc::new(OnceCell::new_with(Some(Some(service)))))
+    }
+
     /// The started service the client of `peer` is, if any.
     pub(crate) async fn service(&self, supervisor: &Supervisor, peer: super::Peer) -> Option<&str> {
         self.0

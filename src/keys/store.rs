@@ -174,6 +174,39 @@ impl StateDir {
         load_or_create(&dir.join("issuer.pem"))
     }
 
+    /// The text of private file `rel` (mode 0600, in a 0700 folder), made by `make` on first
+    /// use and reused across restarts; when two processes race, the first one written wins.
+    pub fn private_text(
+        &self,
+        rel: &str,
+        make: impl FnOnce() -> Result<String, StoreError>,
+    ) -> Result<String, StoreError> {
+        let path = self.path.join(rel);
+        let io = |source| StoreError::Io {
+            path: path.clone(),
+            source,
+        };
+        match std::fs::read_to_string(&path) {
+            Ok(text) => return Ok(text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(e)),
+        }
+        let dir = path.parent().unwrap_or(Path::new("."));
+        create_dir(dir)?;
+        let text = make()?;
+        // NamedTempFile is created with mode 0600, and linking keeps the mode.
+        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
+        tmp.write_all(text.as_bytes()).map_err(io)?;
+        tmp.as_file().sync_all().map_err(io)?;
+        match tmp.persist_noclobber(&path) {
+            Ok(_) => Ok(text),
+            Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => {
+                std::fs::read_to_string(&path).map_err(io)
+            }
+            Err(e) => Err(io(e.error)),
+        }
+    }
+
     fn account_dir(&self, email: &str) -> PathBuf {
         // Emails were validated by the configuration; `/` cannot appear in one.
         self.path.join("account-keys").join(email.replace('/', "_"))

@@ -118,7 +118,11 @@ impl Registry {
                 Kind::Metadata => {
                     tasks.spawn(serve_one(
                         f.listener,
-                        crate::metadata::app(live.clone(), name),
+                        crate::egress::app(
+                            crate::metadata::app(live.clone(), name.clone()),
+                            live.clone(),
+                            name,
+                        ),
                         stop_rx,
                     ));
                 }

@@ -1,0 +1,180 @@
+//! frontdoor's local certificate authority, which lets the egress proxy end TLS for
+//! `*.run.app` and Google's API hosts: clients that trust it (`frontdoor env` points them
+//! at it) reach frontdoor at Google's own URLs.
+//!
+//! The CA key is ECDSA P-256, made on first use in the state directory (`ca/key.pem`, mode
+//! 0600) and reused across restarts with its certificate (`ca/ca.pem`), so a trust store
+//! set up once stays valid; `ca/bundle.pem` is the system's trusted roots followed by it,
+//! for runtimes that replace their roots rather than add to them.
+//! Leaf certificates are issued on demand, one per host, and kept (at most [`MAX_LEAVES`]).
+
+use std::sync::Arc;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
+};
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use tokio_rustls::rustls::sign::CertifiedKey;
+
+use super::{KeyError, StateDir, StoreError};
+
+/// The CA's key, within the state directory.
+const KEY_FILE: &str = "ca/key.pem";
+/// The CA's certificate, PEM.
+pub const CA_FILE: &str = "ca/ca.pem";
+/// The system's roots and the CA, PEM.
+pub const BUNDLE_FILE: &str = "ca/bundle.pem";
+/// The most leaf certificates kept: hosts come from the configuration and Google's fixed
+/// list, but a `*.run.app` name is the client's to choose.
+pub const MAX_LEAVES: usize = 1024;
+
+pub struct LocalCa {
+    issuer: Issuer<'static, KeyPair>,
+    /// One key for every leaf, made each start: only the CA's must survive restarts.
+    leaf_key: KeyPair,
+    leaves: quick_cache::sync::Cache<String, Arc<CertifiedKey>>,
+    pem: String,
+}
+
+impl std::fmt::Debug for LocalCa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalCa").finish_non_exhaustive()
+    }
+}
+
+fn ca_params() -> CertificateParams {
+    let mut params = CertificateParams::default();
+    let mut name = DistinguishedName::new();
+    name.push(DnType::CommonName, "frontdoor local CA");
+    name.push(
+        DnType::OrganizationName,
+        "frontdoor (offline Cloud Run emulator)",
+    );
+    params.distinguished_name = name;
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    params.not_before = rcgen::date_time_ymd(2024, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2074, 1, 1);
+    params
+}
+
+fn cert_error(e: rcgen::Error) -> KeyError {
+    KeyError::Certificate(e.to_string())
+}
+
+impl LocalCa {
+    /// The CA of `dir`, made on first use; writes `ca.pem` and `bundle.pem` beside its key.
+    pub fn load_or_create(dir: &StateDir) -> Result<LocalCa, StoreError> {
+        let key_pem = dir.private_text(KEY_FILE, || {
+            KeyPair::generate()
+                .map(|k| k.serialize_pem())
+                .map_err(|e| StoreError::Generate(cert_error(e)))
+        })?;
+        let bad = |source| StoreError::BadKey {
+            path: dir.path().join(KEY_FILE),
+            source,
+        };
+        let key = KeyPair::from_pem(&key_pem).map_err(|e| bad(cert_error(e)))?;
+        let params = ca_params();
+        // Kept like the key (an ECDSA signature and the serial differ each time one is
+        // made), so that a trust store copied once stays byte-for-byte current.
+        let pem = dir.private_text(CA_FILE, || {
+            params
+                .self_signed(&key)
+                .map(|cert| cert.pem())
+                .map_err(|e| bad(cert_error(e)))
+        })?;
+        dir.write_file(BUNDLE_FILE, bundle(&pem).as_bytes())?;
+        Ok(LocalCa {
+            issuer: Issuer::new(params, key),
+            leaf_key: KeyPair::generate().map_err(|e| StoreError::Generate(cert_error(e)))?,
+            leaves: quick_cache::sync::Cache::new(MAX_LEAVES),
+            pem,
+        })
+    }
+
+    /// The CA certificate, PEM.
+    pub fn pem(&self) -> &str {
+        &self.pem
+    }
+
+    /// A certificate for `host` (a DNS name or an IP address) signed by this CA, with the
+    /// leaf key, ready for rustls.
+    pub fn leaf(&self, host: &str) -> Result<Arc<CertifiedKey>, KeyError> {
+        let host = host.to_ascii_lowercase();
+        if let Some(leaf) = self.leaves.get(&host) {
+            return Ok(leaf);
+        }
+        let mut params = CertificateParams::default();
+        let mut name = DistinguishedName::new();
+        name.push(DnType::CommonName, host.as_str());
+        params.distinguished_name = name;
+        params.subject_alt_names = vec![match host.parse::<std::net::IpAddr>() {
+            Ok(ip) => SanType::IpAddress(ip),
+            Err(_) => SanType::DnsName(host.clone().try_into().map_err(cert_error)?),
+        }];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.not_before = rcgen::date_time_ymd(2024, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2074, 1, 1);
+        let cert = params
+            .signed_by(&self.leaf_key, &self.issuer)
+            .map_err(cert_error)?;
+        let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.leaf_key.serialize_der()));
+        let signing = tokio_rustls::rustls::crypto::aws_lc_rs::sign::any_supported_type(&key_der)
+            .map_err(|e| KeyError::Certificate(e.to_string()))?;
+        let chain = vec![
+            CertificateDer::from(cert.der().to_vec()),
+            CertificateDer::from(
+                pem::parse(&self.pem)
+                    .map_err(|e| KeyError::Certificate(e.to_string()))?
+                    .into_contents(),
+            ),
+        ];
+        let leaf = Arc::new(CertifiedKey::new(chain, signing));
+        self.leaves.insert(host, leaf.clone());
+        Ok(leaf)
+    }
+}
+
+/// The system's trusted roots (as the platform lists them), then `ca_pem`. A root that
+/// cannot be read is left out: the bundle is for hosts frontdoor passes through.
+fn bundle(ca_pem: &str) -> String {
+    let mut out = String::new();
+    for cert in rustls_native_certs::load_native_certs().certs {
+        out.push_str(&pem::encode(&pem::Pem::new("CERTIFICATE", cert.to_vec())));
+    }
+    out.push_str(ca_pem);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ca_is_kept_across_restarts_and_its_key_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path());
+        let first = LocalCa::load_or_create(&state).unwrap();
+        let second = LocalCa::load_or_create(&state).unwrap();
+        // The same key and name: a leaf of the second chains to the first's certificate.
+        assert_eq!(first.pem(), second.pem());
+        let mode = std::fs::metadata(dir.path().join(KEY_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let bundle = std::fs::read_to_string(dir.path().join(BUNDLE_FILE)).unwrap();
+        assert!(bundle.ends_with(first.pem()));
+        let leaf = second.leaf("Search-abc-uc.a.run.app").unwrap();
+        assert_eq!(leaf.cert.len(), 2);
+        assert!(Arc::ptr_eq(
+            &leaf,
+            &second.leaf("search-abc-uc.a.run.app").unwrap()
+        ));
+        assert!(second.leaf("169.254.169.254").is_ok());
+    }
+}

@@ -1,0 +1,279 @@
+//! The egress proxy: unmodified clients reach frontdoor at Google's own URLs, with only a
+//! proxy and a CA bundle set in their environment (issue 12).
+
+mod common;
+
+use std::process::{Command, Output};
+
+use common::*;
+
+const SA: &str = "@demo-project.iam.gserviceaccount.com";
+
+fn yaml() -> String {
+    format!(
+        r#"{PROJECT}service_accounts: [{{email: login{SA}}}, {{email: vault{SA}}}]
+services:
+  - name: login
+    service_account: login{SA}
+    upstream: builtin:echo
+  - name: vault
+    service_account: vault{SA}
+    upstream: builtin:echo
+    ingress: internal
+    iam_policy: {{bindings: [{{role: roles/run.invoker, members: [serviceAccount:login{SA}]}}]}}
+  - name: open
+    upstream: builtin:echo
+    iam_policy: {{bindings: [{{role: roles/run.invoker, members: [allUsers]}}]}}
+egress: {{passthrough: [localhost]}}
+"#
+    )
+}
+
+fn ca_file(emu: &Emulator) -> std::path::PathBuf {
+    emu.dir.path().join(".frontdoor/ca/ca.pem")
+}
+
+/// curl with `login`'s proxy and, unless `trust` is false, the local CA.
+fn curl(emu: &Emulator, trust: bool, args: &[&str]) -> Output {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "--max-time", "20", "-o", "-", "-w", "\n%{http_code}"])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap())
+        .env(
+            "HTTPS_PROXY",
+            format!("http://{}", emu.metadata_of("login")),
+        )
+        // curl reads only the lowercase form for plain http.
+        .env("http_proxy", format!("http://{}", emu.metadata_of("login")));
+    if trust {
+        cmd.env("CURL_CA_BUNDLE", ca_file(emu));
+    }
+    cmd.args(args).output().unwrap()
+}
+
+/// The body and the status `-w` appended.
+fn answer(out: &Output) -> (String, String) {
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+    (body.to_owned(), code.to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn curl_reaches_services_and_the_metadata_server_at_their_real_urls() {
+    let emu = Emulator::start(&yaml()).await;
+    let vault = emu.url_of("vault");
+    let token = emu.sa_token(&format!("login{SA}"), &vault);
+    let auth = format!("Authorization: Bearer {token}");
+
+    // https://vault-….run.app through login's proxy: TLS at frontdoor, the front door's
+    // checks, and ingress internal satisfied because the request came through a service.
+    let out = curl(&emu, true, &["-H", &auth, &format!("{vault}/hello")]);
+    let (body, code) = answer(&out);
+    assert_eq!(
+        code,
+        "200",
+        "{body} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(body.contains(r#""x-forwarded-proto":"https""#), "{body}");
+    // No token: the same 403 as on the front door's own port, over TLS.
+    let (body, code) = answer(&curl(&emu, true, &[&format!("{vault}/hello")]));
+    assert_eq!(code, "403", "{body}");
+    // A hostile token: refused with the verifier's reason.
+    let (body, code) = answer(&curl(
+        &emu,
+        true,
+        &["-H", "Authorization: Bearer a.b.c", &format!("{vault}/")],
+    ));
+    assert_eq!(code, "401", "{body}");
+
+    // The metadata server at its real name, plain http through the proxy: login's identity.
+    let (body, code) = answer(&curl(
+        &emu,
+        true,
+        &[
+            "-H",
+            "Metadata-Flavor: Google",
+            "http://metadata.google.internal/computeMetadata/v1/instance/service-accounts/default/email",
+        ],
+    ));
+    assert_eq!(
+        (body.as_str(), code.as_str()),
+        (&*format!("login{SA}"), "200")
+    );
+
+    // Google's key URL serves the issuer's keys.
+    let (body, code) = answer(&curl(
+        &emu,
+        true,
+        &["https://www.googleapis.com/oauth2/v3/certs"],
+    ));
+    assert_eq!(code, "200", "{body}");
+    assert!(body.contains(r#""kty":"RSA""#), "{body}");
+    emu.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_and_unknown_requests_are_refused_clearly() {
+    let emu = Emulator::start(&yaml()).await;
+    let open = emu.url_of("open");
+
+    // A client that does not trust the CA: a TLS error, never a pass.
+    let out = curl(&emu, false, &[&format!("{open}/")]);
+    assert_eq!(out.status.code(), Some(60), "{out:?}");
+
+    // An unknown host: refused at once, naming it and the way to let it through.
+    let started = std::time::Instant::now();
+    let out = curl(&emu, true, &["-v", "https://example.com/"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("403"), "{stderr}");
+    assert!(
+        stderr.contains("example.com is not emulated by frontdoor; add it to `egress.passthrough`"),
+        "{stderr}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    let (body, code) = answer(&curl(&emu, true, &["http://example.com/"]));
+    assert_eq!(code, "403", "{body}");
+    assert!(
+        body.contains("http://example.com is not emulated by frontdoor"),
+        "{body}"
+    );
+
+    // Raw proxy requests: a CONNECT with no port, a client hello without SNI, a tunnel
+    // to the metadata server (plain http only).
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let proxy = emu.metadata_of("login");
+    let raw = |request: &'static str| {
+        let proxy = proxy.clone();
+        async move {
+            let mut s = tokio::net::TcpStream::connect(&proxy).await.unwrap();
+            s.write_all(request.as_bytes()).await.unwrap();
+            let mut buf = vec![0u8; 4096];
+            let n = s.read(&mut buf).await.unwrap();
+            String::from_utf8_lossy(&buf[..n]).into_owned()
+        }
+    };
+    let got = raw("CONNECT open.run.app HTTP/1.1\r\nHost: open.run.app\r\n\r\n").await;
+    assert!(got.starts_with("HTTP/1.1 400"), "{got}");
+    assert!(got.contains("has no port"), "{got}");
+    let got = raw("CONNECT metadata.google.internal:80 HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(got.starts_with("HTTP/1.1 403"), "{got}");
+    let got = raw("CONNECT open.run.app:8443 HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(
+        got.starts_with("HTTP/1.1 403") && got.contains("port 443 only"),
+        "{got}"
+    );
+    // Tunnel granted, then a TLS client hello without SNI: the handshake is refused (an
+    // alert, then the close), and the proxy serves on.
+    {
+        let mut s = tokio::net::TcpStream::connect(&proxy).await.unwrap();
+        s.write_all(b"CONNECT open.run.app:443 HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = vec![0u8; 1024];
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+        let root = {
+            let mut roots = tokio_rustls::rustls::RootCertStore::empty();
+            let pem = std::fs::read_to_string(ca_file(&emu)).unwrap();
+            roots
+                .add(pem::parse(pem).unwrap().into_contents().into())
+                .unwrap();
+            roots
+        };
+        let mut config = tokio_rustls::rustls::ClientConfig::builder_with_provider(
+            std::sync::Arc::new(tokio_rustls::rustls::crypto::aws_lc_rs::default_provider()),
+        )
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(root)
+        .with_no_client_auth();
+        config.enable_sni = false;
+        let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+        let name = tokio_rustls::rustls::pki_types::ServerName::try_from("open.run.app").unwrap();
+        assert!(connector.connect(name, s).await.is_err());
+    }
+    let (_, code) = answer(&curl(&emu, true, &[&format!("{open}/")]));
+    assert_eq!(code, "200");
+
+    // A passthrough host is tunnelled untouched (here: the google listener, plain http,
+    // by the name `localhost`); a tunnel to the proxy itself is a loop, refused.
+    let google_port = emu.addresses.google.port();
+    let mut s = tokio::net::TcpStream::connect(&proxy).await.unwrap();
+    s.write_all(format!("CONNECT localhost:{google_port} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 1024];
+    let n = s.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut through = String::new();
+    s.read_to_string(&mut through).await.unwrap();
+    assert!(through.starts_with("HTTP/1.1 200"), "{through}");
+    let own_port = proxy.rsplit(':').next().unwrap().to_owned();
+    let mut s = tokio::net::TcpStream::connect(&proxy).await.unwrap();
+    s.write_all(format!("CONNECT localhost:{own_port} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let n = s.read(&mut buf).await.unwrap();
+    let got = String::from_utf8_lossy(&buf[..n]);
+    assert!(
+        got.starts_with("HTTP/1.1 403") && got.contains("would loop"),
+        "{got}"
+    );
+    emu.stop().await;
+}
+
+/// Python's `requests` and `google-auth`, unmodified: a proxy and a CA bundle in the
+/// environment, and the code calls `https://….run.app` and verifies with Google's default
+/// certificate URL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_code_runs_unchanged_with_only_the_environment_set() {
+    let emu = Emulator::start(&yaml()).await;
+    let script = r#"
+import os, sys
+import requests
+import google.auth.transport.requests
+import google.oauth2.id_token
+
+url = sys.argv[1]
+session = requests.Session()
+token = google.oauth2.id_token.fetch_id_token(google.auth.transport.requests.Request(session), url)
+r = requests.get(url + "/hello", headers={"Authorization": "Bearer " + token})
+print(r.status_code)
+claims = google.oauth2.id_token.verify_oauth2_token(token, google.auth.transport.requests.Request(session), url)
+print(claims["email"])
+tampered = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+try:
+    google.oauth2.id_token.verify_oauth2_token(tampered, google.auth.transport.requests.Request(session), url)
+    print("tampered accepted")
+except ValueError as e:
+    print("tampered refused")
+"#;
+    let proxy = format!("http://{}", emu.metadata_of("login"));
+    let out = Command::new(python())
+        .args(["-c", script, &emu.url_of("vault")])
+        .env("HTTPS_PROXY", &proxy)
+        .env("HTTP_PROXY", &proxy)
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .env("REQUESTS_CA_BUNDLE", ca_file(&emu))
+        .env("GCE_METADATA_HOST", emu.metadata_of("login"))
+        .env("GCE_METADATA_IP", emu.metadata_of("login"))
+        .env_remove("GOOGLE_APPLICATION_CREDENTIALS")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        ["200", &format!("login{SA}"), "tampered refused"]
+    );
+    emu.stop().await;
+}
