@@ -202,6 +202,14 @@ async fn bad_assertions_get_invalid_grant_with_googles_descriptions() {
             "{name}: {body}"
         );
     }
+    // The account is named in any case, as Google's emails are matched (the shared verifier
+    // once compared the issuer exactly and called this a lifetime error).
+    let upper = s.assertion(|c| {
+        c["iss"] = json!(sa("caller").to_ascii_uppercase());
+        c["target_audience"] = json!("x");
+    });
+    let (status, body) = s.grant(&upper).await;
+    assert_eq!(status, 200, "{body}");
     // A deleted key's assertions are refused.
     let valid = s.assertion(|c| c["target_audience"] = json!("x"));
     assert_eq!(s.grant(&valid).await.0, 200);

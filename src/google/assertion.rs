@@ -5,7 +5,7 @@
 use serde_json::Value;
 
 use crate::config::ServiceAccount;
-use crate::keys::{PublicKey, VerifyingKey};
+use crate::keys::PublicKey;
 use crate::state::AppState;
 use crate::tokens::jws::{Audience, Jws, KidRule, Rules};
 use crate::tokens::{Claims, LIFETIME, TokenError};
@@ -39,53 +39,62 @@ pub(crate) fn verify<'s>(
     let claims = jws
         .unverified_claims()
         .map_err(|_| AssertionError::Malformed)?;
-    let account = claims
+    let iss = claims
         .get("iss")
         .and_then(Value::as_str)
-        .and_then(|email| state.config().service_account(email))
         .ok_or(AssertionError::UnknownAccount)?;
-    // The account's Google-managed key (what `signJwt`/`signBlob` sign with) counts as
-    // its own, as on Google: `compute_engine.IDTokenCredentials` signs its assertion with
-    // signBlob. Some clients send no `kid`; then any of the account's keys may have signed it.
-    let system = state.system_keys().existing(&account.email);
-    // A named key is read alone (one unreadable file elsewhere in the account's folder
-    // does not stop it); with no `kid`, every key of the account is a candidate.
-    let issued: Vec<(String, PublicKey)> = match jws.kid() {
-        Some(kid) => (state.state_dir().account_key(&account.email, kid).ok())
-            .flatten()
-            .map(|key| vec![(kid.to_owned(), key)])
-            .unwrap_or_default(),
-        None => (state
-            .state_dir()
-            .account_keys(&account.email)
-            .unwrap_or_default())
-        .into_iter()
-        .map(|(kid, key, _)| (kid, key))
-        .collect(),
-    };
-    let mut keys: Vec<(Option<&str>, &dyn VerifyingKey)> = Vec::new();
-    if let Some(key) = &system {
-        keys.push((Some(key.kid()), &**key));
-    }
-    keys.extend(
-        issued
-            .iter()
-            .map(|(kid, key)| (Some(kid.as_str()), key as &dyn VerifyingKey)),
-    );
+    let account = state
+        .config()
+        .service_account(iss)
+        .ok_or(AssertionError::UnknownAccount)?;
+    // The issuer as sent: accounts are found whatever the case of their email.
     let rules = Rules {
-        issuer: &account.email,
+        issuer: iss,
         audience: Audience::Unchecked,
         kid: KidRule::Optional,
         max_lifetime: LIFETIME,
     };
-    match jws.verify(keys, &rules, state.now()) {
+    let now = state.now();
+    let unsigned = |e: &TokenError| {
+        matches!(
+            e,
+            TokenError::UnknownKid(_) | TokenError::BadSignature(_) | TokenError::NoKeyVerifies(_)
+        )
+    };
+    // The account's Google-managed key (what `signJwt`/`signBlob` sign with) counts as
+    // its own, as on Google: `compute_engine.IDTokenCredentials` signs its assertion with
+    // signBlob. It is in memory and tried first; the keys issued with `keys create` are
+    // read from disk only when it did not sign.
+    let mut outcome = Err(TokenError::NoKeyVerifies(0));
+    if let Some(key) = state.system_keys().existing(&account.email) {
+        outcome = jws.verify([(Some(key.kid()), &*key)], &rules, now);
+    }
+    if outcome.as_ref().is_err_and(unsigned) {
+        // A named key is read alone (one unreadable file elsewhere in the account's folder
+        // does not stop it); with no `kid` (some clients send none), every key of the
+        // account is a candidate.
+        let issued: Vec<(String, PublicKey)> = match jws.kid() {
+            Some(kid) => (state.state_dir().account_key(&account.email, kid).ok())
+                .flatten()
+                .map(|key| vec![(kid.to_owned(), key)])
+                .unwrap_or_default(),
+            None => (state.state_dir().account_keys(&account.email))
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(kid, key, _)| (kid, key))
+                .collect(),
+        };
+        outcome = jws.verify(
+            issued.iter().map(|(kid, key)| (Some(kid.as_str()), key)),
+            &rules,
+            now,
+        );
+    }
+    match outcome {
         Ok(checked) => Ok((account, checked.claims)),
-        Err(
-            TokenError::UnknownKid(_)
-            | TokenError::BadSignature(_)
-            | TokenError::NoKeyVerifies(_)
-            | TokenError::NotBase64("signature"),
-        ) => Err(AssertionError::Signature),
+        Err(e) if unsigned(&e) || e == TokenError::NotBase64("signature") => {
+            Err(AssertionError::Signature)
+        }
         Err(TokenError::NotBase64(_) | TokenError::NotJsonObject(_)) => {
             Err(AssertionError::Malformed)
         }
