@@ -12,8 +12,9 @@ use std::sync::Arc;
 
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, SanType,
+    Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
 };
+use sha2::Digest;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio_rustls::rustls::sign::CertifiedKey;
 
@@ -31,10 +32,13 @@ pub const MAX_LEAVES: usize = 1024;
 
 pub struct LocalCa {
     issuer: Issuer<'static, KeyPair>,
-    /// One key for every leaf, made each start: only the CA's must survive restarts.
+    /// One key for every leaf, made each start: only the CA's must survive restarts. Kept
+    /// in both forms: rcgen signs certificates for it, rustls signs handshakes with it.
     leaf_key: KeyPair,
+    leaf_signer: Arc<dyn tokio_rustls::rustls::sign::SigningKey>,
     leaves: quick_cache::sync::Cache<String, Arc<CertifiedKey>>,
     pem: String,
+    der: CertificateDer<'static>,
 }
 
 impl std::fmt::Debug for LocalCa {
@@ -54,8 +58,7 @@ fn ca_params() -> CertificateParams {
     params.distinguished_name = name;
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    params.not_before = rcgen::date_time_ymd(2024, 1, 1);
-    params.not_after = rcgen::date_time_ymd(2074, 1, 1);
+    super::x509::set_validity(&mut params);
     params
 }
 
@@ -86,11 +89,23 @@ impl LocalCa {
                 .map_err(|e| bad(cert_error(e)))
         })?;
         dir.write_file(BUNDLE_FILE, bundle(&pem).as_bytes())?;
+        let der = CertificateDer::from(
+            pem::parse(&pem)
+                .map_err(|e| bad(KeyError::Certificate(e.to_string())))?
+                .into_contents(),
+        );
+        let leaf_key = KeyPair::generate().map_err(|e| StoreError::Generate(cert_error(e)))?;
+        let leaf_signer = tokio_rustls::rustls::crypto::aws_lc_rs::sign::any_supported_type(
+            &PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der())),
+        )
+        .map_err(|e| StoreError::Generate(KeyError::Certificate(e.to_string())))?;
         Ok(LocalCa {
             issuer: Issuer::new(params, key),
-            leaf_key: KeyPair::generate().map_err(|e| StoreError::Generate(cert_error(e)))?,
+            leaf_key,
+            leaf_signer,
             leaves: quick_cache::sync::Cache::new(MAX_LEAVES),
             pem,
+            der,
         })
     }
 
@@ -99,42 +114,38 @@ impl LocalCa {
         &self.pem
     }
 
-    /// A certificate for `host` (a DNS name or an IP address) signed by this CA, with the
-    /// leaf key, ready for rustls.
+    /// A certificate for `host` (a DNS name or an IP address, lowercase) signed by this CA,
+    /// with the leaf key, ready for rustls.
     pub fn leaf(&self, host: &str) -> Result<Arc<CertifiedKey>, KeyError> {
-        let host = host.to_ascii_lowercase();
-        if let Some(leaf) = self.leaves.get(&host) {
-            return Ok(leaf);
-        }
+        self.leaves
+            .get_or_insert_with(host, || self.issue(host).map(Arc::new))
+    }
+
+    fn issue(&self, host: &str) -> Result<CertifiedKey, KeyError> {
         let mut params = CertificateParams::default();
         let mut name = DistinguishedName::new();
-        name.push(DnType::CommonName, host.as_str());
+        name.push(DnType::CommonName, host);
         params.distinguished_name = name;
         params.subject_alt_names = vec![match host.parse::<std::net::IpAddr>() {
             Ok(ip) => SanType::IpAddress(ip),
-            Err(_) => SanType::DnsName(host.clone().try_into().map_err(cert_error)?),
+            Err(_) => SanType::DnsName(host.to_owned().try_into().map_err(cert_error)?),
         }];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.not_before = rcgen::date_time_ymd(2024, 1, 1);
-        params.not_after = rcgen::date_time_ymd(2074, 1, 1);
+        super::x509::set_validity(&mut params);
+        // Every leaf shares one key, so rcgen's default serial (from the key) would repeat:
+        // RFC 5280 wants it unique per issuer, and NSS refuses a repeat. From the host.
+        let digest = sha2::Sha256::digest(host.as_bytes());
+        let mut serial = digest[..16].to_vec();
+        serial[0] = (serial[0] & 0x7f) | 0x01;
+        params.serial_number = Some(SerialNumber::from_slice(&serial));
         let cert = params
             .signed_by(&self.leaf_key, &self.issuer)
             .map_err(cert_error)?;
-        let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.leaf_key.serialize_der()));
-        let signing = tokio_rustls::rustls::crypto::aws_lc_rs::sign::any_supported_type(&key_der)
-            .map_err(|e| KeyError::Certificate(e.to_string()))?;
-        let chain = vec![
-            CertificateDer::from(cert.der().to_vec()),
-            CertificateDer::from(
-                pem::parse(&self.pem)
-                    .map_err(|e| KeyError::Certificate(e.to_string()))?
-                    .into_contents(),
-            ),
-        ];
-        let leaf = Arc::new(CertifiedKey::new(chain, signing));
-        self.leaves.insert(host, leaf.clone());
-        Ok(leaf)
+        Ok(CertifiedKey::new(
+            vec![cert.der().clone(), self.der.clone()],
+            self.leaf_signer.clone(),
+        ))
     }
 }
 
@@ -169,12 +180,30 @@ mod tests {
         assert_eq!(mode & 0o777, 0o600);
         let bundle = std::fs::read_to_string(dir.path().join(BUNDLE_FILE)).unwrap();
         assert!(bundle.ends_with(first.pem()));
-        let leaf = second.leaf("Search-abc-uc.a.run.app").unwrap();
+        let leaf = second.leaf("search-abc-uc.a.run.app").unwrap();
         assert_eq!(leaf.cert.len(), 2);
         assert!(Arc::ptr_eq(
             &leaf,
             &second.leaf("search-abc-uc.a.run.app").unwrap()
         ));
+        // One key for every leaf, yet each its own serial (from its host), which the DER
+        // carries.
+        let serial = |host: &str| {
+            let mut s = sha2::Sha256::digest(host.as_bytes())[..16].to_vec();
+            s[0] = (s[0] & 0x7f) | 0x01;
+            s
+        };
+        let other = second.leaf("other-abc-uc.a.run.app").unwrap();
+        for (cert, host) in [
+            (&leaf, "search-abc-uc.a.run.app"),
+            (&other, "other-abc-uc.a.run.app"),
+        ] {
+            let wanted = serial(host);
+            assert!(
+                cert.cert[0].windows(16).any(|w| w == wanted.as_slice()),
+                "{host}"
+            );
+        }
         assert!(second.leaf("169.254.169.254").is_ok());
     }
 }
