@@ -21,19 +21,21 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{Method, Response, StatusCode, header};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use axum::http::uri::{Authority, Scheme};
+use axum::http::{Method, Response, StatusCode, Uri, Version, header};
+use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
-use tokio_rustls::TlsAcceptor;
-use tokio_rustls::rustls::server::{ClientHello, ResolvesServerCert};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_rustls::LazyConfigAcceptor;
+use tokio_rustls::rustls::server::{Acceptor, ClientHello, ResolvesServerCert};
 use tokio_rustls::rustls::sign::CertifiedKey;
 use tokio_rustls::rustls::{ServerConfig, crypto};
 use tower::ServiceExt;
 
+use crate::decisions::{REASON_HEADER, reason_header};
 use crate::frontdoor::CallerProcess;
 use crate::keys::ca::LocalCa;
-use crate::peer::Peer;
+use crate::peer::{Peer, http_builder, with_connection};
 use crate::state::Live;
 
 /// Google's hosts whose APIs frontdoor serves (SPEC §6): the issuer's keys and discovery,
@@ -49,11 +51,14 @@ pub(crate) const GOOGLE_HOSTS: [&str; 5] = [
 /// The metadata server's names, reached over plain http.
 pub(crate) const METADATA_HOSTS: [&str; 2] = ["metadata.google.internal", "169.254.169.254"];
 
-/// Headers of a request inside a tunnel must arrive within this (as on every listener).
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-const MAX_HEADER_BYTES: usize = 64 * 1024;
+/// A tunnel's TLS handshake, and each request's headers inside it, must arrive within this
+/// (as every listener's headers must).
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Tunnels open at once through one proxy at most: past this a CONNECT gets 503. A tunnel
+/// outlives the request that opened it, so the listener's own connection cap does not
+/// count it.
+const MAX_TUNNELS: usize = 1024;
 
-#[derive(Clone)]
 struct Proxy {
     live: Live,
     /// The service this proxy belongs to; `None` for the default one.
@@ -61,18 +66,55 @@ struct Proxy {
     metadata: Router,
     frontdoor: Router,
     google: Router,
+    /// `None` when the local CA cannot be loaded: TLS hosts are then refused.
+    tls: Option<Tls>,
+    tunnels: Arc<Semaphore>,
+}
+
+/// Built once per proxy: the config that serves a leaf for the SNI (once it is known to
+/// name the CONNECT host), and one that refuses the handshake.
+struct Tls {
+    serve: Arc<ServerConfig>,
+    refuse: Arc<ServerConfig>,
 }
 
 /// `metadata` (a metadata listener's router) with the egress proxy in front of it.
 pub(crate) fn app(metadata: Router, live: Live, service: Option<String>) -> Router {
+    let tls = match live.get().ca() {
+        Ok(ca) => tls_configs(ca)
+            .map_err(|e| tracing::error!(error = %e, "cannot configure TLS for the egress proxy"))
+            .ok(),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot load or make the local CA; the egress proxy refuses TLS hosts");
+            None
+        }
+    };
     let proxy = Proxy {
         frontdoor: crate::frontdoor::app(live.clone(), None),
         google: crate::google::app(live.clone()),
         live,
         service,
         metadata,
+        tls,
+        tunnels: Arc::new(Semaphore::new(MAX_TUNNELS)),
     };
-    Router::new().fallback(handle).with_state(proxy)
+    Router::new().fallback(handle).with_state(Arc::new(proxy))
+}
+
+fn tls_configs(ca: Arc<LocalCa>) -> Result<Tls, tokio_rustls::rustls::Error> {
+    let config = |resolver: Arc<dyn ResolvesServerCert>| {
+        let provider = Arc::new(crypto::aws_lc_rs::default_provider());
+        let mut config = ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_cert_resolver(resolver);
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok::<_, tokio_rustls::rustls::Error>(Arc::new(config))
+    };
+    Ok(Tls {
+        serve: config(Arc::new(BySni(ca)))?,
+        refuse: config(Arc::new(NoCertificate))?,
+    })
 }
 
 /// Where a proxied request goes.
@@ -82,36 +124,59 @@ enum Route {
     Passthrough,
 }
 
-async fn handle(State(proxy): State<Proxy>, req: Request) -> Response<Body> {
+async fn handle(State(proxy): State<Arc<Proxy>>, req: Request) -> Response<Body> {
     if req.method() == Method::CONNECT {
-        return connect(proxy, req).await;
+        return connect(&proxy, req).await;
     }
-    // Absolute-form (`GET http://host/…`): a request meant for the proxy.
-    if let Some(host) = req.uri().host() {
-        let host = host.to_ascii_lowercase();
-        if !METADATA_HOSTS.contains(&host.as_str()) {
-            return refuse(
-                StatusCode::FORBIDDEN,
-                &format!(
-                    "http://{host} is not emulated by frontdoor; through its proxy, plain http reaches only the metadata server (http://metadata.google.internal), and Cloud Run services and Google's APIs are https"
-                ),
-            );
+    // An HTTP/1 request in absolute form (`GET http://host/…`) is meant for the proxy.
+    // (HTTP/2 always names an authority; plain-http HTTP/2 is the metadata server's own.)
+    if req.version() <= Version::HTTP_11 {
+        if let Some(host) = req.uri().host() {
+            let host = host.to_ascii_lowercase();
+            if !METADATA_HOSTS.contains(&host.as_str()) && !names_this_listener(&req, &host) {
+                return refuse(
+                    StatusCode::FORBIDDEN,
+                    &format!(
+                        "http://{host} is not emulated by frontdoor; through its proxy, plain http reaches only the metadata server (http://metadata.google.internal), and Cloud Run services and Google's APIs are https"
+                    ),
+                );
+            }
         }
     }
-    match proxy.metadata.oneshot(req).await {
+    match proxy.metadata.clone().oneshot(req).await {
         Ok(response) => response,
         Err(never) => match never {},
     }
 }
 
+/// Whether an absolute-form request names this very listener (`GCE_METADATA_HOST` set to
+/// its address, with the proxy set to it too): served as any metadata request.
+fn names_this_listener(req: &Request, host: &str) -> bool {
+    let Some(ConnectInfo(peer)) = req.extensions().get::<ConnectInfo<Peer>>() else {
+        return false;
+    };
+    let port = req.uri().port_u16().unwrap_or(80);
+    let host = host.trim_matches(['[', ']']);
+    port == peer.local.port()
+        && (host == "localhost"
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip == peer.local.ip()))
+}
+
 fn refuse(status: StatusCode, why: &str) -> Response<Body> {
     tracing::info!(reason = why, "egress proxy refused a request");
-    Response::builder()
-        .status(status)
-        .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
-        .header("x-frontdoor-reason", why.replace(['\r', '\n'], " "))
-        .body(Body::from(format!("{why}\n")))
-        .expect("a response of valid parts")
+    let mut response = Response::new(Body::from(format!("{why}\n")));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    if let Some(value) = reason_header(why) {
+        headers.insert(REASON_HEADER, value);
+    }
+    response
 }
 
 fn classify(proxy: &Proxy, host: &str, port: u16) -> Result<Route, String> {
@@ -120,11 +185,9 @@ fn classify(proxy: &Proxy, host: &str, port: u16) -> Result<Route, String> {
     if config.egress_passthrough.iter().any(|h| h == host) {
         return Ok(Route::Passthrough);
     }
-    let custom = config
-        .services
-        .iter()
-        .any(|s| s.custom_domains.iter().any(|d| d == host));
-    let route = if host.ends_with(".run.app") || custom {
+    // Any `*.run.app` name ends here, as on Google, where an unknown one is the front
+    // door's 404; custom domains as the front door routes them.
+    let route = if host.ends_with(".run.app") || state.frontdoor().route(host).is_some() {
         Route::FrontDoor
     } else if GOOGLE_HOSTS.contains(&host) {
         Route::Google
@@ -149,7 +212,7 @@ fn classify(proxy: &Proxy, host: &str, port: u16) -> Result<Route, String> {
     Ok(route)
 }
 
-async fn connect(proxy: Proxy, req: Request) -> Response<Body> {
+async fn connect(proxy: &Proxy, req: Request) -> Response<Body> {
     let Some(authority) = req.uri().authority().cloned() else {
         return refuse(
             StatusCode::BAD_REQUEST,
@@ -166,7 +229,7 @@ async fn connect(proxy: Proxy, req: Request) -> Response<Body> {
             &format!("CONNECT {authority}: the target has no port; expected HOST:PORT"),
         );
     };
-    let route = match classify(&proxy, &host, port) {
+    let route = match classify(proxy, &host, port) {
         Ok(route) => route,
         Err(why) => return refuse(StatusCode::FORBIDDEN, &why),
     };
@@ -176,21 +239,24 @@ async fn connect(proxy: Proxy, req: Request) -> Response<Body> {
             "the connection's addresses are unknown",
         );
     };
+    let Ok(permit) = proxy.tunnels.clone().try_acquire_owned() else {
+        return refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!("{MAX_TUNNELS} tunnels are open through this proxy already; close some"),
+        );
+    };
     let app = match route {
         Route::FrontDoor => proxy.frontdoor.clone(),
         Route::Google => proxy.google.clone(),
-        Route::Passthrough => return tunnel(req, host, port, peer).await,
+        Route::Passthrough => return tunnel(req, host, port, peer, permit).await,
     };
-    let ca = match proxy.live.get().ca() {
-        Ok(ca) => ca,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot load or make the local CA");
-            return refuse(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &format!("frontdoor's local CA is unusable: {e}"),
-            );
-        }
+    let Some(tls) = &proxy.tls else {
+        return refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "frontdoor's local CA is unusable (see the server's log), so it cannot end TLS",
+        );
     };
+    let configs = (tls.serve.clone(), tls.refuse.clone());
     // Through a service's proxy, the caller is that service; through the default one,
     // whichever started service holds the connection, looked up as on the front door.
     let caller = match &proxy.service {
@@ -202,10 +268,11 @@ async fn connect(proxy: Proxy, req: Request) -> Response<Body> {
             .unwrap_or_default(),
     };
     tokio::spawn(async move {
+        let _permit = permit;
         match hyper::upgrade::on(req).await {
             Ok(upgraded) => {
-                if let Err(e) = serve_tls(TokioIo::new(upgraded), host, ca, app, peer, caller).await
-                {
+                let io = TokioIo::new(upgraded);
+                if let Err(e) = serve_tls(io, host, configs, app, peer, caller).await {
                     tracing::debug!(error = %e, "egress tunnel ended");
                 }
             }
@@ -215,35 +282,34 @@ async fn connect(proxy: Proxy, req: Request) -> Response<Body> {
     Response::new(Body::empty())
 }
 
-/// The leaf for the host the tunnel was opened to, and only for it: a client hello without
-/// SNI, or naming another host, gets no certificate and the handshake fails.
+/// A leaf for the client hello's SNI; [`serve_tls`] has checked it names the CONNECT host.
 #[derive(Debug)]
-struct OneHost {
-    ca: Arc<LocalCa>,
-    host: String,
-}
+struct BySni(Arc<LocalCa>);
 
-impl ResolvesServerCert for OneHost {
+impl ResolvesServerCert for BySni {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        let Some(sni) = hello.server_name() else {
-            tracing::info!(host = %self.host, "egress: a client hello without SNI; refused");
-            return None;
-        };
-        if !sni.eq_ignore_ascii_case(&self.host) {
-            tracing::info!(host = %self.host, %sni, "egress: SNI names another host than CONNECT; refused");
-            return None;
-        }
-        self.ca
-            .leaf(&self.host)
+        let sni = hello.server_name()?.to_ascii_lowercase();
+        self.0
+            .leaf(&sni)
             .map_err(|e| tracing::error!(error = %e, "cannot issue a leaf certificate"))
             .ok()
+    }
+}
+
+/// No certificate: the handshake fails with an alert the client can report.
+#[derive(Debug)]
+struct NoCertificate;
+
+impl ResolvesServerCert for NoCertificate {
+    fn resolve(&self, _: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        None
     }
 }
 
 async fn serve_tls<IO>(
     io: IO,
     host: String,
-    ca: Arc<LocalCa>,
+    (serve, refuse): (Arc<ServerConfig>, Arc<ServerConfig>),
     app: Router,
     peer: Peer,
     caller: CallerProcess,
@@ -251,37 +317,65 @@ async fn serve_tls<IO>(
 where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let provider = Arc::new(crypto::aws_lc_rs::default_provider());
-    let mut config = ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::new(OneHost { ca, host }));
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    let tls = TlsAcceptor::from(Arc::new(config)).accept(io).await?;
-    let service = tower::service_fn(move |mut req: Request<hyper::body::Incoming>| {
-        req.extensions_mut().insert(ConnectInfo(peer));
-        req.extensions_mut().insert(caller.clone());
-        app.clone().oneshot(req)
-    });
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .max_buf_size(MAX_HEADER_BYTES);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(MAX_HEADER_BYTES as u32);
-    builder
+    let handshake = async {
+        let start = LazyConfigAcceptor::new(Acceptor::default(), io).await?;
+        // The leaf is for the host the tunnel was opened to, and only for it: a client hello
+        // without SNI, or naming another host, is refused.
+        let sni = start.client_hello().server_name().map(str::to_owned);
+        let config = match &sni {
+            Some(sni) if sni.eq_ignore_ascii_case(&host) => serve,
+            _ => {
+                tracing::info!(%host, sni = sni.as_deref().unwrap_or("(none)"), "egress: the client hello's SNI does not name the CONNECT host; refused");
+                refuse
+            }
+        };
+        start.into_stream(config).await
+    };
+    let tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await??;
+    let authority = Authority::try_from(host.as_str()).ok();
+    let service = with_connection(app, peer, caller).map_request(
+        move |mut req: axum::http::Request<hyper::body::Incoming>| {
+            as_https(&mut req, authority.as_ref());
+            req
+        },
+    );
+    http_builder(HANDSHAKE_TIMEOUT)
         .serve_connection_with_upgrades(TokioIo::new(tls), TowerToHyperService::new(service))
         .await
+}
+
+/// An HTTP/1 request inside a tunnel, written as HTTP/2 writes it: `https://HOST/path`, so
+/// that the handlers see the scheme the caller used (discovery hands out https URLs).
+fn as_https<B>(req: &mut axum::http::Request<B>, tunnel: Option<&Authority>) {
+    if req.uri().scheme().is_some() {
+        return;
+    }
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| Authority::try_from(h.as_bytes()).ok())
+        .or_else(|| tunnel.cloned());
+    let mut parts = req.uri().clone().into_parts();
+    parts.scheme = Some(Scheme::HTTPS);
+    parts.authority = host;
+    if parts.path_and_query.is_none() {
+        parts.path_and_query = Some(axum::http::uri::PathAndQuery::from_static("/"));
+    }
+    if let Ok(uri) = Uri::from_parts(parts) {
+        *req.uri_mut() = uri;
+    }
 }
 
 /// A host under `egress.passthrough`: bytes both ways, untouched. Connected before the
 /// tunnel is granted, so that an unreachable host, or this very proxy (a loop), is an
 /// answer and not a hang.
-async fn tunnel(req: Request, host: String, port: u16, peer: Peer) -> Response<Body> {
+async fn tunnel(
+    req: Request,
+    host: String,
+    port: u16,
+    peer: Peer,
+    permit: OwnedSemaphorePermit,
+) -> Response<Body> {
     let target = format!("{host}:{port}");
     let addrs: Vec<_> = match tokio::net::lookup_host(&target).await {
         Ok(addrs) => addrs.collect(),
@@ -319,6 +413,7 @@ async fn tunnel(req: Request, host: String, port: u16, peer: Peer) -> Response<B
         }
     };
     tokio::spawn(async move {
+        let _permit = permit;
         if let Ok(upgraded) = hyper::upgrade::on(req).await {
             let mut client = TokioIo::new(upgraded);
             let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;

@@ -74,8 +74,13 @@ async fn record(State(live): State<Live>, req: Request, next: Next) -> Response 
 }
 
 /// `http://HOST` as the caller reached us, so the URLs we hand out work from wherever the
-/// caller is (a container may know us by another name than the bound address).
-pub(crate) fn base_url(headers: &HeaderMap, state: &AppState) -> String {
+/// caller is (a container may know us by another name than the bound address); the
+/// request's own scheme and authority when it carries them (HTTP/2, and every request
+/// through the egress proxy's TLS tunnels: `https://accounts.google.com`).
+pub(crate) fn base_url(uri: &axum::http::Uri, headers: &HeaderMap, state: &AppState) -> String {
+    if let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) {
+        return format!("{scheme}://{authority}");
+    }
     let host = headers
         .get(axum::http::header::HOST)
         .and_then(|h| h.to_str().ok())

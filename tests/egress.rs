@@ -7,8 +7,6 @@ use std::process::{Command, Output};
 
 use common::*;
 
-const SA: &str = "@demo-project.iam.gserviceaccount.com";
-
 fn yaml() -> String {
     format!(
         r#"{PROJECT}service_accounts: [{{email: login{SA}}}, {{email: vault{SA}}}]
@@ -20,6 +18,7 @@ services:
     service_account: vault{SA}
     upstream: builtin:echo
     ingress: internal
+    custom_domains: [Vault.Example.COM]
     iam_policy: {{bindings: [{{role: roles/run.invoker, members: [serviceAccount:login{SA}]}}]}}
   - name: open
     upstream: builtin:echo
@@ -100,6 +99,36 @@ async fn curl_reaches_services_and_the_metadata_server_at_their_real_urls() {
     assert_eq!(
         (body.as_str(), code.as_str()),
         (&*format!("login{SA}"), "200")
+    );
+
+    // A custom domain, written in the configuration in another case, routes as on the
+    // front door.
+    let (body, code) = answer(&curl(
+        &emu,
+        true,
+        &["-H", &auth, "https://vault.example.com/hello"],
+    ));
+    assert_eq!(code, "200", "{body}");
+
+    // The listener named by its own address in absolute form (GCE_METADATA_HOST and the
+    // proxy both set to it) is the metadata server, not a refused host.
+    let own = format!(
+        "http://{}/computeMetadata/v1/project/project-id",
+        emu.metadata_of("login")
+    );
+    let (body, code) = answer(&curl(&emu, true, &["-H", "Metadata-Flavor: Google", &own]));
+    assert_eq!((body.as_str(), code.as_str()), ("demo-project", "200"));
+
+    // Discovery through the tunnel hands out Google's https URLs, which the proxy serves.
+    let (body, code) = answer(&curl(
+        &emu,
+        true,
+        &["https://accounts.google.com/.well-known/openid-configuration"],
+    ));
+    assert_eq!(code, "200", "{body}");
+    assert!(
+        body.contains(r#""jwks_uri":"https://accounts.google.com/oauth2/v3/certs""#),
+        "{body}"
     );
 
     // Google's key URL serves the issuer's keys.
@@ -192,7 +221,10 @@ async fn bad_and_unknown_requests_are_refused_clearly() {
         config.enable_sni = false;
         let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
         let name = tokio_rustls::rustls::pki_types::ServerName::try_from("open.run.app").unwrap();
-        assert!(connector.connect(name, s).await.is_err());
+        // The server's refusal (rustls's alert when no certificate is resolved), not a
+        // certificate the client distrusts or a dropped connection.
+        let err = connector.connect(name, s).await.unwrap_err().to_string();
+        assert_eq!(err, "received fatal alert: AccessDenied");
     }
     let (_, code) = answer(&curl(&emu, true, &[&format!("{open}/")]));
     assert_eq!(code, "200");

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -31,8 +31,8 @@ pub(super) fn routes() -> Router<Live> {
         )
 }
 
-async fn discovery(State(state): State<AppState>, headers: HeaderMap) -> Json<Value> {
-    let base = super::base_url(&headers, &state);
+async fn discovery(State(state): State<AppState>, uri: Uri, headers: HeaderMap) -> Json<Value> {
+    let base = super::base_url(&uri, &headers, &state);
     Json(json!({
         "issuer": state.config().issuer,
         "jwks_uri": format!("{base}/oauth2/v3/certs"),

@@ -5,7 +5,7 @@
 //!
 //! - a request's headers must arrive within [`Limits::header_read_timeout`], which also
 //!   closes a keep-alive connection that sends nothing for that long;
-//! - headers are read into at most [`MAX_HEADER_BYTES`];
+//! - headers are read into at most [`crate::peer::MAX_HEADER_BYTES`];
 //! - at most [`Limits::max_connections`] are open per listener; past that a new connection
 //!   is closed at once, and the listener keeps serving the others;
 //! - an accept error (out of file descriptors, say) is logged and retried after a pause,
@@ -17,20 +17,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::ConnectInfo;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
-use tower::ServiceExt;
 
 use crate::frontdoor::CallerProcess;
-use crate::peer::Peer;
-
-/// The most a request's headers may take: Cloud Run's own limit is 64 KiB.
-pub(crate) const MAX_HEADER_BYTES: usize = 64 * 1024;
+use crate::peer::{Peer, http_builder, with_connection};
 
 /// How long a connection may take to send a request's headers, and how many may be open.
 #[derive(Debug, Clone, Copy)]
@@ -58,16 +52,7 @@ pub(crate) async fn serve(
     mut stop: watch::Receiver<bool>,
     limits: Limits,
 ) -> std::io::Result<()> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(MAX_HEADER_BYTES);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(MAX_HEADER_BYTES as u32);
+    let builder = http_builder(limits.header_read_timeout);
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
     let mut refused_at: Option<std::time::Instant> = None;
@@ -102,14 +87,7 @@ pub(crate) async fn serve(
             remote,
             local: stream.local_addr().unwrap_or(remote),
         };
-        let app = app.clone();
-        let caller = CallerProcess::default();
-        let service =
-            tower::service_fn(move |mut req: axum::http::Request<hyper::body::Incoming>| {
-                req.extensions_mut().insert(ConnectInfo(peer));
-                req.extensions_mut().insert(caller.clone());
-                app.clone().oneshot(req)
-            });
+        let service = with_connection(app.clone(), peer, CallerProcess::default());
         let connection = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service))
             .into_owned();
@@ -143,6 +121,7 @@ fn is_connection_error(e: &std::io::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::peer::MAX_HEADER_BYTES;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     async fn closed_within(stream: &mut tokio::net::TcpStream, within: Duration) -> bool {
