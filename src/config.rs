@@ -172,12 +172,6 @@ impl Config {
             .iter()
             .find(|u| u.email.eq_ignore_ascii_case(email))
     }
-
-    /// The address of this project's default compute service account, which Cloud Run
-    /// uses when a service names none; it always exists.
-    pub fn compute_default_account(&self) -> String {
-        self.project.compute_default_account()
-    }
 }
 
 /// Reads and resolves a configuration file and the files it names.

@@ -181,30 +181,7 @@ impl StateDir {
         rel: &str,
         make: impl FnOnce() -> Result<String, StoreError>,
     ) -> Result<String, StoreError> {
-        let path = self.path.join(rel);
-        let io = |source| StoreError::Io {
-            path: path.clone(),
-            source,
-        };
-        match std::fs::read_to_string(&path) {
-            Ok(text) => return Ok(text),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io(e)),
-        }
-        let dir = path.parent().unwrap_or(Path::new("."));
-        create_dir(dir)?;
-        let text = make()?;
-        // NamedTempFile is created with mode 0600, and linking keeps the mode.
-        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
-        tmp.write_all(text.as_bytes()).map_err(io)?;
-        tmp.as_file().sync_all().map_err(io)?;
-        match tmp.persist_noclobber(&path) {
-            Ok(_) => Ok(text),
-            Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => {
-                std::fs::read_to_string(&path).map_err(io)
-            }
-            Err(e) => Err(io(e.error)),
-        }
+        private_file(&self.path.join(rel), make)
     }
 
     fn account_dir(&self, email: &str) -> PathBuf {
@@ -259,24 +236,46 @@ fn load(path: &Path) -> Result<Option<SigningKey>, StoreError> {
 }
 
 fn load_or_create(path: &Path) -> Result<SigningKey, StoreError> {
-    if let Some(key) = load(path)? {
-        return Ok(key);
-    }
-    let key = SigningKey::generate().map_err(StoreError::Generate)?;
+    let pem = private_file(path, || {
+        Ok(SigningKey::generate()
+            .map_err(StoreError::Generate)?
+            .private_key_pem()
+            .to_owned())
+    })?;
+    SigningKey::from_pkcs8_pem(&pem).map_err(|source| StoreError::BadKey {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// The text at `path`, or, if there is none, what `make` gives, written there mode 0600;
+/// when two processes race, the first one written wins and both return it.
+fn private_file(
+    path: &Path,
+    make: impl FnOnce() -> Result<String, StoreError>,
+) -> Result<String, StoreError> {
     let io = |source| StoreError::Io {
         path: path.to_owned(),
         source,
     };
+    match std::fs::read_to_string(path) {
+        Ok(text) => return Ok(text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(e)),
+    }
     let dir = path.parent().unwrap_or(Path::new("."));
+    create_dir(dir)?;
+    let text = make()?;
     // NamedTempFile is created with mode 0600, and linking keeps the mode.
     let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
-    tmp.write_all(key.private_key_pem().as_bytes())
-        .map_err(io)?;
+    tmp.write_all(text.as_bytes()).map_err(io)?;
     tmp.as_file().sync_all().map_err(io)?;
     match tmp.persist_noclobber(path) {
-        Ok(_) => Ok(key),
-        // Someone else made it first: theirs is the key.
-        Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => load_or_create(path),
+        Ok(_) => Ok(text),
+        // Someone else made it first: theirs is the one.
+        Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => {
+            std::fs::read_to_string(path).map_err(io)
+        }
         Err(e) => Err(io(e.error)),
     }
 }
