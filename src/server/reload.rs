@@ -131,8 +131,13 @@ pub(super) async fn apply(
     let current = live.get();
     let file = current.config().file.clone();
     let result = async {
-        let text = std::str::from_utf8(text).map_err(|_| format!("{}: the file is not UTF-8", file.display()))?;
-        let config = crate::config::parse(text, &file).map_err(|e| e.to_string())?;
+        let text = String::from_utf8(text.to_vec()).map_err(|_| format!("{}: the file is not UTF-8", file.display()))?;
+        // Off the runtime: resolving reads the files the configuration names.
+        let path = file.clone();
+        let config = tokio::task::spawn_blocking(move || crate::config::parse(&text, &path))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
         if config == *current.config() {
             // Saved without a change that matters (a comment, spacing): nothing to do.
             return Ok(None);
