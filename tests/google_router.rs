@@ -163,7 +163,7 @@ async fn each_endpoint_answers_good_and_bad_requests() {
             400,
             "not a JSON object",
         ),
-        ("health", get("/healthz"), 200, ""),
+        ("health", get("/healthz"), 200, "ok\n"),
         (
             "status",
             get("/frontdoor/v1/status"),

@@ -251,8 +251,9 @@ async fn hostile_tokens_get_401_and_never_pass() {
     );
     let bad_signature =
         format!("{unusable}the JWT's signature does not verify with the issuer's key `{kid}`");
-    // The header spells the ellipsis after `ya29.` as three dots: match up to it.
-    let access_token = format!("{unusable}an access token (ya29.");
+    // The header spells the ellipsis after `ya29.` as three dots (the log keeps `…`).
+    let access_token =
+        format!("{unusable}an access token (ya29....) was sent where an ID token is needed");
     let expected: std::collections::HashMap<&str, String> = [
         (
             "alg none",
@@ -365,6 +366,12 @@ async fn hostile_tokens_get_401_and_never_pass() {
             .iter()
             .all(|d| d["allowed"] == false && d["status"] == 401)
     );
+    // The log says the same, in the order sent.
+    for (d, (name, _)) in decisions.iter().zip(&corpus) {
+        let want = expected[name].replace("ya29....", "ya29.…");
+        let reason = d["reason"].as_str().unwrap();
+        assert!(reason.contains(&want), "{name}: {reason}");
+    }
     // The valid token itself still passes: the corpus failed for its flaws, not the setup.
     let (status, _, _) = get_with(&url, &[("authorization", &bearer(&valid))]).await;
     assert_eq!(status, 200);

@@ -69,7 +69,7 @@ async fn a_valid_change_applies_with_new_revisions_and_tokens_survive() {
     );
 
     // Grant login the invoker role on search, and change the worker's environment.
-    emu.rewrite_config(&config(&format!("serviceAccount:login{SA}"), "two"));
+    emu.rewrite_config_in_place(&config(&format!("serviceAccount:login{SA}"), "two"));
     let status = emu.wait_status("the reload", generation_at_least(2)).await;
     assert_eq!(status["last_reload"]["ok"], true, "{status}");
     let revisions: Vec<&str> = status["services"]
@@ -249,15 +249,16 @@ async fn an_invalid_change_is_refused_whole_and_reported() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn removing_a_service_lets_requests_in_flight_finish() {
-    // A slow upstream, which says when the request has reached it: the request is in
-    // flight while the reload happens.
+    // An upstream that says when the request has reached it and answers only when let
+    // go, after the removal is applied: the request is surely in flight across it.
     let reached = std::sync::Arc::new(tokio::sync::Notify::new());
-    let signal = reached.clone();
+    let release = std::sync::Arc::new(tokio::sync::Notify::new());
+    let (signal, go) = (reached.clone(), release.clone());
     let app = axum::Router::new().route(
         "/slow",
         axum::routing::get(move || async move {
             signal.notify_one();
-            tokio::time::sleep(Duration::from_secs(2)).await;
+            go.notified().await;
             "done"
         }),
     );
@@ -276,6 +277,7 @@ async fn removing_a_service_lets_requests_in_flight_finish() {
     reached.notified().await;
     emu.rewrite_config(&base);
     emu.wait_status("the removal", generation_at_least(2)).await;
+    release.notify_one();
     let (status, body) = in_flight.await.unwrap();
     assert_eq!(
         (status, body.as_str()),
@@ -473,10 +475,10 @@ async fn a_replaced_revision_finishes_its_streams_and_websockets() {
 async fn saving_a_named_knative_file_reloads() {
     let base = format!("{PROJECT}\nservice_accounts: [{{email: search{SA}}}]\n");
     let emu = Emulator::start(&format!(
-        "{base}services:\n  - name: search\n    upstream: builtin:echo\n    listen: 127.0.0.1:0\n    invoker_iam_disabled: true\n"
+        "{base}services:\n  - name: search\n    upstream: builtin:echo\n    listen: 127.0.0.1:0\n    invoker_iam_disabled: false\n"
     ))
     .await;
-    assert_eq!(call(&emu.service("search", "/"), None).await.0, 200);
+    assert_eq!(call(&emu.service("search", "/"), None).await.0, 403);
     let export = |iam_disabled: &str| {
         format!(
             "apiVersion: serving.knative.dev/v1\nkind: Service\nmetadata:\n  name: search\n  annotations:\n    run.googleapis.com/invoker-iam-disabled: '{iam_disabled}'\nspec:\n  template:\n    spec:\n      serviceAccountName: search{SA}\n"

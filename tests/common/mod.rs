@@ -222,9 +222,19 @@ impl Emulator {
         test_key(name)
     }
 
-    /// Replaces the configuration file (with `truncate` + write, as an editor might), for a
-    /// live reload to pick up. `yaml` must not set `listen:`; the harness does.
+    /// Replaces the configuration file whole (a temporary file renamed over it), for a
+    /// live reload to pick up: the watcher never sees it half-written, so a test counting
+    /// its reads (`checks`) counts reads of this content. `yaml` must not set `listen:`;
+    /// the harness does.
     pub fn rewrite_config(&self, yaml: &str) {
+        let tmp = self.dir.path().join(".services.yaml.tmp");
+        std::fs::write(&tmp, format!("{EPHEMERAL}{yaml}")).unwrap();
+        std::fs::rename(&tmp, self.config_file()).unwrap();
+    }
+
+    /// Rewrites the configuration file in place (truncate, then write), as some editors
+    /// do: the watcher may read it empty or half-written and must wait for it to settle.
+    pub fn rewrite_config_in_place(&self, yaml: &str) {
         std::fs::write(self.config_file(), format!("{EPHEMERAL}{yaml}")).unwrap();
     }
 
