@@ -373,14 +373,19 @@ fn env(args: ConfigArgs, service: Option<&str>) -> anyhow::Result<()> {
                 .metadata
         }
     };
-    let mut out = format!(
-        "export GCE_METADATA_HOST={metadata}\nexport GCE_METADATA_IP={metadata}\nexport GOOGLE_CLOUD_PROJECT={}\n",
-        config.project.id
-    );
+    let state_dir = addresses
+        .state_dir
+        .clone()
+        .context("the running server did not record its state directory; restart it")?;
+    let mut vars = crate::client_env::variables(&crate::client_env::Target {
+        metadata,
+        state_dir: &state_dir,
+        project: &config.project.id,
+    });
     if let Some(name) = service {
-        out.push_str(&format!("export K_SERVICE={name}\n"));
+        vars.push(("K_SERVICE", name.to_owned()));
     }
-    say(&out);
+    say(&crate::client_env::exports(&vars));
     Ok(())
 }
 
@@ -404,6 +409,7 @@ async fn serve(args: ConfigArgs, bind_all: bool) -> anyhow::Result<()> {
     let addresses = server::Addresses {
         pid: Some(std::process::id()),
         config_file: std::path::absolute(&config.file).ok(),
+        state_dir: std::path::absolute(state_dir.path()).ok(),
         ..bound.addresses()
     };
     // Recorded before the banner, so that once it shows, `frontdoor env` and `decisions`
@@ -430,6 +436,8 @@ async fn serve(args: ConfigArgs, bind_all: bool) -> anyhow::Result<()> {
         describe(&config, Some(&addresses))
     ));
     let mut state = AppState::new(config, keys, state_dir, Arc::new(SystemClock));
+    // Made before anything serves: `frontdoor env` and `command:` services name its files.
+    state.ca().context("cannot set up the local CA")?;
     if bind_all {
         state = state.binding_all_interfaces();
     }

@@ -108,7 +108,9 @@ fn tls_configs(ca: Arc<LocalCa>) -> Result<Tls, tokio_rustls::rustls::Error> {
             .with_safe_default_protocol_versions()?
             .with_no_client_auth()
             .with_cert_resolver(resolver);
-        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        // http/1.0 too: `curl -0` (seed 001's generateIdToken recipe) offers only it, and
+        // a server without a match must end the handshake (RFC 7301 §3.2).
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec(), b"http/1.0".to_vec()];
         Ok::<_, tokio_rustls::rustls::Error>(Arc::new(config))
     };
     Ok(Tls {

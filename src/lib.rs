@@ -8,7 +8,9 @@
 //!
 //! ```text
 //!   leaves   clock (time, passed in), suggest (did you mean …), logging, keys (KeySet:
-//!            current + next RSA key; account keys; SystemKeys, each account's own key)
+//!            current + next RSA key; account keys; SystemKeys, each account's own key;
+//!            keys::ca, the local CA)
+//!   client_env what points a process at frontdoor: metadata server, proxy, CA files
 //!   iam      policies, members, roles → Outcome
 //!   config   services.yaml + the files it names (config::NamedFiles: Knative exports,
 //!            JWKS, read before resolving) → Config, every derived value resolved
@@ -44,6 +46,7 @@
 
 pub(crate) mod access;
 pub mod cli;
+pub mod client_env;
 pub mod clock;
 pub mod config;
 pub(crate) mod decisions;

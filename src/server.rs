@@ -109,6 +109,7 @@ fn publish(state: &AppState, shared: &Addresses, services: &Registry) {
         pid: Some(std::process::id()),
         // Absolute: the CLI reads it from wherever it runs.
         config_file: std::path::absolute(&state.config().file).ok(),
+        state_dir: std::path::absolute(state.state_dir().path()).ok(),
         ..shared.clone()
     };
     if let Ok(text) = serde_json::to_string_pretty(&addresses) {

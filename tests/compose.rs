@@ -77,6 +77,24 @@ fn the_mounted_configuration_passes_check_and_matches_the_compose_file() {
             container["environment"]["GCE_METADATA_IP"],
             format!("frontdoor:{port}")
         );
+        // The same listener is its egress proxy, and it trusts the CA in frontdoor's state
+        // volume, mounted where the bundle's path says.
+        assert_eq!(
+            container["environment"]["HTTPS_PROXY"],
+            format!("http://frontdoor:{port}")
+        );
+        let bundle = container["environment"]["REQUESTS_CA_BUNDLE"]
+            .as_str()
+            .unwrap();
+        let mounted = compose["x-service"]["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_str)
+            .filter_map(|v| v.strip_prefix("frontdoor-state:"))
+            .any(|v| bundle.starts_with(&format!("{}/", v.trim_end_matches(":ro"))));
+        assert!(mounted, "{bundle} is not in the mounted state volume");
+        assert!(bundle.ends_with("/ca/bundle.pem"));
         assert_eq!(
             service.upstream.to_string(),
             format!("http://{}:8080/", service.name)

@@ -276,6 +276,10 @@ session = requests.Session()
 token = google.oauth2.id_token.fetch_id_token(google.auth.transport.requests.Request(session), url)
 r = requests.get(url + "/hello", headers={"Authorization": "Bearer " + token})
 print(r.status_code)
+# A service with no binding for the caller.
+closed = sys.argv[2]
+other = google.oauth2.id_token.fetch_id_token(google.auth.transport.requests.Request(session), closed)
+print(requests.get(closed + "/hello", headers={"Authorization": "Bearer " + other}).status_code)
 claims = google.oauth2.id_token.verify_oauth2_token(token, google.auth.transport.requests.Request(session), url)
 print(claims["email"])
 tampered = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
@@ -285,16 +289,10 @@ try:
 except ValueError as e:
     print("tampered refused")
 "#;
-    let proxy = format!("http://{}", emu.metadata_of("login"));
     let out = Command::new(python())
-        .args(["-c", script, &emu.url_of("vault")])
-        .env("HTTPS_PROXY", &proxy)
-        .env("HTTP_PROXY", &proxy)
-        .env("NO_PROXY", "127.0.0.1,localhost")
-        .env("REQUESTS_CA_BUNDLE", ca_file(&emu))
-        .env("GCE_METADATA_HOST", emu.metadata_of("login"))
-        .env("GCE_METADATA_IP", emu.metadata_of("login"))
-        .env_remove("GOOGLE_APPLICATION_CREDENTIALS")
+        .args(["-c", script, &emu.url_of("vault"), &emu.url_of("login")])
+        .env_clear()
+        .envs(env_of(&emu, Some("login")))
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -305,7 +303,7 @@ except ValueError as e:
     );
     assert_eq!(
         stdout.lines().collect::<Vec<_>>(),
-        ["200", &format!("login{SA}"), "tampered refused"]
+        ["200", "403", &format!("login{SA}"), "tampered refused"]
     );
     emu.stop().await;
 }

@@ -1,7 +1,8 @@
 //! The three-service example of `examples/three-services`, run from its own files: `login`
 //! calls `user-profiles` (let in, and told who called) and `search` (refused, 403), then a
 //! live edit grants `login` the invoker role on `search` and the same call goes through —
-//! no restart.
+//! no restart. The services' code is Cloud Run code: it calls run.app URLs and Google's
+//! certificates URL, reached through the proxy frontdoor puts in their environment.
 
 mod common;
 
@@ -60,10 +61,6 @@ async fn login_reaches_user_profiles_not_search_until_a_live_edit_allows_it() {
     let yaml = std::fs::read_to_string(example.join("services.yaml"))
         .unwrap()
         .replace(".venv/bin/python", &python().display().to_string())
-        .replace(
-            "http://127.0.0.1:8080",
-            &format!("http://127.0.0.1:{}", shared[0]),
-        )
         .replace("127.0.0.1:8081", &format!("127.0.0.1:{}", own[0]))
         .replace("127.0.0.1:8082", &format!("127.0.0.1:{}", own[1]))
         .replace("127.0.0.1:8083", &format!("127.0.0.1:{}", own[2]));
@@ -98,6 +95,12 @@ async fn login_reaches_user_profiles_not_search_until_a_live_edit_allows_it() {
     assert_eq!(
         first["user-profiles"]["body"]["caller"],
         "login@demo-project.iam.gserviceaccount.com"
+    );
+    // login sent its token in Authorization, as Cloud Run's docs do: it arrives intact, and
+    // user-profiles verified it with Google's default certificates URL.
+    assert_eq!(
+        first["user-profiles"]["body"]["verified_in_app"], true,
+        "{first}"
     );
     assert_eq!(first["search"]["status"], 403, "{first}");
     assert!(

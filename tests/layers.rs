@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 /// `src/lib.rs`'s layers, in order.
 const LAYERS: &[&[&str]] = &[
     &["clock", "suggest", "logging", "keys"],
+    &["client_env"],
     &["iam"],
     &["config"],
     &["tokens"],

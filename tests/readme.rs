@@ -93,8 +93,10 @@ fn expected(name: &str) -> &'static [&'static str] {
         "first-calls" => &[
             // login is public
             "HTTP/1.1 200",
-            // user-profiles lets login in, with either header
+            // user-profiles lets login in, on its port and at its run.app URL (through the
+            // proxy, TLS and HTTP/2), and with either header
             "HTTP/1.1 200",
+            "HTTP/2 200",
             "HTTP/1.1 200",
             "SIGNATURE_REMOVED_BY_GOOGLE",
             // search: the token's audience is user-profiles'
@@ -109,6 +111,13 @@ fn expected(name: &str) -> &'static [&'static str] {
         "env" => &[
             "export GCE_METADATA_HOST=127.0.0.1:9082",
             "export GCE_METADATA_IP=127.0.0.1:9082",
+            "export GCE_METADATA_ROOT=127.0.0.1:9082",
+            "export HTTPS_PROXY=http://127.0.0.1:9082",
+            "export NO_PROXY=localhost,127.0.0.1,::1",
+            "/ca/bundle.pem",
+            "export NODE_EXTRA_CA_CERTS=",
+            "export CLOUDSDK_PROXY_PORT=9082",
+            "export JAVA_TOOL_OPTIONS=",
             "export K_SERVICE=user-profiles",
         ],
         "key-file" => &["created key [", "eyJ"],

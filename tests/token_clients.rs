@@ -30,8 +30,17 @@ async fn status_of(url: &str, token: &str) -> u16 {
         .as_u16()
 }
 
-fn env_with(home: &std::path::Path, credentials: &std::path::Path) -> Vec<(String, String)> {
-    vec![
+/// `credentials` in GOOGLE_APPLICATION_CREDENTIALS, an empty gcloud configuration, and no
+/// metadata server. With `proxy`, also what `frontdoor env` sets (the key files name
+/// Google's URLs, which reach frontdoor through its proxy).
+fn env_with(
+    emu: &Emulator,
+    proxy: bool,
+    home: &std::path::Path,
+    credentials: &std::path::Path,
+) -> Vec<(String, String)> {
+    let mut env = if proxy { env_of(emu, None) } else { vec![] };
+    env.extend([
         (
             "GOOGLE_APPLICATION_CREDENTIALS".into(),
             credentials.display().to_string(),
@@ -44,7 +53,9 @@ fn env_with(home: &std::path::Path, credentials: &std::path::Path) -> Vec<(Strin
         // No metadata server here: a fallback to it must not find one.
         ("GCE_METADATA_HOST".into(), "127.0.0.1:9".into()),
         ("GCE_METADATA_IP".into(), "127.0.0.1:9".into()),
-    ]
+        ("GCE_METADATA_ROOT".into(), "127.0.0.1:9".into()),
+    ]);
+    env
 }
 
 fn borrowed(env: &[(String, String)]) -> Vec<(&str, &str)> {
@@ -70,7 +81,7 @@ async fn a_service_account_key_file_with_python_google_auth() {
     assert!(said.starts_with("created key ["), "{said}");
     let file: Value = serde_json::from_str(&std::fs::read_to_string(&key).unwrap()).unwrap();
     assert_eq!(file["type"], "service_account");
-    assert_eq!(file["token_uri"], emu.google("/token"));
+    assert_eq!(file["token_uri"], "https://oauth2.googleapis.com/token");
     assert_eq!(file["universe_domain"], "googleapis.com");
     let listed = cli(&emu, &["keys", "list", "--iam-account", &sa("caller")]);
     assert!(
@@ -79,7 +90,7 @@ async fn a_service_account_key_file_with_python_google_auth() {
     );
 
     let home = tempfile::tempdir().unwrap();
-    let env = env_with(home.path(), &key);
+    let env = env_with(&emu, true, home.path(), &key);
     let aud = emu.url_of("api");
     let out: Value = serde_json::from_str(&run_python(
         "token_clients.py",
@@ -153,6 +164,8 @@ async fn workload_identity_federation_with_python_google_auth() {
             &sa("target"),
             "--token-file",
             token_file.to_str().unwrap(),
+            // No proxy in this test: the file names the google listener itself.
+            "--loopback-urls",
         ],
     );
     let written: Value =
@@ -182,7 +195,7 @@ async fn workload_identity_federation_with_python_google_auth() {
             "external-token printed a trailing newline"
         );
         std::fs::write(&token_file, &subject).unwrap();
-        let env = env_with(home.path(), &config_file);
+        let env = env_with(&emu, false, home.path(), &config_file);
         let run = Command::new(python())
             .arg(repo().join("tests/python/token_clients.py"))
             .args(["identity-pool", &aud, &generate])

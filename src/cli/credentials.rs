@@ -15,12 +15,15 @@ use crate::tokens::{Claims, LIFETIME, jws};
 
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
-    /// Make a key for a service account and write its JSON key file.
+    /// Make a key for a service account and write its JSON key file, naming Google's token
+    /// endpoint as Google's key files do (it reaches frontdoor through `frontdoor env`'s proxy).
     Create {
         /// Where to write the key file.
         key_file: PathBuf,
         #[arg(long, value_name = "EMAIL")]
         iam_account: String,
+        #[command(flatten)]
+        urls: UrlArgs,
         #[command(flatten)]
         config: ConfigArgs,
     },
@@ -57,30 +60,66 @@ pub struct ExternalToken {
     config: ConfigArgs,
 }
 
+#[derive(Debug, Args)]
+pub struct UrlArgs {
+    /// Name the running server's google listener (`http://127.0.0.1:PORT`) instead of
+    /// Google's URLs, for processes that do not use frontdoor's proxy.
+    #[arg(long)]
+    loopback_urls: bool,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum CredentialsCommand {
     /// Write an external-account configuration (workload identity federation) that reads
-    /// its subject token from a file and impersonates a service account.
+    /// its subject token from a file and, given --service-account, impersonates it; it
+    /// names Google's STS and IAM Credentials URLs, as gcloud's `create-cred-config` does.
     ExternalAccount {
         /// Where to write the configuration.
         out: PathBuf,
         /// The provider, `POOL/PROVIDER`.
         #[arg(long)]
         provider: String,
+        /// The account to impersonate; without it, the federated token is used directly.
         #[arg(long, value_name = "EMAIL")]
-        service_account: String,
+        service_account: Option<String>,
         /// The file the subject token is read from.
         #[arg(long)]
         token_file: PathBuf,
+        #[command(flatten)]
+        urls: UrlArgs,
         #[command(flatten)]
         config: ConfigArgs,
     },
 }
 
-/// `http://HOST:PORT` of the google listener: the running server's, else the configured one.
-fn google_base(args: &ConfigArgs, config: &Config) -> String {
-    let addr = locate::running(args).map_or(config.listen.google, |a| a.google);
-    format!("http://{addr}")
+/// Where a credential file sends its client: Google's own hosts, or (--loopback-urls) the
+/// google listener, the running server's else the configured one.
+struct Urls {
+    oauth2: String,
+    certs: String,
+    sts: String,
+    iam_credentials: String,
+}
+
+impl Urls {
+    fn new(urls: &UrlArgs, args: &ConfigArgs, config: &Config) -> Urls {
+        if !urls.loopback_urls {
+            return Urls {
+                oauth2: "https://oauth2.googleapis.com".into(),
+                certs: "https://www.googleapis.com".into(),
+                sts: "https://sts.googleapis.com".into(),
+                iam_credentials: "https://iamcredentials.googleapis.com".into(),
+            };
+        }
+        let addr = locate::running(args).map_or(config.listen.google, |a| a.google);
+        let base = format!("http://{addr}");
+        Urls {
+            oauth2: base.clone(),
+            certs: base.clone(),
+            sts: base.clone(),
+            iam_credentials: base,
+        }
+    }
 }
 
 pub(super) fn declared<'c>(
@@ -124,12 +163,13 @@ pub(super) fn keys(command: KeysCommand) -> anyhow::Result<()> {
         KeysCommand::Create {
             key_file,
             iam_account,
+            urls,
             config: args,
         } => {
             let (config, state) = args.load()?;
             let account = declared(&config, &iam_account)?;
             let key = state.create_account_key(&account.email)?;
-            let base = google_base(&args, &config);
+            let urls = Urls::new(&urls, &args, &config);
             // The shape `gcloud iam service-accounts keys create` writes. universe_domain
             // stays googleapis.com: another value switches Python's library to another flow.
             let file = json!({
@@ -140,9 +180,13 @@ pub(super) fn keys(command: KeysCommand) -> anyhow::Result<()> {
                 "client_email": account.email,
                 "client_id": account.unique_id,
                 "auth_uri": "https://accounts.google.com/o/oauth2/auth",
-                "token_uri": format!("{base}/token"),
-                "auth_provider_x509_cert_url": format!("{base}/oauth2/v1/certs"),
-                "client_x509_cert_url": format!("{base}/oauth2/v1/certs"),
+                "token_uri": format!("{}/token", urls.oauth2),
+                "auth_provider_x509_cert_url": format!("{}/oauth2/v1/certs", urls.certs),
+                "client_x509_cert_url": format!(
+                    "{}/robot/v1/metadata/x509/{}",
+                    urls.certs,
+                    percent_encoding::utf8_percent_encode(&account.email, percent_encoding::NON_ALPHANUMERIC)
+                ),
                 "universe_domain": "googleapis.com",
             });
             write_json(&key_file, &file)?;
@@ -234,27 +278,40 @@ pub(super) fn write(command: CredentialsCommand) -> anyhow::Result<()> {
         provider: id,
         service_account,
         token_file,
+        urls,
         config: args,
     } = command;
     let (config, _) = args.load()?;
     let provider = provider(&config, &id)?;
-    let account = declared(&config, &service_account)?;
-    let base = google_base(&args, &config);
+    let account = service_account
+        .as_deref()
+        .map(|email| declared(&config, email))
+        .transpose()?;
+    let urls = Urls::new(&urls, &args, &config);
     let token_file = std::path::absolute(&token_file).unwrap_or(token_file);
-    let file = json!({
+    let mut file = json!({
         "type": "external_account",
         "audience": provider.resource,
         "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
-        "token_url": format!("{base}/v1/token"),
-        "service_account_impersonation_url": format!("{base}/v1/projects/-/serviceAccounts/{}:generateAccessToken", account.email),
+        "token_url": format!("{}/v1/token", urls.sts),
         "credential_source": {"file": token_file.display().to_string()},
         "universe_domain": "googleapis.com",
     });
+    if let Some(account) = account {
+        file["service_account_impersonation_url"] = format!(
+            "{}/v1/projects/-/serviceAccounts/{}:generateAccessToken",
+            urls.iam_credentials, account.email
+        )
+        .into();
+    }
     write_json(&out, &file)?;
+    let acting = account.map_or_else(
+        || "the federated identity itself".to_owned(),
+        |a| format!("[{}]", a.email),
+    );
     say(&format!(
-        "wrote external-account configuration for [{}] as [{}] to [{}]\n",
+        "wrote external-account configuration for [{}] as {acting} to [{}]\n",
         provider.id(),
-        account.email,
         out.display()
     ));
     Ok(())

@@ -29,6 +29,8 @@ pub(super) fn routes() -> Router<Live> {
             "/service_accounts/v1/metadata/x509/{email}",
             get(account_certs),
         )
+        // The older name of the same document, which key files' client_x509_cert_url give.
+        .route("/robot/v1/metadata/x509/{email}", get(account_certs))
 }
 
 async fn discovery(State(state): State<AppState>, uri: Uri, headers: HeaderMap) -> Json<Value> {

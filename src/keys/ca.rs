@@ -26,6 +26,11 @@ const KEY_FILE: &str = "ca/key.pem";
 pub const CA_FILE: &str = "ca/ca.pem";
 /// The system's roots and the CA, PEM.
 pub const BUNDLE_FILE: &str = "ca/bundle.pem";
+/// The same roots as a PKCS#12 trust store, for Java (which replaces its roots with it).
+pub const TRUST_STORE_FILE: &str = "ca/truststore.p12";
+/// The trust store's password: Java's customary one. It guards nothing secret (the store
+/// holds certificates only), but a PKCS#12 file has one.
+pub const TRUST_STORE_PASSWORD: &str = "changeit";
 /// The most leaf certificates kept: hosts come from the configuration and Google's fixed
 /// list, but a `*.run.app` name is the client's to choose.
 pub const MAX_LEAVES: usize = 1024;
@@ -88,12 +93,15 @@ impl LocalCa {
                 .map(|cert| cert.pem())
                 .map_err(|e| bad(cert_error(e)))
         })?;
-        dir.write_file(BUNDLE_FILE, bundle(&pem).as_bytes())?;
         let der = CertificateDer::from(
             pem::parse(&pem)
                 .map_err(|e| bad(KeyError::Certificate(e.to_string())))?
                 .into_contents(),
         );
+        let roots = rustls_native_certs::load_native_certs().certs;
+        dir.write_file(BUNDLE_FILE, bundle(&roots, &pem).as_bytes())?;
+        let store = trust_store(&roots, &der).map_err(StoreError::Generate)?;
+        dir.write_file(TRUST_STORE_FILE, &store)?;
         let leaf_key = KeyPair::generate().map_err(|e| StoreError::Generate(cert_error(e)))?;
         let leaf_signer = tokio_rustls::rustls::crypto::aws_lc_rs::sign::any_supported_type(
             &PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der())),
@@ -151,13 +159,35 @@ impl LocalCa {
 
 /// The system's trusted roots (as the platform lists them), then `ca_pem`. A root that
 /// cannot be read is left out: the bundle is for hosts frontdoor passes through.
-fn bundle(ca_pem: &str) -> String {
+fn bundle(roots: &[CertificateDer<'_>], ca_pem: &str) -> String {
     let mut out = String::new();
-    for cert in rustls_native_certs::load_native_certs().certs {
+    for cert in roots {
         out.push_str(&pem::encode(&pem::Pem::new("CERTIFICATE", cert.to_vec())));
     }
     out.push_str(ca_pem);
     out
+}
+
+/// The system's roots and the CA as trusted certificates of a PKCS#12 store (each bag
+/// marked trusted the way Java's keytool marks it, without which Java ignores it). A root
+/// the parser refuses is left out, as in the bundle.
+fn trust_store(roots: &[CertificateDer<'_>], ca: &CertificateDer<'_>) -> Result<Vec<u8>, KeyError> {
+    use p12_keystore::{Certificate, KeyStore, KeyStoreEntry};
+    let mut store = KeyStore::new();
+    for (i, root) in roots.iter().enumerate() {
+        if let Ok(cert) = Certificate::from_der(root) {
+            store.add_entry(
+                &format!("system-root-{i}"),
+                KeyStoreEntry::Certificate(cert),
+            );
+        }
+    }
+    let ca = Certificate::from_der(ca).map_err(|e| KeyError::Certificate(e.to_string()))?;
+    store.add_entry("frontdoor-local-ca", KeyStoreEntry::Certificate(ca));
+    store
+        .writer(TRUST_STORE_PASSWORD)
+        .write()
+        .map_err(|e| KeyError::Certificate(e.to_string()))
 }
 
 #[cfg(test)]

@@ -35,6 +35,9 @@ pub struct Addresses {
     /// The configuration file in force.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_file: Option<std::path::PathBuf>,
+    /// The state directory, absolute: the local CA's files are in it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
@@ -105,6 +108,7 @@ impl Bound {
             services,
             pid: None,
             config_file: None,
+            state_dir: None,
         }
     }
 }

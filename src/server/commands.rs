@@ -7,6 +7,19 @@ use crate::upstream::supervisor::Contract;
 /// Starts (or keeps) the process of every `command` service at its revision in `state`,
 /// and stops those of services that are gone.
 pub fn start_commands(state: &AppState, addresses: &Addresses) {
+    // A command is started with the CA's files in its environment: they must exist.
+    let has_commands = state
+        .config()
+        .services
+        .iter()
+        .any(|s| matches!(s.upstream, crate::config::Upstream::Command(_)));
+    if has_commands {
+        if let Err(e) = state.ca() {
+            tracing::warn!(error = %e, "cannot set up the local CA for the services' commands");
+        }
+    }
+    let state_dir = std::path::absolute(state.state_dir().path())
+        .unwrap_or_else(|_| state.state_dir().path().to_owned());
     for service in &state.config().services {
         let (crate::config::Upstream::Command(spec), Some(revision), Some(own)) = (
             &service.upstream,
@@ -20,6 +33,7 @@ pub fn start_commands(state: &AppState, addresses: &Addresses) {
             revision: revision.to_owned(),
             project: state.config().project.id.clone(),
             metadata: own.metadata,
+            state_dir: state_dir.clone(),
         };
         state.supervisor().run(spec, contract);
     }

@@ -1,6 +1,7 @@
 //! Services frontdoor starts itself (SPEC §7): each `command` runs with Cloud Run's container
-//! contract (`PORT`, `K_SERVICE`, `K_REVISION`, `K_CONFIGURATION`, `GOOGLE_CLOUD_PROJECT`, and
-//! its own metadata server in `GCE_METADATA_HOST`/`GCE_METADATA_IP`), in its own process
+//! contract (`PORT`, `K_SERVICE`, `K_REVISION`, `K_CONFIGURATION`) and what `frontdoor env`
+//! prints ([`crate::client_env`]: its own metadata server, which is also its egress proxy,
+//! and the local CA), in its own process
 //! group, with its output prefixed by the service name. It counts as started once its port
 //! accepts connections; requests that arrive before then wait, as on a cold start. A process
 //! that exits is restarted with back-off; on shutdown the whole group is stopped.
@@ -155,8 +156,10 @@ pub struct Contract {
     pub service: String,
     pub revision: String,
     pub project: String,
-    /// The service's own metadata server.
+    /// The service's own metadata server, also its egress proxy.
     pub metadata: SocketAddr,
+    /// The server's state directory, absolute (the local CA's files).
+    pub state_dir: std::path::PathBuf,
 }
 
 #[derive(Default)]
@@ -365,7 +368,11 @@ async fn attempt(
         Ok(p) => p,
         Err(e) => return fail(format!("no free port for it: {e}")),
     };
-    let metadata = contract.metadata.to_string();
+    let pointers = crate::client_env::variables(&crate::client_env::Target {
+        metadata: contract.metadata,
+        state_dir: &contract.state_dir,
+        project: &contract.project,
+    });
     let mut command = Command::new(&spec.argv[0]);
     command
         .args(&spec.argv[1..])
@@ -373,9 +380,7 @@ async fn attempt(
         .env("K_SERVICE", &contract.service)
         .env("K_REVISION", &contract.revision)
         .env("K_CONFIGURATION", &contract.service)
-        .env("GOOGLE_CLOUD_PROJECT", &contract.project)
-        .env("GCE_METADATA_HOST", &metadata)
-        .env("GCE_METADATA_IP", &metadata)
+        .envs(pointers)
         .envs(&spec.env)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())

@@ -125,8 +125,14 @@ impl Emulator {
             .supervisor()
             .set_output(frontdoor::upstream::Output::Discard);
         let running = Running::start(state.clone()).await.unwrap();
-        // As `frontdoor serve` does, so the CLI's commands find this emulator.
-        let addresses = serde_json::to_string(&running.addresses).unwrap();
+        // As `frontdoor serve` does, so the CLI's commands find this emulator, and
+        // `frontdoor env` the local CA's files.
+        state.ca().unwrap();
+        let recorded = Addresses {
+            state_dir: Some(std::path::absolute(state.state_dir().path()).unwrap()),
+            ..running.addresses.clone()
+        };
+        let addresses = serde_json::to_string(&recorded).unwrap();
         state
             .state_dir()
             .write_file("addresses.json", addresses.as_bytes())
@@ -384,6 +390,30 @@ pub fn cloud_run_env(metadata: &str, home: &Path) -> Vec<(String, String)> {
         ("HOME".into(), home.display().to_string()),
         ("NO_PROXY".into(), "*".into()),
     ]
+}
+
+/// What `eval "$(frontdoor env [SERVICE])"` sets against `emu`, decoded by a shell: the
+/// variables its `export` lines name, with the values bash gave them.
+pub fn env_of(emu: &Emulator, service: Option<&str>) -> Vec<(String, String)> {
+    let mut cmd = frontdoor();
+    cmd.arg("env").arg("--config").arg(emu.config_file());
+    cmd.args(service);
+    let script = succeed(&mut cmd);
+    let names: Vec<&str> = script
+        .lines()
+        .filter_map(|l| l.strip_prefix("export ")?.split_once('=').map(|(n, _)| n))
+        .collect();
+    let dump = succeed(
+        Command::new("bash")
+            .env_clear()
+            .arg("-c")
+            .arg(format!("{script}\nenv -0")),
+    );
+    dump.split('\0')
+        .filter_map(|kv| kv.split_once('='))
+        .filter(|(k, _)| names.contains(k))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
 }
 
 /// The frontdoor binary, for CLI tests. Its per-user note of the last server started goes

@@ -1,0 +1,142 @@
+//! The environment that points a process at frontdoor, in every form Google's runtimes and
+//! tools read: the metadata server, the egress proxy (the same listener) and the local CA.
+//! `frontdoor env` prints it; a `command:` service is started with it. Nothing else in the
+//! process changes: its code calls Google's own URLs, and they reach frontdoor.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use crate::keys::ca::{BUNDLE_FILE, CA_FILE, TRUST_STORE_FILE, TRUST_STORE_PASSWORD};
+
+/// Hosts every client reaches directly, never through the proxy: frontdoor's own listeners
+/// are on loopback.
+pub const NO_PROXY: &str = "localhost,127.0.0.1,::1";
+
+/// Where a process acts from.
+pub struct Target<'a> {
+    /// Its metadata listener, which is also its egress proxy.
+    pub metadata: SocketAddr,
+    /// The running server's state directory (absolute): the CA's files are in it.
+    pub state_dir: &'a Path,
+    pub project: &'a str,
+}
+
+/// Every variable, in the order `frontdoor env` prints them.
+pub fn variables(target: &Target<'_>) -> Vec<(&'static str, String)> {
+    let metadata = target.metadata.to_string();
+    let proxy = format!("http://{metadata}");
+    let file = |name: &str| target.state_dir.join(name).display().to_string();
+    let bundle = file(BUNDLE_FILE);
+    let mut vars = vec![
+        ("GOOGLE_CLOUD_PROJECT", target.project.to_owned()),
+        // Go, Node, Java and Python's google-auth read HOST (Python also IP); gcloud reads
+        // ROOT.
+        ("GCE_METADATA_HOST", metadata.clone()),
+        ("GCE_METADATA_IP", metadata.clone()),
+        ("GCE_METADATA_ROOT", metadata.clone()),
+        // curl reads only the lowercase http_proxy; most others either.
+        ("HTTPS_PROXY", proxy.clone()),
+        ("https_proxy", proxy.clone()),
+        ("HTTP_PROXY", proxy.clone()),
+        ("http_proxy", proxy),
+        ("NO_PROXY", NO_PROXY.to_owned()),
+        ("no_proxy", NO_PROXY.to_owned()),
+        // OpenSSL (and so Python's ssl), Go, requests and curl *replace* their roots with
+        // these files: hence the bundle, the system's roots and the CA.
+        ("SSL_CERT_FILE", bundle.clone()),
+        ("REQUESTS_CA_BUNDLE", bundle.clone()),
+        ("CURL_CA_BUNDLE", bundle.clone()),
+        // Node adds these to its own roots.
+        ("NODE_EXTRA_CA_CERTS", file(CA_FILE)),
+        ("CLOUDSDK_CORE_CUSTOM_CA_CERTS_FILE", bundle),
+        ("CLOUDSDK_PROXY_TYPE", "http".to_owned()),
+        ("CLOUDSDK_PROXY_ADDRESS", target.metadata.ip().to_string()),
+        ("CLOUDSDK_PROXY_PORT", target.metadata.port().to_string()),
+    ];
+    vars.push(("JAVA_TOOL_OPTIONS", java_options(target)));
+    vars
+}
+
+/// The JVM's proxy and trust store. The JVM splits this variable at whitespace (a quoted
+/// part stays whole), so a path with a space is quoted.
+fn java_options(target: &Target<'_>) -> String {
+    let host = target.metadata.ip();
+    let port = target.metadata.port();
+    let store = target
+        .state_dir
+        .join(TRUST_STORE_FILE)
+        .display()
+        .to_string();
+    let store = if store.contains(char::is_whitespace) {
+        format!("\"{store}\"")
+    } else {
+        store
+    };
+    format!(
+        "-Dhttps.proxyHost={host} -Dhttps.proxyPort={port} -Dhttp.proxyHost={host} \
+         -Dhttp.proxyPort={port} -Dhttp.nonProxyHosts=localhost|127.*|[::1] \
+         -Djavax.net.ssl.trustStore={store} -Djavax.net.ssl.trustStoreType=PKCS12 \
+         -Djavax.net.ssl.trustStorePassword={TRUST_STORE_PASSWORD}"
+    )
+}
+
+/// `export NAME=VALUE` lines a POSIX shell can `eval`.
+pub fn exports(vars: &[(&str, String)]) -> String {
+    vars.iter()
+        .map(|(name, value)| format!("export {name}={}\n", shell_quote(value)))
+        .collect()
+}
+
+/// Single-quotes `value` unless it is made only of characters no shell treats specially.
+/// Hand-written: one rule, not worth a crate.
+fn shell_quote(value: &str) -> String {
+    let plain = !value.is_empty()
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:,@%+=".contains(c));
+    if plain {
+        value.to_owned()
+    } else {
+        format!("'{}'", value.replace('\'', r"'\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_value_survives_the_shell() {
+        let vars = vec![
+            ("A", "plain/path:1".to_owned()),
+            ("B", "two words|pipe".to_owned()),
+            ("C", "it's".to_owned()),
+            ("D", String::new()),
+        ];
+        let script = format!(
+            "{}printf '%s\\n' \"$A\" \"$B\" \"$C\" \"[$D]\"",
+            exports(&vars)
+        );
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8(out.stdout).unwrap(),
+            "plain/path:1\ntwo words|pipe\nit's\n[]\n"
+        );
+    }
+
+    #[test]
+    fn a_state_directory_with_a_space_stays_one_java_option() {
+        let target = Target {
+            metadata: "127.0.0.1:9000".parse().unwrap(),
+            state_dir: Path::new("/tmp/my state"),
+            project: "p",
+        };
+        let java = java_options(&target);
+        assert!(java.contains("-Djavax.net.ssl.trustStore=\"/tmp/my state/ca/truststore.p12\" "));
+        assert!(java.contains("-Dhttps.proxyPort=9000"));
+    }
+}
