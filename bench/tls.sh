@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The front door through TLS (frontdoor's egress proxy and local CA) against nginx
+# terminating TLS, in one run. Installs nginx and openssl when missing; loopback only.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if ! command -v nginx >/dev/null || ! command -v openssl >/dev/null; then
+  apt-get update -qq
+  apt-get install -y -qq nginx openssl >/dev/null
+fi
+cargo build --release --quiet --bin frontdoor --example bench-tool
+python3 bench/tls.py
