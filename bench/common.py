@@ -1,6 +1,7 @@
 """What the benchmark scripts share: loopback ports and a process's memory."""
 
 import socket
+import subprocess
 import time
 
 
@@ -29,3 +30,14 @@ def memory_mib(pid, field):
         if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def stop_all(procs):
+    """Terminates every process, then waits for each (10 s, then kills it)."""
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()

@@ -28,7 +28,7 @@ import tempfile
 import time
 import urllib.request
 
-from common import free_port, memory_mib, wait_port
+from common import free_port, memory_mib, stop_all, wait_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FRONTDOOR = os.path.join(ROOT, "target", "release", "frontdoor")
@@ -280,13 +280,7 @@ backend be
               f"({100 * float(verify_rate) / ssl_verify:.0f}%); frontdoor sign {mint_rate}/s vs openssl "
               f"{ssl_sign:.0f}/s ({100 * float(mint_rate) / ssl_sign:.0f}%)")
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_all(procs)
 
 
 if __name__ == "__main__":

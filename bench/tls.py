@@ -20,7 +20,7 @@ import statistics
 import subprocess
 import tempfile
 
-from common import free_port, wait_port
+from common import free_port, stop_all, wait_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FRONTDOOR = os.path.join(ROOT, "target", "release", "frontdoor")
@@ -137,13 +137,7 @@ services:
               f"{'yes' if keep >= 1 else 'no'} |")
         print(f"| new-connection rate, beside nginx's on the same work | {hand:.2f}× | (reported) |")
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_all(procs)
 
 
 if __name__ == "__main__":

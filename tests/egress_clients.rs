@@ -69,6 +69,23 @@ fn login_key(emu: &Emulator) -> std::path::PathBuf {
     key
 }
 
+/// A token from frontdoor's built-in issuer that the `ci-pool/ci` provider maps to
+/// `repository=app`, which may act as `invoker`.
+fn subject_token(emu: &Emulator) -> String {
+    cli(
+        emu,
+        &[
+            "external-token",
+            "--provider",
+            "ci-pool/ci",
+            "--subject",
+            "repo:app",
+            "--claim",
+            "repository=app",
+        ],
+    )
+}
+
 /// A process as `login` would run on Cloud Run after `eval "$(frontdoor env login)"`, with
 /// an empty home and gcloud configuration, and `extra` on top.
 fn as_login(emu: &Emulator, home: &Path, program: impl AsRef<std::ffi::OsStr>) -> Command {
@@ -88,18 +105,7 @@ fn as_login(emu: &Emulator, home: &Path, program: impl AsRef<std::ffi::OsStr>) -
 async fn the_seeds_curl_recipes_run_verbatim() {
     let emu = Emulator::start(&yaml()).await;
     let url = emu.url_of("vault");
-    let subject = cli(
-        &emu,
-        &[
-            "external-token",
-            "--provider",
-            "ci-pool/ci",
-            "--subject",
-            "repo:app",
-            "--claim",
-            "repository=app",
-        ],
-    );
+    let subject = subject_token(&emu);
     // Placeholders filled in; each recipe's text otherwise as the seed gives it.
     let script = format!(
         r#"eval "$(frontdoor env --config '{config}' login)"
@@ -201,18 +207,7 @@ async fn python_google_auth_reaches_googles_urls() {
     assert_eq!(out["status"], 200);
 
     let subject = emu.dir.path().join("subject.jwt");
-    let token = cli(
-        &emu,
-        &[
-            "external-token",
-            "--provider",
-            "ci-pool/ci",
-            "--subject",
-            "repo:app",
-            "--claim",
-            "repository=app",
-        ],
-    );
+    let token = subject_token(&emu);
     std::fs::write(&subject, token).unwrap();
     let creds = emu.dir.path().join("federated.json");
     let said = cli(
