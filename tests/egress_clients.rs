@@ -372,3 +372,38 @@ async fn java_reaches_the_service_with_only_java_tool_options() {
     assert!(stderr.contains("PKIX path building failed"), "{stderr}");
     emu.stop().await;
 }
+
+/// Google's Go libraries (`compute/metadata`, `api/idtoken`): platform detection from
+/// GCE_METADATA_HOST, the metadata server's ID token (format=full) through
+/// idtoken.NewTokenSource, idtoken.Validate at Google's default certificates URL (an altered
+/// signature refused), and idtoken.NewClient calling the run.app URLs: 200 where bound,
+/// 403 where not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn go_idtoken_reaches_googles_urls() {
+    let emu = Emulator::start(&yaml()).await;
+    let url = emu.url_of("vault");
+    let home = tempfile::tempdir().unwrap();
+    let client = repo().join("tests/clients/go/go-client");
+    assert!(
+        client.exists(),
+        "{} is missing: run scripts/setup-test-deps (scripts/test does)",
+        client.display()
+    );
+    let out = succeed(
+        as_login(&emu, home.path(), client)
+            .arg(&url)
+            .arg(emu.url_of("closed")),
+    );
+    let out: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(out["on_gce"], true, "{out}");
+    assert_eq!(out["email"], sa("login"));
+    assert_eq!(out["claims"]["email"], sa("login"));
+    assert_eq!(out["claims"]["aud"], url);
+    assert_eq!(
+        out["claims"]["google"]["compute_engine"]["instance_name"],
+        "login"
+    );
+    assert_eq!(out["tampered"], "refused");
+    assert_eq!(out["statuses"], serde_json::json!([200, 403]));
+    emu.stop().await;
+}
