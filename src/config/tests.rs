@@ -567,11 +567,11 @@ fn deep_nesting_is_refused_before_parsing() {
 #[test]
 fn egress_passthrough_hosts_are_host_names() {
     let c = parse(
-        &format!("{BASE}egress: {{passthrough: [Example.COM, pypi.org]}}\n"),
+        &format!("{BASE}egress: {{passthrough: [Example.COM, downloads.example.org]}}\n"),
         Path::new("services.yaml"),
     )
     .unwrap();
-    assert_eq!(c.egress_passthrough, ["example.com", "pypi.org"]);
+    assert_eq!(c.egress_passthrough, ["example.com", "downloads.example.org"]);
     for bad in ["https://example.com", "example.com:443", "''"] {
         let e = parse(
             &format!("{BASE}egress: {{passthrough: [{bad}]}}\n"),
