@@ -571,7 +571,10 @@ fn egress_passthrough_hosts_are_host_names() {
         Path::new("services.yaml"),
     )
     .unwrap();
-    assert_eq!(c.egress_passthrough, ["example.com", "downloads.example.org"]);
+    assert_eq!(
+        c.egress_passthrough,
+        ["example.com", "downloads.example.org"]
+    );
     for bad in ["https://example.com", "example.com:443", "''"] {
         let e = parse(
             &format!("{BASE}egress: {{passthrough: [{bad}]}}\n"),
