@@ -184,11 +184,9 @@ fn refuse(status: StatusCode, why: &str) -> Response<Body> {
 fn classify(proxy: &Proxy, host: &str, port: u16) -> Result<Route, String> {
     let state = proxy.live.get();
     let config = state.config();
-    if config.egress_passthrough.iter().any(|h| h == host) {
-        return Ok(Route::Passthrough);
-    }
     // Any `*.run.app` name ends here, as on Google, where an unknown one is the front
-    // door's 404; custom domains as the front door routes them.
+    // door's 404; custom domains as the front door routes them. Emulated hosts come
+    // first: listing one under `egress.passthrough` cannot send it to the real host.
     let route = if host.ends_with(".run.app") || state.frontdoor().route(host).is_some() {
         Route::FrontDoor
     } else if GOOGLE_HOSTS.contains(&host) {
@@ -197,6 +195,8 @@ fn classify(proxy: &Proxy, host: &str, port: u16) -> Result<Route, String> {
         return Err(format!(
             "{host} is the metadata server, plain http: send requests to http://{host}/ through the proxy, not a CONNECT tunnel"
         ));
+    } else if config.egress_passthrough.iter().any(|h| h == host) {
+        return Ok(Route::Passthrough);
     } else {
         return Err(format!(
             "{host} is not emulated by frontdoor; add it to `egress.passthrough` in {} to let it through",
@@ -335,6 +335,10 @@ where
     };
     let tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await??;
     let authority = Authority::try_from(host.as_str()).ok();
+    let app = app.layer(axum::middleware::from_fn_with_state(
+        Arc::<str>::from(host),
+        for_the_tunnel_host,
+    ));
     let service = with_connection(app, peer, caller).map_request(
         move |mut req: axum::http::Request<hyper::body::Incoming>| {
             as_https(&mut req, authority.as_ref());
@@ -344,6 +348,38 @@ where
     http_builder(HANDSHAKE_TIMEOUT)
         .serve_connection_with_upgrades(TokioIo::new(tls), TowerToHyperService::new(service))
         .await
+}
+
+/// A request inside a tunnel is for the host the tunnel (and its TLS handshake) named:
+/// one whose `Host` or HTTP/2 authority names another is a 421 (RFC 9110 §15.5.20), never
+/// routed by that header to a service the handshake did not name.
+async fn for_the_tunnel_host(
+    State(tunnel): State<Arc<str>>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> Response<Body> {
+    let host_of = |authority: &str| {
+        Authority::try_from(authority)
+            .map(|a| a.host().to_owned())
+            .unwrap_or_else(|_| authority.to_owned())
+    };
+    let named = [
+        req.uri().host().map(str::to_owned),
+        req.headers()
+            .get(header::HOST)
+            .map(|h| host_of(&String::from_utf8_lossy(h.as_bytes()))),
+    ];
+    for other in named.into_iter().flatten() {
+        if !other.eq_ignore_ascii_case(&tunnel) {
+            return refuse(
+                StatusCode::MISDIRECTED_REQUEST,
+                &format!(
+                    "this connection was opened to {tunnel}; a request for {other} needs its own CONNECT"
+                ),
+            );
+        }
+    }
+    next.run(req).await
 }
 
 /// An HTTP/1 request inside a tunnel, written as HTTP/2 writes it: `https://HOST/path`, so

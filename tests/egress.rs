@@ -23,7 +23,8 @@ services:
   - name: open
     upstream: builtin:echo
     iam_policy: {{bindings: [{{role: roles/run.invoker, members: [allUsers]}}]}}
-egress: {{passthrough: [localhost]}}
+# Emulated hosts listed here stay emulated.
+egress: {{passthrough: [localhost, www.googleapis.com, vault-123456789012.us-central1.run.app]}}
 "#
     )
 }
@@ -48,6 +49,31 @@ fn curl(emu: &Emulator, trust: bool, args: &[&str]) -> Output {
         cmd.env("CURL_CA_BUNDLE", ca_file(emu));
     }
     cmd.args(args).output().unwrap()
+}
+
+/// How long a raw exchange with the proxy may take before the test fails (never hangs).
+const READ_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Sends `request` to the proxy at `proxy` and reads its answer's head (to the blank
+/// line, a byte at a time so nothing after it is taken): the stream, then the head.
+async fn via_proxy(proxy: &str, request: &str) -> (tokio::net::TcpStream, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(proxy).await.unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    let read = async {
+        while !head.ends_with(b"\r\n\r\n") {
+            let mut byte = [0u8; 1];
+            if s.read(&mut byte).await.unwrap() == 0 {
+                break;
+            }
+            head.push(byte[0]);
+        }
+    };
+    tokio::time::timeout(READ_LIMIT, read)
+        .await
+        .expect("the proxy answered within the limit");
+    (s, String::from_utf8_lossy(&head).into_owned())
 }
 
 /// The body and the status `-w` appended.
@@ -139,6 +165,25 @@ async fn curl_reaches_services_and_the_metadata_server_at_their_real_urls() {
     ));
     assert_eq!(code, "200", "{body}");
     assert!(body.contains(r#""kty":"RSA""#), "{body}");
+
+    // A request inside vault's tunnel whose Host names another service is not routed to
+    // it: the handshake named vault.
+    let (body, code) = answer(&curl(
+        &emu,
+        true,
+        &[
+            "-H",
+            &auth,
+            "-H",
+            &format!(
+                "Host: {}",
+                emu.url_of("open").trim_start_matches("https://")
+            ),
+            &format!("{vault}/hello"),
+        ],
+    ));
+    assert_eq!(code, "421", "{body}");
+    assert!(body.contains("a request for open-"), "{body}");
     emu.stop().await;
 }
 
@@ -175,13 +220,7 @@ async fn bad_and_unknown_requests_are_refused_clearly() {
     let proxy = emu.metadata_of("login");
     let raw = |request: &'static str| {
         let proxy = proxy.clone();
-        async move {
-            let mut s = tokio::net::TcpStream::connect(&proxy).await.unwrap();
-            s.write_all(request.as_bytes()).await.unwrap();
-            let mut buf = vec![0u8; 4096];
-            let n = s.read(&mut buf).await.unwrap();
-            String::from_utf8_lossy(&buf[..n]).into_owned()
-        }
+        async move { via_proxy(&proxy, request).await.1 }
     };
     let got = raw("CONNECT open.run.app HTTP/1.1\r\nHost: open.run.app\r\n\r\n").await;
     assert!(got.starts_with("HTTP/1.1 400"), "{got}");
@@ -196,13 +235,12 @@ async fn bad_and_unknown_requests_are_refused_clearly() {
     // Tunnel granted, then a TLS client hello without SNI: the handshake is refused (an
     // alert, then the close), and the proxy serves on.
     {
-        let mut s = tokio::net::TcpStream::connect(&proxy).await.unwrap();
-        s.write_all(b"CONNECT open.run.app:443 HTTP/1.1\r\nHost: x\r\n\r\n")
-            .await
-            .unwrap();
-        let mut buf = vec![0u8; 1024];
-        let n = s.read(&mut buf).await.unwrap();
-        assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+        let (s, head) = via_proxy(
+            &proxy,
+            "CONNECT open.run.app:443 HTTP/1.1\r\nHost: x\r\n\r\n",
+        )
+        .await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
         let root = {
             let mut roots = tokio_rustls::rustls::RootCertStore::empty();
             let pem = std::fs::read_to_string(ca_file(&emu)).unwrap();
@@ -232,26 +270,27 @@ async fn bad_and_unknown_requests_are_refused_clearly() {
     // A passthrough host is tunnelled untouched (here: the google listener, plain http,
     // by the name `localhost`); a tunnel to the proxy itself is a loop, refused.
     let google_port = emu.addresses.google.port();
-    let mut s = tokio::net::TcpStream::connect(&proxy).await.unwrap();
-    s.write_all(format!("CONNECT localhost:{google_port} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut buf = vec![0u8; 1024];
-    let n = s.read(&mut buf).await.unwrap();
-    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    let (mut s, head) = via_proxy(
+        &proxy,
+        &format!("CONNECT localhost:{google_port} HTTP/1.1\r\nHost: x\r\n\r\n"),
+    )
+    .await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     s.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
         .await
         .unwrap();
     let mut through = String::new();
-    s.read_to_string(&mut through).await.unwrap();
+    tokio::time::timeout(READ_LIMIT, s.read_to_string(&mut through))
+        .await
+        .expect("the tunnelled answer within the limit")
+        .unwrap();
     assert!(through.starts_with("HTTP/1.1 200"), "{through}");
     let own_port = proxy.rsplit(':').next().unwrap().to_owned();
-    let mut s = tokio::net::TcpStream::connect(&proxy).await.unwrap();
-    s.write_all(format!("CONNECT localhost:{own_port} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let n = s.read(&mut buf).await.unwrap();
-    let got = String::from_utf8_lossy(&buf[..n]);
+    let (_, got) = via_proxy(
+        &proxy,
+        &format!("CONNECT localhost:{own_port} HTTP/1.1\r\nHost: x\r\n\r\n"),
+    )
+    .await;
     assert!(
         got.starts_with("HTTP/1.1 403") && got.contains("would loop"),
         "{got}"
