@@ -404,7 +404,15 @@ async fn serve(args: ConfigArgs, bind_all: bool) -> anyhow::Result<()> {
     ));
     let keys = state_dir.signing_keys()?;
     let kids = keys.kids().join(", ");
-    let bound = server::bind(&config).await?;
+    let mut state = AppState::new(config, keys, state_dir, Arc::new(SystemClock));
+    if bind_all {
+        state = state.binding_all_interfaces();
+    }
+    // Made before the listeners bind, so that its files exist once `addresses.json` says
+    // the server runs: `frontdoor env` and `command:` services name them.
+    state.ca().context("cannot set up the local CA")?;
+    let (config, state_dir) = (state.config(), state.state_dir());
+    let bound = server::bind(config).await?;
     let shutdown = shutdown_signal()?;
     let addresses = server::Addresses {
         pid: Some(std::process::id()),
@@ -433,14 +441,8 @@ async fn serve(args: ConfigArgs, bind_all: bool) -> anyhow::Result<()> {
         addresses.google,
         addresses.metadata,
         config.metadata_identity,
-        describe(&config, Some(&addresses))
+        describe(config, Some(&addresses))
     ));
-    let mut state = AppState::new(config, keys, state_dir, Arc::new(SystemClock));
-    // Made before anything serves: `frontdoor env` and `command:` services name its files.
-    state.ca().context("cannot set up the local CA")?;
-    if bind_all {
-        state = state.binding_all_interfaces();
-    }
     let record = state.state_dir().clone();
     let served = server::serve(bound, crate::state::Live::new(state), shutdown).await;
     locate::forget(&record);

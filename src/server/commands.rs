@@ -7,17 +7,7 @@ use crate::upstream::supervisor::Contract;
 /// Starts (or keeps) the process of every `command` service at its revision in `state`,
 /// and stops those of services that are gone.
 pub fn start_commands(state: &AppState, addresses: &Addresses) {
-    // A command is started with the CA's files in its environment: they must exist.
-    let has_commands = state
-        .config()
-        .services
-        .iter()
-        .any(|s| matches!(s.upstream, crate::config::Upstream::Command(_)));
-    if has_commands {
-        if let Err(e) = state.ca() {
-            tracing::warn!(error = %e, "cannot set up the local CA for the services' commands");
-        }
-    }
+    // Its environment names the local CA's files: `serve` made them before this runs.
     let state_dir = std::path::absolute(state.state_dir().path())
         .unwrap_or_else(|_| state.state_dir().path().to_owned());
     for service in &state.config().services {
