@@ -129,10 +129,12 @@ fn tls_load(args: &[&str]) {
         Some(("proxy", addr)) => Route::Proxy(addr.to_owned()),
         _ => panic!("route is direct:ADDR or proxy:ADDR"),
     };
+    use tokio_rustls::rustls::pki_types::{CertificateDer, pem::PemObject};
     let mut roots = tokio_rustls::rustls::RootCertStore::empty();
-    let pem = std::fs::read(ca).expect("CA_FILE is readable");
-    for cert in rustls_pemfile_certs(&pem) {
-        roots.add(cert).expect("a CA certificate");
+    for cert in CertificateDer::pem_file_iter(ca).expect("CA_FILE is readable") {
+        roots
+            .add(cert.expect("a PEM certificate"))
+            .expect("a CA certificate");
     }
     let provider = std::sync::Arc::new(tokio_rustls::rustls::crypto::aws_lc_rs::default_provider());
     let mut config = tokio_rustls::rustls::ClientConfig::builder_with_provider(provider)
@@ -187,18 +189,6 @@ fn tls_load(args: &[&str]) {
         results.non2xx,
         results.errors
     );
-}
-
-/// The certificates of a PEM file (the `pem` crate, already a dependency).
-fn rustls_pemfile_certs(
-    pem_bytes: &[u8],
-) -> Vec<tokio_rustls::rustls::pki_types::CertificateDer<'static>> {
-    pem::parse_many(pem_bytes)
-        .expect("PEM")
-        .into_iter()
-        .filter(|p| p.tag() == "CERTIFICATE")
-        .map(|p| p.into_contents().into())
-        .collect()
 }
 
 #[derive(Default)]

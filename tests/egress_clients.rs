@@ -32,70 +32,61 @@ services:
     iam_policy: {{bindings: [{{role: roles/run.invoker, members: [serviceAccount:login{SA}, serviceAccount:invoker{SA}]}}]}}
   - name: closed
     upstream: builtin:echo
-workload_identity_pools:
-  - name: ci-pool
-    providers:
-      - name: ci
-        issuer: https://ci.example.com
-        jwks: builtin
-        attribute_mapping: {{google.subject: assertion.sub, attribute.repository: assertion.repository}}
-"#
-    )
-}
-
-/// `frontdoor` with `--config` for `emu`.
-fn cli(emu: &Emulator, args: &[&str]) -> String {
-    succeed(
-        frontdoor()
-            .args(args)
-            .arg("--config")
-            .arg(emu.config_file()),
+{CI_POOL}"#
     )
 }
 
 /// A key file for `login`, as `keys create` writes it.
 fn login_key(emu: &Emulator) -> std::path::PathBuf {
     let key = emu.dir.path().join("login-key.json");
-    cli(
-        emu,
-        &[
-            "keys",
-            "create",
-            key.to_str().unwrap(),
-            "--iam-account",
-            &sa("login"),
-        ],
-    );
+    emu.cli(&[
+        "keys",
+        "create",
+        key.to_str().unwrap(),
+        "--iam-account",
+        &sa("login"),
+    ]);
     key
 }
 
 /// A token from frontdoor's built-in issuer that the `ci-pool/ci` provider maps to
 /// `repository=app`, which may act as `invoker`.
 fn subject_token(emu: &Emulator) -> String {
-    cli(
-        emu,
-        &[
-            "external-token",
-            "--provider",
-            "ci-pool/ci",
-            "--subject",
-            "repo:app",
-            "--claim",
-            "repository=app",
-        ],
-    )
+    emu.cli(&[
+        "external-token",
+        "--provider",
+        "ci-pool/ci",
+        "--subject",
+        "repo:app",
+        "--claim",
+        "repository=app",
+    ])
 }
 
-/// A process as `login` would run on Cloud Run after `eval "$(frontdoor env login)"`, with
-/// an empty home and gcloud configuration, and `extra` on top.
-fn as_login(emu: &Emulator, home: &Path, program: impl AsRef<std::ffi::OsStr>) -> Command {
-    let mut cmd = Command::new(program);
-    cmd.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap())
-        .env("HOME", home)
-        .env("CLOUDSDK_CONFIG", home.join("gcloud"))
-        .envs(env_of(emu, Some("login")));
-    cmd
+/// `login` as it would run on Cloud Run after `eval "$(frontdoor env login)"`: that
+/// environment (read once), an empty home and gcloud configuration, nothing else.
+struct AsLogin {
+    home: tempfile::TempDir,
+    env: Vec<(String, String)>,
+}
+
+impl AsLogin {
+    fn new(emu: &Emulator) -> AsLogin {
+        AsLogin {
+            home: tempfile::tempdir().unwrap(),
+            env: env_of(emu, Some("login")),
+        }
+    }
+
+    fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap())
+            .env("HOME", self.home.path())
+            .env("CLOUDSDK_CONFIG", self.home.path().join("gcloud"))
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
+        cmd
+    }
 }
 
 /// The seeds' curl recipes as written, after `eval "$(frontdoor env login)"` in the same
@@ -145,10 +136,7 @@ curl -s -o /dev/null -w "%{{http_code}}\n" -H "Authorization: Bearer $ID_TOKEN" 
                 format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()),
             )
             .env("HOME", home.path())
-            .env(
-                "XDG_STATE_HOME",
-                std::env::temp_dir().join(format!("frontdoor-tests-{}", std::process::id())),
-            )
+            .env("XDG_STATE_HOME", test_state_home())
             .args(["-e", "-o", "pipefail", "-c", &script]),
     );
     assert_eq!(
@@ -168,11 +156,12 @@ curl -s -o /dev/null -w "%{{http_code}}\n" -H "Authorization: Bearer $ID_TOKEN" 
 async fn python_google_auth_reaches_googles_urls() {
     let emu = Emulator::start(&yaml()).await;
     let url = emu.url_of("vault");
-    let home = tempfile::tempdir().unwrap();
+    let login = AsLogin::new(&emu);
     let script = repo().join("tests/python/egress_clients.py");
     let run = |args: &[&str], extra: &[(&str, &Path)]| -> Value {
         let out = succeed(
-            as_login(&emu, home.path(), python())
+            login
+                .command(python())
                 .arg(&script)
                 .args(args)
                 .envs(extra.iter().copied()),
@@ -210,18 +199,15 @@ async fn python_google_auth_reaches_googles_urls() {
     let token = subject_token(&emu);
     std::fs::write(&subject, token).unwrap();
     let creds = emu.dir.path().join("federated.json");
-    let said = cli(
-        &emu,
-        &[
-            "credentials",
-            "external-account",
-            creds.to_str().unwrap(),
-            "--provider",
-            "ci-pool/ci",
-            "--token-file",
-            subject.to_str().unwrap(),
-        ],
-    );
+    let said = emu.cli(&[
+        "credentials",
+        "external-account",
+        creds.to_str().unwrap(),
+        "--provider",
+        "ci-pool/ci",
+        "--token-file",
+        subject.to_str().unwrap(),
+    ]);
     assert!(said.contains("the federated identity itself"), "{said}");
     let written: Value = serde_json::from_str(&std::fs::read_to_string(&creds).unwrap()).unwrap();
     assert_eq!(written["token_url"], "https://sts.googleapis.com/v1/token");
@@ -242,13 +228,12 @@ async fn python_google_auth_reaches_googles_urls() {
 async fn node_google_auth_library_reaches_googles_urls() {
     let emu = Emulator::start(&yaml()).await;
     let url = emu.url_of("vault");
-    let home = tempfile::tempdir().unwrap();
+    let login = AsLogin::new(&emu);
     let key = login_key(&emu);
-    let modules = repo().join("tests/node/node_modules");
-    assert!(modules.exists(), "run scripts/setup-test-deps");
     let out = succeed(
-        as_login(&emu, home.path(), "node")
-            .arg(repo().join("tests/node/egress.js"))
+        login
+            .command("node")
+            .arg(node_script("egress.js"))
             .arg(&url)
             .env("GOOGLE_APPLICATION_CREDENTIALS", &key),
     );
@@ -266,10 +251,10 @@ async fn node_google_auth_library_reaches_googles_urls() {
 async fn gcloud_activates_a_key_and_impersonates() {
     let emu = Emulator::start(&yaml()).await;
     let url = emu.url_of("vault");
-    let home = tempfile::tempdir().unwrap();
+    let login = AsLogin::new(&emu);
     let key = login_key(&emu);
     let gcloud = |args: &[&str]| {
-        let mut cmd = as_login(&emu, home.path(), "gcloud");
+        let mut cmd = login.command("gcloud");
         cmd.args(args);
         cmd
     };
@@ -304,7 +289,7 @@ async fn gcloud_activates_a_key_and_impersonates() {
     assert_eq!(claims["sub"], invoker.unique_id.as_str());
     assert!(claims.get("email").is_none());
     assert_eq!(claims["aud"], url);
-    let status = succeed(as_login(&emu, home.path(), "curl").args([
+    let status = succeed(login.command("curl").args([
         "-s",
         "-o",
         "/dev/null",
@@ -329,7 +314,7 @@ async fn gcloud_activates_a_key_and_impersonates() {
     assert!(!refused.status.success());
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(
-        stderr.contains("PERMISSION_DENIED") || stderr.contains("403"),
+        stderr.contains("PERMISSION_DENIED") && stderr.contains(&sa("loner")),
         "{stderr}"
     );
     emu.stop().await;
@@ -342,9 +327,10 @@ async fn gcloud_activates_a_key_and_impersonates() {
 async fn java_reaches_the_service_with_only_java_tool_options() {
     let emu = Emulator::start(&yaml()).await;
     let url = emu.url_of("vault");
-    let home = tempfile::tempdir().unwrap();
+    let login = AsLogin::new(&emu);
     let out = succeed(
-        as_login(&emu, home.path(), "java")
+        login
+            .command("java")
             .arg(repo().join("tests/java/Probe.java"))
             .arg(&url),
     );
@@ -361,7 +347,8 @@ async fn java_reaches_the_service_with_only_java_tool_options() {
         .filter(|o| !o.starts_with("-Djavax.net.ssl"))
         .collect::<Vec<_>>()
         .join(" ");
-    let refused = as_login(&emu, home.path(), "java")
+    let refused = login
+        .command("java")
         .env("JAVA_TOOL_OPTIONS", untrusting)
         .arg(repo().join("tests/java/Probe.java"))
         .arg(&url)
@@ -382,15 +369,10 @@ async fn java_reaches_the_service_with_only_java_tool_options() {
 async fn go_idtoken_reaches_googles_urls() {
     let emu = Emulator::start(&yaml()).await;
     let url = emu.url_of("vault");
-    let home = tempfile::tempdir().unwrap();
-    let client = repo().join("tests/clients/go/go-client");
-    assert!(
-        client.exists(),
-        "{} is missing: run scripts/setup-test-deps (scripts/test does)",
-        client.display()
-    );
+    let login = AsLogin::new(&emu);
     let out = succeed(
-        as_login(&emu, home.path(), client)
+        login
+            .command(go_client())
             .arg(&url)
             .arg(emu.url_of("closed")),
     );

@@ -274,7 +274,9 @@ async fn removing_a_service_lets_requests_in_flight_finish() {
     let host = emu.url_of("slow").trim_start_matches("https://").to_owned();
 
     let in_flight = tokio::spawn(call_owned(dedicated.clone()));
-    reached.notified().await;
+    tokio::time::timeout(std::time::Duration::from_secs(20), reached.notified())
+        .await
+        .expect("the request never reached the upstream");
     emu.rewrite_config(&base);
     emu.wait_status("the removal", generation_at_least(2)).await;
     release.notify_one();

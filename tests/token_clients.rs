@@ -10,15 +10,6 @@ use std::process::Command;
 use common::*;
 use serde_json::Value;
 
-fn cli(emu: &Emulator, args: &[&str]) -> String {
-    succeed(
-        frontdoor()
-            .args(args)
-            .arg("--config")
-            .arg(emu.config_file()),
-    )
-}
-
 async fn status_of(url: &str, token: &str) -> u16 {
     reqwest::Client::new()
         .get(url)
@@ -39,7 +30,15 @@ fn env_with(
     home: &std::path::Path,
     credentials: &std::path::Path,
 ) -> Vec<(String, String)> {
-    let mut env = if proxy { env_of(emu, None) } else { vec![] };
+    // The proxy and the CA of `frontdoor env`, not its metadata server: set below.
+    let mut env: Vec<(String, String)> = if proxy {
+        env_of(emu, None)
+            .into_iter()
+            .filter(|(k, _)| !k.starts_with("GCE_METADATA_"))
+            .collect()
+    } else {
+        vec![]
+    };
     env.extend([
         (
             "GOOGLE_APPLICATION_CREDENTIALS".into(),
@@ -68,22 +67,19 @@ fn borrowed(env: &[(String, String)]) -> Vec<(&str, &str)> {
 async fn a_service_account_key_file_with_python_google_auth() {
     let emu = Emulator::start(&token_config()).await;
     let key = emu.dir.path().join("caller-key.json");
-    let said = cli(
-        &emu,
-        &[
-            "keys",
-            "create",
-            key.to_str().unwrap(),
-            "--iam-account",
-            &sa("caller"),
-        ],
-    );
+    let said = emu.cli(&[
+        "keys",
+        "create",
+        key.to_str().unwrap(),
+        "--iam-account",
+        &sa("caller"),
+    ]);
     assert!(said.starts_with("created key ["), "{said}");
     let file: Value = serde_json::from_str(&std::fs::read_to_string(&key).unwrap()).unwrap();
     assert_eq!(file["type"], "service_account");
     assert_eq!(file["token_uri"], "https://oauth2.googleapis.com/token");
     assert_eq!(file["universe_domain"], "googleapis.com");
-    let listed = cli(&emu, &["keys", "list", "--iam-account", &sa("caller")]);
+    let listed = emu.cli(&["keys", "list", "--iam-account", &sa("caller")]);
     assert!(
         listed.contains(file["private_key_id"].as_str().unwrap()),
         "{listed}"
@@ -118,10 +114,7 @@ async fn a_service_account_key_file_with_python_google_auth() {
     assert_eq!(status_of(&emu.service("api", "/"), token).await, 200);
 
     // Once the key is deleted, the library's refresh fails with Google's error.
-    cli(
-        &emu,
-        &["keys", "delete", file["private_key_id"].as_str().unwrap()],
-    );
+    emu.cli(&["keys", "delete", file["private_key_id"].as_str().unwrap()]);
     let refused = Command::new(python())
         .arg(repo().join("tests/python/token_clients.py"))
         .args(["key-file", &aud])
@@ -152,22 +145,19 @@ async fn workload_identity_federation_with_python_google_auth() {
         sa("target")
     ));
     let home = tempfile::tempdir().unwrap();
-    cli(
-        &emu,
-        &[
-            "credentials",
-            "external-account",
-            config_file.to_str().unwrap(),
-            "--provider",
-            "ci-pool/ci",
-            "--service-account",
-            &sa("target"),
-            "--token-file",
-            token_file.to_str().unwrap(),
-            // No proxy in this test: the file names the google listener itself.
-            "--loopback-urls",
-        ],
-    );
+    emu.cli(&[
+        "credentials",
+        "external-account",
+        config_file.to_str().unwrap(),
+        "--provider",
+        "ci-pool/ci",
+        "--service-account",
+        &sa("target"),
+        "--token-file",
+        token_file.to_str().unwrap(),
+        // No proxy in this test: the file names the google listener itself.
+        "--loopback-urls",
+    ]);
     let written: Value =
         serde_json::from_str(&std::fs::read_to_string(&config_file).unwrap()).unwrap();
     assert_eq!(written["token_url"], emu.google("/v1/token"));
@@ -177,18 +167,15 @@ async fn workload_identity_federation_with_python_google_auth() {
     );
 
     for (repository, allowed) in [("good-repo", true), ("other-repo", false)] {
-        let subject = cli(
-            &emu,
-            &[
-                "external-token",
-                "--provider",
-                "ci-pool/ci",
-                "--subject",
-                "repo:x",
-                "--claim",
-                &format!("repository={repository}"),
-            ],
-        );
+        let subject = emu.cli(&[
+            "external-token",
+            "--provider",
+            "ci-pool/ci",
+            "--subject",
+            "repo:x",
+            "--claim",
+            &format!("repository={repository}"),
+        ]);
         // Written exactly as printed: a token file Google's libraries read as is.
         assert!(
             !subject.ends_with('\n'),
@@ -272,18 +259,15 @@ async fn node_impersonated_fetch_id_token() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_documented_curl_recipe_with_an_sts_token() {
     let emu = Emulator::start(&token_config()).await;
-    let subject = cli(
-        &emu,
-        &[
-            "external-token",
-            "--provider",
-            "ci-pool/ci",
-            "--subject",
-            "repo:x",
-            "--claim",
-            "repository=good-repo",
-        ],
-    );
+    let subject = emu.cli(&[
+        "external-token",
+        "--provider",
+        "ci-pool/ci",
+        "--subject",
+        "repo:x",
+        "--claim",
+        "repository=good-repo",
+    ]);
     let provider = emu.config.provider("ci-pool/ci").unwrap().resource.clone();
     let script = format!(
         r#"set -euo pipefail

@@ -151,6 +151,16 @@ impl Emulator {
         self.dir.path().join("services.yaml")
     }
 
+    /// Runs `frontdoor ARGS --config` this emulator's file; its stdout (it must succeed).
+    pub fn cli(&self, args: &[&str]) -> String {
+        succeed(
+            frontdoor()
+                .args(args)
+                .arg("--config")
+                .arg(self.config_file()),
+        )
+    }
+
     pub fn google(&self, path: &str) -> String {
         format!("http://{}{path}", self.addresses.google)
     }
@@ -295,13 +305,7 @@ impl Emulator {
 /// The project's Python venv, made by `scripts/setup-test-deps`. Its absence is a failure,
 /// never a skip: a test that silently skips proves nothing.
 pub fn python() -> PathBuf {
-    let p = repo().join(".venv/bin/python");
-    assert!(
-        p.exists(),
-        "{} is missing: run scripts/setup-test-deps (scripts/test does)",
-        p.display()
-    );
-    p
+    installed(".venv/bin/python")
 }
 
 /// Runs `cmd`; returns its stdout, failing the test with its stderr on a non-zero exit.
@@ -360,17 +364,34 @@ pub fn run_python(script: &str, args: &[&str], env: &[(&str, &str)]) -> String {
     )
 }
 
+/// A path `scripts/setup-test-deps` makes, failing the test (never skipping it) when the
+/// script has not run.
+fn installed(path: &str) -> PathBuf {
+    let p = repo().join(path);
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/setup-test-deps (scripts/test does)",
+        p.display()
+    );
+    p
+}
+
+/// The Go client of `tests/clients/go`, built by `scripts/setup-test-deps`.
+pub fn go_client() -> PathBuf {
+    installed("tests/clients/go/go-client")
+}
+
+/// `tests/node/SCRIPT`, once the project's `node_modules` it requires are installed.
+pub fn node_script(script: &str) -> PathBuf {
+    installed("tests/node/node_modules");
+    repo().join("tests/node").join(script)
+}
+
 /// Runs `node tests/node/SCRIPT args` with the project's `node_modules`.
 pub fn run_node(script: &str, args: &[&str], env: &[(&str, &str)]) -> String {
-    let modules = repo().join("tests/node/node_modules");
-    assert!(
-        modules.exists(),
-        "{} is missing: run scripts/setup-test-deps (scripts/test does)",
-        modules.display()
-    );
     succeed(
         Command::new("node")
-            .arg(repo().join("tests/node").join(script))
+            .arg(node_script(script))
             .args(args)
             .envs(env.iter().copied()),
     )
@@ -421,13 +442,27 @@ pub fn env_of(emu: &Emulator, service: Option<&str>) -> Vec<(String, String)> {
 /// comes from the environment.
 pub fn frontdoor() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_frontdoor"));
-    cmd.env(
-        "XDG_STATE_HOME",
-        std::env::temp_dir().join(format!("frontdoor-tests-{}", std::process::id())),
-    )
-    .env_remove("FRONTDOOR_STATE_DIR");
+    cmd.env("XDG_STATE_HOME", test_state_home())
+        .env_remove("FRONTDOOR_STATE_DIR");
     cmd
 }
+
+/// Where the CLI run by this test process notes the last server started: never the
+/// user's own.
+pub fn test_state_home() -> PathBuf {
+    std::env::temp_dir().join(format!("frontdoor-tests-{}", std::process::id()))
+}
+
+/// The `ci-pool/ci` provider ([`FEDERATION_POOL`]): frontdoor's built-in issuer, its
+/// `repository` claim mapped to an attribute.
+pub const CI_POOL: &str = "workload_identity_pools:
+  - name: ci-pool
+    providers:
+      - name: ci
+        issuer: https://ci.example.com
+        jwks: builtin
+        attribute_mapping: {google.subject: assertion.sub, attribute.repository: assertion.repository}
+";
 
 pub const FEDERATION_POOL: &str =
     "//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/ci-pool";
@@ -461,14 +496,7 @@ services:
     upstream: builtin:echo
     listen: 127.0.0.1:0
     iam_policy: {{bindings: [{{role: roles/run.invoker, members: [serviceAccount:target{SA}, serviceAccount:caller{SA}]}}]}}
-workload_identity_pools:
-  - name: ci-pool
-    providers:
-      - name: ci
-        issuer: https://ci.example.com
-        jwks: builtin
-        attribute_mapping: {{google.subject: assertion.sub, attribute.repository: assertion.repository}}
-"#
+{CI_POOL}"#
     )
 }
 

@@ -8,7 +8,7 @@ usage:
                                             through IAM Credentials (IDTokenCredentials)
   egress_clients.py compute-engine AUDIENCE compute_engine.IDTokenCredentials at its
                                             defaults: signBlob, then /oauth2/v4/token
-  egress_clients.py federated AUDIENCE ACCOUNT
+  egress_clients.py federated AUDIENCE ACCOUNT CREDENTIALS_FILE
                                             an external-account file without impersonation:
                                             the STS token itself asks generateIdToken
 Each prints one JSON object: the ID token's claims and the service's status for it."""
@@ -40,9 +40,9 @@ def compute_engine_defaults(audience):
     return ids.token
 
 
-def federated(audience, account):
+def federated(audience, account, credentials_file):
     credentials = identity_pool.Credentials.from_file(
-        sys.argv[4], scopes=["https://www.googleapis.com/auth/cloud-platform"])
+        credentials_file, scopes=["https://www.googleapis.com/auth/cloud-platform"])
     credentials.refresh(Request())
     assert credentials.service_account_email is None
     answer = requests.post(
@@ -60,7 +60,7 @@ def main():
     elif mode == "compute-engine":
         token = compute_engine_defaults(audience)
     elif mode == "federated":
-        token = federated(audience, sys.argv[3])
+        token = federated(audience, sys.argv[3], sys.argv[4])
     else:
         sys.exit(f"unknown mode {mode}")
     print(json.dumps({"claims": jwt.decode(token, verify=False), "status": call(audience, token)}))
