@@ -1,63 +1,73 @@
-//! Access tokens: opaque `ya29.` strings bound in memory to the principal and scopes they
-//! were issued for (SPEC §2). The metadata server issues them; the google listener's APIs
-//! honour them. Bounded: the oldest grants are evicted first under a flood.
+//! Access tokens (`ya29.…`, SPEC §2): the principal, scopes and expiry they were issued
+//! for, sealed with an HMAC under a key kept in the state directory. The metadata server,
+//! `/token` and STS issue them; the google listener's APIs honour them.
+//!
+//! Sealed rather than remembered, so that they outlive a restart as Google's outlive
+//! nothing at all: gcloud caches its access token for an hour, and when a request is
+//! refused it fetches a new token but retries with the old one, so a token forgotten on
+//! restart would lock gcloud out until its cache expired. Nothing is held per token, so
+//! nothing grows with the tokens issued.
 
 use std::sync::Arc;
 
+use aws_lc_rs::hmac;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use quick_cache::sync::Cache;
+use serde::{Deserialize, Serialize};
 
 use crate::iam::Principal;
 use crate::tokens::ACCESS_TOKEN_PREFIX;
 
-/// Bytes of grants kept at most: about 60,000 ordinary grants.
-const CAPACITY_BYTES: u64 = 16 * 1024 * 1024;
-
-/// A grant weighs its token, its scopes and its principal, plus a little for the map.
-#[derive(Clone)]
-struct Weight;
-
-impl quick_cache::Weighter<String, Arc<Grant>> for Weight {
-    fn weight(&self, token: &String, grant: &Arc<Grant>) -> u64 {
-        let scopes: usize = grant.scopes.iter().map(|s| s.len() + 24).sum();
-        let principal = match &grant.principal {
-            Principal::ServiceAccount(e) | Principal::User(e) => e.len(),
-            Principal::Federated { subject, sets } => {
-                subject.len() + sets.iter().map(|s| s.len() + 24).sum::<usize>()
-            }
-        };
-        (128 + token.len() + scopes + principal) as u64
-    }
-}
-
 /// The scope a Cloud Run service's identity gets when none is asked for.
 pub(crate) const CLOUD_PLATFORM: &str = "https://www.googleapis.com/auth/cloud-platform";
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Longer tokens are refused unread: no grant we issue comes near it.
+const MAX_TOKEN_BYTES: usize = 16 * 1024;
+
+/// The sealing key's file in the state directory.
+pub(crate) const KEY_FILE: &str = "access-token-key";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Grant {
     /// Whom the token speaks for: a service account, or a federated identity (STS).
+    #[serde(rename = "p")]
     pub principal: Principal,
+    #[serde(rename = "s")]
     pub scopes: Vec<String>,
+    #[serde(rename = "e")]
     pub exp: i64,
 }
 
+/// What is sealed: the grant, and randomness so that two grants alike are two tokens.
+#[derive(Serialize, Deserialize)]
+struct Sealed {
+    #[serde(rename = "g")]
+    grant: Grant,
+    #[serde(rename = "n")]
+    nonce: String,
+}
+
 pub struct AccessTokens {
-    grants: Cache<String, Arc<Grant>, Weight>,
+    key: hmac::Key,
 }
 
 impl Default for AccessTokens {
+    /// A key of its own, for a state that keeps none: its tokens die with it.
     fn default() -> Self {
-        AccessTokens {
-            grants: Cache::with_weighter(65_536, CAPACITY_BYTES, Weight),
-        }
+        AccessTokens::new(&random::<32>())
     }
 }
 
 impl AccessTokens {
-    /// How many grants are remembered, and how many bytes they weigh.
-    pub fn size(&self) -> (usize, u64) {
-        (self.grants.len(), self.grants.weight())
+    pub fn new(secret: &[u8]) -> AccessTokens {
+        AccessTokens {
+            key: hmac::Key::new(hmac::HMAC_SHA256, secret),
+        }
+    }
+
+    /// A new secret for [`AccessTokens::new`], as text for the state directory.
+    pub fn new_secret() -> String {
+        hex::encode(random::<32>())
     }
 
     /// A new token for `principal` with `scopes`, valid for `lifetime` seconds from `now`.
@@ -68,23 +78,43 @@ impl AccessTokens {
         now: i64,
         lifetime: i64,
     ) -> (String, Arc<Grant>) {
-        let mut random = [0u8; 48];
-        // The token is a bearer secret, so it comes from the system's CSPRNG.
-        aws_lc_rs::rand::fill(&mut random).expect("the system random source is available");
-        let token = format!("{ACCESS_TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(random));
-        let grant = Arc::new(Grant {
+        let grant = Grant {
             principal,
             scopes,
             exp: now + lifetime,
-        });
-        self.grants.insert(token.clone(), grant.clone());
-        (token, grant)
+        };
+        let sealed = Sealed {
+            grant: grant.clone(),
+            nonce: URL_SAFE_NO_PAD.encode(random::<12>()),
+        };
+        let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&sealed).unwrap_or_default());
+        let tag = hmac::sign(&self.key, payload.as_bytes());
+        let token = format!(
+            "{ACCESS_TOKEN_PREFIX}{payload}.{}",
+            URL_SAFE_NO_PAD.encode(tag.as_ref())
+        );
+        (token, Arc::new(grant))
     }
 
-    /// The grant behind `token`, if it was issued here and has not expired.
+    /// The grant behind `token`, if it was sealed with this key and has not expired.
     pub fn lookup(&self, token: &str, now: i64) -> Option<Arc<Grant>> {
-        self.grants.get(token).filter(|g| now < g.exp)
+        if token.len() > MAX_TOKEN_BYTES {
+            return None;
+        }
+        let (payload, tag) = token.strip_prefix(ACCESS_TOKEN_PREFIX)?.split_once('.')?;
+        let tag = URL_SAFE_NO_PAD.decode(tag).ok()?;
+        // Constant-time comparison inside `verify`.
+        hmac::verify(&self.key, payload.as_bytes(), &tag).ok()?;
+        let sealed: Sealed = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
+        (now < sealed.grant.exp).then(|| Arc::new(sealed.grant))
     }
+}
+
+fn random<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
+    // Keys and nonces of bearer secrets come from the system's CSPRNG.
+    aws_lc_rs::rand::fill(&mut bytes).expect("the system random source is available");
+    bytes
 }
 
 #[cfg(test)]
@@ -97,8 +127,8 @@ mod tests {
     }
 
     #[test]
-    fn tokens_are_opaque_bound_and_expire() {
-        let store = AccessTokens::default();
+    fn tokens_are_bound_expire_and_differ() {
+        let store = AccessTokens::new(b"secret");
         let (a, grant) = store.issue(sa(), vec![CLOUD_PLATFORM.into()], 1000, LIFETIME);
         let (b, _) = store.issue(sa(), vec![CLOUD_PLATFORM.into()], 1000, LIFETIME);
         assert!(a.starts_with("ya29.") && a.len() > 60);
@@ -107,28 +137,57 @@ mod tests {
         assert_eq!(store.lookup(&a, 4599).unwrap().principal, sa());
         assert!(store.lookup(&a, 4600).is_none());
         assert!(store.lookup("ya29.made-up", 1000).is_none());
+        assert!(store.lookup("ya29.made.up", 1000).is_none());
     }
-}
-
-#[cfg(test)]
-mod weight_tests {
-    use super::*;
 
     #[test]
-    fn grants_are_bounded_in_bytes_not_count() {
-        let store = AccessTokens::default();
-        // Grants with 8 KiB of scopes each: about 2,000 fit in 16 MiB, not 65,536.
-        let scope = "s".repeat(8 * 1024);
-        for _ in 0..4000 {
-            store.issue(
-                Principal::ServiceAccount("a@p.iam.gserviceaccount.com".into()),
-                vec![scope.clone()],
-                1000,
-                3600,
-            );
+    fn tokens_outlive_a_restart_with_the_same_key_only() {
+        let (token, _) = AccessTokens::new(b"kept").issue(sa(), vec![], 1000, LIFETIME);
+        assert_eq!(
+            AccessTokens::new(b"kept")
+                .lookup(&token, 1001)
+                .unwrap()
+                .principal,
+            sa()
+        );
+        assert!(AccessTokens::new(b"other").lookup(&token, 1001).is_none());
+    }
+
+    #[test]
+    fn a_token_altered_in_any_part_is_refused() {
+        let store = AccessTokens::new(b"secret");
+        let (token, _) = store.issue(sa(), vec![CLOUD_PLATFORM.into()], 1000, LIFETIME);
+        let (payload, tag) = token
+            .split_once('.')
+            .map(|(_, rest)| rest)
+            .unwrap()
+            .split_once('.')
+            .unwrap();
+        // Another principal under the old tag.
+        let forged_grant = Sealed {
+            grant: Grant {
+                principal: Principal::ServiceAccount("admin@p.iam.gserviceaccount.com".into()),
+                scopes: vec![],
+                exp: 1 << 40,
+            },
+            nonce: String::new(),
+        };
+        let forged = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&forged_grant).unwrap());
+        assert!(
+            store
+                .lookup(&format!("ya29.{forged}.{tag}"), 1001)
+                .is_none()
+        );
+        // A flipped character anywhere.
+        for i in 5..token.len() {
+            let mut bytes = token.clone().into_bytes();
+            bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
+            let altered = String::from_utf8(bytes).unwrap();
+            if altered != token {
+                assert!(store.lookup(&altered, 1001).is_none(), "position {i}");
+            }
         }
-        let (n, bytes) = store.size();
-        assert!(bytes <= CAPACITY_BYTES, "{bytes}");
-        assert!(n < 2100, "{n}");
+        assert!(!payload.is_empty());
+        assert!(store.lookup(&"ya29.".repeat(5000), 1001).is_none());
     }
 }

@@ -77,13 +77,16 @@ impl ConfigArgs {
             .unwrap_or_else(|| PathBuf::from("services.yaml"))
     }
 
+    /// The configuration, with the changes made through the Admin APIs (kept in the state
+    /// directory, `config::layer`) over it, as the server runs it.
     pub(crate) fn load(&self) -> anyhow::Result<(Config, StateDir)> {
         let file = self.config_file();
-        let config = config::load(&file)?;
         let state = self
             .state_dir
             .clone()
             .map_or_else(|| StateDir::beside(&file), StateDir::new);
+        let layer = config::Layer::read(state.path())?;
+        let config = config::load_layered(&file, &layer)?;
         Ok((config, state))
     }
 }
@@ -110,9 +113,8 @@ pub enum Command {
     Credentials(credentials::CredentialsCommand),
     /// Validate the configuration and print the services it describes.
     Check {
-        /// The configuration file.
-        #[arg(long, default_value = "services.yaml")]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigArgs,
     },
     /// Print an ID token, like `gcloud auth print-identity-token`.
     Token {
@@ -185,9 +187,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             surface,
             json,
         } => decisions(config, limit, surface.as_deref(), json).await,
-        Command::Check { config } => {
-            let config = config::load(&config)?;
+        Command::Check { config: args } => {
+            let (config, state_dir) = args.load()?;
             let mut out = describe(&config, None);
+            out.push_str(&changes_note(&state_dir)?);
             for (path, addr) in config.exposed_addresses() {
                 out.push_str(&format!(
                     "note: {path} is {addr}, not loopback: `serve` needs --bind-all\n"
@@ -347,6 +350,22 @@ async fn status(config: ConfigArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What the Admin APIs changed over the file, and where that is kept; empty when nothing.
+fn changes_note(state_dir: &StateDir) -> anyhow::Result<String> {
+    let layer = config::Layer::read(state_dir.path())?;
+    if layer.is_empty() {
+        return Ok(String::new());
+    }
+    let mut out = format!(
+        "changed through the Admin APIs (kept in {}, over the file):\n",
+        state_dir.path().join(config::layer::FILE).display()
+    );
+    for line in layer.summary() {
+        out.push_str(&format!("  {line}\n"));
+    }
+    Ok(out)
+}
+
 fn env(args: ConfigArgs, service: Option<&str>) -> anyhow::Result<()> {
     let addresses = locate::running(&args)?;
     // The running server's own file, unless one was named.
@@ -382,6 +401,9 @@ fn env(args: ConfigArgs, service: Option<&str>) -> anyhow::Result<()> {
         state_dir: &state_dir,
         project: &config.project.id,
     });
+    // `gcloud run` asks for a region unless one is set: the project's, as
+    // `gcloud config set run/region` would set it.
+    vars.push(("CLOUDSDK_RUN_REGION", config.project.region.clone()));
     if let Some(name) = service {
         vars.push(("K_SERVICE", name.to_owned()));
     }

@@ -49,6 +49,8 @@ pub fn variables(target: &Target<'_>) -> Vec<(&'static str, String)> {
         // Node adds these to its own roots.
         ("NODE_EXTRA_CA_CERTS", file(CA_FILE)),
         ("CLOUDSDK_CORE_CUSTOM_CA_CERTS_FILE", bundle),
+        // gcloud's project, as `gcloud config set project` would set it.
+        ("CLOUDSDK_CORE_PROJECT", target.project.to_owned()),
         ("CLOUDSDK_PROXY_TYPE", "http".to_owned()),
         ("CLOUDSDK_PROXY_ADDRESS", target.metadata.ip().to_string()),
         ("CLOUDSDK_PROXY_PORT", target.metadata.port().to_string()),

@@ -6,6 +6,7 @@
 mod depth;
 mod federation;
 mod knative;
+pub mod layer;
 mod named;
 mod names;
 mod raw;
@@ -26,8 +27,14 @@ use raw::{RawConfig, RawPolicy};
 #[cfg(test)]
 pub(crate) use federation::parse_jwks;
 pub use federation::{JwkKey, Provider, ProviderKeys};
+pub use layer::Layer;
 pub use named::NamedFiles;
 pub use names::{region_code, unique_id_for};
+
+/// Whether `region` has the shape of a Google Cloud region (`us-central1`).
+pub fn region_is_valid(region: &str) -> bool {
+    names::check_region(region).is_ok()
+}
 pub use service::{CommandSpec, DEFAULT_START_TIMEOUT, Ingress, Service, Upstream};
 
 /// Cloud Run's documented limit on the JSON encoding of a service's custom audiences.
@@ -183,14 +190,36 @@ pub fn load(file: &Path) -> Result<Config, ConfigError> {
 /// Resolves configuration text, reading the files it names (Knative exports, JWKS);
 /// `file` names it in errors and anchors relative paths.
 pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
+    parse_layered(text, file, &Layer::default())
+}
+
+/// Resolves configuration text, reading the files it names, with the changes made through
+/// the Admin APIs (`layer`) over it.
+pub fn parse_layered(text: &str, file: &Path, layer: &Layer) -> Result<Config, ConfigError> {
     let raw: RawConfig = parse_yaml(text, file)?;
     let named = NamedFiles::read(&named::paths(&raw, file));
-    resolve(raw, file, &named)
+    resolve(raw, file, &named, layer).map_err(|e| match e {
+        ConfigError::Invalid { file, path, reason } if !layer.is_empty() => ConfigError::Invalid {
+            file,
+            path,
+            reason: format!(
+                "{reason} (the changes made through the Admin APIs, `{}` in the state directory, apply over the file)",
+                layer::FILE
+            ),
+        },
+        e => e,
+    })
+}
+
+/// Reads and resolves a configuration file and the files it names, with `layer` over it.
+pub fn load_layered(file: &Path, layer: &Layer) -> Result<Config, ConfigError> {
+    let text = read(file)?;
+    parse_layered(&text, file, layer)
 }
 
 /// Resolves configuration text with the files it names given, touching no disk.
 pub fn parse_with(text: &str, file: &Path, named: &NamedFiles) -> Result<Config, ConfigError> {
-    resolve(parse_yaml(text, file)?, file, named)
+    resolve(parse_yaml(text, file)?, file, named, &Layer::default())
 }
 
 /// The largest configuration file read: far above any real one, and a bound on what a
@@ -291,6 +320,8 @@ struct At<'a> {
     file: &'a Path,
     /// The files the configuration names, read before it is resolved.
     named: &'a NamedFiles,
+    /// The changes made through the Admin APIs, over the file.
+    layer: &'a Layer,
 }
 
 impl At<'_> {
@@ -303,9 +334,14 @@ impl At<'_> {
     }
 }
 
-fn resolve(raw: RawConfig, file: &Path, named: &NamedFiles) -> Result<Config, ConfigError> {
+fn resolve(
+    raw: RawConfig,
+    file: &Path,
+    named: &NamedFiles,
+    layer: &Layer,
+) -> Result<Config, ConfigError> {
     let named_files = named::paths(&raw, file);
-    let at = At { file, named };
+    let at = At { file, named, layer };
     let mut egress_passthrough = Vec::new();
     for (i, host) in raw.egress.passthrough.iter().enumerate() {
         let host = host.trim().to_ascii_lowercase();
@@ -376,7 +412,11 @@ fn resolve(raw: RawConfig, file: &Path, named: &NamedFiles) -> Result<Config, Co
             }
             None => unique_id_for(&email),
         };
-        let policy = resolve_policy(sa.iam_policy, &format!("{path}.iam_policy"), &at)?;
+        let iam_policy = match layer.service_account_policies.get(&email) {
+            Some(changed) => Some(changed.raw()),
+            None => sa.iam_policy,
+        };
+        let policy = resolve_policy(iam_policy, &format!("{path}.iam_policy"), &at)?;
         service_accounts.push(ServiceAccount {
             email,
             unique_id,
@@ -387,11 +427,17 @@ fn resolve(raw: RawConfig, file: &Path, named: &NamedFiles) -> Result<Config, Co
     // Cloud Run runs a service that names no account as the compute default account.
     let compute = project.compute_default_account();
     if !service_accounts.iter().any(|s| s.email == compute) {
+        let changed = layer.service_account_policies.get(&compute);
+        let policy = resolve_policy(
+            changed.map(layer::PolicyText::raw),
+            "(the compute default account's IAM policy)",
+            &at,
+        )?;
         service_accounts.push(ServiceAccount {
             unique_id: unique_id_for(&compute),
             email: compute,
             display_name: Some("Compute Engine default service account".into()),
-            policy: Policy::default(),
+            policy,
         });
     }
 
@@ -427,7 +473,11 @@ fn resolve(raw: RawConfig, file: &Path, named: &NamedFiles) -> Result<Config, Co
         }
     }
 
-    let policy = resolve_policy(raw.iam_policy, "iam_policy", &at)?;
+    let iam_policy = match &layer.project_policy {
+        Some(changed) => Some(changed.raw()),
+        None => raw.iam_policy,
+    };
+    let policy = resolve_policy(iam_policy, "iam_policy", &at)?;
 
     // Declared first, so the compute default account (pushed last) is the fallback.
     let metadata_identity = match raw.metadata_service_account {

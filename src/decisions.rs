@@ -23,8 +23,9 @@ pub(crate) const CAPACITY_BYTES: usize = 4 * 1024 * 1024;
 pub(crate) const MAX_FIELD_BYTES: usize = 16 * 1024;
 
 /// The surfaces that decide, as `Decision::surface` names them.
-pub(crate) const SURFACES: [&str; 6] = [
+pub(crate) const SURFACES: [&str; 7] = [
     FRONT_DOOR,
+    "admin",
     "iamcredentials",
     "token",
     "sts",

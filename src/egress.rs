@@ -8,7 +8,7 @@
 //!   leaf of the local CA (`keys::ca`), and the request goes to the front door, every check
 //!   as on the front door's own port. A request through a service's proxy counts as that
 //!   service for ingress `internal`.
-//! - `CONNECT` to Google's API hosts ([`GOOGLE_HOSTS`]), port 443 → the google listener's
+//! - `CONNECT` to Google's API hosts ([`is_google_host`]), port 443 → the google listener's
 //!   handlers, on Google's paths.
 //! - plain-http requests to `metadata.google.internal` or `169.254.169.254` (absolute-form)
 //!   → this listener's own metadata server, identity included.
@@ -39,14 +39,27 @@ use crate::peer::{Peer, http_builder, with_connection};
 use crate::state::Live;
 
 /// Google's hosts whose APIs frontdoor serves (SPEC §6): the issuer's keys and discovery,
-/// the token endpoints, IAM Credentials and STS.
-pub(crate) const GOOGLE_HOSTS: [&str; 5] = [
+/// the token endpoints, IAM Credentials and STS, and the Admin APIs a deployer calls (Cloud
+/// Run, IAM, Resource Manager).
+const GOOGLE_HOSTS: [&str; 8] = [
     "oauth2.googleapis.com",
     "www.googleapis.com",
     "accounts.google.com",
     "iamcredentials.googleapis.com",
     "sts.googleapis.com",
+    "run.googleapis.com",
+    "iam.googleapis.com",
+    "cloudresourcemanager.googleapis.com",
 ];
+
+/// One of [`GOOGLE_HOSTS`], or Cloud Run's regional host `REGION-run.googleapis.com`, which
+/// gcloud calls for `gcloud run`.
+pub(crate) fn is_google_host(host: &str) -> bool {
+    GOOGLE_HOSTS.contains(&host)
+        || host
+            .strip_suffix("-run.googleapis.com")
+            .is_some_and(crate::config::region_is_valid)
+}
 
 /// The metadata server's names, reached over plain http.
 pub(crate) const METADATA_HOSTS: [&str; 2] = ["metadata.google.internal", "169.254.169.254"];
@@ -189,7 +202,7 @@ fn classify(proxy: &Proxy, host: &str, port: u16) -> Result<Route, String> {
     // first: listing one under `egress.passthrough` cannot send it to the real host.
     let route = if host.ends_with(".run.app") || state.frontdoor().route(host).is_some() {
         Route::FrontDoor
-    } else if GOOGLE_HOSTS.contains(&host) {
+    } else if is_google_host(host) {
         Route::Google
     } else if METADATA_HOSTS.contains(&host) {
         return Err(format!(

@@ -1,14 +1,17 @@
 //! The google APIs listener (SPEC §6): the issuer's discovery document and published keys,
-//! the OAuth2 token endpoint, tokeninfo, IAM Credentials and STS, whose decisions go to the
-//! one decision log; and, merged in from `introspect`, frontdoor's own decisions, status,
-//! health and metrics endpoints.
+//! the OAuth2 token endpoint, tokeninfo, IAM Credentials, STS and the Cloud Run Admin API
+//! (`run`, through `admin`), whose decisions go to the one decision log; and, merged in from
+//! `introspect`, frontdoor's own decisions, status, health and metrics endpoints.
 
+mod admin;
 mod assertion;
 mod caller;
 mod errors;
 mod iamcredentials;
 mod issuer;
 mod oauth2;
+mod resourcemanager;
+mod run;
 mod sts;
 mod tokeninfo;
 
@@ -29,6 +32,8 @@ pub fn app(live: Live) -> Router {
         .merge(tokeninfo::routes())
         .merge(iamcredentials::routes())
         .merge(sts::routes())
+        .merge(run::routes())
+        .merge(resourcemanager::routes())
         .layer(axum::middleware::from_fn_with_state(live.clone(), record))
         .with_state(live)
 }
@@ -40,7 +45,11 @@ fn surface(path: &str) -> Option<&'static str> {
         "/token" | "/oauth2/v4/token" => Some("token"),
         "/v1/token" => Some("sts"),
         "/tokeninfo" | "/oauth2/v3/tokeninfo" => Some("tokeninfo"),
-        p if p.starts_with("/v1/projects/") => Some("iamcredentials"),
+        p if p.starts_with("/apis/serving.knative.dev/") => Some("admin"),
+        p if p.starts_with("/v1/projects/") && p.contains("/serviceAccounts/") => {
+            Some("iamcredentials")
+        }
+        p if p.starts_with("/v1/projects/") => Some("admin"),
         _ => None,
     }
 }

@@ -13,19 +13,79 @@ pub const SIGN_JWT: &str = "iam.serviceAccounts.signJwt";
 pub const SIGN_BLOB: &str = "iam.serviceAccounts.signBlob";
 pub const IMPLICIT_DELEGATION: &str = "iam.serviceAccounts.implicitDelegation";
 
+/// The Cloud Run Admin API's permissions (the deployer's side, seed 002).
+pub const RUN_GET: &str = "run.services.get";
+pub const RUN_LIST: &str = "run.services.list";
+pub const RUN_UPDATE: &str = "run.services.update";
+pub const RUN_GET_IAM_POLICY: &str = "run.services.getIamPolicy";
+pub const RUN_SET_IAM_POLICY: &str = "run.services.setIamPolicy";
+
+/// Resource Manager's, on the project.
+pub const PROJECT_GET: &str = "resourcemanager.projects.get";
+pub const PROJECT_GET_IAM_POLICY: &str = "resourcemanager.projects.getIamPolicy";
+pub const PROJECT_SET_IAM_POLICY: &str = "resourcemanager.projects.setIamPolicy";
+
+const RUN_READ: [&str; 4] = [RUN_GET, RUN_LIST, RUN_GET_IAM_POLICY, PROJECT_GET];
+const RUN_WRITE: [&str; 6] = [
+    INVOKE,
+    RUN_GET,
+    RUN_LIST,
+    RUN_GET_IAM_POLICY,
+    RUN_UPDATE,
+    PROJECT_GET,
+];
+const RUN_ALL: [&str; 7] = [
+    INVOKE,
+    RUN_GET,
+    RUN_LIST,
+    RUN_GET_IAM_POLICY,
+    RUN_UPDATE,
+    RUN_SET_IAM_POLICY,
+    PROJECT_GET,
+];
+const VIEWER: [&str; 5] = [
+    RUN_GET,
+    RUN_LIST,
+    RUN_GET_IAM_POLICY,
+    PROJECT_GET,
+    PROJECT_GET_IAM_POLICY,
+];
+const EDITOR: [&str; 7] = [
+    INVOKE,
+    RUN_GET,
+    RUN_LIST,
+    RUN_GET_IAM_POLICY,
+    RUN_UPDATE,
+    PROJECT_GET,
+    PROJECT_GET_IAM_POLICY,
+];
+const OWNER: [&str; 9] = [
+    INVOKE,
+    RUN_GET,
+    RUN_LIST,
+    RUN_GET_IAM_POLICY,
+    RUN_UPDATE,
+    RUN_SET_IAM_POLICY,
+    PROJECT_GET,
+    PROJECT_GET_IAM_POLICY,
+    PROJECT_SET_IAM_POLICY,
+];
+
 /// Every role the configuration may name, with the permissions we model. A role with no
 /// permissions here is still accepted so that real policies copy over unchanged.
 const ROLES: &[(&str, &[&str])] = &[
     ("roles/run.invoker", &[INVOKE]),
     ("roles/run.servicesInvoker", &[INVOKE]),
-    ("roles/run.developer", &[INVOKE]),
-    ("roles/run.admin", &[INVOKE]),
-    ("roles/run.viewer", &[]),
+    // Developer may deploy and change a service but not its IAM policy; Admin may both.
+    ("roles/run.developer", &RUN_WRITE),
+    ("roles/run.admin", &RUN_ALL),
+    ("roles/run.viewer", &RUN_READ),
     // Owner and Editor carry run.routes.invoke but, as on Google Cloud, not the right to
-    // mint tokens as a service account: that needs Token Creator granted explicitly.
-    ("roles/owner", &[INVOKE]),
-    ("roles/editor", &[INVOKE]),
-    ("roles/viewer", &[]),
+    // mint tokens as a service account: that needs Token Creator granted explicitly. Only
+    // Owner may change IAM policies.
+    ("roles/owner", &OWNER),
+    ("roles/editor", &EDITOR),
+    ("roles/viewer", &VIEWER),
     (
         "roles/iam.serviceAccountTokenCreator",
         &[
@@ -72,6 +132,11 @@ impl Role {
 
     pub fn name(&self) -> &'static str {
         self.name
+    }
+
+    /// Every role frontdoor knows, by name.
+    pub fn known() -> impl Iterator<Item = &'static str> {
+        ROLES.iter().map(|(n, _)| *n)
     }
 
     pub fn grants(&self, permission: &str) -> bool {
@@ -263,7 +328,7 @@ impl Policy {
 }
 
 /// Who is asking, as established from a verified credential.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Principal {
     ServiceAccount(String),
     User(String),

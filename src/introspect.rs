@@ -74,7 +74,6 @@ async fn metrics(State(state): State<AppState>) -> Response {
     for (name, (n, b)) in [
         ("verified_tokens", state.frontdoor().verified_tokens()),
         ("metadata_tokens", state.metadata_tokens().size()),
-        ("access_tokens", state.access_tokens().size()),
         ("decision_log", (decisions, decision_bytes as u64)),
     ] {
         let label = Labeled { name: name.into() };

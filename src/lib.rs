@@ -13,7 +13,8 @@
 //!   client_env what points a process at frontdoor: metadata server, proxy, CA files
 //!   iam      policies, members, roles → Outcome
 //!   config   services.yaml + the files it names (config::NamedFiles: Knative exports,
-//!            JWKS, read before resolving) → Config, every derived value resolved
+//!            JWKS, read before resolving) + the Admin APIs' changes over it
+//!            (config::layer) → Config, every derived value resolved
 //!   tokens   tokens::jws signs and checks every JWT under per-use Rules; the ID-token
 //!            shapes; the verified and minted token caches
 //!   access   access tokens (ya29.…)    routing  host → service, per generation
@@ -28,7 +29,9 @@
 //!     frontdoor  *.run.app ingress: auth (the order of checks, a pure verdict) → proxy
 //!     metadata   one per service: its identity, ID and access tokens (cached)
 //!     google     issuer keys (and each account's own), /token, tokeninfo, IAM
-//!                Credentials, STS
+//!                Credentials, STS; the Admin APIs (Cloud Run v1, Resource Manager):
+//!                google::admin checks the deployer by IAM and puts each change in the
+//!                layer over the file (config::layer), applied through the server loop
 //!     introspect frontdoor's own decisions, status, /healthz, /metrics
 //!   egress   the proxy every metadata listener also is: CONNECT to *.run.app and Google's
 //!            API hosts ends TLS with the local CA (keys::ca) and goes to the front door

@@ -61,12 +61,20 @@ pub async fn serve(
     publish(&state, &shared, &services);
 
     let mut watcher = reload::Watcher::new(state.config().file.clone(), state.reloads().clone());
+    let mut changes = state.changes().connect();
+    let layer_file = state.state_dir().path().join(crate::config::layer::FILE);
     drop(state);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
-        // Read each round: a reload may name other files.
-        let named = live.get().config().named_files.clone();
+        // Read each round: a reload may name other files. The Admin APIs' layer is watched
+        // too, so that removing it (or `frontdoor changes`) takes effect.
+        let mut named = live.get().config().named_files.clone();
+        named.push(layer_file.clone());
         tokio::select! {
+            Some((config, reply)) = changes.recv() => {
+                let result = reload::apply_change(config, &live, &shared, &mut services, &mut tasks).await;
+                let _ = reply.send(result);
+            }
             () = &mut shutdown => break,
             Some(result) = tasks.join_next() => {
                 // A listener that fails stops frontdoor; one closed by a reload just ends.

@@ -7,6 +7,8 @@
 //! - `Live`: the handle listeners hold. Each request takes the current generation from it;
 //!   a reload swaps in the next.
 
+mod changes;
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
@@ -25,6 +27,7 @@ use crate::keys::{KeySet, StateDir, StoreError, SystemKeys};
 use crate::routing::FrontDoor;
 use crate::tokens::minted::MetadataTokens;
 use crate::upstream::Supervisor;
+pub use changes::{Apply, Changes};
 
 /// What `GET /frontdoor/v1/status` reports about reloads.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -138,10 +141,13 @@ struct Shared {
     bind_all: bool,
     /// The local CA the egress proxy ends TLS with, loaded (or made) on first use.
     ca: Arc<Mutex<Option<Arc<LocalCa>>>>,
+    /// How changes made through the Admin APIs are serialised and applied.
+    changes: Arc<Changes>,
 }
 
 impl AppState {
     pub fn new(config: Config, keys: KeySet, state_dir: StateDir, clock: SharedClock) -> AppState {
+        let tokens = access_tokens(&state_dir);
         AppState(Arc::new(Shared {
             frontdoor: FrontDoor::new(&config, None),
             revisions: config
@@ -160,11 +166,12 @@ impl AppState {
             state_dir,
             clock,
             decisions: Arc::default(),
-            access_tokens: Arc::default(),
+            access_tokens: Arc::new(tokens),
             metadata_tokens: Arc::default(),
             supervisor: Arc::default(),
             bind_all: false,
             ca: Arc::default(),
+            changes: Arc::default(),
         }))
     }
 
@@ -202,6 +209,7 @@ impl AppState {
             supervisor: old.supervisor.clone(),
             bind_all: old.bind_all,
             ca: old.ca.clone(),
+            changes: old.changes.clone(),
         }))
     }
 
@@ -281,6 +289,11 @@ impl AppState {
         Ok(loaded)
     }
 
+    /// How changes made through the Admin APIs are serialised and applied.
+    pub fn changes(&self) -> &Changes {
+        &self.0.changes
+    }
+
     /// Whether listeners may bind other interfaces than loopback (`--bind-all`).
     pub fn binds_all_interfaces(&self) -> bool {
         self.0.bind_all
@@ -300,6 +313,11 @@ impl AppState {
             "note: the last change to {file} was refused, so the configuration before it is still in force: {}",
             last.error.as_deref().unwrap_or("(no reason recorded)")
         ))
+    }
+
+    /// The number of `service`'s revision in this generation: its Knative `generation`.
+    pub fn revision_number(&self, service: &str) -> Option<u32> {
+        self.0.revisions.get(service).map(|r| r.number)
     }
 
     /// `SERVICE-0000N-xyz`, the `K_REVISION` of `service` in this generation.
@@ -333,6 +351,18 @@ pub fn revision_name(service: &str, n: u32) -> String {
         .map(|b| (b'a' + b % 26) as char)
         .collect();
     format!("{service}-{n:05}-{suffix}")
+}
+
+/// Access tokens sealed with the state directory's key, so that they outlive a restart; a
+/// key of their own (and a warning) when the directory cannot keep one.
+fn access_tokens(state_dir: &StateDir) -> AccessTokens {
+    match state_dir.private_text(crate::access::KEY_FILE, || Ok(AccessTokens::new_secret())) {
+        Ok(secret) => AccessTokens::new(secret.trim().as_bytes()),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot keep the access-token key; access tokens will not outlive this run");
+            AccessTokens::default()
+        }
+    }
 }
 
 /// The current generation, swapped whole on reload.

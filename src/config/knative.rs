@@ -23,6 +23,7 @@ pub(super) fn merge(
     let in_file = At {
         file,
         named: at.named,
+        layer: at.layer,
     };
     if doc.api_version != "serving.knative.dev/v1" || doc.kind != "Service" {
         return Err(in_file.err(

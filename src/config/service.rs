@@ -91,6 +91,9 @@ pub struct Service {
     pub policy: Policy,
     pub timeout: Duration,
     pub redact_service_account_tokens: bool,
+    /// The Knative document last sent through the Admin API (`config::layer`), kept for
+    /// the fields frontdoor cannot honour; a change to it is a new revision, as on Cloud Run.
+    pub knative: Option<serde_json::Value>,
 }
 
 impl Service {
@@ -124,6 +127,12 @@ pub(super) fn resolve(
         }
         None => entry,
     };
+    let changed = entry
+        .name
+        .as_ref()
+        .and_then(|name| at.layer.services.get(name));
+    let knative = changed.and_then(|c| c.knative.clone());
+    let entry = super::layer::apply(entry, changed);
     let Some(name) = entry.name else {
         return Err(at.err(
             path,
@@ -294,6 +303,7 @@ pub(super) fn resolve(
         policy,
         timeout,
         redact_service_account_tokens: entry.redact_service_account_tokens.unwrap_or(false),
+        knative,
     })
 }
 

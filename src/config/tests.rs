@@ -588,3 +588,65 @@ fn egress_passthrough_hosts_are_host_names() {
         );
     }
 }
+
+/// The Admin APIs' layer: a field it sets wins over the file's; every other field, and any
+/// later edit to them, comes from the file; a change for a service not in the file applies
+/// to nothing; a layer that no longer resolves says where the value came from.
+#[test]
+fn the_admin_layer_wins_field_by_field() {
+    let mut layer = Layer::default();
+    layer.services.insert(
+        "user-profiles".into(),
+        layer::ServiceChange {
+            custom_audiences: Some(vec!["https://api.example.com".into()]),
+            iam_policy: Some(layer::PolicyText::default()),
+            ..Default::default()
+        },
+    );
+    layer
+        .services
+        .insert("gone".into(), layer::ServiceChange::default());
+    let file = Path::new("services.yaml");
+    let edited = BASE.replace(
+        "upstream: builtin:echo",
+        "upstream: builtin:echo\n    ingress: internal\n    custom_audiences: [https://file.example.com]",
+    );
+    let config = parse_layered(&edited, file, &layer).unwrap();
+    let s = config.service("user-profiles").unwrap();
+    assert_eq!(s.custom_audiences, ["https://api.example.com"]);
+    assert_eq!(s.ingress, Ingress::Internal);
+    assert!(s.policy.bindings.is_empty());
+    assert_eq!(config.policy, ok(BASE).policy);
+
+    layer.project_policy = Some(layer::PolicyText {
+        bindings: vec![layer::BindingText {
+            role: "roles/run.admin".into(),
+            members: vec!["user:alice@example.com".into()],
+        }],
+    });
+    let config = parse_layered(BASE, file, &layer).unwrap();
+    assert_eq!(config.policy.bindings[0].role.name(), "roles/run.admin");
+
+    layer
+        .services
+        .get_mut("user-profiles")
+        .unwrap()
+        .service_account = Some("removed@demo-project.iam.gserviceaccount.com".into());
+    let e = parse_layered(BASE, file, &layer).unwrap_err().to_string();
+    assert!(
+        e.contains("services[0].service_account") && e.contains("changes.json"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_layer_that_is_not_json_is_refused_with_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    assert_eq!(Layer::read(dir.path()).unwrap(), Layer::default());
+    std::fs::write(dir.path().join(layer::FILE), "{\n\"services\": 3\n}").unwrap();
+    let e = Layer::read(dir.path()).unwrap_err().to_string();
+    assert!(
+        e.contains("changes.json: line 2") && e.contains("Admin APIs"),
+        "{e}"
+    );
+}

@@ -23,6 +23,10 @@ pub(crate) enum ApiError {
     InvalidArgument(String),
     /// 404: no such resource.
     NotFound(String),
+    /// 409: a read-modify-write lost a race (a stale `etag`).
+    Aborted(String),
+    /// 400: the request is fine but the state it needs is not (a refused edit to the file).
+    FailedPrecondition(String),
     /// 500: frontdoor itself failed (its state directory, say); never the caller's fault.
     Internal(String),
 }
@@ -65,6 +69,13 @@ impl IntoResponse for ApiError {
                 json!([]),
             ),
             ApiError::NotFound(message) => (StatusCode::NOT_FOUND, "NOT_FOUND", message, json!([])),
+            ApiError::Aborted(message) => (StatusCode::CONFLICT, "ABORTED", message, json!([])),
+            ApiError::FailedPrecondition(message) => (
+                StatusCode::BAD_REQUEST,
+                "FAILED_PRECONDITION",
+                message,
+                json!([]),
+            ),
             ApiError::Internal(message) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "INTERNAL",

@@ -120,7 +120,8 @@ struct Snapshot {
     named: Vec<Option<Vec<u8>>>,
 }
 
-/// Applies a changed configuration whole, or refuses it whole.
+/// Applies a changed configuration whole, or refuses it whole. The changes made through
+/// the Admin APIs (`config::layer`, read from the state directory) apply over the file.
 pub(super) async fn apply(
     text: &[u8],
     live: &Live,
@@ -130,34 +131,85 @@ pub(super) async fn apply(
 ) {
     let current = live.get();
     let file = current.config().file.clone();
-    let result = async {
-        let text = String::from_utf8(text.to_vec()).map_err(|_| format!("{}: the file is not UTF-8", file.display()))?;
+    let dir = current.state_dir().path().to_owned();
+    let text = text.to_vec();
+    let resolved = async {
+        let text = String::from_utf8(text)
+            .map_err(|_| format!("{}: the file is not UTF-8", file.display()))?;
         // Off the runtime: resolving reads the files the configuration names.
         let path = file.clone();
-        let config = tokio::task::spawn_blocking(move || crate::config::parse(&text, &path))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
-        if config == *current.config() {
-            // Saved without a change that matters (a comment, spacing): nothing to do.
-            return Ok(None);
-        }
-        config.check_exposure(current.binds_all_interfaces()).map_err(|e| e.to_string())?;
-        if config.listen != current.config().listen {
-            return Err(format!(
-                "{}: listen: the shared listeners' addresses changed; that takes a restart (the rest of the change was not applied either)",
-                file.display()
-            ));
-        }
-        let fresh = services.bind_missing(&config).await.map_err(|e| format!("{e}: {}", e.source))?;
-        let next = current.reconfigured(config);
-        services.adopt(fresh, live, tasks);
-        // Commands first, so no request under the new generation finds its instance missing.
-        super::publish(&next, shared, services);
-        live.set(next.clone());
-        Ok(Some(next))
+        tokio::task::spawn_blocking(move || {
+            let layer = crate::config::Layer::read(&dir)?;
+            crate::config::parse_layered(&text, &path, &layer)
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())
     }
     .await;
+    let result = match resolved {
+        Ok(config) => put_in_force(config, live, shared, services, tasks).await,
+        Err(error) => Err(error),
+    };
+    record(&current, result);
+}
+
+/// Puts a change made through the Admin APIs in force, as a saved file would be; the
+/// generation it made (or the one in force, when it changed nothing that matters), or why
+/// not.
+pub(super) async fn apply_change(
+    config: crate::config::Config,
+    live: &Live,
+    shared: &Addresses,
+    services: &mut Registry,
+    tasks: &mut JoinSet<std::io::Result<()>>,
+) -> Result<u64, String> {
+    let current = live.get();
+    let result = put_in_force(config, live, shared, services, tasks).await;
+    let answer = match &result {
+        Ok(Some(next)) => Ok(next.generation()),
+        Ok(None) => Ok(current.generation()),
+        Err(e) => Err(e.clone()),
+    };
+    record(&current, result);
+    answer
+}
+
+async fn put_in_force(
+    config: crate::config::Config,
+    live: &Live,
+    shared: &Addresses,
+    services: &mut Registry,
+    tasks: &mut JoinSet<std::io::Result<()>>,
+) -> Result<Option<AppState>, String> {
+    let current = live.get();
+    let file = &current.config().file;
+    if config == *current.config() {
+        // Saved without a change that matters (a comment, spacing): nothing to do.
+        return Ok(None);
+    }
+    config
+        .check_exposure(current.binds_all_interfaces())
+        .map_err(|e| e.to_string())?;
+    if config.listen != current.config().listen {
+        return Err(format!(
+            "{}: listen: the shared listeners' addresses changed; that takes a restart (the rest of the change was not applied either)",
+            file.display()
+        ));
+    }
+    let fresh = services
+        .bind_missing(&config)
+        .await
+        .map_err(|e| format!("{e}: {}", e.source))?;
+    let next = current.reconfigured(config);
+    services.adopt(fresh, live, tasks);
+    // Commands first, so no request under the new generation finds its instance missing.
+    super::publish(&next, shared, services);
+    live.set(next.clone());
+    Ok(Some(next))
+}
+
+fn record(current: &AppState, result: Result<Option<AppState>, String>) {
     let now = current.now();
     match result {
         Ok(None) => current.reloads().unchanged(now),
@@ -171,7 +223,7 @@ pub(super) async fn apply(
                 .collect();
             tracing::info!(generation = next.generation(), revisions = %revisions.join(", "), "configuration reloaded");
         }
-        Err(error) => refuse(&current, error),
+        Err(error) => refuse(current, error),
     }
 }
 

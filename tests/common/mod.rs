@@ -119,6 +119,25 @@ impl Emulator {
 
     pub async fn start_with_clock(yaml: &str, clock: frontdoor::clock::SharedClock) -> Emulator {
         let (dir, state) = first_state(yaml, clock);
+        Emulator::serve(dir, state).await
+    }
+
+    /// Stops this emulator and starts another from the same directory, as `frontdoor
+    /// serve` would after a restart: the configuration file with the Admin APIs' changes
+    /// over it, and the same state directory (listeners on new ephemeral ports).
+    pub async fn restart(mut self) -> Emulator {
+        if let Some(r) = self.running.take() {
+            r.shutdown().await.unwrap();
+        }
+        let state_dir = self.state.state_dir().clone();
+        let layer = config::Layer::read(state_dir.path()).unwrap();
+        let config = config::load_layered(&self.config_file(), &layer).unwrap();
+        let keys = state_dir.signing_keys().unwrap();
+        let state = AppState::new(config, keys, state_dir, Arc::new(SystemClock));
+        Emulator::serve(self.dir, state).await
+    }
+
+    async fn serve(dir: tempfile::TempDir, state: AppState) -> Emulator {
         let config = state.config().clone();
         // Started commands' output stays out of the test log; failures quote its last lines.
         state

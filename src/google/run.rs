@@ -1,0 +1,436 @@
+//! The Cloud Run Admin API as gcloud calls it, on `REGION-run.googleapis.com` (through the
+//! egress proxy) and on the google listener: the v1 (Knative) services — list, get, replace
+//! (what `update` and `replace` send) — and each service's IAM policy. The deployer is
+//! checked by IAM (`admin::authorize`); every change is a new revision, in force before
+//! the answer (`admin::change`).
+
+mod knative;
+pub(crate) mod policy;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::{Value, json};
+
+use super::admin::{authorize, change, project_scope, set_policy};
+use super::errors::ApiError;
+use crate::config::Service;
+use crate::decisions::Explanation;
+use crate::iam::{self, Scope};
+use crate::state::{AppState, Live};
+
+pub(super) fn routes() -> Router<Live> {
+    Router::new()
+        .route(
+            "/apis/serving.knative.dev/v1/namespaces/{namespace}/services",
+            get(list),
+        )
+        .route(
+            "/apis/serving.knative.dev/v1/namespaces/{namespace}/services/{name}",
+            get(describe).put(replace),
+        )
+        .route(
+            "/apis/serving.knative.dev/v1/namespaces/{namespace}/revisions",
+            get(revisions),
+        )
+        .route(
+            "/apis/serving.knative.dev/v1/namespaces/{namespace}/revisions/{name}",
+            get(revision),
+        )
+        .route(
+            "/v1/projects/{project}/locations/{region}/services",
+            get(list_in_region),
+        )
+        .route(
+            "/v1/projects/{project}/locations/{region}/services/{name_and_method}",
+            get(get_policy).post(set_or_test),
+        )
+}
+
+/// Every answer passes here: the decision log hears who asked and why.
+fn answer(result: Result<Value, ApiError>, explained: Explanation) -> Response {
+    let mut response = match result {
+        Ok(body) => (StatusCode::OK, axum::Json(body)).into_response(),
+        Err(e) => e.into_response(),
+    };
+    explained.attach(&mut response);
+    response
+}
+
+fn check_project(state: &AppState, project: &str) -> Result<(), ApiError> {
+    let p = &state.config().project;
+    if project == p.id || project == p.number {
+        Ok(())
+    } else {
+        Err(ApiError::NotFound(format!(
+            "project `{project}` is not the one frontdoor emulates ({} , number {})",
+            p.id, p.number
+        )))
+    }
+}
+
+fn find_service<'a>(state: &'a AppState, name: &str) -> Result<&'a Service, ApiError> {
+    state.config().service(name).ok_or_else(|| {
+        let known = state.config().services.iter().map(|s| s.name.as_str());
+        ApiError::NotFound(format!(
+            "Resource 'namespaces/{}/services/{name}' was not found{}",
+            state.config().project.id,
+            crate::suggest::did_you_mean(name, known)
+        ))
+    })
+}
+
+fn service_scope(service: &Service) -> Scope<'_> {
+    Scope {
+        kind: "service",
+        name: &service.name,
+        policy: &service.policy,
+    }
+}
+
+/// `gcloud run services list` with no region set lists every region (`locations/-`).
+async fn list_in_region(
+    State(state): State<AppState>,
+    Path((project, region)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    if region != "-" {
+        if let Err(e) = check_region(&state, &region) {
+            return answer(Err(e), Explanation::default());
+        }
+    }
+    list(State(state), Path(project), headers).await
+}
+
+async fn list(
+    State(state): State<AppState>,
+    Path(namespace): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let mut explained = Explanation::default();
+    let result = (|| {
+        check_project(&state, &namespace)?;
+        authorize(
+            &state,
+            &headers,
+            iam::RUN_LIST,
+            &[project_scope(&state)],
+            &mut explained,
+        )?;
+        let items: Vec<Value> = state
+            .config()
+            .services
+            .iter()
+            .map(|s| knative::render(&state, s))
+            .collect();
+        Ok(json!({
+            "apiVersion": knative::API_VERSION,
+            "kind": "ServiceList",
+            "metadata": {},
+            "items": items,
+        }))
+    })();
+    answer(result, explained)
+}
+
+#[derive(serde::Deserialize)]
+struct RevisionQuery {
+    #[serde(rename = "labelSelector")]
+    label_selector: Option<String>,
+}
+
+/// The revision in force of every service (frontdoor keeps no older ones), those whose
+/// labels match `labelSelector` (`KEY = VALUE`, comma-separated): gcloud finds the
+/// revision its `update` made by the nonce label it put on the template.
+async fn revisions(
+    State(state): State<AppState>,
+    Path(namespace): Path<String>,
+    Query(query): Query<RevisionQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let mut explained = Explanation::default();
+    let result = (|| {
+        check_project(&state, &namespace)?;
+        authorize(
+            &state,
+            &headers,
+            iam::RUN_LIST,
+            &[project_scope(&state)],
+            &mut explained,
+        )?;
+        let wanted = knative::label_selector(query.label_selector.as_deref().unwrap_or(""))
+            .map_err(ApiError::InvalidArgument)?;
+        let items: Vec<Value> = state
+            .config()
+            .services
+            .iter()
+            .map(|s| knative::render_revision(&state, s))
+            .filter(|r| knative::has_labels(r, &wanted))
+            .collect();
+        Ok(json!({
+            "apiVersion": knative::API_VERSION,
+            "kind": "RevisionList",
+            "metadata": {},
+            "items": items,
+        }))
+    })();
+    answer(result, explained)
+}
+
+async fn revision(
+    State(state): State<AppState>,
+    Path((namespace, name)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let mut explained = Explanation {
+        target: Some(name.clone()),
+        ..Explanation::default()
+    };
+    let result = (|| {
+        check_project(&state, &namespace)?;
+        let service = state
+            .config()
+            .services
+            .iter()
+            .find(|s| state.revision(&s.name) == Some(name.as_str()))
+            .ok_or_else(|| {
+                ApiError::NotFound(format!(
+                    "Resource 'namespaces/{namespace}/revisions/{name}' was not found: frontdoor keeps only each service's revision in force"
+                ))
+            })?;
+        authorize(
+            &state,
+            &headers,
+            iam::RUN_GET,
+            &[service_scope(service), project_scope(&state)],
+            &mut explained,
+        )?;
+        Ok(knative::render_revision(&state, service))
+    })();
+    answer(result, explained)
+}
+
+async fn describe(
+    State(state): State<AppState>,
+    Path((namespace, name)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let mut explained = Explanation {
+        target: Some(name.clone()),
+        ..Explanation::default()
+    };
+    let result = (|| {
+        check_project(&state, &namespace)?;
+        let service = find_service(&state, &name)?;
+        authorize(
+            &state,
+            &headers,
+            iam::RUN_GET,
+            &[service_scope(service), project_scope(&state)],
+            &mut explained,
+        )?;
+        Ok(knative::render(&state, service))
+    })();
+    answer(result, explained)
+}
+
+async fn replace(
+    State(live): State<Live>,
+    Path((namespace, name)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let mut explained = Explanation {
+        target: Some(name.clone()),
+        ..Explanation::default()
+    };
+    let result = async {
+        let state = live.get();
+        check_project(&state, &namespace)?;
+        let service = find_service(&state, &name)?;
+        authorize(
+            &state,
+            &headers,
+            iam::RUN_UPDATE,
+            &[service_scope(service), project_scope(&state)],
+            &mut explained,
+        )?;
+        let doc: Value = serde_json::from_slice(&body)
+            .map_err(|e| ApiError::InvalidArgument(format!("the body is not JSON: {e}")))?;
+        let mut sent =
+            knative::read(state.config(), &name, doc).map_err(ApiError::InvalidArgument)?;
+        if let (Some(doc), Some(who)) = (sent.knative.as_mut(), explained.principal.as_deref()) {
+            knative::modified_by(doc, who);
+        }
+        let next = change(&live, |layer, _| {
+            let entry = layer.services.entry(name.clone()).or_default();
+            // The IAM policy is not part of the document: it stays as it was.
+            sent.iam_policy = entry.iam_policy.take();
+            *entry = sent;
+            Ok(())
+        })
+        .await?;
+        let service = find_service(&next, &name)?;
+        explained.reason = Some(format!(
+            "{} replaced service `{name}`; revision {} is in force",
+            explained.principal.as_deref().unwrap_or("the caller"),
+            next.revision(&name).unwrap_or("?")
+        ));
+        Ok(knative::render(&next, service))
+    }
+    .await;
+    answer(result, explained)
+}
+
+#[derive(serde::Deserialize)]
+struct PolicyOptions {
+    #[serde(rename = "options.requestedPolicyVersion")]
+    requested: Option<String>,
+}
+
+/// `NAME:METHOD`, with the method one of `allowed`.
+fn split_method<'a>(
+    name_and_method: &'a str,
+    allowed: &[&'static str],
+) -> Result<(&'a str, &'a str), ApiError> {
+    match name_and_method.rsplit_once(':') {
+        Some((name, method)) if allowed.contains(&method) => Ok((name, method)),
+        _ => Err(ApiError::NotFound(format!(
+            "no method in `{name_and_method}`; expected SERVICE:{}",
+            allowed.join(" or SERVICE:")
+        ))),
+    }
+}
+
+fn check_region(state: &AppState, region: &str) -> Result<(), ApiError> {
+    let ours = &state.config().project.region;
+    if region == ours {
+        Ok(())
+    } else {
+        Err(ApiError::NotFound(format!(
+            "no services in region `{region}`: frontdoor emulates {ours} (`project.region`)"
+        )))
+    }
+}
+
+async fn get_policy(
+    State(state): State<AppState>,
+    Path((project, region, name_and_method)): Path<(String, String, String)>,
+    Query(options): Query<PolicyOptions>,
+    headers: HeaderMap,
+) -> Response {
+    let mut explained = Explanation::default();
+    let result = (|| {
+        let (name, _) = split_method(&name_and_method, &["getIamPolicy"])?;
+        explained.target = Some(name.to_owned());
+        check_project(&state, &project)?;
+        check_region(&state, &region)?;
+        if let Some(v) = options.requested.as_deref() {
+            if !["0", "1", "3"].contains(&v) {
+                return Err(ApiError::InvalidArgument(format!(
+                    "options.requestedPolicyVersion {v}: a policy's version is 1 or 3"
+                )));
+            }
+        }
+        let service = find_service(&state, name)?;
+        authorize(
+            &state,
+            &headers,
+            iam::RUN_GET_IAM_POLICY,
+            &[service_scope(service), project_scope(&state)],
+            &mut explained,
+        )?;
+        Ok(policy::render(&service.policy))
+    })();
+    answer(result, explained)
+}
+
+async fn set_or_test(
+    State(live): State<Live>,
+    Path((project, region, name_and_method)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let mut explained = Explanation::default();
+    let result = async {
+        let (name, method) =
+            split_method(&name_and_method, &["setIamPolicy", "testIamPermissions"])?;
+        explained.target = Some(name.to_owned());
+        let state = live.get();
+        check_project(&state, &project)?;
+        check_region(&state, &region)?;
+        let service = find_service(&state, name)?;
+        if method == "testIamPermissions" {
+            return test_permissions(&state, service, &headers, &body, &mut explained);
+        }
+        authorize(
+            &state,
+            &headers,
+            iam::RUN_SET_IAM_POLICY,
+            &[service_scope(service), project_scope(&state)],
+            &mut explained,
+        )?;
+        let next = set_policy(
+            &live,
+            &body,
+            |now| Ok(find_service(now, name)?.policy.clone()),
+            |layer, sent| {
+                layer
+                    .services
+                    .entry(name.to_owned())
+                    .or_default()
+                    .iam_policy = Some(sent);
+            },
+        )
+        .await?;
+        let service = find_service(&next, name)?;
+        explained.reason = Some(format!(
+            "{} set the IAM policy of service `{name}`: {}",
+            explained.principal.as_deref().unwrap_or("the caller"),
+            service.policy.describe()
+        ));
+        Ok(policy::render(&service.policy))
+    }
+    .await;
+    answer(result, explained)
+}
+
+/// Which of the permissions asked about the caller holds on the service; asking needs none.
+fn test_permissions(
+    state: &AppState,
+    service: &Service,
+    headers: &HeaderMap,
+    body: &[u8],
+    explained: &mut Explanation,
+) -> Result<Value, ApiError> {
+    #[derive(serde::Deserialize)]
+    struct TestRequest {
+        #[serde(default)]
+        permissions: Vec<String>,
+    }
+    let request: TestRequest = serde_json::from_slice(body).map_err(|e| {
+        ApiError::InvalidArgument(format!("the body is not a testIamPermissions request: {e}"))
+    })?;
+    let who = super::caller::caller(state, headers)?;
+    explained.principal = Some(who.to_string());
+    let scopes = [service_scope(service), project_scope(state)];
+    let held: Vec<&String> = request
+        .permissions
+        .iter()
+        .filter(|p| iam::check(p, Some(&who), &scopes, &state.config().groups).allowed)
+        .collect();
+    explained.reason = Some(format!(
+        "{who} holds {} of the {} permissions asked about on service `{}`",
+        held.len(),
+        request.permissions.len(),
+        service.name
+    ));
+    Ok(if held.is_empty() {
+        json!({})
+    } else {
+        json!({ "permissions": held })
+    })
+}

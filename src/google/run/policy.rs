@@ -1,0 +1,121 @@
+//! IAM policies as Google's `getIamPolicy`/`setIamPolicy` carry them: `version`, `etag`,
+//! `bindings`. The etag is a digest of the bindings, so a read-modify-write that raced
+//! another change is caught (`setIamPolicy` with a stale etag is a 409).
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::Digest;
+
+use crate::config::layer::{BindingText, PolicyText};
+use crate::iam::{Member, Policy, Role};
+
+/// The policy and its etag, as `getIamPolicy` answers. Bindings without conditions are
+/// version 1 whatever version was asked for, as on Google.
+pub(crate) fn render(policy: &Policy) -> Value {
+    let text = PolicyText::from(policy);
+    let mut out = json!({"version": 1, "etag": etag(&text)});
+    if !text.bindings.is_empty() {
+        out["bindings"] = serde_json::to_value(&text.bindings).unwrap_or_default();
+    }
+    out
+}
+
+/// Whether `sent` is `policy`'s etag. gcloud decodes an etag to bytes and encodes it again
+/// in the URL-safe alphabet, so either alphabet is the same etag.
+pub(crate) fn etag_matches(sent: &str, policy: &PolicyText) -> bool {
+    sent.replace('+', "-").replace('/', "_") == etag(policy)
+}
+
+pub(crate) fn etag(policy: &PolicyText) -> String {
+    let canonical = serde_json::to_vec(policy).unwrap_or_default();
+    let digest = sha2::Sha256::digest(&canonical);
+    URL_SAFE.encode(&digest[..8])
+}
+
+/// `{"policy": {...}, "updateMask": "..."}`, as gcloud sends it.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct SetRequest {
+    policy: SentPolicy,
+    #[serde(default)]
+    update_mask: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SentPolicy {
+    #[serde(default)]
+    version: Option<i64>,
+    #[serde(default)]
+    etag: Option<String>,
+    #[serde(default)]
+    bindings: Vec<SentBinding>,
+    /// Audit configurations are accepted and not modelled; they change no decision.
+    #[serde(default, rename = "auditConfigs")]
+    _audit_configs: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SentBinding {
+    role: String,
+    #[serde(default)]
+    members: Vec<String>,
+    #[serde(default)]
+    condition: Option<Value>,
+}
+
+impl SetRequest {
+    /// The bindings, every role and member checked (the first wrong one named), and the
+    /// etag the caller read, if it sent one.
+    pub(crate) fn checked(self) -> Result<(PolicyText, Option<String>), String> {
+        if let Some(mask) = &self.update_mask {
+            if mask
+                .split(',')
+                .any(|f| !matches!(f.trim(), "bindings" | "etag" | "version" | ""))
+            {
+                return Err(format!(
+                    "updateMask `{mask}`: frontdoor changes bindings (and etag) only"
+                ));
+            }
+        }
+        let policy = self.policy;
+        if let Some(v) = policy.version {
+            if ![0, 1, 3].contains(&v) {
+                return Err(format!("policy.version {v}: a policy's version is 1 or 3"));
+            }
+        }
+        let mut bindings: Vec<BindingText> = Vec::new();
+        for (i, b) in policy.bindings.into_iter().enumerate() {
+            if b.condition.is_some() {
+                return Err(format!(
+                    "policy.bindings[{i}].condition: frontdoor does not model IAM conditions; grant the role without one"
+                ));
+            }
+            Role::parse(&b.role).map_err(|e| format!("policy.bindings[{i}].role: {e}"))?;
+            for (j, m) in b.members.iter().enumerate() {
+                Member::parse(m).map_err(|e| format!("policy.bindings[{i}].members[{j}]: {e}"))?;
+            }
+            if b.members.is_empty() {
+                continue;
+            }
+            // The same role twice is one binding, as Google stores it.
+            match bindings.iter_mut().find(|x| x.role == b.role) {
+                Some(existing) => {
+                    for m in b.members {
+                        if !existing.members.contains(&m) {
+                            existing.members.push(m);
+                        }
+                    }
+                }
+                None => bindings.push(BindingText {
+                    role: b.role,
+                    members: b.members,
+                }),
+            }
+        }
+        Ok((PolicyText { bindings }, policy.etag))
+    }
+}

@@ -1,0 +1,519 @@
+//! The deployer's side (issue 13): the real gcloud, signed in with a frontdoor key and
+//! pointed at frontdoor by `eval "$(frontdoor env)"` alone, runs the seeds' commands —
+//! `run services add-iam-policy-binding`, `update --add-custom-audiences`, `describe
+//! --format export` and `replace` — and the front door obeys each on the next request.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+use serde_json::{Value, json};
+
+fn yaml() -> String {
+    format!(
+        r#"{PROJECT}service_accounts:
+  - email: login{SA}
+  - email: search{SA}
+  - email: deployer{SA}
+  - email: watcher{SA}
+iam_policy:
+  bindings:
+    - role: roles/run.admin
+      members: [serviceAccount:deployer{SA}]
+    - role: roles/run.viewer
+      members: [serviceAccount:watcher{SA}]
+services:
+  - name: login
+    service_account: login{SA}
+    upstream: builtin:echo
+  - name: search
+    service_account: search{SA}
+    upstream: builtin:echo
+    custom_audiences: [https://search.example.com]
+"#
+    )
+}
+
+/// A shell with `eval "$(frontdoor env)"`'s variables, a fresh gcloud configuration, and
+/// gcloud signed in with a key of `account`.
+struct Deployer {
+    home: tempfile::TempDir,
+    env: Vec<(String, String)>,
+}
+
+impl Deployer {
+    fn new(emu: &Emulator, account: &str) -> Deployer {
+        let deployer = Deployer {
+            home: tempfile::tempdir().unwrap(),
+            env: env_of(emu, None),
+        };
+        let key = deployer.home.path().join("key.json");
+        emu.cli(&[
+            "keys",
+            "create",
+            key.to_str().unwrap(),
+            "--iam-account",
+            &sa(account),
+        ]);
+        deployer.gcloud(&[
+            "auth",
+            "activate-service-account",
+            "--key-file",
+            key.to_str().unwrap(),
+        ]);
+        deployer
+    }
+
+    /// The same gcloud configuration against a restarted emulator's addresses.
+    fn reconnect(&mut self, emu: &Emulator) {
+        self.env = env_of(emu, None);
+    }
+
+    fn command(&self, program: &str) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap())
+            .env("HOME", self.home.path())
+            .env("CLOUDSDK_CONFIG", self.home.path().join("gcloud"))
+            .env("CLOUDSDK_CORE_DISABLE_PROMPTS", "1")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .current_dir(self.home.path());
+        cmd
+    }
+
+    /// gcloud `args`; its stdout (it must succeed).
+    fn gcloud(&self, args: &[&str]) -> String {
+        succeed(self.command("gcloud").args(args))
+    }
+
+    /// gcloud `args`, which must fail; its stderr.
+    fn gcloud_fails(&self, args: &[&str]) -> String {
+        let out = self.command("gcloud").args(args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!out.status.success(), "gcloud {args:?} succeeded: {stderr}");
+        stderr
+    }
+
+    fn access_token(&self) -> String {
+        self.gcloud(&["auth", "print-access-token"])
+            .trim()
+            .to_owned()
+    }
+}
+
+/// The front door's answer to `token` at `service`'s URL.
+async fn call(emu: &Emulator, service: &str, token: &str) -> u16 {
+    let (status, _, _) = get_with(
+        &emu.frontdoor("/"),
+        &[
+            ("host", emu.url_of(service).trim_start_matches("https://")),
+            ("authorization", &bearer(token)),
+        ],
+    )
+    .await;
+    status.as_u16()
+}
+
+fn policy_members(policy: &str, role: &str) -> Vec<String> {
+    let policy: Value = serde_json::from_str(policy).unwrap();
+    policy["bindings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|b| b["role"] == role)
+        .flat_map(|b| b["members"].as_array().unwrap().clone())
+        .map(|m| m.as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Seed 001: granting the calling service's identity `roles/run.invoker` on the receiving
+/// service lets it in on its next request, with no restart; removing it turns it away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_001_add_iam_policy_binding_lets_the_caller_in_at_once() {
+    let emu = Emulator::start(&yaml()).await;
+    let deployer = Deployer::new(&emu, "deployer");
+    let token = emu.sa_token(&sa("login"), &emu.url_of("search"));
+    assert_eq!(call(&emu, "search", &token).await, 403);
+
+    let member = format!("--member=serviceAccount:{}", sa("login"));
+    let said = deployer.gcloud(&[
+        "run",
+        "services",
+        "add-iam-policy-binding",
+        "search",
+        &member,
+        "--role=roles/run.invoker",
+    ]);
+    assert!(said.contains(&sa("login")), "{said}");
+    assert_eq!(call(&emu, "search", &token).await, 200);
+    let policy = deployer.gcloud(&[
+        "run",
+        "services",
+        "get-iam-policy",
+        "search",
+        "--format=json",
+    ]);
+    assert_eq!(
+        policy_members(&policy, "roles/run.invoker"),
+        [format!("serviceAccount:{}", sa("login"))]
+    );
+
+    deployer.gcloud(&[
+        "run",
+        "services",
+        "remove-iam-policy-binding",
+        "search",
+        &member,
+        "--role=roles/run.invoker",
+    ]);
+    assert_eq!(call(&emu, "search", &token).await, 403);
+    emu.stop().await;
+}
+
+/// Seed 000: `update --add-custom-audiences`, `--clear-custom-audiences`, and the export,
+/// edit, `replace` round trip, each in force on the next request and shown by `describe`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_000_custom_audiences_by_update_and_by_replace() {
+    let emu = Emulator::start(&yaml()).await;
+    let deployer = Deployer::new(&emu, "deployer");
+    // login may call search; the question is only which audiences search accepts.
+    deployer.gcloud(&[
+        "run",
+        "services",
+        "add-iam-policy-binding",
+        "search",
+        &format!("--member=serviceAccount:{}", sa("login")),
+        "--role=roles/run.invoker",
+    ]);
+    let for_audience = |aud: &str| emu.sa_token(&sa("login"), aud);
+    let custom = "https://search.internal.example";
+    assert_eq!(call(&emu, "search", &for_audience(custom)).await, 401);
+
+    deployer.gcloud(&[
+        "run",
+        "services",
+        "update",
+        "search",
+        &format!("--add-custom-audiences={custom}"),
+    ]);
+    assert_eq!(call(&emu, "search", &for_audience(custom)).await, 200);
+
+    // As seed 000 teaches: export, edit the annotation, replace.
+    let replaced = "https://replaced.example";
+    let script = format!(
+        r#"gcloud run services describe search --format export > service.yaml
+sed -i 's#run.googleapis.com/custom-audiences: .*#run.googleapis.com/custom-audiences: '"'"'["{replaced}"]'"'"'#' service.yaml
+grep -c '{replaced}' service.yaml
+gcloud run services replace service.yaml"#
+    );
+    let said = succeed(deployer.command("bash").arg("-c").arg(&script));
+    assert!(said.starts_with("1\n"), "{said}");
+    assert_eq!(call(&emu, "search", &for_audience(replaced)).await, 200);
+    assert_eq!(call(&emu, "search", &for_audience(custom)).await, 401);
+    let described = deployer.gcloud(&["run", "services", "describe", "search", "--format=json"]);
+    let described: Value = serde_json::from_str(&described).unwrap();
+    assert_eq!(
+        described["metadata"]["annotations"]["run.googleapis.com/custom-audiences"],
+        format!("[\"{replaced}\"]")
+    );
+    assert_eq!(
+        described["metadata"]["generation"],
+        described["status"]["observedGeneration"]
+    );
+    assert_eq!(
+        described["metadata"]["annotations"]["serving.knative.dev/lastModifier"],
+        sa("deployer")
+    );
+
+    deployer.gcloud(&[
+        "run",
+        "services",
+        "update",
+        "search",
+        "--clear-custom-audiences",
+    ]);
+    assert_eq!(call(&emu, "search", &for_audience(replaced)).await, 401);
+    // The service's own URL is always an audience.
+    assert_eq!(
+        call(&emu, "search", &for_audience(&emu.url_of("search"))).await,
+        200
+    );
+    emu.stop().await;
+}
+
+/// `services list` shows every service with its URL; a change survives a restart (and
+/// gcloud's cached access token with it), and `frontdoor check` names it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_list_and_a_change_survives_a_restart() {
+    let emu = Emulator::start(&yaml()).await;
+    let mut deployer = Deployer::new(&emu, "deployer");
+    let listed = deployer.gcloud(&[
+        "run",
+        "services",
+        "list",
+        "--format=value(metadata.name,status.url)",
+    ]);
+    for name in ["login", "search"] {
+        assert!(
+            listed.contains(&format!("{name}\t{}", emu.url_of(name))),
+            "{listed}"
+        );
+    }
+    deployer.gcloud(&[
+        "run",
+        "services",
+        "add-iam-policy-binding",
+        "search",
+        &format!("--member=serviceAccount:{}", sa("login")),
+        "--role=roles/run.invoker",
+    ]);
+
+    let emu = emu.restart().await;
+    deployer.reconnect(&emu);
+    let token = emu.sa_token(&sa("login"), &emu.url_of("search"));
+    assert_eq!(call(&emu, "search", &token).await, 200);
+    // The access token gcloud cached before the restart still works.
+    let policy = deployer.gcloud(&[
+        "run",
+        "services",
+        "get-iam-policy",
+        "search",
+        "--format=json",
+    ]);
+    assert_eq!(
+        policy_members(&policy, "roles/run.invoker"),
+        [format!("serviceAccount:{}", sa("login"))]
+    );
+    let checked = succeed(
+        frontdoor()
+            .args(["check", "--config"])
+            .arg(emu.config_file())
+            .arg("--state-dir")
+            .arg(emu.state.state_dir().path()),
+    );
+    assert!(
+        checked.contains("changed through the Admin APIs")
+            && checked.contains("service search: IAM policy"),
+        "{checked}"
+    );
+    emu.stop().await;
+}
+
+/// The deployer is checked by IAM: a viewer may read but not change, and the policy is
+/// unchanged after its attempt; the denial is in the decision log with its reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deployer_without_the_role_is_denied_and_nothing_changes() {
+    let emu = Emulator::start(&yaml()).await;
+    let watcher = Deployer::new(&emu, "watcher");
+    let described = watcher.gcloud(&["run", "services", "describe", "search", "--format=json"]);
+    assert!(
+        described.contains("https://search.example.com"),
+        "{described}"
+    );
+    let refused = watcher.gcloud_fails(&[
+        "run",
+        "services",
+        "add-iam-policy-binding",
+        "search",
+        &format!("--member=serviceAccount:{}", sa("login")),
+        "--role=roles/run.invoker",
+    ]);
+    assert!(
+        refused.contains("PERMISSION_DENIED") && refused.contains("run.services.setIamPolicy"),
+        "{refused}"
+    );
+    let refused = watcher.gcloud_fails(&[
+        "run",
+        "services",
+        "update",
+        "search",
+        "--clear-custom-audiences",
+    ]);
+    assert!(refused.contains("run.services.update"), "{refused}");
+    let policy = watcher.gcloud(&[
+        "run",
+        "services",
+        "get-iam-policy",
+        "search",
+        "--format=json",
+    ]);
+    assert!(
+        policy_members(&policy, "roles/run.invoker").is_empty(),
+        "{policy}"
+    );
+    let denial = emu
+        .decisions()
+        .await
+        .into_iter()
+        .find(|d| d["surface"] == "admin" && d["status"] == 403)
+        .expect("the denial is logged");
+    let reason = denial["reason"].as_str().unwrap();
+    assert!(
+        reason.contains(&format!("serviceAccount:{}", sa("watcher")))
+            && reason.contains("roles/run.admin"),
+        "{reason}"
+    );
+    emu.stop().await;
+}
+
+/// The Admin API's bad cases, straight over HTTP with the deployer's access token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_admin_requests_get_googles_errors_and_lose_nothing() {
+    let emu = Emulator::start(&yaml()).await;
+    let deployer = Deployer::new(&emu, "deployer");
+    let token = deployer.access_token();
+    let client = reqwest::Client::new();
+    let policy_url = |svc: &str, method: &str| {
+        emu.google(&format!(
+            "/v1/projects/demo-project/locations/us-central1/services/{svc}:{method}"
+        ))
+    };
+    let service_url = |svc: &str| {
+        emu.google(&format!(
+            "/apis/serving.knative.dev/v1/namespaces/demo-project/services/{svc}"
+        ))
+    };
+    let send = |req: reqwest::RequestBuilder| {
+        let token = token.clone();
+        async move {
+            let r = req.bearer_auth(token).send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+
+    let (status, body) = send(client.get(service_url("nosuch"))).await;
+    assert_eq!(
+        (status, body["error"]["status"].as_str()),
+        (404, Some("NOT_FOUND")),
+        "{body}"
+    );
+    let (status, body) = send(client.get(policy_url("nosuch", "getIamPolicy"))).await;
+    assert_eq!(
+        (status, body["error"]["status"].as_str()),
+        (404, Some("NOT_FOUND")),
+        "{body}"
+    );
+
+    let (_, current) = send(client.get(policy_url("search", "getIamPolicy"))).await;
+    let etag = current["etag"].as_str().unwrap().to_owned();
+    let set = |members: Value, role: &str, etag: &str| {
+        client.post(policy_url("search", "setIamPolicy")).json(
+            &json!({"policy": {"bindings": [{"role": role, "members": members}], "etag": etag}}),
+        )
+    };
+    let (status, body) = send(set(
+        json!(["serviceAccount:nobody"]),
+        "roles/run.invoker",
+        &etag,
+    ))
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("serviceAccount:nobody"),
+        "{body}"
+    );
+    let (status, body) = send(set(
+        json!([format!("user:alice@example.com")]),
+        "roles/run.invokr",
+        &etag,
+    ))
+    .await;
+    assert_eq!(status, 400, "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("roles/run.invokr") && message.contains("did you mean"),
+        "{body}"
+    );
+    let (status, body) = send(set(
+        json!(["user:alice@example.com"]),
+        "roles/run.invoker",
+        "BwStale0000=",
+    ))
+    .await;
+    assert_eq!(
+        (status, body["error"]["status"].as_str()),
+        (409, Some("ABORTED")),
+        "{body}"
+    );
+
+    // Concurrent read-modify-writes from the same etag: one wins, the others get 409.
+    let attempts = (0..6).map(|i| {
+        send(set(
+            json!([format!("user:u{i}@example.com")]),
+            "roles/run.invoker",
+            &etag,
+        ))
+    });
+    let results = futures_util::future::join_all(attempts).await;
+    let won: Vec<usize> = (0..6).filter(|&i| results[i].0 == 200).collect();
+    assert_eq!(won.len(), 1, "{results:?}");
+    assert!(
+        results.iter().all(|(s, _)| *s == 200 || *s == 409),
+        "{results:?}"
+    );
+    let (_, now) = send(client.get(policy_url("search", "getIamPolicy"))).await;
+    assert_eq!(
+        now["bindings"][0]["members"],
+        json!([format!("user:u{}@example.com", won[0])])
+    );
+
+    // Replace: over the audiences limit, another name, another namespace.
+    let (_, doc) = send(client.get(service_url("search"))).await;
+    let with = |edit: &dyn Fn(&mut Value)| {
+        let mut d = doc.clone();
+        edit(&mut d);
+        client.put(service_url("search")).json(&d)
+    };
+    let huge: Vec<String> = (0..1200)
+        .map(|i| format!("https://audience-{i}.example.com"))
+        .collect();
+    let (status, body) = send(with(&|d| {
+        d["metadata"]["annotations"]["run.googleapis.com/custom-audiences"] =
+            serde_json::to_string(&huge).unwrap().into();
+    }))
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("32768"),
+        "{body}"
+    );
+    let (status, body) = send(with(&|d| d["metadata"]["name"] = "other".into())).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("rename"),
+        "{body}"
+    );
+    let (status, body) = send(with(&|d| {
+        d["metadata"]["namespace"] = "another-project".into()
+    }))
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("another project"),
+        "{body}"
+    );
+    let (status, _) = send(client.put(service_url("search")).body("not json")).await;
+    assert_eq!(status, 400);
+    // None of it changed the service.
+    let search = emu.state.config().service("search").unwrap().clone();
+    let (_, after) = send(client.get(service_url("search"))).await;
+    assert_eq!(
+        after["metadata"]["annotations"]["run.googleapis.com/custom-audiences"],
+        serde_json::to_string(&search.custom_audiences).unwrap()
+    );
+    // No token: 401 in Google's shape.
+    let r = client.get(service_url("search")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    emu.stop().await;
+}
