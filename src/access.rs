@@ -8,8 +8,6 @@
 //! restart would lock gcloud out until its cache expired. Nothing is held per token, so
 //! nothing grows with the tokens issued.
 
-use std::sync::Arc;
-
 use aws_lc_rs::hmac;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -21,8 +19,10 @@ use crate::tokens::ACCESS_TOKEN_PREFIX;
 /// The scope a Cloud Run service's identity gets when none is asked for.
 pub(crate) const CLOUD_PLATFORM: &str = "https://www.googleapis.com/auth/cloud-platform";
 
-/// Longer tokens are refused unread: no grant we issue comes near it.
-const MAX_TOKEN_BYTES: usize = 16 * 1024;
+/// The longest access token issued, and so the longest one read: half of the 64 KiB a
+/// request's headers may hold (`peer::MAX_HEADER_BYTES`, a layer below this one), so one
+/// always fits in an `Authorization` header.
+pub(crate) const MAX_TOKEN_BYTES: usize = 32 * 1024;
 
 /// The sealing key's file in the state directory.
 pub(crate) const KEY_FILE: &str = "access-token-key";
@@ -51,6 +51,13 @@ pub struct AccessTokens {
     key: hmac::Key,
 }
 
+/// A grant too large to issue as a token (a flood of scopes or federated attributes).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "an access token for this grant would be {0} bytes, more than the {MAX_TOKEN_BYTES} frontdoor issues; ask for fewer or shorter scopes"
+)]
+pub struct TooLarge(pub usize);
+
 impl Default for AccessTokens {
     /// A key of its own, for a state that keeps none: its tokens die with it.
     fn default() -> Self {
@@ -65,19 +72,31 @@ impl AccessTokens {
         }
     }
 
-    /// A new secret for [`AccessTokens::new`], as text for the state directory.
+    /// A new secret, as text for the state directory ([`AccessTokens::from_secret`]).
     pub fn new_secret() -> String {
         hex::encode(random::<32>())
     }
 
-    /// A new token for `principal` with `scopes`, valid for `lifetime` seconds from `now`.
+    /// The tokens sealed with a kept secret: 64 hex digits. Anything else (an empty or
+    /// truncated file) is refused: an empty key would let anyone seal a token.
+    pub fn from_secret(text: &str) -> Result<AccessTokens, String> {
+        match hex::decode(text.trim()) {
+            Ok(key) if key.len() == 32 => Ok(AccessTokens::new(&key)),
+            _ => Err(format!(
+                "the access-token key ({KEY_FILE} in the state directory) is not 64 hex digits; remove it to have a new one made"
+            )),
+        }
+    }
+
+    /// A new token for `principal` with `scopes`, valid for `lifetime` seconds from `now`;
+    /// refused when it would be too long for [`AccessTokens::lookup`] to take back.
     pub fn issue(
         &self,
         principal: Principal,
         scopes: Vec<String>,
         now: i64,
         lifetime: i64,
-    ) -> (String, Arc<Grant>) {
+    ) -> Result<(String, Grant), TooLarge> {
         let grant = Grant {
             principal,
             scopes,
@@ -93,11 +112,14 @@ impl AccessTokens {
             "{ACCESS_TOKEN_PREFIX}{payload}.{}",
             URL_SAFE_NO_PAD.encode(tag.as_ref())
         );
-        (token, Arc::new(grant))
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(TooLarge(token.len()));
+        }
+        Ok((token, grant))
     }
 
     /// The grant behind `token`, if it was sealed with this key and has not expired.
-    pub fn lookup(&self, token: &str, now: i64) -> Option<Arc<Grant>> {
+    pub fn lookup(&self, token: &str, now: i64) -> Option<Grant> {
         if token.len() > MAX_TOKEN_BYTES {
             return None;
         }
@@ -106,7 +128,7 @@ impl AccessTokens {
         // Constant-time comparison inside `verify`.
         hmac::verify(&self.key, payload.as_bytes(), &tag).ok()?;
         let sealed: Sealed = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
-        (now < sealed.grant.exp).then(|| Arc::new(sealed.grant))
+        (now < sealed.grant.exp).then_some(sealed.grant)
     }
 }
 
@@ -129,8 +151,12 @@ mod tests {
     #[test]
     fn tokens_are_bound_expire_and_differ() {
         let store = AccessTokens::new(b"secret");
-        let (a, grant) = store.issue(sa(), vec![CLOUD_PLATFORM.into()], 1000, LIFETIME);
-        let (b, _) = store.issue(sa(), vec![CLOUD_PLATFORM.into()], 1000, LIFETIME);
+        let (a, grant) = store
+            .issue(sa(), vec![CLOUD_PLATFORM.into()], 1000, LIFETIME)
+            .unwrap();
+        let (b, _) = store
+            .issue(sa(), vec![CLOUD_PLATFORM.into()], 1000, LIFETIME)
+            .unwrap();
         assert!(a.starts_with("ya29.") && a.len() > 60);
         assert_ne!(a, b);
         assert_eq!(grant.exp, 4600);
@@ -141,8 +167,24 @@ mod tests {
     }
 
     #[test]
+    fn a_kept_secret_is_64_hex_digits_or_refused() {
+        let secret = AccessTokens::new_secret();
+        let (token, _) = AccessTokens::from_secret(&secret)
+            .unwrap()
+            .issue(sa(), vec![], 1000, LIFETIME)
+            .unwrap();
+        let again = AccessTokens::from_secret(&format!("{secret}\n")).unwrap();
+        assert_eq!(again.lookup(&token, 1001).unwrap().principal, sa());
+        for bad in ["", "\n", &secret[..40], "zz", &format!("{secret}00")] {
+            assert!(AccessTokens::from_secret(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn tokens_outlive_a_restart_with_the_same_key_only() {
-        let (token, _) = AccessTokens::new(b"kept").issue(sa(), vec![], 1000, LIFETIME);
+        let (token, _) = AccessTokens::new(b"kept")
+            .issue(sa(), vec![], 1000, LIFETIME)
+            .unwrap();
         assert_eq!(
             AccessTokens::new(b"kept")
                 .lookup(&token, 1001)
@@ -156,7 +198,9 @@ mod tests {
     #[test]
     fn a_token_altered_in_any_part_is_refused() {
         let store = AccessTokens::new(b"secret");
-        let (token, _) = store.issue(sa(), vec![CLOUD_PLATFORM.into()], 1000, LIFETIME);
+        let (token, _) = store
+            .issue(sa(), vec![CLOUD_PLATFORM.into()], 1000, LIFETIME)
+            .unwrap();
         let (payload, tag) = token
             .split_once('.')
             .map(|(_, rest)| rest)
@@ -189,5 +233,18 @@ mod tests {
         }
         assert!(!payload.is_empty());
         assert!(store.lookup(&"ya29.".repeat(5000), 1001).is_none());
+    }
+
+    /// Every token issued can be looked up again: a grant too large for that is refused
+    /// when asked for, never issued as a token every API then turns away.
+    #[test]
+    fn a_grant_too_large_to_look_up_is_not_issued() {
+        let store = AccessTokens::new(b"secret");
+        let many: Vec<String> = (0..2000).map(|i| format!("s{i}")).collect();
+        let (token, _) = store.issue(sa(), many, 1000, LIFETIME).unwrap();
+        assert!(store.lookup(&token, 1001).is_some());
+        let flood: Vec<String> = vec!["a".into(); 8 * 1024];
+        let refused = store.issue(sa(), flood, 1000, LIFETIME).unwrap_err();
+        assert!(refused.0 > MAX_TOKEN_BYTES, "{refused}");
     }
 }

@@ -80,6 +80,12 @@ impl ConfigArgs {
     /// The configuration, with the changes made through the Admin APIs (kept in the state
     /// directory, `config::layer`) over it, as the server runs it.
     pub(crate) fn load(&self) -> anyhow::Result<(Config, StateDir)> {
+        let (config, state, _) = self.load_with_layer()?;
+        Ok((config, state))
+    }
+
+    /// [`ConfigArgs::load`], and the layer it applied.
+    pub(crate) fn load_with_layer(&self) -> anyhow::Result<(Config, StateDir, config::Layer)> {
         let file = self.config_file();
         let state = self
             .state_dir
@@ -87,7 +93,7 @@ impl ConfigArgs {
             .map_or_else(|| StateDir::beside(&file), StateDir::new);
         let layer = config::Layer::read(state.path())?;
         let config = config::load_layered(&file, &layer)?;
-        Ok((config, state))
+        Ok((config, state, layer))
     }
 }
 
@@ -188,9 +194,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             json,
         } => decisions(config, limit, surface.as_deref(), json).await,
         Command::Check { config: args } => {
-            let (config, state_dir) = args.load()?;
+            let (config, state_dir, layer) = args.load_with_layer()?;
             let mut out = describe(&config, None);
-            out.push_str(&changes_note(&state_dir)?);
+            out.push_str(&changes_note(&state_dir, &layer));
             for (path, addr) in config.exposed_addresses() {
                 out.push_str(&format!(
                     "note: {path} is {addr}, not loopback: `serve` needs --bind-all\n"
@@ -351,10 +357,9 @@ async fn status(config: ConfigArgs) -> anyhow::Result<()> {
 }
 
 /// What the Admin APIs changed over the file, and where that is kept; empty when nothing.
-fn changes_note(state_dir: &StateDir) -> anyhow::Result<String> {
-    let layer = config::Layer::read(state_dir.path())?;
+fn changes_note(state_dir: &StateDir, layer: &config::Layer) -> String {
     if layer.is_empty() {
-        return Ok(String::new());
+        return String::new();
     }
     let mut out = format!(
         "changed through the Admin APIs (kept in {}, over the file):\n",
@@ -363,7 +368,7 @@ fn changes_note(state_dir: &StateDir) -> anyhow::Result<String> {
     for line in layer.summary() {
         out.push_str(&format!("  {line}\n"));
     }
-    Ok(out)
+    out
 }
 
 fn env(args: ConfigArgs, service: Option<&str>) -> anyhow::Result<()> {
@@ -400,10 +405,8 @@ fn env(args: ConfigArgs, service: Option<&str>) -> anyhow::Result<()> {
         metadata,
         state_dir: &state_dir,
         project: &config.project.id,
+        region: &config.project.region,
     });
-    // `gcloud run` asks for a region unless one is set: the project's, as
-    // `gcloud config set run/region` would set it.
-    vars.push(("CLOUDSDK_RUN_REGION", config.project.region.clone()));
     if let Some(name) = service {
         vars.push(("K_SERVICE", name.to_owned()));
     }

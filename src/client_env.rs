@@ -19,6 +19,7 @@ pub struct Target<'a> {
     /// The running server's state directory (absolute): the CA's files are in it.
     pub state_dir: &'a Path,
     pub project: &'a str,
+    pub region: &'a str,
 }
 
 /// Every variable, in the order `frontdoor env` prints them.
@@ -49,8 +50,10 @@ pub fn variables(target: &Target<'_>) -> Vec<(&'static str, String)> {
         // Node adds these to its own roots.
         ("NODE_EXTRA_CA_CERTS", file(CA_FILE)),
         ("CLOUDSDK_CORE_CUSTOM_CA_CERTS_FILE", bundle),
-        // gcloud's project, as `gcloud config set project` would set it.
+        // gcloud's project and Cloud Run region, as `gcloud config set project` and
+        // `gcloud config set run/region` would set them (`gcloud run` asks otherwise).
         ("CLOUDSDK_CORE_PROJECT", target.project.to_owned()),
+        ("CLOUDSDK_RUN_REGION", target.region.to_owned()),
         ("CLOUDSDK_PROXY_TYPE", "http".to_owned()),
         ("CLOUDSDK_PROXY_ADDRESS", target.metadata.ip().to_string()),
         ("CLOUDSDK_PROXY_PORT", target.metadata.port().to_string()),
@@ -136,6 +139,7 @@ mod tests {
             metadata: "127.0.0.1:9000".parse().unwrap(),
             state_dir: Path::new("/tmp/my state"),
             project: "p",
+            region: "us-central1",
         };
         let java = java_options(&target);
         assert!(java.contains("-Djavax.net.ssl.trustStore=\"/tmp/my state/ca/truststore.p12\" "));

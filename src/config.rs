@@ -196,17 +196,22 @@ pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
 /// Resolves configuration text, reading the files it names, with the changes made through
 /// the Admin APIs (`layer`) over it.
 pub fn parse_layered(text: &str, file: &Path, layer: &Layer) -> Result<Config, ConfigError> {
-    let raw: RawConfig = parse_yaml(text, file)?;
-    let named = NamedFiles::read(&named::paths(&raw, file));
-    resolve(raw, file, &named, layer).map_err(|e| match e {
-        ConfigError::Invalid { file, path, reason } if !layer.is_empty() => ConfigError::Invalid {
-            file,
-            path,
-            reason: format!(
-                "{reason} (the changes made through the Admin APIs, `{}` in the state directory, apply over the file)",
-                layer::FILE
-            ),
-        },
+    let named = NamedFiles::read(&named::paths(&parse_yaml(text, file)?, file));
+    let resolve_with = |layer: &Layer| resolve(parse_yaml(text, file)?, file, &named, layer);
+    resolve_with(layer).map_err(|e| match e {
+        // Said only when the layer is the cause: the file resolves without it.
+        ConfigError::Invalid { file, path, reason }
+            if !layer.is_empty() && resolve_with(&Layer::default()).is_ok() =>
+        {
+            ConfigError::Invalid {
+                file,
+                path,
+                reason: format!(
+                    "{reason} (the value comes from a change made through the Admin APIs, kept in `{}` in the state directory over the file)",
+                    layer::FILE
+                ),
+            }
+        }
         e => e,
     })
 }
@@ -412,11 +417,7 @@ fn resolve(
             }
             None => unique_id_for(&email),
         };
-        let iam_policy = match layer.service_account_policies.get(&email) {
-            Some(changed) => Some(changed.raw()),
-            None => sa.iam_policy,
-        };
-        let policy = resolve_policy(iam_policy, &format!("{path}.iam_policy"), &at)?;
+        let policy = resolve_policy(sa.iam_policy, &format!("{path}.iam_policy"), &at)?;
         service_accounts.push(ServiceAccount {
             email,
             unique_id,
@@ -427,17 +428,11 @@ fn resolve(
     // Cloud Run runs a service that names no account as the compute default account.
     let compute = project.compute_default_account();
     if !service_accounts.iter().any(|s| s.email == compute) {
-        let changed = layer.service_account_policies.get(&compute);
-        let policy = resolve_policy(
-            changed.map(layer::PolicyText::raw),
-            "(the compute default account's IAM policy)",
-            &at,
-        )?;
         service_accounts.push(ServiceAccount {
             unique_id: unique_id_for(&compute),
             email: compute,
             display_name: Some("Compute Engine default service account".into()),
-            policy,
+            policy: Policy::default(),
         });
     }
 

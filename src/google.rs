@@ -62,12 +62,15 @@ async fn record(State(live): State<Live>, req: Request, next: Next) -> Response 
         return next.run(req).await;
     };
     let method = req.method().clone();
+    // HTTP/2 (every request in an egress tunnel that negotiated it) carries the host as
+    // the URI's authority, not a Host header.
     let host = req
         .headers()
         .get(axum::http::header::HOST)
         .and_then(|h| h.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
+        .map(str::to_owned)
+        .or_else(|| req.uri().authority().map(ToString::to_string))
+        .unwrap_or_default();
     let path = req.uri().path().to_owned();
     let started = std::time::Instant::now();
     let mut response = next.run(req).await;

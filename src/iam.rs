@@ -134,11 +134,6 @@ impl Role {
         self.name
     }
 
-    /// Every role frontdoor knows, by name.
-    pub fn known() -> impl Iterator<Item = &'static str> {
-        ROLES.iter().map(|(n, _)| *n)
-    }
-
     pub fn grants(&self, permission: &str) -> bool {
         self.permissions.contains(&permission)
     }

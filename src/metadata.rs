@@ -303,14 +303,21 @@ fn access_token(state: &AppState, sa: &ServiceAccount, query: &[(String, String)
     let now = state.now();
     let key = format!("token\0{}\0{}", sa.email, scopes.join(","));
     let mut minted_scopes = String::new();
-    let (token, exp, minted) = state.metadata_tokens().get_or_mint(key, now, || {
+    let minted = state.metadata_tokens().get_or_mint(key, now, || {
         minted_scopes = scopes.join(" ");
         let principal = Principal::ServiceAccount(sa.email.clone());
-        let (token, grant) = state
-            .access_tokens()
-            .issue(principal, scopes, now, tokens::LIFETIME);
-        (token, grant.exp)
+        let (token, grant) =
+            state
+                .access_tokens()
+                .issue(principal, scopes, now, tokens::LIFETIME)?;
+        Ok((token, grant.exp))
     });
+    let (token, exp, minted) = match minted {
+        Ok(minted) => minted,
+        Err(e @ crate::access::TooLarge(_)) => {
+            return text(StatusCode::BAD_REQUEST, &e.to_string());
+        }
+    };
     let mut response = json_response(
         json!({ "access_token": token, "expires_in": exp - now, "token_type": "Bearer" }),
     );
@@ -372,7 +379,7 @@ fn identity(
         "identity\0{}\0{audience}\0{full}\0{licenses}\0{instance}",
         sa.email
     );
-    let (token, _, minted) = state.metadata_tokens().get_or_mint(key, now, || {
+    let minted = state.metadata_tokens().get_or_mint(key, now, || {
         let mut claims = tokens::service_account_claims(&state.config().issuer, sa, audience, now);
         if full {
             let project = &state.config().project;
@@ -388,8 +395,12 @@ fn identity(
             }
             claims.insert("google".into(), json!({ "compute_engine": engine }));
         }
-        (tokens::mint(state.keys(), &claims), now + tokens::LIFETIME)
+        Ok::<_, std::convert::Infallible>((
+            tokens::mint(state.keys(), &claims),
+            now + tokens::LIFETIME,
+        ))
     });
+    let Ok((token, _, minted)) = minted;
     // The raw JWT, with no trailing newline: some clients use the body as is.
     let mut response = text(StatusCode::OK, &token);
     if minted {

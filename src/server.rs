@@ -67,7 +67,7 @@ pub async fn serve(
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         // Read each round: a reload may name other files. The Admin APIs' layer is watched
-        // too, so that removing it (or `frontdoor changes`) takes effect.
+        // too, so that removing it takes effect.
         let mut named = live.get().config().named_files.clone();
         named.push(layer_file.clone());
         tokio::select! {

@@ -356,10 +356,14 @@ pub fn revision_name(service: &str, n: u32) -> String {
 /// Access tokens sealed with the state directory's key, so that they outlive a restart; a
 /// key of their own (and a warning) when the directory cannot keep one.
 fn access_tokens(state_dir: &StateDir) -> AccessTokens {
-    match state_dir.private_text(crate::access::KEY_FILE, || Ok(AccessTokens::new_secret())) {
-        Ok(secret) => AccessTokens::new(secret.trim().as_bytes()),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot keep the access-token key; access tokens will not outlive this run");
+    let kept = state_dir
+        .private_text(crate::access::KEY_FILE, || Ok(AccessTokens::new_secret()))
+        .map_err(|e| e.to_string())
+        .and_then(|text| AccessTokens::from_secret(&text));
+    match kept {
+        Ok(tokens) => tokens,
+        Err(why) => {
+            tracing::warn!(error = %why, "cannot keep the access-token key; access tokens will not outlive this run");
             AccessTokens::default()
         }
     }

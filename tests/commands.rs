@@ -64,6 +64,9 @@ async fn a_command_gets_cloud_runs_contract_and_its_own_identity() {
         "{revision}"
     );
     assert_eq!(env["GOOGLE_CLOUD_PROJECT"], "demo-project");
+    // gcloud inside a service finds its project and region as `frontdoor env` gives them.
+    assert_eq!(env["CLOUDSDK_CORE_PROJECT"], "demo-project");
+    assert_eq!(env["CLOUDSDK_RUN_REGION"], "us-central1");
     assert_eq!(env["EXTRA"], "from-config");
     let metadata = emu.metadata_of("worker");
     assert_eq!(env["GCE_METADATA_HOST"], metadata);

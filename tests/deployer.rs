@@ -38,17 +38,15 @@ services:
 /// A shell with `eval "$(frontdoor env)"`'s variables, a fresh gcloud configuration, and
 /// gcloud signed in with a key of `account`.
 struct Deployer {
-    home: tempfile::TempDir,
-    env: Vec<(String, String)>,
+    shell: ClientShell,
 }
 
 impl Deployer {
     fn new(emu: &Emulator, account: &str) -> Deployer {
         let deployer = Deployer {
-            home: tempfile::tempdir().unwrap(),
-            env: env_of(emu, None),
+            shell: ClientShell::new(emu, None),
         };
-        let key = deployer.home.path().join("key.json");
+        let key = deployer.shell.home.path().join("key.json");
         emu.cli(&[
             "keys",
             "create",
@@ -65,21 +63,12 @@ impl Deployer {
         deployer
     }
 
-    /// The same gcloud configuration against a restarted emulator's addresses.
     fn reconnect(&mut self, emu: &Emulator) {
-        self.env = env_of(emu, None);
+        self.shell.reconnect(emu);
     }
 
     fn command(&self, program: &str) -> Command {
-        let mut cmd = Command::new(program);
-        cmd.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap())
-            .env("HOME", self.home.path())
-            .env("CLOUDSDK_CONFIG", self.home.path().join("gcloud"))
-            .env("CLOUDSDK_CORE_DISABLE_PROMPTS", "1")
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .current_dir(self.home.path());
-        cmd
+        self.shell.command(program)
     }
 
     /// gcloud `args`; its stdout (it must succeed).
@@ -87,12 +76,35 @@ impl Deployer {
         succeed(self.command("gcloud").args(args))
     }
 
-    /// gcloud `args`, which must fail; its stderr.
+    /// gcloud `args`, which must fail as gcloud fails on an API's error (exit 1); its
+    /// stderr.
     fn gcloud_fails(&self, args: &[&str]) -> String {
-        let out = self.command("gcloud").args(args).output().unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(!out.status.success(), "gcloud {args:?} succeeded: {stderr}");
-        stderr
+        fails(self.command("gcloud").args(args))
+    }
+
+    /// Seed 001's command: `member` gets `roles/run.invoker` on `service`; what gcloud
+    /// prints (the policy).
+    fn grant_invoker(&self, service: &str, member: &str) -> String {
+        self.gcloud(&[
+            "run",
+            "services",
+            "add-iam-policy-binding",
+            service,
+            &format!("--member={member}"),
+            "--role=roles/run.invoker",
+        ])
+    }
+
+    /// The members holding `roles/run.invoker` on `service`, as `get-iam-policy` shows.
+    fn invokers(&self, service: &str) -> Vec<String> {
+        let policy = self.gcloud(&[
+            "run",
+            "services",
+            "get-iam-policy",
+            service,
+            "--format=json",
+        ]);
+        policy_members(&policy, "roles/run.invoker")
     }
 
     fn access_token(&self) -> String {
@@ -136,35 +148,18 @@ async fn seed_001_add_iam_policy_binding_lets_the_caller_in_at_once() {
     let token = emu.sa_token(&sa("login"), &emu.url_of("search"));
     assert_eq!(call(&emu, "search", &token).await, 403);
 
-    let member = format!("--member=serviceAccount:{}", sa("login"));
-    let said = deployer.gcloud(&[
-        "run",
-        "services",
-        "add-iam-policy-binding",
-        "search",
-        &member,
-        "--role=roles/run.invoker",
-    ]);
+    let member = format!("serviceAccount:{}", sa("login"));
+    let said = deployer.grant_invoker("search", &member);
     assert!(said.contains(&sa("login")), "{said}");
     assert_eq!(call(&emu, "search", &token).await, 200);
-    let policy = deployer.gcloud(&[
-        "run",
-        "services",
-        "get-iam-policy",
-        "search",
-        "--format=json",
-    ]);
-    assert_eq!(
-        policy_members(&policy, "roles/run.invoker"),
-        [format!("serviceAccount:{}", sa("login"))]
-    );
+    assert_eq!(deployer.invokers("search"), std::slice::from_ref(&member));
 
     deployer.gcloud(&[
         "run",
         "services",
         "remove-iam-policy-binding",
         "search",
-        &member,
+        &format!("--member={member}"),
         "--role=roles/run.invoker",
     ]);
     assert_eq!(call(&emu, "search", &token).await, 403);
@@ -178,14 +173,7 @@ async fn seed_000_custom_audiences_by_update_and_by_replace() {
     let emu = Emulator::start(&yaml()).await;
     let deployer = Deployer::new(&emu, "deployer");
     // login may call search; the question is only which audiences search accepts.
-    deployer.gcloud(&[
-        "run",
-        "services",
-        "add-iam-policy-binding",
-        "search",
-        &format!("--member=serviceAccount:{}", sa("login")),
-        "--role=roles/run.invoker",
-    ]);
+    deployer.grant_invoker("search", &format!("serviceAccount:{}", sa("login")));
     let for_audience = |aud: &str| emu.sa_token(&sa("login"), aud);
     let custom = "https://search.internal.example";
     assert_eq!(call(&emu, "search", &for_audience(custom)).await, 401);
@@ -202,7 +190,8 @@ async fn seed_000_custom_audiences_by_update_and_by_replace() {
     // As seed 000 teaches: export, edit the annotation, replace.
     let replaced = "https://replaced.example";
     let script = format!(
-        r#"gcloud run services describe search --format export > service.yaml
+        r#"set -euo pipefail
+gcloud run services describe search --format export > service.yaml
 sed -i 's#run.googleapis.com/custom-audiences: .*#run.googleapis.com/custom-audiences: '"'"'["{replaced}"]'"'"'#' service.yaml
 grep -c '{replaced}' service.yaml
 gcloud run services replace service.yaml"#
@@ -221,6 +210,8 @@ gcloud run services replace service.yaml"#
         described["metadata"]["generation"],
         described["status"]["observedGeneration"]
     );
+    // A revision for each change: the binding, the update, the replace.
+    assert_eq!(described["metadata"]["generation"], 4);
     assert_eq!(
         described["metadata"]["annotations"]["serving.knative.dev/lastModifier"],
         sa("deployer")
@@ -260,31 +251,23 @@ async fn services_list_and_a_change_survives_a_restart() {
             "{listed}"
         );
     }
-    deployer.gcloud(&[
-        "run",
-        "services",
-        "add-iam-policy-binding",
-        "search",
-        &format!("--member=serviceAccount:{}", sa("login")),
-        "--role=roles/run.invoker",
-    ]);
+    let member = format!("serviceAccount:{}", sa("login"));
+    deployer.grant_invoker("search", &member);
+    let cached = deployer.access_token();
 
     let emu = emu.restart().await;
     deployer.reconnect(&emu);
     let token = emu.sa_token(&sa("login"), &emu.url_of("search"));
     assert_eq!(call(&emu, "search", &token).await, 200);
-    // The access token gcloud cached before the restart still works.
-    let policy = deployer.gcloud(&[
-        "run",
-        "services",
-        "get-iam-policy",
-        "search",
-        "--format=json",
-    ]);
-    assert_eq!(
-        policy_members(&policy, "roles/run.invoker"),
-        [format!("serviceAccount:{}", sa("login"))]
-    );
+    // The access token gcloud cached before the restart is still honoured (gcloud, refused,
+    // would fetch a new one but retry with this one).
+    let (status, _, body) = get_with(
+        &emu.google("/v1/projects/demo-project/locations/us-central1/services/search:getIamPolicy"),
+        &[("authorization", &bearer(&cached))],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(deployer.invokers("search"), [member]);
     let checked = succeed(
         frontdoor()
             .args(["check", "--config"])
@@ -319,6 +302,7 @@ async fn a_deployer_without_the_role_is_denied_and_nothing_changes() {
         &format!("--member=serviceAccount:{}", sa("login")),
         "--role=roles/run.invoker",
     ]);
+    // (grant_invoker expects success; this is the same command, refused.)
     assert!(
         refused.contains("PERMISSION_DENIED") && refused.contains("run.services.setIamPolicy"),
         "{refused}"
@@ -331,17 +315,15 @@ async fn a_deployer_without_the_role_is_denied_and_nothing_changes() {
         "--clear-custom-audiences",
     ]);
     assert!(refused.contains("run.services.update"), "{refused}");
-    let policy = watcher.gcloud(&[
-        "run",
-        "services",
-        "get-iam-policy",
-        "search",
-        "--format=json",
-    ]);
+    // Neither attempt changed anything: the viewer still reads the audiences and the
+    // policy as they were.
+    let described = watcher.gcloud(&["run", "services", "describe", "search", "--format=json"]);
     assert!(
-        policy_members(&policy, "roles/run.invoker").is_empty(),
-        "{policy}"
+        described.contains("https://search.example.com"),
+        "{described}"
     );
+    let invokers = watcher.invokers("search");
+    assert!(invokers.is_empty(), "{invokers:?}");
     let denial = emu
         .decisions()
         .await
@@ -440,6 +422,24 @@ async fn bad_admin_requests_get_googles_errors_and_lose_nothing() {
         (409, Some("ABORTED")),
         "{body}"
     );
+    // The refusal's reason is its own, not the permission granted before it.
+    let stale = set(
+        json!(["user:alice@example.com"]),
+        "roles/run.invoker",
+        "BwStale0000=",
+    )
+    .bearer_auth(&token)
+    .send()
+    .await
+    .unwrap();
+    let reason = stale.headers()["x-frontdoor-reason"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        reason.contains("concurrent policy changes") && !reason.contains("holds"),
+        "{reason}"
+    );
 
     // Concurrent read-modify-writes from the same etag: one wins, the others get 409.
     let attempts = (0..6).map(|i| {
@@ -505,15 +505,39 @@ async fn bad_admin_requests_get_googles_errors_and_lose_nothing() {
     );
     let (status, _) = send(client.put(service_url("search")).body("not json")).await;
     assert_eq!(status, 400);
-    // None of it changed the service.
+    // None of it changed the service: the start's audiences, and the document, revision
+    // and all, as it was before the bad replaces.
     let search = emu.state.config().service("search").unwrap().clone();
     let (_, after) = send(client.get(service_url("search"))).await;
     assert_eq!(
         after["metadata"]["annotations"]["run.googleapis.com/custom-audiences"],
         serde_json::to_string(&search.custom_audiences).unwrap()
     );
-    // No token: 401 in Google's shape.
-    let r = client.get(service_url("search")).send().await.unwrap();
-    assert_eq!(r.status(), 401);
+    for part in ["spec", "status"] {
+        let (mut a, mut d) = (after[part].clone(), doc[part].clone());
+        // Only the condition times are of the moment of the read.
+        for v in [&mut a, &mut d] {
+            for c in v["conditions"].as_array_mut().into_iter().flatten() {
+                c["lastTransitionTime"] = Value::Null;
+            }
+        }
+        assert_eq!(a, d, "{part}");
+    }
+    assert_eq!(
+        after["metadata"]["generation"],
+        doc["metadata"]["generation"]
+    );
+    assert_eq!(
+        after["metadata"]["annotations"],
+        doc["metadata"]["annotations"]
+    );
+    // No token: 401 in Google's shape, before anything is looked up (an unknown service
+    // is a 401 too, not a 404 naming the ones that exist).
+    for url in [service_url("search"), service_url("nosuch")] {
+        let r = client.get(&url).send().await.unwrap();
+        assert_eq!(r.status(), 401);
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["status"], "UNAUTHENTICATED", "{body}");
+    }
     emu.stop().await;
 }

@@ -166,6 +166,24 @@ async fn curl_reaches_services_and_the_metadata_server_at_their_real_urls() {
     assert_eq!(code, "200", "{body}");
     assert!(body.contains(r#""kty":"RSA""#), "{body}");
 
+    // Over HTTP/2 the host is the request's authority, not a Host header: the decision log
+    // still names it.
+    let (body, code) = answer(&curl(
+        &emu,
+        true,
+        &[
+            "--http2",
+            "https://oauth2.googleapis.com/tokeninfo?id_token=garbage",
+        ],
+    ));
+    assert_eq!(code, "400", "{body}");
+    let logged = emu.decisions().await;
+    let tokeninfo = logged
+        .iter()
+        .find(|d| d["surface"] == "tokeninfo")
+        .expect("the tokeninfo decision is logged");
+    assert_eq!(tokeninfo["host"], "oauth2.googleapis.com", "{tokeninfo}");
+
     // A request inside vault's tunnel whose Host names another service is not routed to
     // it: the handshake named vault.
     let (body, code) = answer(&curl(

@@ -63,30 +63,9 @@ fn subject_token(emu: &Emulator) -> String {
     ])
 }
 
-/// `login` as it would run on Cloud Run after `eval "$(frontdoor env login)"`: that
-/// environment (read once), an empty home and gcloud configuration, nothing else.
-struct AsLogin {
-    home: tempfile::TempDir,
-    env: Vec<(String, String)>,
-}
-
-impl AsLogin {
-    fn new(emu: &Emulator) -> AsLogin {
-        AsLogin {
-            home: tempfile::tempdir().unwrap(),
-            env: env_of(emu, Some("login")),
-        }
-    }
-
-    fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
-        let mut cmd = Command::new(program);
-        cmd.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap())
-            .env("HOME", self.home.path())
-            .env("CLOUDSDK_CONFIG", self.home.path().join("gcloud"))
-            .envs(self.env.iter().map(|(k, v)| (k, v)));
-        cmd
-    }
+/// `login` as it would run on Cloud Run after `eval "$(frontdoor env login)"`.
+fn as_login(emu: &Emulator) -> ClientShell {
+    ClientShell::new(emu, Some("login"))
 }
 
 /// The seeds' curl recipes as written, after `eval "$(frontdoor env login)"` in the same
@@ -156,7 +135,7 @@ curl -s -o /dev/null -w "%{{http_code}}\n" -H "Authorization: Bearer $ID_TOKEN" 
 async fn python_google_auth_reaches_googles_urls() {
     let emu = Emulator::start(&yaml()).await;
     let url = emu.url_of("vault");
-    let login = AsLogin::new(&emu);
+    let login = as_login(&emu);
     let script = repo().join("tests/python/egress_clients.py");
     let run = |args: &[&str], extra: &[(&str, &Path)]| -> Value {
         let out = succeed(
@@ -228,7 +207,7 @@ async fn python_google_auth_reaches_googles_urls() {
 async fn node_google_auth_library_reaches_googles_urls() {
     let emu = Emulator::start(&yaml()).await;
     let url = emu.url_of("vault");
-    let login = AsLogin::new(&emu);
+    let login = as_login(&emu);
     let key = login_key(&emu);
     let out = succeed(
         login
@@ -251,7 +230,7 @@ async fn node_google_auth_library_reaches_googles_urls() {
 async fn gcloud_activates_a_key_and_impersonates() {
     let emu = Emulator::start(&yaml()).await;
     let url = emu.url_of("vault");
-    let login = AsLogin::new(&emu);
+    let login = as_login(&emu);
     let key = login_key(&emu);
     let gcloud = |args: &[&str]| {
         let mut cmd = login.command("gcloud");
@@ -327,7 +306,7 @@ async fn gcloud_activates_a_key_and_impersonates() {
 async fn java_reaches_the_service_with_only_java_tool_options() {
     let emu = Emulator::start(&yaml()).await;
     let url = emu.url_of("vault");
-    let login = AsLogin::new(&emu);
+    let login = as_login(&emu);
     let out = succeed(
         login
             .command("java")
@@ -337,11 +316,13 @@ async fn java_reaches_the_service_with_only_java_tool_options() {
     assert_eq!(out.lines().collect::<Vec<_>>(), ["403", "200"], "{out}");
 
     // Without the trust store, the same JVM refuses frontdoor's certificate.
-    let options = env_of(&emu, Some("login"))
-        .into_iter()
+    let options = login
+        .env
+        .iter()
         .find(|(k, _)| k == "JAVA_TOOL_OPTIONS")
         .unwrap()
-        .1;
+        .1
+        .clone();
     let untrusting: String = options
         .split(' ')
         .filter(|o| !o.starts_with("-Djavax.net.ssl"))
@@ -369,7 +350,7 @@ async fn java_reaches_the_service_with_only_java_tool_options() {
 async fn go_idtoken_reaches_googles_urls() {
     let emu = Emulator::start(&yaml()).await;
     let url = emu.url_of("vault");
-    let login = AsLogin::new(&emu);
+    let login = as_login(&emu);
     let out = succeed(
         login
             .command(go_client())

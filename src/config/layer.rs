@@ -25,9 +25,6 @@ pub struct Layer {
     /// By service name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub services: BTreeMap<String, ServiceChange>,
-    /// Service accounts' IAM policies, by email.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub service_account_policies: BTreeMap<String, PolicyText>,
     /// The project's IAM policy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub project_policy: Option<PolicyText>,
@@ -131,7 +128,7 @@ impl Layer {
         *self == Layer::default()
     }
 
-    /// One line per changed thing, for `frontdoor check` and `status`.
+    /// One line per changed thing, for `frontdoor check`.
     pub fn summary(&self) -> Vec<String> {
         let mut lines = Vec::new();
         for (name, change) in &self.services {
@@ -148,10 +145,8 @@ impl Layer {
             note(change.timeout_seconds.is_some(), "timeout");
             note(change.tags.is_some(), "tags");
             note(change.iam_policy.is_some(), "IAM policy");
+            note(change.knative.is_some(), "Knative document");
             lines.push(format!("service {name}: {}", fields.join(", ")));
-        }
-        for email in self.service_account_policies.keys() {
-            lines.push(format!("service account {email}: IAM policy"));
         }
         if self.project_policy.is_some() {
             lines.push("project: IAM policy".to_owned());

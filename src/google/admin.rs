@@ -2,11 +2,13 @@
 //! the identity that calls the API, not the service's own), and a change made to the layer
 //! over `services.yaml` (`config::layer`) and put in force before the answer.
 
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
 
 use super::caller::caller;
 use super::errors::ApiError;
-use crate::config::Layer;
+use crate::config::{ConfigError, Layer};
 use crate::decisions::Explanation;
 use crate::iam::{self, Principal, Scope};
 use crate::state::{AppState, Live};
@@ -21,18 +23,89 @@ pub(super) fn authorize(
     scopes: &[Scope<'_>],
     explained: &mut Explanation,
 ) -> Result<Principal, ApiError> {
+    let who = authenticate(state, headers, explained)?;
+    permit(state, &who, permission, scopes, explained)?;
+    Ok(who)
+}
+
+/// Whether `who` holds `permission` through a binding in `scopes`: [`authorize`] for a
+/// caller already authenticated.
+pub(super) fn permit(
+    state: &AppState,
+    who: &Principal,
+    permission: &'static str,
+    scopes: &[Scope<'_>],
+    explained: &mut Explanation,
+) -> Result<(), ApiError> {
     explained.permission = Some(permission);
-    let who = caller(state, headers)?;
-    explained.principal = Some(who.to_string());
-    let outcome = iam::check(permission, Some(&who), scopes, &state.config().groups);
+    let outcome = iam::check(permission, Some(who), scopes, &state.config().groups);
     explained.reason = Some(outcome.reason.clone());
     if outcome.allowed {
-        Ok(who)
+        Ok(())
     } else {
         Err(ApiError::PermissionDenied {
             permission,
             why: outcome.reason,
         })
+    }
+}
+
+/// Every Admin API answer passes here: the decision log hears who asked and why.
+pub(super) fn answer(result: Result<Value, ApiError>, mut explained: Explanation) -> Response {
+    let mut response = match result {
+        Ok(body) => (StatusCode::OK, axum::Json(body)).into_response(),
+        Err(e) => {
+            // The error says why; a permission granted before it is not the reason.
+            explained.reason = None;
+            e.into_response()
+        }
+    };
+    explained.attach(&mut response);
+    response
+}
+
+/// `project`, by id or number, if it is the one frontdoor emulates. Google answers a project
+/// one may not see as it answers one that does not exist: 404.
+pub(super) fn check_project(state: &AppState, project: &str) -> Result<(), ApiError> {
+    let p = &state.config().project;
+    if project == p.id || project == p.number {
+        Ok(())
+    } else {
+        Err(ApiError::NotFound(format!(
+            "project `{project}` is not the one frontdoor emulates ({}, number {})",
+            p.id, p.number
+        )))
+    }
+}
+
+/// The caller named by the request's access token (401 without one), told to `explained`.
+/// Asked first, so that a caller with no credential learns nothing of what exists.
+pub(super) fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    explained: &mut Explanation,
+) -> Result<Principal, ApiError> {
+    let who = caller(state, headers)?;
+    explained.principal = Some(who.to_string());
+    Ok(who)
+}
+
+/// `NAME:METHOD` split, with the method one of `allowed` (a did-you-mean otherwise).
+pub(super) fn split_method<'a>(
+    name_and_method: &'a str,
+    allowed: &[&'static str],
+) -> Result<(&'a str, &'a str), ApiError> {
+    match name_and_method.rsplit_once(':') {
+        Some((name, method)) if allowed.contains(&method) => Ok((name, method)),
+        Some((_, method)) => Err(ApiError::NotFound(format!(
+            "unknown method `{method}`{}; expected NAME:{}",
+            crate::suggest::did_you_mean(method, allowed.iter().copied()),
+            allowed.join(" or NAME:")
+        ))),
+        None => Err(ApiError::NotFound(format!(
+            "no method in `{name_and_method}`; expected NAME:{}",
+            allowed.join(" or NAME:")
+        ))),
     }
 }
 
@@ -69,16 +142,24 @@ pub(super) async fn change(
     let mut after = before.clone();
     edit(&mut after, &state)?;
 
-    // Resolved as the watcher would resolve the file now; a file that does not resolve
-    // with the old layer is not this request's fault, and says so.
+    // Resolved as the watcher would resolve the file now. When that fails, resolving
+    // without the change tells whose fault it is: a file that does not resolve either way is
+    // not this request's, and says so.
     let config = blocking({
         let (file, before, after) = (file.clone(), before.clone(), after.clone());
-        move || match crate::config::load_layered(&file, &before) {
-            Err(e) => Err(ApiError::FailedPrecondition(format!(
-                "the configuration file does not resolve, so no change can be made until it is fixed: {e}"
-            ))),
-            Ok(_) => crate::config::load_layered(&file, &after)
-                .map_err(|e| ApiError::InvalidArgument(strip_file(&e.to_string()))),
+        move || {
+            crate::config::load_layered(&file, &after).map_err(|e| {
+                match (crate::config::load_layered(&file, &before), e) {
+                    (Err(e), _) => ApiError::FailedPrecondition(format!(
+                        "the configuration file does not resolve, so no change can be made until it is fixed: {e}"
+                    )),
+                    // The field and the reason, not a path on the server's disk.
+                    (Ok(_), ConfigError::Invalid { path, reason, .. }) => {
+                        ApiError::InvalidArgument(format!("{path}: {reason}"))
+                    }
+                    (Ok(_), e) => ApiError::Internal(e.to_string()),
+                }
+            })
         }
     })
     .await??;
@@ -112,15 +193,6 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))
-}
-
-/// A configuration error as the API caller should read it: the field and the reason, not
-/// a path on the server's disk.
-fn strip_file(error: &str) -> String {
-    error
-        .split_once(": ")
-        .map_or(error, |(_, rest)| rest)
-        .to_owned()
 }
 
 /// `setIamPolicy` on any resource: the body checked (every role and member), then, under

@@ -292,7 +292,8 @@ fn generate_access_token(
     let principal = Principal::ServiceAccount(target.email.clone());
     let (token, grant) = state
         .access_tokens()
-        .issue(principal, req.scope, now, lifetime);
+        .issue(principal, req.scope, now, lifetime)
+        .map_err(|e| ApiError::InvalidArgument(e.to_string()))?;
     // `YYYY-MM-DDTHH:MM:SSZ` with no fractional seconds: Python's google-auth parses it
     // with exactly that format.
     let expire = std::time::UNIX_EPOCH + std::time::Duration::from_secs(grant.exp.max(0) as u64);

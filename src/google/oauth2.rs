@@ -165,9 +165,13 @@ async fn token(
         account.email,
         scopes.join(" ")
     );
-    let (token, grant) = state
+    let (token, grant) = match state
         .access_tokens()
-        .issue(principal, scopes, now, tokens::LIFETIME);
+        .issue(principal, scopes, now, tokens::LIFETIME)
+    {
+        Ok(issued) => issued,
+        Err(e) => return oauth("invalid_scope", &e.to_string()),
+    };
     let mut response = Json(
         json!({ "access_token": token, "expires_in": grant.exp - now, "token_type": "Bearer" }),
     )

@@ -6,13 +6,12 @@
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::HeaderMap;
+use axum::response::Response;
 use axum::routing::get;
-use serde_json::{Value, json};
+use serde_json::json;
 
-use super::admin::{authorize, project_scope, set_policy};
-use super::errors::ApiError;
+use super::admin::{answer, authorize, check_project, project_scope, set_policy, split_method};
 use super::run::policy;
 use crate::decisions::Explanation;
 use crate::iam;
@@ -22,28 +21,6 @@ pub(super) fn routes() -> Router<Live> {
     Router::new().route("/v1/projects/{project}", get(project).post(policy_method))
 }
 
-fn answer(result: Result<Value, ApiError>, explained: Explanation) -> Response {
-    let mut response = match result {
-        Ok(body) => (StatusCode::OK, axum::Json(body)).into_response(),
-        Err(e) => e.into_response(),
-    };
-    explained.attach(&mut response);
-    response
-}
-
-fn check_project(state: &AppState, project: &str) -> Result<(), ApiError> {
-    let p = &state.config().project;
-    if project == p.id || project == p.number {
-        Ok(())
-    } else {
-        // Google answers a project one may not see as it answers one that does not exist.
-        Err(ApiError::NotFound(format!(
-            "project `{project}` is not the one frontdoor emulates ({}, number {})",
-            p.id, p.number
-        )))
-    }
-}
-
 async fn project(
     State(state): State<AppState>,
     Path(project): Path<String>,
@@ -51,7 +28,6 @@ async fn project(
 ) -> Response {
     let mut explained = Explanation::default();
     let result = (|| {
-        check_project(&state, &project)?;
         authorize(
             &state,
             &headers,
@@ -59,6 +35,7 @@ async fn project(
             &[project_scope(&state)],
             &mut explained,
         )?;
+        check_project(&state, &project)?;
         let p = &state.config().project;
         Ok(json!({
             "projectNumber": p.number,
@@ -80,52 +57,39 @@ async fn policy_method(
 ) -> Response {
     let mut explained = Explanation::default();
     let result = async {
-        let Some((project, method)) = project_and_method.rsplit_once(':') else {
-            return Err(ApiError::NotFound(format!(
-                "no method in `{project_and_method}`; expected PROJECT:getIamPolicy or PROJECT:setIamPolicy"
-            )));
-        };
+        let (project, method) =
+            split_method(&project_and_method, &["getIamPolicy", "setIamPolicy"])?;
         explained.target = Some(format!("project {project}"));
         let state = live.get();
+        let permission = if method == "getIamPolicy" {
+            iam::PROJECT_GET_IAM_POLICY
+        } else {
+            iam::PROJECT_SET_IAM_POLICY
+        };
+        authorize(
+            &state,
+            &headers,
+            permission,
+            &[project_scope(&state)],
+            &mut explained,
+        )?;
         check_project(&state, project)?;
-        match method {
-            "getIamPolicy" => {
-                authorize(
-                    &state,
-                    &headers,
-                    iam::PROJECT_GET_IAM_POLICY,
-                    &[project_scope(&state)],
-                    &mut explained,
-                )?;
-                Ok(policy::render(&state.config().policy))
-            }
-            "setIamPolicy" => {
-                authorize(
-                    &state,
-                    &headers,
-                    iam::PROJECT_SET_IAM_POLICY,
-                    &[project_scope(&state)],
-                    &mut explained,
-                )?;
-                let next = set_policy(
-                    &live,
-                    &body,
-                    |now| Ok(now.config().policy.clone()),
-                    |layer, sent| layer.project_policy = Some(sent),
-                )
-                .await?;
-                explained.reason = Some(format!(
-                    "{} set the project's IAM policy: {}",
-                    explained.principal.as_deref().unwrap_or("the caller"),
-                    next.config().policy.describe()
-                ));
-                Ok(policy::render(&next.config().policy))
-            }
-            other => Err(ApiError::NotFound(format!(
-                "unknown method `{other}`{}",
-                crate::suggest::did_you_mean(other, ["getIamPolicy", "setIamPolicy"])
-            ))),
+        if method == "getIamPolicy" {
+            return Ok(policy::render(&state.config().policy));
         }
+        let next = set_policy(
+            &live,
+            &body,
+            |now| Ok(now.config().policy.clone()),
+            |layer, sent| layer.project_policy = Some(sent),
+        )
+        .await?;
+        explained.reason = Some(format!(
+            "{} set the project's IAM policy: {}",
+            explained.principal.as_deref().unwrap_or("the caller"),
+            next.config().policy.describe()
+        ));
+        Ok(policy::render(&next.config().policy))
     }
     .await;
     answer(result, explained)

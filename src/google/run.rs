@@ -10,12 +10,15 @@ pub(crate) mod policy;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::HeaderMap;
+use axum::response::Response;
 use axum::routing::get;
 use serde_json::{Value, json};
 
-use super::admin::{authorize, change, project_scope, set_policy};
+use super::admin::{
+    answer, authenticate, authorize, change, check_project, permit, project_scope, set_policy,
+    split_method,
+};
 use super::errors::ApiError;
 use crate::config::Service;
 use crate::decisions::Explanation;
@@ -50,28 +53,6 @@ pub(super) fn routes() -> Router<Live> {
         )
 }
 
-/// Every answer passes here: the decision log hears who asked and why.
-fn answer(result: Result<Value, ApiError>, explained: Explanation) -> Response {
-    let mut response = match result {
-        Ok(body) => (StatusCode::OK, axum::Json(body)).into_response(),
-        Err(e) => e.into_response(),
-    };
-    explained.attach(&mut response);
-    response
-}
-
-fn check_project(state: &AppState, project: &str) -> Result<(), ApiError> {
-    let p = &state.config().project;
-    if project == p.id || project == p.number {
-        Ok(())
-    } else {
-        Err(ApiError::NotFound(format!(
-            "project `{project}` is not the one frontdoor emulates ({} , number {})",
-            p.id, p.number
-        )))
-    }
-}
-
 fn find_service<'a>(state: &'a AppState, name: &str) -> Result<&'a Service, ApiError> {
     state.config().service(name).ok_or_else(|| {
         let known = state.config().services.iter().map(|s| s.name.as_str());
@@ -89,6 +70,29 @@ fn service_scope(service: &Service) -> Scope<'_> {
         name: &service.name,
         policy: &service.policy,
     }
+}
+
+/// Service `name` of `project`, once the caller is known to hold `permission` on it (or on
+/// the project): what every service method checks first.
+fn authorized_service<'a>(
+    state: &'a AppState,
+    headers: &HeaderMap,
+    project: &str,
+    name: &str,
+    permission: &'static str,
+    explained: &mut Explanation,
+) -> Result<&'a Service, ApiError> {
+    let who = authenticate(state, headers, explained)?;
+    check_project(state, project)?;
+    let service = find_service(state, name)?;
+    permit(
+        state,
+        &who,
+        permission,
+        &[service_scope(service), project_scope(state)],
+        explained,
+    )?;
+    Ok(service)
 }
 
 /// `gcloud run services list` with no region set lists every region (`locations/-`).
@@ -112,7 +116,6 @@ async fn list(
 ) -> Response {
     let mut explained = Explanation::default();
     let result = (|| {
-        check_project(&state, &namespace)?;
         authorize(
             &state,
             &headers,
@@ -120,6 +123,7 @@ async fn list(
             &[project_scope(&state)],
             &mut explained,
         )?;
+        check_project(&state, &namespace)?;
         let items: Vec<Value> = state
             .config()
             .services
@@ -153,7 +157,6 @@ async fn revisions(
 ) -> Response {
     let mut explained = Explanation::default();
     let result = (|| {
-        check_project(&state, &namespace)?;
         authorize(
             &state,
             &headers,
@@ -161,6 +164,7 @@ async fn revisions(
             &[project_scope(&state)],
             &mut explained,
         )?;
+        check_project(&state, &namespace)?;
         let wanted = knative::label_selector(query.label_selector.as_deref().unwrap_or(""))
             .map_err(ApiError::InvalidArgument)?;
         let items: Vec<Value> = state
@@ -190,6 +194,7 @@ async fn revision(
         ..Explanation::default()
     };
     let result = (|| {
+        let who = authenticate(&state, &headers, &mut explained)?;
         check_project(&state, &namespace)?;
         let service = state
             .config()
@@ -201,9 +206,9 @@ async fn revision(
                     "Resource 'namespaces/{namespace}/revisions/{name}' was not found: frontdoor keeps only each service's revision in force"
                 ))
             })?;
-        authorize(
+        permit(
             &state,
-            &headers,
+            &who,
             iam::RUN_GET,
             &[service_scope(service), project_scope(&state)],
             &mut explained,
@@ -223,13 +228,12 @@ async fn describe(
         ..Explanation::default()
     };
     let result = (|| {
-        check_project(&state, &namespace)?;
-        let service = find_service(&state, &name)?;
-        authorize(
+        let service = authorized_service(
             &state,
             &headers,
+            &namespace,
+            &name,
             iam::RUN_GET,
-            &[service_scope(service), project_scope(&state)],
             &mut explained,
         )?;
         Ok(knative::render(&state, service))
@@ -249,13 +253,12 @@ async fn replace(
     };
     let result = async {
         let state = live.get();
-        check_project(&state, &namespace)?;
-        let service = find_service(&state, &name)?;
-        authorize(
+        authorized_service(
             &state,
             &headers,
+            &namespace,
+            &name,
             iam::RUN_UPDATE,
-            &[service_scope(service), project_scope(&state)],
             &mut explained,
         )?;
         let doc: Value = serde_json::from_slice(&body)
@@ -291,20 +294,6 @@ struct PolicyOptions {
     requested: Option<String>,
 }
 
-/// `NAME:METHOD`, with the method one of `allowed`.
-fn split_method<'a>(
-    name_and_method: &'a str,
-    allowed: &[&'static str],
-) -> Result<(&'a str, &'a str), ApiError> {
-    match name_and_method.rsplit_once(':') {
-        Some((name, method)) if allowed.contains(&method) => Ok((name, method)),
-        _ => Err(ApiError::NotFound(format!(
-            "no method in `{name_and_method}`; expected SERVICE:{}",
-            allowed.join(" or SERVICE:")
-        ))),
-    }
-}
-
 fn check_region(state: &AppState, region: &str) -> Result<(), ApiError> {
     let ours = &state.config().project.region;
     if region == ours {
@@ -326,7 +315,6 @@ async fn get_policy(
     let result = (|| {
         let (name, _) = split_method(&name_and_method, &["getIamPolicy"])?;
         explained.target = Some(name.to_owned());
-        check_project(&state, &project)?;
         check_region(&state, &region)?;
         if let Some(v) = options.requested.as_deref() {
             if !["0", "1", "3"].contains(&v) {
@@ -335,12 +323,12 @@ async fn get_policy(
                 )));
             }
         }
-        let service = find_service(&state, name)?;
-        authorize(
+        let service = authorized_service(
             &state,
             &headers,
+            &project,
+            name,
             iam::RUN_GET_IAM_POLICY,
-            &[service_scope(service), project_scope(&state)],
             &mut explained,
         )?;
         Ok(policy::render(&service.policy))
@@ -360,17 +348,19 @@ async fn set_or_test(
             split_method(&name_and_method, &["setIamPolicy", "testIamPermissions"])?;
         explained.target = Some(name.to_owned());
         let state = live.get();
-        check_project(&state, &project)?;
         check_region(&state, &region)?;
-        let service = find_service(&state, name)?;
         if method == "testIamPermissions" {
-            return test_permissions(&state, service, &headers, &body, &mut explained);
+            let who = authenticate(&state, &headers, &mut explained)?;
+            check_project(&state, &project)?;
+            let service = find_service(&state, name)?;
+            return test_permissions(&state, service, &who, &body, &mut explained);
         }
-        authorize(
+        authorized_service(
             &state,
             &headers,
+            &project,
+            name,
             iam::RUN_SET_IAM_POLICY,
-            &[service_scope(service), project_scope(&state)],
             &mut explained,
         )?;
         let next = set_policy(
@@ -398,11 +388,15 @@ async fn set_or_test(
     answer(result, explained)
 }
 
+/// How many permissions one `testIamPermissions` may ask about (each is checked with a
+/// reason made, so the list is bounded well below what the body limit allows).
+const MAX_PERMISSIONS_ASKED: usize = 1000;
+
 /// Which of the permissions asked about the caller holds on the service; asking needs none.
 fn test_permissions(
     state: &AppState,
     service: &Service,
-    headers: &HeaderMap,
+    who: &crate::iam::Principal,
     body: &[u8],
     explained: &mut Explanation,
 ) -> Result<Value, ApiError> {
@@ -414,13 +408,17 @@ fn test_permissions(
     let request: TestRequest = serde_json::from_slice(body).map_err(|e| {
         ApiError::InvalidArgument(format!("the body is not a testIamPermissions request: {e}"))
     })?;
-    let who = super::caller::caller(state, headers)?;
-    explained.principal = Some(who.to_string());
+    if request.permissions.len() > MAX_PERMISSIONS_ASKED {
+        return Err(ApiError::InvalidArgument(format!(
+            "{} permissions asked about; at most {MAX_PERMISSIONS_ASKED} at once",
+            request.permissions.len()
+        )));
+    }
     let scopes = [service_scope(service), project_scope(state)];
     let held: Vec<&String> = request
         .permissions
         .iter()
-        .filter(|p| iam::check(p, Some(&who), &scopes, &state.config().groups).allowed)
+        .filter(|p| iam::check(p, Some(who), &scopes, &state.config().groups).allowed)
         .collect();
     explained.reason = Some(format!(
         "{who} holds {} of the {} permissions asked about on service `{}`",

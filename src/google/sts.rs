@@ -178,9 +178,13 @@ async fn exchange(State(state): State<AppState>, headers: HeaderMap, body: Bytes
             provider.id()
         )),
     };
-    let (token, grant) = state
+    let (token, grant) = match state
         .access_tokens()
-        .issue(principal, scopes, now, tokens::LIFETIME);
+        .issue(principal, scopes, now, tokens::LIFETIME)
+    {
+        Ok(issued) => issued,
+        Err(e) => return oauth("invalid_scope", &e.to_string()),
+    };
     let mut response = Json(json!({
         "access_token": token,
         "issued_token_type": ACCESS_TOKEN_TYPE,

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 use sha2::Digest;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
@@ -142,11 +142,13 @@ impl LocalCa {
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         super::x509::set_validity(&mut params);
         // Every leaf shares one key, so rcgen's default serial (from the key) would repeat:
-        // RFC 5280 wants it unique per issuer, and NSS refuses a repeat. From the host.
-        let digest = sha2::Sha256::digest(host.as_bytes());
-        let mut serial = digest[..16].to_vec();
-        serial[0] = (serial[0] & 0x7f) | 0x01;
-        params.serial_number = Some(SerialNumber::from_slice(&serial));
+        // RFC 5280 wants it unique per issuer, and NSS refuses a repeat. From the host and
+        // the leaf key, which is new at every start: the same serial never names two
+        // certificates, across restarts either.
+        let mut digest = sha2::Sha256::new();
+        digest.update(self.leaf_key.public_key_raw());
+        digest.update(host.as_bytes());
+        params.serial_number = Some(super::x509::serial(&digest.finalize()));
         let cert = params
             .signed_by(&self.leaf_key, &self.issuer)
             .map_err(cert_error)?;
@@ -216,10 +218,14 @@ mod tests {
             &leaf,
             &second.leaf("search-abc-uc.a.run.app").unwrap()
         ));
-        // One key for every leaf, yet each its own serial (from its host), which the DER
-        // carries.
-        let serial = |host: &str| {
-            let mut s = sha2::Sha256::digest(host.as_bytes())[..16].to_vec();
+        // One key for every leaf, yet each its own serial (from the leaf key and its host),
+        // which the DER carries; after a restart (a new leaf key) the same host gets
+        // another serial, so one serial never names two certificates.
+        let serial = |ca: &LocalCa, host: &str| {
+            let mut digest = sha2::Sha256::new();
+            digest.update(ca.leaf_key.public_key_raw());
+            digest.update(host.as_bytes());
+            let mut s = digest.finalize()[..16].to_vec();
             s[0] = (s[0] & 0x7f) | 0x01;
             s
         };
@@ -228,12 +234,20 @@ mod tests {
             (&leaf, "search-abc-uc.a.run.app"),
             (&other, "other-abc-uc.a.run.app"),
         ] {
-            let wanted = serial(host);
+            let wanted = serial(&second, host);
             assert!(
                 cert.cert[0].windows(16).any(|w| w == wanted.as_slice()),
                 "{host}"
             );
         }
+        let before_restart = first.leaf("search-abc-uc.a.run.app").unwrap();
+        let wanted = serial(&first, "search-abc-uc.a.run.app");
+        assert!(
+            before_restart.cert[0]
+                .windows(16)
+                .any(|w| w == wanted.as_slice())
+        );
+        assert_ne!(wanted, serial(&second, "search-abc-uc.a.run.app"));
         assert!(second.leaf("169.254.169.254").is_ok());
     }
 }

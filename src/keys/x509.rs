@@ -17,14 +17,23 @@ pub(super) fn self_signed(private_pem: &str, kid: &str) -> Result<String, KeyErr
     name.push(DnType::CommonName, "frontdoor.local");
     params.distinguished_name = name;
     set_validity(&mut params);
-    let mut serial = hex::decode(&kid[..16]).map_err(|e| KeyError::Certificate(e.to_string()))?;
-    // A DER INTEGER with its top bit set is negative, which RFC 5280 forbids for serials.
-    serial[0] = (serial[0] & 0x7f) | 0x01;
-    params.serial_number = Some(SerialNumber::from_slice(&serial));
+    let id = hex::decode(&kid[..16]).map_err(|e| KeyError::Certificate(e.to_string()))?;
+    params.serial_number = Some(serial(&id));
     let cert = params
         .self_signed(&key)
         .map_err(|e| KeyError::Certificate(e.to_string()))?;
     Ok(cert.pem())
+}
+
+/// A serial number from (up to 16 of) `bytes`: positive and never zero, as RFC 5280 wants
+/// (a DER INTEGER with its top bit set is negative).
+pub(super) fn serial(bytes: &[u8]) -> SerialNumber {
+    let mut serial = bytes[..bytes.len().min(16)].to_vec();
+    if serial.is_empty() {
+        serial.push(0);
+    }
+    serial[0] = (serial[0] & 0x7f) | 0x01;
+    SerialNumber::from_slice(&serial)
 }
 
 /// The validity window of every certificate frontdoor makes: fixed, so the same key always

@@ -22,6 +22,7 @@ pub fn start_commands(state: &AppState, addresses: &Addresses) {
             service: service.name.clone(),
             revision: revision.to_owned(),
             project: state.config().project.id.clone(),
+            region: state.config().project.region.clone(),
             metadata: own.metadata,
             state_dir: state_dir.clone(),
         };

@@ -41,20 +41,21 @@ impl MetadataTokens {
     }
 
     /// The cached token for `key` while it has more than five minutes left, else a new one
-    /// from `mint` (which returns the token and its expiry); and whether it was minted now.
-    pub(crate) fn get_or_mint(
+    /// from `mint` (which returns the token and its expiry, or why it cannot); and whether
+    /// it was minted now.
+    pub(crate) fn get_or_mint<E>(
         &self,
         key: String,
         now: i64,
-        mint: impl FnOnce() -> (String, i64),
-    ) -> (String, i64, bool) {
+        mint: impl FnOnce() -> Result<(String, i64), E>,
+    ) -> Result<(String, i64, bool), E> {
         if let Some((token, exp)) = self.cache.get(&key) {
             if now < exp - REFRESH_BEFORE_EXPIRY {
-                return (token, exp, false);
+                return Ok((token, exp, false));
             }
         }
-        let (token, exp) = mint();
+        let (token, exp) = mint()?;
         self.cache.insert(key, (token.clone(), exp));
-        (token, exp, true)
+        Ok((token, exp, true))
     }
 }

@@ -156,6 +156,7 @@ pub struct Contract {
     pub service: String,
     pub revision: String,
     pub project: String,
+    pub region: String,
     /// The service's own metadata server, also its egress proxy.
     pub metadata: SocketAddr,
     /// The server's state directory, absolute (the local CA's files).
@@ -372,6 +373,7 @@ async fn attempt(
         metadata: contract.metadata,
         state_dir: &contract.state_dir,
         project: &contract.project,
+        region: &contract.region,
     });
     let mut command = Command::new(&spec.argv[0]);
     command

@@ -456,6 +456,42 @@ pub fn env_of(emu: &Emulator, service: Option<&str>) -> Vec<(String, String)> {
         .collect()
 }
 
+/// A process's world after `eval "$(frontdoor env [SERVICE])"`: that environment (read
+/// once), an empty home and gcloud configuration (never prompting), nothing else.
+pub struct ClientShell {
+    pub home: tempfile::TempDir,
+    pub env: Vec<(String, String)>,
+    service: Option<String>,
+}
+
+impl ClientShell {
+    pub fn new(emu: &Emulator, service: Option<&str>) -> ClientShell {
+        ClientShell {
+            home: tempfile::tempdir().unwrap(),
+            env: env_of(emu, service),
+            service: service.map(str::to_owned),
+        }
+    }
+
+    /// The same home and gcloud configuration against a restarted emulator's addresses.
+    pub fn reconnect(&mut self, emu: &Emulator) {
+        self.env = env_of(emu, self.service.as_deref());
+    }
+
+    /// `program`, run in the home directory with only this environment.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap())
+            .env("HOME", self.home.path())
+            .env("CLOUDSDK_CONFIG", self.home.path().join("gcloud"))
+            .env("CLOUDSDK_CORE_DISABLE_PROMPTS", "1")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .current_dir(self.home.path());
+        cmd
+    }
+}
+
 /// The frontdoor binary, for CLI tests. Its per-user note of the last server started goes
 /// to a directory of this test process, never the user's own, and no state directory
 /// comes from the environment.

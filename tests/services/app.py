@@ -22,7 +22,7 @@ import urllib.request
 
 MODE = sys.argv[1] if len(sys.argv) > 1 else "serve"
 CONTRACT = ["PORT", "K_SERVICE", "K_REVISION", "K_CONFIGURATION", "GOOGLE_CLOUD_PROJECT",
-            "GCE_METADATA_HOST", "GCE_METADATA_IP", "EXTRA"]
+            "GCE_METADATA_HOST", "GCE_METADATA_IP", "CLOUDSDK_CORE_PROJECT", "CLOUDSDK_RUN_REGION", "EXTRA"]
 
 
 def relay(path):

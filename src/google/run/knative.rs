@@ -58,7 +58,8 @@ pub(super) fn render(state: &AppState, service: &Service) -> Value {
         "uid".into(),
         crate::config::unique_id_for(&format!("service/{}", service.name)).into(),
     );
-    metadata.insert("resourceVersion".into(), resource_version(service).into());
+    // Changes exactly when the service does: a new revision is made for every change.
+    metadata.insert("resourceVersion".into(), generation.to_string().into());
     metadata.insert("generation".into(), generation.into());
     metadata
         .entry("creationTimestamp")
@@ -362,13 +363,6 @@ fn upstream(u: &Upstream) -> String {
         Upstream::Command(c) => format!("command: {}", c.argv.join(" ")),
         other => other.to_string(),
     }
-}
-
-/// Changes whenever anything shown about the service does.
-fn resource_version(service: &Service) -> String {
-    use sha2::Digest;
-    let digest = sha2::Sha256::digest(format!("{service:?}").as_bytes());
-    hex::encode(&digest[..8])
 }
 
 fn rfc3339(secs: i64) -> String {

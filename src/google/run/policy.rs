@@ -101,20 +101,21 @@ impl SetRequest {
             if b.members.is_empty() {
                 continue;
             }
-            // The same role twice is one binding, as Google stores it.
-            match bindings.iter_mut().find(|x| x.role == b.role) {
-                Some(existing) => {
-                    for m in b.members {
-                        if !existing.members.contains(&m) {
-                            existing.members.push(m);
-                        }
-                    }
+            // The same role twice is one binding, and a member is in it once, as Google
+            // stores them.
+            let index = match bindings.iter().position(|x| x.role == b.role) {
+                Some(i) => i,
+                None => {
+                    bindings.push(BindingText {
+                        role: b.role,
+                        members: Vec::new(),
+                    });
+                    bindings.len() - 1
                 }
-                None => bindings.push(BindingText {
-                    role: b.role,
-                    members: b.members,
-                }),
-            }
+            };
+            let members = &mut bindings[index].members;
+            let mut seen: std::collections::BTreeSet<String> = members.iter().cloned().collect();
+            members.extend(b.members.into_iter().filter(|m| seen.insert(m.clone())));
         }
         Ok((PolicyText { bindings }, policy.etag))
     }
