@@ -15,6 +15,7 @@ use crate::server;
 use crate::state::AppState;
 use crate::tokens;
 
+mod changes;
 mod credentials;
 mod locate;
 
@@ -122,6 +123,13 @@ pub enum Command {
         #[command(flatten)]
         config: ConfigArgs,
     },
+    /// Write the changes made through the Admin APIs (kept in the state directory, over
+    /// the file) into the configuration file itself, its comments and layout kept; what
+    /// cannot be written there stays in the state directory, and is listed.
+    Fold {
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
     /// Print an ID token, like `gcloud auth print-identity-token`.
     Token {
         #[command(flatten)]
@@ -196,7 +204,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Check { config: args } => {
             let (config, state_dir, layer) = args.load_with_layer()?;
             let mut out = describe(&config, None);
-            out.push_str(&changes_note(&state_dir, &layer));
+            out.push_str(&changes::note(&state_dir, &layer));
             for (path, addr) in config.exposed_addresses() {
                 out.push_str(&format!(
                     "note: {path} is {addr}, not loopback: `serve` needs --bind-all\n"
@@ -205,6 +213,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             say(&out);
             Ok(())
         }
+        Command::Fold { config } => changes::fold(&config),
         Command::Token {
             config,
             impersonate_service_account,
@@ -342,6 +351,16 @@ async fn status(config: ConfigArgs) -> anyhow::Result<()> {
             last["error"].as_str().unwrap_or("(no reason recorded)")
         )),
     }
+    let changes: Vec<String> = status["changes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|l| l.as_str().map(str::to_owned))
+        .collect();
+    out.push_str(&changes::listed(
+        status["changes_file"].as_str().unwrap_or("?"),
+        &changes,
+    ));
     for s in status["services"].as_array().into_iter().flatten() {
         out.push_str(&format!(
             "  {:<20} {:<28} {}\n",
@@ -354,21 +373,6 @@ async fn status(config: ConfigArgs) -> anyhow::Result<()> {
     }
     say(&out);
     Ok(())
-}
-
-/// What the Admin APIs changed over the file, and where that is kept; empty when nothing.
-fn changes_note(state_dir: &StateDir, layer: &config::Layer) -> String {
-    if layer.is_empty() {
-        return String::new();
-    }
-    let mut out = format!(
-        "changed through the Admin APIs (kept in {}, over the file):\n",
-        state_dir.path().join(config::layer::FILE).display()
-    );
-    for line in layer.summary() {
-        out.push_str(&format!("  {line}\n"));
-    }
-    out
 }
 
 fn env(args: ConfigArgs, service: Option<&str>) -> anyhow::Result<()> {

@@ -5,6 +5,7 @@
 
 mod depth;
 mod federation;
+pub mod fold;
 mod knative;
 pub mod layer;
 mod named;
@@ -417,7 +418,11 @@ fn resolve(
             }
             None => unique_id_for(&email),
         };
-        let policy = resolve_policy(sa.iam_policy, &format!("{path}.iam_policy"), &at)?;
+        let iam_policy = match layer.account_policies.get(&email) {
+            Some(changed) => Some(changed.raw()),
+            None => sa.iam_policy,
+        };
+        let policy = resolve_policy(iam_policy, &format!("{path}.iam_policy"), &at)?;
         service_accounts.push(ServiceAccount {
             email,
             unique_id,
@@ -430,9 +435,13 @@ fn resolve(
     if !service_accounts.iter().any(|s| s.email == compute) {
         service_accounts.push(ServiceAccount {
             unique_id: unique_id_for(&compute),
-            email: compute,
             display_name: Some("Compute Engine default service account".into()),
-            policy: Policy::default(),
+            policy: resolve_policy(
+                layer.account_policies.get(&compute).map(|p| p.raw()),
+                "(the compute default account).iam_policy",
+                &at,
+            )?,
+            email: compute,
         });
     }
 

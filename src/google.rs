@@ -10,8 +10,10 @@ mod errors;
 mod iamcredentials;
 mod issuer;
 mod oauth2;
+mod policy;
 mod resourcemanager;
 mod run;
+mod service_accounts;
 mod sts;
 mod tokeninfo;
 
@@ -24,18 +26,33 @@ use axum::response::Response;
 use crate::decisions::{Decision, Explanation, record_answer};
 use crate::state::{AppState, Live};
 
+pub use service_accounts::{MAX_KEYS_PER_ACCOUNT, key_file};
+
 pub fn app(live: Live) -> Router {
     Router::new()
         .merge(issuer::routes())
         .merge(crate::introspect::routes())
         .merge(oauth2::routes())
         .merge(tokeninfo::routes())
-        .merge(iamcredentials::routes())
         .merge(sts::routes())
         .merge(run::routes())
         .merge(resourcemanager::routes())
+        .merge(service_accounts::routes())
+        .fallback(no_such_path)
+        .method_not_allowed_fallback(no_such_path)
         .layer(axum::middleware::from_fn_with_state(live.clone(), record))
         .with_state(live)
+}
+
+/// Google's JSON error for a path (or a method on it) no API here answers, so a client
+/// reports it as an API error: gcloud said only `HTTPError 404` for axum's empty body.
+async fn no_such_path(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    use axum::response::IntoResponse;
+    errors::ApiError::NotFound(format!(
+        "frontdoor answers no Google API method at `{method} {}`",
+        uri.path()
+    ))
+    .into_response()
 }
 
 /// The surface that decides at `path`, if one does (the issuer's keys and frontdoor's own
@@ -46,7 +63,7 @@ fn surface(path: &str) -> Option<&'static str> {
         "/v1/token" => Some("sts"),
         "/tokeninfo" | "/oauth2/v3/tokeninfo" => Some("tokeninfo"),
         p if p.starts_with("/apis/serving.knative.dev/") => Some("admin"),
-        p if p.starts_with("/v1/projects/") && p.contains("/serviceAccounts/") => {
+        p if p.starts_with("/v1/projects/") && service_accounts::is_credentials_method(p) => {
             Some("iamcredentials")
         }
         p if p.starts_with("/v1/projects/") => Some("admin"),

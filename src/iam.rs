@@ -25,84 +25,90 @@ pub const PROJECT_GET: &str = "resourcemanager.projects.get";
 pub const PROJECT_GET_IAM_POLICY: &str = "resourcemanager.projects.getIamPolicy";
 pub const PROJECT_SET_IAM_POLICY: &str = "resourcemanager.projects.setIamPolicy";
 
-const RUN_READ: [&str; 4] = [RUN_GET, RUN_LIST, RUN_GET_IAM_POLICY, PROJECT_GET];
-const RUN_WRITE: [&str; 6] = [
-    INVOKE,
-    RUN_GET,
-    RUN_LIST,
-    RUN_GET_IAM_POLICY,
-    RUN_UPDATE,
-    PROJECT_GET,
-];
-const RUN_ALL: [&str; 7] = [
-    INVOKE,
-    RUN_GET,
-    RUN_LIST,
-    RUN_GET_IAM_POLICY,
-    RUN_UPDATE,
-    RUN_SET_IAM_POLICY,
-    PROJECT_GET,
-];
-const VIEWER: [&str; 5] = [
-    RUN_GET,
-    RUN_LIST,
-    RUN_GET_IAM_POLICY,
-    PROJECT_GET,
-    PROJECT_GET_IAM_POLICY,
-];
-const EDITOR: [&str; 7] = [
-    INVOKE,
-    RUN_GET,
-    RUN_LIST,
-    RUN_GET_IAM_POLICY,
-    RUN_UPDATE,
-    PROJECT_GET,
-    PROJECT_GET_IAM_POLICY,
-];
-const OWNER: [&str; 9] = [
-    INVOKE,
-    RUN_GET,
-    RUN_LIST,
-    RUN_GET_IAM_POLICY,
-    RUN_UPDATE,
-    RUN_SET_IAM_POLICY,
-    PROJECT_GET,
-    PROJECT_GET_IAM_POLICY,
-    PROJECT_SET_IAM_POLICY,
+/// The IAM API's, on service accounts and their keys.
+pub const ACCOUNT_GET: &str = "iam.serviceAccounts.get";
+pub const ACCOUNT_LIST: &str = "iam.serviceAccounts.list";
+pub const ACCOUNT_GET_IAM_POLICY: &str = "iam.serviceAccounts.getIamPolicy";
+pub const ACCOUNT_SET_IAM_POLICY: &str = "iam.serviceAccounts.setIamPolicy";
+pub const KEYS_LIST: &str = "iam.serviceAccountKeys.list";
+pub const KEYS_CREATE: &str = "iam.serviceAccountKeys.create";
+pub const KEYS_DELETE: &str = "iam.serviceAccountKeys.delete";
+
+// Groups of permissions that roles share; each role below is a list of them.
+const INVOKING: &[&str] = &[INVOKE];
+const RUN_READ: &[&str] = &[RUN_GET, RUN_LIST, RUN_GET_IAM_POLICY, PROJECT_GET];
+const RUN_CHANGE: &[&str] = &[INVOKE, RUN_UPDATE];
+const RUN_POLICY: &[&str] = &[RUN_SET_IAM_POLICY];
+const PROJECT_POLICY_READ: &[&str] = &[PROJECT_GET_IAM_POLICY];
+const PROJECT_POLICY: &[&str] = &[PROJECT_SET_IAM_POLICY];
+const ACCOUNT_READ: &[&str] = &[ACCOUNT_GET, ACCOUNT_LIST, KEYS_LIST];
+const ACCOUNT_POLICY: &[&str] = &[ACCOUNT_GET_IAM_POLICY, ACCOUNT_SET_IAM_POLICY];
+const KEYS_CHANGE: &[&str] = &[KEYS_CREATE, KEYS_DELETE];
+const TOKENS: &[&str] = &[
+    GET_OPENID_TOKEN,
+    GET_ACCESS_TOKEN,
+    SIGN_JWT,
+    SIGN_BLOB,
+    IMPLICIT_DELEGATION,
 ];
 
 /// Every role the configuration may name, with the permissions we model. A role with no
 /// permissions here is still accepted so that real policies copy over unchanged.
-const ROLES: &[(&str, &[&str])] = &[
-    ("roles/run.invoker", &[INVOKE]),
-    ("roles/run.servicesInvoker", &[INVOKE]),
+const ROLES: &[(&str, &[&[&str]])] = &[
+    ("roles/run.invoker", &[INVOKING]),
+    ("roles/run.servicesInvoker", &[INVOKING]),
     // Developer may deploy and change a service but not its IAM policy; Admin may both.
-    ("roles/run.developer", &RUN_WRITE),
-    ("roles/run.admin", &RUN_ALL),
-    ("roles/run.viewer", &RUN_READ),
+    ("roles/run.developer", &[RUN_READ, RUN_CHANGE]),
+    ("roles/run.admin", &[RUN_READ, RUN_CHANGE, RUN_POLICY]),
+    ("roles/run.viewer", &[RUN_READ]),
     // Owner and Editor carry run.routes.invoke but, as on Google Cloud, not the right to
     // mint tokens as a service account: that needs Token Creator granted explicitly. Only
     // Owner may change IAM policies.
-    ("roles/owner", &OWNER),
-    ("roles/editor", &EDITOR),
-    ("roles/viewer", &VIEWER),
     (
-        "roles/iam.serviceAccountTokenCreator",
+        "roles/owner",
         &[
-            GET_OPENID_TOKEN,
-            GET_ACCESS_TOKEN,
-            SIGN_JWT,
-            SIGN_BLOB,
-            IMPLICIT_DELEGATION,
+            RUN_READ,
+            RUN_CHANGE,
+            RUN_POLICY,
+            PROJECT_POLICY_READ,
+            PROJECT_POLICY,
+            ACCOUNT_READ,
+            ACCOUNT_POLICY,
+            KEYS_CHANGE,
         ],
     ),
     (
+        "roles/editor",
+        &[
+            RUN_READ,
+            RUN_CHANGE,
+            PROJECT_POLICY_READ,
+            ACCOUNT_READ,
+            KEYS_CHANGE,
+        ],
+    ),
+    (
+        "roles/viewer",
+        &[RUN_READ, PROJECT_POLICY_READ, ACCOUNT_READ],
+    ),
+    // Who may grant Token Creator on an account: its admins, not its users.
+    (
+        "roles/iam.serviceAccountAdmin",
+        &[ACCOUNT_READ, ACCOUNT_POLICY],
+    ),
+    (
+        "roles/iam.serviceAccountKeyAdmin",
+        &[ACCOUNT_READ, KEYS_CHANGE],
+    ),
+    ("roles/iam.serviceAccountViewer", &[ACCOUNT_READ]),
+    ("roles/iam.serviceAccountTokenCreator", &[TOKENS]),
+    (
         "roles/iam.serviceAccountOpenIdTokenCreator",
-        &[GET_OPENID_TOKEN],
+        &[&[GET_OPENID_TOKEN]],
     ),
     (
         "roles/iam.workloadIdentityUser",
-        &[GET_ACCESS_TOKEN, GET_OPENID_TOKEN],
+        &[&[GET_ACCESS_TOKEN, GET_OPENID_TOKEN]],
     ),
     ("roles/iam.serviceAccountUser", &[]),
 ];
@@ -111,7 +117,8 @@ const ROLES: &[(&str, &[&str])] = &[
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Role {
     name: &'static str,
-    permissions: &'static [&'static str],
+    /// Groups of permissions; the role carries each permission of each.
+    permissions: &'static [&'static [&'static str]],
 }
 
 impl Role {
@@ -135,14 +142,16 @@ impl Role {
     }
 
     pub fn grants(&self, permission: &str) -> bool {
-        self.permissions.contains(&permission)
+        self.permissions
+            .iter()
+            .any(|group| group.contains(&permission))
     }
 
     /// The roles that carry `permission`, for messages.
     pub fn carrying(permission: &str) -> Vec<&'static str> {
         ROLES
             .iter()
-            .filter(|(_, p)| p.contains(&permission))
+            .filter(|(_, groups)| groups.iter().any(|g| g.contains(&permission)))
             .map(|(n, _)| *n)
             .collect()
     }

@@ -193,8 +193,17 @@ async fn status(State(state): State<AppState>) -> Json<Value> {
             })
         })
         .collect();
+    // The layer is read from disk (a few kilobytes at most) so that status shows what is
+    // kept, not only what is in force.
+    let dir = state.state_dir().path();
+    let changes = match crate::config::Layer::read(dir) {
+        Ok(layer) => json!(layer.summary()),
+        Err(e) => json!([format!("unreadable: {e}")]),
+    };
     Json(json!({
         "config_file": state.config().file.display().to_string(),
+        "changes_file": dir.join(crate::config::layer::FILE).display().to_string(),
+        "changes": changes,
         // From the reload status, so that generation and last_reload always agree.
         "generation": reload.generation,
         "last_reload": reload.last,

@@ -21,6 +21,10 @@ iam_policy:
   bindings:
     - role: roles/run.admin
       members: [serviceAccount:deployer{SA}]
+    - role: roles/iam.serviceAccountAdmin
+      members: [serviceAccount:deployer{SA}]
+    - role: roles/iam.serviceAccountKeyAdmin
+      members: [serviceAccount:deployer{SA}]
     - role: roles/run.viewer
       members: [serviceAccount:watcher{SA}]
 services:
@@ -43,10 +47,8 @@ struct Deployer {
 
 impl Deployer {
     fn new(emu: &Emulator, account: &str) -> Deployer {
-        let deployer = Deployer {
-            shell: ClientShell::new(emu, None),
-        };
-        let key = deployer.shell.home.path().join("key.json");
+        let made = tempfile::tempdir().unwrap();
+        let key = made.path().join("key.json");
         emu.cli(&[
             "keys",
             "create",
@@ -54,6 +56,14 @@ impl Deployer {
             "--iam-account",
             &sa(account),
         ]);
+        Deployer::signed_in(emu, &key)
+    }
+
+    /// A fresh shell whose gcloud is signed in with the key file `key`.
+    fn signed_in(emu: &Emulator, key: &std::path::Path) -> Deployer {
+        let deployer = Deployer {
+            shell: ClientShell::new(emu, None),
+        };
         deployer.gcloud(&[
             "auth",
             "activate-service-account",
@@ -539,5 +549,309 @@ async fn bad_admin_requests_get_googles_errors_and_lose_nothing() {
         let body: Value = r.json().await.unwrap();
         assert_eq!(body["error"]["status"], "UNAUTHENTICATED", "{body}");
     }
+    emu.stop().await;
+}
+
+/// `gcloud auth print-identity-token --impersonate-service-account login@…` as `deployer`.
+fn impersonate_login(deployer: &Deployer, audience: &str) -> Command {
+    let mut cmd = deployer.command("gcloud");
+    cmd.args([
+        "auth",
+        "print-identity-token",
+        "--impersonate-service-account",
+        &sa("login"),
+        "--audiences",
+        audience,
+    ]);
+    cmd
+}
+
+/// Seed 000's impersonation: denied until Token Creator is granted on the account with
+/// `gcloud iam service-accounts add-iam-policy-binding`, then a token the front door
+/// accepts; denied again once removed. A viewer may not grant it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn impersonation_needs_token_creator_granted_through_the_iam_api() {
+    let emu = Emulator::start(&yaml()).await;
+    let deployer = Deployer::new(&emu, "deployer");
+    let url = emu.url_of("search");
+    let denied = fails(&mut impersonate_login(&deployer, &url));
+    assert!(
+        denied.contains("PERMISSION_DENIED")
+            && denied.contains("iam.serviceAccounts.getAccessToken"),
+        "{denied}"
+    );
+
+    let grant = |who: &Deployer, verb: &str| {
+        let mut cmd = who.command("gcloud");
+        cmd.args([
+            "iam",
+            "service-accounts",
+            verb,
+            &sa("login"),
+            &format!("--member=serviceAccount:{}", sa("deployer")),
+            "--role=roles/iam.serviceAccountTokenCreator",
+        ]);
+        cmd
+    };
+    let token_creators = || {
+        let policy = deployer.gcloud(&[
+            "iam",
+            "service-accounts",
+            "get-iam-policy",
+            &sa("login"),
+            "--format=json",
+        ]);
+        policy_members(&policy, "roles/iam.serviceAccountTokenCreator")
+    };
+    let watcher = Deployer::new(&emu, "watcher");
+    let refused = fails(&mut grant(&watcher, "add-iam-policy-binding"));
+    assert!(
+        refused.contains("PERMISSION_DENIED") && refused.contains("iam.serviceAccounts."),
+        "{refused}"
+    );
+    assert!(token_creators().is_empty());
+
+    succeed(&mut grant(&deployer, "add-iam-policy-binding"));
+    assert_eq!(
+        token_creators(),
+        [format!("serviceAccount:{}", sa("deployer"))]
+    );
+    let token = succeed(&mut impersonate_login(&deployer, &url));
+    let claims = frontdoor::tokens::peek_claims(token.trim()).unwrap();
+    let login = emu.config.service_account(&sa("login")).unwrap();
+    assert_eq!(
+        (claims["sub"].as_str(), claims["aud"].as_str()),
+        (Some(login.unique_id.as_str()), Some(url.as_str()))
+    );
+    deployer.grant_invoker("search", &format!("serviceAccount:{}", sa("login")));
+    assert_eq!(call(&emu, "search", token.trim()).await, 200);
+
+    succeed(&mut grant(&deployer, "remove-iam-policy-binding"));
+    assert!(token_creators().is_empty());
+    let denied = fails(&mut impersonate_login(&deployer, &url));
+    assert!(denied.contains("PERMISSION_DENIED"), "{denied}");
+    emu.stop().await;
+}
+
+/// `gcloud iam service-accounts list|describe` and `keys create|list|delete`: the accounts
+/// services.yaml declares, and the same keys `frontdoor keys` makes and the token endpoint
+/// honours until deleted; Google's limit of ten keys an account; a p12 key refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_accounts_and_their_keys_through_gcloud_iam() {
+    let emu = Emulator::start(&yaml()).await;
+    let deployer = Deployer::new(&emu, "deployer");
+    let listed = deployer.gcloud(&["iam", "service-accounts", "list", "--format=value(email)"]);
+    let mut emails: Vec<&str> = listed.lines().collect();
+    emails.sort_unstable();
+    let mut declared: Vec<&str> = emu
+        .config
+        .service_accounts
+        .iter()
+        .map(|a| a.email.as_str())
+        .collect();
+    declared.sort_unstable();
+    assert_eq!(emails, declared);
+    let login = emu.config.service_account(&sa("login")).unwrap();
+    let described = deployer.gcloud(&[
+        "iam",
+        "service-accounts",
+        "describe",
+        &sa("login"),
+        "--format=value(uniqueId)",
+    ]);
+    assert_eq!(described.trim(), login.unique_id);
+    let unknown = deployer.gcloud_fails(&["iam", "service-accounts", "describe", &sa("nobody")]);
+    assert!(unknown.contains("NOT_FOUND"), "{unknown}");
+
+    let made = tempfile::tempdir().unwrap();
+    let key_file = made.path().join("login.json");
+    let key_path = key_file.to_str().unwrap();
+    deployer.gcloud(&[
+        "iam",
+        "service-accounts",
+        "keys",
+        "create",
+        key_path,
+        "--iam-account",
+        &sa("login"),
+    ]);
+    let key: Value = serde_json::from_str(&std::fs::read_to_string(&key_file).unwrap()).unwrap();
+    let kid = key["private_key_id"].as_str().unwrap().to_owned();
+    assert_eq!(key["client_email"], sa("login"));
+    assert!(
+        emu.cli(&["keys", "list", "--iam-account", &sa("login")])
+            .contains(&kid)
+    );
+    let keys_listed = |who: &Deployer| {
+        who.gcloud(&[
+            "iam",
+            "service-accounts",
+            "keys",
+            "list",
+            "--iam-account",
+            &sa("login"),
+            "--managed-by=user",
+            "--format=value(name.basename())",
+        ])
+    };
+    assert_eq!(keys_listed(&deployer).trim(), kid);
+    // The key signs gcloud in as login, and the token endpoint honours it.
+    let as_login = Deployer::signed_in(&emu, &key_file);
+    assert!(as_login.access_token().starts_with("ya29."));
+
+    deployer.gcloud(&[
+        "iam",
+        "service-accounts",
+        "keys",
+        "delete",
+        &kid,
+        "--iam-account",
+        &sa("login"),
+        "--quiet",
+    ]);
+    assert_eq!(keys_listed(&deployer).trim(), "");
+    // gcloud exchanges the key when it signs in: refused now.
+    let after = ClientShell::new(&emu, None);
+    let refused = fails(after.command("gcloud").args([
+        "auth",
+        "activate-service-account",
+        "--key-file",
+        key_path,
+    ]));
+    assert!(refused.contains("invalid_grant"), "{refused}");
+    let again = deployer.gcloud_fails(&[
+        "iam",
+        "service-accounts",
+        "keys",
+        "delete",
+        &kid,
+        "--iam-account",
+        &sa("login"),
+        "--quiet",
+    ]);
+    assert!(again.contains("NOT_FOUND"), "{again}");
+    let p12 = deployer.gcloud_fails(&[
+        "iam",
+        "service-accounts",
+        "keys",
+        "create",
+        key_path,
+        "--iam-account",
+        &sa("login"),
+        "--key-file-type=p12",
+    ]);
+    assert!(
+        p12.contains("INVALID_ARGUMENT") && p12.contains("TYPE_PKCS12_FILE"),
+        "{p12}"
+    );
+
+    // Google's limit, over HTTP: ten keys, then a refusal that names it.
+    let token = deployer.access_token();
+    let client = reqwest::Client::new();
+    let keys_url = emu.google(&format!(
+        "/v1/projects/-/serviceAccounts/{}/keys",
+        sa("login")
+    ));
+    for _ in 0..frontdoor::google::MAX_KEYS_PER_ACCOUNT {
+        let r = client
+            .post(&keys_url)
+            .bearer_auth(&token)
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let r = client
+        .post(&keys_url)
+        .bearer_auth(&token)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        (status, body["error"]["status"].as_str()),
+        (400, Some("FAILED_PRECONDITION")),
+        "{body}"
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("10 keys"),
+        "{body}"
+    );
+    emu.stop().await;
+}
+
+/// `frontdoor fold`: the changes made with gcloud written into services.yaml, its comments
+/// kept; the layer left holds only the document gcloud sent; and the file alone, without
+/// the layer, gives the same answers after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fold_writes_the_changes_into_the_file() {
+    let emu = Emulator::start(&format!("# Kept by fold.\n{}", yaml())).await;
+    let deployer = Deployer::new(&emu, "deployer");
+    let custom = "https://folded.example";
+    deployer.gcloud(&[
+        "run",
+        "services",
+        "update",
+        "search",
+        &format!("--add-custom-audiences={custom}"),
+    ]);
+    deployer.grant_invoker("search", &format!("serviceAccount:{}", sa("login")));
+    deployer.gcloud(&[
+        "iam",
+        "service-accounts",
+        "add-iam-policy-binding",
+        &sa("login"),
+        &format!("--member=serviceAccount:{}", sa("deployer")),
+        "--role=roles/iam.serviceAccountTokenCreator",
+    ]);
+    let state_dir = emu.state.state_dir().path().to_owned();
+    let fold = |emu: &Emulator| {
+        succeed(
+            frontdoor()
+                .args(["fold", "--config"])
+                .arg(emu.config_file())
+                .arg("--state-dir")
+                .arg(&state_dir),
+        )
+    };
+    let said = fold(&emu);
+    assert!(
+        said.contains("service search: custom_audiences, iam_policy → services[1]")
+            && said.contains("IAM policy → service_accounts[0].iam_policy"),
+        "{said}"
+    );
+    let text = std::fs::read_to_string(emu.config_file()).unwrap();
+    assert!(text.contains("\n# Kept by fold.\n"), "{text}");
+    let folded = frontdoor::config::load(&emu.config_file()).unwrap();
+    let search = folded.service("search").unwrap();
+    assert!(
+        search.custom_audiences.iter().any(|a| a == custom),
+        "{text}"
+    );
+    assert!(
+        folded
+            .service_account(&sa("login"))
+            .unwrap()
+            .policy
+            .describe()
+            .contains("serviceAccountTokenCreator"),
+        "{text}"
+    );
+    // What is left is the Knative document, which sets nothing frontdoor obeys.
+    let left = frontdoor::config::Layer::read(&state_dir).unwrap();
+    assert_eq!(left.summary(), ["service search: Knative document"]);
+    let again = fold(&emu);
+    assert!(!again.contains('→'), "{again}");
+
+    std::fs::remove_file(state_dir.join(frontdoor::config::layer::FILE)).unwrap();
+    let emu = emu.restart().await;
+    let token = emu.sa_token(&sa("login"), custom);
+    assert_eq!(call(&emu, "search", &token).await, 200);
     emu.stop().await;
 }

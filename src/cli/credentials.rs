@@ -170,25 +170,7 @@ pub(super) fn keys(command: KeysCommand) -> anyhow::Result<()> {
             let account = declared(&config, &iam_account)?;
             let key = state.create_account_key(&account.email)?;
             let urls = Urls::new(&urls, &args, &config);
-            // The shape `gcloud iam service-accounts keys create` writes. universe_domain
-            // stays googleapis.com: another value switches Python's library to another flow.
-            let file = json!({
-                "type": "service_account",
-                "project_id": config.project.id,
-                "private_key_id": key.kid(),
-                "private_key": key.private_key_pem(),
-                "client_email": account.email,
-                "client_id": account.unique_id,
-                "auth_uri": "https://accounts.google.com/o/oauth2/auth",
-                "token_uri": format!("{}/token", urls.oauth2),
-                "auth_provider_x509_cert_url": format!("{}/oauth2/v1/certs", urls.certs),
-                "client_x509_cert_url": format!(
-                    "{}/robot/v1/metadata/x509/{}",
-                    urls.certs,
-                    percent_encoding::utf8_percent_encode(&account.email, percent_encoding::NON_ALPHANUMERIC)
-                ),
-                "universe_domain": "googleapis.com",
-            });
+            let file = crate::google::key_file(&config, account, &key, &urls.oauth2, &urls.certs);
             write_json(&key_file, &file)?;
             say(&format!(
                 "created key [{}] of [{}] in [{}]\n",

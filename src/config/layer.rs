@@ -28,6 +28,10 @@ pub struct Layer {
     /// The project's IAM policy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub project_policy: Option<PolicyText>,
+    /// Service accounts' IAM policies, by email (`gcloud iam service-accounts
+    /// add-iam-policy-binding`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub account_policies: BTreeMap<String, PolicyText>,
 }
 
 /// What the Admin API changed on one service. Each field set replaces the file's.
@@ -150,6 +154,9 @@ impl Layer {
         }
         if self.project_policy.is_some() {
             lines.push("project: IAM policy".to_owned());
+        }
+        for email in self.account_policies.keys() {
+            lines.push(format!("service account {email}: IAM policy"));
         }
         lines
     }

@@ -650,3 +650,140 @@ fn a_layer_that_is_not_json_is_refused_with_its_line() {
         "{e}"
     );
 }
+
+fn policy_text(role: &str, member: &str) -> layer::PolicyText {
+    layer::PolicyText {
+        bindings: vec![layer::BindingText {
+            role: role.into(),
+            members: vec![member.into()],
+        }],
+    }
+}
+
+/// `gcloud iam service-accounts add-iam-policy-binding`'s changes: an account's policy from
+/// the layer, the compute default account's too (it is never declared).
+#[test]
+fn account_policies_in_the_layer_apply_to_declared_and_default_accounts() {
+    let creator = policy_text(
+        "roles/iam.serviceAccountTokenCreator",
+        "user:alice@example.com",
+    );
+    let mut layer = Layer::default();
+    let login = "login@demo-project.iam.gserviceaccount.com";
+    let compute = "123456789012-compute@developer.gserviceaccount.com";
+    layer.account_policies.insert(login.into(), creator.clone());
+    layer
+        .account_policies
+        .insert(compute.into(), creator.clone());
+    let config = parse_layered(BASE, Path::new("services.yaml"), &layer).unwrap();
+    for email in [login, compute] {
+        let policy = &config.service_account(email).unwrap().policy;
+        assert_eq!(
+            policy.bindings[0].role.name(),
+            "roles/iam.serviceAccountTokenCreator"
+        );
+    }
+    assert!(
+        config
+            .service_account("profiles@demo-project.iam.gserviceaccount.com")
+            .unwrap()
+            .policy
+            .bindings
+            .is_empty()
+    );
+}
+
+/// `frontdoor fold`: comments stay, the layer's fields land in the file, and what has no
+/// place there (an undeclared account, a service the file no longer describes) stays in
+/// the layer; the file with what is left resolves as before.
+#[test]
+fn fold_writes_the_layer_into_the_file_and_keeps_the_rest() {
+    let file = Path::new("services.yaml");
+    let text = format!("# The team's file.\n{BASE}  # A trailing comment.\n");
+    let mut layer = Layer::default();
+    layer.services.insert(
+        "user-profiles".into(),
+        layer::ServiceChange {
+            custom_audiences: Some(vec!["https://api.example.com".into()]),
+            ingress: Some("internal".into()),
+            timeout_seconds: Some(60),
+            ..Default::default()
+        },
+    );
+    layer
+        .services
+        .insert("gone".into(), layer::ServiceChange::default());
+    layer.project_policy = Some(policy_text("roles/run.admin", "user:alice@example.com"));
+    let creator = policy_text(
+        "roles/iam.serviceAccountTokenCreator",
+        "user:alice@example.com",
+    );
+    for email in [
+        "login@demo-project.iam.gserviceaccount.com",
+        "123456789012-compute@developer.gserviceaccount.com",
+    ] {
+        layer.account_policies.insert(email.into(), creator.clone());
+    }
+    let want = parse_layered(&text, file, &layer).unwrap();
+    let folded = fold::fold(&text, file, &layer).unwrap();
+    assert!(
+        folded.text.starts_with("# The team's file.\n")
+            && folded.text.contains("  # A trailing comment.\n"),
+        "{}",
+        folded.text
+    );
+    let alone = ok(&folded.text);
+    let s = alone.service("user-profiles").unwrap();
+    assert_eq!(s.custom_audiences, ["https://api.example.com"]);
+    assert_eq!((s.ingress, s.timeout.as_secs()), (Ingress::Internal, 60));
+    assert_eq!(alone.policy, want.policy);
+    assert_eq!(
+        folded.rest.summary(),
+        [
+            "service gone: ",
+            "service account 123456789012-compute@developer.gserviceaccount.com: IAM policy",
+        ]
+    );
+    assert_eq!(
+        parse_layered(&folded.text, file, &folded.rest).unwrap(),
+        want
+    );
+}
+
+/// An entry that names a Knative file takes only its IAM policy: the export gives the
+/// other fields (one given in both places is refused), so those stay in the layer.
+#[test]
+fn fold_leaves_a_knative_services_fields_in_the_layer() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("exported")).unwrap();
+    std::fs::write(dir.path().join("exported/svc.yaml"), KNATIVE).unwrap();
+    let file = dir.path().join("services.yaml");
+    let text = format!("{BASE}  - knative: exported/svc.yaml\n    upstream: builtin:echo\n");
+    let invoker = policy_text("roles/run.invoker", "user:alice@example.com");
+    let mut layer = Layer::default();
+    layer.services.insert(
+        "search".into(),
+        layer::ServiceChange {
+            custom_audiences: Some(vec!["https://new.example.com".into()]),
+            iam_policy: Some(invoker.clone()),
+            ..Default::default()
+        },
+    );
+    let folded = fold::fold(&text, &file, &layer).unwrap();
+    let alone = parse(&folded.text, &file).unwrap();
+    let search = alone.service("search").unwrap();
+    assert_eq!(
+        search.policy.describe(),
+        parse_layered(&text, &file, &layer)
+            .unwrap()
+            .service("search")
+            .unwrap()
+            .policy
+            .describe()
+    );
+    assert_eq!(
+        folded.rest.services["search"].custom_audiences.as_deref(),
+        Some(&["https://new.example.com".to_owned()][..])
+    );
+    assert!(folded.rest.services["search"].iam_policy.is_none());
+}

@@ -205,14 +205,14 @@ pub(super) async fn set_policy(
     current: impl FnOnce(&AppState) -> Result<crate::iam::Policy, ApiError>,
     store: impl FnOnce(&mut Layer, crate::config::layer::PolicyText),
 ) -> Result<AppState, ApiError> {
-    let request: super::run::policy::SetRequest = serde_json::from_slice(body).map_err(|e| {
+    let request: super::policy::SetRequest = serde_json::from_slice(body).map_err(|e| {
         ApiError::InvalidArgument(format!("the body is not a setIamPolicy request: {e}"))
     })?;
     let (sent, etag) = request.checked().map_err(ApiError::InvalidArgument)?;
     change(live, |layer, now| {
         let policy = current(now)?;
         if let Some(etag) = etag.filter(|e| !e.is_empty()) {
-            if !super::run::policy::etag_matches(&etag, &(&policy).into()) {
+            if !super::policy::etag_matches(&etag, &(&policy).into()) {
                 return Err(ApiError::Aborted(
                     "There were concurrent policy changes. Please retry the whole read-modify-write with exponential backoff. (The etag sent is not the policy's current one.)".into(),
                 ));

@@ -3,12 +3,9 @@
 //! from its bearer token and permissions checked hop by hop along `delegates`.
 
 use axum::Json;
-use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde::Deserialize;
@@ -20,15 +17,8 @@ use super::errors::ApiError;
 use crate::config::ServiceAccount;
 use crate::decisions::Explanation;
 use crate::iam::{self, Principal, Scope};
-use crate::state::{AppState, Live};
+use crate::state::AppState;
 use crate::tokens::{self, jws};
-
-pub(super) fn routes() -> Router<Live> {
-    Router::new().route(
-        "/v1/projects/{project}/serviceAccounts/{target}",
-        post(dispatch),
-    )
-}
 
 /// `null` as the field's default: Python's library sends `"delegates": null`.
 fn or_default<'de, D: serde::Deserializer<'de>, T: Default + Deserialize<'de>>(
@@ -89,9 +79,11 @@ fn body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         .map_err(|e| ApiError::InvalidArgument(format!("Invalid JSON payload received. {e}")))
 }
 
-async fn dispatch(
-    State(state): State<AppState>,
-    Path((_project, target)): Path<(String, String)>,
+/// `POST /v1/projects/-/serviceAccounts/TARGET` with TARGET `NAME:METHOD`, routed here by
+/// `service_accounts` (IAM's own account methods share the path).
+pub(super) fn dispatch(
+    state: AppState,
+    target: String,
     headers: HeaderMap,
     bytes: Bytes,
 ) -> Response {

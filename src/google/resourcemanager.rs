@@ -12,7 +12,7 @@ use axum::routing::get;
 use serde_json::json;
 
 use super::admin::{answer, authorize, check_project, project_scope, set_policy, split_method};
-use super::run::policy;
+use super::policy;
 use crate::decisions::Explanation;
 use crate::iam;
 use crate::state::{AppState, Live};

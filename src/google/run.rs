@@ -5,7 +5,6 @@
 //! the answer (`admin::change`).
 
 mod knative;
-pub(crate) mod policy;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -20,6 +19,7 @@ use super::admin::{
     split_method,
 };
 use super::errors::ApiError;
+use super::policy;
 use crate::config::Service;
 use crate::decisions::Explanation;
 use crate::iam::{self, Scope};
@@ -288,12 +288,6 @@ async fn replace(
     answer(result, explained)
 }
 
-#[derive(serde::Deserialize)]
-struct PolicyOptions {
-    #[serde(rename = "options.requestedPolicyVersion")]
-    requested: Option<String>,
-}
-
 fn check_region(state: &AppState, region: &str) -> Result<(), ApiError> {
     let ours = &state.config().project.region;
     if region == ours {
@@ -308,7 +302,7 @@ fn check_region(state: &AppState, region: &str) -> Result<(), ApiError> {
 async fn get_policy(
     State(state): State<AppState>,
     Path((project, region, name_and_method)): Path<(String, String, String)>,
-    Query(options): Query<PolicyOptions>,
+    Query(options): Query<policy::Options>,
     headers: HeaderMap,
 ) -> Response {
     let mut explained = Explanation::default();
@@ -316,13 +310,7 @@ async fn get_policy(
         let (name, _) = split_method(&name_and_method, &["getIamPolicy"])?;
         explained.target = Some(name.to_owned());
         check_region(&state, &region)?;
-        if let Some(v) = options.requested.as_deref() {
-            if !["0", "1", "3"].contains(&v) {
-                return Err(ApiError::InvalidArgument(format!(
-                    "options.requestedPolicyVersion {v}: a policy's version is 1 or 3"
-                )));
-            }
-        }
+        options.check()?;
         let service = authorized_service(
             &state,
             &headers,

@@ -137,13 +137,30 @@ impl StateDir {
             return Ok(None);
         };
         for account in accounts.flatten() {
-            let path = account.path().join(format!("{kid}.pem"));
-            if kid.bytes().all(|b| b.is_ascii_hexdigit()) && path.exists() {
-                std::fs::remove_file(&path).map_err(|source| StoreError::Io { path, source })?;
-                return Ok(account.file_name().to_str().map(str::to_owned));
+            let Some(email) = account.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
+            if self.delete_key_of(&email, kid)? {
+                return Ok(Some(email));
             }
         }
         Ok(None)
+    }
+
+    /// Deletes key `kid` of account `email`; whether there was one.
+    pub fn delete_key_of(&self, email: &str, kid: &str) -> Result<bool, StoreError> {
+        // The key id comes from a URL: only a 40-hex name may touch the disk.
+        if kid.len() != 40 || !kid.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Ok(false);
+        }
+        let path = self
+            .account_dir(email)
+            .join(format!("{}.pem", kid.to_ascii_lowercase()));
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(source) => Err(StoreError::Io { path, source }),
+        }
     }
 
     /// The Google-managed key of service account `email`, which `signJwt` and `signBlob`

@@ -8,6 +8,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::Digest;
 
+use super::errors::ApiError;
 use crate::config::layer::{BindingText, PolicyText};
 use crate::iam::{Member, Policy, Role};
 
@@ -32,6 +33,24 @@ pub(crate) fn etag(policy: &PolicyText) -> String {
     let canonical = serde_json::to_vec(policy).unwrap_or_default();
     let digest = sha2::Sha256::digest(&canonical);
     URL_SAFE.encode(&digest[..8])
+}
+
+/// `?options.requestedPolicyVersion=`, which gcloud sends with every `getIamPolicy`.
+#[derive(Deserialize)]
+pub(crate) struct Options {
+    #[serde(rename = "options.requestedPolicyVersion")]
+    requested: Option<String>,
+}
+
+impl Options {
+    pub(crate) fn check(&self) -> Result<(), ApiError> {
+        match self.requested.as_deref() {
+            Some(v) if !["0", "1", "3"].contains(&v) => Err(ApiError::InvalidArgument(format!(
+                "options.requestedPolicyVersion {v}: a policy's version is 1 or 3"
+            ))),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// `{"policy": {...}, "updateMask": "..."}`, as gcloud sends it.

@@ -1,0 +1,288 @@
+//! `frontdoor fold`: the Admin APIs' layer (`layer`) written into `services.yaml` itself,
+//! every comment, blank line and unrelated entry kept (`yaml_edit` edits the parsed tree
+//! in place; only the fields the layer sets are replaced or added).
+//!
+//! What cannot be folded stays in the layer, and the result is checked before anything is
+//! written: the folded file with what is left of the layer must resolve to exactly the
+//! configuration in force, or nothing is written.
+
+use std::path::Path;
+use std::str::FromStr;
+
+use yaml_edit::{Document, Mapping, YamlValue};
+
+use super::layer::{Layer, PolicyText, ServiceChange};
+use super::{Config, ConfigError, Service, parse_layered};
+
+/// The file's new text, what stays in the layer, and one line per thing folded or kept.
+#[derive(Debug)]
+pub struct Folded {
+    pub text: String,
+    pub rest: Layer,
+    pub report: Vec<String>,
+}
+
+/// `text` (the configuration file `file`) with `layer` written into it.
+pub fn fold(text: &str, file: &Path, layer: &Layer) -> Result<Folded, ConfigError> {
+    let refuse = |reason: String| ConfigError::Invalid {
+        file: file.to_owned(),
+        path: "(top level)".into(),
+        reason,
+    };
+    let want = parse_layered(text, file, layer)?;
+    let doc = Document::from_str(text)
+        .map_err(|e| refuse(format!("cannot edit the file in place: {e}")))?;
+    let root = doc
+        .as_mapping()
+        .ok_or_else(|| refuse("the file is not a mapping".into()))?;
+    let mut rest = Layer::default();
+    let mut report = Vec::new();
+
+    let plain = super::parse(text, file).ok();
+    if let Some(policy) = &layer.project_policy {
+        root.set("iam_policy", policy_yaml(policy));
+        report.push("project: IAM policy → iam_policy".to_owned());
+    }
+
+    for (email, policy) in &layer.account_policies {
+        // As for services below: nothing to write where the file already says it.
+        let in_file = plain
+            .as_ref()
+            .and_then(|c| c.service_account(email))
+            .map(|a| &a.policy);
+        if in_file.is_some() && in_file == want.service_account(email).map(|a| &a.policy) {
+            continue;
+        }
+        let declared = root.get_sequence("service_accounts").and_then(|accounts| {
+            accounts.values().enumerate().find_map(|(i, item)| {
+                let m = item.as_mapping()?;
+                text_of(m, "email")
+                    .is_some_and(|e| e.eq_ignore_ascii_case(email))
+                    .then(|| (i, m.clone()))
+            })
+        });
+        match declared {
+            Some((i, m)) => {
+                m.set("iam_policy", policy_yaml(policy));
+                report.push(format!(
+                    "service account {email}: IAM policy → service_accounts[{i}].iam_policy"
+                ));
+            }
+            None => {
+                rest.account_policies.insert(email.clone(), policy.clone());
+                report.push(format!(
+                    "service account {email}: IAM policy kept in {} (the file does not declare the account; declare it under service_accounts to fold it)",
+                    super::layer::FILE
+                ));
+            }
+        }
+    }
+
+    let entries: Vec<Mapping> = root
+        .get_sequence("services")
+        .map(|s| s.values().filter_map(|v| v.as_mapping().cloned()).collect())
+        .unwrap_or_default();
+    for (name, change) in &layer.services {
+        // Entries resolve in file order, one service each.
+        let entry = want
+            .services
+            .iter()
+            .position(|s| &s.name == name)
+            .and_then(|i| Some((i, entries.get(i)?)));
+        let Some((i, entry)) = entry else {
+            rest.services.insert(name.clone(), change.clone());
+            report.push(format!(
+                "service {name}: kept in {} (the file no longer describes it)",
+                super::layer::FILE
+            ));
+            continue;
+        };
+        // A field the file alone already resolves to the value in force needs no writing:
+        // `update` sends the whole service, so the layer holds every field it maps.
+        let plain = plain.as_ref().and_then(|c| c.service(name));
+        let change = &without_redundant(change, plain, &want.services[i]);
+        let kept = fold_service(entry, change);
+        let mut folded = Vec::new();
+        let mut note = |set: bool, what: &str| {
+            if set {
+                folded.push(what.to_owned());
+            }
+        };
+        note(
+            change.service_account.is_some() && kept.service_account.is_none(),
+            "service_account",
+        );
+        note(
+            change.custom_audiences.is_some() && kept.custom_audiences.is_none(),
+            "custom_audiences",
+        );
+        note(
+            change.ingress.is_some() && kept.ingress.is_none(),
+            "ingress",
+        );
+        note(
+            change.invoker_iam_disabled.is_some() && kept.invoker_iam_disabled.is_none(),
+            "invoker_iam_disabled",
+        );
+        note(
+            change.timeout_seconds.is_some() && kept.timeout_seconds.is_none(),
+            "timeout",
+        );
+        note(change.tags.is_some() && kept.tags.is_none(), "tags");
+        note(change.iam_policy.is_some(), "iam_policy");
+        if !folded.is_empty() {
+            report.push(format!(
+                "service {name}: {} → services[{i}]",
+                folded.join(", ")
+            ));
+        }
+        if kept != ServiceChange::default() {
+            let only_document = kept
+                == ServiceChange {
+                    knative: kept.knative.clone(),
+                    ..ServiceChange::default()
+                };
+            let why = if only_document {
+                "the Knative document gcloud sent, which `describe` shows; it sets nothing frontdoor obeys"
+            } else {
+                "the entry names a Knative file, which gives those fields and which fold does not rewrite"
+            };
+            let line = Layer {
+                services: [(name.clone(), kept.clone())].into(),
+                ..Layer::default()
+            }
+            .summary()
+            .remove(0);
+            report.push(format!("{line}: kept in {} ({why})", super::layer::FILE));
+            rest.services.insert(name.clone(), kept);
+        }
+    }
+
+    let text = doc.to_string();
+    let got = parse_layered(&text, file, &rest)?;
+    if let Some(what) = first_difference(&want, &got) {
+        return Err(refuse(format!(
+            "folding would change {what}, so nothing was written; please report this"
+        )));
+    }
+    Ok(Folded { text, rest, report })
+}
+
+/// Writes `change` into `entry`; what it could not write. An entry that names a Knative
+/// file takes only its IAM policy: the Knative file gives the other fields, and one given
+/// in both places is refused.
+fn fold_service(entry: &Mapping, change: &ServiceChange) -> ServiceChange {
+    let mut kept = ServiceChange {
+        knative: change.knative.clone(),
+        ..ServiceChange::default()
+    };
+    if let Some(policy) = &change.iam_policy {
+        entry.set("iam_policy", policy_yaml(policy));
+    }
+    if entry.contains_key("knative") {
+        kept.iam_policy = None;
+        kept.service_account = change.service_account.clone();
+        kept.custom_audiences = change.custom_audiences.clone();
+        kept.ingress = change.ingress.clone();
+        kept.invoker_iam_disabled = change.invoker_iam_disabled;
+        kept.timeout_seconds = change.timeout_seconds;
+        kept.tags = change.tags.clone();
+        return kept;
+    }
+    if let Some(account) = &change.service_account {
+        entry.set("service_account", account.as_str());
+    }
+    if let Some(audiences) = &change.custom_audiences {
+        entry.set("custom_audiences", strings(audiences));
+    }
+    if let Some(ingress) = &change.ingress {
+        entry.set("ingress", ingress.as_str());
+    }
+    if let Some(disabled) = change.invoker_iam_disabled {
+        entry.set("invoker_iam_disabled", disabled);
+    }
+    if let Some(secs) = change.timeout_seconds {
+        entry.set("timeout", secs);
+    }
+    if let Some(tags) = &change.tags {
+        entry.set("tags", strings(tags));
+    }
+    kept
+}
+
+/// `change` without the fields `plain` (the service as the file alone gives it) already
+/// resolves as `want` (the service in force) does.
+fn without_redundant(
+    change: &ServiceChange,
+    plain: Option<&Service>,
+    want: &Service,
+) -> ServiceChange {
+    let Some(plain) = plain else {
+        return change.clone();
+    };
+    let mut change = change.clone();
+    macro_rules! drop_if_same {
+        ($field:ident, $resolved:ident) => {
+            if plain.$resolved == want.$resolved {
+                change.$field = None;
+            }
+        };
+    }
+    drop_if_same!(service_account, service_account);
+    drop_if_same!(custom_audiences, custom_audiences);
+    drop_if_same!(ingress, ingress);
+    drop_if_same!(invoker_iam_disabled, invoker_iam_disabled);
+    drop_if_same!(timeout_seconds, timeout);
+    drop_if_same!(tags, tags);
+    drop_if_same!(iam_policy, policy);
+    change
+}
+
+fn text_of(m: &Mapping, key: &str) -> Option<String> {
+    m.get(key)?.as_scalar().map(|s| s.as_string())
+}
+
+fn strings(values: &[String]) -> Vec<YamlValue> {
+    values.iter().map(|v| YamlValue::from(v.as_str())).collect()
+}
+
+fn policy_yaml(policy: &PolicyText) -> YamlValue {
+    let bindings = policy
+        .bindings
+        .iter()
+        .map(|b| {
+            YamlValue::Mapping(
+                [
+                    ("role".to_owned(), YamlValue::from(b.role.as_str())),
+                    (
+                        "members".to_owned(),
+                        YamlValue::Sequence(strings(&b.members)),
+                    ),
+                ]
+                .into(),
+            )
+        })
+        .collect();
+    YamlValue::Mapping([("bindings".to_owned(), YamlValue::Sequence(bindings))].into())
+}
+
+/// The first part of `want` that `got` resolves differently, for the refusal.
+fn first_difference(want: &Config, got: &Config) -> Option<String> {
+    if want == got {
+        return None;
+    }
+    for (w, g) in want.services.iter().zip(&got.services) {
+        if w != g {
+            return Some(format!("service `{}`", w.name));
+        }
+    }
+    for (w, g) in want.service_accounts.iter().zip(&got.service_accounts) {
+        if w != g {
+            return Some(format!("service account `{}`", w.email));
+        }
+    }
+    if want.policy != got.policy {
+        return Some("the project's IAM policy".into());
+    }
+    Some("the configuration".into())
+}

@@ -1,0 +1,487 @@
+//! The IAM API's service accounts as gcloud calls them (`gcloud iam service-accounts
+//! list|describe|get-iam-policy|add-iam-policy-binding`, `… keys create|list|delete`): the
+//! accounts `services.yaml` declares, each one's IAM policy (who may act as it: Token
+//! Creator and the like, with the Admin APIs' layer over the file), and its user-managed
+//! keys, the same ones `frontdoor keys` makes.
+//!
+//! One path, two APIs: IAM's `POST …/serviceAccounts/EMAIL:getIamPolicy` and IAM
+//! Credentials' `…/serviceAccounts/EMAIL:generateIdToken` differ only in the method after
+//! the colon, so the POST is routed here and the credentials methods handed on.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use axum::routing::get;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::admin::{answer, authenticate, authorize, check_project, permit, project_scope};
+use super::errors::ApiError;
+use super::policy;
+use crate::config::{Config, ServiceAccount};
+use crate::decisions::Explanation;
+use crate::iam::{self, Scope};
+use crate::keys::SigningKey;
+use crate::state::{AppState, Live};
+
+/// Google's limit on user-managed keys per service account; it also bounds what a caller
+/// can make frontdoor keep on disk.
+pub const MAX_KEYS_PER_ACCOUNT: usize = 10;
+
+/// What Google gives a user-managed key as its end: none.
+const NEVER: &str = "9999-12-31T23:59:59Z";
+
+/// The IAM Credentials methods, which share IAM's account paths.
+const CREDENTIALS_METHODS: [&str; 4] = [
+    "generateIdToken",
+    "generateAccessToken",
+    "signJwt",
+    "signBlob",
+];
+
+pub(super) fn routes() -> Router<Live> {
+    Router::new()
+        .route("/v1/projects/{project}/serviceAccounts", get(list))
+        .route(
+            "/v1/projects/{project}/serviceAccounts/{target}",
+            get(describe).post(account_method),
+        )
+        .route(
+            "/v1/projects/{project}/serviceAccounts/{account}/keys",
+            get(list_keys).post(create_key),
+        )
+        .route(
+            "/v1/projects/{project}/serviceAccounts/{account}/keys/{key}",
+            axum::routing::delete(delete_key),
+        )
+}
+
+/// Whether a POST to `…/serviceAccounts/TARGET` is IAM Credentials' (for the decision log's
+/// surface).
+pub(super) fn is_credentials_method(path: &str) -> bool {
+    path.rsplit_once(':')
+        .is_some_and(|(_, method)| CREDENTIALS_METHODS.contains(&method))
+}
+
+/// The JSON key file of `key`, as `gcloud iam service-accounts keys create` writes it,
+/// naming `oauth2` as its token endpoint's base and `certs` as its certificates' base.
+/// `universe_domain` stays googleapis.com: another value switches Python's library to
+/// another flow.
+pub fn key_file(
+    config: &Config,
+    account: &ServiceAccount,
+    key: &SigningKey,
+    oauth2: &str,
+    certs: &str,
+) -> Value {
+    json!({
+        "type": "service_account",
+        "project_id": config.project.id,
+        "private_key_id": key.kid(),
+        "private_key": key.private_key_pem(),
+        "client_email": account.email,
+        "client_id": account.unique_id,
+        "auth_uri": "https://accounts.google.com/o/oauth2/auth",
+        "token_uri": format!("{oauth2}/token"),
+        "auth_provider_x509_cert_url": format!("{certs}/oauth2/v1/certs"),
+        "client_x509_cert_url": format!(
+            "{certs}/robot/v1/metadata/x509/{}",
+            percent_encoding::utf8_percent_encode(&account.email, percent_encoding::NON_ALPHANUMERIC)
+        ),
+        "universe_domain": "googleapis.com",
+    })
+}
+
+/// `-` (any project, as gcloud names an account by email) or the emulated project.
+fn check_accounts_project(state: &AppState, project: &str) -> Result<(), ApiError> {
+    if project == "-" {
+        Ok(())
+    } else {
+        check_project(state, project)
+    }
+}
+
+/// Account `name` (an email, a unique id, or `projects/P/serviceAccounts/EMAIL`).
+fn find_account<'a>(state: &'a AppState, name: &str) -> Result<&'a ServiceAccount, ApiError> {
+    let name = name.rsplit('/').next().unwrap_or(name);
+    let config = state.config();
+    config
+        .service_account(name)
+        .or_else(|| config.service_account_by_id(name))
+        .ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "Unknown service account `{name}`{}",
+                crate::suggest::did_you_mean(
+                    name,
+                    config.service_accounts.iter().map(|a| a.email.as_str())
+                )
+            ))
+        })
+}
+
+fn account_scope(account: &ServiceAccount) -> Scope<'_> {
+    Scope {
+        kind: "service account",
+        name: &account.email,
+        policy: &account.policy,
+    }
+}
+
+/// Account `name` in `project`, once the caller is known to hold `permission` on it (or on
+/// the project).
+fn authorized_account<'a>(
+    state: &'a AppState,
+    headers: &HeaderMap,
+    project: &str,
+    name: &str,
+    permission: &'static str,
+    explained: &mut Explanation,
+) -> Result<&'a ServiceAccount, ApiError> {
+    let who = authenticate(state, headers, explained)?;
+    check_accounts_project(state, project)?;
+    let account = find_account(state, name)?;
+    explained.target = Some(format!("service account {}", account.email));
+    permit(
+        state,
+        &who,
+        permission,
+        &[account_scope(account), project_scope(state)],
+        explained,
+    )?;
+    Ok(account)
+}
+
+fn render(config: &Config, account: &ServiceAccount) -> Value {
+    let mut out = json!({
+        "name": format!("projects/{}/serviceAccounts/{}", config.project.id, account.email),
+        "projectId": config.project.id,
+        "uniqueId": account.unique_id,
+        "email": account.email,
+        "oauth2ClientId": account.unique_id,
+        "etag": "MDEwMjE5MjA=",
+    });
+    if let Some(name) = &account.display_name {
+        out["displayName"] = name.as_str().into();
+    }
+    out
+}
+
+async fn list(
+    State(state): State<AppState>,
+    Path(project): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let mut explained = Explanation {
+        target: Some(format!("project {project}")),
+        ..Explanation::default()
+    };
+    let result = (|| {
+        authorize(
+            &state,
+            &headers,
+            iam::ACCOUNT_LIST,
+            &[project_scope(&state)],
+            &mut explained,
+        )?;
+        check_project(&state, &project)?;
+        let config = state.config();
+        let accounts: Vec<Value> = config
+            .service_accounts
+            .iter()
+            .map(|a| render(config, a))
+            .collect();
+        Ok(json!({ "accounts": accounts }))
+    })();
+    answer(result, explained)
+}
+
+async fn describe(
+    State(state): State<AppState>,
+    Path((project, name)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let mut explained = Explanation::default();
+    let result = (|| {
+        let account = authorized_account(
+            &state,
+            &headers,
+            &project,
+            &name,
+            iam::ACCOUNT_GET,
+            &mut explained,
+        )?;
+        Ok(render(state.config(), account))
+    })();
+    answer(result, explained)
+}
+
+/// `POST …/serviceAccounts/NAME:METHOD`: IAM's policy methods here, IAM Credentials'
+/// handed on.
+async fn account_method(
+    State(live): State<Live>,
+    Path((project, target)): Path<(String, String)>,
+    Query(options): Query<policy::Options>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if is_credentials_method(&target) {
+        return super::iamcredentials::dispatch(live.get(), target, headers, body);
+    }
+    let mut explained = Explanation::default();
+    let result = async {
+        let allowed = ["getIamPolicy", "setIamPolicy"];
+        let (name, method) = super::admin::split_method(&target, &allowed).map_err(|e| {
+            match e {
+                // Name every method this path answers, not only IAM's.
+                ApiError::NotFound(message) => ApiError::NotFound(format!(
+                    "{message}; IAM Credentials' are NAME:{}",
+                    CREDENTIALS_METHODS.join(", NAME:")
+                )),
+                e => e,
+            }
+        })?;
+        let state = live.get();
+        if method == "getIamPolicy" {
+            options.check()?;
+            let account = authorized_account(
+                &state,
+                &headers,
+                &project,
+                name,
+                iam::ACCOUNT_GET_IAM_POLICY,
+                &mut explained,
+            )?;
+            return Ok(policy::render(&account.policy));
+        }
+        let email = authorized_account(
+            &state,
+            &headers,
+            &project,
+            name,
+            iam::ACCOUNT_SET_IAM_POLICY,
+            &mut explained,
+        )?
+        .email
+        .clone();
+        let next = super::admin::set_policy(
+            &live,
+            &body,
+            |now| Ok(find_account(now, &email)?.policy.clone()),
+            |layer, sent| {
+                layer.account_policies.insert(email.clone(), sent);
+            },
+        )
+        .await?;
+        let account = find_account(&next, &email)?;
+        explained.reason = Some(format!(
+            "{} set the IAM policy of service account {email}: {}",
+            explained.principal.as_deref().unwrap_or("the caller"),
+            account.policy.describe()
+        ));
+        Ok(policy::render(&account.policy))
+    }
+    .await;
+    answer(result, explained)
+}
+
+fn key_name(config: &Config, email: &str, kid: &str) -> String {
+    format!(
+        "projects/{}/serviceAccounts/{email}/keys/{kid}",
+        config.project.id
+    )
+}
+
+fn render_key(config: &Config, email: &str, kid: &str, created: std::time::SystemTime) -> Value {
+    json!({
+        "name": key_name(config, email, kid),
+        "validAfterTime": humantime::format_rfc3339_seconds(created).to_string(),
+        "validBeforeTime": NEVER,
+        "keyAlgorithm": "KEY_ALG_RSA_2048",
+        "keyOrigin": "GOOGLE_PROVIDED",
+        "keyType": "USER_MANAGED",
+    })
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError::Internal(e.to_string())
+}
+
+/// `?keyTypes=` may repeat; frontdoor lists user-managed keys only (an account's
+/// Google-managed key is published at its JWKS URL), so a filter without `USER_MANAGED`
+/// lists none.
+async fn list_keys(
+    State(state): State<AppState>,
+    Path((project, name)): Path<(String, String)>,
+    Query(query): Query<Vec<(String, String)>>,
+    headers: HeaderMap,
+) -> Response {
+    let mut explained = Explanation::default();
+    let result = (|| {
+        let account = authorized_account(
+            &state,
+            &headers,
+            &project,
+            &name,
+            iam::KEYS_LIST,
+            &mut explained,
+        )?;
+        let types: Vec<&str> = query
+            .iter()
+            .filter(|(k, _)| k == "keyTypes")
+            .map(|(_, v)| v.as_str())
+            .collect();
+        for t in &types {
+            if !matches!(
+                *t,
+                "USER_MANAGED" | "SYSTEM_MANAGED" | "KEY_TYPE_UNSPECIFIED"
+            ) {
+                return Err(ApiError::InvalidArgument(format!(
+                    "keyTypes `{t}`: one of USER_MANAGED, SYSTEM_MANAGED"
+                )));
+            }
+        }
+        if !types.is_empty() && !types.contains(&"USER_MANAGED") {
+            return Ok(json!({}));
+        }
+        let keys: Vec<Value> = state
+            .state_dir()
+            .account_keys(&account.email)
+            .map_err(internal)?
+            .into_iter()
+            .map(|(kid, _, created)| render_key(state.config(), &account.email, &kid, created))
+            .collect();
+        Ok(json!({ "keys": keys }))
+    })();
+    answer(result, explained)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CreateKey {
+    #[serde(default)]
+    private_key_type: Option<String>,
+    #[serde(default)]
+    key_algorithm: Option<String>,
+}
+
+async fn create_key(
+    State(state): State<AppState>,
+    Path((project, name)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let mut explained = Explanation::default();
+    let result = async {
+        let account = authorized_account(
+            &state,
+            &headers,
+            &project,
+            &name,
+            iam::KEYS_CREATE,
+            &mut explained,
+        )?
+        .clone();
+        let request: CreateKey = if body.iter().all(u8::is_ascii_whitespace) {
+            CreateKey::default()
+        } else {
+            serde_json::from_slice(&body).map_err(|e| {
+                ApiError::InvalidArgument(format!("the body is not a key creation request: {e}"))
+            })?
+        };
+        match request.private_key_type.as_deref() {
+            None | Some("TYPE_GOOGLE_CREDENTIALS_FILE" | "TYPE_UNSPECIFIED") => {}
+            Some(other) => {
+                return Err(ApiError::InvalidArgument(format!(
+                    "privateKeyType `{other}`: frontdoor writes JSON key files only (TYPE_GOOGLE_CREDENTIALS_FILE)"
+                )));
+            }
+        }
+        match request.key_algorithm.as_deref() {
+            None | Some("KEY_ALG_RSA_2048" | "KEY_ALG_UNSPECIFIED") => {}
+            Some(other) => {
+                return Err(ApiError::InvalidArgument(format!(
+                    "keyAlgorithm `{other}`: frontdoor makes KEY_ALG_RSA_2048 keys only"
+                )));
+            }
+        }
+        let dir = state.state_dir().clone();
+        let email = account.email.clone();
+        let _serial = state.changes().begin().await;
+        let key = tokio::task::spawn_blocking(move || {
+            if dir.account_keys(&email)?.len() >= MAX_KEYS_PER_ACCOUNT {
+                return Ok(None);
+            }
+            dir.create_account_key(&email).map(Some)
+        })
+        .await
+        .map_err(internal)?
+        .map_err(internal)?
+        .ok_or_else(|| {
+            ApiError::FailedPrecondition(format!(
+                "Precondition check failed: {} already has {MAX_KEYS_PER_ACCOUNT} keys, Google's limit; delete one first",
+                account.email
+            ))
+        })?;
+        let config = state.config();
+        let file = key_file(
+            config,
+            &account,
+            &key,
+            "https://oauth2.googleapis.com",
+            "https://www.googleapis.com",
+        );
+        let mut out = render_key(config, &account.email, key.kid(), std::time::SystemTime::now());
+        out["privateKeyType"] = "TYPE_GOOGLE_CREDENTIALS_FILE".into();
+        out["privateKeyData"] = STANDARD
+            .encode(serde_json::to_vec_pretty(&file).unwrap_or_default())
+            .into();
+        explained.reason = Some(format!(
+            "{} made key {} of service account {}",
+            explained.principal.as_deref().unwrap_or("the caller"),
+            key.kid(),
+            account.email
+        ));
+        Ok(out)
+    }
+    .await;
+    answer(result, explained)
+}
+
+async fn delete_key(
+    State(state): State<AppState>,
+    Path((project, name, kid)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let mut explained = Explanation::default();
+    let result = (|| {
+        let account = authorized_account(
+            &state,
+            &headers,
+            &project,
+            &name,
+            iam::KEYS_DELETE,
+            &mut explained,
+        )?;
+        let deleted = state
+            .state_dir()
+            .delete_key_of(&account.email, &kid)
+            .map_err(internal)?;
+        if !deleted {
+            return Err(ApiError::NotFound(format!(
+                "Service account key {} does not exist.",
+                key_name(state.config(), &account.email, &kid)
+            )));
+        }
+        explained.reason = Some(format!(
+            "{} deleted key {kid} of service account {}; assertions signed with it are refused from now on",
+            explained.principal.as_deref().unwrap_or("the caller"),
+            account.email
+        ));
+        Ok(json!({}))
+    })();
+    answer(result, explained)
+}
