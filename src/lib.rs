@@ -14,7 +14,8 @@
 //!   iam      policies, members, roles → Outcome
 //!   config   services.yaml + the files it names (config::NamedFiles: Knative exports,
 //!            JWKS, read before resolving) + the Admin APIs' changes over it
-//!            (config::layer) → Config, every derived value resolved
+//!            (config::layer; config::fold writes it into the file) → Config, every
+//!            derived value resolved
 //!   tokens   tokens::jws signs and checks every JWT under per-use Rules; the ID-token
 //!            shapes; the verified and minted token caches
 //!   access   access tokens (ya29.…)    routing  host → service, per generation
@@ -29,7 +30,8 @@
 //!     frontdoor  *.run.app ingress: auth (the order of checks, a pure verdict) → proxy
 //!     metadata   one per service: its identity, ID and access tokens (cached)
 //!     google     issuer keys (and each account's own), /token, tokeninfo, IAM
-//!                Credentials, STS; the Admin APIs (Cloud Run v1, Resource Manager):
+//!                Credentials, STS; the Admin APIs (Cloud Run v1, Resource Manager, IAM's
+//!                service accounts and keys):
 //!                google::admin checks the deployer by IAM and puts each change in the
 //!                layer over the file (config::layer), applied through the server loop
 //!     introspect frontdoor's own decisions, status, /healthz, /metrics

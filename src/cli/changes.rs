@@ -24,36 +24,36 @@ pub(super) fn fold(args: &ConfigArgs) -> anyhow::Result<()> {
     let text = String::from_utf8(config::read_capped(file)?)
         .with_context(|| format!("{} is not UTF-8", file.display()))?;
     let folded = config::fold::fold(&text, file, &layer)?;
-    if folded.text == text {
-        let mut out = format!("nothing could be folded into {}:\n", file.display());
-        for line in &folded.report {
-            out.push_str(&format!("  {line}\n"));
-        }
-        say(&out);
+    if folded.text == text && folded.rest == layer {
+        say(&format!(
+            "nothing could be folded into {}:\n{}",
+            file.display(),
+            indented(&folded.report)
+        ));
         return Ok(());
     }
-
-    let dir = file
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(std::path::Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("cannot write beside {}", file.display()))?;
-    std::io::Write::write_all(&mut tmp, folded.text.as_bytes())?;
-    tmp.as_file()
-        .set_permissions(std::fs::metadata(file)?.permissions())?;
-    tmp.persist(file)
-        .with_context(|| format!("cannot replace {}", file.display()))?;
+    // fold takes no lock a running server shares: a change the Admin APIs made since the
+    // layer was read would be lost by writing over it, so it is refused instead.
+    if config::Layer::read(state_dir.path())? != layer {
+        anyhow::bail!(
+            "{} changed while fold ran (a gcloud command?); nothing was written, run fold again",
+            layer_file.display()
+        );
+    }
+    if folded.text != text {
+        replace_file(file, &folded.text)?;
+    }
     if folded.rest.is_empty() {
         std::fs::remove_file(&layer_file)
             .with_context(|| format!("cannot remove {}", layer_file.display()))?;
     } else {
         state_dir.write_file(config::layer::FILE, folded.rest.to_json().as_bytes())?;
     }
-    let mut out = format!("folded into {}:\n", file.display());
-    for line in &folded.report {
-        out.push_str(&format!("  {line}\n"));
-    }
+    let mut out = format!(
+        "folded into {}:\n{}",
+        file.display(),
+        indented(&folded.report)
+    );
     if folded.rest.is_empty() {
         out.push_str(&format!(
             "{} removed: the file now says everything\n",
@@ -61,6 +61,26 @@ pub(super) fn fold(args: &ConfigArgs) -> anyhow::Result<()> {
         ));
     }
     say(&out);
+    Ok(())
+}
+
+fn indented(lines: &[String]) -> String {
+    lines.iter().map(|l| format!("  {l}\n")).collect()
+}
+
+/// Writes `text` over `file` atomically (a file beside it, renamed over it), keeping its
+/// mode; a link is followed, so the file it names is the one replaced.
+fn replace_file(file: &std::path::Path, text: &str) -> anyhow::Result<()> {
+    let target = std::fs::canonicalize(file)
+        .with_context(|| format!("cannot resolve {}", file.display()))?;
+    let dir = target.parent().unwrap_or(std::path::Path::new("/"));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("cannot write beside {}", target.display()))?;
+    std::io::Write::write_all(&mut tmp, text.as_bytes())?;
+    tmp.as_file()
+        .set_permissions(std::fs::metadata(&target)?.permissions())?;
+    tmp.persist(&target)
+        .with_context(|| format!("cannot replace {}", target.display()))?;
     Ok(())
 }
 
@@ -81,9 +101,8 @@ pub(super) fn listed(file: &str, lines: &[String]) -> String {
     if lines.is_empty() {
         return String::new();
     }
-    let mut out = format!("changed through the Admin APIs (kept in {file}, over the file):\n");
-    for line in lines {
-        out.push_str(&format!("  {line}\n"));
-    }
-    out
+    format!(
+        "changed through the Admin APIs (kept in {file}, over the file):\n{}",
+        indented(lines)
+    )
 }

@@ -106,12 +106,7 @@ pub(super) fn dispatch(
                     "unknown method `{other}`{}",
                     crate::suggest::did_you_mean(
                         other,
-                        [
-                            "generateIdToken",
-                            "generateAccessToken",
-                            "signJwt",
-                            "signBlob"
-                        ]
+                        super::service_accounts::CREDENTIALS_METHODS
                     )
                 )));
             }

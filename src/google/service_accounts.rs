@@ -36,7 +36,7 @@ pub const MAX_KEYS_PER_ACCOUNT: usize = 10;
 const NEVER: &str = "9999-12-31T23:59:59Z";
 
 /// The IAM Credentials methods, which share IAM's account paths.
-const CREDENTIALS_METHODS: [&str; 4] = [
+pub(super) const CREDENTIALS_METHODS: [&str; 4] = [
     "generateIdToken",
     "generateAccessToken",
     "signJwt",
@@ -224,7 +224,8 @@ async fn describe(
 async fn account_method(
     State(live): State<Live>,
     Path((project, target)): Path<(String, String)>,
-    Query(options): Query<policy::Options>,
+    // Read only by getIamPolicy: IAM Credentials' methods take no query.
+    options: Result<Query<policy::Options>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -233,19 +234,20 @@ async fn account_method(
     }
     let mut explained = Explanation::default();
     let result = async {
-        let allowed = ["getIamPolicy", "setIamPolicy"];
-        let (name, method) = super::admin::split_method(&target, &allowed).map_err(|e| {
-            match e {
-                // Name every method this path answers, not only IAM's.
-                ApiError::NotFound(message) => ApiError::NotFound(format!(
-                    "{message}; IAM Credentials' are NAME:{}",
-                    CREDENTIALS_METHODS.join(", NAME:")
-                )),
-                e => e,
-            }
-        })?;
+        // Every method this path answers, for the did-you-mean; IAM Credentials' were
+        // handed on above.
+        let allowed = [
+            "getIamPolicy",
+            "setIamPolicy",
+            CREDENTIALS_METHODS[0],
+            CREDENTIALS_METHODS[1],
+            CREDENTIALS_METHODS[2],
+            CREDENTIALS_METHODS[3],
+        ];
+        let (name, method) = super::admin::split_method(&target, &allowed)?;
         let state = live.get();
         if method == "getIamPolicy" {
+            let Query(options) = options.map_err(|e| ApiError::InvalidArgument(e.body_text()))?;
             options.check()?;
             let account = authorized_account(
                 &state,
