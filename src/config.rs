@@ -59,6 +59,18 @@ pub enum ConfigError {
         path: String,
         reason: String,
     },
+    /// A value a change made through the Admin APIs sets is refused: the file resolves
+    /// without the layer, not with it.
+    #[error(
+        "{}: {path}: {reason} (the value comes from a change made through the Admin APIs, kept in `{}` in the state directory over the file)",
+        file.display(),
+        layer::FILE
+    )]
+    FromLayer {
+        file: PathBuf,
+        path: String,
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -133,6 +145,14 @@ impl Config {
             .find(|sa| sa.email.eq_ignore_ascii_case(email))
     }
 
+    /// The account an API names: by email or unique id, alone or as the last part of
+    /// `projects/P/serviceAccounts/NAME`.
+    pub fn service_account_named(&self, name: &str) -> Option<&ServiceAccount> {
+        let name = name.rsplit_once('/').map_or(name, |(_, last)| last);
+        self.service_account(name)
+            .or_else(|| self.service_account_by_id(name))
+    }
+
     pub fn service_account_by_id(&self, unique_id: &str) -> Option<&ServiceAccount> {
         self.service_accounts
             .iter()
@@ -197,24 +217,23 @@ pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
 /// Resolves configuration text, reading the files it names, with the changes made through
 /// the Admin APIs (`layer`) over it.
 pub fn parse_layered(text: &str, file: &Path, layer: &Layer) -> Result<Config, ConfigError> {
-    let named = NamedFiles::read(&named::paths(&parse_yaml(text, file)?, file));
-    let resolve_with = |layer: &Layer| resolve(parse_yaml(text, file)?, file, &named, layer);
-    resolve_with(layer).map_err(|e| match e {
-        // Said only when the layer is the cause: the file resolves without it.
-        ConfigError::Invalid { file, path, reason }
-            if !layer.is_empty() && resolve_with(&Layer::default()).is_ok() =>
-        {
-            ConfigError::Invalid {
-                file,
+    let raw: RawConfig = parse_yaml(text, file)?;
+    let named = NamedFiles::read(&named::paths(&raw, file));
+    match resolve(raw.clone(), file, &named, layer) {
+        // The layer is the cause when the file resolves without it.
+        Err(ConfigError::Invalid {
+            file: f,
+            path,
+            reason,
+        }) if !layer.is_empty() && resolve(raw, file, &named, &Layer::default()).is_ok() => {
+            Err(ConfigError::FromLayer {
+                file: f,
                 path,
-                reason: format!(
-                    "{reason} (the value comes from a change made through the Admin APIs, kept in `{}` in the state directory over the file)",
-                    layer::FILE
-                ),
-            }
+                reason,
+            })
         }
-        e => e,
-    })
+        resolved => resolved,
+    }
 }
 
 /// Reads and resolves a configuration file and the files it names, with `layer` over it.

@@ -129,6 +129,12 @@ impl Explanation {
         }
     }
 
+    /// `what` the caller did, as the reason: `PRINCIPAL what`.
+    pub(crate) fn did(&mut self, what: impl std::fmt::Display) {
+        let who = self.principal.as_deref().unwrap_or("the caller");
+        self.reason = Some(format!("{who} {what}"));
+    }
+
     /// The reason alone, for the error shapes' one rendering function.
     pub(crate) fn because(reason: impl Into<String>) -> Explanation {
         Explanation {

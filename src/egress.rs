@@ -103,8 +103,12 @@ pub(crate) fn app(metadata: Router, live: Live, service: Option<String>) -> Rout
         }
     };
     let proxy = Proxy {
-        frontdoor: crate::frontdoor::app(live.clone(), None),
-        google: crate::google::app(live.clone()),
+        // The tunnel-host check is installed once here, not per tunnel: layering a router
+        // wraps every route, which each CONNECT would pay for.
+        frontdoor: crate::frontdoor::app(live.clone(), None)
+            .layer(axum::middleware::from_fn(for_the_tunnel_host)),
+        google: crate::google::app(live.clone())
+            .layer(axum::middleware::from_fn(for_the_tunnel_host)),
         live,
         service,
         metadata,
@@ -348,12 +352,10 @@ where
     };
     let tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await??;
     let authority = Authority::try_from(host.as_str()).ok();
-    let app = app.layer(axum::middleware::from_fn_with_state(
-        Arc::<str>::from(host),
-        for_the_tunnel_host,
-    ));
+    let tunnel = TunnelHost(Arc::from(host));
     let service = with_connection(app, peer, caller).map_request(
         move |mut req: axum::http::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(tunnel.clone());
             as_https(&mut req, authority.as_ref());
             req
         },
@@ -363,36 +365,50 @@ where
         .await
 }
 
+/// The host a TLS tunnel was opened to, on each request inside it.
+#[derive(Clone)]
+struct TunnelHost(Arc<str>);
+
 /// A request inside a tunnel is for the host the tunnel (and its TLS handshake) named:
 /// one whose `Host` or HTTP/2 authority names another is a 421 (RFC 9110 §15.5.20), never
-/// routed by that header to a service the handshake did not name.
-async fn for_the_tunnel_host(
-    State(tunnel): State<Arc<str>>,
-    req: Request,
-    next: axum::middleware::Next,
-) -> Response<Body> {
-    let host_of = |authority: &str| {
-        Authority::try_from(authority)
-            .map(|a| a.host().to_owned())
-            .unwrap_or_else(|_| authority.to_owned())
+/// routed by that header to a service the handshake did not name. A request outside a
+/// tunnel carries no [`TunnelHost`] and passes.
+async fn for_the_tunnel_host(req: Request, next: axum::middleware::Next) -> Response<Body> {
+    let Some(TunnelHost(tunnel)) = req.extensions().get::<TunnelHost>() else {
+        return next.run(req).await;
     };
     let named = [
-        req.uri().host().map(str::to_owned),
+        req.uri().host(),
         req.headers()
             .get(header::HOST)
-            .map(|h| host_of(&String::from_utf8_lossy(h.as_bytes()))),
+            .map(|h| host_part(h.to_str().unwrap_or("\u{fffd}"))),
     ];
-    for other in named.into_iter().flatten() {
-        if !other.eq_ignore_ascii_case(&tunnel) {
-            return refuse(
-                StatusCode::MISDIRECTED_REQUEST,
-                &format!(
-                    "this connection was opened to {tunnel}; a request for {other} needs its own CONNECT"
-                ),
-            );
-        }
+    if let Some(other) = named
+        .into_iter()
+        .flatten()
+        .find(|other| !other.eq_ignore_ascii_case(tunnel))
+    {
+        return refuse(
+            StatusCode::MISDIRECTED_REQUEST,
+            &format!(
+                "this connection was opened to {tunnel}; a request for {other} needs its own CONNECT"
+            ),
+        );
     }
     next.run(req).await
+}
+
+/// The host of a `Host` header's `HOST[:PORT]` (`[v6]:PORT` too), without copying it.
+fn host_part(authority: &str) -> &str {
+    if authority.starts_with('[') {
+        return authority
+            .find(']')
+            .map_or(authority, |end| &authority[..=end]);
+    }
+    match authority.rsplit_once(':') {
+        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+        _ => authority,
+    }
 }
 
 /// An HTTP/1 request inside a tunnel, written as HTTP/2 writes it: `https://HOST/path`, so

@@ -63,7 +63,7 @@ fn surface(path: &str) -> Option<&'static str> {
         "/v1/token" => Some("sts"),
         "/tokeninfo" | "/oauth2/v3/tokeninfo" => Some("tokeninfo"),
         p if p.starts_with("/apis/serving.knative.dev/") => Some("admin"),
-        p if p.starts_with("/v1/projects/") && service_accounts::is_credentials_method(p) => {
+        p if p.starts_with("/v1/projects/") && iamcredentials::is_method(p) => {
             Some("iamcredentials")
         }
         p if p.starts_with("/v1/projects/") => Some("admin"),

@@ -355,6 +355,14 @@ impl fmt::Display for Principal {
 }
 
 impl Principal {
+    /// The email of an account or user; a federated identity's `principal://…` member.
+    pub fn id(&self) -> &str {
+        match self {
+            Principal::ServiceAccount(e) | Principal::User(e) => e,
+            Principal::Federated { subject, .. } => subject,
+        }
+    }
+
     fn email(&self) -> Option<&str> {
         match self {
             Principal::ServiceAccount(e) | Principal::User(e) => Some(e),

@@ -49,6 +49,9 @@ pub async fn serve(
         services: BTreeMap::new(),
         ..bound.addresses()
     };
+    // Connected before any listener serves: an Admin API change always goes through this
+    // loop (new listeners bound, commands started), never around it.
+    let mut changes = live.get().changes().connect();
     let google = crate::google::app(live.clone());
     tasks.spawn(serve_one(bound.google, google, stop_rx.clone()));
     let frontdoor = crate::frontdoor::app(live.clone(), None);
@@ -61,7 +64,6 @@ pub async fn serve(
     publish(&state, &shared, &services);
 
     let mut watcher = reload::Watcher::new(state.config().file.clone(), state.reloads().clone());
-    let mut changes = state.changes().connect();
     let layer_file = state.state_dir().path().join(crate::config::layer::FILE);
     drop(state);
     let mut shutdown = std::pin::pin!(shutdown);

@@ -492,6 +492,24 @@ async fn bad_admin_requests_get_googles_errors_and_lose_nothing() {
         body["error"]["message"].as_str().unwrap().contains("32768"),
         "{body}"
     );
+    // A document that, kept in the layer, would pass what frontdoor reads back.
+    let mut deep = json!(vec![0; 100_000]);
+    for _ in 0..100 {
+        deep = json!([deep]);
+    }
+    let (status, body) = send(with(&|d| d["spec"]["padding"] = deep.clone())).await;
+    assert_eq!(
+        (status, body["error"]["status"].as_str()),
+        (400, Some("INVALID_ARGUMENT")),
+        "{body}"
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("frontdoor reads back"),
+        "{body}"
+    );
     let (status, body) = send(with(&|d| d["metadata"]["name"] = "other".into())).await;
     assert_eq!(status, 400, "{body}");
     assert!(
@@ -515,13 +533,32 @@ async fn bad_admin_requests_get_googles_errors_and_lose_nothing() {
     );
     let (status, _) = send(client.put(service_url("search")).body("not json")).await;
     assert_eq!(status, 400);
+    // An account the file does not declare: refused when resolved, as the change's own
+    // fault (the field named), not blamed on a file in the state directory.
+    let (status, body) = send(with(&|d| {
+        d["spec"]["template"]["spec"]["serviceAccountName"] = sa("ghost").into()
+    }))
+    .await;
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert_eq!(
+        (status, body["error"]["status"].as_str()),
+        (400, Some("INVALID_ARGUMENT")),
+        "{body}"
+    );
+    assert!(
+        message.contains("service_account")
+            && message.contains(&sa("ghost"))
+            && !message.contains("changes.json"),
+        "{body}"
+    );
     // None of it changed the service: the start's audiences, and the document, revision
     // and all, as it was before the bad replaces.
-    let search = emu.state.config().service("search").unwrap().clone();
+    // (The file's value, written out: comparing with the state in force would pass
+    // whatever a bad replace had put in force.)
     let (_, after) = send(client.get(service_url("search"))).await;
     assert_eq!(
         after["metadata"]["annotations"]["run.googleapis.com/custom-audiences"],
-        serde_json::to_string(&search.custom_audiences).unwrap()
+        r#"["https://search.example.com"]"#
     );
     for part in ["spec", "status"] {
         let (mut a, mut d) = (after[part].clone(), doc[part].clone());
@@ -540,6 +577,27 @@ async fn bad_admin_requests_get_googles_errors_and_lose_nothing() {
     assert_eq!(
         after["metadata"]["annotations"],
         doc["metadata"]["annotations"]
+    );
+    // A file that no longer resolves (the watcher keeps the configuration in force) takes
+    // no change until it is fixed, and says so.
+    emu.rewrite_config(&format!("{}bogus: 1\n", yaml()));
+    let (status, body) = send(set(
+        json!(["user:alice@example.com"]),
+        "roles/run.invoker",
+        "",
+    ))
+    .await;
+    assert_eq!(
+        (status, body["error"]["status"].as_str()),
+        (400, Some("FAILED_PRECONDITION")),
+        "{body}"
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("does not resolve"),
+        "{body}"
     );
     // No token: 401 in Google's shape, before anything is looked up (an unknown service
     // is a 401 too, not a 404 naming the ones that exist).

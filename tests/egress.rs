@@ -173,10 +173,15 @@ async fn curl_reaches_services_and_the_metadata_server_at_their_real_urls() {
         true,
         &[
             "--http2",
+            // The version before the code: `--http2` only asks, and curl falls back to
+            // HTTP/1.1 silently when the handshake does not choose h2.
+            "-w",
+            "\n%{http_version}\n%{http_code}",
             "https://oauth2.googleapis.com/tokeninfo?id_token=garbage",
         ],
     ));
     assert_eq!(code, "400", "{body}");
+    assert!(body.ends_with("\n2"), "not HTTP/2: {body}");
     let logged = emu.decisions().await;
     let tokeninfo = logged
         .iter()

@@ -136,8 +136,8 @@ fn expected(name: &str) -> &'static [&'static str] {
             "service account login@demo-project.iam.gserviceaccount.com: IAM policy → service_accounts[0].iam_policy",
             "service search: iam_policy → services[2]",
             "service search: custom audiences, Knative document: kept in changes.json",
-            // grep -c: the binding is in the file now
-            "1\n",
+            // the binding is in the file now
+            "Token Creator bindings in services.yaml: 1\n",
             "binding removed: 403",
             "changed through the Admin APIs",
             "service search: service account, custom audiences",

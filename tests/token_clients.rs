@@ -183,12 +183,11 @@ async fn workload_identity_federation_with_python_google_auth() {
         );
         std::fs::write(&token_file, &subject).unwrap();
         let env = env_with(&emu, false, home.path(), &config_file);
-        let run = Command::new(python())
-            .arg(repo().join("tests/python/token_clients.py"))
+        let run = &mut Command::new(python());
+        run.arg(repo().join("tests/python/token_clients.py"))
             .args(["identity-pool", &aud, &generate])
-            .envs(borrowed(&env))
-            .output()
-            .unwrap();
+            .envs(borrowed(&env));
+        let run = bounded_output(run);
         if allowed {
             assert!(
                 run.status.success(),
@@ -294,7 +293,15 @@ echo $ID_TOKEN
         account = sa("target"),
         aud = emu.url_of("api"),
     );
-    let token = succeed(Command::new("bash").arg("-c").arg(&script));
+    // Only PATH from this process: a proxy variable here would take the recipe's loopback
+    // requests elsewhere.
+    let token = succeed(
+        Command::new("bash")
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap())
+            .arg("-c")
+            .arg(&script),
+    );
     let token = token.trim();
     // Without includeEmail the token has no email; its sub names the account.
     let claims =

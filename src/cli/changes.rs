@@ -23,7 +23,7 @@ pub(super) fn fold(args: &ConfigArgs) -> anyhow::Result<()> {
     let file = &config.file;
     let text = String::from_utf8(config::read_capped(file)?)
         .with_context(|| format!("{} is not UTF-8", file.display()))?;
-    let folded = config::fold::fold(&text, file, &layer)?;
+    let folded = config::fold::fold(&text, file, &layer, &config)?;
     if folded.text == text && folded.rest == layer {
         say(&format!(
             "nothing could be folded into {}:\n{}",
@@ -47,7 +47,14 @@ pub(super) fn fold(args: &ConfigArgs) -> anyhow::Result<()> {
         std::fs::remove_file(&layer_file)
             .with_context(|| format!("cannot remove {}", layer_file.display()))?;
     } else {
-        state_dir.write_file(config::layer::FILE, folded.rest.to_json().as_bytes())?;
+        state_dir.write_file(
+            config::layer::FILE,
+            folded
+                .rest
+                .to_json()
+                .map_err(anyhow::Error::msg)?
+                .as_bytes(),
+        )?;
     }
     let mut out = format!(
         "folded into {}:\n{}",

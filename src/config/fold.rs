@@ -22,14 +22,14 @@ pub struct Folded {
     pub report: Vec<String>,
 }
 
-/// `text` (the configuration file `file`) with `layer` written into it.
-pub fn fold(text: &str, file: &Path, layer: &Layer) -> Result<Folded, ConfigError> {
+/// `text` (the configuration file `file`) with `layer` written into it; `want` is the
+/// configuration they resolve to together (the one in force).
+pub fn fold(text: &str, file: &Path, layer: &Layer, want: &Config) -> Result<Folded, ConfigError> {
     let refuse = |reason: String| ConfigError::Invalid {
         file: file.to_owned(),
         path: "(top level)".into(),
         reason,
     };
-    let want = parse_layered(text, file, layer)?;
     let doc = Document::from_str(text)
         .map_err(|e| refuse(format!("cannot edit the file in place: {e}")))?;
     let root = doc
@@ -102,57 +102,26 @@ pub fn fold(text: &str, file: &Path, layer: &Layer) -> Result<Folded, ConfigErro
         let plain = plain.as_ref().and_then(|c| c.service(name));
         let change = &without_redundant(change, plain, &want.services[i]);
         let kept = fold_service(entry, change);
-        let mut folded = Vec::new();
-        let mut note = |set: bool, what: &str| {
-            if set {
-                folded.push(what.to_owned());
-            }
-        };
-        note(
-            change.service_account.is_some() && kept.service_account.is_none(),
-            "service_account",
-        );
-        note(
-            change.custom_audiences.is_some() && kept.custom_audiences.is_none(),
-            "custom_audiences",
-        );
-        note(
-            change.ingress.is_some() && kept.ingress.is_none(),
-            "ingress",
-        );
-        note(
-            change.invoker_iam_disabled.is_some() && kept.invoker_iam_disabled.is_none(),
-            "invoker_iam_disabled",
-        );
-        note(
-            change.timeout_seconds.is_some() && kept.timeout_seconds.is_none(),
-            "timeout",
-        );
-        note(change.tags.is_some() && kept.tags.is_none(), "tags");
-        note(change.iam_policy.is_some(), "iam_policy");
+        let unfolded = kept.fields();
+        let folded: Vec<&str> = change
+            .fields()
+            .into_iter()
+            .filter(|f| f.0 != "knative" && !unfolded.contains(f))
+            .map(|(key, _)| key)
+            .collect();
         if !folded.is_empty() {
             report.push(format!(
                 "service {name}: {} → services[{i}]",
                 folded.join(", ")
             ));
         }
-        if kept != ServiceChange::default() {
-            let only_document = kept
-                == ServiceChange {
-                    knative: kept.knative.clone(),
-                    ..ServiceChange::default()
-                };
-            let why = if only_document {
+        if !unfolded.is_empty() {
+            let why = if unfolded.iter().all(|f| f.0 == "knative") {
                 "the Knative document gcloud sent, which `describe` shows; it sets nothing frontdoor obeys"
             } else {
                 "the entry names a Knative file, which gives those fields and which fold does not rewrite"
             };
-            let line = Layer {
-                services: [(name.clone(), kept.clone())].into(),
-                ..Layer::default()
-            }
-            .summary()
-            .remove(0);
+            let line = format!("service {name}: {}", kept.words());
             report.push(format!("{line}: kept in {} ({why})", super::layer::FILE));
             rest.services.insert(name.clone(), kept);
         }
@@ -160,7 +129,7 @@ pub fn fold(text: &str, file: &Path, layer: &Layer) -> Result<Folded, ConfigErro
 
     let text = doc.to_string();
     let got = parse_layered(&text, file, &rest)?;
-    if let Some(what) = first_difference(&want, &got) {
+    if let Some(what) = first_difference(want, &got) {
         return Err(refuse(format!(
             "folding would change {what}, so nothing was written; please report this"
         )));
@@ -172,22 +141,14 @@ pub fn fold(text: &str, file: &Path, layer: &Layer) -> Result<Folded, ConfigErro
 /// file takes only its IAM policy: the Knative file gives the other fields, and one given
 /// in both places is refused.
 fn fold_service(entry: &Mapping, change: &ServiceChange) -> ServiceChange {
-    let mut kept = ServiceChange {
-        knative: change.knative.clone(),
-        ..ServiceChange::default()
-    };
     if let Some(policy) = &change.iam_policy {
         entry.set("iam_policy", policy_yaml(policy));
     }
     if entry.contains_key("knative") {
-        kept.iam_policy = None;
-        kept.service_account = change.service_account.clone();
-        kept.custom_audiences = change.custom_audiences.clone();
-        kept.ingress = change.ingress.clone();
-        kept.invoker_iam_disabled = change.invoker_iam_disabled;
-        kept.timeout_seconds = change.timeout_seconds;
-        kept.tags = change.tags.clone();
-        return kept;
+        return ServiceChange {
+            iam_policy: None,
+            ..change.clone()
+        };
     }
     if let Some(account) = &change.service_account {
         entry.set("service_account", account.as_str());
@@ -207,7 +168,10 @@ fn fold_service(entry: &Mapping, change: &ServiceChange) -> ServiceChange {
     if let Some(tags) = &change.tags {
         entry.set("tags", strings(tags));
     }
-    kept
+    ServiceChange {
+        knative: change.knative.clone(),
+        ..ServiceChange::default()
+    }
 }
 
 /// `change` without the fields `plain` (the service as the file alone gives it) already

@@ -59,6 +59,44 @@ pub struct ServiceChange {
     pub knative: Option<serde_json::Value>,
 }
 
+impl ServiceChange {
+    /// The fields this change sets: each as `services.yaml` names it, and in words.
+    pub fn fields(&self) -> Vec<(&'static str, &'static str)> {
+        [
+            (
+                self.service_account.is_some(),
+                "service_account",
+                "service account",
+            ),
+            (
+                self.custom_audiences.is_some(),
+                "custom_audiences",
+                "custom audiences",
+            ),
+            (self.ingress.is_some(), "ingress", "ingress"),
+            (
+                self.invoker_iam_disabled.is_some(),
+                "invoker_iam_disabled",
+                "invoker IAM check",
+            ),
+            (self.timeout_seconds.is_some(), "timeout", "timeout"),
+            (self.tags.is_some(), "tags", "tags"),
+            (self.iam_policy.is_some(), "iam_policy", "IAM policy"),
+            (self.knative.is_some(), "knative", "Knative document"),
+        ]
+        .into_iter()
+        .filter(|(set, ..)| *set)
+        .map(|(_, key, words)| (key, words))
+        .collect()
+    }
+
+    /// The fields set, in words: `custom audiences, IAM policy`.
+    pub fn words(&self) -> String {
+        let words: Vec<&str> = self.fields().into_iter().map(|(_, w)| w).collect();
+        words.join(", ")
+    }
+}
+
 /// A policy as the layer writes it: roles and members as text, checked when resolved.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -122,10 +160,20 @@ impl Layer {
         })
     }
 
-    pub fn to_json(&self) -> String {
-        let mut text = serde_json::to_string_pretty(self).unwrap_or_default();
-        text.push('\n');
-        text
+    /// The layer as `changes.json` holds it, if that is no larger than frontdoor reads
+    /// back ([`super::MAX_CONFIG_BYTES`]): otherwise every later read of the layer would
+    /// fail. Written into a capped buffer, so a huge layer is refused, not built.
+    pub fn to_json(&self) -> Result<String, String> {
+        let cap = usize::try_from(super::MAX_CONFIG_BYTES).unwrap_or(usize::MAX);
+        let mut out = Capped(Vec::new(), cap);
+        if serde_json::to_writer_pretty(&mut out, self).is_err() {
+            return Err(format!(
+                "the changes would make {FILE} larger than the {cap} bytes frontdoor reads back"
+            ));
+        }
+        out.0.push(b'\n');
+        // serde_json writes UTF-8.
+        String::from_utf8(out.0).map_err(|e| e.to_string())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -136,21 +184,7 @@ impl Layer {
     pub fn summary(&self) -> Vec<String> {
         let mut lines = Vec::new();
         for (name, change) in &self.services {
-            let mut fields = Vec::new();
-            let mut note = |set: bool, what: &str| {
-                if set {
-                    fields.push(what.to_owned());
-                }
-            };
-            note(change.service_account.is_some(), "service account");
-            note(change.custom_audiences.is_some(), "custom audiences");
-            note(change.ingress.is_some(), "ingress");
-            note(change.invoker_iam_disabled.is_some(), "invoker IAM check");
-            note(change.timeout_seconds.is_some(), "timeout");
-            note(change.tags.is_some(), "tags");
-            note(change.iam_policy.is_some(), "IAM policy");
-            note(change.knative.is_some(), "Knative document");
-            lines.push(format!("service {name}: {}", fields.join(", ")));
+            lines.push(format!("service {name}: {}", change.words()));
         }
         if self.project_policy.is_some() {
             lines.push("project: IAM policy".to_owned());
@@ -186,4 +220,21 @@ pub(super) fn apply(mut entry: RawService, change: Option<&ServiceChange>) -> Ra
         entry.iam_policy = Some(policy.raw());
     }
     entry
+}
+
+/// A writer that refuses to grow past its cap.
+struct Capped(Vec<u8>, usize);
+
+impl std::io::Write for Capped {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        if self.0.len() + bytes.len() > self.1 {
+            return Err(std::io::Error::other("over the cap"));
+        }
+        self.0.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawConfig {
     pub(crate) project: RawProject,
@@ -34,7 +34,7 @@ pub(crate) struct RawConfig {
 }
 
 /// What the egress proxy lets through beside the hosts frontdoor emulates.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawEgress {
     /// Hosts tunnelled untouched (`CONNECT` only).
@@ -42,7 +42,7 @@ pub(crate) struct RawEgress {
     pub(crate) passthrough: Vec<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawPool {
     pub(crate) name: String,
@@ -50,7 +50,7 @@ pub(crate) struct RawPool {
     pub(crate) providers: Vec<RawProvider>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawProvider {
     pub(crate) name: String,
@@ -63,7 +63,7 @@ pub(crate) struct RawProvider {
     pub(crate) attribute_mapping: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawProject {
     pub(crate) id: String,
@@ -72,7 +72,7 @@ pub(crate) struct RawProject {
 }
 
 /// YAML reads `123456789012` as a number and `"123456789012"` as a string; take either.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 pub(crate) enum StringOrNumber {
     String(String),
@@ -88,7 +88,7 @@ impl StringOrNumber {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawListen {
     pub(crate) frontdoor: Option<String>,
@@ -96,7 +96,7 @@ pub(crate) struct RawListen {
     pub(crate) metadata: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawServiceAccount {
     pub(crate) email: String,
@@ -105,7 +105,7 @@ pub(crate) struct RawServiceAccount {
     pub(crate) iam_policy: Option<RawPolicy>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawGroup {
     pub(crate) email: String,
@@ -113,14 +113,14 @@ pub(crate) struct RawGroup {
     pub(crate) members: Vec<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawPolicy {
     #[serde(default)]
     pub(crate) bindings: Vec<RawBinding>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawBinding {
     pub(crate) role: String,
@@ -128,7 +128,7 @@ pub(crate) struct RawBinding {
     pub(crate) members: Vec<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawService {
     pub(crate) name: Option<String>,
@@ -158,7 +158,7 @@ pub(crate) struct RawService {
 
 /// The parts of a Knative `Service` document that Cloud Run's authentication depends on.
 /// An export carries much more; everything else is ignored, as `gcloud` would keep it.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct KnativeService {
     pub(crate) api_version: String,
@@ -168,14 +168,14 @@ pub(crate) struct KnativeService {
     pub(crate) spec: KnativeSpec,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 pub(crate) struct KnativeMetadata {
     pub(crate) name: Option<String>,
     #[serde(default)]
     pub(crate) annotations: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 pub(crate) struct KnativeSpec {
     #[serde(default)]
     pub(crate) template: KnativeTemplate,
@@ -183,20 +183,20 @@ pub(crate) struct KnativeSpec {
     pub(crate) traffic: Vec<KnativeTraffic>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 pub(crate) struct KnativeTemplate {
     #[serde(default)]
     pub(crate) spec: KnativeTemplateSpec,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct KnativeTemplateSpec {
     pub(crate) service_account_name: Option<String>,
     pub(crate) timeout_seconds: Option<u64>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 pub(crate) struct KnativeTraffic {
     pub(crate) tag: Option<String>,
 }

@@ -725,7 +725,7 @@ fn fold_writes_the_layer_into_the_file_and_keeps_the_rest() {
         layer.account_policies.insert(email.into(), creator.clone());
     }
     let want = parse_layered(&text, file, &layer).unwrap();
-    let folded = fold::fold(&text, file, &layer).unwrap();
+    let folded = fold::fold(&text, file, &layer, &want).unwrap();
     assert!(
         folded.text.starts_with("# The team's file.\n")
             && folded.text.contains("  # A trailing comment.\n"),
@@ -769,7 +769,8 @@ fn fold_leaves_a_knative_services_fields_in_the_layer() {
             ..Default::default()
         },
     );
-    let folded = fold::fold(&text, &file, &layer).unwrap();
+    let want = parse_layered(&text, &file, &layer).unwrap();
+    let folded = fold::fold(&text, &file, &layer, &want).unwrap();
     let alone = parse(&folded.text, &file).unwrap();
     let search = alone.service("search").unwrap();
     assert_eq!(
@@ -786,4 +787,33 @@ fn fold_leaves_a_knative_services_fields_in_the_layer() {
         Some(&["https://new.example.com".to_owned()][..])
     );
     assert!(folded.rest.services["search"].iam_policy.is_none());
+}
+
+/// `changes.json` is never written larger than frontdoor reads back: a document nested
+/// deep enough that indenting it passes the limit is refused, not written (every later
+/// read of the layer would fail).
+#[test]
+fn a_layer_too_large_to_read_back_is_refused() {
+    let mut deep = serde_json::json!(vec![0; 100_000]);
+    for _ in 0..100 {
+        deep = serde_json::json!([deep]);
+    }
+    let mut layer = Layer::default();
+    layer.services.insert(
+        "search".into(),
+        layer::ServiceChange {
+            knative: Some(deep),
+            ..Default::default()
+        },
+    );
+    let e = layer.to_json().unwrap_err();
+    assert!(
+        e.contains("changes.json") && e.contains(&MAX_CONFIG_BYTES.to_string()),
+        "{e}"
+    );
+    layer.services.get_mut("search").unwrap().knative =
+        Some(serde_json::json!({"kind": "Service"}));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(layer::FILE), layer.to_json().unwrap()).unwrap();
+    assert_eq!(Layer::read(dir.path()).unwrap(), layer);
 }

@@ -13,19 +13,54 @@ use crate::decisions::Explanation;
 use crate::iam::{self, Principal, Scope};
 use crate::state::{AppState, Live};
 
-/// The caller, if it holds `permission` through a binding in `scopes` (the resource first,
-/// then the project); otherwise Google's PERMISSION_DENIED with IAM's reason for the log.
+/// The caller, if it holds `permission` on the project, and `project` is the one frontdoor
+/// emulates; otherwise Google's PERMISSION_DENIED (IAM's reason for the log) or NOT_FOUND.
 /// `explained` is told who asked and why the answer is what it is.
-pub(super) fn authorize(
+pub(super) fn authorized_project(
     state: &AppState,
     headers: &HeaderMap,
+    project: &str,
     permission: &'static str,
-    scopes: &[Scope<'_>],
     explained: &mut Explanation,
 ) -> Result<Principal, ApiError> {
     let who = authenticate(state, headers, explained)?;
-    permit(state, &who, permission, scopes, explained)?;
+    permit(state, &who, permission, &[project_scope(state)], explained)?;
+    check_project(state, project)?;
     Ok(who)
+}
+
+/// The caller and the resource `find` looks up (with its IAM scope), once the caller —
+/// authenticated first, so that a caller with no credential learns nothing of what exists
+/// — holds `permission` on it or on the project. Every Admin API method on one resource
+/// starts so.
+pub(super) fn authorized_as<'a, T>(
+    state: &'a AppState,
+    headers: &HeaderMap,
+    permission: &'static str,
+    explained: &mut Explanation,
+    find: impl FnOnce() -> Result<(&'a T, Scope<'a>), ApiError>,
+) -> Result<(Principal, &'a T), ApiError> {
+    let who = authenticate(state, headers, explained)?;
+    let (resource, scope) = find()?;
+    permit(
+        state,
+        &who,
+        permission,
+        &[scope, project_scope(state)],
+        explained,
+    )?;
+    Ok((who, resource))
+}
+
+/// [`authorized_as`], for the resource alone.
+pub(super) fn authorized<'a, T>(
+    state: &'a AppState,
+    headers: &HeaderMap,
+    permission: &'static str,
+    explained: &mut Explanation,
+    find: impl FnOnce() -> Result<(&'a T, Scope<'a>), ApiError>,
+) -> Result<&'a T, ApiError> {
+    authorized_as(state, headers, permission, explained, find).map(|(_, resource)| resource)
 }
 
 /// Whether `who` holds `permission` through a binding in `scopes`: [`authorize`] for a
@@ -51,9 +86,17 @@ pub(super) fn permit(
 }
 
 /// Every Admin API answer passes here: the decision log hears who asked and why.
-pub(super) fn answer(result: Result<Value, ApiError>, mut explained: Explanation) -> Response {
+pub(super) fn answer(result: Result<Value, ApiError>, explained: Explanation) -> Response {
+    respond(
+        result.map(|body| (StatusCode::OK, axum::Json(body)).into_response()),
+        explained,
+    )
+}
+
+/// [`answer`] for a handler that makes its own response (IAM Credentials').
+pub(super) fn respond(result: Result<Response, ApiError>, mut explained: Explanation) -> Response {
     let mut response = match result {
-        Ok(body) => (StatusCode::OK, axum::Json(body)).into_response(),
+        Ok(response) => response,
         Err(e) => {
             // The error says why; a permission granted before it is not the reason.
             explained.reason = None;
@@ -141,45 +184,44 @@ pub(super) async fn change(
     .map_err(ApiError::Internal)?;
     let mut after = before.clone();
     edit(&mut after, &state)?;
+    let after_text = after.to_json().map_err(ApiError::InvalidArgument)?;
 
-    // Resolved as the watcher would resolve the file now. When that fails, resolving
-    // without the change tells whose fault it is: a file that does not resolve either way is
-    // not this request's, and says so.
+    // Resolved as the watcher would resolve the file now. Refused with the layer only (the
+    // file resolves alone): this request's change is the cause, or an older change the
+    // file no longer fits; refused without it too: the file's fault, said so.
     let config = blocking({
-        let (file, before, after) = (file.clone(), before.clone(), after.clone());
+        let (file, after) = (file.clone(), after.clone());
         move || {
-            crate::config::load_layered(&file, &after).map_err(|e| {
-                match (crate::config::load_layered(&file, &before), e) {
-                    (Err(e), _) => ApiError::FailedPrecondition(format!(
-                        "the configuration file does not resolve, so no change can be made until it is fixed: {e}"
-                    )),
-                    // The field and the reason, not a path on the server's disk.
-                    (Ok(_), ConfigError::Invalid { path, reason, .. }) => {
-                        ApiError::InvalidArgument(format!("{path}: {reason}"))
-                    }
-                    (Ok(_), e) => ApiError::Internal(e.to_string()),
+            crate::config::load_layered(&file, &after).map_err(|e| match e {
+                // The field and the reason, not a path on the server's disk.
+                ConfigError::FromLayer { path, reason, .. } => {
+                    ApiError::InvalidArgument(format!("{path}: {reason}"))
                 }
+                e => ApiError::FailedPrecondition(format!(
+                    "the configuration file does not resolve, so no change can be made until it is fixed: {e}"
+                )),
             })
         }
     })
     .await??;
 
-    let write = |layer: &Layer| {
-        dir.write_file(crate::config::layer::FILE, layer.to_json().as_bytes())
+    let write = |text: &str| {
+        dir.write_file(crate::config::layer::FILE, text.as_bytes())
             .map_err(|e| ApiError::Internal(format!("cannot keep the change: {e}")))
     };
-    write(&after)?;
-    let applied = match state.changes().apply(config.clone()).await {
-        Some(result) => result,
-        None => {
+    write(&after_text)?;
+    let applied = match state.changes().apply(config).await {
+        Ok(result) => result,
+        Err(config) => {
             // No server loop (an embedder serving the router alone): swap it in here.
-            let next = state.reconfigured(config);
+            let next = state.reconfigured(*config);
             live.set(next.clone());
             Ok(next.generation())
         }
     };
     if let Err(why) = applied {
-        write(&before)?;
+        // It was read back, so it fits.
+        write(&before.to_json().map_err(ApiError::Internal)?)?;
         return Err(ApiError::FailedPrecondition(format!(
             "the change could not be put in force, and was not kept: {why}"
         )));

@@ -23,7 +23,7 @@ pub(super) fn caller(state: &AppState, headers: &HeaderMap) -> Result<Principal,
         return state
             .access_tokens()
             .lookup(token, state.now())
-            .map(|grant| grant.principal.clone())
+            .map(|grant| grant.principal)
             .ok_or_else(|| {
                 ApiError::Unauthenticated(
                     "the access token is unknown to this frontdoor or has expired".into(),

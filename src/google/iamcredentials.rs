@@ -79,38 +79,42 @@ fn body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         .map_err(|e| ApiError::InvalidArgument(format!("Invalid JSON payload received. {e}")))
 }
 
-/// `POST /v1/projects/-/serviceAccounts/TARGET` with TARGET `NAME:METHOD`, routed here by
-/// `service_accounts` (IAM's own account methods share the path).
+/// Each IAM Credentials method, and the permission it needs on the target account.
+pub(super) const METHODS: [(&str, &str); 4] = [
+    ("generateIdToken", iam::GET_OPENID_TOKEN),
+    ("generateAccessToken", iam::GET_ACCESS_TOKEN),
+    ("signJwt", iam::SIGN_JWT),
+    ("signBlob", iam::SIGN_BLOB),
+];
+
+/// The permission IAM Credentials' `method` needs; `None` for a method not its own.
+pub(super) fn permission_of(method: &str) -> Option<&'static str> {
+    METHODS.iter().find(|(m, _)| *m == method).map(|(_, p)| *p)
+}
+
+/// Whether `path` (`…/serviceAccounts/TARGET:METHOD`) calls an IAM Credentials method.
+pub(super) fn is_method(path: &str) -> bool {
+    path.rsplit_once(':')
+        .is_some_and(|(_, method)| permission_of(method).is_some())
+}
+
+/// `POST /v1/projects/-/serviceAccounts/NAME:METHOD` for one of [`METHODS`], which
+/// `service_accounts` routes here (IAM's own account methods share the path) with the
+/// permission `method` needs.
 pub(super) fn dispatch(
     state: AppState,
-    target: String,
+    name: &str,
+    method: &str,
+    permission: &'static str,
     headers: HeaderMap,
     bytes: Bytes,
 ) -> Response {
     // What the decision log is told, filled in as the request is understood.
-    let mut explained = Explanation::default();
+    let mut explained = Explanation {
+        target: Some(name.to_owned()),
+        ..Explanation::default()
+    };
     let result = (|| {
-        let Some((name, method)) = target.rsplit_once(':') else {
-            return Err(ApiError::NotFound(format!(
-                "no method in `{target}`; expected EMAIL:generateIdToken and the like"
-            )));
-        };
-        explained.target = Some(name.to_owned());
-        let permission = match method {
-            "generateIdToken" => iam::GET_OPENID_TOKEN,
-            "generateAccessToken" => iam::GET_ACCESS_TOKEN,
-            "signJwt" => iam::SIGN_JWT,
-            "signBlob" => iam::SIGN_BLOB,
-            other => {
-                return Err(ApiError::NotFound(format!(
-                    "unknown method `{other}`{}",
-                    crate::suggest::did_you_mean(
-                        other,
-                        super::service_accounts::CREDENTIALS_METHODS
-                    )
-                )));
-            }
-        };
         explained.permission = Some(permission);
         let who = caller(&state, &headers)?;
         explained.principal = Some(who.to_string());
@@ -127,28 +131,14 @@ pub(super) fn dispatch(
             _ => sign_blob(&state, &who, account, body(&bytes)?),
         }
     })();
-    match result {
-        Ok(mut response) => {
-            explained.attach(&mut response);
-            response
-        }
-        Err(e) => {
-            // The error's own reason stands; who asked and for what are added.
-            let mut response = e.into_response();
-            explained.reason = None;
-            explained.attach(&mut response);
-            response
-        }
-    }
+    super::admin::respond(result, explained)
 }
 
 /// `EMAIL`, a unique id, or `projects/-/serviceAccounts/EMAIL`.
 fn account<'s>(state: &'s AppState, name: &str) -> Result<&'s ServiceAccount, ApiError> {
-    let name = name.rsplit('/').next().unwrap_or(name);
     state
         .config()
-        .service_account(name)
-        .or_else(|| state.config().service_account_by_id(name))
+        .service_account_named(name)
         .ok_or_else(|| ApiError::NotFound(format!("Not found; Gaia id not found for email {name}")))
 }
 

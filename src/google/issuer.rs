@@ -76,11 +76,7 @@ async fn account_key(
     Path(email): Path<String>,
     form: fn(&SigningKey) -> Value,
 ) -> Response {
-    let Some(account) = state
-        .config()
-        .service_account(&email)
-        .or_else(|| state.config().service_account_by_id(&email))
-    else {
+    let Some(account) = state.config().service_account_named(&email) else {
         return ApiError::NotFound(format!(
             "service account `{email}` is not declared in the configuration"
         ))

@@ -11,7 +11,7 @@ use axum::response::Response;
 use axum::routing::get;
 use serde_json::json;
 
-use super::admin::{answer, authorize, check_project, project_scope, set_policy, split_method};
+use super::admin::{answer, authorized_project, set_policy, split_method};
 use super::policy;
 use crate::decisions::Explanation;
 use crate::iam;
@@ -28,14 +28,7 @@ async fn project(
 ) -> Response {
     let mut explained = Explanation::default();
     let result = (|| {
-        authorize(
-            &state,
-            &headers,
-            iam::PROJECT_GET,
-            &[project_scope(&state)],
-            &mut explained,
-        )?;
-        check_project(&state, &project)?;
+        authorized_project(&state, &headers, &project, iam::PROJECT_GET, &mut explained)?;
         let p = &state.config().project;
         Ok(json!({
             "projectNumber": p.number,
@@ -66,14 +59,7 @@ async fn policy_method(
         } else {
             iam::PROJECT_SET_IAM_POLICY
         };
-        authorize(
-            &state,
-            &headers,
-            permission,
-            &[project_scope(&state)],
-            &mut explained,
-        )?;
-        check_project(&state, project)?;
+        authorized_project(&state, &headers, project, permission, &mut explained)?;
         if method == "getIamPolicy" {
             return Ok(policy::render(&state.config().policy));
         }
@@ -84,9 +70,8 @@ async fn policy_method(
             |layer, sent| layer.project_policy = Some(sent),
         )
         .await?;
-        explained.reason = Some(format!(
-            "{} set the project's IAM policy: {}",
-            explained.principal.as_deref().unwrap_or("the caller"),
+        explained.did(format!(
+            "set the project's IAM policy: {}",
             next.config().policy.describe()
         ));
         Ok(policy::render(&next.config().policy))

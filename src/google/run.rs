@@ -15,14 +15,14 @@ use axum::routing::get;
 use serde_json::{Value, json};
 
 use super::admin::{
-    answer, authenticate, authorize, change, check_project, permit, project_scope, set_policy,
-    split_method,
+    answer, authenticate, authorized, authorized_as, authorized_project, change, check_project,
+    project_scope, set_policy, split_method,
 };
 use super::errors::ApiError;
 use super::policy;
 use crate::config::Service;
 use crate::decisions::Explanation;
-use crate::iam::{self, Scope};
+use crate::iam::{self, Principal, Scope};
 use crate::state::{AppState, Live};
 
 pub(super) fn routes() -> Router<Live> {
@@ -81,18 +81,12 @@ fn authorized_service<'a>(
     name: &str,
     permission: &'static str,
     explained: &mut Explanation,
-) -> Result<&'a Service, ApiError> {
-    let who = authenticate(state, headers, explained)?;
-    check_project(state, project)?;
-    let service = find_service(state, name)?;
-    permit(
-        state,
-        &who,
-        permission,
-        &[service_scope(service), project_scope(state)],
-        explained,
-    )?;
-    Ok(service)
+) -> Result<(Principal, &'a Service), ApiError> {
+    authorized_as(state, headers, permission, explained, || {
+        check_project(state, project)?;
+        let service = find_service(state, name)?;
+        Ok((service, service_scope(service)))
+    })
 }
 
 /// `gcloud run services list` with no region set lists every region (`locations/-`).
@@ -116,26 +110,14 @@ async fn list(
 ) -> Response {
     let mut explained = Explanation::default();
     let result = (|| {
-        authorize(
-            &state,
-            &headers,
-            iam::RUN_LIST,
-            &[project_scope(&state)],
-            &mut explained,
-        )?;
-        check_project(&state, &namespace)?;
+        authorized_project(&state, &headers, &namespace, iam::RUN_LIST, &mut explained)?;
         let items: Vec<Value> = state
             .config()
             .services
             .iter()
             .map(|s| knative::render(&state, s))
             .collect();
-        Ok(json!({
-            "apiVersion": knative::API_VERSION,
-            "kind": "ServiceList",
-            "metadata": {},
-            "items": items,
-        }))
+        Ok(knative::list("ServiceList", items))
     })();
     answer(result, explained)
 }
@@ -157,14 +139,7 @@ async fn revisions(
 ) -> Response {
     let mut explained = Explanation::default();
     let result = (|| {
-        authorize(
-            &state,
-            &headers,
-            iam::RUN_LIST,
-            &[project_scope(&state)],
-            &mut explained,
-        )?;
-        check_project(&state, &namespace)?;
+        authorized_project(&state, &headers, &namespace, iam::RUN_LIST, &mut explained)?;
         let wanted = knative::label_selector(query.label_selector.as_deref().unwrap_or(""))
             .map_err(ApiError::InvalidArgument)?;
         let items: Vec<Value> = state
@@ -174,12 +149,7 @@ async fn revisions(
             .map(|s| knative::render_revision(&state, s))
             .filter(|r| knative::has_labels(r, &wanted))
             .collect();
-        Ok(json!({
-            "apiVersion": knative::API_VERSION,
-            "kind": "RevisionList",
-            "metadata": {},
-            "items": items,
-        }))
+        Ok(knative::list("RevisionList", items))
     })();
     answer(result, explained)
 }
@@ -194,25 +164,20 @@ async fn revision(
         ..Explanation::default()
     };
     let result = (|| {
-        let who = authenticate(&state, &headers, &mut explained)?;
-        check_project(&state, &namespace)?;
-        let service = state
-            .config()
-            .services
-            .iter()
-            .find(|s| state.revision(&s.name) == Some(name.as_str()))
-            .ok_or_else(|| {
-                ApiError::NotFound(format!(
-                    "Resource 'namespaces/{namespace}/revisions/{name}' was not found: frontdoor keeps only each service's revision in force"
-                ))
-            })?;
-        permit(
-            &state,
-            &who,
-            iam::RUN_GET,
-            &[service_scope(service), project_scope(&state)],
-            &mut explained,
-        )?;
+        let service = authorized(&state, &headers, iam::RUN_GET, &mut explained, || {
+            check_project(&state, &namespace)?;
+            let service = state
+                .config()
+                .services
+                .iter()
+                .find(|s| state.revision(&s.name) == Some(name.as_str()))
+                .ok_or_else(|| {
+                    ApiError::NotFound(format!(
+                        "Resource 'namespaces/{namespace}/revisions/{name}' was not found: frontdoor keeps only each service's revision in force"
+                    ))
+                })?;
+            Ok((service, service_scope(service)))
+        })?;
         Ok(knative::render_revision(&state, service))
     })();
     answer(result, explained)
@@ -228,7 +193,7 @@ async fn describe(
         ..Explanation::default()
     };
     let result = (|| {
-        let service = authorized_service(
+        let (_, service) = authorized_service(
             &state,
             &headers,
             &namespace,
@@ -253,7 +218,7 @@ async fn replace(
     };
     let result = async {
         let state = live.get();
-        authorized_service(
+        let (who, _) = authorized_service(
             &state,
             &headers,
             &namespace,
@@ -265,8 +230,8 @@ async fn replace(
             .map_err(|e| ApiError::InvalidArgument(format!("the body is not JSON: {e}")))?;
         let mut sent =
             knative::read(state.config(), &name, doc).map_err(ApiError::InvalidArgument)?;
-        if let (Some(doc), Some(who)) = (sent.knative.as_mut(), explained.principal.as_deref()) {
-            knative::modified_by(doc, who);
+        if let Some(doc) = sent.knative.as_mut() {
+            knative::modified_by(doc, &who);
         }
         let next = change(&live, |layer, _| {
             let entry = layer.services.entry(name.clone()).or_default();
@@ -277,9 +242,8 @@ async fn replace(
         })
         .await?;
         let service = find_service(&next, &name)?;
-        explained.reason = Some(format!(
-            "{} replaced service `{name}`; revision {} is in force",
-            explained.principal.as_deref().unwrap_or("the caller"),
+        explained.did(format!(
+            "replaced service `{name}`; revision {} is in force",
             next.revision(&name).unwrap_or("?")
         ));
         Ok(knative::render(&next, service))
@@ -311,7 +275,7 @@ async fn get_policy(
         explained.target = Some(name.to_owned());
         check_region(&state, &region)?;
         options.check()?;
-        let service = authorized_service(
+        let (_, service) = authorized_service(
             &state,
             &headers,
             &project,
@@ -365,9 +329,8 @@ async fn set_or_test(
         )
         .await?;
         let service = find_service(&next, name)?;
-        explained.reason = Some(format!(
-            "{} set the IAM policy of service `{name}`: {}",
-            explained.principal.as_deref().unwrap_or("the caller"),
+        explained.did(format!(
+            "set the IAM policy of service `{name}`: {}",
             service.policy.describe()
         ));
         Ok(policy::render(&service.policy))

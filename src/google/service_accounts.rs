@@ -19,8 +19,9 @@ use base64::engine::general_purpose::STANDARD;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::admin::{answer, authenticate, authorize, check_project, permit, project_scope};
+use super::admin::{answer, authorized, authorized_project, check_project};
 use super::errors::ApiError;
+use super::iamcredentials;
 use super::policy;
 use crate::config::{Config, ServiceAccount};
 use crate::decisions::Explanation;
@@ -34,14 +35,6 @@ pub const MAX_KEYS_PER_ACCOUNT: usize = 10;
 
 /// What Google gives a user-managed key as its end: none.
 const NEVER: &str = "9999-12-31T23:59:59Z";
-
-/// The IAM Credentials methods, which share IAM's account paths.
-pub(super) const CREDENTIALS_METHODS: [&str; 4] = [
-    "generateIdToken",
-    "generateAccessToken",
-    "signJwt",
-    "signBlob",
-];
 
 pub(super) fn routes() -> Router<Live> {
     Router::new()
@@ -58,13 +51,6 @@ pub(super) fn routes() -> Router<Live> {
             "/v1/projects/{project}/serviceAccounts/{account}/keys/{key}",
             axum::routing::delete(delete_key),
         )
-}
-
-/// Whether a POST to `…/serviceAccounts/TARGET` is IAM Credentials' (for the decision log's
-/// surface).
-pub(super) fn is_credentials_method(path: &str) -> bool {
-    path.rsplit_once(':')
-        .is_some_and(|(_, method)| CREDENTIALS_METHODS.contains(&method))
 }
 
 /// The JSON key file of `key`, as `gcloud iam service-accounts keys create` writes it,
@@ -107,20 +93,16 @@ fn check_accounts_project(state: &AppState, project: &str) -> Result<(), ApiErro
 
 /// Account `name` (an email, a unique id, or `projects/P/serviceAccounts/EMAIL`).
 fn find_account<'a>(state: &'a AppState, name: &str) -> Result<&'a ServiceAccount, ApiError> {
-    let name = name.rsplit('/').next().unwrap_or(name);
     let config = state.config();
-    config
-        .service_account(name)
-        .or_else(|| config.service_account_by_id(name))
-        .ok_or_else(|| {
-            ApiError::NotFound(format!(
-                "Unknown service account `{name}`{}",
-                crate::suggest::did_you_mean(
-                    name,
-                    config.service_accounts.iter().map(|a| a.email.as_str())
-                )
-            ))
-        })
+    config.service_account_named(name).ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "Unknown service account `{name}`{}",
+            crate::suggest::did_you_mean(
+                name,
+                config.service_accounts.iter().map(|a| a.email.as_str())
+            )
+        ))
+    })
 }
 
 fn account_scope(account: &ServiceAccount) -> Scope<'_> {
@@ -141,18 +123,11 @@ fn authorized_account<'a>(
     permission: &'static str,
     explained: &mut Explanation,
 ) -> Result<&'a ServiceAccount, ApiError> {
-    let who = authenticate(state, headers, explained)?;
-    check_accounts_project(state, project)?;
-    let account = find_account(state, name)?;
-    explained.target = Some(format!("service account {}", account.email));
-    permit(
-        state,
-        &who,
-        permission,
-        &[account_scope(account), project_scope(state)],
-        explained,
-    )?;
-    Ok(account)
+    authorized(state, headers, permission, explained, || {
+        check_accounts_project(state, project)?;
+        let account = find_account(state, name)?;
+        Ok((account, account_scope(account)))
+    })
 }
 
 fn render(config: &Config, account: &ServiceAccount) -> Value {
@@ -180,14 +155,13 @@ async fn list(
         ..Explanation::default()
     };
     let result = (|| {
-        authorize(
+        authorized_project(
             &state,
             &headers,
+            &project,
             iam::ACCOUNT_LIST,
-            &[project_scope(&state)],
             &mut explained,
         )?;
-        check_project(&state, &project)?;
         let config = state.config();
         let accounts: Vec<Value> = config
             .service_accounts
@@ -229,22 +203,18 @@ async fn account_method(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if is_credentials_method(&target) {
-        return super::iamcredentials::dispatch(live.get(), target, headers, body);
-    }
     let mut explained = Explanation::default();
+    // Every method this path answers, for the did-you-mean.
+    let mut allowed = vec!["getIamPolicy", "setIamPolicy"];
+    allowed.extend(iamcredentials::METHODS.iter().map(|(m, _)| *m));
+    let (name, method) = match super::admin::split_method(&target, &allowed) {
+        Ok(split) => split,
+        Err(e) => return answer(Err(e), explained),
+    };
+    if let Some(permission) = iamcredentials::permission_of(method) {
+        return iamcredentials::dispatch(live.get(), name, method, permission, headers, body);
+    }
     let result = async {
-        // Every method this path answers, for the did-you-mean; IAM Credentials' were
-        // handed on above.
-        let allowed = [
-            "getIamPolicy",
-            "setIamPolicy",
-            CREDENTIALS_METHODS[0],
-            CREDENTIALS_METHODS[1],
-            CREDENTIALS_METHODS[2],
-            CREDENTIALS_METHODS[3],
-        ];
-        let (name, method) = super::admin::split_method(&target, &allowed)?;
         let state = live.get();
         if method == "getIamPolicy" {
             let Query(options) = options.map_err(|e| ApiError::InvalidArgument(e.body_text()))?;
@@ -279,9 +249,8 @@ async fn account_method(
         )
         .await?;
         let account = find_account(&next, &email)?;
-        explained.reason = Some(format!(
-            "{} set the IAM policy of service account {email}: {}",
-            explained.principal.as_deref().unwrap_or("the caller"),
+        explained.did(format!(
+            "set the IAM policy of service account {email}: {}",
             account.policy.describe()
         ));
         Ok(policy::render(&account.policy))
@@ -441,9 +410,8 @@ async fn create_key(
         out["privateKeyData"] = STANDARD
             .encode(serde_json::to_vec_pretty(&file).unwrap_or_default())
             .into();
-        explained.reason = Some(format!(
-            "{} made key {} of service account {}",
-            explained.principal.as_deref().unwrap_or("the caller"),
+        explained.did(format!(
+            "made key {} of service account {}",
             key.kid(),
             account.email
         ));
@@ -478,9 +446,8 @@ async fn delete_key(
                 key_name(state.config(), &account.email, &kid)
             )));
         }
-        explained.reason = Some(format!(
-            "{} deleted key {kid} of service account {}; assertions signed with it are refused from now on",
-            explained.principal.as_deref().unwrap_or("the caller"),
+        explained.did(format!(
+            "deleted key {kid} of service account {}; assertions signed with it are refused from now on",
             account.email
         ));
         Ok(json!({}))

@@ -85,13 +85,9 @@ impl StateDir {
 
     /// The public key `kid` of service account `email`, if it exists (was not deleted).
     pub fn account_key(&self, email: &str, kid: &str) -> Result<Option<PublicKey>, StoreError> {
-        // The key id comes from a JWT header: only a 40-hex name may touch the disk.
-        if kid.len() != 40 || !kid.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let Some(path) = self.account_key_path(email, kid) else {
             return Ok(None);
-        }
-        let path = self
-            .account_dir(email)
-            .join(format!("{}.pem", kid.to_ascii_lowercase()));
+        };
         match std::fs::read_to_string(&path) {
             Ok(text) => parse_public(&text, &path).map(Some),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -149,13 +145,9 @@ impl StateDir {
 
     /// Deletes key `kid` of account `email`; whether there was one.
     pub fn delete_key_of(&self, email: &str, kid: &str) -> Result<bool, StoreError> {
-        // The key id comes from a URL: only a 40-hex name may touch the disk.
-        if kid.len() != 40 || !kid.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let Some(path) = self.account_key_path(email, kid) else {
             return Ok(false);
-        }
-        let path = self
-            .account_dir(email)
-            .join(format!("{}.pem", kid.to_ascii_lowercase()));
+        };
         match std::fs::remove_file(&path) {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
@@ -199,6 +191,15 @@ impl StateDir {
         make: impl FnOnce() -> Result<String, StoreError>,
     ) -> Result<String, StoreError> {
         private_file(&self.path.join(rel), make)
+    }
+
+    /// Where key `kid` of `email` is kept, if `kid` has a key id's shape. Key ids come from
+    /// clients (a JWT header, a URL): only a 40-hex name may touch the disk.
+    fn account_key_path(&self, email: &str, kid: &str) -> Option<PathBuf> {
+        (kid.len() == 40 && kid.bytes().all(|b| b.is_ascii_hexdigit())).then(|| {
+            self.account_dir(email)
+                .join(format!("{}.pem", kid.to_ascii_lowercase()))
+        })
     }
 
     fn account_dir(&self, email: &str) -> PathBuf {

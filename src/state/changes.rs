@@ -36,15 +36,19 @@ impl Changes {
         rx
     }
 
-    /// Hands `config` to the server loop and waits for it to be in force; `None` when no
-    /// loop runs (the caller then swaps it in itself).
-    pub async fn apply(&self, config: Config) -> Option<Result<u64, String>> {
-        let inbox = self.loop_inbox.get()?;
+    /// Hands `config` to the server loop and waits for it to be in force: the generation,
+    /// or why it was refused (a loop that has ended refuses: frontdoor is stopping). With
+    /// no loop ever connected (an embedder serving the router alone), `config` comes back
+    /// for the caller to swap in itself.
+    pub async fn apply(&self, config: Config) -> Result<Result<u64, String>, Box<Config>> {
+        let Some(inbox) = self.loop_inbox.get() else {
+            return Err(Box::new(config));
+        };
+        let stopping = || Err("frontdoor is shutting down".to_owned());
         let (tx, rx) = oneshot::channel();
-        inbox.send((config, tx)).await.ok()?;
-        Some(
-            rx.await
-                .unwrap_or_else(|_| Err("frontdoor is shutting down".to_owned())),
-        )
+        if inbox.send((config, tx)).await.is_err() {
+            return Ok(stopping());
+        }
+        Ok(rx.await.unwrap_or_else(|_| stopping()))
     }
 }

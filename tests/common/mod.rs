@@ -327,9 +327,57 @@ pub fn python() -> PathBuf {
     installed(".venv/bin/python")
 }
 
+/// How long one client program (gcloud, a language client, a shell recipe) may run before
+/// the test fails: never a hang.
+pub const CLIENT_LIMIT: std::time::Duration = std::time::Duration::from_secs(180);
+
+/// `cmd`'s output, as `Command::output` gives it, within [`CLIENT_LIMIT`]: past it the
+/// program is killed and the test fails with what it had printed.
+pub fn bounded_output(cmd: &mut Command) -> std::process::Output {
+    use std::io::Read;
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+    // Drained as it runs, so a chatty program never blocks on a full pipe.
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes);
+            bytes
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().unwrap()));
+    let stderr = drain(Box::new(child.stderr.take().unwrap()));
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > CLIENT_LIMIT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{cmd:?} ran past {CLIENT_LIMIT:?} and was killed:\nstdout:\n{}\nstderr:\n{}",
+                String::from_utf8_lossy(&stdout.join().unwrap_or_default()),
+                String::from_utf8_lossy(&stderr.join().unwrap_or_default())
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    std::process::Output {
+        status,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    }
+}
+
 /// Runs `cmd`; returns its stdout, failing the test with its stderr on a non-zero exit.
 pub fn succeed(cmd: &mut Command) -> String {
-    let output = cmd.output().unwrap();
+    let output = bounded_output(cmd);
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -342,7 +390,7 @@ pub fn succeed(cmd: &mut Command) -> String {
 
 /// Runs `cmd`, which must fail with exit code 1; returns its stderr, which says why.
 pub fn fails(cmd: &mut Command) -> String {
-    let output = cmd.output().unwrap();
+    let output = bounded_output(cmd);
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     assert_eq!(output.status.code(), Some(1), "{cmd:?}: {stderr}");
     stderr

@@ -26,6 +26,11 @@ const SERVER_SET: [&str; 6] = [
     "namespace",
 ];
 
+/// A Knative list of `kind` (`ServiceList`, `RevisionList`).
+pub(super) fn list(kind: &str, items: Vec<Value>) -> Value {
+    json!({"apiVersion": API_VERSION, "kind": kind, "metadata": {}, "items": items})
+}
+
 /// `service` as `GET …/namespaces/NS/services/NAME` answers: the document last sent for it
 /// (if any), with every field frontdoor honours written from the configuration in force,
 /// and the `status` gcloud waits on.
@@ -341,11 +346,10 @@ pub(super) fn read(config: &Config, name: &str, mut doc: Value) -> Result<Servic
     })
 }
 
-/// Records who sent `doc` (an email, as Cloud Run's `lastModifier` annotation has it).
-pub(super) fn modified_by(doc: &mut Value, principal: &str) {
-    let who = principal
-        .split_once(':')
-        .map_or(principal, |(_, email)| email);
+/// Records who sent `doc` (an email, as Cloud Run's `lastModifier` annotation has it; a
+/// federated identity's subject).
+pub(super) fn modified_by(doc: &mut Value, principal: &crate::iam::Principal) {
+    let who = principal.id();
     let metadata = object(object(doc).entry("metadata").or_insert_with(|| json!({})));
     let annotations = object(metadata.entry("annotations").or_insert_with(|| json!({})));
     annotations.insert(LAST_MODIFIER.into(), who.into());

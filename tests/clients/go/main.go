@@ -42,6 +42,13 @@ func run() error {
 	ctx := context.Background()
 	url := os.Args[1]
 	out := map[string]any{"on_gce": metadata.OnGCE()}
+	// OnGCE holds whenever GCE_METADATA_HOST is set; the project id is the metadata
+	// server's own answer.
+	project, err := metadata.ProjectIDWithContext(ctx)
+	if err != nil {
+		return fmt.Errorf("metadata project id: %w", err)
+	}
+	out["project_id"] = project
 	email, err := metadata.EmailWithContext(ctx, "default")
 	if err != nil {
 		return fmt.Errorf("metadata email: %w", err)
@@ -64,8 +71,9 @@ func run() error {
 	if strings.HasSuffix(token.AccessToken, "AAAA") {
 		forged = token.AccessToken[:len(token.AccessToken)-4] + "BBBB"
 	}
+	// Refused for its signature, not some other failure (the certificates unreachable).
 	if _, err := idtoken.Validate(ctx, forged, url); err != nil {
-		out["tampered"] = "refused"
+		out["tampered"] = "refused: " + err.Error()
 	} else {
 		out["tampered"] = "accepted"
 	}
