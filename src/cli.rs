@@ -193,7 +193,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keys(command) => credentials::keys(command),
         Command::ExternalToken(args) => credentials::external_token(args),
         Command::Credentials(command) => credentials::write(command),
-        Command::Env { config, service } => env(config, service.as_deref()),
+        Command::Env { config, service } => env(config, service.as_deref()).await,
         Command::Status { config } => status(config).await,
         Command::Decisions {
             config,
@@ -375,7 +375,7 @@ async fn status(config: ConfigArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn env(args: ConfigArgs, service: Option<&str>) -> anyhow::Result<()> {
+async fn env(args: ConfigArgs, service: Option<&str>) -> anyhow::Result<()> {
     let addresses = locate::running(&args)?;
     // The running server's own file, unless one was named.
     let file = args
@@ -412,7 +412,19 @@ fn env(args: ConfigArgs, service: Option<&str>) -> anyhow::Result<()> {
         region: &config.project.region,
     });
     if let Some(name) = service {
+        // What Cloud Run sets in every container, as for the services frontdoor starts.
+        // Node's library sees Cloud Run by K_CONFIGURATION.
+        let status = fetch_json(&args, "/frontdoor/v1/status").await?;
+        let revision = status["services"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|s| s["name"] == name)
+            .and_then(|s| s["revision"].as_str())
+            .with_context(|| format!("the running server names no revision of `{name}`"))?;
         vars.push(("K_SERVICE", name.to_owned()));
+        vars.push(("K_REVISION", revision.to_owned()));
+        vars.push(("K_CONFIGURATION", name.to_owned()));
     }
     say(&crate::client_env::exports(&vars));
     Ok(())

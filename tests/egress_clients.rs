@@ -136,7 +136,7 @@ async fn python_google_auth_reaches_googles_urls() {
     let emu = Emulator::start(&yaml()).await;
     let url = emu.url_of("vault");
     let login = as_login(&emu);
-    let script = repo().join("tests/python/egress_clients.py");
+    let script = repo().join("tests/clients/python/egress_clients.py");
     let run = |args: &[&str], extra: &[(&str, &Path)]| -> Value {
         let out = succeed(
             login
@@ -314,7 +314,7 @@ async fn java_reaches_the_service_with_only_java_tool_options() {
     let out = succeed(
         login
             .command("java")
-            .arg(repo().join("tests/java/Probe.java"))
+            .arg(repo().join("tests/clients/java/Probe.java"))
             .arg(&url),
     );
     assert_eq!(out.lines().collect::<Vec<_>>(), ["403", "200"], "{out}");
@@ -335,48 +335,12 @@ async fn java_reaches_the_service_with_only_java_tool_options() {
     let refused = login
         .command("java")
         .env("JAVA_TOOL_OPTIONS", untrusting)
-        .arg(repo().join("tests/java/Probe.java"))
+        .arg(repo().join("tests/clients/java/Probe.java"))
         .arg(&url)
         .output()
         .unwrap();
     assert!(!refused.status.success());
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(stderr.contains("PKIX path building failed"), "{stderr}");
-    emu.stop().await;
-}
-
-/// Google's Go libraries (`compute/metadata`, `api/idtoken`): platform detection from
-/// GCE_METADATA_HOST, the metadata server's ID token (format=full) through
-/// idtoken.NewTokenSource, idtoken.Validate at Google's default certificates URL (an altered
-/// signature refused), and idtoken.NewClient calling the run.app URLs: 200 where bound,
-/// 403 where not.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn go_idtoken_reaches_googles_urls() {
-    let emu = Emulator::start(&yaml()).await;
-    let url = emu.url_of("vault");
-    let login = as_login(&emu);
-    let out = succeed(
-        login
-            .command(go_client())
-            .arg(&url)
-            .arg(emu.url_of("closed")),
-    );
-    let out: Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(out["on_gce"], true, "{out}");
-    assert_eq!(out["project_id"], "demo-project", "{out}");
-    assert_eq!(out["email"], sa("login"));
-    assert_eq!(out["claims"]["email"], sa("login"));
-    assert_eq!(out["claims"]["aud"], url);
-    assert_eq!(
-        out["claims"]["google"]["compute_engine"]["instance_name"],
-        "login"
-    );
-    // Refused by the RSA check itself.
-    let tampered = out["tampered"].as_str().unwrap_or_default();
-    assert!(
-        tampered.starts_with("refused: ") && tampered.contains("crypto/rsa: verification error"),
-        "{out}"
-    );
-    assert_eq!(out["statuses"], serde_json::json!([200, 403]));
     emu.stop().await;
 }

@@ -110,7 +110,7 @@ async fn cli_tokens_verify_with_an_independent_verifier() {
 
     // The wrong audience is refused by the same verifier: the check can fail.
     let refused = std::process::Command::new(python())
-        .arg(repo().join("tests/python/verify_token.py"))
+        .arg(repo().join("tests/clients/python/verify_token.py"))
         .args([&emu.google(""), token, "https://y"])
         .output()
         .unwrap();

@@ -121,6 +121,8 @@ async fn each_endpoint_answers_good_and_bad_requests() {
             401,
             &[
                 "UNAUTHENTICATED",
+                "CREDENTIALS_MISSING",
+                "Request is missing required authentication credential",
                 "no `Authorization: Bearer ACCESS_TOKEN` header",
             ],
         ),

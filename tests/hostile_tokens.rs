@@ -3,14 +3,7 @@
 
 mod common;
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use common::*;
-use serde_json::{Value, json};
-
-fn b64(v: &Value) -> String {
-    URL_SAFE_NO_PAD.encode(v.to_string())
-}
 
 /// The hostile-token corpus of the front-door issue: each is a 401, never a 5xx, never let
 /// through.
@@ -19,165 +12,19 @@ async fn hostile_tokens_get_401_and_never_pass() {
     let emu = Emulator::start(&three_services()).await;
     let aud = emu.url_of("user-profiles");
     let url = emu.service("user-profiles", "/");
-    let keys = &emu.state.keys();
-    let kid = keys.current().kid().to_owned();
-    let stranger = frontdoor::keys::SigningKey::from_pkcs8_pem(
-        &std::fs::read_to_string(repo().join("tests/keys/c.pem")).unwrap(),
-    )
-    .unwrap();
-    let now = emu.state.now();
-    let claims = |f: &dyn Fn(&mut Value)| {
-        let mut c = json!({"iss": "https://accounts.google.com", "aud": aud, "azp": "1", "sub": "1", "email": sa("login"), "email_verified": true, "iat": now, "exp": now + 3600});
-        f(&mut c);
-        c
-    };
-    let sign = |header: Value, payload: Value, key: &frontdoor::keys::SigningKey| {
-        let signed = format!("{}.{}", b64(&header), b64(&payload));
-        format!(
-            "{signed}.{}",
-            URL_SAFE_NO_PAD.encode(key.sign(signed.as_bytes()))
-        )
-    };
-    let rs = json!({"alg": "RS256", "kid": kid, "typ": "JWT"});
-    let good_key = keys.current();
-    let valid = sign(rs.clone(), claims(&|_| {}), good_key);
-    let (vh, vp) = {
-        let mut it = valid.split('.');
-        (it.next().unwrap().to_owned(), it.next().unwrap().to_owned())
-    };
-    let hs256 = {
-        // The classic confusion: HMAC keyed with the issuer's published key bytes.
-        let signed = format!(
-            "{}.{}",
-            b64(&json!({"alg": "HS256", "kid": kid})),
-            b64(&claims(&|_| {}))
-        );
-        let key = aws_lc_rs::hmac::Key::new(
-            aws_lc_rs::hmac::HMAC_SHA256,
-            good_key.certificate_pem().as_bytes(),
-        );
-        let sig = aws_lc_rs::hmac::sign(&key, signed.as_bytes());
-        format!("{signed}.{}", URL_SAFE_NO_PAD.encode(sig))
-    };
-    let other_service = emu.sa_token(&sa("login"), &emu.url_of("search"));
-    let corpus: Vec<(&str, Vec<(&str, String)>)> = vec![
-        (
-            "alg none",
-            vec![(
-                "authorization",
-                bearer(&format!(
-                    "{}.{}.",
-                    b64(&json!({"alg": "none"})),
-                    b64(&claims(&|_| {}))
-                )),
-            )],
-        ),
-        (
-            "HS256 with the public key",
-            vec![("authorization", bearer(&hs256))],
-        ),
-        (
-            "RS256 by a key not in the set",
-            vec![(
-                "authorization",
-                bearer(&sign(
-                    json!({"alg": "RS256", "kid": stranger.kid()}),
-                    claims(&|_| {}),
-                    &stranger,
-                )),
-            )],
-        ),
-        (
-            "known kid, other key's signature",
-            vec![(
-                "authorization",
-                bearer(&sign(rs.clone(), claims(&|_| {}), &stranger)),
-            )],
-        ),
-        (
-            "expired",
-            vec![(
-                "authorization",
-                bearer(&sign(
-                    rs.clone(),
-                    claims(&|c| c["exp"] = json!(now - 400)),
-                    good_key,
-                )),
-            )],
-        ),
-        (
-            "iat an hour ahead",
-            vec![(
-                "authorization",
-                bearer(&sign(
-                    rs.clone(),
-                    claims(&|c| c["iat"] = json!(now + 3600)),
-                    good_key,
-                )),
-            )],
-        ),
-        (
-            "exp as a string",
-            vec![(
-                "authorization",
-                bearer(&sign(
-                    rs.clone(),
-                    claims(&|c| c["exp"] = json!((now + 3600).to_string())),
-                    good_key,
-                )),
-            )],
-        ),
-        (
-            "aud as an array",
-            vec![(
-                "authorization",
-                bearer(&sign(
-                    rs.clone(),
-                    claims(&|c| c["aud"] = json!([aud])),
-                    good_key,
-                )),
-            )],
-        ),
-        (
-            "missing aud",
-            vec![(
-                "authorization",
-                bearer(&sign(
-                    rs.clone(),
-                    claims(&|c| {
-                        c.as_object_mut().unwrap().remove("aud");
-                    }),
-                    good_key,
-                )),
-            )],
-        ),
-        (
-            "wrong iss",
-            vec![(
-                "authorization",
-                bearer(&sign(
-                    rs.clone(),
-                    claims(&|c| c["iss"] = json!("https://evil.example.com")),
-                    good_key,
-                )),
-            )],
-        ),
-        (
-            "token for another service",
-            vec![("authorization", bearer(&other_service))],
-        ),
-        (
-            "audience with a path",
-            vec![(
-                "authorization",
-                bearer(&emu.sa_token(&sa("login"), &format!("{aud}/admin"))),
-            )],
-        ),
-        (
-            "an access token",
-            vec![("authorization", bearer("ya29.a0AfH6SMC-frontdoor-test"))],
-        ),
-        ("a ya29 string", vec![("authorization", bearer("ya29."))]),
+    let corpus::Corpus {
+        cases,
+        valid,
+        kid,
+        stranger_kid,
+        now,
+    } = corpus::hostile(&emu, &aud, &emu.url_of("search"), &sa("login"));
+    // Every token case in `authorization`, then the cases that live in the headers.
+    let mut corpus: Vec<(&str, Vec<(&str, String)>)> = cases
+        .into_iter()
+        .map(|(name, token)| (name, vec![("authorization", bearer(&token))]))
+        .collect();
+    corpus.extend([
         (
             "two tokens in one header",
             vec![("authorization", format!("Bearer {valid} {valid}"))],
@@ -201,53 +48,15 @@ async fn hostile_tokens_get_401_and_never_pass() {
             ],
         ),
         (
-            "16 KiB of base64 garbage",
-            vec![("authorization", bearer(&"QUJD".repeat(4096)))],
-        ),
-        (
-            "header not base64",
-            vec![("authorization", bearer(&format!("!!!.{vp}.AAAA")))],
-        ),
-        (
-            "payload JSON but not an object",
-            vec![(
-                "authorization",
-                bearer(&sign(rs.clone(), json!("just a string"), good_key)),
-            )],
-        ),
-        (
-            "jku/x5u pointing elsewhere",
-            vec![(
-                "authorization",
-                bearer(&sign(
-                    json!({"alg": "RS256", "kid": stranger.kid(), "jku": "http://127.0.0.1:1/jwks", "x5u": "http://127.0.0.1:1/x5u"}),
-                    claims(&|_| {}),
-                    &stranger,
-                )),
-            )],
-        ),
-        (
-            "signature stripped",
-            vec![("authorization", bearer(&format!("{vh}.{vp}.")))],
-        ),
-        (
-            "redacted signature replayed",
-            vec![(
-                "authorization",
-                bearer(&format!("{vh}.{vp}.SIGNATURE_REMOVED_BY_GOOGLE")),
-            )],
-        ),
-        (
             "Basic scheme",
             vec![("authorization", "Basic dXNlcjpwYXNz".into())],
         ),
         ("empty bearer", vec![("authorization", "Bearer ".into())]),
-    ];
+    ]);
     // Each one's reason, by name: refused for its own flaw, not for some other one.
     let unusable = "the token in authorization is unusable: ";
     let unknown_kid = format!(
-        "{unusable}the JWT's key id `{}` is not one of the issuer's published keys",
-        stranger.kid()
+        "{unusable}the JWT's key id `{stranger_kid}` is not one of the issuer's published keys"
     );
     let bad_signature =
         format!("{unusable}the JWT's signature does not verify with the issuer's key `{kid}`");

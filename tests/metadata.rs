@@ -557,6 +557,12 @@ fn the_documented_curl_recipe_and_frontdoor_env() {
         exports.contains("export K_SERVICE=user-profiles\n"),
         "{exports}"
     );
+    // Cloud Run's container contract, which Node's library reads to see Cloud Run.
+    assert!(
+        exports.contains("export K_REVISION=user-profiles-00001-")
+            && exports.contains("export K_CONFIGURATION=user-profiles\n"),
+        "{exports}"
+    );
 
     let recipe = r#"curl -s -f -H "Metadata-Flavor: Google" "http://$GCE_METADATA_HOST/computeMetadata/v1/instance/service-accounts/default/identity?audience=https://search-123456789012.us-central1.run.app""#;
     let run = |script: &str| {

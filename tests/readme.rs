@@ -119,6 +119,8 @@ fn expected(name: &str) -> &'static [&'static str] {
             "export CLOUDSDK_PROXY_PORT=9082",
             "export JAVA_TOOL_OPTIONS=",
             "export K_SERVICE=user-profiles",
+            "export K_REVISION=user-profiles-00001-",
+            "export K_CONFIGURATION=user-profiles",
         ],
         "deployer" => &[
             "login\thttps://login-123456789012.us-central1.run.app",

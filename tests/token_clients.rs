@@ -116,7 +116,7 @@ async fn a_service_account_key_file_with_python_google_auth() {
     // Once the key is deleted, the library's refresh fails with Google's error.
     emu.cli(&["keys", "delete", file["private_key_id"].as_str().unwrap()]);
     let refused = Command::new(python())
-        .arg(repo().join("tests/python/token_clients.py"))
+        .arg(repo().join("tests/clients/python/token_clients.py"))
         .args(["key-file", &aud])
         .envs(borrowed(&env))
         .output()
@@ -184,7 +184,7 @@ async fn workload_identity_federation_with_python_google_auth() {
         std::fs::write(&token_file, &subject).unwrap();
         let env = env_with(&emu, false, home.path(), &config_file);
         let run = &mut Command::new(python());
-        run.arg(repo().join("tests/python/token_clients.py"))
+        run.arg(repo().join("tests/clients/python/token_clients.py"))
             .args(["identity-pool", &aud, &generate])
             .envs(borrowed(&env));
         let run = bounded_output(run);

@@ -16,9 +16,7 @@ pub(super) fn caller(state: &AppState, headers: &HeaderMap) -> Result<Principal,
         .and_then(|v| v.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, t)| t.trim())
-        .ok_or_else(|| {
-            ApiError::Unauthenticated("no `Authorization: Bearer ACCESS_TOKEN` header".into())
-        })?;
+        .ok_or(ApiError::CredentialsMissing)?;
     if token.starts_with(ACCESS_TOKEN_PREFIX) {
         return state
             .access_tokens()

@@ -11,7 +11,9 @@ use crate::decisions::Explanation;
 /// An error of a Google REST API, `{"error":{"code","message","status","details"}}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum ApiError {
-    /// 401: no usable bearer token; the message says what was wrong with it.
+    /// 401: no bearer token at all (Google's `CREDENTIALS_MISSING`).
+    CredentialsMissing,
+    /// 401: a bearer token that is not usable; the message says what was wrong with it.
     Unauthenticated(String),
     /// 403: the caller lacks `permission` on the resource. `why` is IAM's learner-grade
     /// reason, for the decision log and `X-Frontdoor-Reason`; Google's body does not say it.
@@ -38,6 +40,17 @@ impl IntoResponse for ApiError {
             _ => None,
         };
         let (code, status, message, details) = match self {
+            ApiError::CredentialsMissing => (
+                StatusCode::UNAUTHORIZED,
+                "UNAUTHENTICATED",
+                "Request is missing required authentication credential. Expected OAuth 2 access token, login cookie or other valid authentication credential. (no `Authorization: Bearer ACCESS_TOKEN` header)".to_owned(),
+                json!([{
+                    "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                    "reason": "CREDENTIALS_MISSING",
+                    "domain": "googleapis.com",
+                    "metadata": {"service": "iamcredentials.googleapis.com"},
+                }]),
+            ),
             ApiError::Unauthenticated(why) => (
                 StatusCode::UNAUTHORIZED,
                 "UNAUTHENTICATED",

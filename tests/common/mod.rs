@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use base64::Engine;
 
+pub mod corpus;
 pub mod tokens;
 
 use frontdoor::clock::SystemClock;
@@ -334,6 +335,15 @@ pub const CLIENT_LIMIT: std::time::Duration = std::time::Duration::from_secs(180
 /// `cmd`'s output, as `Command::output` gives it, within [`CLIENT_LIMIT`]: past it the
 /// program is killed and the test fails with what it had printed.
 pub fn bounded_output(cmd: &mut Command) -> std::process::Output {
+    bounded_output_within(cmd, CLIENT_LIMIT).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// `cmd`'s output within `limit`; past it the program is killed, and the error says so
+/// with what it had printed.
+pub fn bounded_output_within(
+    cmd: &mut Command,
+    limit: std::time::Duration,
+) -> Result<std::process::Output, String> {
     use std::io::Read;
     use std::process::Stdio;
     let mut child = cmd
@@ -357,22 +367,22 @@ pub fn bounded_output(cmd: &mut Command) -> std::process::Output {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
         }
-        if started.elapsed() > CLIENT_LIMIT {
+        if started.elapsed() > limit {
             let _ = child.kill();
             let _ = child.wait();
-            panic!(
-                "{cmd:?} ran past {CLIENT_LIMIT:?} and was killed:\nstdout:\n{}\nstderr:\n{}",
+            return Err(format!(
+                "{cmd:?} ran past {limit:?} and was killed:\nstdout:\n{}\nstderr:\n{}",
                 String::from_utf8_lossy(&stdout.join().unwrap_or_default()),
                 String::from_utf8_lossy(&stderr.join().unwrap_or_default())
-            );
+            ));
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     };
-    std::process::Output {
+    Ok(std::process::Output {
         status,
         stdout: stdout.join().unwrap_or_default(),
         stderr: stderr.join().unwrap_or_default(),
-    }
+    })
 }
 
 /// Runs `cmd`; returns its stdout, failing the test with its stderr on a non-zero exit.
@@ -421,11 +431,11 @@ pub async fn get_with(
     (status, headers, r.text().await.unwrap())
 }
 
-/// Runs a script from `tests/python/` with the project's venv.
+/// Runs a script from `tests/clients/python/` with the project's venv.
 pub fn run_python(script: &str, args: &[&str], env: &[(&str, &str)]) -> String {
     succeed(
         Command::new(python())
-            .arg(repo().join("tests/python").join(script))
+            .arg(repo().join("tests/clients/python").join(script))
             .args(args)
             .envs(env.iter().copied()),
     )
@@ -448,13 +458,26 @@ pub fn go_client() -> PathBuf {
     installed("tests/clients/go/go-client")
 }
 
-/// `tests/node/SCRIPT`, once the project's `node_modules` it requires are installed.
-pub fn node_script(script: &str) -> PathBuf {
-    installed("tests/node/node_modules");
-    repo().join("tests/node").join(script)
+/// The arguments that make `java` run the Java client of `tests/clients/java`, its classes
+/// and their dependencies built by `scripts/setup-test-deps` (Maven).
+pub fn java_client_args() -> Vec<String> {
+    installed("tests/clients/java/target/classes/frontdoor/Client.class");
+    let dependencies = installed("tests/clients/java/target/dependency");
+    let classes = repo().join("tests/clients/java/target/classes");
+    vec![
+        "-cp".into(),
+        format!("{}:{}/*", classes.display(), dependencies.display()),
+        "frontdoor.Client".into(),
+    ]
 }
 
-/// Runs `node tests/node/SCRIPT args` with the project's `node_modules`.
+/// `tests/clients/node/SCRIPT`, once the project's `node_modules` it requires are installed.
+pub fn node_script(script: &str) -> PathBuf {
+    installed("tests/clients/node/node_modules");
+    repo().join("tests/clients/node").join(script)
+}
+
+/// Runs `node tests/clients/node/SCRIPT args` with the project's `node_modules`.
 pub fn run_node(script: &str, args: &[&str], env: &[(&str, &str)]) -> String {
     succeed(
         Command::new("node")
