@@ -309,8 +309,9 @@ async fn decisions(
                 esc(d.target.as_deref().unwrap_or(&d.path))
             )
         };
+        let code = d.code.map(|c| format!("{c}: ")).unwrap_or_default();
         out.push_str(&format!(
-            "{time} {verdict} {} {what} → {}\n    {}\n",
+            "{time} {verdict} {} {what} → {}\n    {code}{}\n",
             d.status,
             esc(d.principal.as_deref().unwrap_or("(no principal)")),
             esc(&d.reason)

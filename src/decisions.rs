@@ -2,7 +2,10 @@
 //! IAM Credentials, `/token`, STS, tokeninfo, the metadata server): one structured log event
 //! each, and a bounded in-memory list that the google listener serves and the CLI reads.
 
+pub(crate) mod codes;
 mod line;
+
+pub(crate) use codes::Code;
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -66,6 +69,9 @@ pub struct Decision {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub permission: Option<String>,
     pub reason: String,
+    /// The front door's refusals: the reason's stable code (`codes::ALL` lists them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) code: Option<Code>,
     /// How long the decision took, in microseconds: for the front door, until the
     /// response headers (the upstream's included).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -90,6 +96,7 @@ impl Decision {
             target: None,
             permission: None,
             reason: String::new(),
+            code: None,
             latency_us: None,
         }
     }

@@ -15,7 +15,7 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderValue, Response, header};
 
-use crate::decisions::Decision;
+use crate::decisions::{Code, Decision};
 use crate::peer::Peer;
 use crate::state::{AppState, Live};
 
@@ -74,6 +74,7 @@ async fn decide_and_forward(listener: &Listener, peer: Peer, req: Request) -> Re
 
     if let Some((status, why)) = malformed(&req) {
         decision.reason = why;
+        decision.code = Some(Code::MalformedRequest);
         return turned_away(state, decision.timed(started), status, None);
     }
     let routed = match &listener.pinned {
@@ -85,6 +86,7 @@ async fn decide_and_forward(listener: &Listener, peer: Peer, req: Request) -> Re
             decision.reason = format!(
                 "service `{name}` is no longer in the configuration (a reload removed it); its listener is closing"
             );
+            decision.code = Some(Code::ServiceRemoved);
             return turned_away(
                 state,
                 decision.timed(started),
@@ -94,6 +96,7 @@ async fn decide_and_forward(listener: &Listener, peer: Peer, req: Request) -> Re
         }
         let mut known: Vec<&str> = door.known_hosts().collect();
         known.sort_unstable();
+        decision.code = Some(Code::UnknownHost);
         decision.reason = format!(
             "host `{host}` is not the URL of any service (known hosts: {}); send the request to a service's own listener or set the Host header",
             known.join(", ")
@@ -128,8 +131,14 @@ async fn decide_and_forward(listener: &Listener, peer: Peer, req: Request) -> Re
     decision.principal = caller.principal.as_ref().map(ToString::to_string);
     decision.credential = caller.header.as_ref().map(ToString::to_string);
     let (credential, reason) = match verdict {
-        auth::Verdict::Deny { status, reason, .. } => {
+        auth::Verdict::Deny {
+            status,
+            code,
+            reason,
+            ..
+        } => {
             decision.status = status.as_u16();
+            decision.code = Some(code);
             decision.reason = reason;
             return turned_away(state, decision.timed(started), status, None);
         }
@@ -164,6 +173,7 @@ async fn decide_and_forward(listener: &Listener, peer: Peer, req: Request) -> Re
         Err(e) => {
             decision.allowed = e.status() != axum::http::StatusCode::PAYLOAD_TOO_LARGE;
             decision.reason = format!("{reason}; but {e}");
+            decision.code = Some(e.code());
             turned_away(
                 state,
                 decision.timed(started),
@@ -210,7 +220,12 @@ fn turned_away(
         decision.reason.push_str(&note);
     }
     let mut response = page::error(status, &decision.path, cause);
-    if let Some(value) = crate::decisions::reason_header(&decision.reason) {
+    // `CODE: reason`, so a test can assert the code and a person read the reason.
+    let header = match decision.code {
+        Some(code) => format!("{code}: {}", decision.reason),
+        None => decision.reason.clone(),
+    };
+    if let Some(value) = crate::decisions::reason_header(&header) {
         response
             .headers_mut()
             .insert(crate::decisions::REASON_HEADER, value);

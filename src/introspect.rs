@@ -2,7 +2,8 @@
 //! part of Google's APIs): `GET /frontdoor/v1/decisions[?limit=N][&surface=S]`, the
 //! recent decisions of every surface (or one), oldest first; `GET /healthz` and
 //! `GET /metrics` (Prometheus); and `GET /frontdoor/v1/status`, the configuration in
-//! force, each service's revision and instance, and how the last reload went.
+//! force, each service's revision and instance, and how the last reload went;
+//! `GET /frontdoor/v1/codes`, every refusal code with its meaning and fix.
 
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
@@ -28,8 +29,18 @@ pub(crate) fn routes() -> Router<Live> {
     Router::new()
         .route("/frontdoor/v1/decisions", get(list))
         .route("/frontdoor/v1/status", get(status))
+        .route("/frontdoor/v1/codes", get(codes))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+}
+
+/// The front door's refusal codes, in the order of its checks.
+async fn codes() -> Json<Value> {
+    let codes: Vec<Value> = crate::decisions::codes::ALL
+        .iter()
+        .map(|(code, meaning, fix)| json!({"code": code, "meaning": meaning, "fix": fix}))
+        .collect();
+    Json(json!({ "codes": codes }))
 }
 
 /// 200 once every listener is bound (this one answers only after all are) and every

@@ -290,3 +290,54 @@ async fn health_waits_for_every_instance_and_metrics_count_decisions() {
     }
     emu.stop().await;
 }
+
+/// Every front-door refusal carries its stable code: in the decision, in the text of
+/// `frontdoor decisions`, and in `/frontdoor/v1/codes` with its meaning and fix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_has_its_stable_code_everywhere() {
+    let emu = Emulator::start(&three_services()).await;
+    // login holds no invoker binding on search.
+    let token = emu.sa_token(&sa("login"), &emu.url_of("search"));
+    let r = reqwest::Client::new()
+        .get(emu.service("search", "/"))
+        .header("authorization", bearer(&token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let header = r.headers()["x-frontdoor-reason"].to_str().unwrap();
+    assert!(header.starts_with("no_invoker_binding: "), "{header}");
+    let decision = last_of(&emu, "frontdoor").await;
+    assert_eq!(decision["code"], "no_invoker_binding", "{decision}");
+    let text = emu.cli(&["decisions"]);
+    assert!(
+        text.contains("\n    no_invoker_binding: serviceAccount:login@"),
+        "{text}"
+    );
+    // An allowed decision has none.
+    let public = reqwest::get(emu.service("login", "/")).await.unwrap();
+    assert_eq!(public.status(), 200);
+    assert!(last_of(&emu, "frontdoor").await.get("code").is_none());
+
+    let codes: Value = reqwest::get(emu.google("/frontdoor/v1/codes"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let binding = codes["codes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["code"] == "no_invoker_binding")
+        .unwrap();
+    assert!(
+        binding["fix"]
+            .as_str()
+            .unwrap()
+            .contains("roles/run.invoker"),
+        "{binding}"
+    );
+    assert_eq!(codes["codes"].as_array().unwrap().len(), 27);
+    emu.stop().await;
+}

@@ -340,11 +340,10 @@ async fn credentials_precedence_and_presence() {
     let (status, headers, _) = get_with(&url, &[]).await;
     assert_eq!(status, 403);
     assert!(headers.get("www-authenticate").is_none());
-    let reason = emu.decisions().await.pop().unwrap()["reason"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let decision = emu.decisions().await.pop().unwrap();
+    let reason = decision["reason"].as_str().unwrap().to_owned();
     assert!(reason.starts_with("no credential"), "{reason}");
+    assert_eq!(decision["code"], "no_credential");
 
     // X-Serverless-Authorization wins even when invalid and Authorization is valid.
     let (status, _, _) = get_with(

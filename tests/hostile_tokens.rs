@@ -153,7 +153,39 @@ async fn hostile_tokens_get_401_and_never_pass() {
     ]
     .into_iter()
     .collect();
+    // And its stable code, the start of X-Frontdoor-Reason and the decision's `code`.
+    let codes: std::collections::HashMap<&str, &str> = [
+        ("alg none", "alg_not_accepted"),
+        ("HS256 with the public key", "alg_not_accepted"),
+        ("RS256 by a key not in the set", "unknown_kid"),
+        ("known kid, other key's signature", "bad_signature"),
+        ("expired", "token_expired"),
+        ("iat an hour ahead", "issued_in_future"),
+        ("exp as a string", "bad_claim"),
+        ("aud as an array", "bad_claim"),
+        ("missing aud", "missing_claim"),
+        ("wrong iss", "wrong_issuer"),
+        ("token for another service", "audience_not_accepted"),
+        ("audience with a path", "audience_not_accepted"),
+        ("an access token", "access_token_sent"),
+        ("a ya29 string", "access_token_sent"),
+        ("two tokens in one header", "not_bearer"),
+        ("two tokens, comma", "not_bearer"),
+        ("the header twice", "header_repeated"),
+        ("x-serverless twice", "header_repeated"),
+        ("16 KiB of base64 garbage", "not_a_jwt"),
+        ("header not base64", "not_a_jwt"),
+        ("payload JSON but not an object", "not_a_jwt"),
+        ("jku/x5u pointing elsewhere", "unknown_kid"),
+        ("signature stripped", "bad_signature"),
+        ("redacted signature replayed", "bad_signature"),
+        ("Basic scheme", "not_bearer"),
+        ("empty bearer", "not_bearer"),
+    ]
+    .into_iter()
+    .collect();
     assert_eq!(expected.len(), corpus.len());
+    assert_eq!(codes.len(), corpus.len());
     for (name, headers) in &corpus {
         let mut req = reqwest::Client::new().get(&url);
         for (k, v) in headers {
@@ -162,7 +194,9 @@ async fn hostile_tokens_get_401_and_never_pass() {
         let r = req.send().await.unwrap();
         assert_eq!(r.status(), 401, "{name}");
         assert!(r.headers().contains_key("www-authenticate"), "{name}");
-        let reason = r.headers()["x-frontdoor-reason"].to_str().unwrap();
+        let header = r.headers()["x-frontdoor-reason"].to_str().unwrap();
+        let (code, reason) = header.split_once(": ").unwrap();
+        assert_eq!(code, codes[name], "{name}: {header}");
         let want = expected
             .get(name)
             .unwrap_or_else(|| panic!("no reason for {name}"));
@@ -180,6 +214,7 @@ async fn hostile_tokens_get_401_and_never_pass() {
         let want = expected[name].replace("ya29....", "ya29.…");
         let reason = d["reason"].as_str().unwrap();
         assert!(reason.contains(&want), "{name}: {reason}");
+        assert_eq!(d["code"], codes[name], "{name}");
     }
     // The valid token itself still passes: the corpus failed for its flaws, not the setup.
     let (status, _, _) = get_with(&url, &[("authorization", &bearer(&valid))]).await;
@@ -201,7 +236,8 @@ async fn an_oversized_credential_is_a_401_naming_the_cap() {
     assert_eq!(r.status(), 401);
     let reason = r.headers()["x-frontdoor-reason"].to_str().unwrap();
     assert!(
-        reason.contains("more than the 16384 frontdoor reads"),
+        reason.starts_with("token_too_large: ")
+            && reason.contains("more than the 16384 frontdoor reads"),
         "{reason}"
     );
     emu.stop().await;

@@ -71,7 +71,7 @@ async fn requests_at_the_edges_of_http_get_clear_answers() {
     .await;
     assert_eq!(status, "HTTP/1.1 400 Bad Request", "{rest}");
     assert!(
-        rest.contains("x-frontdoor-reason: the request has 2 Host headers"),
+        rest.contains("x-frontdoor-reason: malformed_request: the request has 2 Host headers"),
         "{rest}"
     );
 

@@ -190,7 +190,7 @@ async fn an_invalid_change_is_refused_whole_and_reported() {
         .unwrap()
         .to_owned();
     assert!(
-        reason.starts_with("no credential")
+        reason.starts_with("no_credential: no credential")
             && reason.contains("; note: the last change to services.yaml was refused, so the configuration before it is still in force: ")
             && reason.contains("services[0].iam_policy.bindings[0].role: unknown role"),
         "{reason}"

@@ -28,6 +28,7 @@ pub(super) fn log(decision: &Decision) {
                     permission = decision.permission.as_deref(),
                     latency_us = decision.latency_us,
                     reason = %decision.reason,
+                    code = decision.code.map(super::Code::as_str),
                     "decision"
                 );
             } else {
@@ -66,7 +67,10 @@ impl fmt::Display for Compact<'_> {
             write!(f, " for {target}")?;
         }
         if !d.allowed {
-            write!(f, ": {}", d.reason)?;
+            match d.code {
+                Some(code) => write!(f, ": {code}: {}", d.reason)?,
+                None => write!(f, ": {}", d.reason)?,
+            }
         }
         Ok(())
     }
@@ -101,6 +105,14 @@ mod tests {
         assert_eq!(
             Compact(&refused).to_string(),
             "DENY 401 GET search-1.run.app /q: no such service"
+        );
+        let coded = Decision {
+            code: Some(super::super::Code::UnknownHost),
+            ..refused.clone()
+        };
+        assert_eq!(
+            Compact(&coded).to_string(),
+            "DENY 401 GET search-1.run.app /q: unknown_host: no such service"
         );
         let minted = Decision {
             status: 200,

@@ -6,6 +6,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
 use super::Peer;
 use crate::config::{Config, Ingress, Service};
+use crate::decisions::Code;
 use crate::iam::{self, Principal, Scope};
 use crate::keys::KeySet;
 use crate::routing::FrontDoor;
@@ -40,10 +41,11 @@ pub(crate) enum Verdict {
         credential: Option<Credential>,
         reason: String,
     },
-    /// Turned away with `status`.
+    /// Turned away with `status`, for the reason `code` names.
     Deny {
         caller: Caller,
         status: StatusCode,
+        code: Code,
         reason: String,
     },
 }
@@ -57,10 +59,11 @@ impl Verdict {
         }
     }
 
-    fn deny(status: StatusCode, reason: String) -> Verdict {
+    fn deny(status: StatusCode, code: Code, reason: String) -> Verdict {
         Verdict::Deny {
             caller: Caller::default(),
             status,
+            code,
             reason,
         }
     }
@@ -134,6 +137,7 @@ pub(crate) fn authorize(
         let ip = peer.remote.ip();
         return Verdict::deny(
             StatusCode::NOT_FOUND,
+            Code::IngressInternalOnly,
             format!(
                 "service `{}` has ingress `{}`: only internal callers may reach it (frontdoor's own `command` services, or internal_callers: [{}]); this request came from {ip}, so Cloud Run answers 404 as if the service did not exist",
                 service.name,
@@ -170,6 +174,7 @@ pub(crate) fn authorize(
         Ok(None) => {
             return Verdict::deny(
                 StatusCode::FORBIDDEN,
+                Code::NoCredential,
                 format!(
                     "no credential: the request has neither an Authorization nor an X-Serverless-Authorization header, and service `{}` is private; send `Authorization: Bearer ID_TOKEN` with an ID token whose audience is {}",
                     service.name, service.url
@@ -177,7 +182,7 @@ pub(crate) fn authorize(
             );
         }
         Err((header, why)) => {
-            return Verdict::deny(StatusCode::UNAUTHORIZED, why).via(&header);
+            return Verdict::deny(StatusCode::UNAUTHORIZED, Code::HeaderRepeated, why).via(&header);
         }
     };
 
@@ -189,6 +194,7 @@ pub(crate) fn authorize(
         Err(why) => {
             return Verdict::deny(
                 StatusCode::UNAUTHORIZED,
+                Code::NotBearer,
                 format!("the {header} header is unusable: {why}"),
             )
             .via(&header);
@@ -199,6 +205,7 @@ pub(crate) fn authorize(
         Err(e) => {
             return Verdict::deny(
                 StatusCode::UNAUTHORIZED,
+                Code::of_token(&e),
                 format!("the token in {header} is unusable: {e}"),
             )
             .via(&header);
@@ -234,6 +241,7 @@ pub(crate) fn authorize(
         };
         return Verdict::deny(
             StatusCode::UNAUTHORIZED,
+            Code::AudienceNotAccepted,
             format!(
                 "audience `{}` is not one of service `{}`'s audiences{hint}: expected one of {}",
                 verified.aud,
@@ -250,6 +258,7 @@ pub(crate) fn authorize(
     let Some(principal) = principal else {
         return Verdict::deny(
             StatusCode::FORBIDDEN,
+            Code::NoPrincipal,
             format!(
                 "the token has no email and its sub `{}` is no declared service account's unique id, so there is no principal to check IAM for; mint it with its email included",
                 verified.sub
@@ -302,6 +311,7 @@ pub(crate) fn authorize(
         Verdict::Deny {
             caller,
             status: StatusCode::FORBIDDEN,
+            code: Code::NoInvokerBinding,
             reason: outcome.reason,
         }
     }

@@ -60,6 +60,18 @@ pub(crate) enum ProxyError {
 }
 
 impl ProxyError {
+    /// The stable code of the refusal: the client's body, or the container.
+    pub(crate) fn code(&self) -> crate::decisions::Code {
+        use crate::decisions::Code;
+        match self {
+            ProxyError::TooLarge => Code::BodyTooLarge,
+            ProxyError::BadBody(_) => Code::MalformedRequest,
+            ProxyError::Unreachable { .. }
+            | ProxyError::Timeout { .. }
+            | ProxyError::NotStarted(_) => Code::UpstreamFailed,
+        }
+    }
+
     pub(crate) fn status(&self) -> StatusCode {
         match self {
             ProxyError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
