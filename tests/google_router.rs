@@ -123,7 +123,7 @@ async fn each_endpoint_answers_good_and_bad_requests() {
                 "UNAUTHENTICATED",
                 "CREDENTIALS_MISSING",
                 "Request is missing required authentication credential",
-                "no `Authorization: Bearer ACCESS_TOKEN` header",
+                "send `Authorization: Bearer ACCESS_TOKEN`",
             ],
         ),
         (

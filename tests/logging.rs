@@ -139,7 +139,9 @@ async fn a_decision_is_one_compact_line_and_a_token_cannot_forge_one() {
     let refused: Vec<&str> = log.lines().filter(|l| event(l, "DENY ")).collect();
     assert_eq!(refused.len(), 1, "{log}");
     assert!(
-        refused[0].contains(r#"INFO DENY 401 GET vault /: unknown_kid: the token in authorization is unusable"#),
+        refused[0].contains(
+            r#"INFO DENY 401 GET vault /: unknown_kid: the token in authorization is unusable"#
+        ),
         "{}",
         refused[0]
     );

@@ -43,7 +43,7 @@ impl IntoResponse for ApiError {
             ApiError::CredentialsMissing => (
                 StatusCode::UNAUTHORIZED,
                 "UNAUTHENTICATED",
-                "Request is missing required authentication credential. Expected OAuth 2 access token, login cookie or other valid authentication credential. (no `Authorization: Bearer ACCESS_TOKEN` header)".to_owned(),
+                "Request is missing required authentication credential. Expected OAuth 2 access token, login cookie or other valid authentication credential. (send `Authorization: Bearer ACCESS_TOKEN`)".to_owned(),
                 json!([{
                     "@type": "type.googleapis.com/google.rpc.ErrorInfo",
                     "reason": "CREDENTIALS_MISSING",

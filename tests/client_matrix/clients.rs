@@ -150,6 +150,12 @@ pub(crate) fn run(
     let shell = ClientShell::new(emu, Some("login"));
     let mut cmd = shell.command(&client.program);
     cmd.args(&client.args).args(args);
+    if args[0] == "platform" {
+        // Cloud Run sets no project variable: the project must come from the metadata
+        // server.
+        cmd.env_remove("GOOGLE_CLOUD_PROJECT")
+            .env_remove("CLOUDSDK_CORE_PROJECT");
+    }
     if let Some(file) = credentials {
         cmd.env("GOOGLE_APPLICATION_CREDENTIALS", file);
     }
@@ -157,15 +163,26 @@ pub(crate) fn run(
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     if !output.status.success() {
-        return Err(format!("exit {}: {}", output.status, last_lines(&stderr)));
+        return Err(format!("exit {}: {}", output.status, excerpt(&stderr)));
     }
     serde_json::from_str(stdout.trim())
-        .map_err(|e| format!("not JSON ({e}): {stdout}\nstderr: {}", last_lines(&stderr)))
+        .map_err(|e| format!("not JSON ({e}): {stdout}\nstderr: {}", excerpt(&stderr)))
 }
 
-fn last_lines(text: &str) -> String {
+fn excerpt(text: &str) -> String {
+    // The first lines (a Node or Java error's message) and the last (a Python traceback's),
+    // at most 4 KB of them.
     let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(6)..].join("\n")
+    let shown = if lines.len() <= 12 {
+        lines.join("\n")
+    } else {
+        format!(
+            "{}\n…\n{}",
+            lines[..4].join("\n"),
+            lines[lines.len() - 8..].join("\n")
+        )
+    };
+    shown.chars().take(4096).collect()
 }
 
 pub(crate) fn write_tokens(dir: &Path, name: &str, tokens: &BTreeMap<String, String>) -> PathBuf {

@@ -102,6 +102,21 @@ pub(crate) async fn differential(emu: &Emulator, clients: &[Client]) -> Differen
         for (verifier, verdicts) in out["verifiers"].as_object().unwrap() {
             let verdicts: BTreeMap<String, String> =
                 serde_json::from_value(verdicts.clone()).unwrap();
+            // A verdict on every token, and nothing but a verdict: a case left out must
+            // not pass as refused.
+            assert!(
+                verdicts.keys().eq(tokens.keys()),
+                "{} {verifier} judged {:?}, not every case",
+                client.name,
+                verdicts.keys()
+            );
+            for (case, verdict) in &verdicts {
+                assert!(
+                    verdict == "accepted" || verdict.starts_with("refused: "),
+                    "{} {verifier} on {case}: {verdict}",
+                    client.name
+                );
+            }
             verifiers.insert(format!("{} {verifier}", client.name), verdicts);
         }
     }
@@ -112,8 +127,14 @@ pub(crate) async fn differential(emu: &Emulator, clients: &[Client]) -> Differen
             &[("authorization", &bearer(token))],
         )
         .await;
-        // Past the token checks, a 403 would still mean the token itself was accepted.
-        front_door.insert(name.clone(), status != 401);
+        // A 401 refuses the token; past the token checks, a 200 or the IAM check's 403
+        // means it was accepted. Anything else is no verdict on the token.
+        let accepted = match status.as_u16() {
+            200 | 403 => true,
+            401 => false,
+            other => panic!("the front door answered {other} to {name}"),
+        };
+        front_door.insert(name.clone(), accepted);
     }
     Differential {
         cases: tokens.into_keys().collect(),

@@ -53,7 +53,7 @@ pub(crate) fn render(clients: &[Client], rows: &[Vec<Outcome>], d: &Differential
     for (i, note) in notes.iter().enumerate() {
         out.push_str(&format!("{}. {note}\n", i + 1));
     }
-    out.push_str("\nThe libraries, as pinned in `tests/clients/`:\n\n");
+    out.push_str("\nThe libraries, as pinned in `tests/clients/`, and the gcloud installed on the machine:\n\n");
     for client in clients {
         out.push_str(&format!("- {}: {}\n", client.name, client.libraries));
     }

@@ -345,8 +345,12 @@ pub fn bounded_output_within(
     limit: std::time::Duration,
 ) -> Result<std::process::Output, String> {
     use std::io::Read;
+    use std::os::unix::process::CommandExt;
     use std::process::Stdio;
+    // Its own process group, so that past the limit its children (gcloud under bash, say,
+    // holding the pipes open) are killed with it.
     let mut child = cmd
+        .process_group(0)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -368,6 +372,9 @@ pub fn bounded_output_within(
             break status;
         }
         if started.elapsed() > limit {
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", child.id())])
+                .status();
             let _ = child.kill();
             let _ = child.wait();
             return Err(format!(

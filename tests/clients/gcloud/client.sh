@@ -17,20 +17,17 @@ unsupported() { jq -cn --arg why "$1" '{unsupported: $why}'; }
 # gcloud says of a credential it cannot use here (as against Google): reported with
 # $where, the place in gcloud's source that decides it. Any other failure fails the cell.
 refusal='' where=''
+err=$(mktemp)
+trap 'rm -f "$err"' EXIT
 run() {
-  local err
-  err=$(mktemp)
   if out=$(gcloud "$@" 2>"$err"); then
-    rm -f "$err"
     return 0
   fi
   if [ -n "$refusal" ] && grep -qF -- "$refusal" "$err"; then
-    unsupported "gcloud refuses: $(grep -F -- "$refusal" "$err" | sed 's/^ERROR: //') ($where)"
-    rm -f "$err"
+    unsupported "gcloud refuses: $(grep -m1 -F -- "$refusal" "$err" | sed 's/^ERROR: //') ($where)"
     exit 0
   fi
   cat "$err" >&2
-  rm -f "$err"
   exit 1
 }
 
@@ -74,7 +71,7 @@ case "$cell" in
     statuses=()
     for u in "$url" "$other"; do
       run auth print-identity-token --audiences="$u"
-      statuses+=("$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $out" "$u/whoami")")
+      statuses+=("$(curl -sS -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $out" "$u/whoami")")
     done
     jq -cn --argjson a "${statuses[0]}" --argjson b "${statuses[1]}" '{statuses: [$a, $b]}' ;;
   *)

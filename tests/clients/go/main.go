@@ -53,7 +53,11 @@ func run(ctx context.Context, cell, url, other string) (map[string]any, error) {
 		if err != nil {
 			return nil, fmt.Errorf("metadata project id: %w", err)
 		}
-		return map[string]any{"detected": metadata.OnGCE(), "project": project}, nil
+		email, err := metadata.EmailWithContext(ctx, "default")
+		if err != nil {
+			return nil, fmt.Errorf("metadata email: %w", err)
+		}
+		return map[string]any{"detected": metadata.OnGCE(), "project": project, "account": email}, nil
 	case "metadata-access":
 		creds, err := credentials.DetectDefault(&credentials.DetectOptions{Scopes: []string{cloudPlatform}})
 		if err != nil {

@@ -17,24 +17,35 @@ async function run(cell, url, other) {
   const auth = new GoogleAuth({ scopes: [CLOUD_PLATFORM] });
   switch (cell) {
     case 'platform':
-      // CLOUD_RUN when K_SERVICE is set and the metadata server answers.
-      return { detected: (await auth.getEnv()) === 'CLOUD_RUN', project: await auth.getProjectId() };
+      // CLOUD_RUN when K_CONFIGURATION is set and the metadata server answers.
+      return {
+        detected: (await auth.getEnv()) === 'CLOUD_RUN',
+        project: await auth.getProjectId(),
+        account: (await auth.getCredentials()).client_email,
+      };
     case 'metadata-access':
     case 'external-access':
       return { token: await auth.getAccessToken() };
     case 'metadata-id':
     case 'key-file':
-    case 'impersonated': {
-      const client = await auth.getIdTokenClient(url);
+    case 'impersonated':
+    case 'external-id': {
+      // getIdTokenClient needs a client with fetchIdToken, which the external-account
+      // clients do not have: the library says so.
+      let client;
+      try {
+        client = await auth.getIdTokenClient(url);
+      } catch (e) {
+        if (String(e.message).startsWith('Cannot fetch ID token in this environment')) {
+          const kind = (await auth.getClient()).constructor.name;
+          return {
+            unsupported: `getIdTokenClient refuses the ${kind}: "${e.message.split(',')[0]}" (src/auth/googleauth.ts, getIdTokenClient)`,
+          };
+        }
+        throw e;
+      }
       return { token: await client.idTokenProvider.fetchIdToken(url) };
     }
-    case 'external-id':
-      // getIdTokenClient needs a client with fetchIdToken, which the external-account
-      // clients do not have.
-      return {
-        unsupported:
-          'getIdTokenClient needs fetchIdToken, which BaseExternalAccountClient lacks (src/auth/googleauth.ts, getIdTokenClient)',
-      };
     case 'call': {
       const statuses = [];
       for (const u of [url, other]) {

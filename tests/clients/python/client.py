@@ -25,23 +25,31 @@ def run(cell, url, other):
     request = google.auth.transport.requests.Request()
     if cell == "platform":
         credentials, project = google.auth.default()
+        detected = isinstance(credentials, compute_engine.Credentials)
+        if detected:
+            credentials.refresh(request)  # reads the account's email too
         return {
-            "detected": isinstance(credentials, compute_engine.Credentials),
+            "detected": detected,
             "project": project,
+            "account": getattr(credentials, "service_account_email", None),
         }
     if cell in ("metadata-access", "external-access"):
         credentials, _ = google.auth.default(scopes=[CLOUD_PLATFORM])
         credentials.refresh(request)
         return {"token": credentials.token}
-    if cell in ("metadata-id", "key-file", "impersonated"):
-        return {"token": id_token.fetch_id_token(request, url)}
-    if cell == "external-id":
-        return {
-            "unsupported": "fetch_id_token reads service_account and "
-            "impersonated_service_account files only; an external_account file falls "
-            "through to the metadata server (google/oauth2/id_token.py, "
-            "fetch_id_token_credentials)"
-        }
+    if cell in ("metadata-id", "key-file", "impersonated", "external-id"):
+        credentials = id_token.fetch_id_token_credentials(url, request)
+        # It reads service_account and impersonated_service_account files only: given an
+        # external_account file, it ignores it and asks the metadata server, which would
+        # hand out the service's own identity instead.
+        if cell != "metadata-id" and isinstance(credentials, compute_engine.IDTokenCredentials):
+            return {
+                "unsupported": "fetch_id_token ignores an external_account file and falls "
+                "back to the metadata server's identity (google/oauth2/id_token.py, "
+                "fetch_id_token_credentials)"
+            }
+        credentials.refresh(request)
+        return {"token": credentials.token}
     if cell == "call":
         statuses = []
         for u in (url, other):

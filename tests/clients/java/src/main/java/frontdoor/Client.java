@@ -48,6 +48,9 @@ public class Client {
                 GoogleCredentials adc = GoogleCredentials.getApplicationDefault();
                 out.put("detected", adc instanceof ComputeEngineCredentials);
                 out.put("project", adc.getProjectId());
+                if (adc instanceof ComputeEngineCredentials) {
+                    out.put("account", ((ComputeEngineCredentials) adc).getAccount());
+                }
                 return out;
             }
             case "metadata-access":
@@ -59,23 +62,27 @@ public class Client {
             }
             case "metadata-id":
             case "key-file":
-            case "impersonated": {
-                IdTokenCredentials credentials = idTokenCredentials(url);
+            case "impersonated":
+            case "external-id": {
+                // IdTokenCredentials takes an IdTokenProvider, which the credentials an
+                // external_account file loads as (ExternalAccountCredentials) are not.
+                GoogleCredentials adc = GoogleCredentials.getApplicationDefault();
+                if (!(adc instanceof IdTokenProvider)) {
+                    out.put("unsupported", adc.getClass().getSimpleName()
+                        + " is not an IdTokenProvider, which IdTokenCredentials needs "
+                        + "(oauth2_http/java/com/google/auth/oauth2/ExternalAccountCredentials.java)");
+                    return out;
+                }
+                IdTokenCredentials credentials = idTokenCredentials(adc, url);
                 credentials.refresh();
                 out.put("token", credentials.getIdToken().getTokenValue());
                 return out;
             }
-            case "external-id":
-                // IdTokenCredentials takes an IdTokenProvider, which ExternalAccountCredentials
-                // (what an external_account file loads as) does not implement.
-                out.put("unsupported", "ExternalAccountCredentials is not an IdTokenProvider "
-                    + "(oauth2_http/java/com/google/auth/oauth2/ExternalAccountCredentials.java), "
-                    + "and IdTokenCredentials needs one");
-                return out;
             case "call": {
                 List<Integer> statuses = new java.util.ArrayList<>();
                 for (String u : List.of(url, other)) {
-                    IdTokenCredentials credentials = idTokenCredentials(u);
+                    IdTokenCredentials credentials =
+                        idTokenCredentials(GoogleCredentials.getApplicationDefault(), u);
                     HttpRequest request = new NetHttpTransport()
                         .createRequestFactory(new HttpCredentialsAdapter(credentials))
                         .buildGetRequest(new GenericUrl(u + "/whoami"));
@@ -94,9 +101,9 @@ public class Client {
         }
     }
 
-    // The full format (the token names the instance) from the metadata server.
-    static IdTokenCredentials idTokenCredentials(String audience) throws Exception {
-        GoogleCredentials adc = GoogleCredentials.getApplicationDefault();
+    // ID tokens from `adc`, with the email, and in the full format where the metadata server
+    // makes them (the token then names the instance).
+    static IdTokenCredentials idTokenCredentials(GoogleCredentials adc, String audience) {
         if (!(adc instanceof IdTokenProvider)) {
             throw new IllegalStateException(adc.getClass().getName() + " cannot give ID tokens");
         }
