@@ -288,7 +288,11 @@ async fn decisions(
     // whatever answers on that port.
     let esc = crate::decisions::escape_controls;
     for d in list {
-        let verdict = if d.allowed { "ALLOW" } else { "DENY " };
+        let verdict = match (d.would_deny, d.allowed) {
+            (Some(_), _) => "AUDIT",
+            (None, true) => "ALLOW",
+            (None, false) => "DENY ",
+        };
         let time = humantime::format_rfc3339_seconds(
             std::time::UNIX_EPOCH + std::time::Duration::from_secs(d.time.max(0) as u64),
         );
@@ -310,6 +314,10 @@ async fn decisions(
             )
         };
         let code = d.code.map(|c| format!("{c}: ")).unwrap_or_default();
+        let code = match d.would_deny {
+            Some(status) => format!("would deny {status}: {code}"),
+            None => code,
+        };
         out.push_str(&format!(
             "{time} {verdict} {} {what} → {}\n    {code}{}\n",
             d.status,
@@ -344,6 +352,9 @@ async fn status(config: ConfigArgs) -> anyhow::Result<()> {
         status["config_file"].as_str().unwrap_or("?"),
         status["generation"]
     );
+    if status["enforcement"] == "audit" {
+        out.push_str("AUDIT MODE: nothing is enforced; refusals are logged as would deny\n");
+    }
     match &status["last_reload"] {
         serde_json::Value::Null => out.push_str("no reload yet\n"),
         last if last["ok"] == true => out.push_str("last reload: applied\n"),
@@ -375,6 +386,9 @@ async fn status(config: ConfigArgs) -> anyhow::Result<()> {
     say(&out);
     Ok(())
 }
+
+/// Said at start-up in audit mode, so that nobody mistakes it for enforcement.
+const AUDIT_BANNER: &str = "\n  !!! AUDIT MODE (enforcement: audit): NOTHING IS ENFORCED !!!\n  Every request passes the front door; what Cloud Run would refuse is logged as AUDIT … would deny, with its code.\n  Remove `enforcement: audit` to enforce.\n\n";
 
 async fn env(args: ConfigArgs, service: Option<&str>) -> anyhow::Result<()> {
     let addresses = locate::running(&args)?;
@@ -485,6 +499,9 @@ async fn serve(args: ConfigArgs, bind_all: bool) -> anyhow::Result<()> {
         config.metadata_identity,
         describe(config, Some(&addresses))
     ));
+    if config.enforcement == crate::config::Enforcement::Audit {
+        say(AUDIT_BANNER);
+    }
     let record = state.state_dir().clone();
     let served = server::serve(bound, crate::state::Live::new(state), shutdown).await;
     locate::forget(&record);

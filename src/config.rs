@@ -94,6 +94,28 @@ pub struct Config {
     pub named_files: Vec<PathBuf>,
     /// Hosts the egress proxy tunnels untouched (`egress.passthrough`), lowercase.
     pub egress_passthrough: Vec<String>,
+    /// Whether the front door turns away what it refuses (`enforcement:`).
+    pub enforcement: Enforcement,
+}
+
+/// What the front door does with a request it would refuse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Enforcement {
+    /// Turns it away, as Cloud Run does.
+    #[default]
+    Enforce,
+    /// Lets it through and records it as "would deny", with its code and reason: for
+    /// finding every missing binding in one run. Never what Cloud Run does.
+    Audit,
+}
+
+impl Enforcement {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Enforcement::Enforce => "enforce",
+            Enforcement::Audit => "audit",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -385,6 +407,19 @@ fn resolve(
         }
         egress_passthrough.push(host);
     }
+    let enforcement = match raw.enforcement.as_deref() {
+        None | Some("enforce") => Enforcement::Enforce,
+        Some("audit") => Enforcement::Audit,
+        Some(other) => {
+            return Err(at.err(
+                "enforcement",
+                format!(
+                    "`{other}` is not an enforcement mode: `enforce` (the default, as Cloud Run) or `audit` (every request passes; refusals are recorded as would deny){}",
+                    crate::suggest::did_you_mean(other, ["enforce", "audit"])
+                ),
+            ));
+        }
+    };
     let project = resolve_project(raw.project, &at)?;
 
     let listen = Listen {
@@ -562,6 +597,7 @@ fn resolve(
         providers,
         named_files,
         egress_passthrough,
+        enforcement,
     };
     Ok(config)
 }

@@ -72,6 +72,10 @@ pub struct Decision {
     /// The front door's refusals: the reason's stable code (`codes::ALL` lists them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) code: Option<Code>,
+    /// In audit mode (`enforcement: audit`), the status enforcement would have answered
+    /// for a request let through anyway; `code` and `reason` say why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub would_deny: Option<u16>,
     /// How long the decision took, in microseconds: for the front door, until the
     /// response headers (the upstream's included).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -97,6 +101,7 @@ impl Decision {
             permission: None,
             reason: String::new(),
             code: None,
+            would_deny: None,
             latency_us: None,
         }
     }

@@ -15,7 +15,13 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderValue, Response, header};
 
+use crate::config::Enforcement;
 use crate::decisions::{Code, Decision};
+
+/// In audit mode, on a request let through that enforcement would have refused:
+/// `STATUS CODE: reason`. frontdoor's own, as `X-Frontdoor-Reason` is.
+const WOULD_DENY: axum::http::HeaderName =
+    axum::http::HeaderName::from_static("x-frontdoor-would-deny");
 use crate::peer::Peer;
 use crate::state::{AppState, Live};
 
@@ -137,10 +143,15 @@ async fn decide_and_forward(listener: &Listener, peer: Peer, req: Request) -> Re
             reason,
             ..
         } => {
-            decision.status = status.as_u16();
             decision.code = Some(code);
-            decision.reason = reason;
-            return turned_away(state, decision.timed(started), status, None);
+            if state.config().enforcement != Enforcement::Audit {
+                decision.status = status.as_u16();
+                decision.reason = reason;
+                return turned_away(state, decision.timed(started), status, None);
+            }
+            // Audit mode: through anyway, headers untouched, recorded as would deny.
+            decision.would_deny = Some(status.as_u16());
+            (None, reason)
         }
         auth::Verdict::Allow {
             credential, reason, ..
@@ -162,11 +173,18 @@ async fn decide_and_forward(listener: &Listener, peer: Peer, req: Request) -> Re
         Err(e) => Err(e),
     };
     match forwarded {
-        Ok(r) => {
+        Ok(mut r) => {
             decision.allowed = true;
             decision.status = r.status().as_u16();
             decision.reason = reason;
             let _ = write!(decision.reason, "; proxied to {}", service.upstream);
+            if let (Some(status), Some(code)) = (decision.would_deny, decision.code) {
+                // The caller sees what enforcement would have said.
+                let said = format!("{status} {code}: {}", decision.reason);
+                if let Some(value) = crate::decisions::reason_header(&said) {
+                    r.headers_mut().insert(WOULD_DENY, value);
+                }
+            }
             state.decisions().record(decision.timed(started));
             r
         }

@@ -213,6 +213,7 @@ async fn status(State(state): State<AppState>) -> Json<Value> {
     };
     Json(json!({
         "config_file": state.config().file.display().to_string(),
+        "enforcement": state.config().enforcement.as_str(),
         "changes_file": dir.join(crate::config::layer::FILE).display().to_string(),
         "changes": changes,
         // From the reload status, so that generation and last_reload always agree.

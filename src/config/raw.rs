@@ -31,6 +31,9 @@ pub(crate) struct RawConfig {
     pub(crate) workload_identity_pools: Vec<RawPool>,
     #[serde(default)]
     pub(crate) egress: RawEgress,
+    /// `enforce` (the default) or `audit`: every request passes, and what enforcement
+    /// would refuse is recorded as "would deny".
+    pub(crate) enforcement: Option<String>,
 }
 
 /// What the egress proxy lets through beside the hosts frontdoor emulates.

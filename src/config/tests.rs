@@ -817,3 +817,22 @@ fn a_layer_too_large_to_read_back_is_refused() {
     std::fs::write(dir.path().join(layer::FILE), layer.to_json().unwrap()).unwrap();
     assert_eq!(Layer::read(dir.path()).unwrap(), layer);
 }
+
+#[test]
+fn enforcement_is_enforce_unless_audit_is_asked() {
+    assert_eq!(ok(BASE).enforcement, Enforcement::Enforce);
+    let audit = ok(&format!("{BASE}enforcement: audit\n"));
+    assert_eq!(audit.enforcement, Enforcement::Audit);
+    err(
+        &format!("{BASE}enforcement: audi\n"),
+        "enforcement",
+        "`audi` is not an enforcement mode",
+    );
+    let e = parse(
+        &format!("{BASE}enforcement: audi\n"),
+        Path::new("services.yaml"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("did you mean `audit`?"), "{e}");
+}

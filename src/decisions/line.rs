@@ -29,6 +29,7 @@ pub(super) fn log(decision: &Decision) {
                     latency_us = decision.latency_us,
                     reason = %decision.reason,
                     code = decision.code.map(super::Code::as_str),
+                    would_deny = decision.would_deny,
                     "decision"
                 );
             } else {
@@ -49,7 +50,12 @@ struct Compact<'d>(&'d Decision);
 impl fmt::Display for Compact<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let d = self.0;
-        let verdict = if d.allowed { "ALLOW" } else { "DENY" };
+        // AUDIT: let through in audit mode, though enforcement would have refused it.
+        let verdict = match (d.would_deny, d.allowed) {
+            (Some(_), _) => "AUDIT",
+            (None, true) => "ALLOW",
+            (None, false) => "DENY",
+        };
         write!(f, "{verdict} {} ", d.status)?;
         if d.surface != FRONT_DOOR {
             write!(f, "{} ", d.surface)?;
@@ -66,7 +72,10 @@ impl fmt::Display for Compact<'_> {
         if let Some(target) = &d.target {
             write!(f, " for {target}")?;
         }
-        if !d.allowed {
+        if let Some(status) = d.would_deny {
+            write!(f, ": would deny {status}")?;
+        }
+        if !d.allowed || d.would_deny.is_some() {
             match d.code {
                 Some(code) => write!(f, ": {code}: {}", d.reason)?,
                 None => write!(f, ": {}", d.reason)?,

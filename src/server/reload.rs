@@ -222,6 +222,11 @@ fn record(current: &AppState, result: Result<Option<AppState>, String>) {
                 .filter_map(|s| next.revision(&s.name))
                 .collect();
             tracing::info!(generation = next.generation(), revisions = %revisions.join(", "), "configuration reloaded");
+            if next.config().enforcement == crate::config::Enforcement::Audit {
+                tracing::warn!(
+                    "AUDIT MODE (enforcement: audit): nothing is enforced; every request passes the front door, and what would be refused is logged as AUDIT … would deny"
+                );
+            }
         }
         Err(error) => refuse(current, error),
     }
