@@ -169,6 +169,32 @@ pub enum Command {
         #[command(flatten)]
         config: ConfigArgs,
     },
+    /// Show the decision the front door would make for a token and a service, and why,
+    /// computed by the running server with the front door's own checks; nothing reaches the
+    /// service, and a token is minted only for --impersonate-service-account.
+    Explain {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// The service the token would be sent to.
+        #[arg(long)]
+        service: String,
+        /// The token to judge, as it would be sent after `Bearer `.
+        #[arg(
+            long,
+            conflicts_with = "impersonate_service_account",
+            required_unless_present = "impersonate_service_account"
+        )]
+        token: Option<String>,
+        /// Judge a token minted for this service account instead.
+        #[arg(long)]
+        impersonate_service_account: Option<String>,
+        /// The minted token's audience (default: the service's URL).
+        #[arg(long, requires = "impersonate_service_account")]
+        audience: Option<String>,
+        /// Print the raw JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show the recent decisions of every surface (the front door, IAM Credentials,
     /// /token, STS, tokeninfo, the metadata server), with their reasons, from the running
     /// server.
@@ -195,6 +221,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Credentials(command) => credentials::write(command),
         Command::Env { config, service } => env(config, service.as_deref()).await,
         Command::Status { config } => status(config).await,
+        Command::Explain {
+            config,
+            service,
+            token,
+            impersonate_service_account,
+            audience,
+            json,
+        } => {
+            let ask = serde_json::json!({
+                "service": service,
+                "token": token,
+                "impersonate_service_account": impersonate_service_account,
+                "audience": audience,
+            });
+            explain(config, ask, json).await
+        }
         Command::Decisions {
             config,
             limit,
@@ -324,6 +366,67 @@ async fn decisions(
             esc(d.principal.as_deref().unwrap_or("(no principal)")),
             esc(&d.reason)
         ));
+    }
+    say(&out);
+    Ok(())
+}
+
+/// Asks the running server to judge a token (`POST /frontdoor/v1/explain`) and prints its
+/// verdict: the decision line, the code and reason, and the token's header and claims.
+async fn explain(config: ConfigArgs, ask: serde_json::Value, json: bool) -> anyhow::Result<()> {
+    // Absent fields are left out, not sent as null.
+    let ask: serde_json::Map<String, serde_json::Value> = ask
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(_, v)| !v.is_null())
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let addresses = locate::running(&config)?;
+    let url = format!("http://{}/frontdoor/v1/explain", addresses.google);
+    let client = reqwest::Client::builder().no_proxy().build()?;
+    let response = client.post(&url).json(&ask).send().await.with_context(|| {
+        format!("cannot reach frontdoor at {url}; is `frontdoor serve` running?")
+    })?;
+    let ok = response.status().is_success();
+    let body: serde_json::Value = response.json().await?;
+    if !ok {
+        anyhow::bail!(
+            "{}",
+            body["error"]
+                .as_str()
+                .unwrap_or("the server refused the question")
+        );
+    }
+    if json {
+        say(&format!("{}\n", serde_json::to_string_pretty(&body)?));
+        return Ok(());
+    }
+    let esc = crate::decisions::escape_controls;
+    let verdict = if body["allowed"] == true {
+        "ALLOW"
+    } else {
+        "DENY "
+    };
+    let mut out = format!(
+        "{verdict} {} {} → {}\n    {}{}\n",
+        body["status"],
+        esc(body["service"].as_str().unwrap_or("?")),
+        esc(body["principal"].as_str().unwrap_or("(no principal)")),
+        body["code"]
+            .as_str()
+            .map(|c| format!("{c}: "))
+            .unwrap_or_default(),
+        esc(body["reason"].as_str().unwrap_or("")),
+    );
+    if body["minted"] == true {
+        out.push_str("    (a token minted for the question, sent nowhere)\n");
+    }
+    for part in ["header", "claims"] {
+        let value = &body["token"][part];
+        if !value.is_null() {
+            out.push_str(&format!("  token {part}: {}\n", esc(&value.to_string())));
+        }
     }
     say(&out);
     Ok(())

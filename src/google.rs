@@ -7,6 +7,7 @@ mod admin;
 mod assertion;
 mod caller;
 mod errors;
+mod explain;
 mod iamcredentials;
 mod issuer;
 mod oauth2;
@@ -32,6 +33,7 @@ pub fn app(live: Live) -> Router {
     Router::new()
         .merge(issuer::routes())
         .merge(crate::introspect::routes())
+        .merge(explain::routes())
         .merge(oauth2::routes())
         .merge(tokeninfo::routes())
         .merge(sts::routes())

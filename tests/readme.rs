@@ -108,6 +108,12 @@ fn expected(name: &str) -> &'static [&'static str] {
             "DENY  401 GET search /",
             "is not one of service `search`'s audiences",
         ],
+        "explain" => &[
+            "DENY  403 search → serviceAccount:login@demo-project.iam.gserviceaccount.com",
+            "    no_invoker_binding: serviceAccount:login@demo-project.iam.gserviceaccount.com has no role carrying run.routes.invoke",
+            "(a token minted for the question, sent nowhere)",
+            "token claims: {",
+        ],
         "env" => &[
             "export GCE_METADATA_HOST=127.0.0.1:9082",
             "export GCE_METADATA_IP=127.0.0.1:9082",
