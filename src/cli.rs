@@ -373,21 +373,14 @@ async fn decisions(
 
 /// Asks the running server to judge a token (`POST /frontdoor/v1/explain`) and prints its
 /// verdict: the decision line, the code and reason, and the token's header and claims.
-async fn explain(config: ConfigArgs, ask: serde_json::Value, json: bool) -> anyhow::Result<()> {
-    // Absent fields are left out, not sent as null.
-    let ask: serde_json::Map<String, serde_json::Value> = ask
-        .as_object()
-        .into_iter()
-        .flatten()
-        .filter(|(_, v)| !v.is_null())
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+async fn explain(
+    config: ConfigArgs,
+    question: serde_json::Value,
+    json: bool,
+) -> anyhow::Result<()> {
+    // An absent option goes as null, which the server reads as absent.
     let addresses = locate::running(&config)?;
-    let url = format!("http://{}/frontdoor/v1/explain", addresses.google);
-    let client = reqwest::Client::builder().no_proxy().build()?;
-    let response = client.post(&url).json(&ask).send().await.with_context(|| {
-        format!("cannot reach frontdoor at {url}; is `frontdoor serve` running?")
-    })?;
+    let response = ask(addresses.google, "/frontdoor/v1/explain", Some(&question)).await?;
     let ok = response.status().is_success();
     let body: serde_json::Value = response.json().await?;
     if !ok {
@@ -436,16 +429,35 @@ async fn explain(config: ConfigArgs, ask: serde_json::Value, json: bool) -> anyh
 /// through a proxy the environment may name.
 async fn fetch_json(config: &ConfigArgs, path: &str) -> anyhow::Result<serde_json::Value> {
     let addresses = locate::running(config)?;
-    let url = format!("http://{}{path}", addresses.google);
-    let client = reqwest::Client::builder().no_proxy().build()?;
-    Ok(client
-        .get(&url)
-        .send()
-        .await
-        .with_context(|| format!("cannot reach frontdoor at {url}; is `frontdoor serve` running?"))?
+    get_json(addresses.google, path).await
+}
+
+/// GET `path` on the google listener at `google`, as JSON.
+async fn get_json(google: std::net::SocketAddr, path: &str) -> anyhow::Result<serde_json::Value> {
+    Ok(ask(google, path, None)
+        .await?
         .error_for_status()?
         .json()
         .await?)
+}
+
+/// `path` on the google listener at `google`: a GET, or a POST of `body` as JSON. Loopback
+/// only: never through a proxy the environment may name.
+async fn ask(
+    google: std::net::SocketAddr,
+    path: &str,
+    body: Option<&serde_json::Value>,
+) -> anyhow::Result<reqwest::Response> {
+    let url = format!("http://{google}{path}");
+    let client = reqwest::Client::builder().no_proxy().build()?;
+    let request = match body {
+        Some(body) => client.post(&url).json(body),
+        None => client.get(&url),
+    };
+    request
+        .send()
+        .await
+        .with_context(|| format!("cannot reach frontdoor at {url}; is `frontdoor serve` running?"))
 }
 
 async fn status(config: ConfigArgs) -> anyhow::Result<()> {
@@ -532,7 +544,7 @@ async fn env(args: ConfigArgs, service: Option<&str>) -> anyhow::Result<()> {
     if let Some(name) = service {
         // What Cloud Run sets in every container, as for the services frontdoor starts.
         // Node's library sees Cloud Run by K_CONFIGURATION.
-        let status = fetch_json(&args, "/frontdoor/v1/status").await?;
+        let status = get_json(addresses.google, "/frontdoor/v1/status").await?;
         let revision = status["services"]
             .as_array()
             .into_iter()

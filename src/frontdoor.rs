@@ -190,7 +190,12 @@ async fn decide_and_forward(listener: &Listener, peer: Peer, req: Request) -> Re
         }
         Err(e) => {
             decision.allowed = e.status() != axum::http::StatusCode::PAYLOAD_TOO_LARGE;
-            decision.reason = format!("{reason}; but {e}");
+            // An audited request keeps, in its reason, the refusal its code gives way to.
+            let audited = match (decision.would_deny, decision.code) {
+                (Some(status), Some(code)) => format!(" (audit: would deny {status}: {code})"),
+                _ => String::new(),
+            };
+            decision.reason = format!("{reason}{audited}; but {e}");
             decision.code = Some(e.code());
             turned_away(
                 state,

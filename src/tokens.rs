@@ -131,8 +131,17 @@ pub fn verify(keys: &KeySet, token: &str, issuer: &str, now: i64) -> Result<Veri
 /// The claims of a JWT without any check, for showing what a container received. Never use
 /// this to decide anything.
 pub fn peek_claims(token: &str) -> Option<Claims> {
-    let payload = token.split('.').nth(1)?;
-    jws::json_object(&URL_SAFE_NO_PAD.decode(payload).ok()?, "payload").ok()
+    peek(token, 1, "payload")
+}
+
+/// The header of a JWT without any check, for showing; never for deciding.
+pub fn peek_header(token: &str) -> Option<Claims> {
+    peek(token, 0, "header")
+}
+
+fn peek(token: &str, segment: usize, what: &'static str) -> Option<Claims> {
+    let text = token.split('.').nth(segment)?;
+    jws::json_object(&URL_SAFE_NO_PAD.decode(text).ok()?, what).ok()
 }
 
 pub mod jws;

@@ -4,10 +4,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::Stdio;
-use std::time::{Duration, Instant};
-
 use common::*;
 
 fn audit_config() -> String {
@@ -93,35 +89,35 @@ fn serve_announces_audit_mode() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("services.yaml");
     std::fs::write(&file, format!("{EPHEMERAL}{}", audit_config())).unwrap();
-    let mut child = frontdoor()
-        .arg("serve")
-        .arg("--config")
-        .arg(&file)
-        .arg("--state-dir")
-        .arg(dir.path().join("state"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut seen = String::new();
-    while Instant::now() < deadline {
-        let mut line = String::new();
-        if out.read_line(&mut line).unwrap() == 0 {
-            break;
-        }
-        seen.push_str(&line);
-        if line.contains("NOTHING IS ENFORCED") {
-            break;
-        }
-    }
-    let _ = std::process::Command::new("kill")
-        .arg(child.id().to_string())
-        .status();
-    let _ = child.wait();
+    state_dir_with_test_keys(&dir.path().join("state"));
+    let (mut child, lines) = spawn_serve(dir.path(), &file, |l| l.contains("NOTHING IS ENFORCED"));
+    stop(&mut child);
     assert!(
-        seen.contains("!!! AUDIT MODE (enforcement: audit): NOTHING IS ENFORCED !!!"),
-        "{seen}"
+        lines
+            .concat()
+            .contains("!!! AUDIT MODE (enforcement: audit): NOTHING IS ENFORCED !!!"),
+        "{lines:?}"
     );
+}
+
+/// An audited request whose container then fails is refused for that, and its reason keeps
+/// the refusal audit mode let through.
+#[tokio::test]
+async fn an_audited_request_to_a_failing_container_keeps_its_would_deny() {
+    let emu = Emulator::start(&format!(
+        "{PROJECT}enforcement: audit\nservices:\n  - name: down\n    upstream: http://127.0.0.1:1\n    listen: 127.0.0.1:0\n"
+    ))
+    .await;
+    let (status, _, _) = get_with(&emu.service("down", "/"), &[]).await;
+    assert_eq!(status, 503);
+    let d = emu.decisions().await.pop().unwrap();
+    assert_eq!(d["code"], "upstream_failed", "{d}");
+    assert!(
+        d["reason"]
+            .as_str()
+            .unwrap()
+            .contains("(audit: would deny 403: no_credential); but the container at"),
+        "{d}"
+    );
+    emu.stop().await;
 }

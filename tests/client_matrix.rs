@@ -227,9 +227,17 @@ async fn check(emu: &Emulator, cell: &str, out: &Value) -> Result<Option<String>
 
 async fn check_answer(emu: &Emulator, cell: &str, out: &Value) -> Result<(), String> {
     let url = emu.url_of("vault");
-    let id_token_of = |email: String, full: bool| {
-        let url = url.clone();
-        move |claims: Value| -> Result<(), String> {
+    // An ID token cell: whose token it must be, and whether in the full format.
+    let want_id = match cell {
+        "metadata-id" => Some(("login", true)),
+        "key-file" => Some(("keyed", false)),
+        "impersonated" | "external-id" => Some(("invoker", false)),
+        _ => None,
+    };
+    if let Some((account, full)) = want_id {
+        let email = sa(account);
+        for token in tokens(out)? {
+            let claims = verified_claims(emu, token).await?;
             expect(
                 claims["email"] == email.as_str() && claims["aud"] == url.as_str(),
                 || format!("want email {email} and aud {url}: {claims}"),
@@ -237,18 +245,7 @@ async fn check_answer(emu: &Emulator, cell: &str, out: &Value) -> Result<(), Str
             expect(
                 !full || claims["google"]["compute_engine"]["instance_name"] == "login",
                 || format!("format=full asked, no google.compute_engine naming login: {claims}"),
-            )
-        }
-    };
-    let want_id = match cell {
-        "metadata-id" => Some(id_token_of(sa("login"), true)),
-        "key-file" => Some(id_token_of(sa("keyed"), false)),
-        "impersonated" | "external-id" => Some(id_token_of(sa("invoker"), false)),
-        _ => None,
-    };
-    if let Some(want) = want_id {
-        for token in tokens(out)? {
-            want(verified_claims(emu, token).await?)?;
+            )?;
         }
         return Ok(());
     }

@@ -197,47 +197,6 @@ fn cli_check_enforces_the_custom_audience_limit_at_32768() {
     assert!(err.contains("over Cloud Run's limit of 32768"), "{err}");
 }
 
-/// Spawns `frontdoor serve`, waits for its banner, and returns the child with the lines read.
-fn spawn_serve(
-    dir: &std::path::Path,
-    file: &std::path::Path,
-) -> (std::process::Child, Vec<String>) {
-    let mut child = frontdoor()
-        .arg("serve")
-        .arg("--config")
-        .arg(file)
-        .arg("--state-dir")
-        .arg(dir.join("state"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = Vec::new();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let mut line = String::new();
-        if out.read_line(&mut line).unwrap() == 0 || Instant::now() > deadline {
-            break;
-        }
-        let done = line.starts_with("    upstream");
-        lines.push(line);
-        if done {
-            break;
-        }
-    }
-    (child, lines)
-}
-
-fn stop(child: &mut std::process::Child) {
-    // SIGTERM, as a process manager would send.
-    let _ = std::process::Command::new("kill")
-        .arg(child.id().to_string())
-        .status();
-    let status = child.wait().unwrap();
-    assert!(status.success(), "serve did not stop cleanly: {status}");
-}
-
 /// Keys made on first start are reused on the next; the banner names every listener.
 #[test]
 fn serve_reuses_its_keys_across_restarts_and_stops_on_sigterm() {
@@ -247,7 +206,7 @@ fn serve_reuses_its_keys_across_restarts_and_stops_on_sigterm() {
     let file = write_config(dir.path(), &yaml);
     let mut kids = Vec::new();
     for _ in 0..2 {
-        let (mut child, lines) = spawn_serve(dir.path(), &file);
+        let (mut child, lines) = spawn_serve(dir.path(), &file, |l| l.starts_with("    upstream"));
         let banner = lines.concat();
         assert!(
             banner.contains("google APIs  http://127.0.0.1:"),

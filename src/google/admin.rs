@@ -93,6 +93,16 @@ pub(super) fn answer(result: Result<Value, ApiError>, explained: Explanation) ->
     )
 }
 
+/// Runs a handler's body, which may fill in `explained` as it goes, and answers with its
+/// result as [`answer`] does.
+pub(super) fn answered(
+    mut explained: Explanation,
+    body: impl FnOnce(&mut Explanation) -> Result<Value, ApiError>,
+) -> Response {
+    let result = body(&mut explained);
+    answer(result, explained)
+}
+
 /// [`answer`] for a handler that makes its own response (IAM Credentials').
 pub(super) fn respond(result: Result<Response, ApiError>, mut explained: Explanation) -> Response {
     let mut response = match result {

@@ -12,10 +12,8 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::decisions::Code;
 use crate::frontdoor::auth;
@@ -39,17 +37,6 @@ struct Ask {
 
 fn refuse(status: StatusCode, why: String) -> Response {
     (status, Json(json!({"error": why}))).into_response()
-}
-
-/// A JWT segment decoded as JSON, if it is one.
-fn segment(token: &str, index: usize) -> Value {
-    token
-        .split('.')
-        .nth(index)
-        .filter(|s| s.len() <= tokens::MAX_TOKEN_BYTES)
-        .and_then(|s| URL_SAFE_NO_PAD.decode(s.trim_end_matches('=')).ok())
-        .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
-        .unwrap_or(Value::Null)
 }
 
 async fn explain(
@@ -143,7 +130,7 @@ async fn explain(
         "reason": reason,
         "principal": principal,
         "minted": minted,
-        "token": {"header": segment(&token, 0), "claims": segment(&token, 1)},
+        "token": {"header": tokens::peek_header(&token), "claims": tokens::peek_claims(&token)},
     }))
     .into_response()
 }

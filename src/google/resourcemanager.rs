@@ -11,7 +11,7 @@ use axum::response::Response;
 use axum::routing::get;
 use serde_json::json;
 
-use super::admin::{answer, authorized_project, set_policy, split_method};
+use super::admin::{answer, answered, authorized_project, set_policy, split_method};
 use super::policy;
 use crate::decisions::Explanation;
 use crate::iam;
@@ -26,9 +26,9 @@ async fn project(
     Path(project): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let mut explained = Explanation::default();
-    let result = (|| {
-        authorized_project(&state, &headers, &project, iam::PROJECT_GET, &mut explained)?;
+    let explained = Explanation::default();
+    answered(explained, |explained| {
+        authorized_project(&state, &headers, &project, iam::PROJECT_GET, explained)?;
         let p = &state.config().project;
         Ok(json!({
             "projectNumber": p.number,
@@ -38,8 +38,7 @@ async fn project(
             "createTime": "2024-01-01T00:00:00.000Z",
             "parent": {"type": "organization", "id": "0"},
         }))
-    })();
-    answer(result, explained)
+    })
 }
 
 async fn policy_method(

@@ -15,8 +15,8 @@ use axum::routing::get;
 use serde_json::{Value, json};
 
 use super::admin::{
-    answer, authenticate, authorized, authorized_as, authorized_project, change, check_project,
-    project_scope, set_policy, split_method,
+    answer, answered, authenticate, authorized, authorized_as, authorized_project, change,
+    check_project, project_scope, set_policy, split_method,
 };
 use super::errors::ApiError;
 use super::policy;
@@ -108,9 +108,9 @@ async fn list(
     Path(namespace): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let mut explained = Explanation::default();
-    let result = (|| {
-        authorized_project(&state, &headers, &namespace, iam::RUN_LIST, &mut explained)?;
+    let explained = Explanation::default();
+    answered(explained, |explained| {
+        authorized_project(&state, &headers, &namespace, iam::RUN_LIST, explained)?;
         let items: Vec<Value> = state
             .config()
             .services
@@ -118,8 +118,7 @@ async fn list(
             .map(|s| knative::render(&state, s))
             .collect();
         Ok(knative::list("ServiceList", items))
-    })();
-    answer(result, explained)
+    })
 }
 
 #[derive(serde::Deserialize)]
@@ -137,9 +136,9 @@ async fn revisions(
     Query(query): Query<RevisionQuery>,
     headers: HeaderMap,
 ) -> Response {
-    let mut explained = Explanation::default();
-    let result = (|| {
-        authorized_project(&state, &headers, &namespace, iam::RUN_LIST, &mut explained)?;
+    let explained = Explanation::default();
+    answered(explained, |explained| {
+        authorized_project(&state, &headers, &namespace, iam::RUN_LIST, explained)?;
         let wanted = knative::label_selector(query.label_selector.as_deref().unwrap_or(""))
             .map_err(ApiError::InvalidArgument)?;
         let items: Vec<Value> = state
@@ -150,8 +149,7 @@ async fn revisions(
             .filter(|r| knative::has_labels(r, &wanted))
             .collect();
         Ok(knative::list("RevisionList", items))
-    })();
-    answer(result, explained)
+    })
 }
 
 async fn revision(
@@ -159,12 +157,12 @@ async fn revision(
     Path((namespace, name)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    let mut explained = Explanation {
+    let explained = Explanation {
         target: Some(name.clone()),
         ..Explanation::default()
     };
-    let result = (|| {
-        let service = authorized(&state, &headers, iam::RUN_GET, &mut explained, || {
+    answered(explained, |explained| {
+        let service = authorized(&state, &headers, iam::RUN_GET, explained, || {
             check_project(&state, &namespace)?;
             let service = state
                 .config()
@@ -179,8 +177,7 @@ async fn revision(
             Ok((service, service_scope(service)))
         })?;
         Ok(knative::render_revision(&state, service))
-    })();
-    answer(result, explained)
+    })
 }
 
 async fn describe(
@@ -188,22 +185,15 @@ async fn describe(
     Path((namespace, name)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    let mut explained = Explanation {
+    let explained = Explanation {
         target: Some(name.clone()),
         ..Explanation::default()
     };
-    let result = (|| {
-        let (_, service) = authorized_service(
-            &state,
-            &headers,
-            &namespace,
-            &name,
-            iam::RUN_GET,
-            &mut explained,
-        )?;
+    answered(explained, |explained| {
+        let (_, service) =
+            authorized_service(&state, &headers, &namespace, &name, iam::RUN_GET, explained)?;
         Ok(knative::render(&state, service))
-    })();
-    answer(result, explained)
+    })
 }
 
 async fn replace(
@@ -269,8 +259,8 @@ async fn get_policy(
     Query(options): Query<policy::Options>,
     headers: HeaderMap,
 ) -> Response {
-    let mut explained = Explanation::default();
-    let result = (|| {
+    let explained = Explanation::default();
+    answered(explained, |explained| {
         let (name, _) = split_method(&name_and_method, &["getIamPolicy"])?;
         explained.target = Some(name.to_owned());
         check_region(&state, &region)?;
@@ -281,11 +271,10 @@ async fn get_policy(
             &project,
             name,
             iam::RUN_GET_IAM_POLICY,
-            &mut explained,
+            explained,
         )?;
         Ok(policy::render(&service.policy))
-    })();
-    answer(result, explained)
+    })
 }
 
 async fn set_or_test(

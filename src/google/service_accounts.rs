@@ -19,7 +19,7 @@ use base64::engine::general_purpose::STANDARD;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::admin::{answer, authorized, authorized_project, check_project};
+use super::admin::{answer, answered, authorized, authorized_project, check_project};
 use super::errors::ApiError;
 use super::iamcredentials;
 use super::policy;
@@ -150,18 +150,12 @@ async fn list(
     Path(project): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let mut explained = Explanation {
+    let explained = Explanation {
         target: Some(format!("project {project}")),
         ..Explanation::default()
     };
-    let result = (|| {
-        authorized_project(
-            &state,
-            &headers,
-            &project,
-            iam::ACCOUNT_LIST,
-            &mut explained,
-        )?;
+    answered(explained, |explained| {
+        authorized_project(&state, &headers, &project, iam::ACCOUNT_LIST, explained)?;
         let config = state.config();
         let accounts: Vec<Value> = config
             .service_accounts
@@ -169,8 +163,7 @@ async fn list(
             .map(|a| render(config, a))
             .collect();
         Ok(json!({ "accounts": accounts }))
-    })();
-    answer(result, explained)
+    })
 }
 
 async fn describe(
@@ -178,19 +171,18 @@ async fn describe(
     Path((project, name)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    let mut explained = Explanation::default();
-    let result = (|| {
+    let explained = Explanation::default();
+    answered(explained, |explained| {
         let account = authorized_account(
             &state,
             &headers,
             &project,
             &name,
             iam::ACCOUNT_GET,
-            &mut explained,
+            explained,
         )?;
         Ok(render(state.config(), account))
-    })();
-    answer(result, explained)
+    })
 }
 
 /// `POST …/serviceAccounts/NAME:METHOD`: IAM's policy methods here, IAM Credentials'
@@ -290,16 +282,10 @@ async fn list_keys(
     Query(query): Query<Vec<(String, String)>>,
     headers: HeaderMap,
 ) -> Response {
-    let mut explained = Explanation::default();
-    let result = (|| {
-        let account = authorized_account(
-            &state,
-            &headers,
-            &project,
-            &name,
-            iam::KEYS_LIST,
-            &mut explained,
-        )?;
+    let explained = Explanation::default();
+    answered(explained, |explained| {
+        let account =
+            authorized_account(&state, &headers, &project, &name, iam::KEYS_LIST, explained)?;
         let types: Vec<&str> = query
             .iter()
             .filter(|(k, _)| k == "keyTypes")
@@ -326,8 +312,7 @@ async fn list_keys(
             .map(|(kid, _, created)| render_key(state.config(), &account.email, &kid, created))
             .collect();
         Ok(json!({ "keys": keys }))
-    })();
-    answer(result, explained)
+    })
 }
 
 #[derive(Deserialize, Default)]
@@ -426,15 +411,15 @@ async fn delete_key(
     Path((project, name, kid)): Path<(String, String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    let mut explained = Explanation::default();
-    let result = (|| {
+    let explained = Explanation::default();
+    answered(explained, |explained| {
         let account = authorized_account(
             &state,
             &headers,
             &project,
             &name,
             iam::KEYS_DELETE,
-            &mut explained,
+            explained,
         )?;
         let deleted = state
             .state_dir()
@@ -451,6 +436,5 @@ async fn delete_key(
             account.email
         ));
         Ok(json!({}))
-    })();
-    answer(result, explained)
+    })
 }

@@ -661,3 +661,49 @@ services:
 "#
     )
 }
+
+/// Spawns `frontdoor serve` on `file` with the state directory `dir/state`, reads its
+/// standard output until a line `until` accepts (or 30 s), and returns the child with the
+/// lines read.
+pub fn spawn_serve(
+    dir: &Path,
+    file: &Path,
+    until: impl Fn(&str) -> bool,
+) -> (std::process::Child, Vec<String>) {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+    let mut child = frontdoor()
+        .arg("serve")
+        .arg("--config")
+        .arg(file)
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = Vec::new();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut line = String::new();
+        if out.read_line(&mut line).unwrap() == 0 || Instant::now() > deadline {
+            break;
+        }
+        let done = until(&line);
+        lines.push(line);
+        if done {
+            break;
+        }
+    }
+    (child, lines)
+}
+
+/// Stops a spawned `serve` with SIGTERM, as a process manager would, and checks it stopped
+/// cleanly.
+pub fn stop(child: &mut std::process::Child) {
+    let _ = Command::new("kill").arg(child.id().to_string()).status();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "serve did not stop cleanly: {status}");
+}
