@@ -415,6 +415,12 @@ async fn explain(
     if body["minted"] == true {
         out.push_str("    (a token minted for the question, sent nowhere)\n");
     }
+    let steps: Vec<crate::decisions::Step> =
+        serde_json::from_value(body["steps"].clone()).unwrap_or_default();
+    out.push_str(&format!(
+        "  checks: {}\n",
+        crate::decisions::chain::summary(&steps)
+    ));
     for part in ["header", "claims"] {
         let value = &body["token"][part];
         if !value.is_null() {
@@ -601,11 +607,13 @@ async fn serve(args: ConfigArgs, bind_all: bool) -> anyhow::Result<()> {
         .context("cannot record the listeners' addresses")?;
     locate::remember(state_dir.path());
     say(&format!(
-        "frontdoor {} — project {} ({}, {})\n  front door   http://{}\n  google APIs  http://{}  (issuer {}, keys {kids})\n  decisions    http://{}/frontdoor/v1/decisions\n  metadata     http://{}  (default identity {})\n{}",
+        "frontdoor {} — project {} ({}, {})\n  dashboard    http://{}{}\n  front door   http://{}\n  google APIs  http://{}  (issuer {}, keys {kids})\n  decisions    http://{}/frontdoor/v1/decisions\n  metadata     http://{}  (default identity {})\n{}",
         env!("CARGO_PKG_VERSION"),
         config.project.id,
         config.project.number,
         config.project.region,
+        addresses.google,
+        crate::dashboard::PATH,
         addresses.frontdoor,
         addresses.google,
         config.issuer,

@@ -2,10 +2,14 @@
 //! IAM Credentials, `/token`, STS, tokeninfo, the metadata server): one structured log event
 //! each, and a bounded in-memory list that the google listener serves and the CLI reads.
 
+pub(crate) mod chain;
 pub(crate) mod codes;
 mod line;
+mod shown_token;
 
+pub(crate) use chain::Step;
 pub(crate) use codes::Code;
+pub(crate) use shown_token::ShownToken;
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -80,6 +84,12 @@ pub struct Decision {
     /// response headers (the upstream's included).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency_us: Option<u64>,
+    /// The front door's chain of checks, in order; for a refusal the failed one is last.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<Step>,
+    /// The bearer token's decoded header and claims (never its signature).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<ShownToken>,
 }
 
 impl Decision {
@@ -103,6 +113,8 @@ impl Decision {
             code: None,
             would_deny: None,
             latency_us: None,
+            steps: Vec::new(),
+            token: None,
         }
     }
 
@@ -230,6 +242,7 @@ impl Default for DecisionLog {
             entries: Mutex::new(Entries {
                 list: VecDeque::new(),
                 bytes: 0,
+                recorded: 0,
             }),
             counts: Family::default(),
             latency: Family::new_with_constructor(latency_histogram),
@@ -242,11 +255,24 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.000_05, 2.0, 16))
 }
 
+/// What [`DecisionLog::front_door_since`] found.
+#[derive(Debug)]
+pub(crate) struct Since {
+    /// Numbered, oldest first.
+    pub(crate) decisions: Vec<(u64, Decision)>,
+    /// How many more there were than asked for.
+    pub(crate) more: usize,
+    /// The number of the last decision recorded, of any surface.
+    pub(crate) last: u64,
+}
+
 /// The kept decisions and their total weight in bytes (see [`Decision::bytes`]).
 #[derive(Debug)]
 struct Entries {
     list: VecDeque<Decision>,
     bytes: usize,
+    /// How many decisions were ever recorded: the last one kept is number `recorded`.
+    recorded: u64,
 }
 
 /// Labels built on every decision: static strings but for the service's name, so that a
@@ -337,6 +363,12 @@ impl Decision {
             .iter()
             .filter_map(|f| f.as_ref().map(String::len))
             .sum::<usize>()
+            + self
+                .steps
+                .iter()
+                .map(|s| std::mem::size_of::<Step>() + s.detail.len())
+                .sum::<usize>()
+            + self.token.as_ref().map_or(0, ShownToken::bytes)
     }
 
     /// Every client-derived string escaped (see [`escape_controls`]) and cut to length.
@@ -362,6 +394,12 @@ impl Decision {
             &mut self.reason,
         ] {
             escape_in_place(field);
+        }
+        // Fixed words are ours; only what a step found can hold a client's string.
+        for step in &mut self.steps {
+            if let std::borrow::Cow::Owned(detail) = &mut step.detail {
+                escape_in_place(detail);
+            }
         }
         self
     }
@@ -394,6 +432,7 @@ impl DecisionLog {
             entries.bytes -= old.bytes();
         }
         entries.bytes += weight;
+        entries.recorded += 1;
         entries.list.push_back(decision);
     }
 
@@ -416,6 +455,44 @@ impl DecisionLog {
     pub fn size(&self) -> (usize, usize) {
         let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         (entries.list.len(), entries.bytes)
+    }
+
+    /// The front door's decisions numbered after `after`, at most the newest `limit` of
+    /// them, oldest first, each with its number; how many more there were; and the number
+    /// of the last recorded (of any surface), to ask after next time.
+    pub(crate) fn front_door_since(&self, after: u64, limit: usize) -> Since {
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let last = entries.recorded;
+        let mut decisions = Vec::new();
+        let mut more = 0;
+        for (d, n) in entries.list.iter().rev().zip((1..=last).rev()) {
+            if n <= after {
+                break;
+            }
+            if d.surface != FRONT_DOOR {
+                continue;
+            }
+            if decisions.len() < limit {
+                decisions.push((n, d.clone()));
+            } else {
+                more += 1;
+            }
+        }
+        drop(entries);
+        decisions.reverse();
+        Since {
+            decisions,
+            more,
+            last,
+        }
+    }
+
+    /// Decision number `seq`, while it is kept.
+    pub(crate) fn numbered(&self, seq: u64) -> Option<Decision> {
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let first = entries.recorded - entries.list.len() as u64 + 1;
+        let index = usize::try_from(seq.checked_sub(first)?).ok()?;
+        entries.list.get(index).cloned()
     }
 
     /// The newest `limit` decisions, oldest first.
@@ -460,6 +537,10 @@ mod tests {
         hostile.reason = "the JWT's key id `x\nALLOW 200 GET vault /` is unknown".into();
         hostile.path = "/\u{1b}[2J\u{1b}[31mred\r\u{7f}\u{9b}".into();
         hostile.principal = Some("user:a\tb@example.com".into());
+        hostile.steps = vec![Step::failed(
+            chain::Check::Audience,
+            "audience `x\nALLOW 200 GET vault /`".to_owned(),
+        )];
         log.record(hostile);
         let got = log.recent(1).pop().unwrap();
         assert_eq!(
@@ -468,6 +549,7 @@ mod tests {
         );
         assert_eq!(got.path, "/\\u{1b}[2J\\u{1b}[31mred\\r\\u{7f}\\u{9b}");
         assert_eq!(got.principal.as_deref(), Some("user:a\\tb@example.com"));
+        assert_eq!(got.steps[0].detail, "audience `x\\nALLOW 200 GET vault /`");
         assert!(!serde_json::to_string(&got).unwrap().contains("\\u001b"));
         assert!(matches!(
             escape_controls("plain ✓ text"),
@@ -526,11 +608,40 @@ mod tests {
     }
 
     #[test]
+    fn front_door_decisions_are_numbered_and_read_after_a_number() {
+        let log = DecisionLog::default();
+        for n in 1..=6 {
+            let mut d = d(n);
+            if n == 3 {
+                d.surface = "sts".into();
+            }
+            log.record(d);
+        }
+        let all = log.front_door_since(0, 10);
+        assert_eq!((all.last, all.more), (6, 0));
+        let numbers: Vec<(u64, i64)> = all.decisions.iter().map(|(n, d)| (*n, d.time)).collect();
+        assert_eq!(numbers, [(1, 1), (2, 2), (4, 4), (5, 5), (6, 6)]);
+        // The newest `limit` after a number, how many more, and nothing after the last.
+        let some = log.front_door_since(1, 2);
+        assert_eq!(
+            some.decisions.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+            [5, 6]
+        );
+        assert_eq!(some.more, 2);
+        assert!(log.front_door_since(6, 10).decisions.is_empty());
+        assert_eq!(log.numbered(4).unwrap().time, 4);
+        assert!(log.numbered(0).is_none() && log.numbered(7).is_none());
+    }
+
+    #[test]
     fn the_log_is_bounded_and_keeps_the_newest() {
         let log = DecisionLog::default();
         for n in 0..(CAPACITY as i64 + 10) {
             log.record(d(n));
         }
+        // Numbered from 1: the first ten were dropped, the eleventh is kept.
+        assert!(log.numbered(10).is_none());
+        assert_eq!(log.numbered(11).unwrap().time, 10);
         let all = log.recent(usize::MAX);
         assert_eq!(all.len(), CAPACITY);
         assert_eq!(all[0].time, 10);

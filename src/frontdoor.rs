@@ -16,6 +16,7 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderValue, Response, header};
 
 use crate::config::Enforcement;
+use crate::decisions::chain::{Check, Step};
 use crate::decisions::{Code, Decision};
 
 /// In audit mode, on a request let through that enforcement would have refused:
@@ -115,6 +116,13 @@ async fn decide_and_forward(listener: &Listener, peer: Peer, req: Request) -> Re
         );
     };
     let service = &state.config().services[index];
+    decision.steps.push(Step::passed(
+        Check::Route,
+        match &listener.pinned {
+            Some(_) => format!("the service's own listener: `{}`", service.name),
+            None => format!("host `{host}` is service `{}`", service.name),
+        },
+    ));
     decision.service = Some(service.name.clone());
     decision.revision = state.revision(&service.name).map(str::to_owned);
 
@@ -133,16 +141,15 @@ async fn decide_and_forward(listener: &Listener, peer: Peer, req: Request) -> Re
         started_service: started_caller,
     };
     let verdict = auth::authorize(judge, service, req.headers(), origin);
-    let caller = verdict.caller();
-    decision.principal = caller.principal.as_ref().map(ToString::to_string);
-    decision.credential = caller.header.as_ref().map(ToString::to_string);
     let (credential, reason) = match verdict {
         auth::Verdict::Deny {
+            caller,
             status,
             code,
             reason,
-            ..
+            steps,
         } => {
+            judged(&mut decision, caller, steps);
             decision.code = Some(code);
             if state.config().enforcement != Enforcement::Audit {
                 decision.status = status.as_u16();
@@ -154,8 +161,14 @@ async fn decide_and_forward(listener: &Listener, peer: Peer, req: Request) -> Re
             (None, reason)
         }
         auth::Verdict::Allow {
-            credential, reason, ..
-        } => (credential, reason),
+            caller,
+            credential,
+            reason,
+            steps,
+        } => {
+            judged(&mut decision, caller, steps);
+            (credential, reason)
+        }
     };
 
     let forwarded = match proxy::Target::of(service, state.supervisor()).await {
@@ -174,6 +187,10 @@ async fn decide_and_forward(listener: &Listener, peer: Peer, req: Request) -> Re
     };
     match forwarded {
         Ok(mut r) => {
+            decision.steps.push(Step::passed(
+                Check::Container,
+                format!("{} answered {}", service.upstream, r.status().as_u16()),
+            ));
             decision.allowed = true;
             decision.status = r.status().as_u16();
             decision.reason = reason;
@@ -195,6 +212,9 @@ async fn decide_and_forward(listener: &Listener, peer: Peer, req: Request) -> Re
                 (Some(status), Some(code)) => format!(" (audit: would deny {status}: {code})"),
                 _ => String::new(),
             };
+            decision
+                .steps
+                .push(Step::failed(Check::Container, e.to_string()));
             decision.reason = format!("{reason}{audited}; but {e}");
             decision.code = Some(e.code());
             turned_away(
@@ -205,6 +225,14 @@ async fn decide_and_forward(listener: &Listener, peer: Peer, req: Request) -> Re
             )
         }
     }
+}
+
+/// What `authorize` found out about the caller, and the checks it made, into the decision.
+fn judged(decision: &mut Decision, caller: auth::Caller, steps: Vec<Step>) {
+    decision.steps.extend(steps);
+    decision.principal = caller.principal.as_ref().map(ToString::to_string);
+    decision.credential = caller.header.as_ref().map(ToString::to_string);
+    decision.token = caller.token;
 }
 
 /// What the front door refuses before routing: a request that names two hosts, and
@@ -238,6 +266,12 @@ fn turned_away(
     cause: Option<&str>,
 ) -> Response<Body> {
     decision.status = status.as_u16();
+    // Refused before any check (malformed, unrouted): the route is the failed step.
+    if decision.steps.is_empty() {
+        decision
+            .steps
+            .push(Step::failed(Check::Route, decision.reason.clone()));
+    }
     if let Some(note) = state.refused_change_note() {
         decision.reason.push_str("; ");
         decision.reason.push_str(&note);

@@ -33,6 +33,7 @@ pub fn app(live: Live) -> Router {
     Router::new()
         .merge(issuer::routes())
         .merge(crate::introspect::routes())
+        .merge(crate::dashboard::routes())
         .merge(explain::routes())
         .merge(oauth2::routes())
         .merge(tokeninfo::routes())

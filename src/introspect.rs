@@ -1,6 +1,7 @@
 //! frontdoor's own endpoints, for looking inside it (served on the google listener, but no
 //! part of Google's APIs): `GET /frontdoor/v1/decisions[?limit=N][&surface=S]`, the
-//! recent decisions of every surface (or one), oldest first; `GET /healthz` and
+//! recent decisions of every surface (or one), oldest first, and
+//! `GET /frontdoor/v1/decisions/N`, decision number N (as the dashboard's feed numbers them); `GET /healthz` and
 //! `GET /metrics` (Prometheus); and `GET /frontdoor/v1/status`, the configuration in
 //! force, each service's revision and instance, and how the last reload went;
 //! `GET /frontdoor/v1/codes`, every refusal code with its meaning and fix.
@@ -28,6 +29,7 @@ use crate::upstream::supervisor::Phase;
 pub(crate) fn routes() -> Router<Live> {
     Router::new()
         .route("/frontdoor/v1/decisions", get(list))
+        .route("/frontdoor/v1/decisions/{seq}", get(one))
         .route("/frontdoor/v1/status", get(status))
         .route("/frontdoor/v1/codes", get(codes))
         .route("/healthz", get(healthz))
@@ -36,11 +38,7 @@ pub(crate) fn routes() -> Router<Live> {
 
 /// The front door's refusal codes, in the order of its checks.
 async fn codes() -> Json<Value> {
-    let codes: Vec<Value> = crate::decisions::codes::ALL
-        .iter()
-        .map(|(code, meaning, fix)| json!({"code": code, "meaning": meaning, "fix": fix}))
-        .collect();
-    Json(json!({ "codes": codes }))
+    Json(json!({ "codes": crate::decisions::codes::as_json() }))
 }
 
 /// 200 once every listener is bound (this one answers only after all are) and every
@@ -175,6 +173,32 @@ async fn list(State(decisions): State<Arc<DecisionLog>>, Query(params): Query<Pa
     }
     Json(json!({ "decisions": decisions.recent_of(limit, params.surface.as_deref()) }))
         .into_response()
+}
+
+/// Decision number `seq` (as the dashboard's feed numbers them), while the log keeps it.
+async fn one(
+    State(decisions): State<Arc<DecisionLog>>,
+    axum::extract::Path(seq): axum::extract::Path<String>,
+) -> Response {
+    let Ok(n) = seq.parse::<u64>() else {
+        let body = json!({"error": format!("`{}` is not a decision number (1, 2, …)", crate::decisions::escape_controls(&seq))});
+        return (StatusCode::BAD_REQUEST, Json(body)).into_response();
+    };
+    match decisions.numbered(n) {
+        Some(d) => {
+            let mut body = json!(d);
+            body["seq"] = json!(n);
+            Json(body).into_response()
+        }
+        None => {
+            let body = json!({"error": format!(
+                "decision {n} is not kept: the log keeps the last {} decisions (at most {} MiB)",
+                crate::decisions::CAPACITY,
+                crate::decisions::CAPACITY_BYTES / (1024 * 1024)
+            )});
+            (StatusCode::NOT_FOUND, Json(body)).into_response()
+        }
+    }
 }
 
 async fn status(State(state): State<AppState>) -> Json<Value> {

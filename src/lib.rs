@@ -21,12 +21,13 @@
 //!   access   access tokens (ya29.…)    routing  host → service, per generation
 //!   upstream http, builtin:echo, or a command the upstream::supervisor runs
 //!   decisions one log of every surface's decision, with its reason, to stderr through
-//!            logging (a compact line, or JSON)
+//!            logging (a compact line, or JSON); a front-door decision's chain of checks
+//!            (decisions::chain) and refusal code (decisions::codes)
 //!   state    AppState = one generation (Config, routing, revisions) + what outlives it
 //!            (keys, decision log, issued tokens, caches, the supervisor, Reloads), its
 //!            fields private; Live swaps generations on reload
 //!   peer     a connection's two ends, which every listener is handed
-//!   listeners (HTTP; only google mounts another's routes, introspect's):
+//!   listeners (HTTP; only google mounts others' routes, introspect's and dashboard's):
 //!     frontdoor  *.run.app ingress: auth (the order of checks, a pure verdict) → proxy
 //!     metadata   one per service: its identity, ID and access tokens (cached)
 //!     google     issuer keys (and each account's own), /token, tokeninfo, IAM
@@ -35,6 +36,8 @@
 //!                google::admin checks the deployer by IAM and puts each change in the
 //!                layer over the file (config::layer), applied through the server loop
 //!     introspect frontdoor's own decisions, status, /healthz, /metrics
+//!     dashboard  the page at /frontdoor/ui/: live decisions (dashboard::events, one feed
+//!                for every open page), who can call whom (dashboard::graph), the inspector
 //!   egress   the proxy every metadata listener also is: CONNECT to *.run.app and Google's
 //!            API hosts ends TLS with the local CA (keys::ca) and goes to the front door
 //!            or google; plain http reaches the metadata server; other hosts are refused
@@ -54,6 +57,7 @@ pub mod cli;
 pub mod client_env;
 pub mod clock;
 pub mod config;
+pub(crate) mod dashboard;
 pub(crate) mod decisions;
 pub(crate) mod egress;
 pub(crate) mod frontdoor;

@@ -90,6 +90,7 @@ pub async fn serve(
     }
 
     stop_tx.send_replace(true);
+    live.get().close_streams();
     services.stop_all();
     live.get().supervisor().stop_all().await;
     let drained = tokio::time::timeout(DRAIN, async {

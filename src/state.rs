@@ -143,6 +143,9 @@ struct Shared {
     ca: Arc<Mutex<Option<Arc<LocalCa>>>>,
     /// How changes made through the Admin APIs are serialised and applied.
     changes: Arc<Changes>,
+    /// True once shutdown begins: responses that never end by themselves (the dashboard's
+    /// event stream) end then, rather than hold the drain.
+    closing: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl AppState {
@@ -172,6 +175,7 @@ impl AppState {
             bind_all: false,
             ca: Arc::default(),
             changes: Arc::default(),
+            closing: Arc::new(tokio::sync::watch::Sender::new(false)),
         }))
     }
 
@@ -210,6 +214,7 @@ impl AppState {
             bind_all: old.bind_all,
             ca: old.ca.clone(),
             changes: old.changes.clone(),
+            closing: old.closing.clone(),
         }))
     }
 
@@ -292,6 +297,16 @@ impl AppState {
     /// How changes made through the Admin APIs are serialised and applied.
     pub fn changes(&self) -> &Changes {
         &self.0.changes
+    }
+
+    /// Says that shutdown has begun, to every [`AppState::closing`] receiver.
+    pub fn close_streams(&self) {
+        self.0.closing.send_replace(true);
+    }
+
+    /// Changes to true when shutdown begins.
+    pub fn closing(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.0.closing.subscribe()
     }
 
     /// Whether listeners may bind other interfaces than loopback (`--bind-all`).

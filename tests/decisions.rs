@@ -341,3 +341,97 @@ async fn a_refusal_has_its_stable_code_everywhere() {
     assert_eq!(codes["codes"].as_array().unwrap().len(), 27);
     emu.stop().await;
 }
+
+/// A front-door decision lists its chain of checks, in `/frontdoor/v1/decisions` and
+/// `frontdoor decisions --json` alike: a refusal's failed check last, an allowed call's
+/// every check passed through to the container, a public service's token checks not made;
+/// and the token's header and claims, never its signature.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decision_shows_its_chain_of_checks() {
+    let emu = Emulator::start(&three_services()).await;
+    let denied = emu.sa_token(&sa("login"), &emu.url_of("search"));
+    let allowed = emu.sa_token(&sa("login"), &emu.url_of("user-profiles"));
+    for (service, token, status) in [("search", &denied, 403), ("user-profiles", &allowed, 200)] {
+        let (got, _, _) = get_with(
+            &emu.service(service, "/"),
+            &[("authorization", &bearer(token))],
+        )
+        .await;
+        assert_eq!(got, status, "{service}");
+    }
+    let public = reqwest::get(emu.service("login", "/")).await.unwrap();
+    assert_eq!(public.status(), 200);
+
+    let listed: Value =
+        serde_json::from_str(&emu.cli(&["decisions", "--json", "--surface", "frontdoor"])).unwrap();
+    let decisions = listed["decisions"].as_array().unwrap();
+    let served = emu.decisions().await;
+    assert_eq!(decisions.len(), 3);
+    let checks = |d: &Value| -> Vec<String> {
+        d["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                format!(
+                    "{}:{}",
+                    s["check"].as_str().unwrap(),
+                    s["outcome"].as_str().unwrap()
+                )
+            })
+            .collect()
+    };
+    let token_checks = [
+        "format",
+        "alg",
+        "kid",
+        "signature",
+        "issuer",
+        "lifetime",
+        "audience",
+        "principal",
+    ];
+    let mut want: Vec<String> = ["route", "ingress", "public", "credential"]
+        .iter()
+        .chain(&token_checks)
+        .map(|c| format!("{c}:passed"))
+        .collect();
+    want.push("iam:failed".into());
+    assert_eq!(checks(&decisions[0]), want);
+    want.pop();
+    want.extend(["iam:passed".to_owned(), "container:passed".to_owned()]);
+    assert_eq!(checks(&decisions[1]), want);
+    assert_eq!(
+        checks(&decisions[2]),
+        [
+            "route:passed",
+            "ingress:passed",
+            "public:passed",
+            "container:passed"
+        ]
+    );
+    assert!(
+        decisions[2]["steps"][2]["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("yes")
+    );
+    // The IAM step says why none matched: the bindings on the service and the project.
+    let iam = &decisions[0]["steps"][12]["detail"];
+    assert!(
+        iam.as_str()
+            .unwrap()
+            .contains("bindings on service `search`: (none); on project"),
+        "{iam}"
+    );
+    // The server's list and the CLI's are one.
+    assert_eq!(decisions[0]["steps"], served[served.len() - 3]["steps"]);
+    // The token: decoded header and claims; its signature nowhere.
+    let token = &decisions[0]["token"];
+    assert_eq!(token["header"]["alg"], "RS256");
+    assert_eq!(token["claims"]["email"], sa("login"));
+    let signature = denied.rsplit('.').next().unwrap();
+    assert!(!listed.to_string().contains(signature));
+    assert!(decisions[2].get("token").is_none());
+    emu.stop().await;
+}

@@ -184,6 +184,20 @@ async fn hostile_tokens_get_401_and_never_pass() {
     ]
     .into_iter()
     .collect();
+    // And the check of the chain that refused it: the decision's last step, failed, every
+    // step before it passed, the route first.
+    let failed_at = |name: &str| match codes[name] {
+        "alg_not_accepted" => "alg",
+        "unknown_kid" => "kid",
+        "bad_signature" => "signature",
+        "token_expired" | "issued_in_future" => "lifetime",
+        "bad_claim" if name.starts_with("exp") => "lifetime",
+        "bad_claim" | "missing_claim" | "audience_not_accepted" => "audience",
+        "wrong_issuer" => "issuer",
+        "access_token_sent" | "not_a_jwt" => "format",
+        "not_bearer" | "header_repeated" => "credential",
+        other => panic!("{name}: no check for {other}"),
+    };
     assert_eq!(expected.len(), corpus.len());
     assert_eq!(codes.len(), corpus.len());
     for (name, headers) in &corpus {
@@ -215,6 +229,15 @@ async fn hostile_tokens_get_401_and_never_pass() {
         let reason = d["reason"].as_str().unwrap();
         assert!(reason.contains(&want), "{name}: {reason}");
         assert_eq!(d["code"], codes[name], "{name}");
+        let steps = d["steps"].as_array().unwrap();
+        let (last, before) = steps.split_last().unwrap();
+        assert_eq!(last["check"], failed_at(name), "{name}: {steps:?}");
+        assert_eq!(last["outcome"], "failed", "{name}");
+        assert_eq!(before[0]["check"], "route", "{name}");
+        assert!(
+            before.iter().all(|s| s["outcome"] == "passed"),
+            "{name}: {steps:?}"
+        );
     }
     // The valid token itself still passes: the corpus failed for its flaws, not the setup.
     let (status, _, _) = get_with(&url, &[("authorization", &bearer(&valid))]).await;

@@ -15,8 +15,8 @@ const LAYERS: &[&[&str]] = &[
     &["decisions"],
     &["state"],
     &["peer"],
-    &["frontdoor", "metadata", "introspect"],
-    // Mounts introspect's routes on its listener.
+    &["frontdoor", "metadata", "introspect", "dashboard"],
+    // Mounts introspect's and dashboard's routes on its listener.
     &["google"],
     // The proxy in front of each metadata listener: routes to frontdoor and google.
     &["egress"],

@@ -112,6 +112,8 @@ fn expected(name: &str) -> &'static [&'static str] {
             "DENY  403 search → serviceAccount:login@demo-project.iam.gserviceaccount.com",
             "    no_invoker_binding: serviceAccount:login@demo-project.iam.gserviceaccount.com has no role carrying run.routes.invoke",
             "(a token minted for the question, sent nowhere)",
+            "  checks: route ✓ → ingress ✓ → public? ✓ → credential picked ✓ → token: format ✓",
+            "token: aud ✓ → principal ✓ → IAM ✗",
             "token claims: {",
         ],
         "env" => &[

@@ -238,6 +238,13 @@ impl Code {
     }
 }
 
+/// [`ALL`] as JSON: `[{"code", "meaning", "fix"}, …]`.
+pub(crate) fn as_json() -> serde_json::Value {
+    ALL.iter()
+        .map(|(code, meaning, fix)| serde_json::json!({"code": code, "meaning": meaning, "fix": fix}))
+        .collect()
+}
+
 impl std::fmt::Display for Code {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())

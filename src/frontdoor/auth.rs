@@ -6,7 +6,8 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
 use super::Peer;
 use crate::config::{Config, Ingress, Service};
-use crate::decisions::Code;
+use crate::decisions::chain::{Check, Step};
+use crate::decisions::{Code, ShownToken};
 use crate::iam::{self, Principal, Scope};
 use crate::keys::KeySet;
 use crate::routing::FrontDoor;
@@ -29,9 +30,12 @@ pub(crate) struct Credential {
 pub(crate) struct Caller {
     pub(crate) principal: Option<Principal>,
     pub(crate) header: Option<HeaderName>,
+    /// The bearer token's header and claims, for showing (never its signature).
+    pub(crate) token: Option<ShownToken>,
 }
 
-/// What Cloud Run would do with the request, and why.
+/// What Cloud Run would do with the request, and why: the verdict, and the chain of
+/// checks made on the way to it (the failed one last, for a refusal).
 #[derive(Debug)]
 pub(crate) enum Verdict {
     /// Let through. `credential` is the checked token to forward (for redaction); a public
@@ -40,6 +44,7 @@ pub(crate) enum Verdict {
         caller: Caller,
         credential: Option<Credential>,
         reason: String,
+        steps: Vec<Step>,
     },
     /// Turned away with `status`, for the reason `code` names.
     Deny {
@@ -47,27 +52,11 @@ pub(crate) enum Verdict {
         status: StatusCode,
         code: Code,
         reason: String,
+        steps: Vec<Step>,
     },
 }
 
 impl Verdict {
-    fn allow(reason: String) -> Verdict {
-        Verdict::Allow {
-            caller: Caller::default(),
-            credential: None,
-            reason,
-        }
-    }
-
-    fn deny(status: StatusCode, code: Code, reason: String) -> Verdict {
-        Verdict::Deny {
-            caller: Caller::default(),
-            status,
-            code,
-            reason,
-        }
-    }
-
     pub(crate) fn caller(&self) -> &Caller {
         match self {
             Verdict::Allow { caller, .. } | Verdict::Deny { caller, .. } => caller,
@@ -80,6 +69,12 @@ impl Verdict {
         }
     }
 
+    pub(crate) fn steps(&self) -> &[Step] {
+        match self {
+            Verdict::Allow { steps, .. } | Verdict::Deny { steps, .. } => steps,
+        }
+    }
+
     fn via(mut self, header: &HeaderName) -> Verdict {
         self.caller_mut().header = Some(header.clone());
         self
@@ -88,6 +83,41 @@ impl Verdict {
     fn of(mut self, principal: Option<Principal>) -> Verdict {
         self.caller_mut().principal = principal;
         self
+    }
+
+    fn showing(mut self, token: Option<ShownToken>) -> Verdict {
+        self.caller_mut().token = token;
+        self
+    }
+}
+
+/// The checks made so far, each passed; a verdict ends them.
+struct Chain(Vec<Step>);
+
+impl Chain {
+    fn passed(&mut self, check: Check, detail: impl Into<std::borrow::Cow<'static, str>>) {
+        self.0.push(Step::passed(check, detail));
+    }
+
+    fn allow(self, reason: String) -> Verdict {
+        Verdict::Allow {
+            caller: Caller::default(),
+            credential: None,
+            reason,
+            steps: self.0,
+        }
+    }
+
+    /// Refused at `check`: the step failed, with the reason.
+    fn deny(mut self, check: Check, status: StatusCode, code: Code, reason: String) -> Verdict {
+        self.0.push(Step::failed(check, reason.clone()));
+        Verdict::Deny {
+            caller: Caller::default(),
+            status,
+            code,
+            reason,
+            steps: self.0,
+        }
     }
 }
 
@@ -127,15 +157,33 @@ pub(crate) fn authorize(
         peer,
         started_service: started_caller,
     } = origin;
+    let mut chain = Chain(Vec::with_capacity(12));
 
     // Step 2: ingress, before any IAM check; a denial looks like an unknown host. Internal
     // callers are the addresses listed, and the services frontdoor started itself (the
     // caller's `started_caller`, looked up once per connection and only when needed).
-    let internal =
-        || config.internal_callers.contains(&peer.remote.ip()) || started_caller.is_some();
-    if service.ingress != Ingress::All && !internal() {
-        let ip = peer.remote.ip();
-        return Verdict::deny(
+    let ip = peer.remote.ip();
+    if service.ingress == Ingress::All {
+        chain.passed(Check::Ingress, "ingress `all`: any caller may reach it");
+    } else if let Some(caller) = started_caller {
+        chain.passed(
+            Check::Ingress,
+            format!(
+                "ingress `{}`: the caller is service `{caller}`, which frontdoor started",
+                service.ingress.as_str()
+            ),
+        );
+    } else if config.internal_callers.contains(&ip) {
+        chain.passed(
+            Check::Ingress,
+            format!(
+                "ingress `{}`: {ip} is listed in internal_callers",
+                service.ingress.as_str()
+            ),
+        );
+    } else {
+        return chain.deny(
+            Check::Ingress,
             StatusCode::NOT_FOUND,
             Code::IngressInternalOnly,
             format!(
@@ -156,23 +204,27 @@ pub(crate) fn authorize(
 
     // Step 3: a public service gets the request with every header untouched.
     if service.invoker_iam_disabled {
-        return Verdict::allow(format!(
+        chain.passed(Check::Public, "yes: invoker_iam_disabled");
+        return chain.allow(format!(
             "service `{}` has invoker_iam_disabled: no token is checked",
             service.name
         ));
     }
     if service.policy.is_public(iam::INVOKE) || config.policy.is_public(iam::INVOKE) {
-        return Verdict::allow(format!(
+        chain.passed(Check::Public, "yes: allUsers holds run.routes.invoke");
+        return chain.allow(format!(
             "service `{}` is public (allUsers may invoke it): no token is checked",
             service.name
         ));
     }
+    chain.passed(Check::Public, "no: a token is needed");
 
     // Steps 4 and 5: which credential, if any.
     let (header, value) = match pick_credential(headers) {
         Ok(Some(found)) => found,
         Ok(None) => {
-            return Verdict::deny(
+            return chain.deny(
+                Check::Credential,
                 StatusCode::FORBIDDEN,
                 Code::NoCredential,
                 format!(
@@ -182,7 +234,14 @@ pub(crate) fn authorize(
             );
         }
         Err((header, why)) => {
-            return Verdict::deny(StatusCode::UNAUTHORIZED, Code::HeaderRepeated, why).via(&header);
+            return chain
+                .deny(
+                    Check::Credential,
+                    StatusCode::UNAUTHORIZED,
+                    Code::HeaderRepeated,
+                    why,
+                )
+                .via(&header);
         }
     };
 
@@ -192,25 +251,59 @@ pub(crate) fn authorize(
     let token = match bearer(value) {
         Ok(t) => t,
         Err(why) => {
-            return Verdict::deny(
-                StatusCode::UNAUTHORIZED,
-                Code::NotBearer,
-                format!("the {header} header is unusable: {why}"),
-            )
-            .via(&header);
+            return chain
+                .deny(
+                    Check::Credential,
+                    StatusCode::UNAUTHORIZED,
+                    Code::NotBearer,
+                    format!("the {header} header is unusable: {why}"),
+                )
+                .via(&header);
         }
     };
+    chain.passed(Check::Credential, format!("{header}: Bearer"));
+    let shown = ShownToken::of(token);
     let verified = match door.verify(keys, token, &config.issuer, now) {
         Ok(v) => v,
         Err(e) => {
-            return Verdict::deny(
-                StatusCode::UNAUTHORIZED,
-                Code::of_token(&e),
-                format!("the token in {header} is unusable: {e}"),
-            )
-            .via(&header);
+            let failed = Check::of_token(&e);
+            // A claim the front door reads itself (`sub`) fails after the token's own
+            // checks, and before the audience is compared with the service's.
+            let upto = if failed == Check::Principal {
+                Check::Audience
+            } else {
+                failed
+            };
+            for check in upto.token_checks_before() {
+                chain.passed(check, "");
+            }
+            return chain
+                .deny(
+                    failed,
+                    StatusCode::UNAUTHORIZED,
+                    Code::of_token(&e),
+                    format!("the token in {header} is unusable: {e}"),
+                )
+                .via(&header)
+                .showing(shown);
         }
     };
+    chain.passed(Check::Format, "three base64url segments of JSON");
+    chain.passed(Check::Alg, "RS256");
+    chain.passed(
+        Check::Kid,
+        format!("`{}`, one of the issuer's keys", verified.kid),
+    );
+    chain.passed(Check::Signature, "verified with that key");
+    chain.passed(Check::Issuer, config.issuer.clone());
+    chain.passed(
+        Check::Lifetime,
+        format!(
+            "issued {} s ago, expires in {} s",
+            now.saturating_sub(verified.iat),
+            verified.exp.saturating_sub(now)
+        ),
+    );
 
     // Token-derived strings are written with `?`, escaped.
     tracing::debug!(
@@ -239,33 +332,41 @@ pub(crate) fn authorize(
         } else {
             ""
         };
-        return Verdict::deny(
-            StatusCode::UNAUTHORIZED,
-            Code::AudienceNotAccepted,
-            format!(
-                "audience `{}` is not one of service `{}`'s audiences{hint}: expected one of {}",
-                verified.aud,
-                service.name,
-                accepted.join(", ")
-            ),
-        )
-        .via(&header)
-        .of(principal);
+        return chain
+            .deny(
+                Check::Audience,
+                StatusCode::UNAUTHORIZED,
+                Code::AudienceNotAccepted,
+                format!(
+                    "audience `{}` is not one of service `{}`'s audiences{hint}: expected one of {}",
+                    verified.aud,
+                    service.name,
+                    accepted.join(", ")
+                ),
+            )
+            .via(&header)
+            .of(principal)
+            .showing(shown);
     }
+    chain.passed(Check::Audience, format!("`{}`", verified.aud));
 
     tracing::debug!(service = %service.name, aud = ?verified.aud, "check audience: accepted");
 
     let Some(principal) = principal else {
-        return Verdict::deny(
-            StatusCode::FORBIDDEN,
-            Code::NoPrincipal,
-            format!(
-                "the token has no email and its sub `{}` is no declared service account's unique id, so there is no principal to check IAM for; mint it with its email included",
-                verified.sub
-            ),
-        )
-        .via(&header);
+        return chain
+            .deny(
+                Check::Principal,
+                StatusCode::FORBIDDEN,
+                Code::NoPrincipal,
+                format!(
+                    "the token has no email and its sub `{}` is no declared service account's unique id, so there is no principal to check IAM for; mint it with its email included",
+                    verified.sub
+                ),
+            )
+            .via(&header)
+            .showing(shown);
     };
+    chain.passed(Check::Principal, principal.to_string());
 
     // Step 9: IAM.
     let outcome = iam::check(
@@ -296,8 +397,10 @@ pub(crate) fn authorize(
     let caller = Caller {
         principal: Some(principal),
         header: Some(header.clone()),
+        token: shown,
     };
     if outcome.allowed {
+        chain.passed(Check::Iam, outcome.reason.clone());
         Verdict::Allow {
             caller,
             credential: Some(Credential {
@@ -306,14 +409,17 @@ pub(crate) fn authorize(
                 redact,
             }),
             reason: outcome.reason,
+            steps: chain.0,
         }
     } else {
-        Verdict::Deny {
-            caller,
-            status: StatusCode::FORBIDDEN,
-            code: Code::NoInvokerBinding,
-            reason: outcome.reason,
-        }
+        let mut denied = chain.deny(
+            Check::Iam,
+            StatusCode::FORBIDDEN,
+            Code::NoInvokerBinding,
+            outcome.reason,
+        );
+        *denied.caller_mut() = caller;
+        denied
     }
 }
 

@@ -16,6 +16,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::decisions::Code;
+use crate::decisions::chain::{Check, Step};
 use crate::frontdoor::auth;
 use crate::peer::Peer;
 use crate::state::{AppState, Live};
@@ -105,13 +106,23 @@ async fn explain(
             };
             auth::authorize(judge, service, &headers, origin)
         }
-        Err(_) => auth::Verdict::Deny {
-            caller: auth::Caller::default(),
-            status: StatusCode::UNAUTHORIZED,
-            code: Code::NotBearer,
-            reason: "the token has characters no HTTP header may carry (a line break, say); paste the token alone".to_owned(),
-        },
+        Err(_) => {
+            let reason = "the token has characters no HTTP header may carry (a line break, say); paste the token alone";
+            auth::Verdict::Deny {
+                caller: auth::Caller::default(),
+                status: StatusCode::UNAUTHORIZED,
+                code: Code::NotBearer,
+                reason: reason.to_owned(),
+                steps: vec![Step::failed(Check::Credential, reason)],
+            }
+        }
     };
+    // The service is named, not routed to; nothing reaches its container.
+    let mut steps = vec![Step::passed(
+        Check::Route,
+        format!("asked about service `{}`", service.name),
+    )];
+    steps.extend_from_slice(verdict.steps());
     let principal = verdict.caller().principal.as_ref().map(ToString::to_string);
     let (allowed, status, code, reason) = match verdict {
         auth::Verdict::Allow { reason, .. } => (true, StatusCode::OK, None, reason),
@@ -130,6 +141,7 @@ async fn explain(
         "reason": reason,
         "principal": principal,
         "minted": minted,
+        "steps": steps,
         "token": {"header": tokens::peek_header(&token), "claims": tokens::peek_claims(&token)},
     }))
     .into_response()

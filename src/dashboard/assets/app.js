@@ -1,0 +1,296 @@
+// The dashboard's live parts: the decisions feed (server-sent events), the chain of checks
+// of a chosen decision, the graph redrawn on reload, and the inspector. Every string that
+// came from a request or a token is put on the page as text (textContent), never as HTML:
+// a token's claims are chosen by whoever made it.
+"use strict";
+
+const CHECKS = JSON.parse(document.body.dataset.checks);
+const CODES = new Map(JSON.parse(document.body.dataset.codes).map((c) => [c.code, c]));
+const KEEP = 500;
+const decisions = new Map();
+let lastSeq = 0;
+
+function el(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k === "class") node.className = v;
+    else node.setAttribute(k, v);
+  }
+  for (const child of children) {
+    if (child === null || child === undefined) continue;
+    node.append(child instanceof Node ? child : String(child));
+  }
+  return node;
+}
+
+function verdictOf(d) {
+  if (d.would_deny) return "AUDIT";
+  return d.allowed ? "ALLOW" : "DENY";
+}
+
+// --- the feed --------------------------------------------------------------------------
+
+function addDecision(d) {
+  if (d.seq <= lastSeq) return;
+  lastSeq = d.seq;
+  decisions.set(d.seq, d);
+  const time = new Date(d.time * 1000).toLocaleTimeString();
+  const verdict = verdictOf(d);
+  const row = el(
+    "tr",
+    { class: "row " + verdict.toLowerCase(), "data-seq": d.seq, tabindex: "0" },
+    el("td", {}, time),
+    el("td", { class: "verdict" }, `${verdict} ${d.status}`),
+    el("td", { class: "service" }, d.service || "-"),
+    el("td", { class: "principal" }, d.principal || "(no principal)"),
+    el("td", { class: "code" }, d.code || ""),
+  );
+  row.addEventListener("click", () => select(d.seq));
+  row.addEventListener("keydown", (e) => {
+    if (e.key === "Enter") select(d.seq);
+  });
+  const rows = document.getElementById("rows");
+  rows.prepend(row);
+  applyFilters(row);
+  while (rows.children.length > KEEP) {
+    const old = rows.lastElementChild;
+    decisions.delete(Number(old.dataset.seq));
+    old.remove();
+  }
+}
+
+// The whole decision (its chain, its token) is fetched when it is opened: the feed
+// carries only what the rows show.
+let selecting = 0;
+async function select(seq) {
+  const mine = ++selecting;
+  for (const r of document.querySelectorAll("#rows tr.selected")) r.classList.remove("selected");
+  const row = document.querySelector(`#rows tr[data-seq="${seq}"]`);
+  if (row) row.classList.add("selected");
+  const detail = document.getElementById("detail");
+  const response = await fetch(`/frontdoor/v1/decisions/${seq}`, { cache: "no-store" });
+  const body = await response.json();
+  // A later choice wins over an answer that came late.
+  if (mine !== selecting) return;
+  if (!response.ok) {
+    detail.replaceChildren(el("p", { class: "error" }, body.error || `answered ${response.status}`));
+    return;
+  }
+  showVerdict(detail, body, { live: true });
+}
+
+function filters() {
+  const form = document.getElementById("filters");
+  return {
+    service: form.elements.service.value,
+    principal: form.elements.principal.value.trim().toLowerCase(),
+    outcome: form.elements.outcome.value,
+  };
+}
+
+function applyFilters(only) {
+  const f = filters();
+  const rows = only ? [only] : document.querySelectorAll("#rows tr");
+  for (const row of rows) {
+    const d = decisions.get(Number(row.dataset.seq));
+    if (!d) continue;
+    const outcome = d.would_deny ? "audit" : d.allowed ? "allowed" : "denied";
+    row.hidden =
+      (f.service && d.service !== f.service) ||
+      (f.principal && !(d.principal || "").toLowerCase().includes(f.principal)) ||
+      (f.outcome && f.outcome !== outcome && !(f.outcome === "denied" && outcome === "audit"));
+  }
+}
+
+function connect() {
+  const state = document.getElementById("feed-state");
+  const source = new EventSource("/frontdoor/v1/events");
+  source.addEventListener("open", () => {
+    state.textContent = "live";
+    state.className = "feed live";
+  });
+  source.addEventListener("error", () => {
+    state.textContent = "reconnecting…";
+    state.className = "feed down";
+  });
+  source.addEventListener("decisions", (e) => {
+    const batch = JSON.parse(e.data);
+    for (const d of batch.decisions) addDecision(d);
+    if (batch.skipped > 0) {
+      state.textContent = `live (${batch.skipped} older decisions of a busy moment not shown)`;
+    }
+  });
+  source.addEventListener("config", (e) => {
+    const config = JSON.parse(e.data);
+    document.getElementById("audit-banner").hidden = config.enforcement !== "audit";
+    redrawGraph();
+  });
+}
+
+async function redrawGraph() {
+  const response = await fetch("/frontdoor/ui/graph", { cache: "no-store" });
+  if (response.ok) {
+    // Rendered by the server's template, which escapes every string in it.
+    document.getElementById("graph-view").innerHTML = await response.text();
+  }
+}
+
+// --- a verdict and its chain of checks ---------------------------------------------------
+
+// The chain as the page draws it: every check in order, each passed, failed, skipped (a
+// public service checks no token) or not reached.
+function chainOf(v) {
+  const made = new Map((v.steps || []).map((s) => [s.check, s]));
+  const failedAt = (v.steps || []).findIndex((s) => s.outcome === "failed");
+  const isPublic = (v.steps || []).some((s) => s.check === "public" && s.detail.startsWith("yes"));
+  return CHECKS.map(([check, title]) => {
+    const step = made.get(check);
+    if (step) return { check, title, outcome: step.outcome, detail: step.detail };
+    const skipped = isPublic && check !== "route" && check !== "container" && failedAt < 0;
+    return { check, title, outcome: skipped ? "skipped" : "not-reached", detail: "" };
+  });
+}
+
+function fixFor(v) {
+  const code = v.code && CODES.get(v.code);
+  if (!code) return null;
+  const box = el("div", { class: "fix" }, el("strong", {}, "Fix: "), code.fix);
+  if (v.code === "no_invoker_binding" && v.principal && v.service) {
+    box.append(
+      el("p", {}, "For example, grant the binding with gcloud:"),
+      el(
+        "pre",
+        { class: "command" },
+        `gcloud run services add-iam-policy-binding ${v.service} \\\n  --member=${v.principal} --role=roles/run.invoker`,
+      ),
+      el("p", {}, "or in services.yaml, under the service:"),
+      el(
+        "pre",
+        { class: "command" },
+        `iam_policy:\n  bindings:\n    - role: roles/run.invoker\n      members: [${v.principal}]`,
+      ),
+    );
+  }
+  return box;
+}
+
+function showVerdict(into, v, { live }) {
+  const verdict = live ? verdictOf(v) : v.allowed ? "ALLOW" : "DENY";
+  into.replaceChildren();
+  // Which decision is shown, for whoever waits for it (the browser test).
+  if (v.seq !== undefined) into.dataset.seq = v.seq;
+  into.append(
+    el(
+      "h3",
+      { class: "verdict " + verdict.toLowerCase() },
+      `${verdict} ${v.status} · ${v.service || "-"}`,
+    ),
+  );
+  if (v.would_deny) {
+    into.append(
+      el("p", { class: "audit-note" }, `Would deny ${v.would_deny}: enforcement would have refused it.`),
+    );
+  }
+  if (v.code) {
+    const meaning = CODES.get(v.code);
+    into.append(
+      el(
+        "p",
+        { class: "code-line" },
+        el("code", { class: "code" }, v.code),
+        meaning ? ` — ${meaning.meaning}` : "",
+      ),
+    );
+  }
+  into.append(el("p", { class: "reason" }, v.reason || ""));
+  const fix = v.allowed && !v.would_deny ? null : fixFor(v);
+  if (fix) into.append(fix);
+
+  const list = el("ol", { class: "chain" });
+  for (const step of chainOf(v)) {
+    const mark = { passed: "✓", failed: "✗", skipped: "–", "not-reached": "·" }[step.outcome];
+    const label =
+      step.outcome === "not-reached"
+        ? "not reached"
+        : step.outcome === "skipped"
+          ? "skipped: the service is public"
+          : step.detail;
+    list.append(
+      el(
+        "li",
+        { class: "step " + step.outcome, "data-check": step.check },
+        el("span", { class: "mark" }, mark),
+        el("span", { class: "title" }, step.title),
+        el("span", { class: "step-detail" }, label),
+      ),
+    );
+  }
+  into.append(el("h4", {}, "Chain of checks"), list);
+
+  const facts = el("dl", { class: "facts" });
+  const fact = (k, value) => {
+    if (value !== undefined && value !== null && value !== "") facts.append(el("dt", {}, k), el("dd", {}, value));
+  };
+  fact("principal", v.principal);
+  fact("credential", v.credential);
+  fact("request", v.method ? `${v.method} ${v.host}${v.path}` : null);
+  fact("revision", v.revision);
+  fact("latency", v.latency_us !== undefined ? `${(v.latency_us / 1000).toFixed(2)} ms` : null);
+  if (v.minted) fact("token", "minted for this question, sent nowhere");
+  into.append(facts);
+
+  if (v.token) {
+    into.append(
+      el("h4", {}, "Token header"),
+      el("pre", { class: "token-header" }, JSON.stringify(v.token.header, null, 2)),
+      el("h4", {}, "Token claims"),
+      el("pre", { class: "token-claims" }, JSON.stringify(v.token.claims, null, 2)),
+      el("p", { class: "hint" }, "The signature is never shown."),
+    );
+  }
+}
+
+// --- the inspector -----------------------------------------------------------------------
+
+async function explain(event) {
+  event.preventDefault();
+  const form = event.target;
+  const out = document.getElementById("verdict");
+  const question = { service: form.elements.service.value };
+  if (form.elements.mode.value === "mint") {
+    question.impersonate_service_account = form.elements.account.value;
+    const audience = form.elements.audience.value.trim();
+    if (audience) question.audience = audience;
+  } else {
+    question.token = form.elements.token.value;
+  }
+  try {
+    const response = await fetch("/frontdoor/v1/explain", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(question),
+    });
+    const body = await response.json();
+    if (!response.ok) {
+      out.replaceChildren(el("p", { class: "error" }, body.error || `answered ${response.status}`));
+      return;
+    }
+    showVerdict(out, body, { live: false });
+  } catch (e) {
+    out.replaceChildren(el("p", { class: "error" }, `frontdoor did not answer: ${e}`));
+  }
+}
+
+function modeChanged() {
+  const form = document.getElementById("explain-form");
+  const mint = form.elements.mode.value === "mint";
+  form.querySelector(".mint").hidden = !mint;
+  form.elements.token.hidden = mint;
+}
+
+document.getElementById("filters").addEventListener("input", () => applyFilters());
+document.getElementById("filters").addEventListener("submit", (e) => e.preventDefault());
+document.getElementById("explain-form").addEventListener("submit", explain);
+document.getElementById("explain-form").addEventListener("change", modeChanged);
+modeChanged();
+connect();

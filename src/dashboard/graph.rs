@@ -1,0 +1,352 @@
+//! Who can call whom, drawn from the configuration in force: the callers (service
+//! accounts, users, groups, domains, allUsers, allAuthenticatedUsers, federated
+//! principals) in one column, the services in the other; an invoker edge for each member
+//! a binding lets invoke a service (on the service, or on the project and so every
+//! service), a Token Creator edge for each member that may mint an account's ID tokens,
+//! and each service's run-as account. A pure function of the `Config`, laid out here so
+//! that the template only draws.
+
+use std::collections::BTreeMap;
+
+use crate::config::{Config, Ingress};
+use crate::iam::{self, Member, Policy};
+
+/// How far apart the rows are, and the columns' places, in SVG units.
+const ROW: i32 = 52;
+const TOP: i32 = 40;
+const CALLER_X: i32 = 70;
+const SERVICE_X: i32 = 600;
+const BOX_WIDTH: i32 = 300;
+const BOX_HEIGHT: i32 = 34;
+/// Labels longer than this are cut on the page (the whole is in the node's tooltip).
+const LABEL_CHARS: usize = 42;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Kind {
+    Account,
+    User,
+    Group,
+    Domain,
+    Public,
+    Federated,
+    Service,
+}
+
+impl Kind {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Kind::Account => "account",
+            Kind::User => "user",
+            Kind::Group => "group",
+            Kind::Domain => "domain",
+            Kind::Public => "public",
+            Kind::Federated => "federated",
+            Kind::Service => "service",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Node {
+    /// The IAM member (`serviceAccount:…`, `user:…`, `allUsers`) or `service:NAME`.
+    pub(crate) id: String,
+    pub(crate) kind: Kind,
+    pub(crate) label: String,
+    /// What the node's box says under its label: ingress, `invoker_iam_disabled`, public.
+    pub(crate) marks: Vec<String>,
+    pub(crate) x: i32,
+    pub(crate) y: i32,
+}
+
+impl Node {
+    /// The label as drawn: cut to fit its box.
+    pub(crate) fn short_label(&self) -> String {
+        if self.label.chars().count() <= LABEL_CHARS {
+            return self.label.clone();
+        }
+        let cut: String = self.label.chars().take(LABEL_CHARS - 1).collect();
+        format!("{cut}…")
+    }
+
+    pub(crate) fn width(&self) -> i32 {
+        BOX_WIDTH
+    }
+
+    pub(crate) fn height(&self) -> i32 {
+        BOX_HEIGHT
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum EdgeKind {
+    Invoker,
+    TokenCreator,
+    RunsAs,
+}
+
+impl EdgeKind {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            EdgeKind::Invoker => "invoker",
+            EdgeKind::TokenCreator => "token-creator",
+            EdgeKind::RunsAs => "runs-as",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Edge {
+    pub(crate) kind: EdgeKind,
+    pub(crate) from: String,
+    pub(crate) to: String,
+    /// Where the binding is: `service`, `project` or `account` (`runs-as` edges: `service`).
+    pub(crate) on: &'static str,
+    /// The SVG path between the two nodes' boxes.
+    pub(crate) path: String,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Graph {
+    pub(crate) nodes: Vec<Node>,
+    pub(crate) edges: Vec<Edge>,
+    pub(crate) height: i32,
+}
+
+fn kind_of(member: &Member) -> Kind {
+    match member {
+        Member::ServiceAccount(_) => Kind::Account,
+        Member::User(_) => Kind::User,
+        Member::Group(_) => Kind::Group,
+        Member::Domain(_) => Kind::Domain,
+        Member::AllUsers | Member::AllAuthenticatedUsers => Kind::Public,
+        Member::Principal(_) | Member::PrincipalSet(_) => Kind::Federated,
+    }
+}
+
+/// The members `policy` lets do `permission`.
+fn holders<'p>(policy: &'p Policy, permission: &'p str) -> impl Iterator<Item = &'p Member> {
+    policy
+        .bindings
+        .iter()
+        .filter(move |b| b.role.grants(permission))
+        .flat_map(|b| b.members.iter())
+}
+
+pub(crate) fn of(config: &Config) -> Graph {
+    // Callers by member id, each with its kind; sorted by kind, then name.
+    let mut callers: BTreeMap<String, Kind> = BTreeMap::new();
+    let mut edges: Vec<(EdgeKind, String, String, &'static str)> = Vec::new();
+    let account = |email: &str| format!("serviceAccount:{email}");
+    for sa in &config.service_accounts {
+        callers.insert(account(&sa.email), Kind::Account);
+    }
+    for service in &config.services {
+        callers.insert(account(&service.service_account), Kind::Account);
+        let to = format!("service:{}", service.name);
+        edges.push((
+            EdgeKind::RunsAs,
+            to.clone(),
+            account(&service.service_account),
+            "service",
+        ));
+        for (policy, on) in [(&service.policy, "service"), (&config.policy, "project")] {
+            for member in holders(policy, iam::INVOKE) {
+                callers.insert(member.to_string(), kind_of(member));
+                edges.push((EdgeKind::Invoker, member.to_string(), to.clone(), on));
+            }
+        }
+    }
+    for sa in &config.service_accounts {
+        for (policy, on) in [(&sa.policy, "account"), (&config.policy, "project")] {
+            for member in holders(policy, iam::GET_OPENID_TOKEN) {
+                callers.insert(member.to_string(), kind_of(member));
+                edges.push((
+                    EdgeKind::TokenCreator,
+                    member.to_string(),
+                    account(&sa.email),
+                    on,
+                ));
+            }
+        }
+    }
+    edges.sort();
+    edges.dedup();
+
+    let mut ordered: Vec<(Kind, String)> = callers.into_iter().map(|(id, k)| (k, id)).collect();
+    ordered.sort();
+    let mut nodes: Vec<Node> = ordered
+        .into_iter()
+        .enumerate()
+        .map(|(i, (kind, id))| Node {
+            label: id.strip_prefix("serviceAccount:").unwrap_or(&id).to_owned(),
+            id,
+            kind,
+            marks: Vec::new(),
+            x: CALLER_X,
+            y: TOP + ROW * i as i32,
+        })
+        .collect();
+    let callers_count = nodes.len();
+    for (i, service) in config.services.iter().enumerate() {
+        let mut marks = Vec::new();
+        if service.ingress != Ingress::All {
+            marks.push(format!("ingress: {}", service.ingress.as_str()));
+        }
+        if service.invoker_iam_disabled {
+            marks.push("invoker_iam_disabled".to_owned());
+        }
+        nodes.push(Node {
+            id: format!("service:{}", service.name),
+            kind: Kind::Service,
+            label: service.name.clone(),
+            marks,
+            x: SERVICE_X,
+            y: TOP + ROW * i as i32,
+        });
+    }
+    let rows = callers_count.max(config.services.len()) as i32;
+    let place = |id: &str| nodes.iter().find(|n| n.id == id).map(|n| (n.x, n.y));
+    let edges = edges
+        .into_iter()
+        .filter_map(|(kind, from, to, on)| {
+            let (a, b) = (place(&from)?, place(&to)?);
+            Some(Edge {
+                path: path(kind, a, b),
+                kind,
+                from,
+                to,
+                on,
+            })
+        })
+        .collect();
+    Graph {
+        nodes,
+        edges,
+        height: TOP + ROW * rows.max(1),
+    }
+}
+
+/// From the caller's right side to the service's left (invoker); from the service's left
+/// side back to its account's right, bowed (runs as); between two callers' left sides,
+/// bowed outward (Token Creator).
+fn path(kind: EdgeKind, (ax, ay): (i32, i32), (bx, by): (i32, i32)) -> String {
+    let mid = BOX_HEIGHT / 2;
+    match kind {
+        EdgeKind::Invoker => {
+            let (x1, y1, x2, y2) = (ax + BOX_WIDTH, ay + mid, bx, by + mid);
+            let c = (x1 + x2) / 2;
+            format!("M{x1},{y1} C{c},{y1} {c},{y2} {x2},{y2}")
+        }
+        EdgeKind::RunsAs => {
+            let (x1, y1, x2, y2) = (ax, ay + mid + 8, bx + BOX_WIDTH, by + mid + 8);
+            let c = (x1 + x2) / 2;
+            format!("M{x1},{y1} C{c},{} {c},{} {x2},{y2}", y1 + 24, y2 + 24)
+        }
+        EdgeKind::TokenCreator => {
+            let (x1, y1, x2, y2) = (ax, ay + mid, bx, by + mid);
+            let bow = ax - 30 - (y2 - y1).abs() / 10;
+            format!("M{x1},{y1} C{bow},{y1} {bow},{y2} {x2},{y2}")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(yaml: &str) -> Config {
+        crate::config::parse_with(
+            yaml,
+            std::path::Path::new("services.yaml"),
+            &crate::config::NamedFiles::NONE,
+        )
+        .unwrap()
+    }
+
+    const YAML: &str = r#"project: {id: demo-project, number: "123456789012", region: us-central1}
+service_accounts:
+  - email: login@demo-project.iam.gserviceaccount.com
+  - email: search@demo-project.iam.gserviceaccount.com
+    iam_policy: {bindings: [{role: roles/iam.serviceAccountTokenCreator, members: [serviceAccount:login@demo-project.iam.gserviceaccount.com]}]}
+iam_policy: {bindings: [{role: roles/run.invoker, members: [group:ops@example.com]}]}
+services:
+  - name: search
+    upstream: builtin:echo
+    service_account: search@demo-project.iam.gserviceaccount.com
+    ingress: internal
+    iam_policy: {bindings: [{role: roles/run.invoker, members: [serviceAccount:login@demo-project.iam.gserviceaccount.com, allAuthenticatedUsers]}]}
+  - name: login
+    upstream: builtin:echo
+    service_account: login@demo-project.iam.gserviceaccount.com
+    invoker_iam_disabled: true
+"#;
+
+    fn edges(g: &Graph) -> Vec<(&str, &str, &str, &str)> {
+        g.edges
+            .iter()
+            .map(|e| (e.kind.as_str(), e.from.as_str(), e.to.as_str(), e.on))
+            .collect()
+    }
+
+    #[test]
+    fn every_binding_is_an_edge_and_every_service_is_marked() {
+        let g = of(&config(YAML));
+        let login = "serviceAccount:login@demo-project.iam.gserviceaccount.com";
+        let search = "serviceAccount:search@demo-project.iam.gserviceaccount.com";
+        let got = edges(&g);
+        for want in [
+            ("invoker", login, "service:search", "service"),
+            (
+                "invoker",
+                "allAuthenticatedUsers",
+                "service:search",
+                "service",
+            ),
+            (
+                "invoker",
+                "group:ops@example.com",
+                "service:search",
+                "project",
+            ),
+            (
+                "invoker",
+                "group:ops@example.com",
+                "service:login",
+                "project",
+            ),
+            ("token-creator", login, search, "account"),
+            ("runs-as", "service:search", search, "service"),
+            ("runs-as", "service:login", login, "service"),
+        ] {
+            assert!(got.contains(&want), "no edge {want:?} in {got:?}");
+        }
+        assert_eq!(got.len(), 7, "{got:?}");
+        let node = |id: &str| g.nodes.iter().find(|n| n.id == id).unwrap();
+        assert_eq!(node("service:search").marks, ["ingress: internal"]);
+        assert_eq!(node("service:login").marks, ["invoker_iam_disabled"]);
+        assert_eq!(node("allAuthenticatedUsers").kind, Kind::Public);
+        assert_eq!(
+            node(login).label,
+            "login@demo-project.iam.gserviceaccount.com"
+        );
+        // Accounts come first in the callers' column, and no two boxes share a row.
+        assert_eq!(g.nodes[0].kind, Kind::Account);
+        let mut places: Vec<(i32, i32)> = g.nodes.iter().map(|n| (n.x, n.y)).collect();
+        places.sort_unstable();
+        places.dedup();
+        assert_eq!(places.len(), g.nodes.len());
+    }
+
+    #[test]
+    fn a_long_label_is_cut_to_its_box() {
+        let node = Node {
+            id: "x".into(),
+            kind: Kind::Federated,
+            label: "p".repeat(500),
+            marks: Vec::new(),
+            x: 0,
+            y: 0,
+        };
+        assert_eq!(node.short_label().chars().count(), LABEL_CHARS);
+    }
+}
