@@ -24,6 +24,27 @@ def wait_port(port, deadline=20):
     raise SystemExit(f"nothing listens on {port}")
 
 
+def start_nginx(work, name, body):
+    """Starts an nginx of its own under work/name with the `body` of its config (after the
+    daemon, pid and error-log lines every one has)."""
+    import os
+    d = os.path.join(work, name)
+    os.makedirs(os.path.join(d, "logs"))
+    conf = os.path.join(d, "nginx.conf")
+    open(conf, "w").write(f"daemon off; pid {d}/nginx.pid; error_log {d}/error.log;\n{body}")
+    return subprocess.Popen(["nginx", "-p", d, "-c", conf])
+
+
+def tiny_upstream(port):
+    """The config body of an nginx answering `ok` on the loopback port: the upstream."""
+    return f"""
+            worker_processes 1;
+            events {{ worker_connections 4096; }}
+            http {{ access_log off;
+              server {{ listen 127.0.0.1:{port}; keepalive_requests 1000000;
+                location / {{ return 200 "ok\\n"; }} }} }}"""
+
+
 def memory_mib(pid, field):
     """A /proc/PID/status memory line in MiB: VmRSS now, or VmHWM, the peak so far."""
     for line in open(f"/proc/{pid}/status"):

@@ -8,6 +8,7 @@ runs with no dashboard open and with 100 clients reading the dashboard's live fe
 decision events it receives, so that the feed is known to have been live under the load.
 Prints each run, the medians and their ratio beside the target."""
 
+import json
 import os
 import socket
 import statistics
@@ -18,8 +19,8 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import free_port, stop_all, wait_port  # noqa: E402
-from frontdoor import CALLER, FRONTDOOR, TOOL, wrk  # noqa: E402
+from common import free_port, start_nginx, stop_all, tiny_upstream, wait_port  # noqa: E402
+from frontdoor import CALLER, FRONTDOOR, TOOL, bench_config, wrk  # noqa: E402
 
 CLIENTS = 100
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
@@ -68,29 +69,10 @@ def main():
     procs = []
     try:
         up, fd, google = free_port(), free_port(), free_port()
-        d = os.path.join(work, "upstream")
-        os.makedirs(os.path.join(d, "logs"))
-        conf = os.path.join(d, "nginx.conf")
-        open(conf, "w").write(f"""daemon off; pid {d}/nginx.pid; error_log {d}/error.log;
-worker_processes 1;
-events {{ worker_connections 4096; }}
-http {{ access_log off;
-  server {{ listen 127.0.0.1:{up}; keepalive_requests 1000000;
-    location / {{ return 200 "ok\\n"; }} }} }}""")
-        procs.append(subprocess.Popen(["nginx", "-p", d, "-c", conf]))
+        procs.append(start_nginx(work, "upstream", tiny_upstream(up)))
         wait_port(up)
-
         config = os.path.join(work, "services.yaml")
-        open(config, "w").write(f"""
-listen: {{frontdoor: 127.0.0.1:{fd}, google: 127.0.0.1:{google}, metadata: 127.0.0.1:0}}
-project: {{id: demo-project, number: "123456789012", region: us-central1}}
-service_accounts: [{{email: {CALLER}}}]
-services:
-  - name: bench
-    upstream: http://127.0.0.1:{up}
-    listen: 127.0.0.1:0
-    iam_policy: {{bindings: [{{role: roles/run.invoker, members: [serviceAccount:{CALLER}]}}]}}
-""")
+        open(config, "w").write(bench_config(up, fd, google))
         state = os.path.join(work, "state")
         audience = "https://bench-123456789012.us-central1.run.app"
         token = subprocess.run([TOOL, "mint", config, state, CALLER, audience, "1"],
@@ -101,7 +83,6 @@ services:
                                    env={k: v for k, v in os.environ.items() if k != "FRONTDOOR_LOG"})
         procs.append(fd_proc)
         wait_port(google)
-        import json
         addresses = json.load(open(os.path.join(state, "addresses.json")))
         port = int(addresses["services"]["bench"]["listen"].rsplit(":", 1)[1])
         env = {"TOKEN": token}

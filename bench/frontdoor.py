@@ -28,7 +28,7 @@ import tempfile
 import time
 import urllib.request
 
-from common import free_port, memory_mib, stop_all, wait_port
+from common import free_port, memory_mib, start_nginx, stop_all, tiny_upstream, wait_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FRONTDOOR = os.path.join(ROOT, "target", "release", "frontdoor")
@@ -37,6 +37,21 @@ LUA = os.path.join(ROOT, "bench", "wrk.lua")
 DURATION = int(os.environ.get("BENCH_SECONDS", "10"))
 CONNECTIONS = 64
 CALLER = "bench-caller@demo-project.iam.gserviceaccount.com"
+
+
+def bench_config(up, frontdoor_port, google_port):
+    """One service, `bench`, on its own listener, proxying to the upstream on `up`; only
+    CALLER may invoke it."""
+    return f"""
+listen: {{frontdoor: 127.0.0.1:{frontdoor_port}, google: 127.0.0.1:{google_port}, metadata: 127.0.0.1:0}}
+project: {{id: demo-project, number: "123456789012", region: us-central1}}
+service_accounts: [{{email: {CALLER}}}]
+services:
+  - name: bench
+    upstream: http://127.0.0.1:{up}
+    listen: 127.0.0.1:0
+    iam_policy: {{bindings: [{{role: roles/run.invoker, members: [serviceAccount:{CALLER}]}}]}}
+"""
 
 
 def wrk(port, env, connections=CONNECTIONS, seconds=DURATION, allow_non2xx=False):
@@ -69,12 +84,7 @@ def main():
         up, ngx, ngx_log, hap, fd, fd_google, fd_log_google = (free_port() for _ in range(7))
 
         # The upstream and the nginx reverse proxy (no auth), each its own nginx.
-        for name, body in [("upstream", f"""
-            worker_processes 1;
-            events {{ worker_connections 4096; }}
-            http {{ access_log off;
-              server {{ listen 127.0.0.1:{up}; keepalive_requests 1000000;
-                location / {{ return 200 "ok\\n"; }} }} }}"""),
+        for name, body in [("upstream", tiny_upstream(up)),
                            ("nginx", f"""
             worker_processes 2;
             events {{ worker_connections 4096; }}
@@ -91,27 +101,14 @@ def main():
               server {{ listen 127.0.0.1:{ngx_log}; keepalive_requests 1000000;
                 location / {{ proxy_pass http://tiny; proxy_http_version 1.1;
                              proxy_set_header Connection ""; }} }} }}""")]:
-            d = os.path.join(work, name)
-            os.makedirs(os.path.join(d, "logs"))
-            conf = os.path.join(d, "nginx.conf")
-            open(conf, "w").write(f"daemon off; pid {d}/nginx.pid; error_log {d}/error.log;\n{body}")
-            procs.append(subprocess.Popen(["nginx", "-p", d, "-c", conf]))
+            procs.append(start_nginx(work, name, body))
         wait_port(up)
         wait_port(ngx)
         wait_port(ngx_log)
 
         # frontdoor, on a config with one service whose upstream is the tiny one.
         config = os.path.join(work, "services.yaml")
-        open(config, "w").write(f"""
-listen: {{frontdoor: 127.0.0.1:{fd}, google: 127.0.0.1:{fd_google}, metadata: 127.0.0.1:0}}
-project: {{id: demo-project, number: "123456789012", region: us-central1}}
-service_accounts: [{{email: {CALLER}}}]
-services:
-  - name: bench
-    upstream: http://127.0.0.1:{up}
-    listen: 127.0.0.1:0
-    iam_policy: {{bindings: [{{role: roles/run.invoker, members: [serviceAccount:{CALLER}]}}]}}
-""")
+        open(config, "w").write(bench_config(up, fd, fd_google))
         state = os.path.join(work, "state")
         audience = "https://bench-123456789012.us-central1.run.app"
         tokens_file = os.path.join(work, "tokens.txt")

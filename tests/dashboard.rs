@@ -22,20 +22,6 @@ fn config(extra_search_policy: &str, enforcement: &str) -> String {
     ) + enforcement
 }
 
-/// The front door's answer to `token` on `service`'s own listener: status and code.
-async fn front_door(emu: &Emulator, service: &str, token: &str) -> (u16, Option<String>) {
-    let (status, headers, _) = get_with(
-        &emu.service(service, "/"),
-        &[("authorization", &bearer(token))],
-    )
-    .await;
-    let code = headers.get("x-frontdoor-reason").map(|v| {
-        let v = v.to_str().unwrap();
-        v.split_once(": ").map_or(v, |(c, _)| c).to_owned()
-    });
-    (status.as_u16(), code)
-}
-
 /// A token from the emulator's key for login's account with `claims` changed.
 fn login_token_with(emu: &Emulator, audience: &str, change: impl Fn(&mut Value)) -> String {
     let login = emu.config.service_account(&sa("login")).unwrap();
@@ -100,7 +86,7 @@ async fn the_dashboard_shows_why_in_a_real_browser() {
     // The front door's own answers, while it enforces (the browser run ends in audit mode).
     let mut answers = Vec::new();
     for (_, service, token) in &inspector {
-        answers.push(front_door(&emu, service, token).await);
+        answers.push(front_door_verdict(&emu, service, token).await);
     }
 
     let binding = format!(
@@ -166,20 +152,7 @@ async fn the_dashboard_shows_why_in_a_real_browser() {
     assert_eq!(d["status"], 403, "{d:#}");
     assert!(d["shown_ms"].as_u64().unwrap() <= 1000, "{d:#}");
     assert_eq!(d["failed_steps"], json!(["iam"]), "{d:#}");
-    for check in [
-        "route",
-        "ingress",
-        "public",
-        "credential",
-        "format",
-        "alg",
-        "kid",
-        "signature",
-        "issuer",
-        "lifetime",
-        "audience",
-        "principal",
-    ] {
+    for check in CHECKS_BEFORE_IAM {
         assert!(
             d["passed_steps"]
                 .as_array()

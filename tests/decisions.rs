@@ -381,19 +381,8 @@ async fn a_decision_shows_its_chain_of_checks() {
             })
             .collect()
     };
-    let token_checks = [
-        "format",
-        "alg",
-        "kid",
-        "signature",
-        "issuer",
-        "lifetime",
-        "audience",
-        "principal",
-    ];
-    let mut want: Vec<String> = ["route", "ingress", "public", "credential"]
+    let mut want: Vec<String> = CHECKS_BEFORE_IAM
         .iter()
-        .chain(&token_checks)
         .map(|c| format!("{c}:passed"))
         .collect();
     want.push("iam:failed".into());

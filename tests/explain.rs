@@ -18,20 +18,6 @@ async fn explain(emu: &Emulator, ask: Value) -> (u16, Value) {
     (status, r.json().await.unwrap())
 }
 
-/// The front door's answer to `token`: its status and the code its reason starts with.
-async fn front_door(emu: &Emulator, service: &str, token: &str) -> (u16, Option<String>) {
-    let (status, headers, _) = get_with(
-        &emu.service(service, "/"),
-        &[("authorization", &bearer(token))],
-    )
-    .await;
-    let code = headers.get("x-frontdoor-reason").map(|v| {
-        let v = v.to_str().unwrap();
-        v.split_once(": ").map_or(v, |(c, _)| c).to_owned()
-    });
-    (status.as_u16(), code)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn explain_gives_the_front_doors_verdict_for_every_token() {
     let emu = Emulator::start(&three_services()).await;
@@ -63,7 +49,7 @@ async fn explain_gives_the_front_doors_verdict_for_every_token() {
     // Nothing reached a service, and nothing was recorded as a decision.
     assert_eq!(emu.decisions().await.len(), before);
     for ((name, service, token), verdict) in cases.iter().zip(&explained) {
-        let (status, code) = front_door(&emu, service, token).await;
+        let (status, code) = front_door_verdict(&emu, service, token).await;
         assert_eq!(verdict["status"], status, "{name}: {verdict}");
         assert_eq!(verdict["allowed"], status == 200, "{name}: {verdict}");
         assert_eq!(

@@ -420,6 +420,42 @@ pub fn sa(name: &str) -> String {
     format!("{name}{SA}")
 }
 
+/// The checks of the front door's chain that an allowed service-account token passes
+/// before IAM, in order (as `steps` names them).
+pub const CHECKS_BEFORE_IAM: [&str; 12] = [
+    "route",
+    "ingress",
+    "public",
+    "credential",
+    "format",
+    "alg",
+    "kid",
+    "signature",
+    "issuer",
+    "lifetime",
+    "audience",
+    "principal",
+];
+
+/// The front door's answer to `token` on `service`'s own listener: its status and the code
+/// its `X-Frontdoor-Reason` starts with.
+pub async fn front_door_verdict(
+    emu: &Emulator,
+    service: &str,
+    token: &str,
+) -> (u16, Option<String>) {
+    let (status, headers, _) = get_with(
+        &emu.service(service, "/"),
+        &[("authorization", &bearer(token))],
+    )
+    .await;
+    let code = headers.get("x-frontdoor-reason").map(|v| {
+        let v = v.to_str().unwrap();
+        v.split_once(": ").map_or(v, |(c, _)| c).to_owned()
+    });
+    (status.as_u16(), code)
+}
+
 pub fn bearer(t: &str) -> String {
     format!("Bearer {t}")
 }
