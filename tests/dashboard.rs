@@ -249,6 +249,18 @@ async fn the_dashboard_shows_why_in_a_real_browser() {
     emu.stop().await;
 }
 
+/// The data of the last `config` event in `read`.
+fn config_data(read: &str) -> Value {
+    let at = read
+        .rfind("event: config\ndata: ")
+        .expect("no config event");
+    let data = read[at + "event: config\ndata: ".len()..]
+        .lines()
+        .next()
+        .unwrap();
+    serde_json::from_str(data).unwrap()
+}
+
 /// Reads the event stream until `done` accepts what was read, or fails after `within`.
 async fn read_events_until(
     response: &mut reqwest::Response,
@@ -313,6 +325,7 @@ async fn the_feed_and_the_page_hold_their_contract() {
         |r| r.contains("event: config\n") && r.contains("event: decisions\n"),
     )
     .await;
+    let first_config = config_data(&read);
     let token = emu.sa_token(&sa("login"), &emu.url_of("search"));
     let (status, _, _) = get_with(
         &emu.service("search", "/"),
@@ -377,10 +390,12 @@ async fn the_feed_and_the_page_hold_their_contract() {
         |r| r.contains("\"enforcement\":\"audit\""),
     )
     .await;
-    assert!(
-        read.contains("event: config\ndata: {\"enforcement\":\"audit\",\"generation\":2"),
-        "{read}"
-    );
+    let config = config_data(&read);
+    assert_eq!(config["enforcement"], "audit", "{config}");
+    assert_eq!(config["generation"], 2, "{config}");
+    // The same server: the same boot id as the first config event said.
+    assert_eq!(config["boot"], first_config["boot"], "{config}");
+    assert_eq!(config["boot"].as_str().unwrap().len(), 32, "{config}");
     // An open feed ends when shutdown begins: it never holds the drain (ten seconds).
     let stopping = std::time::Instant::now();
     emu.stop().await;

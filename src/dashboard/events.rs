@@ -9,8 +9,8 @@
 //! Events: `decisions` (`{"decisions": [{"seq", "time", "allowed", "status", "service",
 //! "principal", "code", "would_deny"}], "skipped": K}`, each decision's row, the newest
 //! at most [`BATCH`] of a tick, oldest first, `skipped` saying how many more there were),
-//! and `config` (`{"generation", "enforcement", "last_reload"}`) on every reload, applied or
-//! refused. A new subscriber first gets the most recent decisions and the config.
+//! and `config` (`{"boot", "generation", "enforcement", "last_reload"}`) on every reload,
+//! applied or refused (`boot` is new at every start of the server). A new subscriber first gets the most recent decisions and the config.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -43,6 +43,9 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 pub(crate) struct Hub {
     sender: broadcast::Sender<Bytes>,
     started: AtomicBool,
+    /// New at every start of the server, in every config event: decision numbers start
+    /// again from 1 after a restart, and a page that reconnects must know to forget its own.
+    boot: String,
 }
 
 impl Default for Hub {
@@ -50,6 +53,7 @@ impl Default for Hub {
         Hub {
             sender: broadcast::channel(QUEUE).0,
             started: AtomicBool::new(false),
+            boot: uuid::Uuid::new_v4().simple().to_string(),
         }
     }
 }
@@ -98,9 +102,10 @@ fn decisions_event(list: &[(u64, Decision)], skipped: usize) -> Bytes {
 
 /// What the page shows of the configuration's state: its generation, its enforcement
 /// and how the last reload went.
-fn config_event(state: &AppState) -> (Bytes, String) {
+fn config_event(state: &AppState, boot: &str) -> (Bytes, String) {
     let reload = state.reloads().snapshot();
     let data = json!({
+        "boot": boot,
         "generation": reload.generation,
         "enforcement": state.config().enforcement.as_str(),
         "last_reload": reload.last,
@@ -120,7 +125,7 @@ impl Hub {
         let closing = state.closing();
         let backlog = state.decisions().front_door_since(0, BACKLOG);
         let first = vec![
-            config_event(&state).0,
+            config_event(&state, &self.boot).0,
             decisions_event(&backlog.decisions, backlog.more),
         ];
         // Ends when shutdown begins, so that an open page never holds the drain.
@@ -163,7 +168,7 @@ async fn feed(hub: Arc<Hub>, live: Live) {
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let state = live.get();
     let mut seen = state.decisions().front_door_since(u64::MAX, 0).last;
-    let mut config_key = config_event(&state).1;
+    let mut config_key = config_event(&state, &hub.boot).1;
     loop {
         interval.tick().await;
         if hub.sender.receiver_count() == 0 {
@@ -175,7 +180,7 @@ async fn feed(hub: Arc<Hub>, live: Live) {
             let _ = hub.sender.send(decisions_event(&news.decisions, news.more));
         }
         seen = news.last;
-        let (event, key) = config_event(&state);
+        let (event, key) = config_event(&state, &hub.boot);
         if key != config_key {
             config_key = key;
             let _ = hub.sender.send(event);

@@ -9,6 +9,7 @@ const CODES = new Map(JSON.parse(document.body.dataset.codes).map((c) => [c.code
 const KEEP = 500;
 const decisions = new Map();
 let lastSeq = 0;
+let boot = null;
 
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
@@ -122,6 +123,13 @@ function connect() {
   });
   source.addEventListener("config", (e) => {
     const config = JSON.parse(e.data);
+    // A restarted server numbers its decisions from 1 again: forget the old ones.
+    if (boot !== null && config.boot !== boot) {
+      document.getElementById("rows").replaceChildren();
+      decisions.clear();
+      lastSeq = 0;
+    }
+    boot = config.boot;
     document.getElementById("audit-banner").hidden = config.enforcement !== "audit";
     redrawGraph();
   });
