@@ -306,7 +306,8 @@ pub(crate) fn escape_controls(s: &str) -> std::borrow::Cow<'_, str> {
     // Every decision passes through here, so the common case is a byte scan: C0 and DEL
     // are single bytes, and C1 (U+0080–U+009F) is always encoded with the lead byte 0xC2
     // (which other characters share, so a 0xC2 only sends us to the exact check).
-    if !s.bytes().any(|b| b < 0x20 || b == 0x7f || b == 0xc2) || !s.chars().any(char::is_control) {
+    let suspect = any_byte(s.as_bytes(), |b| (b < 0x20) | (b == 0x7f) | (b == 0xc2));
+    if !suspect || !s.chars().any(char::is_control) {
         return std::borrow::Cow::Borrowed(s);
     }
     std::borrow::Cow::Owned(
@@ -320,6 +321,20 @@ pub(crate) fn escape_controls(s: &str) -> std::borrow::Cow<'_, str> {
             })
             .collect(),
     )
+}
+
+/// Whether any byte of `bytes` is a `hit`: the scan every decision's strings and every
+/// bearer token go through. It ORs whole 32-byte chunks, without stopping inside one, so
+/// that it compiles to vector instructions; a byte-at-a-time `any` was 3% of the warm
+/// path's CPU, and `str::contains` with a set of chars 2%.
+pub(crate) fn any_byte(bytes: &[u8], hit: impl Fn(u8) -> bool) -> bool {
+    let mut chunks = bytes.chunks_exact(32);
+    for chunk in &mut chunks {
+        if chunk.iter().fold(false, |seen, &b| seen | hit(b)) {
+            return true;
+        }
+    }
+    chunks.remainder().iter().any(|&b| hit(b))
 }
 
 /// Escapes `s` (see [`escape_controls`]) and cuts it to [`MAX_FIELD_BYTES`].
@@ -527,6 +542,23 @@ mod tests {
             allowed: true,
             reason: "r".into(),
             ..Decision::about(FRONT_DOOR, n, "GET", "h", "/")
+        }
+    }
+
+    #[test]
+    fn any_byte_finds_a_hit_wherever_it_falls_among_the_chunks() {
+        for len in [0, 1, 31, 32, 33, 64, 100] {
+            let clean = vec![b'a'; len];
+            assert!(!any_byte(&clean, |b| b == b'\n'), "{len}");
+            for at in 0..len {
+                let mut one = clean.clone();
+                one[at] = b'\n';
+                assert!(any_byte(&one, |b| b == b'\n'), "{len} {at}");
+                assert_eq!(
+                    escape_controls(std::str::from_utf8(&one).unwrap()).len(),
+                    len + 1
+                );
+            }
         }
     }
 

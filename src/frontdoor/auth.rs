@@ -16,11 +16,12 @@ use crate::tokens::{GCLOUD_CLIENT_ID, Verified};
 pub(crate) const X_SERVERLESS_AUTHORIZATION: HeaderName =
     HeaderName::from_static("x-serverless-authorization");
 
-/// The checked credential, and whether the container gets it with its signature removed.
+/// Where the checked credential is, and whether the container gets it with its signature
+/// removed. The token itself stays in the request's header (a copy of it was 1% of the
+/// warm path's CPU).
 #[derive(Debug, Clone)]
 pub(crate) struct Credential {
     pub(crate) header: HeaderName,
-    pub(crate) token: String,
     pub(crate) redact: bool,
 }
 
@@ -403,11 +404,7 @@ pub(crate) fn authorize(
         chain.passed(Check::Iam, outcome.reason.clone());
         Verdict::Allow {
             caller,
-            credential: Some(Credential {
-                header,
-                token: token.to_owned(),
-                redact,
-            }),
+            credential: Some(Credential { header, redact }),
             reason: outcome.reason,
             steps: chain.0,
         }
@@ -451,7 +448,7 @@ fn pick_credential(
 }
 
 /// The token of `Bearer TOKEN`.
-fn bearer(value: &HeaderValue) -> Result<&str, String> {
+pub(crate) fn bearer(value: &HeaderValue) -> Result<&str, String> {
     let value = value
         .to_str()
         .map_err(|_| "it is not printable ASCII".to_owned())?;
@@ -467,7 +464,9 @@ fn bearer(value: &HeaderValue) -> Result<&str, String> {
     if token.is_empty() {
         return Err("the bearer token is empty".to_owned());
     }
-    if token.contains([' ', ',', '\t']) {
+    if crate::decisions::any_byte(token.as_bytes(), |b| {
+        (b == b' ') | (b == b',') | (b == b'\t')
+    }) {
         return Err("it holds more than one token; send exactly one".to_owned());
     }
     Ok(token)
