@@ -12,7 +12,9 @@ One tiny upstream (nginx answering `ok`) and one load generator (wrk) on loopbac
   mint        wrk → the metadata server, a new audience every request (an RSA signature each)
 Then nginx and frontdoor head to head, logging off (frontdoor at `warn`, nginx without an
 access log) and on (each as it comes: frontdoor's line per decision and nginx's access log,
-both into files), three alternating runs of each and their medians; a paced run at half of
+both into files), with hyper alone as the floor under frontdoor (bench/bare_proxy.rs: no
+checks, no log), three alternating runs of each and their medians, throughput and each
+proxy's CPU per request; a paced run at half of
 frontdoor's peak for added p99 latency, the cold path's
 verifications and the metadata server's signatures per core used against
 `openssl speed rsa2048`, and frontdoor's peak RSS."""
@@ -70,6 +72,15 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def tree_cpu_seconds(pid):
+    """CPU seconds of `pid` (all its threads) and of its children: nginx's master and its
+    workers, say."""
+    children = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        children += open(f"/proc/{pid}/task/{task}/children").read().split()
+    return cpu_seconds(pid) + sum(cpu_seconds(int(c)) for c in children)
+
+
 def openssl_verify_rate():
     out = subprocess.run(["openssl", "speed", "-seconds", "3", "rsa2048"], capture_output=True,
                          text=True).stdout
@@ -102,6 +113,7 @@ def main():
                 location / {{ proxy_pass http://tiny; proxy_http_version 1.1;
                              proxy_set_header Connection ""; }} }} }}""")]:
             procs.append(start_nginx(work, name, body))
+        ngx_proc, ngx_log_proc = procs[1], procs[2]
         wait_port(up)
         wait_port(ngx)
         wait_port(ngx_log)
@@ -177,6 +189,16 @@ backend be
         procs.append(subprocess.Popen(["haproxy", "-f", hconf, "-db"], stdout=subprocess.DEVNULL))
         wait_port(hap)
 
+        # The floor under frontdoor: hyper alone, laid out as frontdoor's front door is, with
+        # frontdoor's pooled client and with a hand-kept pool of connections (bench/bare_proxy.rs).
+        floors = {}
+        for mode in ["legacy", "conn"]:
+            port = free_port()
+            floors[mode] = (port, subprocess.Popen([TOOL, "bare-proxy", mode, f"127.0.0.1:{port}",
+                                                    f"127.0.0.1:{up}"]))
+            procs.append(floors[mode][1])
+            wait_port(port)
+
         results = {}
         for name, port, env in [("direct", up, {}), ("nginx (no auth)", ngx, {}),
                                 ("haproxy (jwt_verify)", hap, {"TOKEN": token}),
@@ -210,15 +232,24 @@ backend be
 
         # Parity with nginx, logging off and on: three rounds alternating the four setups,
         # medians reported (these machines are noisy).
-        parity_setups = [("nginx quiet", ngx, {}), ("frontdoor quiet", fd_port, {"TOKEN": token}),
-                         ("nginx access log", ngx_log, {}),
-                         ("frontdoor default log", fd_log_port, {"TOKEN": token})]
-        parity = {name: [] for name, _, _ in parity_setups}
-        for name, port, env in parity_setups:
+        # Each proxy's CPU per request is measured too: throughput on a machine this small
+        # moves with where the scheduler puts things, CPU per request much less.
+        parity_setups = [("nginx quiet", ngx, {}, ngx_proc.pid),
+                         ("frontdoor quiet", fd_port, {"TOKEN": token}, fd_proc.pid),
+                         ("nginx access log", ngx_log, {}, ngx_log_proc.pid),
+                         ("frontdoor default log", fd_log_port, {"TOKEN": token}, fd_log_proc.pid),
+                         ("hyper floor, pooled client", floors["legacy"][0], {}, floors["legacy"][1].pid),
+                         ("hyper floor, hand-kept pool", floors["conn"][0], {}, floors["conn"][1].pid)]
+        parity = {name: [] for name, _, _, _ in parity_setups}
+        cpu_us = {name: [] for name, _, _, _ in parity_setups}
+        for name, port, env, _ in parity_setups:
             wrk(port, env, seconds=2)
         for _ in range(3):
-            for name, port, env in parity_setups:
-                parity[name].append(wrk(port, env)["rps"])
+            for name, port, env, pid in parity_setups:
+                cpu0 = tree_cpu_seconds(pid)
+                r = wrk(port, env)
+                parity[name].append(r["rps"])
+                cpu_us[name].append((tree_cpu_seconds(pid) - cpu0) / (r["rps"] * DURATION) * 1e6)
         log_bytes = os.path.getsize(os.path.join(work, "frontdoor.log"))
         log_lines = sum(1 for _ in open(os.path.join(work, "frontdoor.log")))
         access_bytes = os.path.getsize(os.path.join(work, "nginx-log", "access.log"))
@@ -254,12 +285,12 @@ backend be
               f"{'yes' if mint_per_core >= 0.8 * ssl_sign else 'no'} |")
         med = {name: statistics.median(runs) for name, runs in parity.items()}
         print("\nParity with nginx, logging off and on (3 alternating runs each):\n")
-        print("| setup | runs req/s | median | vs nginx in kind |")
-        print("|---|---|---:|---:|")
+        print("| setup | runs req/s | median | vs nginx in kind | proxy CPU µs a request (median) |")
+        print("|---|---|---:|---:|---:|")
         for name, runs in parity.items():
-            ref = med["nginx quiet"] if "quiet" in name else med["nginx access log"]
+            ref = med["nginx access log"] if "log" in name else med["nginx quiet"]
             print(f"| {name} | {' / '.join(f'{r:.0f}' for r in runs)} | {med[name]:.0f} | "
-                  f"{med[name] / ref:.2f}x |")
+                  f"{med[name] / ref:.2f}x | {statistics.median(cpu_us[name]):.1f} |")
         print(f"\nLog written: frontdoor {log_bytes / max(log_lines, 1):.0f} bytes a line "
               f"({log_lines} lines), nginx {access_bytes / max(access_lines, 1):.0f} bytes a line "
               f"({access_lines} lines)\n")
@@ -271,6 +302,9 @@ backend be
               f"{'yes' if quiet_ratio >= 1 else 'no'} |")
         print(f"| frontdoor default log ≥ 1.0× nginx access log (median of 3) | {log_ratio:.2f}× | "
               f"{'yes' if log_ratio >= 1 else 'no'} |")
+        for name in ["hyper floor, pooled client", "hyper floor, hand-kept pool"]:
+            print(f"| (the floor) {name}, no checks at all, ≥ 1.0× nginx quiet | "
+                  f"{med[name] / med['nginx quiet']:.2f}× | {'yes' if med[name] >= med['nginx quiet'] else 'no'} |")
         mint_rate, verify_rate = subprocess.run([TOOL, "rates", "3"], capture_output=True, text=True,
                                                 check=True).stdout.split()
         print(f"\nRS256 on one thread: frontdoor verify {verify_rate}/s vs openssl {ssl_verify:.0f}/s "

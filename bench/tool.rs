@@ -7,6 +7,13 @@
 //!   ID token one thread of this code does per second (`tokens::mint` / `tokens::verify`,
 //!   JSON and base64 included), for comparison with `openssl speed rsa2048`.
 //! - `bench-tool tls-load …` is the TLS load generator of `bench/tls.py` (see [`tls_load`]).
+//! - `bench-tool bare-proxy …` is the floor under the front door's speed (see [`bare_proxy`]).
+
+mod bare_proxy;
+
+/// The allocator frontdoor runs with, so that `bare-proxy` is measured like it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::io::Write;
 use std::path::Path;
@@ -35,9 +42,10 @@ fn main() {
         ),
         ["rates", seconds] => rates(seconds.parse().expect("SECONDS is a number")),
         ["tls-load", rest @ ..] => tls_load(rest),
+        ["bare-proxy", rest @ ..] => bare_proxy::run(rest),
         _ => {
             eprintln!(
-                "usage: bench-tool mint CONFIG STATE_DIR EMAIL AUDIENCE N [PAD] | bench-tool rates SECONDS | bench-tool tls-load keepalive|handshake direct:ADDR|proxy:ADDR HOST CA_FILE TOKEN|- CONNECTIONS SECONDS"
+                "usage: bench-tool mint CONFIG STATE_DIR EMAIL AUDIENCE N [PAD] | bench-tool rates SECONDS | bench-tool tls-load keepalive|handshake direct:ADDR|proxy:ADDR HOST CA_FILE TOKEN|- CONNECTIONS SECONDS | bench-tool bare-proxy legacy|conn LISTEN UPSTREAM"
             );
             std::process::exit(2);
         }
