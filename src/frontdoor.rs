@@ -6,6 +6,7 @@ mod internal;
 
 pub(crate) use internal::CallerProcess;
 pub(crate) mod page;
+mod pool;
 pub(crate) mod proxy;
 
 use std::fmt::Write;
@@ -173,15 +174,7 @@ async fn decide_and_forward(listener: &Listener, peer: Peer, req: Request) -> Re
 
     let forwarded = match proxy::Target::of(service, state.supervisor()).await {
         Ok(target) => {
-            proxy::forward(
-                &proxy::thread_client(),
-                service,
-                target,
-                req,
-                peer.remote.ip(),
-                credential.as_ref(),
-            )
-            .await
+            proxy::forward(service, target, req, peer.remote.ip(), credential.as_ref()).await
         }
         Err(e) => Err(e),
     };

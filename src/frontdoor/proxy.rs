@@ -2,47 +2,23 @@
 //! ways, hop-by-hop and client-supplied `X-Google-*` headers dropped, forwarding and trace
 //! headers added, the checked token redacted, WebSocket upgrades spliced through.
 
-use std::error::Error as _;
 use std::fmt::Write as _;
 use std::net::IpAddr;
-use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, Uri, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 
 use super::auth::Credential;
+use super::pool::{self, SendError};
 use crate::config::{Service, Upstream};
 use crate::upstream::Supervisor;
 use crate::upstream::supervisor::InFlight;
 
-pub(crate) type Client = hyper_util::client::legacy::Client<HttpConnector, Body>;
-
 /// Cloud Run's limit on an HTTP/1 request body.
 pub(crate) const MAX_REQUEST_BODY: usize = 32 * 1024 * 1024;
-
-thread_local! {
-    /// One pooled client per thread: a pooled connection's task lives on the thread that
-    /// opened it, so sharing a pool across threads would wake other threads per request.
-    static CLIENT: Client = client();
-}
-
-/// This thread's pooled client, keeping upstream connections alive between requests.
-pub(crate) fn thread_client() -> Client {
-    CLIENT.with(Client::clone)
-}
-
-fn client() -> Client {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(Duration::from_secs(10)));
-    hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(60))
-        .build(connector)
-}
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ProxyError {
@@ -122,7 +98,6 @@ impl Target {
 }
 
 pub(crate) async fn forward(
-    client: &Client,
     service: &Service,
     target: Target,
     req: Request,
@@ -158,17 +133,22 @@ pub(crate) async fn forward(
             base
         }
     };
+    let (authority, prefix) = authority_and_prefix(&upstream);
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    parts.uri =
-        Uri::try_from(format!("{upstream}{path}")).map_err(|e| ProxyError::Unreachable {
-            upstream: upstream.clone(),
-            cause: format!("the upstream URL is invalid: {e}"),
-        })?;
+    // In origin form, with the client's Host (or, from an HTTP/2 client, the container's).
+    parts.uri = Uri::try_from(format!("{prefix}{path}")).map_err(|e| ProxyError::Unreachable {
+        upstream: upstream.clone(),
+        cause: format!("the upstream URL is invalid: {e}"),
+    })?;
+    if !parts.headers.contains_key(header::HOST) {
+        insert(&mut parts.headers, header::HOST, &authority);
+    }
     // Upstreams are spoken to in HTTP/1.1, whatever the client spoke (h2c included).
     parts.version = axum::http::Version::HTTP_11;
     let request = hyper::Request::from_parts(parts, body);
 
-    let mut response = match tokio::time::timeout(service.timeout, client.request(request)).await {
+    let sent = pool::send(&authority, request);
+    let mut response = match tokio::time::timeout(service.timeout, sent).await {
         Err(_) => {
             return Err(ProxyError::Timeout {
                 upstream,
@@ -230,17 +210,34 @@ fn reading_body(e: &(dyn std::error::Error + 'static)) -> Option<ProxyError> {
     client_side.map(ProxyError::BadBody)
 }
 
-fn classify(e: hyper_util::client::legacy::Error, upstream: String) -> ProxyError {
-    if let Some(body) = reading_body(&e) {
-        return body;
-    }
-    let cause = if e.is_connect() {
-        let inner = e.source().map(ToString::to_string).unwrap_or_default();
-        format!("cannot connect: {inner}")
-    } else {
-        "the connection was closed or reset before a complete response".to_owned()
+fn classify(e: SendError, upstream: String) -> ProxyError {
+    let cause = match e {
+        SendError::Connect(why) => format!("cannot connect: {why}"),
+        SendError::Exchange(e) => {
+            if let Some(body) = reading_body(&e) {
+                return body;
+            }
+            "the connection was closed or reset before a complete response".to_owned()
+        }
     };
     ProxyError::Unreachable { upstream, cause }
+}
+
+/// `host:port` (80 when the URL names none) and the path prefix of an `http://` upstream
+/// URL with no trailing slash, as [`Target`] holds it.
+fn authority_and_prefix(base: &str) -> (String, &str) {
+    let rest = base.strip_prefix("http://").unwrap_or(base);
+    let (authority, prefix) = rest.find('/').map_or((rest, ""), |at| rest.split_at(at));
+    let host = authority.rsplit('@').next().unwrap_or(authority);
+    let has_port = host
+        .rsplit_once(':')
+        .is_some_and(|(_, port)| !port.ends_with(']'));
+    let authority = if has_port {
+        host.to_owned()
+    } else {
+        format!("{host}:80")
+    };
+    (authority, prefix)
 }
 
 /// A WebSocket upgrade, the one protocol change the front door passes on: any other
@@ -600,6 +597,24 @@ mod tests {
         ]);
         assert!(is_upgrade(&h));
         assert!(!is_upgrade(&headers(&[("upgrade", "websocket")])));
+    }
+
+    #[test]
+    fn an_upstream_url_is_an_address_and_a_prefix() {
+        for (base, authority, prefix) in [
+            ("http://127.0.0.1:8080", "127.0.0.1:8080", ""),
+            ("http://localhost:9000/api/v1", "localhost:9000", "/api/v1"),
+            ("http://example.internal", "example.internal:80", ""),
+            ("http://[::1]:8081/p", "[::1]:8081", "/p"),
+            ("http://[::1]", "[::1]:80", ""),
+            ("http://user:secret@10.0.0.1:81/x", "10.0.0.1:81", "/x"),
+        ] {
+            assert_eq!(
+                authority_and_prefix(base),
+                (authority.to_owned(), prefix),
+                "{base}"
+            );
+        }
     }
 
     #[tokio::test]
