@@ -118,8 +118,8 @@ async fn forward(
 }
 
 /// An idle connection of this thread's, or a new one; given back once its answer's headers
-/// are in (hyper queues nothing: a connection still sending a body is not ready, and is
-/// passed over until it is).
+/// are in, at most 256 kept (hyper queues nothing: a connection still sending a body is not
+/// ready, and is passed over until it is).
 async fn pooled(req: Request<Incoming>, upstream: SocketAddr) -> Option<Response<Incoming>> {
     let ready = IDLE.with(|idle| {
         let mut idle = idle.borrow_mut();
@@ -139,7 +139,12 @@ async fn pooled(req: Request<Incoming>, upstream: SocketAddr) -> Option<Response
             sender
         }
     };
-    let response = sender.send_request(req).await.ok();
-    IDLE.with(|idle| idle.borrow_mut().push(sender));
-    response
+    let response = sender.send_request(req).await.ok()?;
+    IDLE.with(|idle| {
+        let mut idle = idle.borrow_mut();
+        if idle.len() < 256 {
+            idle.push(sender);
+        }
+    });
+    Some(response)
 }

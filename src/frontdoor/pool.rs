@@ -4,22 +4,28 @@
 //! Not hyper-util's pooled client: on the warm path that client cost 2.3 µs a request more
 //! than this pool (13.1 against 10.8 µs of CPU for a bare proxy, bench/README.md), about a
 //! tenth of the front door's whole cost, for a shared pool with checkout futures, locks and
-//! idle timers the front door does not need: each of its runtimes is one thread, and a
-//! connection's task lives on the thread that opened it.
+//! idle timers the front door does not need. Most front-door listeners run one
+//! single-threaded runtime per core, so a connection's task stays on the thread that
+//! opened it; on a multi-threaded runtime (the egress proxy's TLS side) a connection may
+//! come back to another thread's pool, which is only a pool of its own.
 //!
 //! - A connection goes back into the pool once its answer's headers are in. It is taken
 //!   again only when hyper says it is ready, that is once the answer's body has been read;
-//!   until then a request passes it over and opens another.
+//!   until then a request passes it over and opens another. The most recently used ready
+//!   one is taken, so that a burst's extra connections go unused and age out.
 //! - A request handed to a pooled connection the container had just closed goes once more,
 //!   on a new connection: if hyper had not yet sent it (as hyper-util's client does), and
 //!   if it had but has no body and a method that may be repeated (as nginx does). A
 //!   request with a body is never sent twice.
-//! - At most [`MAX_IDLE`] connections an upstream are kept per thread; the container
-//!   closes the ones it no longer wants, and a closed one is dropped at the next checkout.
+//! - At most [`MAX_IDLE`] connections an upstream are kept per thread, the least recently
+//!   used dropped first; one unused for [`IDLE_TIMEOUT`] is closed at the next request to
+//!   that upstream; one the container closed is dropped. An upstream seen for the first
+//!   time (a restarted command's new port) sweeps away the pools left with no open
+//!   connection.
 
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use hyper::body::Incoming;
@@ -30,13 +36,20 @@ use tokio::net::TcpStream;
 
 /// Connections kept per upstream and thread, beyond those in use.
 pub(crate) const MAX_IDLE: usize = 256;
+/// How long a connection may go unused before it is closed (hyper-util's client: 60 s).
+pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A pooled connection, and when it was last handed a request.
+struct Kept {
+    sender: SendRequest<Body>,
+    used: Instant,
+}
 
 thread_local! {
     /// By upstream `host:port`, the configuration's own addresses: bounded by it, not by
-    /// anything a client sends.
-    static POOL: RefCell<HashMap<String, VecDeque<SendRequest<Body>>>> =
-        RefCell::new(HashMap::new());
+    /// anything a client sends. Least recently used first.
+    static POOL: RefCell<HashMap<String, VecDeque<Kept>>> = RefCell::new(HashMap::new());
 }
 
 /// Why a request did not get an answer.
@@ -104,26 +117,49 @@ impl Spare {
     }
 }
 
-/// The oldest ready connection to `authority`; closed ones are dropped on the way.
+/// The most recently used ready connection to `authority`, after dropping the least
+/// recently used ones that are closed or have gone unused too long.
 fn checkout(authority: &str) -> Option<SendRequest<Body>> {
     POOL.with(|pool| {
         let mut pool = pool.borrow_mut();
         let idle = pool.get_mut(authority)?;
-        idle.retain(|s| !s.is_closed());
-        let at = idle.iter().position(SendRequest::is_ready)?;
-        idle.remove(at)
+        let now = Instant::now();
+        while idle
+            .front()
+            .is_some_and(|k| k.sender.is_closed() || now - k.used > IDLE_TIMEOUT)
+        {
+            idle.pop_front();
+        }
+        let at = idle.iter().rposition(|k| k.sender.is_ready())?;
+        idle.remove(at).map(|k| k.sender)
     })
 }
 
 fn checkin(authority: &str, sender: SendRequest<Body>) {
+    let kept = Kept {
+        sender,
+        used: Instant::now(),
+    };
     POOL.with(|pool| {
         let mut pool = pool.borrow_mut();
         let idle = match pool.get_mut(authority) {
             Some(idle) => idle,
-            None => pool.entry(authority.to_owned()).or_default(),
+            None => {
+                // A new upstream, rare: the pools of those gone (a command restarted on
+                // another port, a reload) go with their last connection.
+                pool.retain(|_, idle| {
+                    idle.retain(|k| !k.sender.is_closed());
+                    !idle.is_empty()
+                });
+                pool.entry(authority.to_owned()).or_default()
+            }
         };
-        if idle.len() < MAX_IDLE {
-            idle.push_back(sender);
+        idle.push_back(kept);
+        if idle.len() > MAX_IDLE {
+            idle.retain(|k| !k.sender.is_closed());
+            while idle.len() > MAX_IDLE {
+                idle.pop_front();
+            }
         }
     });
 }

@@ -133,7 +133,7 @@ pub(crate) async fn forward(
             base
         }
     };
-    let (authority, prefix) = authority_and_prefix(&upstream);
+    let (address, host, prefix) = address_host_and_prefix(&upstream);
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     // In origin form, with the client's Host (or, from an HTTP/2 client, the container's).
     parts.uri = Uri::try_from(format!("{prefix}{path}")).map_err(|e| ProxyError::Unreachable {
@@ -141,13 +141,13 @@ pub(crate) async fn forward(
         cause: format!("the upstream URL is invalid: {e}"),
     })?;
     if !parts.headers.contains_key(header::HOST) {
-        insert(&mut parts.headers, header::HOST, &authority);
+        insert(&mut parts.headers, header::HOST, host);
     }
     // Upstreams are spoken to in HTTP/1.1, whatever the client spoke (h2c included).
     parts.version = axum::http::Version::HTTP_11;
     let request = hyper::Request::from_parts(parts, body);
 
-    let sent = pool::send(&authority, request);
+    let sent = pool::send(&address, request);
     let mut response = match tokio::time::timeout(service.timeout, sent).await {
         Err(_) => {
             return Err(ProxyError::Timeout {
@@ -223,21 +223,22 @@ fn classify(e: SendError, upstream: String) -> ProxyError {
     ProxyError::Unreachable { upstream, cause }
 }
 
-/// `host:port` (80 when the URL names none) and the path prefix of an `http://` upstream
-/// URL with no trailing slash, as [`Target`] holds it.
-fn authority_and_prefix(base: &str) -> (String, &str) {
+/// Of an `http://` upstream URL with no trailing slash, as [`Target`] holds it: the address
+/// to connect to (`host:port`, port 80 when the URL names none), the host as the URL
+/// writes it (for `Host`), and the path prefix.
+fn address_host_and_prefix(base: &str) -> (String, &str, &str) {
     let rest = base.strip_prefix("http://").unwrap_or(base);
     let (authority, prefix) = rest.find('/').map_or((rest, ""), |at| rest.split_at(at));
     let host = authority.rsplit('@').next().unwrap_or(authority);
     let has_port = host
         .rsplit_once(':')
         .is_some_and(|(_, port)| !port.ends_with(']'));
-    let authority = if has_port {
+    let address = if has_port {
         host.to_owned()
     } else {
         format!("{host}:80")
     };
-    (authority, prefix)
+    (address, host, prefix)
 }
 
 /// A WebSocket upgrade, the one protocol change the front door passes on: any other
@@ -600,18 +601,38 @@ mod tests {
     }
 
     #[test]
-    fn an_upstream_url_is_an_address_and_a_prefix() {
-        for (base, authority, prefix) in [
-            ("http://127.0.0.1:8080", "127.0.0.1:8080", ""),
-            ("http://localhost:9000/api/v1", "localhost:9000", "/api/v1"),
-            ("http://example.internal", "example.internal:80", ""),
-            ("http://[::1]:8081/p", "[::1]:8081", "/p"),
-            ("http://[::1]", "[::1]:80", ""),
-            ("http://user:secret@10.0.0.1:81/x", "10.0.0.1:81", "/x"),
+    fn an_upstream_url_is_an_address_a_host_and_a_prefix() {
+        for (base, address, host, prefix) in [
+            (
+                "http://127.0.0.1:8080",
+                "127.0.0.1:8080",
+                "127.0.0.1:8080",
+                "",
+            ),
+            (
+                "http://localhost:9000/api/v1",
+                "localhost:9000",
+                "localhost:9000",
+                "/api/v1",
+            ),
+            (
+                "http://example.internal",
+                "example.internal:80",
+                "example.internal",
+                "",
+            ),
+            ("http://[::1]:8081/p", "[::1]:8081", "[::1]:8081", "/p"),
+            ("http://[::1]", "[::1]:80", "[::1]", ""),
+            (
+                "http://user:secret@10.0.0.1:81/x",
+                "10.0.0.1:81",
+                "10.0.0.1:81",
+                "/x",
+            ),
         ] {
             assert_eq!(
-                authority_and_prefix(base),
-                (authority.to_owned(), prefix),
+                address_host_and_prefix(base),
+                (address.to_owned(), host, prefix),
                 "{base}"
             );
         }
