@@ -3,7 +3,7 @@
 //! headers added, the checked token redacted, WebSocket upgrades spliced through.
 
 use std::fmt::Write as _;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use axum::body::Body;
 use axum::extract::Request;
@@ -61,26 +61,24 @@ impl ProxyError {
 }
 
 /// Where an allowed request goes.
-pub(crate) enum Target {
+pub(crate) enum Target<'a> {
     Echo,
-    /// `http://host:port[/prefix]`, no trailing slash.
-    Http(String),
+    /// The container at the service's `upstream:` URL.
+    Http(&'a url::Url),
     /// A started command's address, with the request counted in flight on it.
-    Instance(String, InFlight),
+    Instance(SocketAddr, InFlight),
 }
 
-impl Target {
+impl<'a> Target<'a> {
     /// The target of `service`; a started command's address once it listens, waiting for
     /// a start in progress.
     pub(crate) async fn of(
-        service: &Service,
+        service: &'a Service,
         supervisor: &Supervisor,
-    ) -> Result<Target, ProxyError> {
+    ) -> Result<Target<'a>, ProxyError> {
         match &service.upstream {
             Upstream::Echo => Ok(Target::Echo),
-            Upstream::Http(base) => {
-                Ok(Target::Http(base.as_str().trim_end_matches('/').to_owned()))
-            }
+            Upstream::Http(url) => Ok(Target::Http(url)),
             Upstream::Command(spec) => {
                 let Some(instance) = supervisor.get(&service.name) else {
                     return Err(ProxyError::NotStarted(
@@ -90,16 +88,65 @@ impl Target {
                 instance
                     .address(spec.start_timeout)
                     .await
-                    .map(|(addr, guard)| Target::Instance(format!("http://{addr}"), guard))
+                    .map(|(addr, guard)| Target::Instance(addr, guard))
                     .map_err(ProxyError::NotStarted)
             }
         }
     }
 }
 
+/// A container the proxy speaks HTTP to: read from the configuration's parsed URL or the
+/// started command's address on each request, never parsed again.
+#[derive(Clone, Copy)]
+enum Container<'a> {
+    Url(&'a url::Url),
+    Started(SocketAddr),
+}
+
+impl Container<'_> {
+    /// Where to connect: `host:port`, port 80 when the URL names none.
+    fn address(&self) -> String {
+        match self {
+            Container::Url(url) => format!(
+                "{}:{}",
+                url.host_str().unwrap_or_default(),
+                url.port_or_known_default().unwrap_or(80)
+            ),
+            Container::Started(addr) => addr.to_string(),
+        }
+    }
+
+    /// The `Host` of a request that came without one (from an HTTP/2 client): the host
+    /// and port as the URL writes them.
+    fn host(&self) -> std::borrow::Cow<'_, str> {
+        match self {
+            Container::Url(url) => url[url::Position::BeforeHost..url::Position::AfterPort].into(),
+            Container::Started(addr) => addr.to_string().into(),
+        }
+    }
+
+    /// The URL's path, prefixed to every request's, with no trailing slash.
+    fn prefix(&self) -> &str {
+        match self {
+            Container::Url(url) => url.path().trim_end_matches('/'),
+            Container::Started(_) => "",
+        }
+    }
+}
+
+/// `http://host:port[/prefix]`, as errors name the container.
+impl std::fmt::Display for Container<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Container::Url(url) => f.write_str(url.as_str().trim_end_matches('/')),
+            Container::Started(addr) => write!(f, "http://{addr}"),
+        }
+    }
+}
+
 pub(crate) async fn forward(
     service: &Service,
-    target: Target,
+    target: Target<'_>,
     req: Request,
     peer: IpAddr,
     credential: Option<&Credential>,
@@ -120,42 +167,44 @@ pub(crate) async fn forward(
     let body = Body::new(Limited::new(body, MAX_REQUEST_BODY));
 
     let mut in_flight = None;
-    let upstream = match target {
+    let container = match target {
         Target::Echo => {
             let req = Request::from_parts(parts, body);
             return crate::upstream::echo(service, req).await.map_err(|e| {
                 reading_body(&e.0).unwrap_or_else(|| ProxyError::BadBody(e.0.to_string()))
             });
         }
-        Target::Http(base) => base,
-        Target::Instance(base, guard) => {
+        Target::Http(url) => Container::Url(url),
+        Target::Instance(addr, guard) => {
             in_flight = Some(guard);
-            base
+            Container::Started(addr)
         }
     };
-    let (address, host, prefix) = address_host_and_prefix(&upstream);
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     // In origin form, with the client's Host (or, from an HTTP/2 client, the container's).
-    parts.uri = Uri::try_from(format!("{prefix}{path}")).map_err(|e| ProxyError::Unreachable {
-        upstream: upstream.clone(),
-        cause: format!("the upstream URL is invalid: {e}"),
+    parts.uri = Uri::try_from(format!("{}{path}", container.prefix())).map_err(|e| {
+        ProxyError::Unreachable {
+            upstream: container.to_string(),
+            cause: format!("the upstream URL is invalid: {e}"),
+        }
     })?;
     if !parts.headers.contains_key(header::HOST) {
-        insert(&mut parts.headers, header::HOST, host);
+        insert(&mut parts.headers, header::HOST, &container.host());
     }
     // Upstreams are spoken to in HTTP/1.1, whatever the client spoke (h2c included).
     parts.version = axum::http::Version::HTTP_11;
     let request = hyper::Request::from_parts(parts, body);
 
+    let address = container.address();
     let sent = pool::send(&address, request);
     let mut response = match tokio::time::timeout(service.timeout, sent).await {
         Err(_) => {
             return Err(ProxyError::Timeout {
-                upstream,
+                upstream: container.to_string(),
                 secs: service.timeout.as_secs(),
             });
         }
-        Ok(Err(e)) => return Err(classify(e, upstream)),
+        Ok(Err(e)) => return Err(classify(e, container.to_string())),
         Ok(Ok(r)) => r,
     };
 
@@ -221,24 +270,6 @@ fn classify(e: SendError, upstream: String) -> ProxyError {
         }
     };
     ProxyError::Unreachable { upstream, cause }
-}
-
-/// Of an `http://` upstream URL with no trailing slash, as [`Target`] holds it: the address
-/// to connect to (`host:port`, port 80 when the URL names none), the host as the URL
-/// writes it (for `Host`), and the path prefix.
-fn address_host_and_prefix(base: &str) -> (String, &str, &str) {
-    let rest = base.strip_prefix("http://").unwrap_or(base);
-    let (authority, prefix) = rest.find('/').map_or((rest, ""), |at| rest.split_at(at));
-    let host = authority.rsplit('@').next().unwrap_or(authority);
-    let has_port = host
-        .rsplit_once(':')
-        .is_some_and(|(_, port)| !port.ends_with(']'));
-    let address = if has_port {
-        host.to_owned()
-    } else {
-        format!("{host}:80")
-    };
-    (address, host, prefix)
 }
 
 /// A WebSocket upgrade, the one protocol change the front door passes on: any other
@@ -337,17 +368,17 @@ fn rewrite_request_headers(
         .filter_map(|v| v.to_str().ok())
         .collect();
     let ip = peer.to_string();
+    let forwarded = match peer {
+        IpAddr::V4(_) => format!("for=\"{ip}\";proto=https"),
+        IpAddr::V6(_) => format!("for=\"[{ip}]\";proto=https"),
+    };
     let xff = if prior.is_empty() {
-        ip.clone()
+        ip
     } else {
         format!("{}, {ip}", prior.join(", "))
     };
     insert(headers, X_FORWARDED_FOR, &xff);
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
-    let forwarded = match peer {
-        IpAddr::V4(_) => format!("for=\"{ip}\";proto=https"),
-        IpAddr::V6(_) => format!("for=\"[{ip}]\";proto=https"),
-    };
     insert(headers, header::FORWARDED, &forwarded);
     trace_headers(headers);
 
@@ -630,12 +661,24 @@ mod tests {
                 "/x",
             ),
         ] {
+            let url = url::Url::parse(base).unwrap();
+            let container = Container::Url(&url);
             assert_eq!(
-                address_host_and_prefix(base),
+                (
+                    container.address(),
+                    container.host().as_ref(),
+                    container.prefix()
+                ),
                 (address.to_owned(), host, prefix),
                 "{base}"
             );
         }
+        let started = Container::Started("127.0.0.1:4000".parse().unwrap());
+        assert_eq!(
+            (started.address(), started.host().as_ref(), started.prefix()),
+            ("127.0.0.1:4000".to_owned(), "127.0.0.1:4000", "")
+        );
+        assert_eq!(started.to_string(), "http://127.0.0.1:4000");
     }
 
     #[tokio::test]

@@ -3,11 +3,11 @@
 //!
 //! Keyed by the token itself: the cache's hasher is seeded at random, and a hit compares the
 //! whole token, so no two tokens share an entry. (A SHA-256 of each token was 3% of the warm
-//! path's CPU; the hash table's own hash does the same job.) Each entry keeps the issuer it
-//! was verified against, and a hit under another issuer is verified again, so an `issuer:`
-//! change on reload leaves the old issuer's tokens behind. Bounded: a flood of distinct
-//! tokens evicts older entries rather than growing memory. Only successes are kept; an entry
-//! is dropped once its token has expired.
+//! path's CPU; the hash table's own hash does the same job.) A hit whose `iss` is not the
+//! issuer in force is verified again, so an `issuer:` change on reload leaves the old
+//! issuer's tokens behind. Bounded: a flood of distinct tokens evicts older entries rather
+//! than growing memory. Only successes are kept; an entry is dropped once its token has
+//! expired.
 
 use std::sync::Arc;
 
@@ -20,28 +20,19 @@ use crate::tokens::{self, SKEW, TokenError, Verified};
 /// or fewer large ones.
 pub(crate) const CAPACITY_BYTES: u64 = 8 * 1024 * 1024;
 
-/// A remembered token: what it said, the issuer it was verified against, and its weight.
-#[derive(Clone)]
-struct Entry {
-    verified: Arc<Verified>,
-    issuer: Arc<str>,
-    weight: u32,
-}
-
-/// An entry's weight: the token (the key) and what its decoded claims take, estimated when
-/// it is stored as a small multiple of the token's length (a `serde_json` map is larger
-/// than its text).
+/// An entry's weight, from its key: the token, and what its decoded claims take, estimated
+/// as a small multiple of the token's length (a `serde_json` map is larger than its text).
 #[derive(Clone)]
 struct Weight;
 
-impl quick_cache::Weighter<Box<str>, Entry> for Weight {
-    fn weight(&self, _: &Box<str>, entry: &Entry) -> u64 {
-        u64::from(entry.weight)
+impl quick_cache::Weighter<Box<str>, Arc<Verified>> for Weight {
+    fn weight(&self, token: &Box<str>, _: &Arc<Verified>) -> u64 {
+        512 + 4 * token.len() as u64
     }
 }
 
 pub(crate) struct VerifiedTokens {
-    cache: Cache<Box<str>, Entry, Weight>,
+    cache: Cache<Box<str>, Arc<Verified>, Weight>,
 }
 
 impl VerifiedTokens {
@@ -61,20 +52,16 @@ impl VerifiedTokens {
         now: i64,
     ) -> Result<Arc<Verified>, TokenError> {
         if let Some(hit) = self.cache.get(token) {
-            if *hit.issuer == *issuer && now <= hit.verified.exp.saturating_add(SKEW) {
-                return Ok(hit.verified);
+            // `verify` compared `iss` with the issuer exactly, so the claim says which
+            // issuer the token was verified against.
+            let same_issuer = hit.claims.get("iss").and_then(|v| v.as_str()) == Some(issuer);
+            if same_issuer && now <= hit.exp.saturating_add(SKEW) {
+                return Ok(hit);
             }
             self.cache.remove(token);
         }
         let verified = Arc::new(tokens::verify(keys, token, issuer, now)?);
-        // Tokens are at most MAX_TOKEN_BYTES long, so this fits in a u32.
-        let weight = u32::try_from(512 + 4 * token.len() + issuer.len()).unwrap_or(u32::MAX);
-        let entry = Entry {
-            verified: verified.clone(),
-            issuer: issuer.into(),
-            weight,
-        };
-        self.cache.insert(token.into(), entry);
+        self.cache.insert(token.into(), verified.clone());
         Ok(verified)
     }
 
