@@ -405,6 +405,14 @@ fn resolve(
                 ),
             ));
         }
+        if let Some(why) = names_frontdoor_itself(&host) {
+            return Err(at.err(
+                format!("egress.passthrough[{i}]"),
+                format!(
+                    "`{host}` {why}: a tunnel there would reach frontdoor's own listeners (or whatever else listens on this machine) through its proxy; list only hosts off this machine"
+                ),
+            ));
+        }
         egress_passthrough.push(host);
     }
     let enforcement = match raw.enforcement.as_deref() {
@@ -632,8 +640,13 @@ fn socket(
 }
 
 fn resolve_policy(raw: Option<RawPolicy>, path: &str, at: &At<'_>) -> Result<Policy, ConfigError> {
+    let raw = raw.unwrap_or_default();
+    let principals = raw.bindings.iter().map(|b| b.members.len()).sum();
+    if let Some(why) = crate::iam::too_many_principals(principals) {
+        return Err(at.err(format!("{path}.bindings"), why));
+    }
     let mut bindings = Vec::new();
-    for (i, b) in raw.unwrap_or_default().bindings.into_iter().enumerate() {
+    for (i, b) in raw.bindings.into_iter().enumerate() {
         let role =
             Role::parse(&b.role).map_err(|r| at.err(format!("{path}.bindings[{i}].role"), r))?;
         let members = b
@@ -648,6 +661,25 @@ fn resolve_policy(raw: Option<RawPolicy>, path: &str, at: &At<'_>) -> Result<Pol
         bindings.push(Binding { role, members });
     }
     Ok(Policy { bindings })
+}
+
+/// Why `host` (a lowercase host name or IPv4 literal) names this machine, if it does:
+/// loopback names and addresses, and the unspecified address. A listener bound to another
+/// interface is refused at connect time, once the name has resolved (`egress`).
+fn names_frontdoor_itself(host: &str) -> Option<&'static str> {
+    if host == "localhost"
+        || host.ends_with(".localhost")
+        || host == "localhost.localdomain"
+        || host.starts_with("ip6-localhost")
+        || host.starts_with("ip6-loopback")
+    {
+        return Some("is a loopback name");
+    }
+    match host.parse::<std::net::Ipv4Addr>() {
+        Ok(ip) if ip.is_loopback() => Some("is a loopback address"),
+        Ok(ip) if ip.is_unspecified() => Some("is the unspecified address"),
+        _ => None,
+    }
 }
 
 /// Every listener needs its own address (port 0 excepted: the OS picks).

@@ -208,21 +208,33 @@ pub(crate) fn record_answer<B>(
 pub(crate) const REASON_HEADER: http::HeaderName =
     http::HeaderName::from_static("x-frontdoor-reason");
 
+/// The most a reason header may carry. A reason lists a policy's bindings, which can name
+/// 1,500 principals: whole, it overflowed clients' header limits (Node's 16 KiB, Python's
+/// 64 KiB line) and broke the very call it explained (issue 26).
+pub(crate) const REASON_HEADER_MAX: usize = 1024;
+
+/// What ends a reason cut to fit [`REASON_HEADER_MAX`].
+const CUT_MARKER: &str =
+    " ... [cut; the whole reason is in `frontdoor decisions` and the dashboard]";
+
 /// `reason` as a header value: ASCII, with the few non-ASCII signs our reasons use spelled
-/// out and anything else replaced.
+/// out and anything else replaced, at most [`REASON_HEADER_MAX`] bytes (cut with a marker
+/// that says where the rest is; the decision keeps it whole).
 pub(crate) fn reason_header(reason: &str) -> Option<http::HeaderValue> {
-    let ascii: String = reason
-        .replace('→', "->")
-        .replace('…', "...")
-        .chars()
-        .map(|c| {
-            if c.is_ascii() && !c.is_ascii_control() {
-                c
-            } else {
-                '?'
-            }
-        })
-        .collect();
+    let mut ascii = String::with_capacity(reason.len().min(REASON_HEADER_MAX));
+    for c in reason.chars() {
+        match c {
+            '→' => ascii.push_str("->"),
+            '…' => ascii.push_str("..."),
+            c if c.is_ascii() && !c.is_ascii_control() => ascii.push(c),
+            _ => ascii.push('?'),
+        }
+        if ascii.len() > REASON_HEADER_MAX {
+            ascii.truncate(REASON_HEADER_MAX - CUT_MARKER.len());
+            ascii.push_str(CUT_MARKER);
+            break;
+        }
+    }
     http::HeaderValue::from_str(&ascii).ok()
 }
 
@@ -543,6 +555,29 @@ mod tests {
             reason: "r".into(),
             ..Decision::about(FRONT_DOOR, n, "GET", "h", "/")
         }
+    }
+
+    #[test]
+    fn a_reason_header_is_bounded_and_says_where_the_rest_is() {
+        let short = "no_invoker_binding: serviceAccount:a → nothing…";
+        assert_eq!(
+            reason_header(short).unwrap(),
+            "no_invoker_binding: serviceAccount:a -> nothing..."
+        );
+        let exact = "x".repeat(REASON_HEADER_MAX);
+        assert_eq!(reason_header(&exact).unwrap(), exact.as_str());
+        // A policy of 15,000 members, and multi-byte signs that grow as they are spelled.
+        let long: String = (0..15_000)
+            .map(|i| format!("user:u{i}@example.com → "))
+            .collect();
+        let header = reason_header(&long).unwrap();
+        let header = header.to_str().unwrap();
+        assert_eq!(header.len(), REASON_HEADER_MAX);
+        assert!(
+            header.starts_with("user:u0@example.com -> user:u1@"),
+            "{header}"
+        );
+        assert!(header.ends_with(CUT_MARKER), "{header}");
     }
 
     #[test]

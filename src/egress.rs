@@ -15,6 +15,7 @@
 //! - any other host → refused at once, with a 403 naming it; hosts listed under
 //!   `egress.passthrough` are tunnelled untouched.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,7 +26,6 @@ use axum::http::uri::{Authority, Scheme};
 use axum::http::{Method, Response, StatusCode, Uri, Version, header};
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::LazyConfigAcceptor;
 use tokio_rustls::rustls::server::{Acceptor, ClientHello, ResolvesServerCert};
 use tokio_rustls::rustls::sign::CertifiedKey;
@@ -35,6 +35,7 @@ use tower::ServiceExt;
 use crate::decisions::{REASON_HEADER, reason_header};
 use crate::frontdoor::CallerProcess;
 use crate::keys::ca::LocalCa;
+use crate::peer::idle::{Connections, FirstByte, Slot};
 use crate::peer::{Peer, http_builder, with_connection};
 use crate::state::Live;
 
@@ -81,7 +82,7 @@ struct Proxy {
     google: Router,
     /// `None` when the local CA cannot be loaded: TLS hosts are then refused.
     tls: Option<Tls>,
-    tunnels: Arc<Semaphore>,
+    tunnels: Connections,
 }
 
 /// Built once per proxy: the config that serves a leaf for the SNI (once it is known to
@@ -113,7 +114,7 @@ pub(crate) fn app(metadata: Router, live: Live, service: Option<String>) -> Rout
         service,
         metadata,
         tls,
-        tunnels: Arc::new(Semaphore::new(MAX_TUNNELS)),
+        tunnels: Connections::new(MAX_TUNNELS),
     };
     Router::new().fallback(handle).with_state(Arc::new(proxy))
 }
@@ -258,16 +259,20 @@ async fn connect(proxy: &Proxy, req: Request) -> Response<Body> {
             "the connection's addresses are unknown",
         );
     };
-    let Ok(permit) = proxy.tunnels.clone().try_acquire_owned() else {
+    // At the cap the oldest tunnel is asked to close (at once if idle, issue 26).
+    let Some(slot) = proxy.tunnels.admit(Duration::from_secs(1)).await else {
         return refuse(
             StatusCode::SERVICE_UNAVAILABLE,
-            &format!("{MAX_TUNNELS} tunnels are open through this proxy already; close some"),
+            &format!(
+                "{} tunnels are open through this proxy already, none of them idle; close some",
+                proxy.tunnels.max()
+            ),
         );
     };
     let app = match route {
         Route::FrontDoor => proxy.frontdoor.clone(),
         Route::Google => proxy.google.clone(),
-        Route::Passthrough => return tunnel(req, host, port, peer, permit).await,
+        Route::Passthrough => return tunnel(req, host, port, peer, slot).await,
     };
     let Some(tls) = &proxy.tls else {
         return refuse(
@@ -287,11 +292,10 @@ async fn connect(proxy: &Proxy, req: Request) -> Response<Body> {
             .unwrap_or_default(),
     };
     tokio::spawn(async move {
-        let _permit = permit;
         match hyper::upgrade::on(req).await {
             Ok(upgraded) => {
                 let io = TokioIo::new(upgraded);
-                if let Err(e) = serve_tls(io, host, configs, app, peer, caller).await {
+                if let Err(e) = serve_tls(io, host, configs, app, peer, caller, slot).await {
                     tracing::debug!(error = %e, "egress tunnel ended");
                 }
             }
@@ -332,6 +336,7 @@ async fn serve_tls<IO>(
     app: Router,
     peer: Peer,
     caller: CallerProcess,
+    slot: Slot,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
 where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -360,9 +365,20 @@ where
             req
         },
     );
-    http_builder(HANDSHAKE_TIMEOUT)
-        .serve_connection_with_upgrades(TokioIo::new(tls), TowerToHyperService::new(service))
-        .await
+    // A tunnel that goes quiet after its handshake is closed at the deadline for its first
+    // request, or sooner when the cap needs its place.
+    let builder = http_builder(HANDSHAKE_TIMEOUT);
+    let connection = builder.serve_connection_with_upgrades(
+        TokioIo::new(FirstByte::new(tls, HANDSHAKE_TIMEOUT)),
+        TowerToHyperService::new(service),
+    );
+    let mut connection = std::pin::pin!(connection);
+    tokio::select! {
+        served = connection.as_mut() => return served,
+        () = slot.shed() => {}
+    }
+    connection.as_mut().graceful_shutdown();
+    connection.await
 }
 
 /// The host a TLS tunnel was opened to, on each request inside it.
@@ -433,16 +449,26 @@ fn as_https<B>(req: &mut axum::http::Request<B>, tunnel: Option<&Authority>) {
     }
 }
 
+/// Why a passthrough host that resolved to `addrs` must not be tunnelled to, if it must
+/// not: it is this proxy (`local`), or on this machine (loopback, unspecified), where
+/// frontdoor's own listeners are.
+fn on_this_machine(addrs: &[SocketAddr], local: SocketAddr) -> Option<String> {
+    let own = addrs
+        .iter()
+        .find(|a| **a == local || a.ip().is_loopback() || a.ip().is_unspecified())?;
+    Some(if *own == local {
+        format!("resolves to {own}, this proxy itself; a tunnel to it would loop")
+    } else {
+        format!(
+            "resolves to {own}, on this machine; a tunnel there could reach frontdoor's own listeners"
+        )
+    })
+}
+
 /// A host under `egress.passthrough`: bytes both ways, untouched. Connected before the
 /// tunnel is granted, so that an unreachable host, or this very proxy (a loop), is an
 /// answer and not a hang.
-async fn tunnel(
-    req: Request,
-    host: String,
-    port: u16,
-    peer: Peer,
-    permit: OwnedSemaphorePermit,
-) -> Response<Body> {
+async fn tunnel(req: Request, host: String, port: u16, peer: Peer, slot: Slot) -> Response<Body> {
     let target = format!("{host}:{port}");
     let addrs: Vec<_> = match tokio::net::lookup_host(&target).await {
         Ok(addrs) => addrs.collect(),
@@ -453,10 +479,12 @@ async fn tunnel(
             );
         }
     };
-    if addrs.contains(&peer.local) {
+    // The configuration refuses loopback names and addresses; a name can still resolve to
+    // this machine (issue 26: the proxy chained to frontdoor's own listeners).
+    if let Some(why) = on_this_machine(&addrs, peer.local) {
         return refuse(
             StatusCode::FORBIDDEN,
-            &format!("{target} is this proxy itself; a tunnel to it would loop"),
+            &format!("{target} (egress.passthrough) {why}"),
         );
     }
     let connected = tokio::time::timeout(
@@ -480,11 +508,38 @@ async fn tunnel(
         }
     };
     tokio::spawn(async move {
-        let _permit = permit;
         if let Ok(upgraded) = hyper::upgrade::on(req).await {
             let mut client = TokioIo::new(upgraded);
-            let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+            // Bytes alone show no idle moment: asked to make room, the tunnel ends.
+            tokio::select! {
+                _ = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {}
+                () = slot.shed() => {}
+            }
         }
     });
     Response::new(Body::empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_passthrough_host_on_this_machine_is_never_tunnelled_to() {
+        let local: SocketAddr = "192.0.2.7:3128".parse().unwrap();
+        let away: SocketAddr = "203.0.113.9:443".parse().unwrap();
+        assert_eq!(on_this_machine(&[away], local), None);
+        for own in [
+            "127.0.0.1:8088",
+            "127.9.9.9:443",
+            "0.0.0.0:443",
+            "[::1]:443",
+        ] {
+            let own: SocketAddr = own.parse().unwrap();
+            let why = on_this_machine(&[away, own], local).unwrap();
+            assert!(why.contains("on this machine"), "{own}: {why}");
+        }
+        let why = on_this_machine(&[local], local).unwrap();
+        assert!(why.contains("would loop"), "{why}");
+    }
 }

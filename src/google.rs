@@ -32,9 +32,7 @@ pub use service_accounts::{MAX_KEYS_PER_ACCOUNT, key_file};
 pub fn app(live: Live) -> Router {
     Router::new()
         .merge(issuer::routes())
-        .merge(crate::introspect::routes())
-        .merge(crate::dashboard::routes())
-        .merge(explain::routes())
+        .merge(own_surfaces())
         .merge(oauth2::routes())
         .merge(tokeninfo::routes())
         .merge(sts::routes())
@@ -43,8 +41,39 @@ pub fn app(live: Live) -> Router {
         .merge(service_accounts::routes())
         .fallback(no_such_path)
         .method_not_allowed_fallback(no_such_path)
+        .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::map_response(too_large_as_google))
         .layer(axum::middleware::from_fn_with_state(live.clone(), record))
         .with_state(live)
+}
+
+/// frontdoor's own endpoints (decisions, status, metrics, the dashboard, explain), which
+/// answer only a request that names this machine (issue 26: a web page could otherwise
+/// reach them by DNS rebinding, read the decision log and post to explain). Google's own
+/// paths answer any host, as Google's do.
+fn own_surfaces() -> Router<Live> {
+    Router::new()
+        .merge(crate::introspect::routes())
+        .merge(crate::dashboard::routes())
+        .merge(explain::routes())
+        .route_layer(axum::middleware::from_fn(crate::peer::local_names_only))
+}
+
+/// The largest request body this listener reads (axum's default, stated): a Knative
+/// document or a policy of 1,500 principals is a small part of it.
+const BODY_LIMIT: usize = 2 * 1024 * 1024;
+
+/// A body over [`BODY_LIMIT`] gets Google's JSON error, as any other refusal here, not the
+/// framework's plain-text 413 (issue 26).
+async fn too_large_as_google(response: Response) -> Response {
+    use axum::response::IntoResponse;
+    if response.status() != axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        return response;
+    }
+    errors::ApiError::InvalidArgument(format!(
+        "Request payload size exceeds the limit: {BODY_LIMIT} bytes."
+    ))
+    .into_response()
 }
 
 /// Google's JSON error for a path (or a method on it) no API here answers, so a client

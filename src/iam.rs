@@ -12,6 +12,9 @@ pub const GET_ACCESS_TOKEN: &str = "iam.serviceAccounts.getAccessToken";
 pub const SIGN_JWT: &str = "iam.serviceAccounts.signJwt";
 pub const SIGN_BLOB: &str = "iam.serviceAccounts.signBlob";
 pub const IMPLICIT_DELEGATION: &str = "iam.serviceAccounts.implicitDelegation";
+/// Running something as an account: what a deployer needs on a service's run-as account
+/// (Cloud Run checks it on every deploy, whatever else the caller may do).
+pub const ACT_AS: &str = "iam.serviceAccounts.actAs";
 
 /// The Cloud Run Admin API's permissions (the deployer's side, seed 002).
 pub const RUN_GET: &str = "run.services.get";
@@ -44,6 +47,7 @@ const PROJECT_POLICY: &[&str] = &[PROJECT_SET_IAM_POLICY];
 const ACCOUNT_READ: &[&str] = &[ACCOUNT_GET, ACCOUNT_LIST, KEYS_LIST];
 const ACCOUNT_POLICY: &[&str] = &[ACCOUNT_GET_IAM_POLICY, ACCOUNT_SET_IAM_POLICY];
 const KEYS_CHANGE: &[&str] = &[KEYS_CREATE, KEYS_DELETE];
+const ACTING: &[&str] = &[ACT_AS];
 const TOKENS: &[&str] = &[
     GET_OPENID_TOKEN,
     GET_ACCESS_TOKEN,
@@ -75,6 +79,7 @@ const ROLES: &[(&str, &[&[&str]])] = &[
             ACCOUNT_READ,
             ACCOUNT_POLICY,
             KEYS_CHANGE,
+            ACTING,
         ],
     ),
     (
@@ -85,6 +90,7 @@ const ROLES: &[(&str, &[&[&str]])] = &[
             PROJECT_POLICY_READ,
             ACCOUNT_READ,
             KEYS_CHANGE,
+            ACTING,
         ],
     ),
     (
@@ -110,8 +116,37 @@ const ROLES: &[(&str, &[&[&str]])] = &[
         "roles/iam.workloadIdentityUser",
         &[&[GET_ACCESS_TOKEN, GET_OPENID_TOKEN]],
     ),
-    ("roles/iam.serviceAccountUser", &[]),
+    // What a deployer needs besides a Cloud Run role: to run a service as an account.
+    ("roles/iam.serviceAccountUser", &[ACTING]),
 ];
+
+/// Google's limit on the principals of one policy, counted in every binding they appear in.
+pub const MAX_POLICY_PRINCIPALS: usize = 1500;
+
+/// Google's refusal of a policy naming `count` principals, if that is over
+/// [`MAX_POLICY_PRINCIPALS`].
+pub fn too_many_principals(count: usize) -> Option<String> {
+    (count > MAX_POLICY_PRINCIPALS).then(|| {
+        format!(
+            "The number of members in the policy ({}) is larger than the maximum allowed size {}.",
+            thousands(count),
+            thousands(MAX_POLICY_PRINCIPALS)
+        )
+    })
+}
+
+/// `1501` as Google writes it in that message: `1,501`.
+fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
 
 /// A role known to this emulator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -373,11 +373,15 @@ fn identity(
     };
     let now = state.now();
     // Keyed by everything the token depends on: a `full` token names this listener's
-    // instance, so two services on one account must not share it.
+    // instance, so two services on one account must not share it; and the cache outlives
+    // a reload, so the issuer and the project are in the key too (issue 26: after an
+    // `issuer:` change it handed out tokens naming the old one).
     let instance = if full { &*id.instance_id } else { "" };
+    let config = state.config();
+    let project = &config.project;
     let key = format!(
-        "identity\0{}\0{audience}\0{full}\0{licenses}\0{instance}",
-        sa.email
+        "identity\0{}\0{}\0{}\0{}\0{}\0{}\0{audience}\0{full}\0{licenses}\0{instance}",
+        config.issuer, project.id, project.number, project.region, sa.email, sa.unique_id
     );
     let minted = state.metadata_tokens().get_or_mint(key, now, || {
         let mut claims = tokens::service_account_claims(&state.config().issuer, sa, audience, now);

@@ -1,6 +1,8 @@
 //! What every listener knows of a connection, and how each reads one: the accept loop
 //! (`server::accept`) and the egress proxy's TLS tunnels (`egress`) serve HTTP alike.
 
+pub(crate) mod idle;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -61,4 +63,85 @@ where
         req.extensions_mut().insert(caller.clone());
         app.clone().oneshot(req.map(axum::body::Body::new))
     })
+}
+
+/// Lets a request through only if it names this machine: no `Host` (nor HTTP/2 authority)
+/// at all, `localhost` or a name under it, a loopback address, or the address the
+/// connection reached; any other name gets a 421 saying why. A browser always sends the
+/// name it looked up, so a page whose name was pointed at 127.0.0.1 (DNS rebinding) is
+/// refused here.
+pub(crate) async fn local_names_only(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let named = req
+        .headers()
+        .get(axum::http::header::HOST)
+        .map(|h| h.to_str().unwrap_or("\u{fffd}").to_owned())
+        .or_else(|| req.uri().authority().map(ToString::to_string));
+    let local = req
+        .extensions()
+        .get::<ConnectInfo<Peer>>()
+        .map(|ConnectInfo(peer)| peer.local.ip());
+    match named {
+        Some(host) if !names_this_machine(&host, local) => (
+            axum::http::StatusCode::MISDIRECTED_REQUEST,
+            [(axum::http::header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            format!(
+                "frontdoor's own endpoints answer only requests for this machine (localhost, a loopback address or the listener's own address), not for `{}`\n",
+                host.chars().take(100).collect::<String>()
+            ),
+        )
+            .into_response(),
+        _ => next.run(req).await,
+    }
+}
+
+/// Whether `host` (a `Host` header: a name or address, maybe with a port) names this
+/// machine: `localhost` or below it, a loopback address, or `local`.
+fn names_this_machine(host: &str, local: Option<std::net::IpAddr>) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    if name == "localhost" || name.ends_with(".localhost") {
+        return true;
+    }
+    name.parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_loopback() || Some(ip) == local)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_names_of_this_machine_reach_frontdoors_own_endpoints() {
+        let local: std::net::IpAddr = "192.0.2.5".parse().unwrap();
+        for ok in [
+            "localhost",
+            "LOCALHOST:8088",
+            "dash.localhost:8088",
+            "127.0.0.1:8088",
+            "127.1.2.3",
+            "[::1]:8088",
+            "192.0.2.5:8088",
+            "localhost.",
+        ] {
+            assert!(names_this_machine(ok, Some(local)), "{ok}");
+        }
+        for refused in [
+            "evil.example",
+            "evil.example:8088",
+            "127.0.0.1.evil.example",
+            "localhost.evil.example",
+            "192.0.2.6:8088",
+            "oauth2.googleapis.com",
+            "",
+        ] {
+            assert!(!names_this_machine(refused, Some(local)), "{refused}");
+        }
+    }
 }

@@ -36,8 +36,15 @@ pub async fn serve(
     live: Live,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    // The local CA's files exist before any client is pointed at them.
-    if let Err(e) = live.get().ca() {
+    // The local CA's files exist before any client is pointed at them. Loading or making
+    // them is file I/O and key generation: off the runtime's threads, once, so that every
+    // later `ca()` (each egress proxy) finds it made.
+    let state = live.get();
+    let ca = tokio::task::spawn_blocking(move || state.ca().map(drop)).await;
+    if let Err(e) = ca
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()))
+    {
         tracing::error!(error = %e, "cannot load or make the local CA; the egress proxy will refuse TLS hosts");
     }
     let (stop_tx, stop_rx) = watch::channel(false);

@@ -21,6 +21,8 @@ iam_policy:
   bindings:
     - role: roles/run.admin
       members: [serviceAccount:deployer{SA}]
+    - role: roles/iam.serviceAccountUser
+      members: [serviceAccount:deployer{SA}]
     - role: roles/iam.serviceAccountAdmin
       members: [serviceAccount:deployer{SA}]
     - role: roles/iam.serviceAccountKeyAdmin
@@ -132,6 +134,17 @@ async fn call(emu: &Emulator, service: &str, token: &str) -> u16 {
             ("host", emu.url_of(service).trim_start_matches("https://")),
             ("authorization", &bearer(token)),
         ],
+    )
+    .await;
+    status.as_u16()
+}
+
+/// The front door's answer to a call with no credential at `service`'s URL.
+async fn anonymous_call(emu: &Emulator, service: &str) -> u16 {
+    let host = emu.url_of(service);
+    let (status, _, _) = get_with(
+        &emu.frontdoor("/"),
+        &[("host", host.trim_start_matches("https://"))],
     )
     .await;
     status.as_u16()
@@ -493,8 +506,10 @@ async fn bad_admin_requests_get_googles_errors_and_lose_nothing() {
         "{body}"
     );
     // A document that, kept in the layer, would pass what frontdoor reads back.
-    let mut deep = json!(vec![0; 100_000]);
-    for _ in 0..100 {
+    // (Nested 20 deep, within what frontdoor keeps: each of the zeros is written on a line
+    // of its own, indented.)
+    let mut deep = json!(vec![0; 400_000]);
+    for _ in 0..20 {
         deep = json!([deep]);
     }
     let (status, body) = send(with(&|d| d["spec"]["padding"] = deep.clone())).await;
@@ -911,5 +926,569 @@ async fn fold_writes_the_changes_into_the_file() {
     let emu = emu.restart().await;
     let token = emu.sa_token(&sa("login"), custom);
     assert_eq!(call(&emu, "search", &token).await, 200);
+    emu.stop().await;
+}
+
+/// The principals of the permission table below, each holding all but what its row denies.
+fn table_yaml() -> String {
+    format!(
+        r#"{PROJECT}service_accounts:
+  - email: search{SA}
+    iam_policy:
+      bindings:
+        - role: roles/iam.serviceAccountUser
+          members: [serviceAccount:dev{SA}]
+  - email: login{SA}
+  - email: deployer{SA}
+  - email: dev{SA}
+  - email: builder{SA}
+  - email: viewer{SA}
+  - email: owner{SA}
+iam_policy:
+  bindings:
+    - role: roles/run.admin
+      members: [serviceAccount:deployer{SA}]
+    - role: roles/iam.serviceAccountUser
+      members: [serviceAccount:deployer{SA}]
+    - role: roles/iam.serviceAccountAdmin
+      members: [serviceAccount:deployer{SA}]
+    - role: roles/iam.serviceAccountKeyAdmin
+      members: [serviceAccount:deployer{SA}]
+    - role: roles/run.developer
+      members: [serviceAccount:dev{SA}, serviceAccount:builder{SA}]
+    - role: roles/viewer
+      members: [serviceAccount:viewer{SA}]
+    - role: roles/owner
+      members: [serviceAccount:owner{SA}]
+services:
+  - name: search
+    service_account: search{SA}
+    upstream: builtin:echo
+"#
+    )
+}
+
+/// An access token for `account` from the jwt-bearer grant, signed with checked-in key
+/// `key` installed as the account's.
+async fn access_token_of(emu: &Emulator, account: &str, key: &str) -> String {
+    let key = emu.install_account_key(&sa(account), key);
+    let now = emu.state.now();
+    let assertion = tokens::jwt(
+        json!({"alg": "RS256", "kid": key.kid(), "typ": "JWT"}),
+        json!({"iss": sa(account), "sub": sa(account), "aud": emu.google("/token"), "iat": now,
+               "exp": now + 3600, "scope": "https://www.googleapis.com/auth/cloud-platform"}),
+        &key,
+    );
+    let (status, body) = tokens::post_form(
+        &emu.google("/token"),
+        &[
+            ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
+            ("assertion", &assertion),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    body["access_token"].as_str().unwrap().to_owned()
+}
+
+/// Issue 26, and the README's table of the Admin API's permissions: every writable field
+/// of every Admin method needs the permission Google asks for it. Each row is tried by a
+/// principal that holds everything else the request needs but that permission (refused:
+/// Google's 403 naming it, nothing changed), then by one that holds it too (accepted, for
+/// the rows where that makes no RSA key). Without its check a row's first attempt passes,
+/// and the test fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_writable_field_needs_the_permission_google_asks_for() {
+    let emu = Emulator::start(&table_yaml()).await;
+    let mut bearer_of = std::collections::HashMap::new();
+    for (account, key) in [
+        ("deployer", "a"),
+        ("dev", "b"),
+        ("builder", "c"),
+        ("viewer", "d"),
+        ("owner", "e"),
+    ] {
+        bearer_of.insert(account, access_token_of(&emu, account, key).await);
+    }
+    let client = reqwest::Client::new();
+    let send = |who: &str, method: reqwest::Method, path: &str, body: Option<Value>| {
+        let mut req = client
+            .request(method, emu.google(path))
+            .bearer_auth(&bearer_of[who]);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        async move {
+            let r = req.send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let service = "/apis/serving.knative.dev/v1/namespaces/demo-project/services/search";
+    // The service as it is now, read by the owner: what each replace edits and what a
+    // refused one must leave as it was.
+    let current = || async { send("owner", reqwest::Method::GET, service, None).await.1 };
+    let annotate = |key: &'static str, value: &'static str| {
+        move |doc: &mut Value| doc["metadata"]["annotations"][key] = json!(value)
+    };
+    let run_as = |account: &'static str| {
+        move |doc: &mut Value| {
+            doc["spec"]["template"]["spec"]["serviceAccountName"] = json!(sa(account))
+        }
+    };
+    let audience = annotate(
+        "run.googleapis.com/custom-audiences",
+        r#"["https://table.example"]"#,
+    );
+    let public = annotate("run.googleapis.com/invoker-iam-disabled", "true");
+    let unchanged = |_: &mut Value| {};
+
+    struct Row<'a> {
+        what: &'a str,
+        permission: &'a str,
+        refused: &'a str,
+        allowed: Option<&'a str>,
+        method: reqwest::Method,
+        path: String,
+        edit: Option<&'a dyn Fn(&mut Value)>,
+        policy_of: Option<(reqwest::Method, String)>,
+    }
+    let put = reqwest::Method::PUT;
+    let post = reqwest::Method::POST;
+    let delete = reqwest::Method::DELETE;
+    let run_policy = "/v1/projects/demo-project/locations/us-central1/services/search".to_owned();
+    let account_path = format!("/v1/projects/-/serviceAccounts/{}", sa("login"));
+    let rows = [
+        Row {
+            what: "replace: custom audiences (any field frontdoor honours)",
+            permission: "run.services.update",
+            refused: "viewer",
+            allowed: Some("dev"),
+            method: put.clone(),
+            path: service.to_owned(),
+            edit: Some(&audience),
+            policy_of: None,
+        },
+        Row {
+            what: "replace: the run-as account, unchanged (every deploy)",
+            permission: "iam.serviceAccounts.actAs",
+            refused: "builder",
+            allowed: Some("dev"),
+            method: put.clone(),
+            path: service.to_owned(),
+            edit: Some(&unchanged),
+            policy_of: None,
+        },
+        Row {
+            what: "replace: invoker-iam-disabled turned on",
+            permission: "run.services.setIamPolicy",
+            refused: "dev",
+            allowed: Some("deployer"),
+            method: put.clone(),
+            path: service.to_owned(),
+            edit: Some(&public),
+            policy_of: None,
+        },
+        Row {
+            what: "replace: the run-as account changed",
+            permission: "iam.serviceAccounts.actAs",
+            refused: "dev",
+            allowed: Some("deployer"),
+            method: put.clone(),
+            path: service.to_owned(),
+            edit: Some(&run_as("deployer")),
+            policy_of: None,
+        },
+        Row {
+            what: "a service's setIamPolicy",
+            permission: "run.services.setIamPolicy",
+            refused: "dev",
+            allowed: Some("deployer"),
+            method: post.clone(),
+            path: format!("{run_policy}:setIamPolicy"),
+            edit: None,
+            policy_of: Some((reqwest::Method::GET, format!("{run_policy}:getIamPolicy"))),
+        },
+        Row {
+            what: "a service account's setIamPolicy",
+            permission: "iam.serviceAccounts.setIamPolicy",
+            refused: "dev",
+            allowed: Some("deployer"),
+            method: post.clone(),
+            path: format!("{account_path}:setIamPolicy"),
+            edit: None,
+            policy_of: Some((post.clone(), format!("{account_path}:getIamPolicy"))),
+        },
+        Row {
+            what: "the project's setIamPolicy",
+            permission: "resourcemanager.projects.setIamPolicy",
+            refused: "deployer",
+            allowed: Some("owner"),
+            method: post.clone(),
+            path: "/v1/projects/demo-project:setIamPolicy".to_owned(),
+            edit: None,
+            policy_of: Some((
+                post.clone(),
+                "/v1/projects/demo-project:getIamPolicy".to_owned(),
+            )),
+        },
+        // Allowed, these make an RSA key; tests/account_keys.rs and the gcloud test above
+        // make and delete keys with the permission.
+        Row {
+            what: "a service account key made",
+            permission: "iam.serviceAccountKeys.create",
+            refused: "dev",
+            allowed: None,
+            method: post.clone(),
+            path: format!("{account_path}/keys"),
+            edit: None,
+            policy_of: None,
+        },
+        Row {
+            what: "a service account key deleted",
+            permission: "iam.serviceAccountKeys.delete",
+            refused: "dev",
+            allowed: None,
+            method: delete.clone(),
+            path: format!("{account_path}/keys/0123456789abcdef0123456789abcdef01234567"),
+            edit: None,
+            policy_of: None,
+        },
+    ];
+    for row in rows {
+        let body = match (row.edit, &row.policy_of) {
+            (Some(edit), _) => {
+                let mut doc = current().await;
+                edit(&mut doc);
+                Some(doc)
+            }
+            (None, Some((method, read))) => {
+                let (status, policy) = send("owner", method.clone(), read, None).await;
+                assert_eq!(status, 200, "{}: {policy}", row.what);
+                Some(json!({"policy": policy}))
+            }
+            (None, None) => Some(json!({})),
+        };
+        // What a refusal must leave as it was: the service's generation and spec, and the
+        // policy the row would set.
+        let snapshot = || async {
+            let doc = current().await;
+            let policy = match &row.policy_of {
+                Some((method, read)) => send("owner", method.clone(), read, None).await.1,
+                None => Value::Null,
+            };
+            json!([
+                doc["metadata"]["generation"],
+                doc["metadata"]["annotations"],
+                doc["spec"],
+                policy
+            ])
+        };
+        let before = snapshot().await;
+        let (status, refused) =
+            send(row.refused, row.method.clone(), &row.path, body.clone()).await;
+        assert_eq!(
+            (status, refused["error"]["status"].as_str()),
+            (403, Some("PERMISSION_DENIED")),
+            "{}: {} must be refused: {refused}",
+            row.what,
+            row.refused
+        );
+        assert_eq!(
+            refused["error"]["details"][0]["metadata"]["permission"], row.permission,
+            "{}: {refused}",
+            row.what
+        );
+        let message = refused["error"]["message"].as_str().unwrap();
+        assert!(
+            message
+                .to_lowercase()
+                .contains(&row.permission.to_lowercase()),
+            "{}: {message}",
+            row.what
+        );
+        assert_eq!(
+            snapshot().await,
+            before,
+            "{}: a refusal changed nothing",
+            row.what
+        );
+        if let Some(allowed) = row.allowed {
+            let (status, answer) = send(allowed, row.method, &row.path, body).await;
+            assert_eq!(status, 200, "{}: {allowed} may: {answer}", row.what);
+        }
+    }
+
+    // What the allowed rows did is in force: the service is public and runs as deployer.
+    let doc = current().await;
+    assert_eq!(
+        doc["metadata"]["annotations"]["run.googleapis.com/invoker-iam-disabled"],
+        "true"
+    );
+    assert_eq!(
+        doc["spec"]["template"]["spec"]["serviceAccountName"],
+        sa("deployer")
+    );
+    emu.stop().await;
+}
+
+/// Issue 26's escalations, with the real gcloud: a `roles/run.developer` cannot make a
+/// service public by `replace` (that takes `run.services.setIamPolicy`) nor run it as a
+/// stronger account (that takes `iam.serviceAccounts.actAs` on the account), and each
+/// refusal is Google's, with nothing changed; a deployer holding both does both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_developer_cannot_make_a_service_public_or_run_it_as_a_stronger_account() {
+    let emu = Emulator::start(&table_yaml()).await;
+    let dev = Deployer::new(&emu, "dev");
+    let made = tempfile::tempdir().unwrap();
+    let file = made.path().join("service.yaml");
+    let export = dev.gcloud(&[
+        "run", "services", "describe", "search", "--format", "export",
+    ]);
+    let public = export.replacen(
+        "\n  annotations:\n",
+        "\n  annotations:\n    run.googleapis.com/invoker-iam-disabled: 'true'\n",
+        1,
+    );
+    assert_ne!(
+        public, export,
+        "the export has metadata.annotations:\n{export}"
+    );
+    std::fs::write(&file, public).unwrap();
+    let replace = ["run", "services", "replace", file.to_str().unwrap()];
+
+    let refused = dev.gcloud_fails(&replace);
+    assert!(
+        refused.contains("PERMISSION_DENIED")
+            && refused.contains("Permission 'run.services.setIamPolicy' denied"),
+        "{refused}"
+    );
+    let refused = dev.gcloud_fails(&[
+        "run",
+        "services",
+        "update",
+        "search",
+        "--service-account",
+        &sa("deployer"),
+    ]);
+    assert!(
+        refused.contains(&format!(
+            "PERMISSION_DENIED: Permission 'iam.serviceaccounts.actAs' denied on service account {} (or it may not exist).",
+            sa("deployer")
+        )),
+        "{refused}"
+    );
+    // Nothing changed: still private, still run as search.
+    assert_eq!(anonymous_call(&emu, "search").await, 403);
+    let described = dev.gcloud(&["run", "services", "describe", "search", "--format=json"]);
+    let described: Value = serde_json::from_str(&described).unwrap();
+    assert_eq!(
+        described["spec"]["template"]["spec"]["serviceAccountName"],
+        sa("search")
+    );
+    assert_eq!(described["metadata"]["generation"], 1, "{described}");
+    let denial = emu
+        .decisions()
+        .await
+        .into_iter()
+        .rfind(|d| d["surface"] == "admin" && d["status"] == 403)
+        .expect("the denial is logged");
+    let reason = denial["reason"].as_str().unwrap();
+    assert!(
+        reason.contains(&format!("serviceAccount:{}", sa("dev")))
+            && reason.contains("roles/iam.serviceAccountUser"),
+        "{reason}"
+    );
+
+    // The deployer holds run.services.setIamPolicy and actAs on every account: both go.
+    let deployer = Deployer::new(&emu, "deployer");
+    deployer.gcloud(&replace);
+    assert_eq!(anonymous_call(&emu, "search").await, 200);
+    deployer.gcloud(&[
+        "run",
+        "services",
+        "update",
+        "search",
+        "--service-account",
+        &sa("deployer"),
+    ]);
+    let described = deployer.gcloud(&["run", "services", "describe", "search", "--format=json"]);
+    let described: Value = serde_json::from_str(&described).unwrap();
+    assert_eq!(
+        described["spec"]["template"]["spec"]["serviceAccountName"],
+        sa("deployer")
+    );
+    emu.stop().await;
+}
+
+/// Issue 26, items 4 and 5: a document nested deeper than frontdoor could read back from
+/// `changes.json` is refused with Google's 400 before anything is written, so later writes
+/// and a restart still work; a `changes.json` that cannot be read fails an Admin write with
+/// a 500 that names no path on the server, and `frontdoor check` (as `serve`) names the
+/// file, says why, and how to set it aside, leaving it where it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_frontdoor_accepts_it_reads_back_and_errors_name_no_server_path() {
+    let emu = Emulator::start(&table_yaml()).await;
+    let token = access_token_of(&emu, "deployer", "a").await;
+    let client = reqwest::Client::new();
+    let url = emu.google("/apis/serving.knative.dev/v1/namespaces/demo-project/services/search");
+    let replace = |doc: Value| {
+        let req = client.put(&url).bearer_auth(&token).json(&doc);
+        async move {
+            let r = req.send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let doc: Value = client
+        .get(&url)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut deep = doc.clone();
+    let mut nested = json!("bottom");
+    for _ in 0..120 {
+        nested = json!({ "a": nested });
+    }
+    deep["spec"]["template"]["metadata"]["deep"] = nested;
+    let (status, body) = replace(deep).await;
+    assert_eq!(
+        (status, body["error"]["status"].as_str()),
+        (400, Some("INVALID_ARGUMENT")),
+        "{body}"
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("levels deep"),
+        "{body}"
+    );
+    let mut fine = doc.clone();
+    fine["metadata"]["annotations"]["run.googleapis.com/ingress"] = json!("internal");
+    let (status, body) = replace(fine.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    let emu = emu.restart().await;
+    assert_eq!(
+        emu.state
+            .config()
+            .service("search")
+            .unwrap()
+            .ingress
+            .as_str(),
+        "internal"
+    );
+
+    // A changes.json frontdoor cannot read: an Admin write says so without naming it.
+    let layer = emu.state.state_dir().path().join("changes.json");
+    std::fs::write(&layer, "{ not json").unwrap();
+    let token = access_token_of(&emu, "deployer", "a").await;
+    let url = emu.google("/apis/serving.knative.dev/v1/namespaces/demo-project/services/search");
+    let r = reqwest::Client::new()
+        .put(&url)
+        .bearer_auth(&token)
+        .json(&fine)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let reason = r
+        .headers()
+        .get("x-frontdoor-reason")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let body = r.text().await.unwrap();
+    assert_eq!(status, 500, "{body}");
+    let dir = emu.dir.path().to_str().unwrap();
+    for shown in [&body, &reason] {
+        assert!(
+            !shown.contains(dir) && !shown.contains("changes.json"),
+            "{shown}"
+        );
+    }
+    let refused = fails(
+        frontdoor()
+            .arg("check")
+            .arg("--config")
+            .arg(emu.config_file()),
+    );
+    assert!(
+        refused.contains("changes.json") && refused.contains("move it aside"),
+        "{refused}"
+    );
+    assert_eq!(std::fs::read_to_string(&layer).unwrap(), "{ not json");
+    emu.stop().await;
+}
+
+/// Issue 26, items 8 and 9: a policy over Google's 1,500 principals is Google's 400, at
+/// once, whatever its shape (30,000 one-member bindings of one role were quadratic work);
+/// 1,500 are accepted; a body over the listener's limit is Google's JSON error too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policies_keep_googles_limits_and_an_oversized_body_gets_googles_error() {
+    let emu = Emulator::start(&table_yaml()).await;
+    let token = access_token_of(&emu, "owner", "e").await;
+    let url =
+        emu.google("/v1/projects/demo-project/locations/us-central1/services/search:setIamPolicy");
+    let set = |body: String| {
+        let req = reqwest::Client::new()
+            .post(&url)
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .body(body);
+        async move {
+            let r = req.send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let members =
+        |n: usize| -> Vec<String> { (0..n).map(|i| format!("user:u{i}@example.com")).collect() };
+    let one_binding = |n: usize| json!({"policy": {"bindings": [{"role": "roles/run.invoker", "members": members(n)}]}});
+    let (status, body) = set(one_binding(1501).to_string()).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        body["error"]["message"],
+        "The number of members in the policy (1,501) is larger than the maximum allowed size 1,500."
+    );
+    let bindings: Vec<Value> = members(30_000)
+        .into_iter()
+        .map(|m| json!({"role": "roles/run.invoker", "members": [m]}))
+        .collect();
+    let started = std::time::Instant::now();
+    let (status, body) = set(json!({"policy": {"bindings": bindings}}).to_string()).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("(30,000)"),
+        "{body}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    let (status, body) = set(one_binding(1500).to_string()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["bindings"][0]["members"].as_array().unwrap().len(),
+        1500
+    );
+
+    let huge = format!(
+        r#"{{"policy": {{"bindings": [], "x": "{}"}}}}"#,
+        "a".repeat(3 << 20)
+    );
+    let (status, body) = set(huge).await;
+    assert_eq!(
+        (status, body["error"]["status"].as_str()),
+        (400, Some("INVALID_ARGUMENT")),
+        "{body}"
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Request payload size exceeds the limit"),
+        "{body}"
+    );
     emu.stop().await;
 }

@@ -214,3 +214,54 @@ async fn issuer_keys_are_cacheable_and_match_the_signing_keys() {
         .collect();
     assert_eq!(kids, g.live.get().keys().kids());
 }
+
+/// Issue 26, item 12: frontdoor's own endpoints answer only requests that name this
+/// machine, so a web page cannot reach them by DNS rebinding; Google's paths on the same
+/// listener answer any host, as Google's do.
+#[tokio::test]
+async fn frontdoors_own_endpoints_answer_only_names_of_this_machine() {
+    let g = generation(YAML);
+    let app = frontdoor::google::app(g.live.clone());
+    let with_host = |method: &str, path: &str, host: &str| {
+        Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", host)
+            .header("content-type", "application/json")
+            .body(Body::from(r#"{"service": "search", "token": "x"}"#))
+            .unwrap()
+    };
+    let own = [
+        ("GET", "/frontdoor/v1/decisions"),
+        ("GET", "/frontdoor/v1/status"),
+        ("GET", "/frontdoor/v1/codes"),
+        ("GET", "/metrics"),
+        ("GET", "/healthz"),
+        ("GET", "/frontdoor/ui/"),
+        ("POST", "/frontdoor/v1/explain"),
+    ];
+    for (method, path) in own {
+        let (status, _, body) =
+            oneshot(&app, with_host(method, path, "rebound.example:8088")).await;
+        assert_eq!(status, StatusCode::MISDIRECTED_REQUEST, "{path}: {body}");
+        assert!(body.contains("`rebound.example:8088`"), "{body}");
+        for host in ["127.0.0.1:8088", "localhost:8088"] {
+            let (status, _, body) = oneshot(&app, with_host(method, path, host)).await;
+            assert_ne!(
+                status,
+                StatusCode::MISDIRECTED_REQUEST,
+                "{path} {host}: {body}"
+            );
+        }
+    }
+    let (status, _, body) = oneshot(
+        &app,
+        with_host(
+            "GET",
+            "/.well-known/openid-configuration",
+            "accounts.google.com",
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}

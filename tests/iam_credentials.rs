@@ -232,8 +232,47 @@ async fn iam_credentials_bad_input() {
     let cycle = chain(&[sa("hop"), sa("deep"), sa("hop")]);
     let to_itself = chain(&[sa("target")]);
     let long_audience = serde_json::json!({"audience": "a".repeat(8193)}).to_string();
+    // Issue 26: a project id where IAM Credentials requires the `-` wildcard.
+    let with_project = |method: &str| {
+        s.emu.google(&format!(
+            "/v1/projects/other-project/serviceAccounts/{}:{method}",
+            sa("target")
+        ))
+    };
     let cases: Vec<Case<'_>> = vec![
         ("no bearer", url.clone(), None, aud, 401, "UNAUTHENTICATED"),
+        (
+            "a project id for generateIdToken",
+            with_project("generateIdToken"),
+            Some(caller.as_str()),
+            aud,
+            400,
+            "INVALID_ARGUMENT",
+        ),
+        (
+            "a project id for generateAccessToken",
+            with_project("generateAccessToken"),
+            Some(caller.as_str()),
+            r#"{"scope": ["https://www.googleapis.com/auth/cloud-platform"]}"#,
+            400,
+            "INVALID_ARGUMENT",
+        ),
+        (
+            "a project id for signJwt",
+            with_project("signJwt"),
+            Some(caller.as_str()),
+            r#"{"payload": "{}"}"#,
+            400,
+            "INVALID_ARGUMENT",
+        ),
+        (
+            "a project id for signBlob",
+            with_project("signBlob"),
+            Some(caller.as_str()),
+            r#"{"payload": "YQ=="}"#,
+            400,
+            "INVALID_ARGUMENT",
+        ),
         (
             "an ID token as bearer",
             url.clone(),

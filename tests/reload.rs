@@ -511,3 +511,37 @@ async fn saving_a_named_knative_file_reloads() {
     assert_eq!(status["generation"], 3, "{status}");
     emu.stop().await;
 }
+
+/// Issue 26, item 13: the metadata server's ID tokens are cached by everything they say,
+/// the issuer and the project included, so after a reload that changes `issuer:` the next
+/// token names the new issuer (it kept the old one for up to an hour, which the front door
+/// then refused as `wrong_issuer`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_issuer_change_reaches_the_metadata_servers_next_token() {
+    let yaml = |issuer: &str| {
+        format!(
+            "{PROJECT}{issuer}service_accounts: [{{email: login{SA}}}]\nservices:\n  - name: login\n    service_account: login{SA}\n    upstream: builtin:echo\n"
+        )
+    };
+    let emu = Emulator::start(&yaml("")).await;
+    let identity = || async {
+        let url = format!(
+            "http://{}/computeMetadata/v1/instance/service-accounts/default/identity?audience=https://x.example",
+            emu.metadata_of("login")
+        );
+        let r = reqwest::Client::new()
+            .get(url)
+            .header("metadata-flavor", "Google")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let token = r.text().await.unwrap();
+        frontdoor::tokens::peek_claims(&token).unwrap()["iss"].clone()
+    };
+    assert_eq!(identity().await, "https://accounts.google.com");
+    emu.rewrite_config_in_place(&yaml("issuer: https://issuer.example\n"));
+    emu.wait_status("the reload", generation_at_least(2)).await;
+    assert_eq!(identity().await, "https://issuer.example");
+    emu.stop().await;
+}

@@ -151,12 +151,16 @@ impl Layer {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Layer::default()),
             Err(source) => return Err(ConfigError::Read { file, source }),
         };
-        serde_json::from_slice(&bytes).map_err(|e| ConfigError::Invalid {
-            file,
-            path: format!("line {}", e.line()),
-            reason: format!(
-                "{e}; this file holds the changes made through the Admin APIs (remove it to drop them all)"
-            ),
+        serde_json::from_slice(&bytes).map_err(|e| {
+            let aside = format!("{}.unreadable", file.display());
+            ConfigError::Invalid {
+                path: format!("line {}", e.line()),
+                reason: format!(
+                    "{e}; this file holds the changes made through the Admin APIs, and frontdoor leaves it as it is: to go on without those changes, move it aside (`mv '{}' '{aside}'`)",
+                    file.display()
+                ),
+                file,
+            }
         })
     }
 
@@ -172,6 +176,14 @@ impl Layer {
             ));
         }
         out.0.push(b'\n');
+        // What is written must read back (issue 26: a document nested deeper than
+        // serde_json's reader goes, accepted once, failed every later read of the layer
+        // and kept the server from starting).
+        if let Err(e) = serde_json::from_slice::<Layer>(&out.0) {
+            return Err(format!(
+                "the changes would make {FILE} unreadable by frontdoor ({e}), so they were not kept"
+            ));
+        }
         // serde_json writes UTF-8.
         String::from_utf8(out.0).map_err(|e| e.to_string())
     }

@@ -575,6 +575,27 @@ fn egress_passthrough_hosts_are_host_names() {
         c.egress_passthrough,
         ["example.com", "downloads.example.org"]
     );
+    // Issue 26: never this machine, so the proxy cannot be chained to frontdoor's own
+    // listeners.
+    for own in [
+        "localhost",
+        "LOCALHOST",
+        "app.localhost",
+        "127.0.0.1",
+        "127.8.9.10",
+        "0.0.0.0",
+    ] {
+        let e = parse(
+            &format!("{BASE}egress: {{passthrough: [example.com, '{own}']}}\n"),
+            Path::new("services.yaml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("egress.passthrough[1]") && e.contains("frontdoor's own listeners"),
+            "{own}: {e}"
+        );
+    }
     for bad in ["https://example.com", "example.com:443", "''"] {
         let e = parse(
             &format!("{BASE}egress: {{passthrough: [{bad}]}}\n"),
@@ -835,4 +856,29 @@ fn enforcement_is_enforce_unless_audit_is_asked() {
     .unwrap_err()
     .to_string();
     assert!(e.contains("did you mean `audit`?"), "{e}");
+}
+
+#[test]
+fn a_policy_over_googles_limit_of_principals_is_refused() {
+    let members = |n: usize| -> String {
+        (0..n)
+            .map(|i| format!("user:u{i}@example.com"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let over = with_service(&format!(
+        "iam_policy: {{bindings: [{{role: roles/run.invoker, members: [{}]}}, {{role: roles/run.viewer, members: [{}]}}]}}",
+        members(1000),
+        members(501)
+    ));
+    err(
+        &over,
+        "services[0].iam_policy.bindings",
+        "The number of members in the policy (1,501) is larger than the maximum allowed size 1,500.",
+    );
+    let at = with_service(&format!(
+        "iam_policy: {{bindings: [{{role: roles/run.invoker, members: [{}]}}]}}",
+        members(1500)
+    ));
+    ok(&at);
 }

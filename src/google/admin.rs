@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::caller::caller;
 use super::errors::ApiError;
-use crate::config::{ConfigError, Layer};
+use crate::config::{ConfigError, Layer, ServiceAccount};
 use crate::decisions::Explanation;
 use crate::iam::{self, Principal, Scope};
 use crate::state::{AppState, Live};
@@ -159,6 +159,49 @@ pub(super) fn split_method<'a>(
             "no method in `{name_and_method}`; expected NAME:{}",
             allowed.join(" or NAME:")
         ))),
+    }
+}
+
+/// A service account's scope: the bindings on the account itself.
+pub(super) fn account_scope(account: &ServiceAccount) -> Scope<'_> {
+    Scope {
+        kind: "service account",
+        name: &account.email,
+        policy: &account.policy,
+    }
+}
+
+/// Whether `who` may run something as `account` (`iam.serviceAccounts.actAs`, from a
+/// binding on the account or the project): what Google asks of whoever names the identity
+/// a deployed service runs as, whether or not it changes, because that service's metadata
+/// server hands out the account's tokens. An account the project does not have passes
+/// here: there is nothing to act as, and the change's own validation refuses it, naming
+/// the field (more use to a learner than Google's "or it may not exist").
+pub(super) fn act_as(
+    state: &AppState,
+    who: &Principal,
+    account: &str,
+    explained: &mut Explanation,
+) -> Result<(), ApiError> {
+    let config = state.config();
+    let Some(sa) = config.service_account(account) else {
+        return Ok(());
+    };
+    explained.permission = Some(iam::ACT_AS);
+    let outcome = iam::check(
+        iam::ACT_AS,
+        Some(who),
+        &[account_scope(sa), project_scope(state)],
+        &config.groups,
+    );
+    explained.reason = Some(outcome.reason.clone());
+    if outcome.allowed {
+        Ok(())
+    } else {
+        Err(ApiError::ActAsDenied {
+            account: account.to_owned(),
+            why: outcome.reason,
+        })
     }
 }
 

@@ -21,6 +21,9 @@ pub(crate) enum ApiError {
         permission: &'static str,
         why: String,
     },
+    /// 403: the caller may not run something as `account` (`iam.serviceAccounts.actAs`),
+    /// worded as Cloud Run words it on a deploy. `why` as for `PermissionDenied`.
+    ActAsDenied { account: String, why: String },
     /// 400: the request body or a parameter is wrong.
     InvalidArgument(String),
     /// 404: no such resource.
@@ -30,13 +33,16 @@ pub(crate) enum ApiError {
     /// 400: the request is fine but the state it needs is not (a refused edit to the file).
     FailedPrecondition(String),
     /// 500: frontdoor itself failed (its state directory, say); never the caller's fault.
+    /// The detail is logged, never shown to the caller.
     Internal(String),
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let why = match &self {
-            ApiError::PermissionDenied { why, .. } => Some(why.clone()),
+            ApiError::PermissionDenied { why, .. } | ApiError::ActAsDenied { why, .. } => {
+                Some(why.clone())
+            }
             _ => None,
         };
         let (code, status, message, details) = match self {
@@ -75,6 +81,20 @@ impl IntoResponse for ApiError {
                     "metadata": {"permission": permission},
                 }]),
             ),
+            ApiError::ActAsDenied { account, .. } => (
+                StatusCode::FORBIDDEN,
+                "PERMISSION_DENIED",
+                // Cloud Run's own wording, the permission's name in lower case as it has it.
+                format!(
+                    "Permission 'iam.serviceaccounts.actAs' denied on service account {account} (or it may not exist)."
+                ),
+                json!([{
+                    "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                    "reason": "IAM_PERMISSION_DENIED",
+                    "domain": "iam.googleapis.com",
+                    "metadata": {"permission": crate::iam::ACT_AS},
+                }]),
+            ),
             ApiError::InvalidArgument(message) => (
                 StatusCode::BAD_REQUEST,
                 "INVALID_ARGUMENT",
@@ -89,12 +109,17 @@ impl IntoResponse for ApiError {
                 message,
                 json!([]),
             ),
-            ApiError::Internal(message) => (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "INTERNAL",
-                message,
-                json!([]),
-            ),
+            ApiError::Internal(detail) => {
+                // The detail may name a file on the server's disk: it goes to the server's
+                // log, never to the caller (issue 26).
+                tracing::error!(detail = %detail, "internal error answering a Google API request");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "INTERNAL",
+                    "Internal error encountered. (frontdoor failed on its side, not because of the request; the server's log says why)".to_owned(),
+                    json!([]),
+                )
+            }
         };
         let reason = match why {
             Some(why) => format!("{message} {why}"),

@@ -101,7 +101,7 @@ pub(super) fn is_method(path: &str) -> bool {
 /// `POST /v1/projects/-/serviceAccounts/NAME:METHOD` for one of [`METHODS`], which
 /// `service_accounts` routes here (IAM's own account methods share the path) with the
 /// permission `method` needs.
-pub(super) fn dispatch(
+pub(super) async fn dispatch(
     state: AppState,
     name: &str,
     method: &str,
@@ -114,7 +114,7 @@ pub(super) fn dispatch(
         target: Some(name.to_owned()),
         ..Explanation::default()
     };
-    let result = (|| {
+    let result = async {
         explained.permission = Some(permission);
         let who = caller(&state, &headers)?;
         explained.principal = Some(who.to_string());
@@ -127,10 +127,11 @@ pub(super) fn dispatch(
         match method {
             "generateIdToken" => generate_id_token(&state, &who, account, body(&bytes)?),
             "generateAccessToken" => generate_access_token(&state, &who, account, body(&bytes)?),
-            "signJwt" => sign_jwt(&state, &who, account, body(&bytes)?),
-            _ => sign_blob(&state, &who, account, body(&bytes)?),
+            "signJwt" => sign_jwt(&state, &who, account, body(&bytes)?).await,
+            _ => sign_blob(&state, &who, account, body(&bytes)?).await,
         }
-    })();
+    }
+    .await;
     super::admin::respond(result, explained)
 }
 
@@ -278,7 +279,7 @@ fn generate_access_token(
     Ok(Json(json!({ "accessToken": token, "expireTime": expire_time })).into_response())
 }
 
-fn sign_jwt(
+async fn sign_jwt(
     state: &AppState,
     who: &Principal,
     target: &ServiceAccount,
@@ -290,18 +291,24 @@ fn sign_jwt(
         ));
     };
     authorize(state, who, &req.delegates, target, iam::SIGN_JWT)?;
-    let key = system_key(state, target)?;
+    let key = system_key(state, target).await?;
     let signed_jwt = jws::sign(&key, req.payload.as_bytes());
     Ok(Json(json!({ "keyId": key.kid(), "signedJwt": signed_jwt })).into_response())
 }
 
 /// The account's own Google-managed key: never the issuer's, so that nothing signed here
-/// can pass for an ID token (SPEC §6).
-fn system_key(
+/// can pass for an ID token (SPEC §6). The first use makes an RSA key and writes a file:
+/// off the runtime's threads.
+async fn system_key(
     state: &AppState,
     target: &ServiceAccount,
 ) -> Result<std::sync::Arc<crate::keys::SigningKey>, ApiError> {
-    state.system_keys().get_or_create(&target.email).map_err(|e| {
+    let keys = state.system_keys().clone();
+    let email = target.email.clone();
+    let made = tokio::task::spawn_blocking(move || keys.get_or_create(&email))
+        .await
+        .map_err(|e| ApiError::Internal(format!("making the account's key stopped: {e}")))?;
+    made.map_err(|e| {
         tracing::error!(error = %e, account = %target.email, "cannot load or make the account's key");
         ApiError::Internal(format!(
             "frontdoor cannot load or make the signing key of {}: {e}",
@@ -310,7 +317,7 @@ fn system_key(
     })
 }
 
-fn sign_blob(
+async fn sign_blob(
     state: &AppState,
     who: &Principal,
     target: &ServiceAccount,
@@ -320,7 +327,7 @@ fn sign_blob(
         ApiError::InvalidArgument("Invalid value for field 'payload': it must be base64.".into())
     })?;
     authorize(state, who, &req.delegates, target, iam::SIGN_BLOB)?;
-    let key = system_key(state, target)?;
+    let key = system_key(state, target).await?;
     Ok(
         Json(json!({ "keyId": key.kid(), "signedBlob": STANDARD.encode(key.sign(&blob)) }))
             .into_response(),

@@ -2,6 +2,8 @@
 //! `bindings`. The etag is a digest of the bindings, so a read-modify-write that raced
 //! another change is caught (`setIamPolicy` with a stale etag is a 409).
 
+use std::collections::{HashMap, HashSet};
+
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE;
 use serde::Deserialize;
@@ -106,7 +108,15 @@ impl SetRequest {
                 return Err(format!("policy.version {v}: a policy's version is 1 or 3"));
             }
         }
+        // Bounded first, so that what follows is bounded too; bindings with no members
+        // count as one each, or a body of empty ones would be unbounded work.
+        let principals = policy.bindings.iter().map(|b| b.members.len().max(1)).sum();
+        if let Some(why) = crate::iam::too_many_principals(principals) {
+            return Err(why);
+        }
         let mut bindings: Vec<BindingText> = Vec::new();
+        // Where each role's binding is, and the members it has: linear in what was sent.
+        let mut by_role: HashMap<String, (usize, HashSet<String>)> = HashMap::new();
         for (i, b) in policy.bindings.into_iter().enumerate() {
             if b.condition.is_some() {
                 return Err(format!(
@@ -122,19 +132,16 @@ impl SetRequest {
             }
             // The same role twice is one binding, and a member is in it once, as Google
             // stores them.
-            let index = match bindings.iter().position(|x| x.role == b.role) {
-                Some(i) => i,
-                None => {
-                    bindings.push(BindingText {
-                        role: b.role,
-                        members: Vec::new(),
-                    });
-                    bindings.len() - 1
-                }
-            };
-            let members = &mut bindings[index].members;
-            let mut seen: std::collections::BTreeSet<String> = members.iter().cloned().collect();
-            members.extend(b.members.into_iter().filter(|m| seen.insert(m.clone())));
+            let (index, seen) = by_role.entry(b.role.clone()).or_insert_with(|| {
+                bindings.push(BindingText {
+                    role: b.role,
+                    members: Vec::new(),
+                });
+                (bindings.len() - 1, HashSet::new())
+            });
+            bindings[*index]
+                .members
+                .extend(b.members.into_iter().filter(|m| seen.insert(m.clone())));
         }
         Ok((PolicyText { bindings }, policy.etag))
     }

@@ -15,12 +15,13 @@ use axum::routing::get;
 use serde_json::{Value, json};
 
 use super::admin::{
-    answer, answered, authenticate, authorized, authorized_as, authorized_project, change,
-    check_project, project_scope, set_policy, split_method,
+    act_as, answer, answered, authenticate, authorized, authorized_as, authorized_project, change,
+    check_project, permit, project_scope, set_policy, split_method,
 };
 use super::errors::ApiError;
 use super::policy;
 use crate::config::Service;
+use crate::config::layer::ServiceChange;
 use crate::decisions::Explanation;
 use crate::iam::{self, Principal, Scope};
 use crate::state::{AppState, Live};
@@ -208,7 +209,7 @@ async fn replace(
     };
     let result = async {
         let state = live.get();
-        let (who, _) = authorized_service(
+        let (who, service) = authorized_service(
             &state,
             &headers,
             &namespace,
@@ -220,6 +221,7 @@ async fn replace(
             .map_err(|e| ApiError::InvalidArgument(format!("the body is not JSON: {e}")))?;
         let mut sent =
             knative::read(state.config(), &name, doc).map_err(ApiError::InvalidArgument)?;
+        authorize_fields(&state, &who, service, &sent, &mut explained)?;
         if let Some(doc) = sent.knative.as_mut() {
             knative::modified_by(doc, &who);
         }
@@ -240,6 +242,43 @@ async fn replace(
     }
     .await;
     answer(result, explained)
+}
+
+/// What a replace sets beyond `run.services.update`, each field checked as Google checks
+/// it (the README's table of the Admin API's permissions lists them all):
+/// - the invoker IAM check turned off or on: `run.services.setIamPolicy`, on the service
+///   or the project, since it decides who may call the service as a policy does;
+/// - the account the service runs as: `iam.serviceAccounts.actAs` on that account, on every
+///   deploy (Google's rule: a revision runs as the account, and its metadata server hands
+///   out the account's tokens to the code the deployer put there).
+///
+/// Every other field frontdoor honours (custom audiences, ingress, timeout, tags) needs
+/// `run.services.update` alone, already checked.
+fn authorize_fields(
+    state: &AppState,
+    who: &Principal,
+    service: &Service,
+    sent: &ServiceChange,
+    explained: &mut Explanation,
+) -> Result<(), ApiError> {
+    if sent
+        .invoker_iam_disabled
+        .is_some_and(|disabled| disabled != service.invoker_iam_disabled)
+    {
+        permit(
+            state,
+            who,
+            iam::RUN_SET_IAM_POLICY,
+            &[service_scope(service), project_scope(state)],
+            explained,
+        )?;
+    }
+    if let Some(account) = sent.service_account.as_deref() {
+        act_as(state, who, account, explained)?;
+    }
+    // The answer's reason is the replace's own, not the last permission checked.
+    explained.permission = Some(iam::RUN_UPDATE);
+    Ok(())
 }
 
 fn check_region(state: &AppState, region: &str) -> Result<(), ApiError> {

@@ -19,13 +19,15 @@ use base64::engine::general_purpose::STANDARD;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::admin::{answer, answered, authorized, authorized_project, check_project};
+use super::admin::{
+    account_scope, answer, answered, authorized, authorized_project, check_project,
+};
 use super::errors::ApiError;
 use super::iamcredentials;
 use super::policy;
 use crate::config::{Config, ServiceAccount};
 use crate::decisions::Explanation;
-use crate::iam::{self, Scope};
+use crate::iam;
 use crate::keys::SigningKey;
 use crate::state::{AppState, Live};
 
@@ -103,14 +105,6 @@ fn find_account<'a>(state: &'a AppState, name: &str) -> Result<&'a ServiceAccoun
             )
         ))
     })
-}
-
-fn account_scope(account: &ServiceAccount) -> Scope<'_> {
-    Scope {
-        kind: "service account",
-        name: &account.email,
-        policy: &account.policy,
-    }
 }
 
 /// Account `name` in `project`, once the caller is known to hold `permission` on it (or on
@@ -204,7 +198,17 @@ async fn account_method(
         Err(e) => return answer(Err(e), explained),
     };
     if let Some(permission) = iamcredentials::permission_of(method) {
-        return iamcredentials::dispatch(live.get(), name, method, permission, headers, body);
+        if project != "-" {
+            // Google's IAM Credentials reads the account from the name alone and refuses
+            // a project in the wildcard's place, rather than ignoring it.
+            return answer(
+                Err(ApiError::InvalidArgument(format!(
+                    "Request contains an invalid argument. (IAM Credentials' {method} takes `projects/-/serviceAccounts/ACCOUNT`: the `-` wildcard is required, `{project}` in its place is invalid)"
+                ))),
+                explained,
+            );
+        }
+        return iamcredentials::dispatch(live.get(), name, method, permission, headers, body).await;
     }
     let result = async {
         let state = live.get();

@@ -3,27 +3,28 @@
 //! connections were held forever, 500 half-sent requests held 340 MB, running out of file
 //! descriptors made every listener unreachable).
 //!
-//! - a request's headers must arrive within [`Limits::header_read_timeout`], which also
-//!   closes a keep-alive connection that sends nothing for that long;
+//! - a connection's first byte, and each request's headers, must arrive within
+//!   [`Limits::header_read_timeout`], which also closes a keep-alive connection that sends
+//!   nothing for that long (`peer::idle`);
 //! - headers are read into at most [`crate::peer::MAX_HEADER_BYTES`];
-//! - at most [`Limits::max_connections`] are open per listener; past that a new connection
-//!   is closed at once, and the listener keeps serving the others;
+//! - at most [`Limits::max_connections`] are open per listener; past that the oldest is
+//!   asked to close (at once if idle), and a new connection is closed only if none made
+//!   room within a second; the listener keeps serving the others;
 //! - an accept error (out of file descriptors, say) is logged and retried after a pause,
 //!   never the end of the listener;
 //! - on stop, idle connections close at once and requests in flight may finish (the caller
 //!   bounds how long).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use hyper_util::rt::TokioIo;
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 
 use crate::frontdoor::CallerProcess;
+use crate::peer::idle::{Connections, FirstByte};
 use crate::peer::{Peer, http_builder, with_connection};
 
 /// How long a connection may take to send a request's headers, and how many may be open.
@@ -53,8 +54,7 @@ pub(crate) async fn serve(
     limits: Limits,
 ) -> std::io::Result<()> {
     let builder = http_builder(limits.header_read_timeout);
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
-    let graceful = GracefulShutdown::new();
+    let connections = Connections::new(limits.max_connections);
     let mut refused_at: Option<std::time::Instant> = None;
     loop {
         let (stream, remote) = tokio::select! {
@@ -70,13 +70,15 @@ pub(crate) async fn serve(
                 }
             },
         };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
+        // At the cap the oldest connection is asked to close (at once if idle), and the
+        // new one has its place as soon as it does.
+        let Some(slot) = connections.admit(SHED_WAIT).await else {
             // Refused cleanly: the connection is closed, the listener goes on. Said at most
             // once a second, so a flood does not flood the log too.
             if refused_at.is_none_or(|t| t.elapsed() > Duration::from_secs(1)) {
                 tracing::warn!(
                     max = limits.max_connections,
-                    "too many open connections; closing new ones"
+                    "too many open connections, none of them idle; closing new ones"
                 );
                 refused_at = Some(std::time::Instant::now());
             }
@@ -88,19 +90,31 @@ pub(crate) async fn serve(
             local: stream.local_addr().unwrap_or(remote),
         };
         let service = with_connection(app.clone(), peer, CallerProcess::default());
+        let io = FirstByte::new(stream, limits.header_read_timeout);
         let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service))
+            .serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(service))
             .into_owned();
-        let connection = graceful.watch(connection);
+        let mut stop = stop.clone();
         tokio::spawn(async move {
+            let mut connection = std::pin::pin!(connection);
+            tokio::select! {
+                _ = connection.as_mut() => return drop(slot),
+                () = slot.shed() => {}
+                () = stopped(&mut stop) => {}
+            }
+            // Idle, it closes now; a request in flight may finish first.
+            connection.as_mut().graceful_shutdown();
             let _ = connection.await;
-            drop(permit);
+            drop(slot);
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    connections.all_closed().await;
     Ok(())
 }
+
+/// How long a connection over the cap waits for the oldest to make room.
+const SHED_WAIT: Duration = Duration::from_secs(1);
 
 /// Completes once `stop` turns true (or its sender is gone). A function of its own so
 /// that the `watch` guard is dropped inside it and the accept loop's future stays `Send`.
@@ -155,9 +169,10 @@ mod tests {
             slow.push(s);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
-        // A third is over the cap: closed at once.
+        // A third is over the cap: the oldest is asked to make room, and a connection
+        // half-way through its headers is no idle one, so the third is closed.
         let mut third = tokio::net::TcpStream::connect(addr).await.unwrap();
-        assert!(closed_within(&mut third, Duration::from_millis(300)).await);
+        assert!(closed_within(&mut third, Duration::from_millis(1500)).await);
         // The slow ones are cut off once their headers are late.
         for s in &mut slow {
             assert!(closed_within(s, Duration::from_secs(2)).await);
@@ -187,6 +202,59 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(closed_within(&mut idle, Duration::from_millis(500)).await);
+    }
+
+    /// Issue 26: the cap's worth of sockets that never send a byte cannot shut a listener
+    /// out; a new client is served within a second, and the silent ones are closed.
+    #[tokio::test]
+    async fn silent_sockets_at_the_cap_make_room_for_a_new_client() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = Router::new().fallback(|| async { "ok" });
+        let (_stop_tx, stop_rx) = watch::channel(false);
+        let limits = Limits {
+            header_read_timeout: Duration::from_secs(30),
+            max_connections: 64,
+        };
+        tokio::spawn(serve(listener, app, stop_rx, limits));
+        let mut silent = Vec::new();
+        for _ in 0..64 {
+            silent.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+        }
+        for round in 0..3 {
+            let started = std::time::Instant::now();
+            let mut ok = tokio::net::TcpStream::connect(addr).await.unwrap();
+            ok.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .await
+                .unwrap();
+            let mut answer = String::new();
+            tokio::time::timeout(Duration::from_secs(1), ok.read_to_string(&mut answer))
+                .await
+                .unwrap_or_else(|_| panic!("round {round}: not served within a second"))
+                .unwrap();
+            assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+            assert!(started.elapsed() < Duration::from_secs(1));
+        }
+        // The oldest silent one made room, closed at once; the others' places were given
+        // back by the served clients, each closed after its answer.
+        assert!(closed_within(&mut silent[0], Duration::from_millis(500)).await);
+    }
+
+    /// A connection that never sends its first byte is closed at the header deadline, as
+    /// one that stops half-way through its headers is.
+    #[tokio::test]
+    async fn a_connection_that_sends_nothing_is_closed_at_the_deadline() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = Router::new().fallback(|| async { "ok" });
+        let (_stop_tx, stop_rx) = watch::channel(false);
+        let limits = Limits {
+            header_read_timeout: Duration::from_millis(300),
+            max_connections: 8,
+        };
+        tokio::spawn(serve(listener, app, stop_rx, limits));
+        let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+        assert!(closed_within(&mut silent, Duration::from_secs(2)).await);
     }
 
     #[tokio::test]

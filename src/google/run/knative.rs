@@ -220,6 +220,12 @@ pub(super) fn has_labels(object: &Value, wanted: &[(String, String)]) -> bool {
 /// honours, each set (a field left out is its default, since the document replaces the
 /// service whole), and the document itself kept for the rest.
 pub(super) fn read(config: &Config, name: &str, mut doc: Value) -> Result<ServiceChange, String> {
+    let depth = depth(&doc);
+    if depth > MAX_DEPTH {
+        return Err(format!(
+            "the document nests {depth} levels deep; a Knative Service needs about ten, and frontdoor keeps at most {MAX_DEPTH}"
+        ));
+    }
     let Some(root) = doc.as_object_mut() else {
         return Err("the body is not a JSON object (a Knative Service)".into());
     };
@@ -353,6 +359,26 @@ pub(super) fn modified_by(doc: &mut Value, principal: &crate::iam::Principal) {
     let metadata = object(object(doc).entry("metadata").or_insert_with(|| json!({})));
     let annotations = object(metadata.entry("annotations").or_insert_with(|| json!({})));
     annotations.insert(LAST_MODIFIER.into(), who.into());
+}
+
+/// How deeply a sent document may nest. Kept in `changes.json` several levels down, it must
+/// stay well inside what serde_json reads back (128).
+const MAX_DEPTH: usize = 32;
+
+/// How many levels of arrays and objects `v` nests (a scalar is 0), without recursion.
+fn depth(v: &Value) -> usize {
+    let mut deepest = 0;
+    let mut stack = vec![(v, 0)];
+    while let Some((v, level)) = stack.pop() {
+        let children: Box<dyn Iterator<Item = &Value>> = match v {
+            Value::Array(items) => Box::new(items.iter()),
+            Value::Object(fields) => Box::new(fields.values()),
+            _ => continue,
+        };
+        deepest = deepest.max(level + 1);
+        stack.extend(children.map(|c| (c, level + 1)));
+    }
+    deepest
 }
 
 fn object(v: &mut Value) -> &mut Map<String, Value> {
