@@ -9,7 +9,7 @@ pub mod fold;
 mod knative;
 pub mod layer;
 mod named;
-mod names;
+pub(crate) mod names;
 mod raw;
 mod service;
 #[cfg(test)]
@@ -37,6 +37,26 @@ pub fn region_is_valid(region: &str) -> bool {
     names::check_region(region).is_ok()
 }
 pub use service::{CommandSpec, DEFAULT_START_TIMEOUT, Ingress, Service, Upstream};
+
+impl ConfigError {
+    /// The error as the Admin APIs' callers see it: a file named by its name alone, never
+    /// by its place on the server's disk (issue 26).
+    pub fn for_callers(&self) -> String {
+        let name = |file: &Path| {
+            file.file_name().map_or_else(
+                || "the configuration".to_owned(),
+                |n| n.to_string_lossy().into_owned(),
+            )
+        };
+        match self {
+            ConfigError::Read { file, source } => format!("cannot read {}: {source}", name(file)),
+            ConfigError::Invalid { file, path, reason } => {
+                format!("{}: {path}: {reason}", name(file))
+            }
+            ConfigError::FromLayer { path, reason, .. } => format!("{path}: {reason}"),
+        }
+    }
+}
 
 /// Cloud Run's documented limit on the JSON encoding of a service's custom audiences.
 pub const CUSTOM_AUDIENCES_LIMIT: usize = 32_768;
@@ -641,8 +661,8 @@ fn socket(
 
 fn resolve_policy(raw: Option<RawPolicy>, path: &str, at: &At<'_>) -> Result<Policy, ConfigError> {
     let raw = raw.unwrap_or_default();
-    let principals = raw.bindings.iter().map(|b| b.members.len()).sum();
-    if let Some(why) = crate::iam::too_many_principals(principals) {
+    let members = raw.bindings.iter().map(|b| b.members.len());
+    if let Some(why) = crate::iam::too_many_principals(members) {
         return Err(at.err(format!("{path}.bindings"), why));
     }
     let mut bindings = Vec::new();
@@ -667,18 +687,15 @@ fn resolve_policy(raw: Option<RawPolicy>, path: &str, at: &At<'_>) -> Result<Pol
 /// loopback names and addresses, and the unspecified address. A listener bound to another
 /// interface is refused at connect time, once the name has resolved (`egress`).
 fn names_frontdoor_itself(host: &str) -> Option<&'static str> {
-    if host == "localhost"
-        || host.ends_with(".localhost")
-        || host == "localhost.localdomain"
-        || host.starts_with("ip6-localhost")
-        || host.starts_with("ip6-loopback")
+    if names::is_loopback_name(host) {
+        Some("names this machine's loopback")
+    } else if host
+        .parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_unspecified())
     {
-        return Some("is a loopback name");
-    }
-    match host.parse::<std::net::Ipv4Addr>() {
-        Ok(ip) if ip.is_loopback() => Some("is a loopback address"),
-        Ok(ip) if ip.is_unspecified() => Some("is the unspecified address"),
-        _ => None,
+        Some("is the unspecified address")
+    } else {
+        None
     }
 }
 

@@ -35,7 +35,7 @@ use tower::ServiceExt;
 use crate::decisions::{REASON_HEADER, reason_header};
 use crate::frontdoor::CallerProcess;
 use crate::keys::ca::LocalCa;
-use crate::peer::idle::{Connections, FirstByte, Slot};
+use crate::peer::idle::{Connections, Slot};
 use crate::peer::{Peer, http_builder, with_connection};
 use crate::state::Live;
 
@@ -259,26 +259,20 @@ async fn connect(proxy: &Proxy, req: Request) -> Response<Body> {
             "the connection's addresses are unknown",
         );
     };
-    // At the cap the oldest tunnel is asked to close (at once if idle, issue 26).
-    let Some(slot) = proxy.tunnels.admit(Duration::from_secs(1)).await else {
-        return refuse(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &format!(
-                "{} tunnels are open through this proxy already, none of them idle; close some",
-                proxy.tunnels.max()
-            ),
-        );
-    };
     let app = match route {
         Route::FrontDoor => proxy.frontdoor.clone(),
         Route::Google => proxy.google.clone(),
-        Route::Passthrough => return tunnel(req, host, port, peer, slot).await,
+        Route::Passthrough => return tunnel(req, host, port, peer, &proxy.tunnels).await,
     };
     let Some(tls) = &proxy.tls else {
         return refuse(
             StatusCode::SERVICE_UNAVAILABLE,
             "frontdoor's local CA is unusable (see the server's log), so it cannot end TLS",
         );
+    };
+    let slot = match admit_tunnel(&proxy.tunnels).await {
+        Ok(slot) => slot,
+        Err(refused) => return refused,
     };
     let configs = (tls.serve.clone(), tls.refuse.clone());
     // Through a service's proxy, the caller is that service; through the default one,
@@ -369,7 +363,7 @@ where
     // request, or sooner when the cap needs its place.
     let builder = http_builder(HANDSHAKE_TIMEOUT);
     let connection = builder.serve_connection_with_upgrades(
-        TokioIo::new(FirstByte::new(tls, HANDSHAKE_TIMEOUT)),
+        TokioIo::new(slot.first_byte(tls, HANDSHAKE_TIMEOUT)),
         TowerToHyperService::new(service),
     );
     let mut connection = std::pin::pin!(connection);
@@ -449,26 +443,51 @@ fn as_https<B>(req: &mut axum::http::Request<B>, tunnel: Option<&Authority>) {
     }
 }
 
+/// A place among the tunnels, taken only once a `CONNECT` is known to be granted, so that
+/// one refused for another reason makes no other tunnel close. At the cap one is asked to
+/// make room (at once if idle, issue 26); a refusal if none did within a second.
+async fn admit_tunnel(tunnels: &Connections) -> Result<Slot, Response<Body>> {
+    const REFUSED: &str = "tunnels are open through this proxy already, and none made room within a second; close some";
+    match tunnels.admit(Duration::from_secs(1), REFUSED).await {
+        Some(slot) => Ok(slot),
+        None => Err(refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!("{} {REFUSED}", tunnels.max()),
+        )),
+    }
+}
+
 /// Why a passthrough host that resolved to `addrs` must not be tunnelled to, if it must
-/// not: it is this proxy (`local`), or on this machine (loopback, unspecified), where
-/// frontdoor's own listeners are.
+/// not: it is this proxy (`local`), or on this machine (loopback, unspecified, the proxy's
+/// own address on any port), where frontdoor's own listeners are. IPv4-mapped IPv6
+/// addresses are read as the IPv4 ones they are.
 fn on_this_machine(addrs: &[SocketAddr], local: SocketAddr) -> Option<String> {
-    let own = addrs
-        .iter()
-        .find(|a| **a == local || a.ip().is_loopback() || a.ip().is_unspecified())?;
-    Some(if *own == local {
-        format!("resolves to {own}, this proxy itself; a tunnel to it would loop")
-    } else {
-        format!(
-            "resolves to {own}, on this machine; a tunnel there could reach frontdoor's own listeners"
-        )
-    })
+    let ours = local.ip().to_canonical();
+    let own = addrs.iter().find(|a| {
+        let ip = a.ip().to_canonical();
+        ip == ours || ip.is_loopback() || ip.is_unspecified()
+    })?;
+    Some(
+        if own.ip().to_canonical() == ours && own.port() == local.port() {
+            format!("resolves to {own}, this proxy itself; a tunnel to it would loop")
+        } else {
+            format!(
+                "resolves to {own}, on this machine; a tunnel there could reach frontdoor's own listeners"
+            )
+        },
+    )
 }
 
 /// A host under `egress.passthrough`: bytes both ways, untouched. Connected before the
 /// tunnel is granted, so that an unreachable host, or this very proxy (a loop), is an
 /// answer and not a hang.
-async fn tunnel(req: Request, host: String, port: u16, peer: Peer, slot: Slot) -> Response<Body> {
+async fn tunnel(
+    req: Request,
+    host: String,
+    port: u16,
+    peer: Peer,
+    tunnels: &Connections,
+) -> Response<Body> {
     let target = format!("{host}:{port}");
     let addrs: Vec<_> = match tokio::net::lookup_host(&target).await {
         Ok(addrs) => addrs.collect(),
@@ -507,14 +526,18 @@ async fn tunnel(req: Request, host: String, port: u16, peer: Peer, slot: Slot) -
             );
         }
     };
+    let slot = match admit_tunnel(tunnels).await {
+        Ok(slot) => slot,
+        Err(refused) => return refused,
+    };
+    // Bytes alone show no idle moment, and a transfer cut short is lost: this tunnel is
+    // never asked to make room, and keeps its place until it closes.
+    slot.keep();
     tokio::spawn(async move {
+        let _slot = slot;
         if let Ok(upgraded) = hyper::upgrade::on(req).await {
             let mut client = TokioIo::new(upgraded);
-            // Bytes alone show no idle moment: asked to make room, the tunnel ends.
-            tokio::select! {
-                _ = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {}
-                () = slot.shed() => {}
-            }
+            let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
         }
     });
     Response::new(Body::empty())
@@ -534,6 +557,9 @@ mod tests {
             "127.9.9.9:443",
             "0.0.0.0:443",
             "[::1]:443",
+            "[::ffff:127.0.0.1]:443",
+            "192.0.2.7:8088",
+            "[::ffff:192.0.2.7]:443",
         ] {
             let own: SocketAddr = own.parse().unwrap();
             let why = on_this_machine(&[away, own], local).unwrap();

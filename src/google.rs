@@ -32,7 +32,6 @@ pub use service_accounts::{MAX_KEYS_PER_ACCOUNT, key_file};
 pub fn app(live: Live) -> Router {
     Router::new()
         .merge(issuer::routes())
-        .merge(own_surfaces())
         .merge(oauth2::routes())
         .merge(tokeninfo::routes())
         .merge(sts::routes())
@@ -41,8 +40,10 @@ pub fn app(live: Live) -> Router {
         .merge(service_accounts::routes())
         .fallback(no_such_path)
         .method_not_allowed_fallback(no_such_path)
+        // Google's paths only: frontdoor's own, merged after, keep their own errors.
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::map_response(too_large_as_google))
+        .merge(own_surfaces())
         .layer(axum::middleware::from_fn_with_state(live.clone(), record))
         .with_state(live)
 }
@@ -59,8 +60,9 @@ fn own_surfaces() -> Router<Live> {
         .route_layer(axum::middleware::from_fn(crate::peer::local_names_only))
 }
 
-/// The largest request body this listener reads (axum's default, stated): a Knative
-/// document or a policy of 1,500 principals is a small part of it.
+/// The largest request body Google's paths read (axum's default, stated here so that the
+/// error below can name it): a Knative document or a policy of 1,500 principals is a small
+/// part of it.
 const BODY_LIMIT: usize = 2 * 1024 * 1024;
 
 /// A body over [`BODY_LIMIT`] gets Google's JSON error, as any other refusal here, not the

@@ -123,9 +123,11 @@ const ROLES: &[(&str, &[&[&str]])] = &[
 /// Google's limit on the principals of one policy, counted in every binding they appear in.
 pub const MAX_POLICY_PRINCIPALS: usize = 1500;
 
-/// Google's refusal of a policy naming `count` principals, if that is over
-/// [`MAX_POLICY_PRINCIPALS`].
-pub fn too_many_principals(count: usize) -> Option<String> {
+/// Google's refusal of a policy whose bindings have `members` principals each, if they add
+/// up to more than [`MAX_POLICY_PRINCIPALS`]. A binding with none counts as one, so that a
+/// policy of empty bindings is bounded too.
+pub fn too_many_principals(members: impl IntoIterator<Item = usize>) -> Option<String> {
+    let count: usize = members.into_iter().map(|n| n.max(1)).sum();
     (count > MAX_POLICY_PRINCIPALS).then(|| {
         format!(
             "The number of members in the policy ({}) is larger than the maximum allowed size {}.",

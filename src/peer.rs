@@ -99,18 +99,19 @@ pub(crate) async fn local_names_only(
 }
 
 /// Whether `host` (a `Host` header: a name or address, maybe with a port) names this
-/// machine: `localhost` or below it, a loopback address, or `local`.
+/// machine: its loopback (`config::names::is_loopback_name`), or `local`.
 fn names_this_machine(host: &str, local: Option<std::net::IpAddr>) -> bool {
     let name = match host.strip_prefix('[') {
         Some(v6) => v6.split(']').next().unwrap_or_default(),
-        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+        None => match host.rsplit_once(':') {
+            Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+            _ => host,
+        },
     };
-    let name = name.trim_end_matches('.').to_ascii_lowercase();
-    if name == "localhost" || name.ends_with(".localhost") {
-        return true;
-    }
-    name.parse::<std::net::IpAddr>()
-        .is_ok_and(|ip| ip.is_loopback() || Some(ip) == local)
+    crate::config::names::is_loopback_name(name)
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| Some(ip.to_canonical()) == local.map(|l| l.to_canonical()))
 }
 
 #[cfg(test)]
@@ -139,6 +140,7 @@ mod tests {
             "localhost.evil.example",
             "192.0.2.6:8088",
             "oauth2.googleapis.com",
+            "localhost:x.evil.example",
             "",
         ] {
             assert!(!names_this_machine(refused, Some(local)), "{refused}");

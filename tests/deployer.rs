@@ -929,6 +929,12 @@ async fn fold_writes_the_changes_into_the_file() {
     emu.stop().await;
 }
 
+/// A request's status and JSON body.
+async fn answer_of(req: reqwest::RequestBuilder) -> (u16, Value) {
+    let r = req.send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
 /// The principals of the permission table below, each holding all but what its row denies.
 fn table_yaml() -> String {
     format!(
@@ -1018,10 +1024,7 @@ async fn every_writable_field_needs_the_permission_google_asks_for() {
         if let Some(body) = body {
             req = req.json(&body);
         }
-        async move {
-            let r = req.send().await.unwrap();
-            (r.status().as_u16(), r.json::<Value>().await.unwrap())
-        }
+        answer_of(req)
     };
     let service = "/apis/serving.knative.dev/v1/namespaces/demo-project/services/search";
     // The service as it is now, read by the owner: what each replace edits and what a
@@ -1040,6 +1043,12 @@ async fn every_writable_field_needs_the_permission_google_asks_for() {
         r#"["https://table.example"]"#,
     );
     let public = annotate("run.googleapis.com/invoker-iam-disabled", "true");
+    let private = |doc: &mut Value| {
+        doc["metadata"]["annotations"]
+            .as_object_mut()
+            .unwrap()
+            .remove("run.googleapis.com/invoker-iam-disabled");
+    };
     let unchanged = |_: &mut Value| {};
 
     struct Row<'a> {
@@ -1086,6 +1095,16 @@ async fn every_writable_field_needs_the_permission_google_asks_for() {
             method: put.clone(),
             path: service.to_owned(),
             edit: Some(&public),
+            policy_of: None,
+        },
+        Row {
+            what: "replace: invoker-iam-disabled turned off again (the annotation left out)",
+            permission: "run.services.setIamPolicy",
+            refused: "dev",
+            allowed: Some("deployer"),
+            method: put.clone(),
+            path: service.to_owned(),
+            edit: Some(&private),
             policy_of: None,
         },
         Row {
@@ -1218,11 +1237,12 @@ async fn every_writable_field_needs_the_permission_google_asks_for() {
         }
     }
 
-    // What the allowed rows did is in force: the service is public and runs as deployer.
+    // What the allowed rows did is in force: the service was made public and private
+    // again, and runs as deployer.
     let doc = current().await;
     assert_eq!(
         doc["metadata"]["annotations"]["run.googleapis.com/invoker-iam-disabled"],
-        "true"
+        Value::Null
     );
     assert_eq!(
         doc["spec"]["template"]["spec"]["serviceAccountName"],
@@ -1333,20 +1353,9 @@ async fn what_frontdoor_accepts_it_reads_back_and_errors_name_no_server_path() {
     let url = emu.google("/apis/serving.knative.dev/v1/namespaces/demo-project/services/search");
     let replace = |doc: Value| {
         let req = client.put(&url).bearer_auth(&token).json(&doc);
-        async move {
-            let r = req.send().await.unwrap();
-            (r.status().as_u16(), r.json::<Value>().await.unwrap())
-        }
+        answer_of(req)
     };
-    let doc: Value = client
-        .get(&url)
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, doc) = answer_of(client.get(&url).bearer_auth(&token)).await;
     let mut deep = doc.clone();
     let mut nested = json!("bottom");
     for _ in 0..120 {
@@ -1408,12 +1417,7 @@ async fn what_frontdoor_accepts_it_reads_back_and_errors_name_no_server_path() {
             "{shown}"
         );
     }
-    let refused = fails(
-        frontdoor()
-            .arg("check")
-            .arg("--config")
-            .arg(emu.config_file()),
-    );
+    let refused = emu.cli_fails(&["check"]);
     assert!(
         refused.contains("changes.json") && refused.contains("move it aside"),
         "{refused}"
@@ -1437,10 +1441,7 @@ async fn policies_keep_googles_limits_and_an_oversized_body_gets_googles_error()
             .bearer_auth(&token)
             .header("content-type", "application/json")
             .body(body);
-        async move {
-            let r = req.send().await.unwrap();
-            (r.status().as_u16(), r.json::<Value>().await.unwrap())
-        }
+        answer_of(req)
     };
     let members =
         |n: usize| -> Vec<String> { (0..n).map(|i| format!("user:u{i}@example.com")).collect() };
@@ -1466,6 +1467,21 @@ async fn policies_keep_googles_limits_and_an_oversized_body_gets_googles_error()
         "{body}"
     );
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    // Within the limit, the same role sent as many bindings with members repeated is one
+    // binding of each member once, as Google stores it.
+    let repeated: Vec<Value> = (0..750)
+        .map(|i| {
+            json!({"role": "roles/run.invoker",
+                   "members": [format!("user:u{}@example.com", i % 300), format!("user:u{}@example.com", (i + 1) % 300)]})
+        })
+        .collect();
+    let (status, body) = set(json!({"policy": {"bindings": repeated}}).to_string()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["bindings"].as_array().unwrap().len(), 1, "{body}");
+    assert_eq!(
+        body["bindings"][0]["members"].as_array().unwrap().len(),
+        300
+    );
     let (status, body) = set(one_binding(1500).to_string()).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(

@@ -147,11 +147,7 @@ async fn explain_mints_when_asked_and_says_what_is_wrong_with_a_question() {
     )
     .await;
     assert_eq!(status, 404, "{out}");
-    let why = fails(
-        frontdoor()
-            .args(["explain", "--service", "nope", "--token", "x", "--config"])
-            .arg(emu.config_file()),
-    );
+    let why = emu.cli_fails(&["explain", "--service", "nope", "--token", "x"]);
     assert!(why.contains("no service `nope`"), "{why}");
     emu.stop().await;
 }

@@ -65,6 +65,21 @@ pub fn region_code(region: &str) -> String {
         .collect()
 }
 
+/// Whether `name` (a host name or address, no port; any case, a trailing dot allowed)
+/// names this machine's loopback: `localhost` and the names under it, the usual aliases of
+/// `/etc/hosts`, and loopback addresses (IPv4-mapped ones too).
+pub(crate) fn is_loopback_name(name: &str) -> bool {
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    let name = name.trim_start_matches('[').trim_end_matches(']');
+    matches!(
+        name,
+        "localhost" | "localhost.localdomain" | "ip6-localhost" | "ip6-loopback"
+    ) || name.ends_with(".localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.to_canonical().is_loopback())
+}
+
 fn lower_alnum_hyphen(s: &str) -> bool {
     s.bytes()
         .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')

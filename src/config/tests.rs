@@ -1,4 +1,4 @@
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::*;
 
@@ -881,4 +881,23 @@ fn a_policy_over_googles_limit_of_principals_is_refused() {
         members(1500)
     ));
     ok(&at);
+}
+
+#[test]
+fn an_error_for_the_admin_apis_callers_names_no_directory() {
+    let e = ConfigError::Invalid {
+        file: PathBuf::from("/srv/team/app/services.yaml"),
+        path: "services[0].ingress".into(),
+        reason: "unknown ingress `everywhere`".into(),
+    };
+    assert!(e.to_string().contains("/srv/team/app"));
+    assert_eq!(
+        e.for_callers(),
+        "services.yaml: services[0].ingress: unknown ingress `everywhere`"
+    );
+    let e = ConfigError::Read {
+        file: PathBuf::from("/srv/team/app/services.yaml"),
+        source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+    };
+    assert!(!e.for_callers().contains("/srv"), "{}", e.for_callers());
 }

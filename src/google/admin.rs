@@ -245,13 +245,12 @@ pub(super) async fn change(
     let config = blocking({
         let (file, after) = (file.clone(), after.clone());
         move || {
+            // The field and the reason, not a path on the server's disk.
             crate::config::load_layered(&file, &after).map_err(|e| match e {
-                // The field and the reason, not a path on the server's disk.
-                ConfigError::FromLayer { path, reason, .. } => {
-                    ApiError::InvalidArgument(format!("{path}: {reason}"))
-                }
+                ConfigError::FromLayer { .. } => ApiError::InvalidArgument(e.for_callers()),
                 e => ApiError::FailedPrecondition(format!(
-                    "the configuration file does not resolve, so no change can be made until it is fixed: {e}"
+                    "the configuration file does not resolve, so no change can be made until it is fixed: {}",
+                    e.for_callers()
                 )),
             })
         }

@@ -98,14 +98,25 @@ pub(super) fn is_method(path: &str) -> bool {
         .is_some_and(|(_, method)| permission_of(method).is_some())
 }
 
-/// `POST /v1/projects/-/serviceAccounts/NAME:METHOD` for one of [`METHODS`], which
-/// `service_accounts` routes here (IAM's own account methods share the path) with the
-/// permission `method` needs.
+/// What `POST /v1/projects/PROJECT/serviceAccounts/NAME:METHOD` asks of IAM Credentials:
+/// `method` one of [`METHODS`], and the permission it needs on the target account.
+pub(super) struct Call<'a> {
+    pub(super) project: &'a str,
+    pub(super) name: &'a str,
+    pub(super) method: &'a str,
+    pub(super) permission: &'static str,
+}
+
+/// One of [`METHODS`], which `service_accounts` routes here (IAM's own account methods
+/// share the path).
 pub(super) async fn dispatch(
     state: AppState,
-    name: &str,
-    method: &str,
-    permission: &'static str,
+    Call {
+        project,
+        name,
+        method,
+        permission,
+    }: Call<'_>,
     headers: HeaderMap,
     bytes: Bytes,
 ) -> Response {
@@ -114,6 +125,16 @@ pub(super) async fn dispatch(
         target: Some(name.to_owned()),
         ..Explanation::default()
     };
+    if project != "-" {
+        // Google reads the account from the name alone, and refuses a project in the
+        // wildcard's place rather than ignoring it (issue 26).
+        return super::admin::respond(
+            Err(ApiError::InvalidArgument(format!(
+                "Request contains an invalid argument. (IAM Credentials' {method} takes `projects/-/serviceAccounts/ACCOUNT`: the `-` wildcard is required, `{project}` in its place is invalid)"
+            ))),
+            explained,
+        );
+    }
     let result = async {
         explained.permission = Some(permission);
         let who = caller(&state, &headers)?;
@@ -308,8 +329,8 @@ async fn system_key(
     let made = tokio::task::spawn_blocking(move || keys.get_or_create(&email))
         .await
         .map_err(|e| ApiError::Internal(format!("making the account's key stopped: {e}")))?;
+    // (An internal error is logged where it is rendered.)
     made.map_err(|e| {
-        tracing::error!(error = %e, account = %target.email, "cannot load or make the account's key");
         ApiError::Internal(format!(
             "frontdoor cannot load or make the signing key of {}: {e}",
             target.email

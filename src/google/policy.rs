@@ -108,10 +108,9 @@ impl SetRequest {
                 return Err(format!("policy.version {v}: a policy's version is 1 or 3"));
             }
         }
-        // Bounded first, so that what follows is bounded too; bindings with no members
-        // count as one each, or a body of empty ones would be unbounded work.
-        let principals = policy.bindings.iter().map(|b| b.members.len().max(1)).sum();
-        if let Some(why) = crate::iam::too_many_principals(principals) {
+        // Bounded first, so that what follows is bounded too.
+        let members = policy.bindings.iter().map(|b| b.members.len());
+        if let Some(why) = crate::iam::too_many_principals(members) {
             return Err(why);
         }
         let mut bindings: Vec<BindingText> = Vec::new();

@@ -209,7 +209,9 @@ async fn replace(
     };
     let result = async {
         let state = live.get();
-        let (who, service) = authorized_service(
+        // Checked here, before the body is read, so that a caller without the permission
+        // learns nothing more; and again under the change lock, with every field.
+        let (who, _) = authorized_service(
             &state,
             &headers,
             &namespace,
@@ -221,11 +223,14 @@ async fn replace(
             .map_err(|e| ApiError::InvalidArgument(format!("the body is not JSON: {e}")))?;
         let mut sent =
             knative::read(state.config(), &name, doc).map_err(ApiError::InvalidArgument)?;
-        authorize_fields(&state, &who, service, &sent, &mut explained)?;
         if let Some(doc) = sent.knative.as_mut() {
             knative::modified_by(doc, &who);
         }
-        let next = change(&live, |layer, _| {
+        let next = change(&live, |layer, now| {
+            // Against the service and policies in force now, not as they were before the
+            // lock: a change that landed meanwhile (the invoker check turned back on, an
+            // actAs grant revoked) is what this one is judged by.
+            authorize_replace(now, &who, &name, &sent, &mut explained)?;
             let entry = layer.services.entry(name.clone()).or_default();
             // The IAM policy is not part of the document: it stays as it was.
             sent.iam_policy = entry.iam_policy.take();
@@ -244,39 +249,35 @@ async fn replace(
     answer(result, explained)
 }
 
-/// What a replace sets beyond `run.services.update`, each field checked as Google checks
-/// it (the README's table of the Admin API's permissions lists them all):
-/// - the invoker IAM check turned off or on: `run.services.setIamPolicy`, on the service
-///   or the project, since it decides who may call the service as a policy does;
+/// Whether `who` may replace service `name` with `sent`, each field checked as Google
+/// checks it (the README's table of the Admin API's permissions lists them all):
+/// - every field frontdoor honours (custom audiences, ingress, timeout, tags) and the rest
+///   of the document: `run.services.update`, on the service or the project;
+/// - the invoker IAM check turned off or on: `run.services.setIamPolicy` besides, since it
+///   decides who may call the service as a policy does;
 /// - the account the service runs as: `iam.serviceAccounts.actAs` on that account, on every
 ///   deploy (Google's rule: a revision runs as the account, and its metadata server hands
 ///   out the account's tokens to the code the deployer put there).
-///
-/// Every other field frontdoor honours (custom audiences, ingress, timeout, tags) needs
-/// `run.services.update` alone, already checked.
-fn authorize_fields(
+fn authorize_replace(
     state: &AppState,
     who: &Principal,
-    service: &Service,
+    name: &str,
     sent: &ServiceChange,
     explained: &mut Explanation,
 ) -> Result<(), ApiError> {
+    let service = find_service(state, name)?;
+    let scopes = [service_scope(service), project_scope(state)];
+    permit(state, who, iam::RUN_UPDATE, &scopes, explained)?;
     if sent
         .invoker_iam_disabled
         .is_some_and(|disabled| disabled != service.invoker_iam_disabled)
     {
-        permit(
-            state,
-            who,
-            iam::RUN_SET_IAM_POLICY,
-            &[service_scope(service), project_scope(state)],
-            explained,
-        )?;
+        permit(state, who, iam::RUN_SET_IAM_POLICY, &scopes, explained)?;
     }
     if let Some(account) = sent.service_account.as_deref() {
         act_as(state, who, account, explained)?;
     }
-    // The answer's reason is the replace's own, not the last permission checked.
+    // Allowed, the decision is the replace's (its reason is what it did).
     explained.permission = Some(iam::RUN_UPDATE);
     Ok(())
 }

@@ -198,17 +198,13 @@ async fn account_method(
         Err(e) => return answer(Err(e), explained),
     };
     if let Some(permission) = iamcredentials::permission_of(method) {
-        if project != "-" {
-            // Google's IAM Credentials reads the account from the name alone and refuses
-            // a project in the wildcard's place, rather than ignoring it.
-            return answer(
-                Err(ApiError::InvalidArgument(format!(
-                    "Request contains an invalid argument. (IAM Credentials' {method} takes `projects/-/serviceAccounts/ACCOUNT`: the `-` wildcard is required, `{project}` in its place is invalid)"
-                ))),
-                explained,
-            );
-        }
-        return iamcredentials::dispatch(live.get(), name, method, permission, headers, body).await;
+        let call = iamcredentials::Call {
+            project: &project,
+            name,
+            method,
+            permission,
+        };
+        return iamcredentials::dispatch(live.get(), call, headers, body).await;
     }
     let result = async {
         let state = live.get();

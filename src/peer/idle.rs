@@ -4,34 +4,29 @@
 //! sockets shut a listener out, and 1,024 idle TLS tunnels every later `CONNECT`.
 //!
 //! - [`FirstByte`] gives a connection a deadline for its first byte;
-//! - [`Connections`] caps how many are open at once, and at the cap asks the oldest to
-//!   close (it finishes a request in flight first; an idle one closes at once) instead of
-//!   turning the newcomer away.
+//! - [`Connections`] caps how many are open at once, and at the cap asks one to close
+//!   instead of turning the newcomer away: the oldest that has not sent a byte yet (idle
+//!   for certain, and most likely a flood's), else the oldest (it finishes a request in
+//!   flight first; an idle one closes at once).
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 /// `io` that fails with `TimedOut` if its first byte has not arrived within the deadline;
-/// after that byte it is `io` unchanged (HTTP's own deadlines take over).
+/// after that byte it is `io` unchanged (HTTP's own deadlines take over). Made by
+/// [`Slot::first_byte`], which it tells when the byte came.
 pub(crate) struct FirstByte<IO> {
     io: IO,
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
-}
-
-impl<IO> FirstByte<IO> {
-    pub(crate) fn new(io: IO, within: Duration) -> FirstByte<IO> {
-        FirstByte {
-            io,
-            deadline: Some(Box::pin(tokio::time::sleep(within))),
-        }
-    }
+    spoke: Arc<AtomicBool>,
 }
 
 impl<IO: AsyncRead + Unpin> AsyncRead for FirstByte<IO> {
@@ -49,6 +44,7 @@ impl<IO: AsyncRead + Unpin> AsyncRead for FirstByte<IO> {
         match read {
             Poll::Ready(Ok(())) if buf.filled().len() > before => {
                 this.deadline = None;
+                this.spoke.store(true, Ordering::Relaxed);
                 Poll::Ready(Ok(()))
             }
             Poll::Pending if deadline.as_mut().poll(cx).is_ready() => {
@@ -97,20 +93,44 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for FirstByte<IO> {
 pub(crate) struct Connections {
     max: usize,
     permits: Arc<Semaphore>,
+    /// Newcomers waiting at the cap for the oldest to make room: bounded, so that a flood
+    /// at a cap of busy connections is refused at once rather than held open.
+    waiting: Arc<Semaphore>,
     open: Arc<Mutex<Open>>,
+    /// When a refusal was last logged, so that a flood does not flood the log too.
+    refused_said: Arc<Mutex<Option<Instant>>>,
 }
+
+/// How many newcomers may wait at the cap at once.
+const MAX_WAITING: usize = 64;
 
 #[derive(Default)]
 struct Open {
     next: u64,
-    /// Each open connection's signal to close, by the order they came in.
-    by_age: BTreeMap<u64, Arc<Notify>>,
+    /// Each open connection by the order they came in: its signal to close, and whether it
+    /// has sent a byte yet.
+    by_age: BTreeMap<u64, (Arc<Notify>, Arc<AtomicBool>)>,
+}
+
+impl Open {
+    /// Takes the connection to ask to close: the oldest that has not spoken, else the
+    /// oldest. (A scan, at the cap only.)
+    fn take_sheddable(&mut self) -> Option<Arc<Notify>> {
+        let id = self
+            .by_age
+            .iter()
+            .find(|(_, (_, spoke))| !spoke.load(Ordering::Relaxed))
+            .or_else(|| self.by_age.first_key_value())
+            .map(|(id, _)| *id)?;
+        self.by_age.remove(&id).map(|(told, _)| told)
+    }
 }
 
 /// One connection's place among [`Connections`], given back when dropped.
 pub(crate) struct Slot {
     id: u64,
     told: Arc<Notify>,
+    spoke: Arc<AtomicBool>,
     open: Arc<Mutex<Open>>,
     _permit: OwnedSemaphorePermit,
 }
@@ -120,7 +140,9 @@ impl Connections {
         Connections {
             max,
             permits: Arc::new(Semaphore::new(max)),
+            waiting: Arc::new(Semaphore::new(MAX_WAITING)),
             open: Arc::default(),
+            refused_said: Arc::default(),
         }
     }
 
@@ -129,33 +151,50 @@ impl Connections {
     }
 
     /// A place for a new connection: at once under the cap; at it, the oldest open
-    /// connection is told to close and the newcomer waits up to `wait` for its place
-    /// (`None` if none came free: the oldest was busy and is finishing its request).
-    pub(crate) async fn admit(&self, wait: Duration) -> Option<Slot> {
+    /// connection is told to close and the newcomer waits up to `wait` for its place.
+    /// `None` if none came free (the oldest was busy and is finishing its request), or if
+    /// [`MAX_WAITING`] newcomers are waiting already; the refusal is logged, at most once a
+    /// second, as `what`.
+    pub(crate) async fn admit(&self, wait: Duration, what: &str) -> Option<Slot> {
         let permit = match self.permits.clone().try_acquire_owned() {
-            Ok(permit) => permit,
-            Err(_) => {
-                let oldest = self.lock().by_age.pop_first();
-                if let Some((_, told)) = oldest {
-                    told.notify_one();
-                }
-                tokio::time::timeout(wait, self.permits.clone().acquire_owned())
-                    .await
-                    .ok()?
-                    .ok()?
-            }
+            Ok(permit) => Some(permit),
+            Err(_) => self.make_room(wait).await,
         };
-        let told = Arc::new(Notify::new());
-        let mut open = self.lock();
+        let Some(permit) = permit else {
+            self.say_refused(what);
+            return None;
+        };
+        let (told, spoke) = (Arc::new(Notify::new()), Arc::new(AtomicBool::new(false)));
+        let mut open = lock(&self.open);
         let id = open.next;
         open.next += 1;
-        open.by_age.insert(id, told.clone());
+        open.by_age.insert(id, (told.clone(), spoke.clone()));
         Some(Slot {
             id,
             told,
+            spoke,
             open: self.open.clone(),
             _permit: permit,
         })
+    }
+
+    async fn make_room(&self, wait: Duration) -> Option<OwnedSemaphorePermit> {
+        let _waiting = self.waiting.try_acquire().ok()?;
+        if let Some(told) = lock(&self.open).take_sheddable() {
+            told.notify_one();
+        }
+        tokio::time::timeout(wait, self.permits.clone().acquire_owned())
+            .await
+            .ok()?
+            .ok()
+    }
+
+    fn say_refused(&self, what: &str) {
+        let mut said = lock(&self.refused_said);
+        if said.is_none_or(|t| t.elapsed() > Duration::from_secs(1)) {
+            tracing::warn!(max = self.max, "{what}");
+            *said = Some(Instant::now());
+        }
     }
 
     /// Completes once every connection has given its place back.
@@ -163,14 +202,30 @@ impl Connections {
         let max = u32::try_from(self.max).unwrap_or(u32::MAX);
         let _ = self.permits.acquire_many(max).await;
     }
+}
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Open> {
-        // A panic elsewhere while holding it leaves the map whole: take it as it is.
-        self.open.lock().unwrap_or_else(|e| e.into_inner())
-    }
+/// A panic elsewhere while holding one leaves what it guards whole: take it as it is.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Slot {
+    /// `io`, this connection's, with a deadline of `within` for its first byte; the byte
+    /// marks the connection as one that has spoken.
+    pub(crate) fn first_byte<IO>(&self, io: IO, within: Duration) -> FirstByte<IO> {
+        FirstByte {
+            io,
+            deadline: Some(Box::pin(tokio::time::sleep(within))),
+            spoke: self.spoke.clone(),
+        }
+    }
+
+    /// Never asks this connection to make room: for one that cannot tell idle from busy
+    /// (a tunnel of bytes), which keeps its place until it closes.
+    pub(crate) fn keep(&self) {
+        lock(&self.open).by_age.remove(&self.id);
+    }
+
     /// Completes when this connection is asked to make room for a newer one.
     pub(crate) async fn shed(&self) {
         self.told.notified().await;
@@ -179,8 +234,7 @@ impl Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        open.by_age.remove(&self.id);
+        lock(&self.open).by_age.remove(&self.id);
     }
 }
 
@@ -192,12 +246,12 @@ mod tests {
     #[tokio::test]
     async fn at_the_cap_the_oldest_is_asked_to_make_room() {
         let connections = Connections::new(2);
-        let first = connections.admit(Duration::ZERO).await.unwrap();
-        let second = connections.admit(Duration::ZERO).await.unwrap();
+        let first = connections.admit(Duration::ZERO, "full").await.unwrap();
+        let second = connections.admit(Duration::ZERO, "full").await.unwrap();
         // The third asks the oldest to close; once it does, the third has its place.
         let third = tokio::spawn({
             let connections = connections.clone();
-            async move { connections.admit(Duration::from_secs(5)).await }
+            async move { connections.admit(Duration::from_secs(5), "full").await }
         });
         tokio::time::timeout(Duration::from_secs(1), first.shed())
             .await
@@ -211,21 +265,104 @@ mod tests {
                 .is_err()
         );
         // One that does not close in time leaves the newcomer out, not waiting forever.
-        assert!(connections.admit(Duration::from_millis(50)).await.is_none());
+        assert!(
+            connections
+                .admit(Duration::from_millis(50), "full")
+                .await
+                .is_none()
+        );
         drop((second, third));
     }
 
     #[tokio::test]
+    async fn past_the_waiting_bound_a_newcomer_is_refused_at_once() {
+        let connections = Connections::new(1);
+        // The one place is held by a connection that never makes room.
+        let _busy = connections.admit(Duration::ZERO, "full").await.unwrap();
+        let mut waiting = Vec::new();
+        for _ in 0..MAX_WAITING {
+            let connections = connections.clone();
+            waiting.push(tokio::spawn(async move {
+                connections
+                    .admit(Duration::from_secs(30), "full")
+                    .await
+                    .is_some()
+            }));
+        }
+        // Every waiter has taken its place in line before the next one comes.
+        while connections.waiting.available_permits() > 0 {
+            tokio::task::yield_now().await;
+        }
+        let started = Instant::now();
+        assert!(
+            connections
+                .admit(Duration::from_secs(30), "full")
+                .await
+                .is_none()
+        );
+        assert!(started.elapsed() < Duration::from_secs(1));
+        for w in waiting {
+            w.abort();
+        }
+    }
+
+    #[tokio::test]
+    async fn one_that_never_spoke_makes_room_before_an_older_one_that_did() {
+        let connections = Connections::new(3);
+        let (mut client, server) = tokio::io::duplex(64);
+        let spoke = connections.admit(Duration::ZERO, "full").await.unwrap();
+        let mut io = spoke.first_byte(server, Duration::from_secs(5));
+        client.write_all(b"G").await.unwrap();
+        io.read_exact(&mut [0u8; 1]).await.unwrap();
+        let silent = connections.admit(Duration::ZERO, "full").await.unwrap();
+        let kept = connections.admit(Duration::ZERO, "full").await.unwrap();
+        kept.keep();
+        let newcomer = tokio::spawn({
+            let connections = connections.clone();
+            async move { connections.admit(Duration::from_secs(5), "full").await }
+        });
+        tokio::time::timeout(Duration::from_secs(1), silent.shed())
+            .await
+            .expect("the silent one is told, though the one that spoke is older");
+        drop(silent);
+        let newcomer = newcomer.await.unwrap().expect("the newcomer has its place");
+        let (mut client, server) = tokio::io::duplex(64);
+        let mut io = newcomer.first_byte(server, Duration::from_secs(5));
+        client.write_all(b"G").await.unwrap();
+        io.read_exact(&mut [0u8; 1]).await.unwrap();
+        // Next at the cap, with every one spoken: the oldest, never the kept one.
+        let next = tokio::spawn({
+            let connections = connections.clone();
+            async move { connections.admit(Duration::from_millis(300), "full").await }
+        });
+        tokio::time::timeout(Duration::from_secs(1), spoke.shed())
+            .await
+            .expect("the oldest is told");
+        assert!(
+            next.await.unwrap().is_none(),
+            "it did not close, so no place came free"
+        );
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), kept.shed())
+                .await
+                .is_err()
+        );
+        drop((spoke, kept, newcomer));
+    }
+
+    #[tokio::test]
     async fn a_silent_connection_times_out_and_a_talking_one_does_not() {
+        let connections = Connections::new(2);
+        let slot = connections.admit(Duration::ZERO, "full").await.unwrap();
         let (client, server) = tokio::io::duplex(64);
-        let mut silent = FirstByte::new(server, Duration::from_millis(50));
+        let mut silent = slot.first_byte(server, Duration::from_millis(50));
         let mut buf = [0u8; 8];
         let err = silent.read(&mut buf).await.unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
         drop(client);
 
         let (mut client, server) = tokio::io::duplex(64);
-        let mut talking = FirstByte::new(server, Duration::from_millis(50));
+        let mut talking = slot.first_byte(server, Duration::from_millis(50));
         client.write_all(b"G").await.unwrap();
         assert_eq!(talking.read(&mut buf).await.unwrap(), 1);
         // After the first byte the deadline is gone: a pause is HTTP's business.

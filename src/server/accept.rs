@@ -15,6 +15,7 @@
 //! - on stop, idle connections close at once and requests in flight may finish (the caller
 //!   bounds how long).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -24,7 +25,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::frontdoor::CallerProcess;
-use crate::peer::idle::{Connections, FirstByte};
+use crate::peer::idle::Connections;
 use crate::peer::{Peer, http_builder, with_connection};
 
 /// How long a connection may take to send a request's headers, and how many may be open.
@@ -53,9 +54,9 @@ pub(crate) async fn serve(
     mut stop: watch::Receiver<bool>,
     limits: Limits,
 ) -> std::io::Result<()> {
-    let builder = http_builder(limits.header_read_timeout);
+    // Shared, not cloned per connection: each connection borrows it in its own task.
+    let builder = Arc::new(http_builder(limits.header_read_timeout));
     let connections = Connections::new(limits.max_connections);
-    let mut refused_at: Option<std::time::Instant> = None;
     loop {
         let (stream, remote) = tokio::select! {
             biased;
@@ -70,32 +71,24 @@ pub(crate) async fn serve(
                 }
             },
         };
-        // At the cap the oldest connection is asked to close (at once if idle), and the
-        // new one has its place as soon as it does.
-        let Some(slot) = connections.admit(SHED_WAIT).await else {
-            // Refused cleanly: the connection is closed, the listener goes on. Said at most
-            // once a second, so a flood does not flood the log too.
-            if refused_at.is_none_or(|t| t.elapsed() > Duration::from_secs(1)) {
-                tracing::warn!(
-                    max = limits.max_connections,
-                    "too many open connections, none of them idle; closing new ones"
-                );
-                refused_at = Some(std::time::Instant::now());
-            }
-            continue;
-        };
         let _ = stream.set_nodelay(true);
         let peer = Peer {
             remote,
             local: stream.local_addr().unwrap_or(remote),
         };
         let service = with_connection(app.clone(), peer, CallerProcess::default());
-        let io = FirstByte::new(stream, limits.header_read_timeout);
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(service))
-            .into_owned();
-        let mut stop = stop.clone();
+        let (connections, builder, mut stop) = (connections.clone(), builder.clone(), stop.clone());
         tokio::spawn(async move {
+            // At the cap the oldest connection is asked to close (at once if idle) and this
+            // one waits for its place here, not in the accept loop, which goes on.
+            let Some(slot) = connections.admit(SHED_WAIT, REFUSED).await else {
+                return;
+            };
+            let io = slot.first_byte(stream, limits.header_read_timeout);
+            let connection = builder.serve_connection_with_upgrades(
+                TokioIo::new(io),
+                TowerToHyperService::new(service),
+            );
             let mut connection = std::pin::pin!(connection);
             tokio::select! {
                 _ = connection.as_mut() => return drop(slot),
@@ -115,6 +108,10 @@ pub(crate) async fn serve(
 
 /// How long a connection over the cap waits for the oldest to make room.
 const SHED_WAIT: Duration = Duration::from_secs(1);
+
+/// What the log says, at most once a second, when a connection is refused at the cap.
+const REFUSED: &str =
+    "too many open connections, and none made room within a second; closing new ones";
 
 /// Completes once `stop` turns true (or its sender is gone). A function of its own so
 /// that the `watch` guard is dropped inside it and the accept loop's future stays `Send`.
@@ -138,6 +135,26 @@ mod tests {
     use crate::peer::MAX_HEADER_BYTES;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+    /// A server of "ok" under `limits` on an ephemeral port: its address, the switch that
+    /// stops it, and the task serving.
+    async fn start(
+        limits: Limits,
+    ) -> (
+        std::net::SocketAddr,
+        watch::Sender<bool>,
+        tokio::task::JoinHandle<std::io::Result<()>>,
+    ) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = Router::new().fallback(|| async { "ok" });
+        let (stop_tx, stop_rx) = watch::channel(false);
+        (
+            addr,
+            stop_tx,
+            tokio::spawn(serve(listener, app, stop_rx, limits)),
+        )
+    }
+
     async fn closed_within(stream: &mut tokio::net::TcpStream, within: Duration) -> bool {
         let mut buf = [0u8; 1024];
         loop {
@@ -151,15 +168,11 @@ mod tests {
 
     #[tokio::test]
     async fn slow_headers_time_out_and_connections_past_the_cap_are_closed() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let app = Router::new().fallback(|| async { "ok" });
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let limits = Limits {
+        let (addr, stop_tx, server) = start(Limits {
             header_read_timeout: Duration::from_millis(500),
             max_connections: 2,
-        };
-        let server = tokio::spawn(serve(listener, app, stop_rx, limits));
+        })
+        .await;
 
         // Two slowloris connections: half a request each, never finished.
         let mut slow = Vec::new();
@@ -208,21 +221,16 @@ mod tests {
     /// out; a new client is served within a second, and the silent ones are closed.
     #[tokio::test]
     async fn silent_sockets_at_the_cap_make_room_for_a_new_client() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let app = Router::new().fallback(|| async { "ok" });
-        let (_stop_tx, stop_rx) = watch::channel(false);
-        let limits = Limits {
+        let (addr, _stop_tx, _) = start(Limits {
             header_read_timeout: Duration::from_secs(30),
             max_connections: 64,
-        };
-        tokio::spawn(serve(listener, app, stop_rx, limits));
+        })
+        .await;
         let mut silent = Vec::new();
         for _ in 0..64 {
             silent.push(tokio::net::TcpStream::connect(addr).await.unwrap());
         }
         for round in 0..3 {
-            let started = std::time::Instant::now();
             let mut ok = tokio::net::TcpStream::connect(addr).await.unwrap();
             ok.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
                 .await
@@ -233,37 +241,77 @@ mod tests {
                 .unwrap_or_else(|_| panic!("round {round}: not served within a second"))
                 .unwrap();
             assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-            assert!(started.elapsed() < Duration::from_secs(1));
         }
         // The oldest silent one made room, closed at once; the others' places were given
         // back by the served clients, each closed after its answer.
         assert!(closed_within(&mut silent[0], Duration::from_millis(500)).await);
     }
 
+    /// Issue 26: at the cap, a connection busy with a slow request is not the one asked to
+    /// make room while others have never sent a byte; the newcomer is served at once and
+    /// the busy request finishes.
+    #[tokio::test]
+    async fn at_the_cap_a_silent_connection_makes_room_before_an_older_busy_one() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = Router::new()
+            .route(
+                "/slow",
+                axum::routing::get(|| async {
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    "slow"
+                }),
+            )
+            .fallback(|| async { "ok" });
+        let (_stop_tx, stop_rx) = watch::channel(false);
+        let limits = Limits {
+            header_read_timeout: Duration::from_secs(30),
+            max_connections: 4,
+        };
+        tokio::spawn(serve(listener, app, stop_rx, limits));
+        let mut busy = tokio::net::TcpStream::connect(addr).await.unwrap();
+        busy.write_all(b"GET /slow HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut silent = Vec::new();
+        for _ in 0..3 {
+            silent.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+        }
+        let mut ok = tokio::net::TcpStream::connect(addr).await.unwrap();
+        ok.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = String::new();
+        tokio::time::timeout(Duration::from_secs(1), ok.read_to_string(&mut answer))
+            .await
+            .expect("served within a second, not after the slow request")
+            .unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        let mut slow = String::new();
+        busy.read_to_string(&mut slow).await.unwrap();
+        assert!(
+            slow.starts_with("HTTP/1.1 200") && slow.ends_with("slow"),
+            "{slow}"
+        );
+    }
+
     /// A connection that never sends its first byte is closed at the header deadline, as
     /// one that stops half-way through its headers is.
     #[tokio::test]
     async fn a_connection_that_sends_nothing_is_closed_at_the_deadline() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let app = Router::new().fallback(|| async { "ok" });
-        let (_stop_tx, stop_rx) = watch::channel(false);
-        let limits = Limits {
+        let (addr, _stop_tx, _) = start(Limits {
             header_read_timeout: Duration::from_millis(300),
             max_connections: 8,
-        };
-        tokio::spawn(serve(listener, app, stop_rx, limits));
+        })
+        .await;
         let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
         assert!(closed_within(&mut silent, Duration::from_secs(2)).await);
     }
 
     #[tokio::test]
     async fn headers_over_the_budget_are_refused() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let app = Router::new().fallback(|| async { "ok" });
-        let (_stop_tx, stop_rx) = watch::channel(false);
-        tokio::spawn(serve(listener, app, stop_rx, Limits::default()));
+        let (addr, _stop_tx, _) = start(Limits::default()).await;
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
         let big = format!(
             "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",

@@ -181,6 +181,16 @@ impl Emulator {
         )
     }
 
+    /// Runs `frontdoor ARGS --config` this emulator's file, which must fail; its stderr.
+    pub fn cli_fails(&self, args: &[&str]) -> String {
+        fails(
+            frontdoor()
+                .args(args)
+                .arg("--config")
+                .arg(self.config_file()),
+        )
+    }
+
     pub fn google(&self, path: &str) -> String {
         format!("http://{}{path}", self.addresses.google)
     }

@@ -370,13 +370,13 @@ fn depth(v: &Value) -> usize {
     let mut deepest = 0;
     let mut stack = vec![(v, 0)];
     while let Some((v, level)) = stack.pop() {
-        let children: Box<dyn Iterator<Item = &Value>> = match v {
-            Value::Array(items) => Box::new(items.iter()),
-            Value::Object(fields) => Box::new(fields.values()),
+        let inner = level + 1;
+        match v {
+            Value::Array(items) => stack.extend(items.iter().map(|c| (c, inner))),
+            Value::Object(fields) => stack.extend(fields.values().map(|c| (c, inner))),
             _ => continue,
-        };
-        deepest = deepest.max(level + 1);
-        stack.extend(children.map(|c| (c, level + 1)));
+        }
+        deepest = deepest.max(inner);
     }
     deepest
 }
@@ -405,5 +405,22 @@ fn clip(s: &str) -> String {
     match s.char_indices().nth(200) {
         Some((i, _)) => format!("{}…", &s[..i]),
         None => s.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn depth_counts_arrays_and_objects_empty_or_not() {
+        assert_eq!(depth(&json!("x")), 0);
+        assert_eq!(depth(&json!({})), 1);
+        assert_eq!(depth(&json!({"a": [1, {"b": {}}], "c": 2})), 4);
+        let mut deep = json!(0);
+        for _ in 0..1000 {
+            deep = json!([deep]);
+        }
+        assert_eq!(depth(&deep), 1000);
     }
 }
