@@ -368,6 +368,7 @@ where
     );
     let mut connection = std::pin::pin!(connection);
     tokio::select! {
+        biased;
         served = connection.as_mut() => return served,
         () = slot.shed() => {}
     }

@@ -77,7 +77,7 @@ pub(crate) async fn serve(
             local: stream.local_addr().unwrap_or(remote),
         };
         let service = with_connection(app.clone(), peer, CallerProcess::default());
-        let (connections, builder, mut stop) = (connections.clone(), builder.clone(), stop.clone());
+        let (connections, builder) = (connections.clone(), builder.clone());
         tokio::spawn(async move {
             // At the cap the oldest connection is asked to close (at once if idle) and this
             // one waits for its place here, not in the accept loop, which goes on.
@@ -90,10 +90,12 @@ pub(crate) async fn serve(
                 TowerToHyperService::new(service),
             );
             let mut connection = std::pin::pin!(connection);
+            // Polled on every wake: the connection first, and one cheap signal for both
+            // making room and stopping.
             tokio::select! {
+                biased;
                 _ = connection.as_mut() => return drop(slot),
                 () = slot.shed() => {}
-                () = stopped(&mut stop) => {}
             }
             // Idle, it closes now; a request in flight may finish first.
             connection.as_mut().graceful_shutdown();
@@ -102,6 +104,7 @@ pub(crate) async fn serve(
         });
     }
     drop(listener);
+    connections.close_all();
     connections.all_closed().await;
     Ok(())
 }
