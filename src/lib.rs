@@ -3,7 +3,7 @@
 //!
 //! # Architecture
 //!
-//! Each layer imports only from the layers above it in this list (`tests/layers.rs` holds
+//! Each layer imports only from the layers above it in this list (`tests/it/layers.rs` holds
 //! the code to it):
 //!
 //! ```text

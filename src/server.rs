@@ -18,8 +18,9 @@ mod listeners;
 mod per_core;
 mod reload;
 
-pub use bind::{Addresses, BindError, Bound, ServiceAddresses, bind};
+pub use bind::{Addresses, Bound, ServiceAddresses, bind};
 pub use commands::start_commands;
+pub use listeners::BindError;
 use listeners::Registry;
 use per_core::serve_per_core;
 

@@ -212,20 +212,25 @@ mod tests {
 
     /// The race the retries are for: the container closes an idle connection just as a
     /// request is handed to it. A server on its own thread answers one request per
-    /// connection and closes it 50 ms later; the test's runtime is blocked meanwhile, so
-    /// the connection's task has not seen the close when the next request takes it.
+    /// connection and closes it once the test has read the answer; the test's runtime is
+    /// blocked until the close is done, so the connection's task has not seen it when the
+    /// next request takes the connection.
     #[tokio::test]
     async fn a_connection_the_container_closed_is_replaced_not_failed() {
         use std::io::{Read, Write};
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let authority = listener.local_addr().unwrap().to_string();
+        let (read_tx, read) = std::sync::mpsc::channel::<()>();
+        let (closed_tx, closed) = std::sync::mpsc::channel::<()>();
         let server = std::thread::spawn(move || {
             for _ in 0..2 {
                 let (mut s, _) = listener.accept().unwrap();
                 let mut buf = [0u8; 1024];
                 let _ = s.read(&mut buf);
                 let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
-                std::thread::sleep(Duration::from_millis(50));
+                read.recv().unwrap();
+                drop(s);
+                closed_tx.send(()).unwrap();
             }
         });
         for _ in 0..2 {
@@ -234,8 +239,13 @@ mod tests {
             http_body_util::BodyExt::collect(response.into_body())
                 .await
                 .unwrap();
+            read_tx.send(()).unwrap();
             // Blocking on purpose: nothing else on this runtime runs until the close.
-            std::thread::sleep(Duration::from_millis(150));
+            closed
+                .recv_timeout(Duration::from_secs(5))
+                .expect("the server closed the connection");
+            // Only a connection unused for RACE_AFTER is in the race (see `send`).
+            std::thread::sleep(RACE_AFTER);
         }
         // A request with a body is not sent twice: the closed connection is its failure.
         let post = Request::post("/")

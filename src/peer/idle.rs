@@ -171,6 +171,12 @@ impl Connections {
         self.max
     }
 
+    /// How many connections hold a place now.
+    #[cfg(test)]
+    pub(crate) fn open(&self) -> usize {
+        self.max - self.permits.available_permits()
+    }
+
     /// A place for a new connection: at once under the cap; at it, the oldest open
     /// connection is told to close and the newcomer waits up to `wait` for its place.
     /// `None` if none came free (the oldest was busy and is finishing its request), or if

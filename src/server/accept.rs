@@ -51,12 +51,23 @@ impl Default for Limits {
 pub(crate) async fn serve(
     listener: TcpListener,
     app: Router,
+    stop: watch::Receiver<bool>,
+    limits: Limits,
+) -> std::io::Result<()> {
+    let connections = Connections::new(limits.max_connections);
+    serve_counted(listener, app, stop, limits, connections).await
+}
+
+/// [`serve`], its open connections counted in `connections` (which tests read).
+async fn serve_counted(
+    listener: TcpListener,
+    app: Router,
     mut stop: watch::Receiver<bool>,
     limits: Limits,
+    connections: Connections,
 ) -> std::io::Result<()> {
     // Shared, not cloned per connection: each connection borrows it in its own task.
     let builder = Arc::new(http_builder(limits.header_read_timeout));
-    let connections = Connections::new(limits.max_connections);
     loop {
         let (stream, remote) = tokio::select! {
             biased;
@@ -139,23 +150,36 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     /// A server of "ok" under `limits` on an ephemeral port: its address, the switch that
-    /// stops it, and the task serving.
+    /// stops it, the task serving, and its count of open connections.
     async fn start(
         limits: Limits,
     ) -> (
         std::net::SocketAddr,
         watch::Sender<bool>,
         tokio::task::JoinHandle<std::io::Result<()>>,
+        Connections,
     ) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let app = Router::new().fallback(|| async { "ok" });
         let (stop_tx, stop_rx) = watch::channel(false);
-        (
-            addr,
-            stop_tx,
-            tokio::spawn(serve(listener, app, stop_rx, limits)),
-        )
+        let connections = Connections::new(limits.max_connections);
+        let counted = connections.clone();
+        let server = tokio::spawn(serve_counted(listener, app, stop_rx, limits, counted));
+        (addr, stop_tx, server, connections)
+    }
+
+    /// Waits until `connections` holds `n` open ones; fails the test after 5 s.
+    async fn until_open(connections: &Connections, n: usize) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while connections.open() != n {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{} connections open, not {n}",
+                connections.open()
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     async fn closed_within(stream: &mut tokio::net::TcpStream, within: Duration) -> bool {
@@ -171,7 +195,7 @@ mod tests {
 
     #[tokio::test]
     async fn slow_headers_time_out_and_connections_past_the_cap_are_closed() {
-        let (addr, stop_tx, server) = start(Limits {
+        let (addr, stop_tx, server, connections) = start(Limits {
             header_read_timeout: Duration::from_millis(500),
             max_connections: 2,
         })
@@ -184,7 +208,7 @@ mod tests {
             s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").await.unwrap();
             slow.push(s);
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        until_open(&connections, 2).await;
         // A third is over the cap: the oldest is asked to make room, and a connection
         // half-way through its headers is no idle one, so the third is closed.
         let mut third = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -194,7 +218,7 @@ mod tests {
             assert!(closed_within(s, Duration::from_secs(2)).await);
         }
         // And the listener serves again.
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        until_open(&connections, 0).await;
         let mut ok = tokio::net::TcpStream::connect(addr).await.unwrap();
         ok.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
             .await
@@ -224,7 +248,7 @@ mod tests {
     /// out; a new client is served within a second, and the silent ones are closed.
     #[tokio::test]
     async fn silent_sockets_at_the_cap_make_room_for_a_new_client() {
-        let (addr, _stop_tx, _) = start(Limits {
+        let (addr, _stop_tx, _, connections) = start(Limits {
             header_read_timeout: Duration::from_secs(30),
             max_connections: 64,
         })
@@ -233,6 +257,7 @@ mod tests {
         for _ in 0..64 {
             silent.push(tokio::net::TcpStream::connect(addr).await.unwrap());
         }
+        until_open(&connections, 64).await;
         for round in 0..3 {
             let mut ok = tokio::net::TcpStream::connect(addr).await.unwrap();
             ok.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
@@ -257,12 +282,20 @@ mod tests {
     async fn at_the_cap_a_silent_connection_makes_room_before_an_older_busy_one() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        // Told when the slow request is in its handler: the busy connection has spoken.
+        let (started_tx, started) = tokio::sync::oneshot::channel::<()>();
+        let started_tx = Arc::new(std::sync::Mutex::new(Some(started_tx)));
         let app = Router::new()
             .route(
                 "/slow",
-                axum::routing::get(|| async {
-                    tokio::time::sleep(Duration::from_secs(2)).await;
-                    "slow"
+                axum::routing::get(move || {
+                    if let Some(tx) = started_tx.lock().unwrap().take() {
+                        let _ = tx.send(());
+                    }
+                    async move {
+                        tokio::time::sleep(Duration::from_secs(2)).await;
+                        "slow"
+                    }
                 }),
             )
             .fallback(|| async { "ok" });
@@ -276,7 +309,10 @@ mod tests {
         busy.write_all(b"GET /slow HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
             .await
             .unwrap();
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::timeout(Duration::from_secs(5), started)
+            .await
+            .expect("the slow request reached its handler within 5 s")
+            .unwrap();
         let mut silent = Vec::new();
         for _ in 0..3 {
             silent.push(tokio::net::TcpStream::connect(addr).await.unwrap());
@@ -303,7 +339,7 @@ mod tests {
     /// one that stops half-way through its headers is.
     #[tokio::test]
     async fn a_connection_that_sends_nothing_is_closed_at_the_deadline() {
-        let (addr, _stop_tx, _) = start(Limits {
+        let (addr, _stop_tx, _, _) = start(Limits {
             header_read_timeout: Duration::from_millis(300),
             max_connections: 8,
         })
@@ -314,7 +350,7 @@ mod tests {
 
     #[tokio::test]
     async fn headers_over_the_budget_are_refused() {
-        let (addr, _stop_tx, _) = start(Limits::default()).await;
+        let (addr, _stop_tx, _, _) = start(Limits::default()).await;
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
         let big = format!(
             "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",

@@ -7,16 +7,8 @@ use std::net::SocketAddr;
 use serde::Serialize;
 use tokio::net::TcpListener;
 
-use super::listeners::{self, Registry};
+use super::listeners::{self, BindError, Registry, listen, local};
 use crate::config::Config;
-
-#[derive(Debug, thiserror::Error)]
-#[error("cannot listen on {addr} for {what}")]
-pub struct BindError {
-    what: String,
-    addr: SocketAddr,
-    pub(super) source: std::io::Error,
-}
 
 /// Where each listener actually is (ports chosen by the OS resolved), and which process
 /// serves them from which file. Written to the state directory's `addresses.json` at start
@@ -56,14 +48,6 @@ pub struct Bound {
     pub(super) fresh: Vec<listeners::Fresh>,
 }
 
-pub(super) async fn listen(addr: SocketAddr, what: &str) -> Result<TcpListener, BindError> {
-    TcpListener::bind(addr).await.map_err(|source| BindError {
-        what: what.to_owned(),
-        addr,
-        source,
-    })
-}
-
 /// Binds every listener the configuration asks for. Every service gets its own metadata
 /// listener: at its `metadata` address, or on a port the OS picks.
 pub async fn bind(config: &Config) -> Result<Bound, BindError> {
@@ -76,12 +60,6 @@ pub async fn bind(config: &Config) -> Result<Bound, BindError> {
         services,
         fresh,
     })
-}
-
-pub(super) fn local(listener: &TcpListener) -> SocketAddr {
-    listener
-        .local_addr()
-        .expect("a bound listener has an address")
 }
 
 impl Bound {

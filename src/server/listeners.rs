@@ -10,10 +10,31 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use super::bind::{listen, local};
-use super::{BindError, ServiceAddresses, serve_one, serve_per_core};
+use super::{ServiceAddresses, serve_one, serve_per_core};
 use crate::config::{Config, Service};
 use crate::state::Live;
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {addr} for {what}")]
+pub struct BindError {
+    what: String,
+    addr: SocketAddr,
+    pub(super) source: std::io::Error,
+}
+
+pub(super) async fn listen(addr: SocketAddr, what: &str) -> Result<TcpListener, BindError> {
+    TcpListener::bind(addr).await.map_err(|source| BindError {
+        what: what.to_owned(),
+        addr,
+        source,
+    })
+}
+
+pub(super) fn local(listener: &TcpListener) -> SocketAddr {
+    listener
+        .local_addr()
+        .expect("a bound listener has an address")
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(super) enum Kind {

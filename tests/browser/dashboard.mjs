@@ -1,5 +1,5 @@
 // Drives the dashboard in Debian's chromium (through playwright-core, which downloads no
-// browser) for tests/dashboard.rs. It reads what to do from the JSON file named by
+// browser) for tests/it/dashboard.rs. It reads what to do from the JSON file named by
 // FD_CASES, does it as a person would (calls the front door, opens a decision, edits the
 // configuration, pastes tokens into the inspector), and writes what the page showed, with
 // timings, to FD_OUT; the Rust test judges it. Every request the page makes is recorded,

@@ -5,7 +5,7 @@
 #
 # usage: client.sh CELL SERVICE_URL CLOSED_URL
 #
-# Prints one JSON object, read by tests/client_matrix.rs: a value whose key starts with
+# Prints one JSON object, read by tests/it/client_matrix.rs: a value whose key starts with
 # "token" is a token the test checks.
 set -euo pipefail
 cell=$1 url=$2 other=$3

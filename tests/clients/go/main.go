@@ -6,7 +6,7 @@
 //
 //	go-client verify AUDIENCE TOKENS_FILE
 //
-// Prints one JSON object, read by tests/client_matrix.rs. A value whose key starts with
+// Prints one JSON object, read by tests/it/client_matrix.rs. A value whose key starts with
 // "token" is a token the test checks; "verifiers" maps each verifier to its verdict on
 // every token of TOKENS_FILE (a JSON object of name to token).
 package main

@@ -5,7 +5,7 @@
 // usage: node client.js CELL SERVICE_URL CLOSED_URL
 //        node client.js verify AUDIENCE TOKENS_FILE
 //
-// Prints one JSON object, read by tests/client_matrix.rs: a value whose key starts with
+// Prints one JSON object, read by tests/it/client_matrix.rs: a value whose key starts with
 // "token" is a token the test checks; "verifiers" maps each verifier to its verdict on every
 // token of TOKENS_FILE (a JSON object of name to token).
 const fs = require('fs');

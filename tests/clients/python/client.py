@@ -4,7 +4,7 @@ variables set, and GOOGLE_APPLICATION_CREDENTIALS where a cell reads a credentia
 usage: client.py CELL SERVICE_URL CLOSED_URL
        client.py verify AUDIENCE TOKENS_FILE
 
-Prints one JSON object, read by tests/client_matrix.rs: a value whose key starts with
+Prints one JSON object, read by tests/it/client_matrix.rs: a value whose key starts with
 "token" is a token the test checks; "verifiers" maps each verifier to its verdict on every
 token of TOKENS_FILE (a JSON object of name to token).
 """

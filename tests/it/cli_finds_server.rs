@@ -1,0 +1,171 @@
+//! Which running server the CLI talks to (issue 9): found from a subdirectory, through
+//! FRONTDOOR_STATE_DIR, or as the last one started; a stopped or dead one is reported with
+//! exit code 1 and the places looked, never used.
+
+use crate::common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Stdio};
+
+use common::*;
+
+/// `frontdoor serve` in `dir` on ephemeral ports, its per-user note under `xdg`; returns
+/// once the banner is out (the record is written before it).
+fn serve(dir: &Path, xdg: &Path) -> Child {
+    std::fs::write(
+        dir.join("services.yaml"),
+        format!("{EPHEMERAL}{PROJECT}services: [{{name: api, upstream: builtin:echo}}]\n"),
+    )
+    .unwrap();
+    state_dir_with_test_keys(&dir.join(".frontdoor"));
+    // Started with a low soft limit on open files, which serve raises to the hard one.
+    let mut child = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(r#"ulimit -Sn 256 && exec "$0" serve"#)
+        .arg(env!("CARGO_BIN_EXE_frontdoor"))
+        .env_remove("FRONTDOOR_STATE_DIR")
+        .current_dir(dir)
+        .env("XDG_STATE_HOME", xdg)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let banner: Vec<String> = lines
+        .map_while(Result::ok)
+        .take_while(|l| !l.starts_with("services:"))
+        .collect();
+    assert!(
+        banner.iter().any(|l| l.contains("google APIs")),
+        "{banner:?}"
+    );
+    child
+}
+
+fn interrupt(mut child: Child) {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn the_cli_finds_the_running_server_from_anywhere_and_reports_a_stopped_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let xdg = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let server = serve(dir.path(), xdg.path());
+    let record: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join(".frontdoor/addresses.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(record["pid"], server.id());
+    // It raised its open-file limit (256 when started) to the hard one, for its
+    // connection caps.
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", server.id())).unwrap();
+    let files: Vec<&str> = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(files[3], files[4], "soft and hard: {files:?}");
+    let metadata = record["metadata"].as_str().unwrap().to_owned();
+
+    // From a directory below the configuration's: found by looking up.
+    let below = dir.path().join("src/deeper");
+    std::fs::create_dir_all(&below).unwrap();
+    let status = succeed(
+        frontdoor()
+            .arg("status")
+            .current_dir(&below)
+            .env("XDG_STATE_HOME", xdg.path()),
+    );
+    assert!(status.contains("generation 1"), "{status}");
+
+    // From anywhere else: the last server this user started.
+    let env = succeed(
+        frontdoor()
+            .arg("env")
+            .current_dir(elsewhere.path())
+            .env("XDG_STATE_HOME", xdg.path()),
+    );
+    assert!(
+        env.contains(&format!("export GCE_METADATA_HOST={metadata}")),
+        "{env}"
+    );
+    // Or named by FRONTDOOR_STATE_DIR, with no note to go on.
+    let env = succeed(
+        frontdoor()
+            .args(["env", "api"])
+            .current_dir(elsewhere.path())
+            .env("FRONTDOOR_STATE_DIR", dir.path().join(".frontdoor")),
+    );
+    assert!(env.contains("export K_SERVICE=api"), "{env}");
+
+    // A clean stop removes the record and the note: nothing stale is left to find.
+    interrupt(server);
+    assert!(!dir.path().join(".frontdoor/addresses.json").exists());
+    assert!(!xdg.path().join("frontdoor/last-server").exists());
+    let why = fails(
+        frontdoor()
+            .arg("env")
+            .current_dir(elsewhere.path())
+            .env("XDG_STATE_HOME", xdg.path()),
+    );
+    assert!(why.contains("no running frontdoor found"), "{why}");
+    assert!(
+        why.contains(&format!(
+            "{}/.frontdoor and each directory above it",
+            elsewhere.path().display()
+        )) && why.contains("frontdoor/last-server (no server noted there)"),
+        "{why}"
+    );
+    let why = fails(frontdoor().arg("decisions").current_dir(&below));
+    assert!(why.contains("no running frontdoor found"), "{why}");
+}
+
+#[test]
+fn a_record_left_by_a_dead_server_is_reported_not_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join(".frontdoor");
+    std::fs::create_dir_all(&state).unwrap();
+    // A process that has exited, and a port nothing listens on.
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    gone.wait().unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let record = |pid: Option<u32>| {
+        let pid = pid.map_or_else(String::new, |p| format!(r#""pid": {p},"#));
+        format!(
+            r#"{{{pid} "frontdoor": "{closed}", "google": "{closed}", "metadata": "{closed}", "services": {{}}}}"#
+        )
+    };
+    std::fs::write(state.join("addresses.json"), record(Some(gone.id()))).unwrap();
+    let why = fails(frontdoor().arg("env").current_dir(dir.path()));
+    assert!(
+        why.contains("is not running")
+            && why.contains(&format!("its process {} is gone", gone.id())),
+        "{why}"
+    );
+    assert!(why.contains("addresses.json"), "{why}");
+
+    // Without a pid (an older record), the closed port tells.
+    std::fs::write(state.join("addresses.json"), record(None)).unwrap();
+    let why = fails(
+        frontdoor()
+            .arg("decisions")
+            .arg("--state-dir")
+            .arg(&state)
+            .current_dir(dir.path()),
+    );
+    assert!(
+        why.contains(&format!("nothing answers at its google listener {closed}")),
+        "{why}"
+    );
+}

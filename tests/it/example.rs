@@ -1,0 +1,147 @@
+//! The three-service example of `examples/three-services`, run from its own files: `login`
+//! calls `user-profiles` (let in, and told who called) and `search` (refused, 403), then a
+//! live edit grants `login` the invoker role on `search` and the same call goes through —
+//! no restart. The services' code is Cloud Run code: it calls run.app URLs and Google's
+//! certificates URL, reached through the proxy frontdoor puts in their environment.
+
+use crate::common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+/// `n` distinct free ports: all held at once while chosen, so none is handed out twice.
+fn free_ports(n: usize) -> Vec<u16> {
+    let held: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    held.iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect()
+}
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .arg(self.0.id().to_string())
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+async fn get(url: &str) -> Value {
+    let r = reqwest::Client::new()
+        .get(url)
+        .timeout(Duration::from_secs(60))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let text = r.text().await.unwrap();
+    assert_eq!(status, 200, "{url}: {text}");
+    serde_json::from_str(&text).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "left to scripts/test: runs a program it installs"]
+async fn login_reaches_user_profiles_not_search_until_a_live_edit_allows_it() {
+    // The example's own files, on free ports, with the project's test venv (which has the
+    // example's pinned google-auth and requests) as its Python.
+    let dir = tempfile::tempdir().unwrap();
+    let example = repo().join("examples/three-services");
+    for f in ["common.py", "login.py", "user_profiles.py", "search.py"] {
+        std::fs::copy(example.join(f), dir.path().join(f)).unwrap();
+    }
+    let ports = free_ports(6);
+    let (shared, own) = (&ports[..3], &ports[3..]);
+    let yaml = std::fs::read_to_string(example.join("services.yaml"))
+        .unwrap()
+        .replace(".venv/bin/python", &python().display().to_string())
+        .replace("127.0.0.1:8081", &format!("127.0.0.1:{}", own[0]))
+        .replace("127.0.0.1:8082", &format!("127.0.0.1:{}", own[1]))
+        .replace("127.0.0.1:8083", &format!("127.0.0.1:{}", own[2]));
+    let yaml = format!(
+        "listen: {{frontdoor: 127.0.0.1:{}, google: 127.0.0.1:{}, metadata: 127.0.0.1:{}}}\n{yaml}",
+        shared[0], shared[1], shared[2]
+    );
+    let file = dir.path().join("services.yaml");
+    std::fs::write(&file, &yaml).unwrap();
+    state_dir_with_test_keys(&dir.path().join(".frontdoor"));
+
+    let mut child = frontdoor()
+        .arg("serve")
+        .arg("--config")
+        .arg(&file)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = BufReader::new(child.stdout.take().unwrap());
+    let _server = Server(child);
+    let banner: Vec<String> = out
+        .lines()
+        .map_while(Result::ok)
+        .take_while(|l| !l.contains("search.py"))
+        .collect();
+    assert!(banner.iter().any(|l| l.contains("login")), "{banner:?}");
+
+    let login = format!("http://127.0.0.1:{}/", own[0]);
+    let first = get(&login).await;
+    assert_eq!(first["user-profiles"]["status"], 200, "{first}");
+    assert_eq!(
+        first["user-profiles"]["body"]["caller"],
+        "login@demo-project.iam.gserviceaccount.com"
+    );
+    // login sent its token in Authorization, as Cloud Run's docs do: it arrives intact, and
+    // user-profiles verified it with Google's default certificates URL.
+    assert_eq!(
+        first["user-profiles"]["body"]["verified_in_app"], true,
+        "{first}"
+    );
+    assert_eq!(first["search"]["status"], 403, "{first}");
+    assert!(
+        first["search"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("has no role carrying run.routes.invoke"),
+        "{first}"
+    );
+
+    // Grant login the invoker role on search, live: uncommented as an editor would, by
+    // removing the `# ` before it and nothing else.
+    let granted = yaml.replace("    # iam_policy:", "    iam_policy:");
+    assert_ne!(granted, yaml, "the example's comment to uncomment changed");
+    std::fs::write(&file, granted).unwrap();
+    let status_url = format!("http://127.0.0.1:{}/frontdoor/v1/status", shared[1]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let status = get(&status_url).await;
+        if status["generation"] == 2 {
+            let search = status["services"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s["name"] == "search")
+                .unwrap();
+            assert!(
+                search["revision"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("search-00002-"),
+                "{status}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "no reload: {status}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // search's instance restarts under its new revision; the call waits for it.
+    let second = get(&login).await;
+    assert_eq!(second["search"]["status"], 200, "{second}");
+    assert_eq!(second["search"]["body"]["service"], "search");
+}

@@ -1,0 +1,426 @@
+//! README.md is executed: every shell block runs here exactly as written, in order, from a
+//! copy of the repository, against the default `services.yaml` on the default ports
+//! (issue 9). A recipe that breaks breaks the suite.
+//!
+//! A block may be marked by an HTML comment on the line before its fence:
+//! - `<!-- readme: server -->` — a command that serves until stopped: it runs in the
+//!   background (after any server before it is stopped) and the next block waits until
+//!   the google listener answers;
+//! - `<!-- readme: expect NAME -->` — its output must show what `expected(NAME)` lists, in
+//!   that order, so a block that "runs" but gets the wrong answer fails too;
+//! - `<!-- readme: not run: REASON -->` — not run, for the reason given (the text beside
+//!   the block says it too).
+//!
+//! Every other `sh` block must exit 0 under `bash -e -o pipefail`.
+//!
+//! The first block installs frontdoor with `cargo install --path .`; here that install goes
+//! to a directory under `target/` (`CARGO_INSTALL_ROOT`, `CARGO_TARGET_DIR`), so the test
+//! neither replaces the user's own `frontdoor` nor waits on the build lock of `cargo test`.
+
+use crate::common;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::repo;
+
+#[derive(Debug)]
+enum Mark {
+    Run,
+    Server,
+    Expect(String),
+    NotRun,
+}
+
+#[derive(Debug)]
+struct Block {
+    line: usize,
+    mark: Mark,
+    text: String,
+}
+
+/// The shell blocks of a Markdown file, with their marks.
+fn shell_blocks(markdown: &str) -> Vec<Block> {
+    let mut blocks = Vec::new();
+    let mut lines = markdown.lines().enumerate().peekable();
+    let mut previous = "";
+    while let Some((n, line)) = lines.next() {
+        let Some(info) = line.strip_prefix("```") else {
+            if !line.trim().is_empty() {
+                previous = line;
+            }
+            continue;
+        };
+        let mut text = String::new();
+        for (_, body) in lines.by_ref() {
+            if body.starts_with("```") {
+                break;
+            }
+            text.push_str(body);
+            text.push('\n');
+        }
+        if matches!(info.trim(), "sh" | "bash" | "shell" | "console") {
+            let mark = match previous
+                .trim()
+                .strip_prefix("<!-- readme:")
+                .and_then(|m| m.strip_suffix("-->"))
+                .map(str::trim)
+            {
+                None => Mark::Run,
+                Some("server") => Mark::Server,
+                Some(m) if m.starts_with("expect ") => Mark::Expect(m[7..].trim().to_owned()),
+                Some(m) if m.starts_with("not run:") && m.len() > "not run:".len() + 10 => {
+                    Mark::NotRun
+                }
+                Some(other) => panic!("README line {}: unknown mark `{other}`", n + 1),
+            };
+            blocks.push(Block {
+                line: n + 1,
+                mark,
+                text,
+            });
+        }
+        previous = "";
+    }
+    blocks
+}
+
+/// What a marked block's output must show, in order.
+fn expected(name: &str) -> &'static [&'static str] {
+    match name {
+        "first-calls" => &[
+            // login is public
+            "HTTP/1.1 200",
+            // user-profiles lets login in, on its port and at its run.app URL (through the
+            // proxy, TLS and HTTP/2), and with either header
+            "HTTP/1.1 200",
+            "HTTP/2 200",
+            "HTTP/1.1 200",
+            "SIGNATURE_REMOVED_BY_GOOGLE",
+            // search: the token's audience is user-profiles'
+            "HTTP/1.1 401",
+            "x-frontdoor-reason: audience",
+            // the decisions, with their reasons
+            "ALLOW 200 GET login /",
+            "ALLOW 200 GET user-profiles /",
+            "DENY  401 GET search /",
+            "is not one of service `search`'s audiences",
+        ],
+        "explain" => &[
+            "DENY  403 search → serviceAccount:login@demo-project.iam.gserviceaccount.com",
+            "    no_invoker_binding: serviceAccount:login@demo-project.iam.gserviceaccount.com has no role carrying run.routes.invoke",
+            "(a token minted for the question, sent nowhere)",
+            "  checks: route ✓ → ingress ✓ → public? ✓ → credential picked ✓ → token: format ✓",
+            "token: aud ✓ → principal ✓ → IAM ✗",
+            "token claims: {",
+        ],
+        "env" => &[
+            "export GCE_METADATA_HOST=127.0.0.1:9082",
+            "export GCE_METADATA_IP=127.0.0.1:9082",
+            "export GCE_METADATA_ROOT=127.0.0.1:9082",
+            "export HTTPS_PROXY=http://127.0.0.1:9082",
+            "export NO_PROXY=localhost,127.0.0.1,::1",
+            "/ca/bundle.pem",
+            "export NODE_EXTRA_CA_CERTS=",
+            "export CLOUDSDK_PROXY_PORT=9082",
+            "export JAVA_TOOL_OPTIONS=",
+            "export K_SERVICE=user-profiles",
+            "export K_REVISION=user-profiles-00001-",
+            "export K_CONFIGURATION=user-profiles",
+        ],
+        "deployer" => &[
+            "login\thttps://login-123456789012.us-central1.run.app",
+            "search\thttps://search-123456789012.us-central1.run.app",
+            "before the binding: 403",
+            "serviceAccount:login@demo-project.iam.gserviceaccount.com",
+            "after the binding: 200",
+            "custom audience: 200",
+            "run.googleapis.com/custom-audiences: '[\"https://api.example.com\"]'",
+            "replaced audience: 200",
+            "PERMISSION_DENIED: Failed to impersonate [login@demo-project.iam.gserviceaccount.com]",
+            "role: roles/iam.serviceAccountTokenCreator",
+            "impersonated: 200",
+            "folded into services.yaml",
+            "service account login@demo-project.iam.gserviceaccount.com: IAM policy → service_accounts[0].iam_policy",
+            "service search: iam_policy → services[2]",
+            "service search: custom audiences, Knative document: kept in changes.json",
+            // the binding is in the file now
+            "Token Creator bindings in services.yaml: 1\n",
+            "binding removed: 403",
+            "changed through the Admin APIs",
+            "service search: service account, custom audiences",
+            "service account login@demo-project.iam.gserviceaccount.com: IAM policy",
+        ],
+        "key-file" => &["created key [", "eyJ"],
+        "self-signed" => &[
+            "['id_token']",
+            "https://user-profiles-123456789012.us-central1.run.app",
+        ],
+        "keys" => &["KEY_ID", "deleted key ["],
+        "impersonation" => &["iam.serviceAccounts.getOpenIdToken", "PERMISSION_DENIED"],
+        "federation" => &[
+            "wrote",
+            // Python's identity_pool: STS, then generateAccessToken as deployer
+            "deployer@demo-project.iam.gserviceaccount.com ya29.",
+            // curl: STS, then generateIdToken with the federated token
+            "{\"token\":\"eyJ",
+        ],
+        "example-calls" => &[
+            "\"user-profiles\"",
+            "\"status\": 200",
+            "login@demo-project.iam.gserviceaccount.com",
+            "\"search\"",
+            "\"status\": 403",
+        ],
+        "example-grant" => &["\"search\"", "\"status\": 200", "search-00002-"],
+        "token" => &[
+            "\"aud\":\"https://x\"",
+            "\"email\":\"login@demo-project.iam.gserviceaccount.com\"",
+        ],
+        "health" => &[
+            "ok",
+            r#"frontdoor_decisions_total{surface="tokeninfo",service="",outcome="allow",status="200"} 1"#,
+        ],
+        other => panic!("README expects `{other}`, which this test does not know"),
+    }
+}
+
+/// Copies the repository's files (not its build output, environments or state) to `to`.
+fn copy_repository(from: &Path, to: &Path) {
+    const SKIP: [&str; 6] = [
+        "target",
+        ".git",
+        ".venv",
+        "node_modules",
+        ".frontdoor",
+        "__pycache__",
+    ];
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name();
+        if SKIP.iter().any(|s| name == *s) {
+            continue;
+        }
+        let kind = entry.file_type().unwrap();
+        if kind.is_dir() {
+            copy_repository(&entry.path(), &to.join(&name));
+        } else if kind.is_file() {
+            std::fs::copy(entry.path(), to.join(&name)).unwrap();
+        }
+    }
+}
+
+struct Shell {
+    dir: PathBuf,
+    path: String,
+    install_root: PathBuf,
+    target_dir: PathBuf,
+}
+
+impl Shell {
+    fn command(&self, script: &str) -> Command {
+        let mut cmd = Command::new("bash");
+        cmd.arg("-e")
+            .arg("-o")
+            .arg("pipefail")
+            .arg("-c")
+            .arg(script)
+            .current_dir(&self.dir)
+            .env("PATH", &self.path)
+            .env("CARGO_INSTALL_ROOT", &self.install_root)
+            .env("CARGO_TARGET_DIR", &self.target_dir)
+            // The install is checked for working, not for speed: a lightly optimised,
+            // incremental release build takes a fraction of the full one, and the
+            // command stays as the README writes it.
+            .env("CARGO_PROFILE_RELEASE_OPT_LEVEL", "1")
+            .env("CARGO_PROFILE_RELEASE_DEBUG", "0")
+            .env("CARGO_PROFILE_RELEASE_INCREMENTAL", "true")
+            .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "256");
+        // A reader's shell has none of these set by frontdoor; a test's environment might.
+        for var in [
+            "GOOGLE_APPLICATION_CREDENTIALS",
+            "GCE_METADATA_HOST",
+            "GCE_METADATA_IP",
+            "FRONTDOOR_STATE_DIR",
+            "CLOUDSDK_CONFIG",
+        ] {
+            cmd.env_remove(var);
+        }
+        cmd
+    }
+}
+
+/// A server started by a block, stopped (SIGINT, as Ctrl-C would) when dropped.
+struct Server {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Server {
+    fn stop(mut self) {
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGINT,
+        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if self.child.try_wait().unwrap().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        panic!("a server started by the README did not stop within 20 s of SIGINT");
+    }
+
+    fn tail(&self) -> String {
+        let bytes = std::fs::read(&self.log).unwrap_or_default();
+        String::from_utf8_lossy(&bytes[bytes.len().saturating_sub(4000)..]).into_owned()
+    }
+}
+
+/// Waits until the google listener on its default address answers, which includes the
+/// release build of the first block.
+fn wait_until_up(server: &mut Server, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20 * 60);
+    loop {
+        if let Ok(mut stream) = std::net::TcpStream::connect("127.0.0.1:8088") {
+            use std::io::Write;
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let _ = stream.write_all(
+                b"GET /.well-known/openid-configuration HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            );
+            let mut answer = String::new();
+            let _ = stream.read_to_string(&mut answer);
+            if answer.starts_with("HTTP/1.1 200") {
+                return;
+            }
+        }
+        if let Some(status) = server.child.try_wait().unwrap() {
+            panic!(
+                "{what} exited ({status}) before serving:\n{}",
+                server.tail()
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not serve within 20 minutes:\n{}",
+            server.tail()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn in_order(output: &str, wanted: &[&str]) -> Result<(), String> {
+    let mut rest = output;
+    for w in wanted {
+        match rest.find(w) {
+            Some(i) => rest = &rest[i + w.len()..],
+            None => return Err(format!("`{w}` (in this order)")),
+        }
+    }
+    Ok(())
+}
+
+#[test]
+#[ignore = "left to scripts/test: runs a program it installs"]
+fn every_shell_block_of_the_readme_runs_as_written() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let blocks = shell_blocks(&readme);
+    assert!(blocks.len() >= 10, "found only {} blocks", blocks.len());
+    for port in [8080, 8088, 8089] {
+        assert!(
+            std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(),
+            "port {port} is taken: the README's recipes use the default ports; stop whatever holds it (a `frontdoor serve` of your own?)"
+        );
+    }
+
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("frontdoor");
+    copy_repository(&repo(), &dir);
+    let build = repo().join("target/readme");
+    let shell = Shell {
+        path: format!(
+            "{}:{}",
+            build.join("install/bin").display(),
+            std::env::var("PATH").unwrap_or_default()
+        ),
+        install_root: build.join("install"),
+        target_dir: build.join("build"),
+        dir,
+    };
+
+    let mut server: Option<Server> = None;
+    let mut ran = 0;
+    for (i, block) in blocks.iter().enumerate() {
+        let what = format!("README block {} (line {})", i + 1, block.line);
+        eprintln!("{what}: {:?}\n{}", block.mark, block.text);
+        match &block.mark {
+            Mark::NotRun => continue,
+            Mark::Server => {
+                if let Some(previous) = server.take() {
+                    previous.stop();
+                }
+                let log = work.path().join(format!("server-{}.log", i + 1));
+                let out = std::fs::File::create(&log).unwrap();
+                let mut cmd = shell.command(&block.text);
+                cmd.stdin(Stdio::null())
+                    .stdout(out.try_clone().unwrap())
+                    .stderr(out);
+                // Its own process group, so that stopping it reaches what it started.
+                std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+                let mut started = Server {
+                    child: cmd.spawn().unwrap(),
+                    log,
+                };
+                wait_until_up(&mut started, &what);
+                server = Some(started);
+            }
+            Mark::Run | Mark::Expect(_) => {
+                let out = shell
+                    .command(&block.text)
+                    .stdin(Stdio::null())
+                    .output()
+                    .unwrap();
+                let stdout = String::from_utf8_lossy(&out.stdout);
+                let stderr = String::from_utf8_lossy(&out.stderr);
+                let server_log = server.as_ref().map(Server::tail).unwrap_or_default();
+                assert!(
+                    out.status.success(),
+                    "{what} failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{stderr}\n--- server\n{server_log}",
+                    out.status
+                );
+                if let Mark::Expect(name) = &block.mark {
+                    if let Err(missing) = in_order(&stdout, expected(name)) {
+                        panic!(
+                            "{what} ran, but its output lacks {missing}:\n--- stdout\n{stdout}\n--- stderr\n{stderr}\n--- server\n{server_log}"
+                        );
+                    }
+                }
+            }
+        }
+        ran += 1;
+    }
+    if let Some(last) = server.take() {
+        last.stop();
+    }
+    eprintln!("ran {ran} of {} README blocks", blocks.len());
+}
+
+#[test]
+fn marks_are_read_and_unknown_ones_refused() {
+    let md = "text\n<!-- readme: server -->\n```sh\nfrontdoor serve\n```\n\n```yaml\nnot: shell\n```\n<!-- readme: expect env -->\n```sh\nfrontdoor env\n```\n```sh\nplain\n```\n";
+    let blocks = shell_blocks(md);
+    assert_eq!(blocks.len(), 3);
+    assert!(matches!(blocks[0].mark, Mark::Server));
+    assert!(matches!(&blocks[1].mark, Mark::Expect(n) if n == "env"));
+    assert!(matches!(blocks[2].mark, Mark::Run));
+    assert_eq!(blocks[2].text, "plain\n");
+    let bad = std::panic::catch_unwind(|| shell_blocks("<!-- readme: serv -->\n```sh\nx\n```\n"));
+    assert!(bad.is_err());
+    assert!(in_order("a b c", &["a", "c"]).is_ok());
+    assert!(in_order("a b c", &["c", "a"]).is_err());
+}
