@@ -613,7 +613,7 @@ async fn serve(args: ConfigArgs, bind_all: bool) -> anyhow::Result<()> {
         config.project.number,
         config.project.region,
         addresses.google,
-        crate::dashboard::PATH,
+        crate::ops::DASHBOARD_PATH,
         addresses.frontdoor,
         addresses.google,
         config.issuer,

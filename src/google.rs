@@ -1,13 +1,12 @@
 //! The google APIs listener (SPEC §6): the issuer's discovery document and published keys,
 //! the OAuth2 token endpoint, tokeninfo, IAM Credentials, STS and the Cloud Run Admin API
-//! (`run`, through `admin`), whose decisions go to the one decision log; and, merged in from
-//! `introspect`, frontdoor's own decisions, status, health and metrics endpoints.
+//! (`run`, through `admin`), whose decisions go to the one decision log. Google's APIs only:
+//! frontdoor's own endpoints are `ops`, which the server mounts beside these.
 
 mod admin;
 mod assertion;
 mod caller;
 mod errors;
-mod explain;
 mod iamcredentials;
 mod issuer;
 mod oauth2;
@@ -40,24 +39,12 @@ pub fn app(live: Live) -> Router {
         .merge(service_accounts::routes())
         .fallback(no_such_path)
         .method_not_allowed_fallback(no_such_path)
-        // Google's paths only: frontdoor's own, merged after, keep their own errors.
+        // Google's paths only: frontdoor's own (`ops`, beside these on the listener) keep
+        // their own errors.
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::map_response(too_large_as_google))
-        .merge(own_surfaces())
         .layer(axum::middleware::from_fn_with_state(live.clone(), record))
         .with_state(live)
-}
-
-/// frontdoor's own endpoints (decisions, status, metrics, the dashboard, explain), which
-/// answer only a request that names this machine (issue 26: a web page could otherwise
-/// reach them by DNS rebinding, read the decision log and post to explain). Google's own
-/// paths answer any host, as Google's do.
-fn own_surfaces() -> Router<Live> {
-    Router::new()
-        .merge(crate::introspect::routes())
-        .merge(crate::dashboard::routes())
-        .merge(explain::routes())
-        .route_layer(axum::middleware::from_fn(crate::peer::local_names_only))
 }
 
 /// The largest request body Google's paths read (axum's default, stated here so that the

@@ -27,7 +27,7 @@
 //!            (keys, decision log, issued tokens, caches, the supervisor, Reloads), its
 //!            fields private; Live swaps generations on reload
 //!   peer     a connection's two ends, which every listener is handed
-//!   listeners (HTTP; only google mounts others' routes, introspect's and dashboard's):
+//!   listeners (HTTP; each emulates one of Google's surfaces, and mounts nobody else's):
 //!     frontdoor  *.run.app ingress: auth (the order of checks, a pure verdict) → proxy
 //!     metadata   one per service: its identity, ID and access tokens (cached)
 //!     google     issuer keys (and each account's own), /token, tokeninfo, IAM
@@ -35,12 +35,14 @@
 //!                service accounts and keys):
 //!                google::admin checks the deployer by IAM and puts each change in the
 //!                layer over the file (config::layer), applied through the server loop
-//!     introspect frontdoor's own decisions, status, /healthz, /metrics
-//!     dashboard  the page at /frontdoor/ui/: live decisions (dashboard::events, one feed
-//!                for every open page), who can call whom (dashboard::graph), the inspector
 //!   egress   the proxy every metadata listener also is: CONNECT to *.run.app and Google's
 //!            API hosts ends TLS with the local CA (keys::ca) and goes to the front door
 //!            or google; plain http reaches the metadata server; other hosts are refused
+//!   ops      frontdoor's own surfaces, mounted once beside google's on its listener:
+//!            introspect (decisions, status, /healthz, /metrics), explain (the front
+//!            door's verdict for a pasted token, by frontdoor::auth), the dashboard at
+//!            /frontdoor/ui/ (dashboard::events, one feed for every open page;
+//!            dashboard::graph, who can call whom; the inspector)
 //!   server   binds every listener first (server::bind), serves each through
 //!            server::accept (limits on time, headers, connections), the front door on one
 //!            runtime per core (server::per_core), runs commands (server::commands) and
@@ -57,16 +59,15 @@ pub mod cli;
 pub mod client_env;
 pub mod clock;
 pub mod config;
-pub(crate) mod dashboard;
 pub(crate) mod decisions;
 pub(crate) mod egress;
 pub(crate) mod frontdoor;
 pub mod google;
 pub mod iam;
-pub(crate) mod introspect;
 pub mod keys;
 pub mod logging;
 pub mod metadata;
+pub(crate) mod ops;
 pub mod peer;
 pub(crate) mod routing;
 pub mod server;

@@ -29,6 +29,12 @@ use crate::state::{AppState, Live};
 /// How long in-flight requests may run on after shutdown is asked for.
 const DRAIN: Duration = Duration::from_secs(10);
 
+/// The google listener's app: Google's APIs, and frontdoor's own surfaces (`ops`) beside
+/// them, each mounted once.
+pub fn google_listener(live: Live) -> axum::Router {
+    crate::google::app(live.clone()).merge(crate::ops::app(live))
+}
+
 /// Serves every bound listener until `shutdown` completes, applying changes to the
 /// configuration file as they are saved; then lets in-flight requests finish for up to
 /// `DRAIN`.
@@ -60,7 +66,7 @@ pub async fn serve(
     // Connected before any listener serves: an Admin API change always goes through this
     // loop (new listeners bound, commands started), never around it.
     let mut changes = live.get().changes().connect();
-    let google = crate::google::app(live.clone());
+    let google = google_listener(live.clone());
     tasks.spawn(serve_one(bound.google, google, stop_rx.clone()));
     let frontdoor = crate::frontdoor::app(live.clone(), None);
     tasks.spawn(serve_per_core(bound.frontdoor, frontdoor, stop_rx.clone()));

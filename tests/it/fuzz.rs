@@ -141,7 +141,7 @@ fn google_bodies() {
         sa("login"),
         sa("search")
     ));
-    let app = frontdoor::google::app(generation.live.clone());
+    let app = frontdoor::server::google_listener(generation.live.clone());
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

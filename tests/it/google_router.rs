@@ -35,7 +35,7 @@ fn post(path: &str, content_type: &str, body: &str) -> Request<Body> {
 #[tokio::test]
 async fn each_endpoint_answers_good_and_bad_requests() {
     let g = generation(YAML);
-    let app = frontdoor::google::app(g.live.clone());
+    let app = frontdoor::server::google_listener(g.live.clone());
     let state = g.live.get();
     let login = state
         .config()
@@ -195,7 +195,7 @@ async fn each_endpoint_answers_good_and_bad_requests() {
 #[tokio::test]
 async fn issuer_keys_are_cacheable_and_match_the_signing_keys() {
     let g = generation(YAML);
-    let app = frontdoor::google::app(g.live.clone());
+    let app = frontdoor::server::google_listener(g.live.clone());
     let (status, headers, body) = oneshot(&app, get("/oauth2/v3/certs")).await;
     assert_eq!(status, 200);
     assert!(
@@ -221,7 +221,7 @@ async fn issuer_keys_are_cacheable_and_match_the_signing_keys() {
 #[tokio::test]
 async fn frontdoors_own_endpoints_answer_only_names_of_this_machine() {
     let g = generation(YAML);
-    let app = frontdoor::google::app(g.live.clone());
+    let app = frontdoor::server::google_listener(g.live.clone());
     let with_host = |method: &str, path: &str, host: &str| {
         Request::builder()
             .method(method)

@@ -15,11 +15,11 @@ const LAYERS: &[&[&str]] = &[
     &["decisions"],
     &["state"],
     &["peer"],
-    &["frontdoor", "metadata", "introspect", "dashboard"],
-    // Mounts introspect's and dashboard's routes on its listener.
-    &["google"],
+    &["frontdoor", "metadata", "google"],
     // The proxy in front of each metadata listener: routes to frontdoor and google.
     &["egress"],
+    // frontdoor's own surfaces: explain asks the front door's `authorize`.
+    &["ops"],
     &["server"],
     &["cli"],
 ];
