@@ -23,9 +23,10 @@
 //!   decisions one log of every surface's decision, with its reason, to stderr through
 //!            logging (a compact line, or JSON); a front-door decision's chain of checks
 //!            (decisions::chain) and refusal code (decisions::codes)
-//!   state    AppState = one generation (Config, routing, revisions) + what outlives it
-//!            (keys, decision log, issued tokens, caches, the supervisor, Reloads), its
-//!            fields private; Live swaps generations on reload
+//!   state    AppState = one Generation (Config, routes, revisions: built whole by a
+//!            reload) + one Lasting (keys, decision log, issued tokens, caches keyed by
+//!            the issuer and project they depend on, the supervisor, the CA, Reloads),
+//!            their fields private; Live swaps generations on reload
 //!   peer     a connection's two ends, which every listener is handed
 //!   listeners (HTTP; each emulates one of Google's surfaces, and mounts nobody else's):
 //!     frontdoor  *.run.app ingress: auth (the order of checks, a pure verdict) → proxy

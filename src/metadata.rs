@@ -301,17 +301,19 @@ fn access_token(state: &AppState, sa: &ServiceAccount, query: &[(String, String)
         scopes.push(CLOUD_PLATFORM.to_owned());
     }
     let now = state.now();
-    let key = format!("token\0{}\0{}", sa.email, scopes.join(","));
+    let asked = format!("token\0{}\0{}", sa.email, scopes.join(","));
     let mut minted_scopes = String::new();
-    let minted = state.metadata_tokens().get_or_mint(key, now, || {
-        minted_scopes = scopes.join(" ");
-        let principal = Principal::ServiceAccount(sa.email.clone());
-        let (token, grant) =
-            state
-                .access_tokens()
-                .issue(principal, scopes, now, tokens::LIFETIME)?;
-        Ok((token, grant.exp))
-    });
+    let minted = state
+        .metadata_tokens()
+        .get_or_mint(state.config(), &asked, now, || {
+            minted_scopes = scopes.join(" ");
+            let principal = Principal::ServiceAccount(sa.email.clone());
+            let (token, grant) =
+                state
+                    .access_tokens()
+                    .issue(principal, scopes, now, tokens::LIFETIME)?;
+            Ok((token, grant.exp))
+        });
     let (token, exp, minted) = match minted {
         Ok(minted) => minted,
         Err(e @ crate::access::TooLarge(_)) => {
@@ -372,38 +374,38 @@ fn identity(
         }
     };
     let now = state.now();
-    // Keyed by everything the token depends on: a `full` token names this listener's
-    // instance, so two services on one account must not share it; and the cache outlives
-    // a reload, so the issuer and the project are in the key too (issue 26: after an
-    // `issuer:` change it handed out tokens naming the old one).
+    // Keyed by everything the token depends on (the cache adds the issuer and the
+    // project): a `full` token names this listener's instance, so two services on one
+    // account must not share it.
     let instance = if full { &*id.instance_id } else { "" };
-    let config = state.config();
-    let project = &config.project;
-    let key = format!(
-        "identity\0{}\0{}\0{}\0{}\0{}\0{}\0{audience}\0{full}\0{licenses}\0{instance}",
-        config.issuer, project.id, project.number, project.region, sa.email, sa.unique_id
+    let asked = format!(
+        "identity\0{}\0{}\0{audience}\0{full}\0{licenses}\0{instance}",
+        sa.email, sa.unique_id
     );
-    let minted = state.metadata_tokens().get_or_mint(key, now, || {
-        let mut claims = tokens::service_account_claims(&state.config().issuer, sa, audience, now);
-        if full {
-            let project = &state.config().project;
-            let mut engine = json!({
-                "project_id": project.id,
-                "project_number": project.number.parse::<u64>().unwrap_or(0),
-                "zone": format!("{}-1", project.region),
-                "instance_id": &*id.instance_id,
-                "instance_name": id.service.clone().unwrap_or_else(|| "localhost".to_owned()),
-            });
-            if licenses {
-                engine["license_id"] = json!([]);
+    let minted = state
+        .metadata_tokens()
+        .get_or_mint(state.config(), &asked, now, || {
+            let mut claims =
+                tokens::service_account_claims(&state.config().issuer, sa, audience, now);
+            if full {
+                let project = &state.config().project;
+                let mut engine = json!({
+                    "project_id": project.id,
+                    "project_number": project.number.parse::<u64>().unwrap_or(0),
+                    "zone": format!("{}-1", project.region),
+                    "instance_id": &*id.instance_id,
+                    "instance_name": id.service.clone().unwrap_or_else(|| "localhost".to_owned()),
+                });
+                if licenses {
+                    engine["license_id"] = json!([]);
+                }
+                claims.insert("google".into(), json!({ "compute_engine": engine }));
             }
-            claims.insert("google".into(), json!({ "compute_engine": engine }));
-        }
-        Ok::<_, std::convert::Infallible>((
-            tokens::mint(state.keys(), &claims),
-            now + tokens::LIFETIME,
-        ))
-    });
+            Ok::<_, std::convert::Infallible>((
+                tokens::mint(state.keys(), &claims),
+                now + tokens::LIFETIME,
+            ))
+        });
     let Ok((token, _, minted)) = minted;
     // The raw JWT, with no trailing newline: some clients use the body as is.
     let mut response = text(StatusCode::OK, &token);

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::keys::KeySet;
-use crate::tokens::verified::{self, VerifiedTokens};
+use crate::tokens::verified::VerifiedTokens;
 use crate::tokens::{TokenError, Verified};
 
 /// What the front door keeps between requests.
@@ -25,21 +25,15 @@ impl FrontDoor {
         (self.tokens.len(), self.tokens.bytes())
     }
 
-    /// Routes for `config`; the verified-token cache of `previous` is kept.
-    pub fn new(config: &Config, previous: Option<&FrontDoor>) -> FrontDoor {
+    /// Routes for `config`, verifying through `tokens` (which outlives generations).
+    pub(crate) fn new(config: &Config, tokens: Arc<VerifiedTokens>) -> FrontDoor {
         let mut hosts = HashMap::new();
         for (i, s) in config.services.iter().enumerate() {
             for h in s.hosts() {
                 hosts.insert(h.to_ascii_lowercase(), i);
             }
         }
-        FrontDoor {
-            hosts,
-            tokens: previous.map_or_else(
-                || Arc::new(VerifiedTokens::new(verified::CAPACITY_BYTES)),
-                |p| p.tokens.clone(),
-            ),
-        }
+        FrontDoor { hosts, tokens }
     }
 
     /// Every host a service answers to (lowercase, no port).

@@ -1,11 +1,12 @@
 //! What every listener shares, as two layers:
 //!
-//! - `AppState`: one generation — the configuration in force and what is derived from it
-//!   (routes) — together with the parts that outlive every reload (keys, the decision log,
-//!   issued tokens, caches). Immutable; cheap to clone. A request works on one `AppState`
-//!   from start to end, so a reload never changes the rules under it.
+//! - `AppState`: one `Generation` — the configuration in force and what is derived from it
+//!   (routes, revisions) — beside the one `Lasting`: what outlives every reload (keys, the
+//!   decision log, issued tokens, caches, the supervisor, the CA). Immutable; two `Arc`s to
+//!   clone. A request works on one `AppState` from start to end, so a reload never changes
+//!   the rules under it.
 //! - `Live`: the handle listeners hold. Each request takes the current generation from it;
-//!   a reload swaps in the next.
+//!   a reload builds the next `Generation` whole and swaps it in.
 
 mod changes;
 
@@ -26,6 +27,7 @@ use crate::keys::ca::LocalCa;
 use crate::keys::{KeySet, StateDir, StoreError, SystemKeys};
 use crate::routing::FrontDoor;
 use crate::tokens::minted::MetadataTokens;
+use crate::tokens::verified::{self, VerifiedTokens};
 use crate::upstream::Supervisor;
 pub use changes::{Apply, Changes};
 
@@ -115,16 +117,28 @@ impl LastReload {
 /// method that says what it is for, and handlers that need one part alone take it with
 /// `State<…>` (the `FromRef` impls below).
 #[derive(Clone)]
-pub struct AppState(Arc<Shared>);
+pub struct AppState {
+    generation: Arc<Generation>,
+    lasting: Arc<Lasting>,
+}
 
-struct Shared {
+/// What one configuration makes: a reload builds a new one whole, and nothing else.
+struct Generation {
     config: Config,
     /// 1 at start, one more for every configuration applied.
-    generation: u64,
-    reloads: Arc<Reloads>,
+    number: u64,
     /// Each service's revision: number 1 at start, bumped when a reload changes it. The
     /// name is made once per generation; every decision reads it.
     revisions: BTreeMap<String, Revision>,
+    /// Routes of the front door (its verified tokens are [`Lasting`]'s).
+    frontdoor: FrontDoor,
+}
+
+/// What outlives every reload. A cache here is keyed by whatever of a configuration its
+/// entries depend on (the verified tokens by issuer, the metadata server's by issuer and
+/// project), so that no generation reads another's.
+struct Lasting {
+    reloads: Arc<Reloads>,
     keys: Arc<KeySet>,
     /// Each service account's own key, for `signJwt` and `signBlob`.
     system_keys: Arc<SystemKeys>,
@@ -132,196 +146,193 @@ struct Shared {
     state_dir: StateDir,
     clock: SharedClock,
     decisions: Arc<DecisionLog>,
-    frontdoor: FrontDoor,
-    access_tokens: Arc<AccessTokens>,
-    metadata_tokens: Arc<MetadataTokens>,
+    /// Tokens the front door has verified, across generations.
+    verified: Arc<VerifiedTokens>,
+    access_tokens: AccessTokens,
+    metadata_tokens: MetadataTokens,
     /// The processes of `command` services, across generations.
-    supervisor: Arc<Supervisor>,
+    supervisor: Supervisor,
     /// Whether listeners may bind other interfaces than loopback (`--bind-all`).
     bind_all: bool,
     /// The local CA the egress proxy ends TLS with, loaded (or made) on first use.
-    ca: Arc<Mutex<Option<Arc<LocalCa>>>>,
+    ca: Mutex<Option<Arc<LocalCa>>>,
     /// How changes made through the Admin APIs are serialised and applied.
-    changes: Arc<Changes>,
+    changes: Changes,
     /// True once shutdown begins: responses that never end by themselves (the dashboard's
     /// event stream) end then, rather than hold the drain.
-    closing: Arc<tokio::sync::watch::Sender<bool>>,
+    closing: tokio::sync::watch::Sender<bool>,
+}
+
+impl Generation {
+    /// `config`'s generation after `before` (the first if none): a service's revision
+    /// number goes up when its settings changed.
+    fn after(before: Option<&Generation>, config: Config, lasting: &Lasting) -> Generation {
+        let revisions = config
+            .services
+            .iter()
+            .map(|s| {
+                let before = before
+                    .and_then(|b| Some((b.config.service(&s.name)?, b.revisions.get(&s.name)?)));
+                let n = match before {
+                    Some((service, r)) if service == s => r.number,
+                    Some((_, r)) => r.number + 1,
+                    None => 1,
+                };
+                (s.name.clone(), Revision::new(&s.name, n))
+            })
+            .collect();
+        Generation {
+            frontdoor: FrontDoor::new(&config, lasting.verified.clone()),
+            revisions,
+            config,
+            number: before.map_or(1, |b| b.number + 1),
+        }
+    }
 }
 
 impl AppState {
     pub fn new(config: Config, keys: KeySet, state_dir: StateDir, clock: SharedClock) -> AppState {
-        let tokens = access_tokens(&state_dir);
-        AppState(Arc::new(Shared {
-            frontdoor: FrontDoor::new(&config, None),
-            revisions: config
-                .services
-                .iter()
-                .map(|s| (s.name.clone(), Revision::new(&s.name, 1)))
-                .collect(),
-            config,
-            generation: 1,
+        let lasting = Lasting {
             reloads: Arc::new(Reloads(Mutex::new(ReloadStatus {
                 generation: 1,
                 ..ReloadStatus::default()
             }))),
             keys: Arc::new(keys),
             system_keys: Arc::new(SystemKeys::new(state_dir.clone())),
+            access_tokens: access_tokens(&state_dir),
             state_dir,
             clock,
             decisions: Arc::default(),
-            access_tokens: Arc::new(tokens),
-            metadata_tokens: Arc::default(),
-            supervisor: Arc::default(),
+            verified: Arc::new(VerifiedTokens::new(verified::CAPACITY_BYTES)),
+            metadata_tokens: MetadataTokens::default(),
+            supervisor: Supervisor::default(),
             bind_all: false,
-            ca: Arc::default(),
-            changes: Arc::default(),
-            closing: Arc::new(tokio::sync::watch::Sender::new(false)),
-        }))
+            ca: Mutex::default(),
+            changes: Changes::default(),
+            closing: tokio::sync::watch::Sender::new(false),
+        };
+        AppState {
+            generation: Arc::new(Generation::after(None, config, &lasting)),
+            lasting: Arc::new(lasting),
+        }
     }
 
-    /// The next generation: `config` in force, every key, token and log kept.
+    /// The next generation: `config` in force, everything lasting kept.
     pub fn reconfigured(&self, config: Config) -> AppState {
-        let revisions = config
-            .services
-            .iter()
-            .map(|s| {
-                let n = match (
-                    self.0.config.service(&s.name),
-                    self.0.revisions.get(&s.name),
-                ) {
-                    (Some(before), Some(r)) if before == s => r.number,
-                    (Some(_), Some(r)) => r.number + 1,
-                    _ => 1,
-                };
-                (s.name.clone(), Revision::new(&s.name, n))
-            })
-            .collect();
-        let old = &self.0;
-        AppState(Arc::new(Shared {
-            frontdoor: FrontDoor::new(&config, Some(&old.frontdoor)),
-            revisions,
-            config,
-            generation: old.generation + 1,
-            reloads: old.reloads.clone(),
-            keys: old.keys.clone(),
-            system_keys: old.system_keys.clone(),
-            state_dir: old.state_dir.clone(),
-            clock: old.clock.clone(),
-            decisions: old.decisions.clone(),
-            access_tokens: old.access_tokens.clone(),
-            metadata_tokens: old.metadata_tokens.clone(),
-            supervisor: old.supervisor.clone(),
-            bind_all: old.bind_all,
-            ca: old.ca.clone(),
-            changes: old.changes.clone(),
-            closing: old.closing.clone(),
-        }))
+        AppState {
+            generation: Arc::new(Generation::after(
+                Some(&self.generation),
+                config,
+                &self.lasting,
+            )),
+            lasting: self.lasting.clone(),
+        }
     }
 
     /// Allows listeners on other interfaces than loopback (`serve --bind-all`); for a
     /// state not yet shared.
     pub fn binding_all_interfaces(mut self) -> AppState {
-        if let Some(shared) = Arc::get_mut(&mut self.0) {
-            shared.bind_all = true;
+        if let Some(lasting) = Arc::get_mut(&mut self.lasting) {
+            lasting.bind_all = true;
         }
         self
     }
 
     pub fn now(&self) -> i64 {
-        self.0.clock.now()
+        self.lasting.clock.now()
     }
 
     /// The configuration in force in this generation.
     pub fn config(&self) -> &Config {
-        &self.0.config
+        &self.generation.config
     }
 
     /// 1 at start, one more for every configuration applied.
     pub fn generation(&self) -> u64 {
-        self.0.generation
+        self.generation.number
     }
 
     pub fn reloads(&self) -> &Arc<Reloads> {
-        &self.0.reloads
+        &self.lasting.reloads
     }
 
     /// The issuer's keys: the one that signs ID tokens now and the next.
     pub fn keys(&self) -> &KeySet {
-        &self.0.keys
+        &self.lasting.keys
     }
 
     /// Each service account's own key, for `signJwt` and `signBlob`.
     pub fn system_keys(&self) -> &Arc<SystemKeys> {
-        &self.0.system_keys
+        &self.lasting.system_keys
     }
 
     /// Where service-account keys and the external issuer's key live.
     pub fn state_dir(&self) -> &StateDir {
-        &self.0.state_dir
+        &self.lasting.state_dir
     }
 
     pub fn decisions(&self) -> &DecisionLog {
-        &self.0.decisions
+        &self.lasting.decisions
     }
 
     /// Routes and verified tokens of the front door in this generation.
     pub fn frontdoor(&self) -> &FrontDoor {
-        &self.0.frontdoor
+        &self.generation.frontdoor
     }
 
     pub fn access_tokens(&self) -> &AccessTokens {
-        &self.0.access_tokens
+        &self.lasting.access_tokens
     }
 
     pub fn metadata_tokens(&self) -> &MetadataTokens {
-        &self.0.metadata_tokens
+        &self.lasting.metadata_tokens
     }
 
     /// The processes of `command` services, across generations.
     pub fn supervisor(&self) -> &Supervisor {
-        &self.0.supervisor
+        &self.lasting.supervisor
     }
 
     /// The local CA (`keys::ca`), loaded from the state directory or made there on first
     /// use, then kept.
     pub fn ca(&self) -> Result<Arc<LocalCa>, StoreError> {
-        let mut ca = self.0.ca.lock().unwrap_or_else(|p| p.into_inner());
+        let mut ca = self.lasting.ca.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(ca) = ca.as_ref() {
             return Ok(ca.clone());
         }
-        let loaded = Arc::new(LocalCa::load_or_create(&self.0.state_dir)?);
+        let loaded = Arc::new(LocalCa::load_or_create(&self.lasting.state_dir)?);
         *ca = Some(loaded.clone());
         Ok(loaded)
     }
 
     /// How changes made through the Admin APIs are serialised and applied.
     pub fn changes(&self) -> &Changes {
-        &self.0.changes
+        &self.lasting.changes
     }
 
     /// Says that shutdown has begun, to every [`AppState::closing`] receiver.
     pub fn close_streams(&self) {
-        self.0.closing.send_replace(true);
+        self.lasting.closing.send_replace(true);
     }
 
     /// Changes to true when shutdown begins.
     pub fn closing(&self) -> tokio::sync::watch::Receiver<bool> {
-        self.0.closing.subscribe()
+        self.lasting.closing.subscribe()
     }
 
     /// Whether listeners may bind other interfaces than loopback (`--bind-all`).
     pub fn binds_all_interfaces(&self) -> bool {
-        self.0.bind_all
+        self.lasting.bind_all
     }
 
     /// While the last change to the configuration file stands refused, the note every
     /// refusal ends with, so that a user wondering why an edit "did nothing" is told where
     /// they look: the reason header, the decisions and the log (issue 9).
     pub fn refused_change_note(&self) -> Option<String> {
-        let status = self.0.reloads.snapshot();
+        let status = self.lasting.reloads.snapshot();
         let last = status.last.as_ref().filter(|l| !l.ok)?;
-        let file = self.0.config.file.file_name().map_or_else(
-            || self.0.config.file.display().to_string(),
+        let file = self.generation.config.file.file_name().map_or_else(
+            || self.generation.config.file.display().to_string(),
             |n| n.to_string_lossy().into_owned(),
         );
         Some(format!(
@@ -332,12 +343,15 @@ impl AppState {
 
     /// The number of `service`'s revision in this generation: its Knative `generation`.
     pub fn revision_number(&self, service: &str) -> Option<u32> {
-        self.0.revisions.get(service).map(|r| r.number)
+        self.generation.revisions.get(service).map(|r| r.number)
     }
 
     /// `SERVICE-0000N-xyz`, the `K_REVISION` of `service` in this generation.
     pub fn revision(&self, service: &str) -> Option<&str> {
-        self.0.revisions.get(service).map(|r| r.name.as_str())
+        self.generation
+            .revisions
+            .get(service)
+            .map(|r| r.name.as_str())
     }
 }
 
@@ -384,22 +398,34 @@ fn access_tokens(state_dir: &StateDir) -> AccessTokens {
     }
 }
 
-/// The current generation, swapped whole on reload.
+/// The current generation, swapped whole on reload, and what outlives it.
 #[derive(Clone)]
-pub struct Live(Arc<ArcSwap<Shared>>);
+pub struct Live {
+    current: Arc<ArcSwap<Generation>>,
+    lasting: Arc<Lasting>,
+}
 
 impl Live {
     pub fn new(state: AppState) -> Live {
-        Live(Arc::new(ArcSwap::new(state.0)))
+        Live {
+            current: Arc::new(ArcSwap::new(state.generation)),
+            lasting: state.lasting,
+        }
     }
 
     /// The generation in force now.
     pub fn get(&self) -> AppState {
-        AppState(self.0.load_full())
+        AppState {
+            generation: self.current.load_full(),
+            lasting: self.lasting.clone(),
+        }
     }
 
+    /// Puts `state`'s generation in force: one made from this `Live`'s (by
+    /// [`AppState::reconfigured`]).
     pub fn set(&self, state: AppState) {
-        self.0.store(state.0);
+        debug_assert!(Arc::ptr_eq(&state.lasting, &self.lasting));
+        self.current.store(state.generation);
     }
 }
 
@@ -413,13 +439,13 @@ impl FromRef<Live> for AppState {
 /// For handlers that publish the issuer's keys and nothing else.
 impl FromRef<Live> for Arc<KeySet> {
     fn from_ref(live: &Live) -> Arc<KeySet> {
-        live.0.load().keys.clone()
+        live.lasting.keys.clone()
     }
 }
 
 /// For handlers that read the decision log and nothing else.
 impl FromRef<Live> for Arc<DecisionLog> {
     fn from_ref(live: &Live) -> Arc<DecisionLog> {
-        live.0.load().decisions.clone()
+        live.lasting.decisions.clone()
     }
 }

@@ -5,6 +5,8 @@
 
 use quick_cache::sync::Cache;
 
+use crate::config::Config;
+
 /// A cached token is handed out again until it is this close to expiry, as the real
 /// server does.
 const REFRESH_BEFORE_EXPIRY: i64 = 300;
@@ -40,15 +42,24 @@ impl MetadataTokens {
         (self.cache.len(), self.cache.weight())
     }
 
-    /// The cached token for `key` while it has more than five minutes left, else a new one
-    /// from `mint` (which returns the token and its expiry, or why it cannot); and whether
-    /// it was minted now.
+    /// The cached token for what was `asked` under `config` while it has more than five
+    /// minutes left, else a new one from `mint` (which returns the token and its expiry, or
+    /// why it cannot); and whether it was minted now. The cache outlives a reload, so its
+    /// key holds what of `config` every token names (the issuer, the project), whatever the
+    /// caller put in `asked` (issue 26: after an `issuer:` change it handed out tokens
+    /// naming the old one).
     pub(crate) fn get_or_mint<E>(
         &self,
-        key: String,
+        config: &Config,
+        asked: &str,
         now: i64,
         mint: impl FnOnce() -> Result<(String, i64), E>,
     ) -> Result<(String, i64, bool), E> {
+        let project = &config.project;
+        let key = format!(
+            "{}\0{}\0{}\0{}\0{asked}",
+            config.issuer, project.id, project.number, project.region
+        );
         if let Some((token, exp)) = self.cache.get(&key) {
             if now < exp - REFRESH_BEFORE_EXPIRY {
                 return Ok((token, exp, false));
