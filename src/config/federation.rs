@@ -66,7 +66,7 @@ impl Provider {
 }
 
 /// Google asks for 4 to 32 characters; we accept 2 so that short names such as the
-/// issue's `ci` work (the README says so).
+/// issue's `ci` work (docs/choices.md says so: a choice of ours).
 fn check_id(kind: &str, s: &str) -> Result<(), String> {
     let ok = (2..=32).contains(&s.len())
         && s.starts_with(|c: char| c.is_ascii_lowercase())

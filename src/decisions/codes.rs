@@ -1,7 +1,7 @@
 //! Stable codes for the front door's refusals: short names a CI test can assert instead of a
 //! sentence, each with its meaning and fix. They appear in the decision (its JSON and log
-//! event), in `X-Frontdoor-Reason` (`CODE: reason`) and `frontdoor decisions`; the README
-//! lists every one (a test here holds it to that).
+//! event), in `X-Frontdoor-Reason` (`CODE: reason`) and `frontdoor decisions`;
+//! `docs/front-door.md` lists every one (a test here holds it to that).
 
 use serde::{Deserialize, Serialize};
 
@@ -40,8 +40,8 @@ pub(crate) enum Code {
     UpstreamFailed,
 }
 
-/// Every code, its meaning and its fix, in the order of Cloud Run's checks: the README's
-/// table.
+/// Every code, its meaning and its fix, in the order of Cloud Run's checks: the table of
+/// `docs/front-door.md`.
 pub(crate) const ALL: &[(Code, &str, &str)] = &[
     (
         Code::MalformedRequest,
@@ -271,13 +271,16 @@ mod tests {
         assert_eq!(ALL.len(), 27, "a code added to the enum is added to ALL");
     }
 
-    /// The README's table of codes names every code, with its meaning and fix.
+    /// The table of codes in `docs/front-door.md` names every code, with its meaning and fix.
     #[test]
-    fn the_readme_lists_every_code() {
-        let readme = include_str!("../../README.md");
+    fn the_front_door_page_lists_every_code() {
+        let page = include_str!("../../docs/front-door.md");
         for (code, meaning, fix) in ALL {
             let row = format!("| `{code}` | {meaning} | {fix} |");
-            assert!(readme.contains(&row), "README lacks the row:\n{row}");
+            assert!(
+                page.contains(&row),
+                "docs/front-door.md lacks the row:\n{row}"
+            );
         }
     }
 }

@@ -250,7 +250,7 @@ async fn replace(
 }
 
 /// Whether `who` may replace service `name` with `sent`, each field checked as Google
-/// checks it (the README's table of the Admin API's permissions lists them all):
+/// checks it (`docs/deployer.md`'s table of the Admin API's permissions lists them all):
 /// - every field frontdoor honours (custom audiences, ingress, timeout, tags) and the rest
 ///   of the document: `run.services.update`, on the service or the project;
 /// - the invoker IAM check turned off or on: `run.services.setIamPolicy` besides, since it

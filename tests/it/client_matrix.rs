@@ -1,8 +1,9 @@
 //! Google's clients as the test oracle (issue 14): each language's library, unmodified and
 //! configured by `frontdoor env` alone, through every surface frontdoor emulates (the
 //! matrix), and each language's default ID-token verifier against the front door on the
-//! hostile-token corpus (the differential). The README's client table is this run's: the
-//! test fails when the committed one differs, and `scripts/client-matrix` copies it in.
+//! hostile-token corpus (the differential). The client table of `docs/clients.md` is this
+//! run's: the test fails when the committed one differs, and `scripts/client-matrix` copies
+//! it in.
 
 #[path = "client_matrix/clients.rs"]
 mod clients;
@@ -19,7 +20,7 @@ use clients::{Client, clients, read, run, write_tokens};
 use common::*;
 use differential::{DISAGREEMENTS, differential, disagreements};
 use serde_json::{Value, json};
-use table::{END, START, render};
+use table::{END, PAGE, START, render};
 
 /// The matrix's columns: the cell a client program is asked for, and its heading.
 const CELLS: &[(&str, &str)] = &[
@@ -374,8 +375,8 @@ async fn matrix(emu: &Emulator, clients: &[Client]) -> Vec<Vec<Outcome>> {
 }
 
 /// The matrix and the differential, from one run: every cell a library supports works, the
-/// front door and the verifiers agree (or disagree as declared), and the README shows this
-/// run's table.
+/// front door and the verifiers agree (or disagree as declared), and `docs/clients.md` shows
+/// this run's table.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "left to scripts/test: runs a program it installs"]
 async fn googles_clients_agree_with_frontdoor() {
@@ -419,15 +420,15 @@ async fn googles_clients_agree_with_frontdoor() {
         failures.join("\n"),
         written.display()
     );
-    let readme = read("README.md");
-    let committed = readme
+    let page = read(PAGE);
+    let committed = page
         .split_once(START)
         .and_then(|(_, rest)| rest.split_once(END))
         .map(|(table, _)| table)
-        .expect("README.md has the client-matrix section");
+        .unwrap_or_else(|| panic!("{PAGE} has no client-matrix section"));
     assert!(
         committed == table,
-        "README.md's client table is not this run's: scripts/client-matrix copies {} in",
+        "{PAGE}'s client table is not this run's: scripts/client-matrix copies {} in",
         written.display()
     );
     emu.stop().await;

@@ -1005,8 +1005,8 @@ async fn access_token_of(emu: &Emulator, account: &str, key: &str) -> String {
     body["access_token"].as_str().unwrap().to_owned()
 }
 
-/// Issue 26, and the README's table of the Admin API's permissions: every writable field
-/// of every Admin method needs the permission Google asks for it. Each row is tried by a
+/// Issue 26, and `docs/deployer.md`'s table of the Admin API's permissions: every writable
+/// field of every Admin method needs the permission Google asks for it. Each row is tried by a
 /// principal that holds everything else the request needs but that permission (refused:
 /// Google's 403 naming it, nothing changed), then by one that holds it too (accepted, for
 /// the rows where that makes no RSA key). Without its check a row's first attempt passes,

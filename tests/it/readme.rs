@@ -1,6 +1,11 @@
-//! README.md is executed: every shell block runs here exactly as written, in order, from a
-//! copy of the repository, against the default `services.yaml` on the default ports
-//! (issue 9). A recipe that breaks breaks the suite.
+//! README.md and the pages under `docs/` are executed: every shell block runs here exactly
+//! as written, from a copy of the repository, against the default `services.yaml` on the
+//! default ports (issue 9). A recipe that breaks breaks the suite.
+//!
+//! The pages are read in the order of `PAGES`, and their blocks run as one sequence, as a
+//! reader goes from the README to each page in turn: a server a block starts serves the
+//! blocks after it, on later pages too. A failure names the page, the block's number on it
+//! and its line (`docs/tokens.md block 3 (line 40)`).
 //!
 //! A block may be marked by an HTML comment on the line before its fence:
 //! - `<!-- readme: server -->` — a command that serves until stopped: it runs in the
@@ -26,6 +31,26 @@ use std::time::{Duration, Instant};
 
 use common::repo;
 
+/// The pages whose shell blocks run, README.md first, then the pages under `docs/` in the
+/// order their sections had in the README. The order is the recipes' own: a block uses what
+/// the blocks before it left, across pages (the README's first block starts the server the
+/// pages call; the three-service example stops it and starts it again for the command
+/// line's and the deployer's blocks; `health` counts the one tokeninfo call since then).
+const PAGES: &[&str] = &[
+    "README.md",
+    "docs/front-door.md",
+    "docs/metadata.md",
+    "docs/tokens.md",
+    "docs/local-cloud-run.md",
+    "docs/cli.md",
+    "docs/egress.md",
+    "docs/clients.md",
+    "docs/deployer.md",
+    "docs/configuration.md",
+    "docs/choices.md",
+    "docs/layout.md",
+];
+
 #[derive(Debug)]
 enum Mark {
     Run,
@@ -41,8 +66,8 @@ struct Block {
     text: String,
 }
 
-/// The shell blocks of a Markdown file, with their marks.
-fn shell_blocks(markdown: &str) -> Vec<Block> {
+/// The shell blocks of a Markdown file, with their marks; `page` names the file in a refusal.
+fn shell_blocks(page: &str, markdown: &str) -> Vec<Block> {
     let mut blocks = Vec::new();
     let mut lines = markdown.lines().enumerate().peekable();
     let mut previous = "";
@@ -74,7 +99,7 @@ fn shell_blocks(markdown: &str) -> Vec<Block> {
                 Some(m) if m.starts_with("not run:") && m.len() > "not run:".len() + 10 => {
                     Mark::NotRun
                 }
-                Some(other) => panic!("README line {}: unknown mark `{other}`", n + 1),
+                Some(other) => panic!("{page} line {}: unknown mark `{other}`", n + 1),
             };
             blocks.push(Block {
                 line: n + 1,
@@ -87,9 +112,10 @@ fn shell_blocks(markdown: &str) -> Vec<Block> {
     blocks
 }
 
-/// What a marked block's output must show, in order.
-fn expected(name: &str) -> &'static [&'static str] {
-    match name {
+/// What a marked block's output must show, in order; `None` for a name this test does not
+/// know.
+fn expected(name: &str) -> Option<&'static [&'static str]> {
+    let wanted: &'static [&'static str] = match name {
         "first-calls" => &[
             // login is public
             "HTTP/1.1 200",
@@ -183,8 +209,32 @@ fn expected(name: &str) -> &'static [&'static str] {
             "ok",
             r#"frontdoor_decisions_total{surface="tokeninfo",service="",outcome="allow",status="200"} 1"#,
         ],
-        other => panic!("README expects `{other}`, which this test does not know"),
+        _ => return None,
+    };
+    Some(wanted)
+}
+
+/// Every page's shell blocks, in the order they run, each with its name for messages:
+/// "PAGE block N (line L)", N counted on its own page, so that a failure says which file to
+/// open. A block expecting a name `expected` does not know is refused here, before anything
+/// runs, rather than after the twenty minutes of blocks before it.
+fn all_blocks() -> Vec<(String, Block)> {
+    let mut all = Vec::new();
+    for page in PAGES {
+        let markdown =
+            std::fs::read_to_string(repo().join(page)).unwrap_or_else(|e| panic!("{page}: {e}"));
+        for (i, block) in shell_blocks(page, &markdown).into_iter().enumerate() {
+            let what = format!("{page} block {} (line {})", i + 1, block.line);
+            if let Mark::Expect(name) = &block.mark {
+                assert!(
+                    expected(name).is_some(),
+                    "{what} expects `{name}`, which this test does not know"
+                );
+            }
+            all.push((what, block));
+        }
     }
+    all
 }
 
 /// Copies the repository's files (not its build output, environments or state) to `to`.
@@ -273,7 +323,7 @@ impl Server {
             std::thread::sleep(Duration::from_millis(50));
         }
         let _ = self.child.kill();
-        panic!("a server started by the README did not stop within 20 s of SIGINT");
+        panic!("a server a block started did not stop within 20 s of SIGINT");
     }
 
     fn tail(&self) -> String {
@@ -327,14 +377,13 @@ fn in_order(output: &str, wanted: &[&str]) -> Result<(), String> {
 
 #[test]
 #[ignore = "left to scripts/test: runs a program it installs"]
-fn every_shell_block_of_the_readme_runs_as_written() {
-    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
-    let blocks = shell_blocks(&readme);
+fn every_shell_block_of_the_pages_runs_as_written() {
+    let blocks = all_blocks();
     assert!(blocks.len() >= 10, "found only {} blocks", blocks.len());
     for port in [8080, 8088, 8089] {
         assert!(
             std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(),
-            "port {port} is taken: the README's recipes use the default ports; stop whatever holds it (a `frontdoor serve` of your own?)"
+            "port {port} is taken: the recipes use the default ports; stop whatever holds it (a `frontdoor serve` of your own?)"
         );
     }
 
@@ -355,8 +404,7 @@ fn every_shell_block_of_the_readme_runs_as_written() {
 
     let mut server: Option<Server> = None;
     let mut ran = 0;
-    for (i, block) in blocks.iter().enumerate() {
-        let what = format!("README block {} (line {})", i + 1, block.line);
+    for (i, (what, block)) in blocks.iter().enumerate() {
         eprintln!("{what}: {:?}\n{}", block.mark, block.text);
         match &block.mark {
             Mark::NotRun => continue,
@@ -376,7 +424,7 @@ fn every_shell_block_of_the_readme_runs_as_written() {
                     child: cmd.spawn().unwrap(),
                     log,
                 };
-                wait_until_up(&mut started, &what);
+                wait_until_up(&mut started, what);
                 server = Some(started);
             }
             Mark::Run | Mark::Expect(_) => {
@@ -394,7 +442,8 @@ fn every_shell_block_of_the_readme_runs_as_written() {
                     out.status
                 );
                 if let Mark::Expect(name) = &block.mark {
-                    if let Err(missing) = in_order(&stdout, expected(name)) {
+                    let wanted = expected(name).expect("checked by all_blocks");
+                    if let Err(missing) = in_order(&stdout, wanted) {
                         panic!(
                             "{what} ran, but its output lacks {missing}:\n--- stdout\n{stdout}\n--- stderr\n{stderr}\n--- server\n{server_log}"
                         );
@@ -407,20 +456,41 @@ fn every_shell_block_of_the_readme_runs_as_written() {
     if let Some(last) = server.take() {
         last.stop();
     }
-    eprintln!("ran {ran} of {} README blocks", blocks.len());
+    eprintln!("ran {ran} of the pages' {} blocks", blocks.len());
 }
 
 #[test]
 fn marks_are_read_and_unknown_ones_refused() {
     let md = "text\n<!-- readme: server -->\n```sh\nfrontdoor serve\n```\n\n```yaml\nnot: shell\n```\n<!-- readme: expect env -->\n```sh\nfrontdoor env\n```\n```sh\nplain\n```\n";
-    let blocks = shell_blocks(md);
+    let blocks = shell_blocks("test.md", md);
     assert_eq!(blocks.len(), 3);
     assert!(matches!(blocks[0].mark, Mark::Server));
     assert!(matches!(&blocks[1].mark, Mark::Expect(n) if n == "env"));
     assert!(matches!(blocks[2].mark, Mark::Run));
     assert_eq!(blocks[2].text, "plain\n");
-    let bad = std::panic::catch_unwind(|| shell_blocks("<!-- readme: serv -->\n```sh\nx\n```\n"));
+    let bad = std::panic::catch_unwind(|| {
+        shell_blocks("test.md", "<!-- readme: serv -->\n```sh\nx\n```\n")
+    });
     assert!(bad.is_err());
+    assert!(expected("env").is_some());
+    assert!(expected("no-such-output").is_none());
     assert!(in_order("a b c", &["a", "c"]).is_ok());
     assert!(in_order("a b c", &["c", "a"]).is_err());
+}
+
+/// A page under `docs/` left out of `PAGES` would have its recipes never run, and one listed
+/// but gone would stop the suite late: the two lists are the same.
+#[test]
+fn every_page_under_docs_is_run() {
+    let mut found: Vec<String> = std::fs::read_dir(repo().join("docs"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".md"))
+        .map(|name| format!("docs/{name}"))
+        .collect();
+    found.sort();
+    let mut listed: Vec<String> = PAGES[1..].iter().map(|p| p.to_string()).collect();
+    listed.sort();
+    assert_eq!(PAGES[0], "README.md");
+    assert_eq!(found, listed, "the pages under docs/ and PAGES differ");
 }

@@ -1,4 +1,4 @@
-//! The README's client section, rendered from one run.
+//! The client section of `docs/clients.md`, rendered from one run.
 
 use super::clients::Client;
 use super::differential::{DISAGREEMENTS, Differential};
@@ -22,7 +22,7 @@ fn cell_text(outcome: &Outcome, notes: &mut Vec<String>, row: &str, column: &str
     }
 }
 
-/// The README's section: the matrix, its notes, and where the verifiers disagree.
+/// The page's section: the matrix, its notes, and where the verifiers disagree.
 pub(crate) fn render(clients: &[Client], rows: &[Vec<Outcome>], d: &Differential) -> String {
     let mut out = String::new();
     out.push_str("| client | ");
@@ -82,6 +82,10 @@ pub(crate) fn render(clients: &[Client], rows: &[Vec<Outcome>], d: &Differential
     }
     out
 }
+
+/// The page that shows the table, between `START` and `END`; `scripts/client-matrix` names
+/// it too.
+pub(crate) const PAGE: &str = "docs/clients.md";
 
 pub(crate) const START: &str = "<!-- client-matrix: written by tests/it/client_matrix.rs, copied in by scripts/client-matrix -->\n";
 
