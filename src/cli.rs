@@ -380,10 +380,9 @@ async fn explain(
 ) -> anyhow::Result<()> {
     // An absent option goes as null, which the server reads as absent.
     let addresses = locate::running(&config)?;
-    let response = ask(addresses.google, "/frontdoor/v1/explain", Some(&question)).await?;
-    let ok = response.status().is_success();
-    let body: serde_json::Value = response.json().await?;
-    if !ok {
+    let (status, body) = ask(addresses.google, "/frontdoor/v1/explain", Some(&question)).await?;
+    let body: serde_json::Value = serde_json::from_slice(&body)?;
+    if !status.is_success() {
         anyhow::bail!(
             "{}",
             body["error"]
@@ -440,30 +439,53 @@ async fn fetch_json(config: &ConfigArgs, path: &str) -> anyhow::Result<serde_jso
 
 /// GET `path` on the google listener at `google`, as JSON.
 async fn get_json(google: std::net::SocketAddr, path: &str) -> anyhow::Result<serde_json::Value> {
-    Ok(ask(google, path, None)
-        .await?
-        .error_for_status()?
-        .json()
-        .await?)
+    let (status, body) = ask(google, path, None).await?;
+    if !status.is_success() {
+        anyhow::bail!(
+            "frontdoor at {google} answered {status} for {path}: {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    Ok(serde_json::from_slice(&body)?)
 }
 
-/// `path` on the google listener at `google`: a GET, or a POST of `body` as JSON. Loopback
-/// only: never through a proxy the environment may name.
+/// `path` on the google listener at `google`: a GET, or a POST of `body` as JSON; the
+/// status and the body. Straight to the loopback address, never through a proxy the
+/// environment may name. (hyper's own connection, not an HTTP client crate: one request
+/// to our own server needs no pool, redirects or TLS.)
 async fn ask(
     google: std::net::SocketAddr,
     path: &str,
     body: Option<&serde_json::Value>,
-) -> anyhow::Result<reqwest::Response> {
-    let url = format!("http://{google}{path}");
-    let client = reqwest::Client::builder().no_proxy().build()?;
-    let request = match body {
-        Some(body) => client.post(&url).json(body),
-        None => client.get(&url),
+) -> anyhow::Result<(http::StatusCode, bytes::Bytes)> {
+    use http_body_util::{BodyExt, Full};
+    let unreachable = || {
+        format!("cannot reach frontdoor at http://{google}{path}; is `frontdoor serve` running?")
     };
-    request
-        .send()
+    let stream = tokio::net::TcpStream::connect(google)
         .await
-        .with_context(|| format!("cannot reach frontdoor at {url}; is `frontdoor serve` running?"))
+        .with_context(unreachable)?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .with_context(unreachable)?;
+    tokio::spawn(connection);
+    let request = http::Request::builder()
+        .uri(path)
+        .header(http::header::HOST, google.to_string());
+    let request = match body {
+        Some(body) => request
+            .method(http::Method::POST)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(bytes::Bytes::from(serde_json::to_vec(body)?)))?,
+        None => request.body(Full::new(bytes::Bytes::new()))?,
+    };
+    let response = sender
+        .send_request(request)
+        .await
+        .with_context(unreachable)?;
+    let status = response.status();
+    Ok((status, response.into_body().collect().await?.to_bytes()))
 }
 
 async fn status(config: ConfigArgs) -> anyhow::Result<()> {

@@ -13,8 +13,6 @@ mod changes;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use sha2::Digest;
-
 use arc_swap::ArcSwap;
 use axum::extract::FromRef;
 use serde::Serialize;
@@ -373,8 +371,12 @@ impl Revision {
 /// A revision's name as Cloud Run forms it: the service, a five-digit generation and a
 /// three-letter suffix (ours is derived from the first two, so names are stable).
 pub fn revision_name(service: &str, n: u32) -> String {
-    let digest = sha2::Sha256::digest(format!("{service}/{n}").as_bytes());
+    let digest = aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        format!("{service}/{n}").as_bytes(),
+    );
     let suffix: String = digest
+        .as_ref()
         .iter()
         .take(3)
         .map(|b| (b'a' + b % 26) as char)

@@ -1,14 +1,14 @@
 //! Google's naming rules, and the values we derive from names (unique ids, URL hashes,
 //! region codes) so that they are stable across restarts.
 
-use sha2::{Digest, Sha256};
+use aws_lc_rs::digest::{SHA256, digest};
 
 /// A 21-digit numeric id starting with 1, as Google's service-account and user ids look,
 /// derived from `namespace` and `name` so that tokens stay stable across restarts.
 fn numeric_id(namespace: &str, name: &str) -> String {
-    let digest = Sha256::digest(format!("{namespace}:{name}").as_bytes());
+    let digest = digest(&SHA256, format!("{namespace}:{name}").as_bytes());
     let mut n = [0u8; 16];
-    n.copy_from_slice(&digest[..16]);
+    n.copy_from_slice(&digest.as_ref()[..16]);
     let n = u128::from_be_bytes(n) % 100_000_000_000_000_000_000u128;
     format!("1{n:020}")
 }
@@ -26,7 +26,8 @@ pub(crate) fn user_id_for(email: &str) -> String {
 /// `SERVICE-HASH-REGIONCODE.a.run.app` form (our choice of derivation, SPEC §1).
 pub(crate) fn legacy_hash(project_id: &str, service: &str) -> String {
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-    Sha256::digest(format!("{project_id}/{service}").as_bytes())
+    digest(&SHA256, format!("{project_id}/{service}").as_bytes())
+        .as_ref()
         .iter()
         .take(10)
         .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char)

@@ -8,7 +8,6 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sha2::Digest;
 
 use super::errors::ApiError;
 use crate::config::layer::{BindingText, PolicyText};
@@ -33,8 +32,8 @@ pub(crate) fn etag_matches(sent: &str, policy: &PolicyText) -> bool {
 
 pub(crate) fn etag(policy: &PolicyText) -> String {
     let canonical = serde_json::to_vec(policy).unwrap_or_default();
-    let digest = sha2::Sha256::digest(&canonical);
-    URL_SAFE.encode(&digest[..8])
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &canonical);
+    URL_SAFE.encode(&digest.as_ref()[..8])
 }
 
 /// `?options.requestedPolicyVersion=`, which gcloud sends with every `getIamPolicy`.

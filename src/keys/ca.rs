@@ -10,11 +10,12 @@
 
 use std::sync::Arc;
 
+use aws_lc_rs::digest::{Context, SHA256};
+
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
-use sha2::Digest;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio_rustls::rustls::sign::CertifiedKey;
 
@@ -145,10 +146,10 @@ impl LocalCa {
         // RFC 5280 wants it unique per issuer, and NSS refuses a repeat. From the host and
         // the leaf key, which is new at every start: the same serial never names two
         // certificates, across restarts either.
-        let mut digest = sha2::Sha256::new();
+        let mut digest = Context::new(&SHA256);
         digest.update(self.leaf_key.public_key_raw());
         digest.update(host.as_bytes());
-        params.serial_number = Some(super::x509::serial(&digest.finalize()));
+        params.serial_number = Some(super::x509::serial(digest.finish().as_ref()));
         let cert = params
             .signed_by(&self.leaf_key, &self.issuer)
             .map_err(cert_error)?;
@@ -222,10 +223,10 @@ mod tests {
         // which the DER carries; after a restart (a new leaf key) the same host gets
         // another serial, so one serial never names two certificates.
         let serial = |ca: &LocalCa, host: &str| {
-            let mut digest = sha2::Sha256::new();
+            let mut digest = Context::new(&SHA256);
             digest.update(ca.leaf_key.public_key_raw());
             digest.update(host.as_bytes());
-            let mut s = digest.finalize()[..16].to_vec();
+            let mut s = digest.finish().as_ref()[..16].to_vec();
             s[0] = (s[0] & 0x7f) | 0x01;
             s
         };

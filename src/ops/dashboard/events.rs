@@ -53,7 +53,7 @@ impl Default for Hub {
         Hub {
             sender: broadcast::channel(QUEUE).0,
             started: AtomicBool::new(false),
-            boot: uuid::Uuid::new_v4().simple().to_string(),
+            boot: format!("{:032x}", fastrand::u128(..)),
         }
     }
 }
