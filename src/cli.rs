@@ -340,7 +340,7 @@ async fn decisions(
         );
         // The front door's lines name the service; the other surfaces say which they are
         // and what was asked of them.
-        let what = if d.surface == crate::decisions::FRONT_DOOR {
+        let what = if d.surface == crate::decisions::Surface::Frontdoor {
             format!(
                 "{} {} {}",
                 esc(&d.method),
@@ -350,7 +350,7 @@ async fn decisions(
         } else {
             format!(
                 "{} {} {}",
-                esc(&d.surface),
+                d.surface,
                 esc(&d.method),
                 esc(d.target.as_deref().unwrap_or(&d.path))
             )

@@ -29,9 +29,38 @@ pub(crate) const CAPACITY_BYTES: usize = 4 * 1024 * 1024;
 /// The longest any one field of a decision is kept; longer text is cut, saying how much.
 pub(crate) const MAX_FIELD_BYTES: usize = 16 * 1024;
 
-/// The surfaces that decide, as `Decision::surface` names them.
+/// The surfaces that decide. A new one (a Google-managed caller, say) is a variant here,
+/// and its name in [`SURFACES`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Surface {
+    /// The `*.run.app` front door.
+    #[default]
+    Frontdoor,
+    /// The Admin APIs (Cloud Run, Resource Manager, IAM's service accounts).
+    Admin,
+    Iamcredentials,
+    /// The OAuth2 token endpoint.
+    Token,
+    Sts,
+    Tokeninfo,
+    Metadata,
+}
+
+/// Every surface, in [`SURFACES`]' order.
+pub(crate) const ALL_SURFACES: [Surface; 7] = [
+    Surface::Frontdoor,
+    Surface::Admin,
+    Surface::Iamcredentials,
+    Surface::Token,
+    Surface::Sts,
+    Surface::Tokeninfo,
+    Surface::Metadata,
+];
+
+/// Each surface's name, as decisions, `/metrics` and `?surface=` give it.
 pub(crate) const SURFACES: [&str; 7] = [
-    FRONT_DOOR,
+    "frontdoor",
     "admin",
     "iamcredentials",
     "token",
@@ -39,17 +68,30 @@ pub(crate) const SURFACES: [&str; 7] = [
     "tokeninfo",
     "metadata",
 ];
-pub(crate) const FRONT_DOOR: &str = "frontdoor";
 
-fn front_door() -> String {
-    FRONT_DOOR.to_owned()
+impl Surface {
+    pub(crate) fn as_str(self) -> &'static str {
+        SURFACES[self as usize]
+    }
+
+    /// The surface named `name`, if one is.
+    pub(crate) fn named(name: &str) -> Option<Surface> {
+        let i = SURFACES.iter().position(|s| *s == name)?;
+        Some(ALL_SURFACES[i])
+    }
+}
+
+impl std::fmt::Display for Surface {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct Decision {
-    /// Which surface decided: one of [`SURFACES`].
-    #[serde(default = "front_door")]
-    pub surface: String,
+    /// Which surface decided.
+    #[serde(default)]
+    pub surface: Surface,
     /// Seconds since the Unix epoch.
     pub time: i64,
     pub allowed: bool,
@@ -94,9 +136,9 @@ pub struct Decision {
 
 impl Decision {
     /// A decision of `surface` about a request, to be filled in.
-    pub fn about(surface: &str, time: i64, method: &str, host: &str, path: &str) -> Decision {
+    pub fn about(surface: Surface, time: i64, method: &str, host: &str, path: &str) -> Decision {
         Decision {
-            surface: surface.to_owned(),
+            surface,
             time,
             allowed: false,
             status: 0,
@@ -302,15 +344,6 @@ pub(crate) struct SurfaceLabels {
     surface: &'static str,
 }
 
-/// `surface` as one of [`SURFACES`] (every decision is made with one of them).
-fn known_surface(surface: &str) -> &'static str {
-    SURFACES
-        .iter()
-        .find(|s| **s == surface)
-        .copied()
-        .unwrap_or("other")
-}
-
 /// `s` with every control character (newlines, ESC and the rest of C0 and C1, DEL) written
 /// as an escape, so that a token or request cannot forge a log line or drive a terminal:
 /// a `kid` of `"x\nALLOW 200 GET vault /"` stays on its own line, as visible text.
@@ -369,16 +402,10 @@ impl Decision {
     /// About how many bytes the decision takes in memory.
     fn bytes(&self) -> usize {
         std::mem::size_of::<Decision>()
-            + [
-                &self.surface,
-                &self.method,
-                &self.host,
-                &self.path,
-                &self.reason,
-            ]
-            .iter()
-            .map(|f| f.len())
-            .sum::<usize>()
+            + [&self.method, &self.host, &self.path, &self.reason]
+                .iter()
+                .map(|f| f.len())
+                .sum::<usize>()
             + [
                 &self.service,
                 &self.revision,
@@ -414,7 +441,6 @@ impl Decision {
             escape_in_place(field);
         }
         for field in [
-            &mut self.surface,
             &mut self.method,
             &mut self.host,
             &mut self.path,
@@ -436,7 +462,7 @@ impl DecisionLog {
     pub fn record(&self, decision: Decision) {
         let decision = decision.escaped();
         line::log(&decision);
-        let surface = known_surface(&decision.surface);
+        let surface = decision.surface.as_str();
         self.counts
             .get_or_create(&DecisionLabels {
                 surface,
@@ -496,7 +522,7 @@ impl DecisionLog {
             if n <= after {
                 break;
             }
-            if d.surface != FRONT_DOOR {
+            if d.surface != Surface::Frontdoor {
                 continue;
             }
             if decisions.len() < limit {
@@ -528,7 +554,7 @@ impl DecisionLog {
     }
 
     /// The newest `limit` decisions of `surface` (of all, for `None`), oldest first.
-    pub fn recent_of(&self, limit: usize, surface: Option<&str>) -> Vec<Decision> {
+    pub fn recent_of(&self, limit: usize, surface: Option<Surface>) -> Vec<Decision> {
         let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         let mut out: Vec<Decision> = entries
             .list
@@ -553,7 +579,7 @@ mod tests {
             status: 200,
             allowed: true,
             reason: "r".into(),
-            ..Decision::about(FRONT_DOOR, n, "GET", "h", "/")
+            ..Decision::about(Surface::Frontdoor, n, "GET", "h", "/")
         }
     }
 
@@ -636,18 +662,29 @@ mod tests {
         for n in 0..10 {
             let mut d = d(n);
             if n % 2 == 0 {
-                d.surface = "sts".into();
+                d.surface = Surface::Sts;
             }
             log.record(d);
         }
         let sts: Vec<i64> = log
-            .recent_of(3, Some("sts"))
+            .recent_of(3, Some(Surface::Sts))
             .iter()
             .map(|d| d.time)
             .collect();
         assert_eq!(sts, [4, 6, 8]);
-        assert!(log.recent_of(3, Some("metadata")).is_empty());
+        assert!(log.recent_of(3, Some(Surface::Metadata)).is_empty());
         assert_eq!(log.recent(2).len(), 2);
+    }
+
+    /// A surface's name is one in JSON, in `/metrics` and in `?surface=`.
+    #[test]
+    fn each_surface_has_one_name() {
+        for surface in ALL_SURFACES {
+            let json = serde_json::to_string(&surface).unwrap();
+            assert_eq!(json, format!("\"{}\"", surface.as_str()));
+            assert_eq!(Surface::named(surface.as_str()), Some(surface));
+        }
+        assert_eq!(Surface::named("other"), None);
     }
 
     #[test]
@@ -680,7 +717,7 @@ mod tests {
         for n in 1..=6 {
             let mut d = d(n);
             if n == 3 {
-                d.surface = "sts".into();
+                d.surface = Surface::Sts;
             }
             log.record(d);
         }

@@ -73,7 +73,7 @@ async fn decide_and_forward(listener: &Listener, peer: Peer, req: Request) -> Re
         .to_owned();
     let path = req.uri().path().to_owned();
     let mut decision = Decision::about(
-        crate::decisions::FRONT_DOOR,
+        crate::decisions::Surface::Frontdoor,
         state.now(),
         req.method().as_str(),
         &host,

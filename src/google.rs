@@ -23,7 +23,7 @@ use axum::http::HeaderMap;
 use axum::middleware::Next;
 use axum::response::Response;
 
-use crate::decisions::{Decision, Explanation, record_answer};
+use crate::decisions::{Decision, Explanation, Surface, record_answer};
 use crate::state::{AppState, Live};
 
 pub use service_accounts::{MAX_KEYS_PER_ACCOUNT, key_file};
@@ -78,16 +78,16 @@ async fn no_such_path(method: axum::http::Method, uri: axum::http::Uri) -> Respo
 
 /// The surface that decides at `path`, if one does (the issuer's keys and frontdoor's own
 /// endpoints decide nothing).
-fn surface(path: &str) -> Option<&'static str> {
+fn surface(path: &str) -> Option<Surface> {
     match path {
-        "/token" | "/oauth2/v4/token" => Some("token"),
-        "/v1/token" => Some("sts"),
-        "/tokeninfo" | "/oauth2/v3/tokeninfo" => Some("tokeninfo"),
-        p if p.starts_with("/apis/serving.knative.dev/") => Some("admin"),
+        "/token" | "/oauth2/v4/token" => Some(Surface::Token),
+        "/v1/token" => Some(Surface::Sts),
+        "/tokeninfo" | "/oauth2/v3/tokeninfo" => Some(Surface::Tokeninfo),
+        p if p.starts_with("/apis/serving.knative.dev/") => Some(Surface::Admin),
         p if p.starts_with("/v1/projects/") && iamcredentials::is_method(p) => {
-            Some("iamcredentials")
+            Some(Surface::Iamcredentials)
         }
-        p if p.starts_with("/v1/projects/") => Some("admin"),
+        p if p.starts_with("/v1/projects/") => Some(Surface::Admin),
         _ => None,
     }
 }

@@ -104,7 +104,13 @@ fn record(
         .get(axum::http::header::HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or("");
-    let decision = Decision::about("metadata", state.now(), parts.method.as_str(), host, path);
+    let decision = Decision::about(
+        crate::decisions::Surface::Metadata,
+        state.now(),
+        parts.method.as_str(),
+        host,
+        path,
+    );
     let whose = Explanation {
         principal: Some(format!("serviceAccount:{}", id.email)),
         target: Some(match &id.service {

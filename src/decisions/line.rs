@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use super::{Decision, FRONT_DOOR};
+use super::{Decision, Surface};
 
 /// Logs a decision: in text, one compact line (the full reason only on refusals); in JSON,
 /// every field. Every string in it was escaped when the decision was recorded. The tokens
@@ -37,7 +37,7 @@ pub(super) fn log(decision: &Decision) {
             }
         };
     }
-    if decision.surface == "metadata" && decision.allowed {
+    if decision.surface == Surface::Metadata && decision.allowed {
         at!(tracing::Level::DEBUG);
     } else {
         at!(tracing::Level::INFO);
@@ -57,7 +57,7 @@ impl fmt::Display for Compact<'_> {
             (None, false) => "DENY",
         };
         write!(f, "{verdict} {} ", d.status)?;
-        if d.surface != FRONT_DOOR {
+        if d.surface != Surface::Frontdoor {
             write!(f, "{} ", d.surface)?;
         }
         write!(f, "{} ", d.method)?;
@@ -97,7 +97,7 @@ mod tests {
             service: Some("search".into()),
             principal: Some("serviceAccount:login@demo.iam.gserviceaccount.com".into()),
             reason: "a long reason that an allowed line leaves out".into(),
-            ..Decision::about(FRONT_DOOR, 0, "GET", "search-1.run.app", "/q")
+            ..Decision::about(Surface::Frontdoor, 0, "GET", "search-1.run.app", "/q")
         };
         assert_eq!(
             Compact(&allowed).to_string(),
@@ -127,7 +127,7 @@ mod tests {
             status: 200,
             allowed: true,
             target: Some("https://search-1.run.app".into()),
-            surface: "iamcredentials".into(),
+            surface: Surface::Iamcredentials,
             ..refused
         };
         assert_eq!(

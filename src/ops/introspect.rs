@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 
 use std::sync::Arc;
 
-use crate::decisions::{DecisionLog, SURFACES};
+use crate::decisions::{DecisionLog, SURFACES, Surface};
 use crate::state::{AppState, Live};
 use crate::upstream::supervisor::Phase;
 
@@ -161,8 +161,9 @@ struct Params {
 
 async fn list(State(decisions): State<Arc<DecisionLog>>, Query(params): Query<Params>) -> Response {
     let limit = params.limit.unwrap_or(crate::decisions::CAPACITY);
-    if let Some(surface) = params.surface.as_deref() {
-        if !SURFACES.contains(&surface) {
+    let surface = params.surface.as_deref();
+    if let Some(surface) = surface {
+        if Surface::named(surface).is_none() {
             let body = json!({"error": format!(
                 "unknown surface `{surface}`{}; surfaces are {}",
                 crate::suggest::did_you_mean(surface, SURFACES),
@@ -171,7 +172,7 @@ async fn list(State(decisions): State<Arc<DecisionLog>>, Query(params): Query<Pa
             return (StatusCode::BAD_REQUEST, Json(body)).into_response();
         }
     }
-    Json(json!({ "decisions": decisions.recent_of(limit, params.surface.as_deref()) }))
+    Json(json!({ "decisions": decisions.recent_of(limit, surface.and_then(Surface::named)) }))
         .into_response()
 }
 
