@@ -441,9 +441,10 @@ async fn fetch_json(config: &ConfigArgs, path: &str) -> anyhow::Result<serde_jso
 async fn get_json(google: std::net::SocketAddr, path: &str) -> anyhow::Result<serde_json::Value> {
     let (status, body) = ask(google, path, None).await?;
     if !status.is_success() {
+        // Whatever answers on that port chose the body: escaped before the terminal.
         anyhow::bail!(
             "frontdoor at {google} answered {status} for {path}: {}",
-            String::from_utf8_lossy(&body)
+            crate::decisions::escape_controls(&String::from_utf8_lossy(&body))
         );
     }
     Ok(serde_json::from_slice(&body)?)
@@ -806,5 +807,34 @@ mod tests {
             "{all}"
         );
         assert_eq!(describe_error(&anyhow::anyhow!("plain"), false), "plain");
+    }
+
+    /// Nobody listening: the error says where it looked and what to start.
+    #[tokio::test]
+    async fn asking_a_port_nobody_serves_says_to_start_frontdoor() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = closed.local_addr().unwrap();
+        drop(closed);
+        let e = get_json(addr, "/frontdoor/v1/status").await.unwrap_err();
+        let said = describe_error(&e, false);
+        assert!(
+            said.starts_with(&format!("cannot reach frontdoor at http://{addr}/frontdoor/v1/status; is `frontdoor serve` running?")),
+            "{said}"
+        );
+    }
+
+    /// A refusal's body is shown, its control characters escaped.
+    #[tokio::test]
+    async fn a_refusal_is_shown_escaped() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = axum::Router::new()
+            .fallback(|| async { (axum::http::StatusCode::NOT_FOUND, "no\u{1b}[31m such") });
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let e = get_json(addr, "/x").await.unwrap_err().to_string();
+        assert!(
+            e.contains("answered 404 Not Found for /x: no\\u{1b}[31m such"),
+            "{e}"
+        );
     }
 }

@@ -30,7 +30,7 @@ pub(crate) const CAPACITY_BYTES: usize = 4 * 1024 * 1024;
 pub(crate) const MAX_FIELD_BYTES: usize = 16 * 1024;
 
 /// The surfaces that decide. A new one (a Google-managed caller, say) is a variant here,
-/// and its name in [`SURFACES`].
+/// with its name in [`Surface::as_str`] and a place in [`ALL_SURFACES`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Surface {
@@ -45,9 +45,13 @@ pub enum Surface {
     Sts,
     Tokeninfo,
     Metadata,
+    /// A surface this build does not know, read from another version's decisions (the CLI
+    /// reads the server's); no decision here is made with it.
+    #[serde(other)]
+    Other,
 }
 
-/// Every surface, in [`SURFACES`]' order.
+/// Every surface that decides, in the order of their declaration.
 pub(crate) const ALL_SURFACES: [Surface; 7] = [
     Surface::Frontdoor,
     Surface::Admin,
@@ -58,26 +62,35 @@ pub(crate) const ALL_SURFACES: [Surface; 7] = [
     Surface::Metadata,
 ];
 
-/// Each surface's name, as decisions, `/metrics` and `?surface=` give it.
-pub(crate) const SURFACES: [&str; 7] = [
-    "frontdoor",
-    "admin",
-    "iamcredentials",
-    "token",
-    "sts",
-    "tokeninfo",
-    "metadata",
-];
+/// Each deciding surface's name, as decisions, `/metrics` and `?surface=` give it.
+pub(crate) const SURFACES: [&str; ALL_SURFACES.len()] = {
+    let mut names = [""; ALL_SURFACES.len()];
+    let mut i = 0;
+    while i < names.len() {
+        names[i] = ALL_SURFACES[i].as_str();
+        i += 1;
+    }
+    names
+};
 
 impl Surface {
-    pub(crate) fn as_str(self) -> &'static str {
-        SURFACES[self as usize]
+    /// Its name, as serde writes it.
+    pub(crate) const fn as_str(self) -> &'static str {
+        match self {
+            Surface::Frontdoor => "frontdoor",
+            Surface::Admin => "admin",
+            Surface::Iamcredentials => "iamcredentials",
+            Surface::Token => "token",
+            Surface::Sts => "sts",
+            Surface::Tokeninfo => "tokeninfo",
+            Surface::Metadata => "metadata",
+            Surface::Other => "other",
+        }
     }
 
-    /// The surface named `name`, if one is.
+    /// The deciding surface named `name`, if one is.
     pub(crate) fn named(name: &str) -> Option<Surface> {
-        let i = SURFACES.iter().position(|s| *s == name)?;
-        Some(ALL_SURFACES[i])
+        ALL_SURFACES.into_iter().find(|s| s.as_str() == name)
     }
 }
 
@@ -684,7 +697,15 @@ mod tests {
             assert_eq!(json, format!("\"{}\"", surface.as_str()));
             assert_eq!(Surface::named(surface.as_str()), Some(surface));
         }
+        // Every variant but `Other` is listed, in order (discriminants count from 0).
+        for (i, surface) in ALL_SURFACES.into_iter().enumerate() {
+            assert_eq!(surface as usize, i);
+        }
+        assert_eq!(Surface::Other as usize, ALL_SURFACES.len());
         assert_eq!(Surface::named("other"), None);
+        // Another version's surface reads as `Other`, not as an error.
+        let read: Surface = serde_json::from_str("\"pubsub\"").unwrap();
+        assert_eq!(read, Surface::Other);
     }
 
     #[test]

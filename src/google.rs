@@ -76,8 +76,7 @@ async fn no_such_path(method: axum::http::Method, uri: axum::http::Uri) -> Respo
     .into_response()
 }
 
-/// The surface that decides at `path`, if one does (the issuer's keys and frontdoor's own
-/// endpoints decide nothing).
+/// The surface that decides at `path`, if one does (the issuer's keys decide nothing).
 fn surface(path: &str) -> Option<Surface> {
     match path {
         "/token" | "/oauth2/v4/token" => Some(Surface::Token),

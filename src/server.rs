@@ -18,10 +18,10 @@ mod listeners;
 mod per_core;
 mod reload;
 
-pub use bind::{Addresses, Bound, ServiceAddresses, bind};
+pub use bind::{Addresses, Bound, bind};
 pub use commands::start_commands;
-pub use listeners::BindError;
 use listeners::Registry;
+pub use listeners::{BindError, ServiceAddresses};
 use per_core::serve_per_core;
 
 use crate::state::{AppState, Live};

@@ -2,8 +2,8 @@
 //!
 //! - `AppState`: one `Generation` — the configuration in force and what is derived from it
 //!   (routes, revisions) — beside the one `Lasting`: what outlives every reload (keys, the
-//!   decision log, issued tokens, caches, the supervisor, the CA). Immutable; two `Arc`s to
-//!   clone. A request works on one `AppState` from start to end, so a reload never changes
+//!   decision log, issued tokens, caches, the supervisor, the CA), which the generation
+//!   holds. Immutable; one `Arc` to clone. A request works on one `AppState` from start to end, so a reload never changes
 //!   the rules under it.
 //! - `Live`: the handle listeners hold. Each request takes the current generation from it;
 //!   a reload builds the next `Generation` whole and swaps it in.
@@ -115,13 +115,13 @@ impl LastReload {
 /// method that says what it is for, and handlers that need one part alone take it with
 /// `State<…>` (the `FromRef` impls below).
 #[derive(Clone)]
-pub struct AppState {
-    generation: Arc<Generation>,
-    lasting: Arc<Lasting>,
-}
+pub struct AppState(Arc<Generation>);
 
-/// What one configuration makes: a reload builds a new one whole, and nothing else.
+/// What one configuration makes: a reload builds a new one whole, and nothing else; and
+/// the one [`Lasting`], which every generation shares (so that a request holds its state
+/// with one reference count, not two).
 struct Generation {
+    lasting: Arc<Lasting>,
     config: Config,
     /// 1 at start, one more for every configuration applied.
     number: u64,
@@ -164,7 +164,7 @@ struct Lasting {
 impl Generation {
     /// `config`'s generation after `before` (the first if none): a service's revision
     /// number goes up when its settings changed.
-    fn after(before: Option<&Generation>, config: Config, lasting: &Lasting) -> Generation {
+    fn after(before: Option<&Generation>, config: Config, lasting: Arc<Lasting>) -> Generation {
         let revisions = config
             .services
             .iter()
@@ -181,6 +181,7 @@ impl Generation {
             .collect();
         Generation {
             frontdoor: FrontDoor::new(&config, lasting.verified.clone()),
+            lasting,
             revisions,
             config,
             number: before.map_or(1, |b| b.number + 1),
@@ -209,128 +210,120 @@ impl AppState {
             changes: Changes::default(),
             closing: tokio::sync::watch::Sender::new(false),
         };
-        AppState {
-            generation: Arc::new(Generation::after(None, config, &lasting)),
-            lasting: Arc::new(lasting),
-        }
+        AppState(Arc::new(Generation::after(None, config, Arc::new(lasting))))
     }
 
     /// The next generation: `config` in force, everything lasting kept.
     pub fn reconfigured(&self, config: Config) -> AppState {
-        AppState {
-            generation: Arc::new(Generation::after(
-                Some(&self.generation),
-                config,
-                &self.lasting,
-            )),
-            lasting: self.lasting.clone(),
-        }
+        let lasting = self.0.lasting.clone();
+        AppState(Arc::new(Generation::after(Some(&self.0), config, lasting)))
     }
 
     /// Allows listeners on other interfaces than loopback (`serve --bind-all`); for a
     /// state not yet shared.
     pub fn binding_all_interfaces(mut self) -> AppState {
-        if let Some(lasting) = Arc::get_mut(&mut self.lasting) {
+        let generation = Arc::get_mut(&mut self.0);
+        if let Some(lasting) = generation.and_then(|g| Arc::get_mut(&mut g.lasting)) {
             lasting.bind_all = true;
         }
         self
     }
 
     pub fn now(&self) -> i64 {
-        self.lasting.clock.now()
+        self.0.lasting.clock.now()
     }
 
     /// The configuration in force in this generation.
     pub fn config(&self) -> &Config {
-        &self.generation.config
+        &self.0.config
     }
 
     /// 1 at start, one more for every configuration applied.
     pub fn generation(&self) -> u64 {
-        self.generation.number
+        self.0.number
     }
 
     pub fn reloads(&self) -> &Arc<Reloads> {
-        &self.lasting.reloads
+        &self.0.lasting.reloads
     }
 
     /// The issuer's keys: the one that signs ID tokens now and the next.
     pub fn keys(&self) -> &KeySet {
-        &self.lasting.keys
+        &self.0.lasting.keys
     }
 
     /// Each service account's own key, for `signJwt` and `signBlob`.
     pub fn system_keys(&self) -> &Arc<SystemKeys> {
-        &self.lasting.system_keys
+        &self.0.lasting.system_keys
     }
 
     /// Where service-account keys and the external issuer's key live.
     pub fn state_dir(&self) -> &StateDir {
-        &self.lasting.state_dir
+        &self.0.lasting.state_dir
     }
 
     pub fn decisions(&self) -> &DecisionLog {
-        &self.lasting.decisions
+        &self.0.lasting.decisions
     }
 
     /// Routes and verified tokens of the front door in this generation.
     pub fn frontdoor(&self) -> &FrontDoor {
-        &self.generation.frontdoor
+        &self.0.frontdoor
     }
 
     pub fn access_tokens(&self) -> &AccessTokens {
-        &self.lasting.access_tokens
+        &self.0.lasting.access_tokens
     }
 
     pub fn metadata_tokens(&self) -> &MetadataTokens {
-        &self.lasting.metadata_tokens
+        &self.0.lasting.metadata_tokens
     }
 
     /// The processes of `command` services, across generations.
     pub fn supervisor(&self) -> &Supervisor {
-        &self.lasting.supervisor
+        &self.0.lasting.supervisor
     }
 
     /// The local CA (`keys::ca`), loaded from the state directory or made there on first
     /// use, then kept.
     pub fn ca(&self) -> Result<Arc<LocalCa>, StoreError> {
-        let mut ca = self.lasting.ca.lock().unwrap_or_else(|p| p.into_inner());
+        let mut ca = self.0.lasting.ca.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(ca) = ca.as_ref() {
             return Ok(ca.clone());
         }
-        let loaded = Arc::new(LocalCa::load_or_create(&self.lasting.state_dir)?);
+        let loaded = Arc::new(LocalCa::load_or_create(&self.0.lasting.state_dir)?);
         *ca = Some(loaded.clone());
         Ok(loaded)
     }
 
     /// How changes made through the Admin APIs are serialised and applied.
     pub fn changes(&self) -> &Changes {
-        &self.lasting.changes
+        &self.0.lasting.changes
     }
 
     /// Says that shutdown has begun, to every [`AppState::closing`] receiver.
     pub fn close_streams(&self) {
-        self.lasting.closing.send_replace(true);
+        self.0.lasting.closing.send_replace(true);
     }
 
     /// Changes to true when shutdown begins.
     pub fn closing(&self) -> tokio::sync::watch::Receiver<bool> {
-        self.lasting.closing.subscribe()
+        self.0.lasting.closing.subscribe()
     }
 
     /// Whether listeners may bind other interfaces than loopback (`--bind-all`).
     pub fn binds_all_interfaces(&self) -> bool {
-        self.lasting.bind_all
+        self.0.lasting.bind_all
     }
 
     /// While the last change to the configuration file stands refused, the note every
     /// refusal ends with, so that a user wondering why an edit "did nothing" is told where
     /// they look: the reason header, the decisions and the log (issue 9).
     pub fn refused_change_note(&self) -> Option<String> {
-        let status = self.lasting.reloads.snapshot();
+        let status = self.0.lasting.reloads.snapshot();
         let last = status.last.as_ref().filter(|l| !l.ok)?;
-        let file = self.generation.config.file.file_name().map_or_else(
-            || self.generation.config.file.display().to_string(),
+        let file = self.0.config.file.file_name().map_or_else(
+            || self.0.config.file.display().to_string(),
             |n| n.to_string_lossy().into_owned(),
         );
         Some(format!(
@@ -341,15 +334,12 @@ impl AppState {
 
     /// The number of `service`'s revision in this generation: its Knative `generation`.
     pub fn revision_number(&self, service: &str) -> Option<u32> {
-        self.generation.revisions.get(service).map(|r| r.number)
+        self.0.revisions.get(service).map(|r| r.number)
     }
 
     /// `SERVICE-0000N-xyz`, the `K_REVISION` of `service` in this generation.
     pub fn revision(&self, service: &str) -> Option<&str> {
-        self.generation
-            .revisions
-            .get(service)
-            .map(|r| r.name.as_str())
+        self.0.revisions.get(service).map(|r| r.name.as_str())
     }
 }
 
@@ -400,34 +390,25 @@ fn access_tokens(state_dir: &StateDir) -> AccessTokens {
     }
 }
 
-/// The current generation, swapped whole on reload, and what outlives it.
+/// The current generation (and with it what outlives it), swapped whole on reload.
 #[derive(Clone)]
-pub struct Live {
-    current: Arc<ArcSwap<Generation>>,
-    lasting: Arc<Lasting>,
-}
+pub struct Live(Arc<ArcSwap<Generation>>);
 
 impl Live {
     pub fn new(state: AppState) -> Live {
-        Live {
-            current: Arc::new(ArcSwap::new(state.generation)),
-            lasting: state.lasting,
-        }
+        Live(Arc::new(ArcSwap::new(state.0)))
     }
 
     /// The generation in force now.
     pub fn get(&self) -> AppState {
-        AppState {
-            generation: self.current.load_full(),
-            lasting: self.lasting.clone(),
-        }
+        AppState(self.0.load_full())
     }
 
     /// Puts `state`'s generation in force: one made from this `Live`'s (by
     /// [`AppState::reconfigured`]).
     pub fn set(&self, state: AppState) {
-        debug_assert!(Arc::ptr_eq(&state.lasting, &self.lasting));
-        self.current.store(state.generation);
+        debug_assert!(Arc::ptr_eq(&state.0.lasting, &self.0.load().lasting));
+        self.0.store(state.0);
     }
 }
 
@@ -441,13 +422,13 @@ impl FromRef<Live> for AppState {
 /// For handlers that publish the issuer's keys and nothing else.
 impl FromRef<Live> for Arc<KeySet> {
     fn from_ref(live: &Live) -> Arc<KeySet> {
-        live.lasting.keys.clone()
+        live.0.load().lasting.keys.clone()
     }
 }
 
 /// For handlers that read the decision log and nothing else.
 impl FromRef<Live> for Arc<DecisionLog> {
     fn from_ref(live: &Live) -> Arc<DecisionLog> {
-        live.lasting.decisions.clone()
+        live.0.load().lasting.decisions.clone()
     }
 }

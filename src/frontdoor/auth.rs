@@ -552,7 +552,8 @@ services:
         let config =
             crate::config::parse_with(yaml, std::path::Path::new("services.yaml"), &named).unwrap();
         let keys = crate::keys::testkeys::key_set();
-        let tokens = crate::tokens::verified::VerifiedTokens::new(1024 * 1024);
+        let tokens =
+            crate::tokens::verified::VerifiedTokens::new(crate::tokens::verified::CAPACITY_BYTES);
         let door = FrontDoor::new(&config, std::sync::Arc::new(tokens));
         let service = config.service("vault").unwrap();
         let now = 1_800_000_000;

@@ -161,19 +161,21 @@ struct Params {
 
 async fn list(State(decisions): State<Arc<DecisionLog>>, Query(params): Query<Params>) -> Response {
     let limit = params.limit.unwrap_or(crate::decisions::CAPACITY);
-    let surface = params.surface.as_deref();
-    if let Some(surface) = surface {
-        if Surface::named(surface).is_none() {
-            let body = json!({"error": format!(
-                "unknown surface `{surface}`{}; surfaces are {}",
-                crate::suggest::did_you_mean(surface, SURFACES),
-                SURFACES.join(", ")
-            )});
-            return (StatusCode::BAD_REQUEST, Json(body)).into_response();
-        }
-    }
-    Json(json!({ "decisions": decisions.recent_of(limit, surface.and_then(Surface::named)) }))
-        .into_response()
+    let surface = match params.surface.as_deref() {
+        None => None,
+        Some(name) => match Surface::named(name) {
+            Some(surface) => Some(surface),
+            None => {
+                let body = json!({"error": format!(
+                    "unknown surface `{name}`{}; surfaces are {}",
+                    crate::suggest::did_you_mean(name, SURFACES),
+                    SURFACES.join(", ")
+                )});
+                return (StatusCode::BAD_REQUEST, Json(body)).into_response();
+            }
+        },
+    };
+    Json(json!({ "decisions": decisions.recent_of(limit, surface) })).into_response()
 }
 
 /// Decision number `seq` (as the dashboard's feed numbers them), while the log keeps it.

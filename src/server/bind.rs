@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use serde::Serialize;
 use tokio::net::TcpListener;
 
-use super::listeners::{self, BindError, Registry, listen, local};
+use super::listeners::{self, BindError, Registry, ServiceAddresses, listen, local};
 use crate::config::Config;
 
 /// Where each listener actually is (ports chosen by the OS resolved), and which process
@@ -30,14 +30,6 @@ pub struct Addresses {
     /// The state directory, absolute: the local CA's files are in it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state_dir: Option<std::path::PathBuf>,
-}
-
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
-pub struct ServiceAddresses {
-    /// The service's dedicated front-door listener, if it has one.
-    pub listen: Option<SocketAddr>,
-    /// The service's own metadata server.
-    pub metadata: SocketAddr,
 }
 
 pub struct Bound {

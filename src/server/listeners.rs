@@ -6,11 +6,12 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 
+use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use super::{ServiceAddresses, serve_one, serve_per_core};
+use super::{serve_one, serve_per_core};
 use crate::config::{Config, Service};
 use crate::state::Live;
 
@@ -34,6 +35,14 @@ pub(super) fn local(listener: &TcpListener) -> SocketAddr {
     listener
         .local_addr()
         .expect("a bound listener has an address")
+}
+
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct ServiceAddresses {
+    /// The service's dedicated front-door listener, if it has one.
+    pub listen: Option<SocketAddr>,
+    /// The service's own metadata server.
+    pub metadata: SocketAddr,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -378,7 +378,7 @@ async fn matrix(emu: &Emulator, clients: &[Client]) -> Vec<Vec<Outcome>> {
 /// front door and the verifiers agree (or disagree as declared), and `docs/clients.md` shows
 /// this run's table.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "left to scripts/test: runs a program it installs"]
+#[ignore = "left to scripts/test: runs Google's clients (Python, Node, Go, Java) and gcloud"]
 async fn googles_clients_agree_with_frontdoor() {
     let emu = Emulator::start(&yaml()).await;
     let clients = clients();

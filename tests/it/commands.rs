@@ -29,7 +29,7 @@ async fn get(url: &str) -> (u16, String) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "left to scripts/test: runs a program it installs"]
+#[ignore = "left to scripts/test: runs python3 as the command"]
 async fn a_command_gets_cloud_runs_contract_and_its_own_identity() {
     let yaml = format!(
         "{PROJECT}services:\n{}",
@@ -126,7 +126,7 @@ async fn commands_that_cannot_start_are_a_500_with_the_reason() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "left to scripts/test: runs a program it installs"]
+#[ignore = "left to scripts/test: runs python3 as the command"]
 async fn an_exiting_command_is_restarted_and_a_noisy_one_keeps_serving() {
     let yaml = format!(
         "{PROJECT}services:\n{}{}",
@@ -162,7 +162,7 @@ async fn an_exiting_command_is_restarted_and_a_noisy_one_keeps_serving() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "left to scripts/test: runs a program it installs"]
+#[ignore = "left to scripts/test: runs python3 as the command"]
 async fn shutdown_stops_the_whole_process_group() {
     let dir = tempfile::tempdir().unwrap();
     let pids = dir.path().join("pids");
@@ -238,7 +238,7 @@ fn command_configuration_errors() {
 /// emulator's own service processes"), recognised by the kernel's socket tables, and keeps
 /// everyone else out with Cloud Run's 404.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "left to scripts/test: runs a program it installs"]
+#[ignore = "left to scripts/test: runs python3 as the command"]
 async fn internal_ingress_admits_frontdoors_own_services() {
     let yaml = format!(
         "{PROJECT}services:\n{}  - name: private\n    upstream: builtin:echo\n    listen: 127.0.0.1:0\n    ingress: internal\n    iam_policy: {{bindings: [{{role: roles/run.invoker, members: [allUsers]}}]}}\n",

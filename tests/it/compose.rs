@@ -17,7 +17,7 @@ fn validate(file: &std::path::Path) -> Value {
 }
 
 #[test]
-#[ignore = "left to scripts/test: runs a program it installs"]
+#[ignore = "left to scripts/test: runs node"]
 fn the_compose_file_follows_the_compose_specification() {
     let file = repo().join("docker-compose.yml");
     let verdict = validate(&file);

@@ -53,7 +53,7 @@ fn browser_script() -> PathBuf {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "left to scripts/test: runs a program it installs"]
+#[ignore = "left to scripts/test: runs chromium"]
 async fn the_dashboard_shows_why_in_a_real_browser() {
     let script = browser_script();
     let emu = Emulator::start(&config("", "")).await;

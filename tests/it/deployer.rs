@@ -165,7 +165,7 @@ fn policy_members(policy: &str, role: &str) -> Vec<String> {
 /// Seed 001: granting the calling service's identity `roles/run.invoker` on the receiving
 /// service lets it in on its next request, with no restart; removing it turns it away.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "left to scripts/test: runs a program it installs"]
+#[ignore = "left to scripts/test: runs gcloud"]
 async fn seed_001_add_iam_policy_binding_lets_the_caller_in_at_once() {
     let emu = Emulator::start(&yaml()).await;
     let deployer = Deployer::new(&emu, "deployer");
@@ -193,7 +193,7 @@ async fn seed_001_add_iam_policy_binding_lets_the_caller_in_at_once() {
 /// Seed 000: `update --add-custom-audiences`, `--clear-custom-audiences`, and the export,
 /// edit, `replace` round trip, each in force on the next request and shown by `describe`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "left to scripts/test: runs a program it installs"]
+#[ignore = "left to scripts/test: runs gcloud"]
 async fn seed_000_custom_audiences_by_update_and_by_replace() {
     let emu = Emulator::start(&yaml()).await;
     let deployer = Deployer::new(&emu, "deployer");
@@ -261,7 +261,7 @@ gcloud run services replace service.yaml"#
 /// `services list` shows every service with its URL; a change survives a restart (and
 /// gcloud's cached access token with it), and `frontdoor check` names it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "left to scripts/test: runs a program it installs"]
+#[ignore = "left to scripts/test: runs gcloud"]
 async fn services_list_and_a_change_survives_a_restart() {
     let emu = Emulator::start(&yaml()).await;
     let mut deployer = Deployer::new(&emu, "deployer");
@@ -312,7 +312,7 @@ async fn services_list_and_a_change_survives_a_restart() {
 /// The deployer is checked by IAM: a viewer may read but not change, and the policy is
 /// unchanged after its attempt; the denial is in the decision log with its reason.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "left to scripts/test: runs a program it installs"]
+#[ignore = "left to scripts/test: runs gcloud"]
 async fn a_deployer_without_the_role_is_denied_and_nothing_changes() {
     let emu = Emulator::start(&yaml()).await;
     let watcher = Deployer::new(&emu, "watcher");
@@ -368,11 +368,9 @@ async fn a_deployer_without_the_role_is_denied_and_nothing_changes() {
 
 /// The Admin API's bad cases, straight over HTTP with the deployer's access token.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "left to scripts/test: runs a program it installs"]
 async fn bad_admin_requests_get_googles_errors_and_lose_nothing() {
     let emu = Emulator::start(&yaml()).await;
-    let deployer = Deployer::new(&emu, "deployer");
-    let token = deployer.access_token();
+    let token = access_token_of(&emu, "deployer", "a").await;
     let client = reqwest::Client::new();
     let policy_url = |svc: &str, method: &str| {
         emu.google(&format!(
@@ -648,7 +646,7 @@ fn impersonate_login(deployer: &Deployer, audience: &str) -> Command {
 /// `gcloud iam service-accounts add-iam-policy-binding`, then a token the front door
 /// accepts; denied again once removed. A viewer may not grant it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "left to scripts/test: runs a program it installs"]
+#[ignore = "left to scripts/test: runs gcloud"]
 async fn impersonation_needs_token_creator_granted_through_the_iam_api() {
     let emu = Emulator::start(&yaml()).await;
     let deployer = Deployer::new(&emu, "deployer");
@@ -716,7 +714,7 @@ async fn impersonation_needs_token_creator_granted_through_the_iam_api() {
 /// services.yaml declares, and the same keys `frontdoor keys` makes and the token endpoint
 /// honours until deleted; Google's limit of ten keys an account; a p12 key refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "left to scripts/test: runs a program it installs"]
+#[ignore = "left to scripts/test: runs gcloud"]
 async fn service_accounts_and_their_keys_through_gcloud_iam() {
     let emu = Emulator::start(&yaml()).await;
     let deployer = Deployer::new(&emu, "deployer");
@@ -870,7 +868,7 @@ async fn service_accounts_and_their_keys_through_gcloud_iam() {
 /// kept; the layer left holds only the document gcloud sent; and the file alone, without
 /// the layer, gives the same answers after a restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "left to scripts/test: runs a program it installs"]
+#[ignore = "left to scripts/test: runs gcloud"]
 async fn fold_writes_the_changes_into_the_file() {
     let emu = Emulator::start(&format!("# Kept by fold.\n{}", yaml())).await;
     let deployer = Deployer::new(&emu, "deployer");
@@ -1264,7 +1262,7 @@ async fn every_writable_field_needs_the_permission_google_asks_for() {
 /// stronger account (that takes `iam.serviceAccounts.actAs` on the account), and each
 /// refusal is Google's, with nothing changed; a deployer holding both does both.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "left to scripts/test: runs a program it installs"]
+#[ignore = "left to scripts/test: runs gcloud"]
 async fn a_developer_cannot_make_a_service_public_or_run_it_as_a_stronger_account() {
     let emu = Emulator::start(&table_yaml()).await;
     let dev = Deployer::new(&emu, "dev");

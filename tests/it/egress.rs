@@ -84,7 +84,7 @@ fn answer(out: &Output) -> (String, String) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "left to scripts/test: runs a program it installs"]
+#[ignore = "left to scripts/test: runs curl"]
 async fn curl_reaches_services_and_the_metadata_server_at_their_real_urls() {
     let emu = Emulator::start(&yaml()).await;
     let vault = emu.url_of("vault");
@@ -212,7 +212,7 @@ async fn curl_reaches_services_and_the_metadata_server_at_their_real_urls() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "left to scripts/test: runs a program it installs"]
+#[ignore = "left to scripts/test: runs curl"]
 async fn bad_and_unknown_requests_are_refused_clearly() {
     let emu = Emulator::start(&yaml()).await;
     let open = emu.url_of("open");
@@ -316,7 +316,7 @@ async fn bad_and_unknown_requests_are_refused_clearly() {
 /// environment, and the code calls `https://….run.app` and verifies with Google's default
 /// certificate URL.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "left to scripts/test: runs a program it installs"]
+#[ignore = "left to scripts/test: runs Python's google-auth"]
 async fn python_code_runs_unchanged_with_only_the_environment_set() {
     let emu = Emulator::start(&yaml()).await;
     let script = r#"

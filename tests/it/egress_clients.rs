@@ -72,7 +72,7 @@ fn as_login(emu: &Emulator) -> ClientShell {
 /// shell: the metadata server at `metadata.google.internal` (seeds 001 and 002), and seed
 /// 001's generateIdToken at `iamcredentials.googleapis.com` with an STS token.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "left to scripts/test: runs a program it installs"]
+#[ignore = "left to scripts/test: runs curl"]
 async fn the_seeds_curl_recipes_run_verbatim() {
     let emu = Emulator::start(&yaml()).await;
     let url = emu.url_of("vault");
@@ -133,7 +133,7 @@ curl -s -o /dev/null -w "%{{http_code}}\n" -H "Authorization: Bearer $ID_TOKEN" 
 /// `www.googleapis.com/oauth2/v4/token`; an external-account file without impersonation
 /// (as `create-cred-config` writes without --service-account) uses the STS token itself.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "left to scripts/test: runs a program it installs"]
+#[ignore = "left to scripts/test: runs Python's google-auth"]
 async fn python_google_auth_reaches_googles_urls() {
     let emu = Emulator::start(&yaml()).await;
     let url = emu.url_of("vault");
@@ -206,7 +206,7 @@ async fn python_google_auth_reaches_googles_urls() {
 /// client.request({url}) at the run.app URL, and OAuth2Client.verifyIdToken with Google's
 /// default certificates URL, which refuses a token whose signature was altered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "left to scripts/test: runs a program it installs"]
+#[ignore = "left to scripts/test: runs Node's google-auth-library"]
 async fn node_google_auth_library_reaches_googles_urls() {
     let emu = Emulator::start(&yaml()).await;
     let url = emu.url_of("vault");
@@ -234,7 +234,7 @@ async fn node_google_auth_library_reaches_googles_urls() {
 /// then print an ID token impersonating another account. The token opens the service at
 /// its run.app URL; without the role to impersonate, gcloud reports Google's denial.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "left to scripts/test: runs a program it installs"]
+#[ignore = "left to scripts/test: runs gcloud"]
 async fn gcloud_activates_a_key_and_impersonates() {
     let emu = Emulator::start(&yaml()).await;
     let url = emu.url_of("vault");
@@ -311,7 +311,7 @@ async fn gcloud_activates_a_key_and_impersonates() {
 /// server by its real name and to the run.app URL, and the PKCS#12 trust store (the
 /// system's roots and the CA) lets its TLS verify frontdoor's certificate.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "left to scripts/test: runs a program it installs"]
+#[ignore = "left to scripts/test: runs Java's google-auth-library"]
 async fn java_reaches_the_service_with_only_java_tool_options() {
     let emu = Emulator::start(&yaml()).await;
     let url = emu.url_of("vault");

@@ -48,7 +48,7 @@ async fn get(url: &str) -> Value {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "left to scripts/test: runs a program it installs"]
+#[ignore = "left to scripts/test: runs Python services"]
 async fn login_reaches_user_profiles_not_search_until_a_live_edit_allows_it() {
     // The example's own files, on free ports, with the project's test venv (which has the
     // example's pinned google-auth and requests) as its Python.

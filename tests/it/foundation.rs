@@ -73,7 +73,7 @@ fn write_config(dir: &std::path::Path, yaml: &str) -> std::path::PathBuf {
 /// `frontdoor token` signs with the state directory's keys, and a running server publishes
 /// them: PyJWT (against the JWKS) and `cryptography` (against the PEM certificate) agree.
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "left to scripts/test: runs a program it installs"]
+#[ignore = "left to scripts/test: runs Python's google-auth as the verifier"]
 async fn cli_tokens_verify_with_an_independent_verifier() {
     let emu = Emulator::start(&format!("{PROJECT}{ACCOUNTS}")).await;
     let file = write_config(emu.dir.path(), &format!("{PROJECT}{ACCOUNTS}"));

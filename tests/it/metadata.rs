@@ -409,7 +409,7 @@ async fn each_listener_serves_its_own_identity() {
 
 /// Python's google-auth, as a `login` container would run it, and as `user-profiles` would.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "left to scripts/test: runs a program it installs"]
+#[ignore = "left to scripts/test: runs Python's google-auth"]
 async fn python_google_auth_gets_each_services_identity() {
     let emu = Emulator::start(&three_services()).await;
     let home = tempfile::tempdir().unwrap();
@@ -468,7 +468,7 @@ async fn python_google_auth_gets_each_services_identity() {
 /// Node's google-auth-library: getIdTokenClient through GCE_METADATA_HOST, a request to the
 /// front door through that client, and verifyIdToken against frontdoor's certificates.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "left to scripts/test: runs a program it installs"]
+#[ignore = "left to scripts/test: runs Node's google-auth-library"]
 async fn node_google_auth_library_gets_each_services_identity() {
     let emu = Emulator::start(&three_services()).await;
     let home = tempfile::tempdir().unwrap();
@@ -513,7 +513,7 @@ async fn node_google_auth_library_gets_each_services_identity() {
 
 /// The seed's shell recipe, with curl, against the address `frontdoor env` prints.
 #[test]
-#[ignore = "left to scripts/test: runs a program it installs"]
+#[ignore = "left to scripts/test: runs curl"]
 fn the_documented_curl_recipe_and_frontdoor_env() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("services.yaml");

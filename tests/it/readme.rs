@@ -376,7 +376,7 @@ fn in_order(output: &str, wanted: &[&str]) -> Result<(), String> {
 }
 
 #[test]
-#[ignore = "left to scripts/test: runs a program it installs"]
+#[ignore = "left to scripts/test: runs the pages' recipes (cargo install, curl, gcloud, Python)"]
 fn every_shell_block_of_the_pages_runs_as_written() {
     let blocks = all_blocks();
     assert!(blocks.len() >= 10, "found only {} blocks", blocks.len());
@@ -493,4 +493,16 @@ fn every_page_under_docs_is_run() {
     listed.sort();
     assert_eq!(PAGES[0], "README.md");
     assert_eq!(found, listed, "the pages under docs/ and PAGES differ");
+}
+
+/// Every page's blocks parse, and every `expect` names a list this test has, without the
+/// recipes being run (a plain `cargo test` checks the pages this far).
+#[test]
+fn every_pages_marks_are_known() {
+    let blocks = all_blocks();
+    assert!(
+        blocks.iter().any(|(_, b)| matches!(b.mark, Mark::Server)),
+        "no page starts a server"
+    );
+    assert!(blocks.len() > 10, "only {} blocks found", blocks.len());
 }

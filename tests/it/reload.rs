@@ -53,7 +53,7 @@ fn looked_after(checks: u64) -> impl Fn(&Value) -> bool {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "left to scripts/test: runs a program it installs"]
+#[ignore = "left to scripts/test: runs python3 as the command"]
 async fn a_valid_change_applies_with_new_revisions_and_tokens_survive() {
     let emu = Emulator::start(&config(&format!("serviceAccount:search{SA}"), "one")).await;
     let token = emu.sa_token(&format!("login{SA}"), &emu.url_of("search"));
@@ -387,7 +387,7 @@ fn running(pid: u64) -> bool {
 /// WebSocket still open, and stops once both are done: a request counts as in flight until
 /// its last byte, not until its response headers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "left to scripts/test: runs a program it installs"]
+#[ignore = "left to scripts/test: runs python3 as the command"]
 async fn a_replaced_revision_finishes_its_streams_and_websockets() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let emu = Emulator::start(&config(&format!("serviceAccount:search{SA}"), "one")).await;

@@ -64,7 +64,7 @@ fn borrowed(env: &[(String, String)]) -> Vec<(&str, &str)> {
 /// `frontdoor keys create`, then google-auth with that key file: fetch_id_token, an access
 /// token refresh, and the blog recipe of seed 003 — whose token the front door accepts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "left to scripts/test: runs a program it installs"]
+#[ignore = "left to scripts/test: runs Python's google-auth"]
 async fn a_service_account_key_file_with_python_google_auth() {
     let emu = Emulator::start(&token_config()).await;
     let key = emu.dir.path().join("caller-key.json");
@@ -135,7 +135,7 @@ async fn a_service_account_key_file_with_python_google_auth() {
 /// built-in issuer, and google-auth's identity_pool credentials: STS, then
 /// generateAccessToken, then generateIdToken over REST.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "left to scripts/test: runs a program it installs"]
+#[ignore = "left to scripts/test: runs Python's google-auth"]
 async fn workload_identity_federation_with_python_google_auth() {
     let emu = Emulator::start(&token_config()).await;
     let dir = emu.dir.path();
@@ -218,7 +218,7 @@ async fn workload_identity_federation_with_python_google_auth() {
 /// Node's Impersonated client with its endpoint pointed at frontdoor; the source identity
 /// comes from the default metadata listener (`caller`, the first account declared).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "left to scripts/test: runs a program it installs"]
+#[ignore = "left to scripts/test: runs Node's google-auth-library"]
 async fn node_impersonated_fetch_id_token() {
     let emu = Emulator::start(&token_config()).await;
     let home = tempfile::tempdir().unwrap();
@@ -259,7 +259,7 @@ async fn node_impersonated_fetch_id_token() {
 /// Seed 001's curl recipe for generateIdToken with an STS token, as written (only the host
 /// changed), after an STS exchange with curl.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "left to scripts/test: runs a program it installs"]
+#[ignore = "left to scripts/test: runs curl"]
 async fn the_documented_curl_recipe_with_an_sts_token() {
     let emu = Emulator::start(&token_config()).await;
     let subject = emu.cli(&[

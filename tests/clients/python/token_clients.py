@@ -67,7 +67,7 @@ def seed_recipe(audience):
 
 def pool(audience, generate_id_token_url):
     # From the file directly: google.auth.default() with scopes would also look the project
-    # up in Cloud Resource Manager, which is not part of frontdoor (see docs/tokens.md).
+    # up in Cloud Resource Manager, which is not part of frontdoor (see docs/choices.md).
     credentials = identity_pool.Credentials.from_file(
         os.environ["GOOGLE_APPLICATION_CREDENTIALS"],
         scopes=["https://www.googleapis.com/auth/cloud-platform"])
