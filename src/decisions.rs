@@ -439,17 +439,13 @@ impl Decision {
     }
 
     /// Every client-derived string escaped (see [`escape_controls`]) and cut to length.
+    /// What cannot hold a client's characters is left as it is: the credential's header
+    /// name (an HTTP token, which the parser checked and which is one of two names), the
+    /// revision (ours, from a configured service) and the permission (ours).
     fn escaped(mut self) -> Decision {
-        for field in [
-            &mut self.service,
-            &mut self.revision,
-            &mut self.principal,
-            &mut self.credential,
-            &mut self.target,
-            &mut self.permission,
-        ]
-        .into_iter()
-        .flatten()
+        for field in [&mut self.service, &mut self.principal, &mut self.target]
+            .into_iter()
+            .flatten()
         {
             escape_in_place(field);
         }

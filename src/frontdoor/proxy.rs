@@ -303,26 +303,30 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 /// Drops hop-by-hop headers, including any the `Connection` header names. On an upgrade
 /// request, `Connection: upgrade` and `Upgrade` stay so the container can accept it.
 fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-        .filter(|n| !(keep_upgrade && n == header::UPGRADE))
+    let kept =
+        |name: &HeaderName| keep_upgrade && (name == header::CONNECTION || name == header::UPGRADE);
+    // One look at the names present (most messages carry none of these) rather than a
+    // removal, each a hash lookup, for every name that might be: 20 lookups a proxied
+    // request took about 2,000 instructions (bench/instructions.sh).
+    let mut gone: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| (HOP_BY_HOP.contains(n) || *n == header::UPGRADE) && !kept(n))
+        .cloned()
         .collect();
-    for name in named {
+    gone.extend(
+        headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .filter(|n| !kept(n)),
+    );
+    for name in gone {
         headers.remove(name);
-    }
-    for name in &HOP_BY_HOP {
-        if !(keep_upgrade && name == header::CONNECTION) {
-            headers.remove(name);
-        }
     }
     if keep_upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    } else {
-        headers.remove(header::UPGRADE);
     }
 }
 
