@@ -6,10 +6,20 @@ use std::fmt;
 use super::{Decision, Surface};
 
 /// Logs a decision: in text, one compact line (the full reason only on refusals); in JSON,
-/// every field. Every string in it was escaped when the decision was recorded. The tokens
-/// the metadata server hands out are `debug` (every client library polls it); everything
-/// else is `info`.
+/// every field; every string escaped first, when the line is wanted at all. The tokens the
+/// metadata server hands out are `debug` (every client library polls it); everything else
+/// is `info`.
 pub(super) fn log(decision: &Decision) {
+    let quiet = decision.surface == Surface::Metadata && decision.allowed;
+    let wanted = if quiet {
+        tracing::enabled!(tracing::Level::DEBUG)
+    } else {
+        tracing::enabled!(tracing::Level::INFO)
+    };
+    if !wanted {
+        return;
+    }
+    let decision = &decision.clone().escaped();
     macro_rules! at {
         ($level:expr) => {
             if crate::logging::json() {
@@ -37,7 +47,7 @@ pub(super) fn log(decision: &Decision) {
             }
         };
     }
-    if decision.surface == Surface::Metadata && decision.allowed {
+    if quiet {
         at!(tracing::Level::DEBUG);
     } else {
         at!(tracing::Level::INFO);
