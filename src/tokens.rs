@@ -74,6 +74,9 @@ pub fn mint(keys: &KeySet, claims: &Claims) -> String {
 /// which audiences are accepted depends on who verifies (the front door, tokeninfo, …).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Verified {
+    /// The token's `header.payload`, without its signature: what a decision shows, shared
+    /// by every decision about the token rather than copied into each.
+    pub signed_part: std::sync::Arc<str>,
     pub kid: String,
     pub claims: Claims,
     pub aud: String,
@@ -116,7 +119,9 @@ pub fn verify(keys: &KeySet, token: &str, issuer: &str, now: i64) -> Result<Veri
         Some(Value::String(e)) => Some(e.to_ascii_lowercase()),
         Some(_) => return Err(TokenError::ClaimType("email", "a string")),
     };
+    let signed_part = token.rsplit_once('.').map_or(token, |(signed, _)| signed);
     Ok(Verified {
+        signed_part: signed_part.into(),
         // Required by the rules above.
         kid: checked.kid.unwrap_or_default(),
         aud: checked.aud,

@@ -6,11 +6,12 @@ use serde_json::Value;
 
 use crate::tokens::{self, MAX_TOKEN_BYTES};
 
-/// Kept as the token's first two segments, as sent (one copy per decision; decoding waits
-/// until someone reads the decision), or as read back from the decisions JSON.
+/// Kept as the token's first two segments, as sent (shared with the verified-token cache
+/// when the token verified; decoding waits until someone reads the decision), or as read
+/// back from the decisions JSON.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ShownToken {
-    Segments(String),
+    Segments(std::sync::Arc<str>),
     Decoded { header: Value, claims: Value },
 }
 
@@ -35,8 +36,13 @@ impl ShownToken {
         let header = parts.next()?;
         let payload = parts.next()?;
         Some(ShownToken::Segments(
-            token[..header.len() + 1 + payload.len()].to_owned(),
+            token[..header.len() + 1 + payload.len()].into(),
         ))
+    }
+
+    /// What a verified token shows: its `header.payload`, shared, not copied.
+    pub(crate) fn verified(verified: &crate::tokens::Verified) -> ShownToken {
+        ShownToken::Segments(verified.signed_part.clone())
     }
 
     pub(crate) fn bytes(&self) -> usize {

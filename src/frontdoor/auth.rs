@@ -262,11 +262,17 @@ pub(crate) fn authorize(
                 .via(&header);
         }
     };
-    chain.passed(Check::Credential, format!("{header}: Bearer"));
-    let shown = ShownToken::of(token);
+    // Words of ours for the two headers a credential comes in: no formatting per request.
+    let found: std::borrow::Cow<'static, str> = match header.as_str() {
+        "authorization" => "authorization: Bearer".into(),
+        "x-serverless-authorization" => "x-serverless-authorization: Bearer".into(),
+        other => format!("{other}: Bearer").into(),
+    };
+    chain.passed(Check::Credential, found);
     let verified = match door.verify(keys, token, &config.issuer, now) {
         Ok(v) => v,
         Err(e) => {
+            let shown = ShownToken::of(token);
             let failed = Check::of_token(&e);
             // A claim the front door reads itself (`sub`) fails after the token's own
             // checks, and before the audience is compared with the service's.
@@ -289,6 +295,7 @@ pub(crate) fn authorize(
                 .showing(shown);
         }
     };
+    let shown = Some(ShownToken::verified(&verified));
     chain.passed(Check::Format, "three base64url segments of JSON");
     chain.passed(Check::Alg, "RS256");
     chain.passed(
