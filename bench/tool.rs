@@ -68,7 +68,8 @@ fn mint(config_file: &str, state: &str, email: &str, audience: &str, n: usize, p
         let claims =
             tokens::service_account_claims(&config.issuer, sa, audience, now - (i % 600) as i64);
         let mut claims = claims;
-        claims.insert("jti".into(), serde_json::json!(i));
+        // A string, as RFC 7519 §4.1.7 has it (Envoy's jwt_authn refuses a number).
+        claims.insert("jti".into(), serde_json::json!(i.to_string()));
         if pad > 0 {
             claims.insert("pad".into(), serde_json::json!("p".repeat(pad)));
         }
