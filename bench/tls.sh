@@ -3,9 +3,7 @@
 # terminating TLS, in one run. Installs nginx and openssl when missing; loopback only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! command -v nginx >/dev/null || ! command -v openssl >/dev/null; then
-  apt-get update -qq
-  apt-get install -y -qq nginx openssl >/dev/null
-fi
+. bench/need.sh
+need nginx openssl
 cargo build --release --quiet --bin frontdoor --example bench-tool
 python3 bench/tls.py

@@ -448,46 +448,31 @@ impl Decision {
     /// until the decision is read ([`Decision::escaped`]), which most never are: on the warm
     /// path, fifteen escapes a request were 3,200 instructions (bench/instructions.sh).
     fn cut(mut self) -> Decision {
-        for field in [
-            &mut self.service,
-            &mut self.revision,
-            &mut self.principal,
-            &mut self.credential,
-            &mut self.target,
-            &mut self.permission,
-        ]
-        .into_iter()
-        .flatten()
-        {
-            cut_in_place(field);
-        }
-        for field in [
-            &mut self.method,
-            &mut self.host,
-            &mut self.path,
-            &mut self.reason,
-        ] {
-            cut_in_place(field);
-        }
-        for step in &mut self.steps {
-            if let std::borrow::Cow::Owned(detail) = &mut step.detail {
-                cut_in_place(detail);
-            }
-        }
+        self.each_text(true, cut_in_place);
         self
     }
 
     /// Every client-derived string escaped (see [`escape_controls`]) and cut to length: a
     /// decision as every reader of the log gets it (its API, the dashboard, the log line).
-    /// What cannot hold a client's characters is left as it is: the credential's header
-    /// name (an HTTP token, which the parser checked and which is one of two names), the
-    /// revision (ours, from a configured service) and the permission (ours).
     pub(crate) fn escaped(mut self) -> Decision {
-        for field in [&mut self.service, &mut self.principal, &mut self.target]
-            .into_iter()
-            .flatten()
-        {
-            escape_in_place(field);
+        self.each_text(false, escape_in_place);
+        self
+    }
+
+    /// `each` on the decision's strings (its steps' own details among them). Without
+    /// `all`, those that cannot hold a client's characters are left out: the credential's
+    /// header name (an HTTP token, which the parser checked and which is one of two names),
+    /// the revision (ours, from a configured service) and the permission (ours).
+    fn each_text(&mut self, all: bool, mut each: impl FnMut(&mut String)) {
+        let clients = [&mut self.service, &mut self.principal, &mut self.target];
+        let ours = [
+            &mut self.revision,
+            &mut self.credential,
+            &mut self.permission,
+        ];
+        let ours = ours.into_iter().filter(|_| all);
+        for field in clients.into_iter().chain(ours).flatten() {
+            each(field);
         }
         for field in [
             &mut self.method,
@@ -495,15 +480,14 @@ impl Decision {
             &mut self.path,
             &mut self.reason,
         ] {
-            escape_in_place(field);
+            each(field);
         }
         // Fixed words are ours; only what a step found can hold a client's string.
         for step in &mut self.steps {
             if let std::borrow::Cow::Owned(detail) = &mut step.detail {
-                escape_in_place(detail);
+                each(detail);
             }
         }
-        self
     }
 }
 
