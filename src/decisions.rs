@@ -128,7 +128,7 @@ pub struct Decision {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub permission: Option<String>,
     pub reason: String,
-    /// The front door's refusals: the reason's stable code (`codes::ALL` lists them).
+    /// A refusal's stable code, on every surface (`codes::all` lists them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) code: Option<Code>,
     /// In audit mode (`enforcement: audit`), the status enforcement would have answered
@@ -188,6 +188,8 @@ pub(crate) struct Explanation {
     pub target: Option<String>,
     pub permission: Option<&'static str>,
     pub reason: Option<String>,
+    /// A refusal's code; one the handler leaves out is read from the status.
+    pub code: Option<Code>,
 }
 
 impl Explanation {
@@ -201,6 +203,7 @@ impl Explanation {
                 e.target = self.target.or(e.target.take());
                 e.permission = self.permission.or(e.permission);
                 e.reason = self.reason.or(e.reason.take());
+                e.code = self.code.or(e.code);
             }
             None => {
                 extensions.insert(self);
@@ -214,10 +217,19 @@ impl Explanation {
         self.reason = Some(format!("{who} {what}"));
     }
 
-    /// The reason alone, for the error shapes' one rendering function.
+    /// The reason alone, for an answer that is not a refusal.
     pub(crate) fn because(reason: impl Into<String>) -> Explanation {
         Explanation {
             reason: Some(reason.into()),
+            ..Explanation::default()
+        }
+    }
+
+    /// A refusal's code and reason, for each surface's one rendering function.
+    pub(crate) fn refused(code: Code, reason: impl Into<String>) -> Explanation {
+        Explanation {
+            reason: Some(reason.into()),
+            code: Some(code),
             ..Explanation::default()
         }
     }
@@ -225,8 +237,9 @@ impl Explanation {
 
 /// Records what a surface off the front door decided about `response`: allowed when its
 /// status is a success, with the `Explanation` the handler attached to it (taken off the
-/// response), any field it leaves out taken from `defaults`; a refusal's reason goes into
-/// `X-Frontdoor-Reason` too.
+/// response), any field it leaves out taken from `defaults`. A refusal always has a code
+/// (the handler's, else its status's), and its `CODE: reason` goes into `X-Frontdoor-Reason`
+/// as on the front door.
 pub(crate) fn record_answer<B>(
     log: &DecisionLog,
     mut decision: Decision,
@@ -251,7 +264,12 @@ pub(crate) fn record_answer<B>(
         .or(defaults.reason)
         .unwrap_or_else(|| format!("answered {status}"));
     if !decision.allowed {
-        if let Some(value) = reason_header(&decision.reason) {
+        let code = explained
+            .code
+            .or(defaults.code)
+            .unwrap_or_else(|| Code::of_status(status));
+        decision.code = Some(code);
+        if let Some(value) = reason_header(&format!("{code}: {}", decision.reason)) {
             response.headers_mut().insert(REASON_HEADER, value);
         }
     }

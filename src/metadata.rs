@@ -15,11 +15,11 @@ use serde_json::{Value, json};
 
 use crate::access::CLOUD_PLATFORM;
 use crate::config::ServiceAccount;
-use crate::decisions::{Decision, Explanation, record_answer};
+use crate::decisions::{Code, Decision, Explanation, record_answer};
 use crate::iam::Principal;
 use crate::state::{AppState, Live};
 use crate::tokens;
-use respond::{json as json_response, text};
+use respond::{json as json_response, refuse, text};
 
 /// Whom one metadata listener speaks for, resolved per request from the configuration in
 /// force (a reload may change a service's account).
@@ -69,8 +69,9 @@ async fn handle(State(listener): State<Listener>, req: Request) -> Response {
             .map(|s| s.service_account.clone()),
     };
     let Some(email) = email else {
-        return text(
+        return refuse(
             StatusCode::NOT_FOUND,
+            Code::NotFound,
             "This service is no longer in the configuration.\n",
         );
     };
@@ -170,8 +171,9 @@ fn serve(
     // The real server refuses anything that looks proxied, so that a server-side request
     // forgery through a proxy cannot reach it.
     if headers.contains_key("x-forwarded-for") {
-        return text(
+        return refuse(
             StatusCode::FORBIDDEN,
+            Code::ProxiedRequest,
             "Request had an X-Forwarded-For header and was refused: the metadata server does not answer proxied requests.",
         );
     }
@@ -183,7 +185,11 @@ fn serve(
         return not_found();
     };
     if !has_flavor(headers) {
-        return text(StatusCode::FORBIDDEN, FLAVOR_MISSING);
+        return refuse(
+            StatusCode::FORBIDDEN,
+            Code::MetadataFlavorMissing,
+            FLAVOR_MISSING,
+        );
     }
     let rest = match rest.strip_prefix("v1") {
         Some("") => "",
@@ -239,7 +245,11 @@ fn serve(
 }
 
 fn not_found() -> Response {
-    text(StatusCode::NOT_FOUND, "Not Found: no such metadata path.\n")
+    refuse(
+        StatusCode::NOT_FOUND,
+        Code::NotFound,
+        "Not Found: no such metadata path.\n",
+    )
 }
 
 /// The listener's account, as `{"default": {...}, "EMAIL": {...}}`.
@@ -265,8 +275,9 @@ fn service_account(
     }
     let Some(sa) = state.config().service_account(&id.email) else {
         // The configuration guarantees the account exists; say so plainly if not.
-        return text(
+        return refuse(
             StatusCode::INTERNAL_SERVER_ERROR,
+            Code::InternalError,
             "this listener's service account is not configured",
         );
     };
@@ -285,8 +296,9 @@ fn service_account(
 fn access_token(state: &AppState, sa: &ServiceAccount, query: &[(String, String)]) -> Response {
     if let Some(too_long) = param(query, "scopes").filter(|s| s.len() > tokens::MAX_PARAMETER_BYTES)
     {
-        return text(
+        return refuse(
             StatusCode::BAD_REQUEST,
+            Code::InvalidArgument,
             &format!(
                 "the scopes parameter is {} bytes, more than the {} frontdoor accepts",
                 too_long.len(),
@@ -323,7 +335,11 @@ fn access_token(state: &AppState, sa: &ServiceAccount, query: &[(String, String)
     let (token, exp, minted) = match minted {
         Ok(minted) => minted,
         Err(e @ crate::access::TooLarge(_)) => {
-            return text(StatusCode::BAD_REQUEST, &e.to_string());
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                Code::InvalidArgument,
+                &e.to_string(),
+            );
         }
     };
     let mut response = json_response(
@@ -343,14 +359,16 @@ fn identity(
     query: &[(String, String)],
 ) -> Response {
     let Some(audience) = param(query, "audience").filter(|a| !a.is_empty()) else {
-        return text(
+        return refuse(
             StatusCode::BAD_REQUEST,
+            Code::InvalidArgument,
             "non-empty audience parameter required",
         );
     };
     if audience.len() > tokens::MAX_PARAMETER_BYTES {
-        return text(
+        return refuse(
             StatusCode::BAD_REQUEST,
+            Code::InvalidArgument,
             &format!(
                 "the audience is {} bytes, more than the {} frontdoor accepts",
                 audience.len(),
@@ -362,8 +380,9 @@ fn identity(
         "standard" => false,
         "full" => true,
         other => {
-            return text(
+            return refuse(
                 StatusCode::BAD_REQUEST,
+                Code::InvalidArgument,
                 &format!("format must be standard or full, not `{other}`"),
             );
         }
@@ -373,8 +392,9 @@ fn identity(
         Some(v) if v.eq_ignore_ascii_case("true") => true,
         Some(v) if v.eq_ignore_ascii_case("false") => false,
         Some(other) => {
-            return text(
+            return refuse(
                 StatusCode::BAD_REQUEST,
+                Code::InvalidArgument,
                 &format!("licenses must be TRUE or FALSE, not `{other}`"),
             );
         }

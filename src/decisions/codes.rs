@@ -1,13 +1,14 @@
-//! Stable codes for the front door's refusals: short names a CI test can assert instead of a
+//! Stable codes for every surface's refusals: short names a CI test can assert instead of a
 //! sentence, each with its meaning and fix. They appear in the decision (its JSON and log
 //! event), in `X-Frontdoor-Reason` (`CODE: reason`) and `frontdoor decisions`;
-//! `docs/front-door.md` lists every one (a test here holds it to that).
+//! `docs/front-door.md` lists the front door's, `docs/tokens.md` the other surfaces' (a test
+//! here holds each page to its table).
 
 use serde::{Deserialize, Serialize};
 
 use crate::tokens::TokenError;
 
-/// Why the front door turned a request away, by name. Never renamed: tests depend on them.
+/// Why a surface turned a request away, by name. Never renamed: tests depend on them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum Code {
@@ -38,11 +39,31 @@ pub(crate) enum Code {
     NoInvokerBinding,
     BodyTooLarge,
     UpstreamFailed,
+    // The other surfaces': Google's REST APIs (the Admin APIs, IAM Credentials).
+    CredentialsMissing,
+    CredentialsInvalid,
+    PermissionDenied,
+    ActAsDenied,
+    InvalidArgument,
+    NotFound,
+    Aborted,
+    FailedPrecondition,
+    InternalError,
+    // The token endpoints' (`/token`, STS, tokeninfo): OAuth2's own error names.
+    InvalidRequest,
+    UnsupportedGrantType,
+    InvalidGrant,
+    InvalidScope,
+    InvalidToken,
+    InvalidTarget,
+    // The metadata server's.
+    ProxiedRequest,
+    MetadataFlavorMissing,
 }
 
-/// Every code, its meaning and its fix, in the order of Cloud Run's checks: the table of
-/// `docs/front-door.md`.
-pub(crate) const ALL: &[(Code, &str, &str)] = &[
+/// The front door's codes, their meaning and fix, in the order of Cloud Run's checks: the
+/// table of `docs/front-door.md`.
+pub(crate) const FRONT_DOOR: &[(Code, &str, &str)] = &[
     (
         Code::MalformedRequest,
         "the front door cannot take the request itself (two Host headers, CONNECT, a body cut short)",
@@ -180,6 +201,97 @@ pub(crate) const ALL: &[(Code, &str, &str)] = &[
     ),
 ];
 
+/// The other surfaces' codes (the Admin APIs, IAM Credentials, the token endpoints, the
+/// metadata server), their meaning and fix: the table of `docs/tokens.md`. The decision's
+/// `permission` names what IAM checked, its `reason` who holds what where.
+pub(crate) const OTHER_SURFACES: &[(Code, &str, &str)] = &[
+    (
+        Code::CredentialsMissing,
+        "a Google API call without `Authorization: Bearer ACCESS_TOKEN` (401)",
+        "send an access token from the metadata server, `/token`, STS or `gcloud auth print-access-token`",
+    ),
+    (
+        Code::CredentialsInvalid,
+        "the bearer token is no access token this frontdoor issued, or it expired (401)",
+        "fetch a fresh access token from this frontdoor (an ID token is not an access token)",
+    ),
+    (
+        Code::PermissionDenied,
+        "no role of the caller carries the permission the method needs, on the resource or the project (403)",
+        "grant one of the roles the reason lists to the principal it names, on the resource it names",
+    ),
+    (
+        Code::ActAsDenied,
+        "the deployer may not run a service as that account: no `iam.serviceAccounts.actAs` on it (403)",
+        "grant `roles/iam.serviceAccountUser` on the account to the deployer, or deploy as an account it may use",
+    ),
+    (
+        Code::InvalidArgument,
+        "a field, parameter or body is malformed, or over a limit of frontdoor's (400)",
+        "the reason names the field and what it must be",
+    ),
+    (
+        Code::NotFound,
+        "no such service, account, key or project, or no method at that path (404)",
+        "check the name against `services.yaml`; the reason says what was looked for",
+    ),
+    (
+        Code::Aborted,
+        "a read-modify-write lost a race: its `etag` is stale (409)",
+        "read the resource again and retry the change",
+    ),
+    (
+        Code::FailedPrecondition,
+        "the request is well formed but the configuration it would make is refused (400)",
+        "the reason quotes the configuration's error; fix that and retry",
+    ),
+    (
+        Code::InternalError,
+        "frontdoor failed on its side, not because of the request (500)",
+        "the server's log says why",
+    ),
+    (
+        Code::InvalidRequest,
+        "a token endpoint's request lacks a parameter or has one it does not support (400)",
+        "send the parameters the reason names",
+    ),
+    (
+        Code::UnsupportedGrantType,
+        "a token endpoint was asked for a grant it does not serve (400)",
+        "use the JWT-bearer grant at `/token`, token exchange at STS",
+    ),
+    (
+        Code::InvalidGrant,
+        "the assertion or subject token does not verify: its signature, audience, lifetime or provider is wrong (400)",
+        "the reason says which; sign with a key of this frontdoor, for the audience it names",
+    ),
+    (
+        Code::InvalidScope,
+        "no scope was asked for, or the scopes are longer than an access token of frontdoor's can carry (400)",
+        "ask for `https://www.googleapis.com/auth/cloud-platform`, the scope that covers every API",
+    ),
+    (
+        Code::InvalidToken,
+        "tokeninfo was given a token this frontdoor did not issue, or an expired one (400)",
+        "check a token fresh from this frontdoor",
+    ),
+    (
+        Code::InvalidTarget,
+        "STS was asked for an audience that names no configured workload identity provider (400)",
+        "use the provider's resource name from `services.yaml` (`//iam.googleapis.com/projects/…/providers/…`)",
+    ),
+    (
+        Code::ProxiedRequest,
+        "a metadata request carried `X-Forwarded-For`: the metadata server refuses proxied requests (403)",
+        "call the metadata server directly, not through a proxy",
+    ),
+    (
+        Code::MetadataFlavorMissing,
+        "a metadata request without `Metadata-Flavor: Google` (403)",
+        "send the header, as every client library does",
+    ),
+];
+
 impl Code {
     pub(crate) fn as_str(self) -> &'static str {
         match self {
@@ -210,6 +322,23 @@ impl Code {
             Code::NoInvokerBinding => "no_invoker_binding",
             Code::BodyTooLarge => "body_too_large",
             Code::UpstreamFailed => "upstream_failed",
+            Code::CredentialsMissing => "credentials_missing",
+            Code::CredentialsInvalid => "credentials_invalid",
+            Code::PermissionDenied => "permission_denied",
+            Code::ActAsDenied => "act_as_denied",
+            Code::InvalidArgument => "invalid_argument",
+            Code::NotFound => "not_found",
+            Code::Aborted => "aborted",
+            Code::FailedPrecondition => "failed_precondition",
+            Code::InternalError => "internal_error",
+            Code::InvalidRequest => "invalid_request",
+            Code::UnsupportedGrantType => "unsupported_grant_type",
+            Code::InvalidGrant => "invalid_grant",
+            Code::InvalidScope => "invalid_scope",
+            Code::InvalidToken => "invalid_token",
+            Code::InvalidTarget => "invalid_target",
+            Code::ProxiedRequest => "proxied_request",
+            Code::MetadataFlavorMissing => "metadata_flavor_missing",
         }
     }
 
@@ -236,12 +365,36 @@ impl Code {
             TokenError::TooLongLived { .. } => Code::LifetimeTooLong,
         }
     }
+
+    /// The code of a refusal whose handler named none: an answer axum or a library gave
+    /// (a method a path does not take, say), by its status alone.
+    pub(crate) fn of_status(status: http::StatusCode) -> Code {
+        match status.as_u16() {
+            401 => Code::CredentialsInvalid,
+            403 => Code::PermissionDenied,
+            404 | 405 => Code::NotFound,
+            409 => Code::Aborted,
+            s if s >= 500 => Code::InternalError,
+            _ => Code::InvalidArgument,
+        }
+    }
 }
 
-/// [`ALL`] as JSON: `[{"code", "meaning", "fix"}, …]`.
+/// Every code, the front door's first: `(surfaces, code, meaning, fix)`.
+pub(crate) fn all() -> impl Iterator<Item = (&'static str, Code, &'static str, &'static str)> {
+    let front = FRONT_DOOR.iter().map(|&(c, m, f)| ("frontdoor", c, m, f));
+    let other = OTHER_SURFACES.iter().map(|&(c, m, f)| ("google", c, m, f));
+    front.chain(other)
+}
+
+/// Every code as JSON: `[{"code", "surfaces", "meaning", "fix"}, …]`, `surfaces` being
+/// `frontdoor` (the `*.run.app` front door) or `google` (the APIs, token endpoints and
+/// metadata server frontdoor emulates).
 pub(crate) fn as_json() -> serde_json::Value {
-    ALL.iter()
-        .map(|(code, meaning, fix)| serde_json::json!({"code": code, "meaning": meaning, "fix": fix}))
+    all()
+        .map(|(surfaces, code, meaning, fix)| {
+            serde_json::json!({"code": code, "surfaces": surfaces, "meaning": meaning, "fix": fix})
+        })
         .collect()
 }
 
@@ -257,30 +410,42 @@ mod tests {
 
     #[test]
     fn every_code_is_listed_once_and_serializes_as_its_name() {
-        for (i, (code, meaning, fix)) in ALL.iter().enumerate() {
+        let listed: Vec<Code> = all().map(|(_, code, ..)| code).collect();
+        for (i, (_, code, meaning, fix)) in all().enumerate() {
             assert!(!meaning.is_empty() && !fix.is_empty(), "{code}");
-            assert!(
-                ALL[i + 1..].iter().all(|(other, ..)| other != code),
-                "{code} listed twice"
-            );
-            let json = serde_json::to_string(code).unwrap();
+            assert!(!listed[i + 1..].contains(&code), "{code} listed twice");
+            let json = serde_json::to_string(&code).unwrap();
             assert_eq!(json, format!("\"{}\"", code.as_str()));
             let back: Code = serde_json::from_str(&json).unwrap();
-            assert_eq!(back, *code);
+            assert_eq!(back, code);
         }
-        assert_eq!(ALL.len(), 27, "a code added to the enum is added to ALL");
+        assert_eq!(
+            listed.len(),
+            44,
+            "a code added to the enum is added to a table"
+        );
     }
 
-    /// The table of codes in `docs/front-door.md` names every code, with its meaning and fix.
+    /// Each table of codes is on its page, every row with its meaning and fix.
     #[test]
-    fn the_front_door_page_lists_every_code() {
-        let page = include_str!("../../docs/front-door.md");
-        for (code, meaning, fix) in ALL {
-            let row = format!("| `{code}` | {meaning} | {fix} |");
-            assert!(
-                page.contains(&row),
-                "docs/front-door.md lacks the row:\n{row}"
-            );
+    fn the_docs_list_every_code() {
+        let pages = [
+            (
+                "docs/front-door.md",
+                include_str!("../../docs/front-door.md"),
+                FRONT_DOOR,
+            ),
+            (
+                "docs/tokens.md",
+                include_str!("../../docs/tokens.md"),
+                OTHER_SURFACES,
+            ),
+        ];
+        for (name, page, table) in pages {
+            for (code, meaning, fix) in table {
+                let row = format!("| `{code}` | {meaning} | {fix} |");
+                assert!(page.contains(&row), "{name} lacks the row:\n{row}");
+            }
         }
     }
 }

@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::decisions::Explanation;
+use crate::decisions::{Code, Explanation};
 
 /// An error of a Google REST API, `{"error":{"code","message","status","details"}}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,8 +37,26 @@ pub(crate) enum ApiError {
     Internal(String),
 }
 
+impl ApiError {
+    /// The refusal's stable code, for the decision.
+    pub(crate) fn code(&self) -> Code {
+        match self {
+            ApiError::CredentialsMissing => Code::CredentialsMissing,
+            ApiError::Unauthenticated(_) => Code::CredentialsInvalid,
+            ApiError::PermissionDenied { .. } => Code::PermissionDenied,
+            ApiError::ActAsDenied { .. } => Code::ActAsDenied,
+            ApiError::InvalidArgument(_) => Code::InvalidArgument,
+            ApiError::NotFound(_) => Code::NotFound,
+            ApiError::Aborted(_) => Code::Aborted,
+            ApiError::FailedPrecondition(_) => Code::FailedPrecondition,
+            ApiError::Internal(_) => Code::InternalError,
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let refusal = self.code();
         let why = match &self {
             ApiError::PermissionDenied { why, .. } | ApiError::ActAsDenied { why, .. } => {
                 Some(why.clone())
@@ -127,21 +145,49 @@ impl IntoResponse for ApiError {
         };
         let body = json!({"error": {"code": code.as_u16(), "message": message, "status": status, "details": details}});
         let mut response = (code, Json(body)).into_response();
-        Explanation::because(reason).attach(&mut response);
+        Explanation::refused(refusal, reason).attach(&mut response);
         response
     }
 }
 
+/// The OAuth2 errors the token endpoints answer (RFC 6749 §5.2, RFC 7662's `invalid_token`
+/// for tokeninfo), each its own refusal code of the same name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OAuthError {
+    InvalidRequest,
+    UnsupportedGrantType,
+    InvalidGrant,
+    InvalidScope,
+    InvalidToken,
+    /// RFC 8693's, for an STS audience that names no provider.
+    InvalidTarget,
+}
+
+impl OAuthError {
+    fn code(self) -> Code {
+        match self {
+            OAuthError::InvalidRequest => Code::InvalidRequest,
+            OAuthError::UnsupportedGrantType => Code::UnsupportedGrantType,
+            OAuthError::InvalidGrant => Code::InvalidGrant,
+            OAuthError::InvalidScope => Code::InvalidScope,
+            OAuthError::InvalidToken => Code::InvalidToken,
+            OAuthError::InvalidTarget => Code::InvalidTarget,
+        }
+    }
+}
+
 /// An OAuth2 error, `{"error": CODE, "error_description": …}`, status 400.
-pub(crate) fn oauth(error: &str, description: &str) -> Response {
+pub(crate) fn oauth(error: OAuthError, description: &str) -> Response {
     oauth_explained(error, description, description)
 }
 
 /// An OAuth2 error whose body says what Google's says (`description`) while the decision
 /// log and `X-Frontdoor-Reason` get the learner-grade `reason`.
-pub(crate) fn oauth_explained(error: &str, description: &str, reason: &str) -> Response {
-    let body = json!({"error": error, "error_description": description});
+pub(crate) fn oauth_explained(error: OAuthError, description: &str, reason: &str) -> Response {
+    // OAuth2's error names are the codes' own.
+    let code = error.code();
+    let body = json!({"error": code.as_str(), "error_description": description});
     let mut response = (StatusCode::BAD_REQUEST, Json(body)).into_response();
-    Explanation::because(format!("{error}: {reason}")).attach(&mut response);
+    Explanation::refused(code, reason).attach(&mut response);
     response
 }

@@ -11,7 +11,7 @@ use axum::routing::post;
 use serde_json::{Value, json};
 
 use super::assertion::{self, AssertionError};
-use super::errors::oauth;
+use super::errors::{OAuthError, oauth};
 use crate::decisions::Explanation;
 use crate::iam::Principal;
 use crate::peer::Peer;
@@ -86,18 +86,26 @@ async fn token(
         Some(JWT_BEARER) => {}
         Some(other) => {
             return oauth(
-                "unsupported_grant_type",
+                OAuthError::UnsupportedGrantType,
                 &format!("Invalid grant_type: {other}"),
             );
         }
-        None => return oauth("invalid_request", "Missing required parameter: grant_type"),
+        None => {
+            return oauth(
+                OAuthError::InvalidRequest,
+                "Missing required parameter: grant_type",
+            );
+        }
     }
     let Some(jwt) = field(&fields, "assertion") else {
-        return oauth("invalid_request", "Missing required parameter: assertion");
+        return oauth(
+            OAuthError::InvalidRequest,
+            "Missing required parameter: assertion",
+        );
     };
     if jwt.len() > tokens::MAX_TOKEN_BYTES {
         return oauth(
-            "invalid_grant",
+            OAuthError::InvalidGrant,
             &format!(
                 "The assertion is {} bytes, more than the {} frontdoor reads.",
                 jwt.len(),
@@ -109,7 +117,7 @@ async fn token(
         Ok(found) => found,
         Err(e) => {
             tracing::info!(error = %e, "token endpoint refused an assertion");
-            return oauth("invalid_grant", &e.to_string());
+            return oauth(OAuthError::InvalidGrant, &e.to_string());
         }
     };
     if !claims
@@ -118,7 +126,7 @@ async fn token(
         .is_some_and(|a| names_this_endpoint(a, &state, peer, &headers))
     {
         return oauth(
-            "invalid_grant",
+            OAuthError::InvalidGrant,
             &format!(
                 "Invalid JWT: Failed audience check. The right audience is http://{}/token (or {})",
                 peer.local, GOOGLE_TOKEN_URLS[0]
@@ -130,7 +138,7 @@ async fn token(
     if let Some(audience) = claims.get("target_audience").and_then(Value::as_str) {
         if audience.is_empty() {
             return oauth(
-                "invalid_request",
+                OAuthError::InvalidRequest,
                 "Invalid target_audience: it may not be empty",
             );
         }
@@ -145,6 +153,7 @@ async fn token(
                 "the assertion is signed by a key of {}: issued an ID token for audience {audience}",
                 account.email
             )),
+            code: None,
         }
         .attach(&mut response);
         return response;
@@ -157,7 +166,10 @@ async fn token(
         .map(str::to_owned)
         .collect();
     if scopes.is_empty() {
-        return oauth("invalid_scope", "Empty or missing scope not allowed.");
+        return oauth(
+            OAuthError::InvalidScope,
+            "Empty or missing scope not allowed.",
+        );
     }
     let principal = Principal::ServiceAccount(account.email.clone());
     let reason = format!(
@@ -170,7 +182,7 @@ async fn token(
         .issue(principal, scopes, now, tokens::LIFETIME)
     {
         Ok(issued) => issued,
-        Err(e) => return oauth("invalid_scope", &e.to_string()),
+        Err(e) => return oauth(OAuthError::InvalidScope, &e.to_string()),
     };
     let mut response = Json(
         json!({ "access_token": token, "expires_in": grant.exp - now, "token_type": "Bearer" }),

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::{Value, json};
 
-use super::errors::oauth;
+use super::errors::{OAuthError, oauth};
 use super::oauth2::{field, form};
 use crate::config::{Provider, ProviderKeys};
 use crate::decisions::Explanation;
@@ -67,21 +67,26 @@ fn fields(headers: &HeaderMap, body: &[u8]) -> Result<Vec<(String, String)>, &'s
 async fn exchange(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     let fields = match fields(&headers, &body) {
         Ok(f) => f,
-        Err(why) => return oauth("invalid_request", why),
+        Err(why) => return oauth(OAuthError::InvalidRequest, why),
     };
     match field(&fields, "grant_type") {
         Some(TOKEN_EXCHANGE) => {}
         Some(other) => {
             return oauth(
-                "unsupported_grant_type",
+                OAuthError::UnsupportedGrantType,
                 &format!("Unsupported grant_type `{other}`; expected {TOKEN_EXCHANGE}."),
             );
         }
-        None => return oauth("invalid_request", "Missing required parameter: grant_type."),
+        None => {
+            return oauth(
+                OAuthError::InvalidRequest,
+                "Missing required parameter: grant_type.",
+            );
+        }
     }
     if let Some(t) = field(&fields, "requested_token_type").filter(|t| *t != ACCESS_TOKEN_TYPE) {
         return oauth(
-            "invalid_request",
+            OAuthError::InvalidRequest,
             &format!("Unsupported requested_token_type `{t}`; expected {ACCESS_TOKEN_TYPE}."),
         );
     }
@@ -89,7 +94,7 @@ async fn exchange(State(state): State<AppState>, headers: HeaderMap, body: Bytes
         Some(t) if SUBJECT_TYPES.contains(&t) => {}
         other => {
             return oauth(
-                "invalid_request",
+                OAuthError::InvalidRequest,
                 &format!(
                     "Invalid subject_token_type {:?}; expected one of {}.",
                     other.unwrap_or(""),
@@ -106,7 +111,7 @@ async fn exchange(State(state): State<AppState>, headers: HeaderMap, body: Bytes
         .find(|p| p.resource == audience)
     else {
         return oauth(
-            "invalid_target",
+            OAuthError::InvalidTarget,
             &format!(
                 "The target service indicated by the \"audience\" parameters is invalid: `{audience}` is not a configured workload identity provider."
             ),
@@ -114,7 +119,7 @@ async fn exchange(State(state): State<AppState>, headers: HeaderMap, body: Bytes
     };
     let Some(subject_token) = field(&fields, "subject_token") else {
         return oauth(
-            "invalid_request",
+            OAuthError::InvalidRequest,
             "Missing required parameter: subject_token.",
         );
     };
@@ -122,7 +127,7 @@ async fn exchange(State(state): State<AppState>, headers: HeaderMap, body: Bytes
         || field(&fields, "scope").is_some_and(|s| s.len() > tokens::MAX_PARAMETER_BYTES)
     {
         return oauth(
-            "invalid_request",
+            OAuthError::InvalidRequest,
             &format!(
                 "The subject_token or scope is longer than frontdoor reads ({} and {} bytes).",
                 tokens::MAX_TOKEN_BYTES,
@@ -134,7 +139,7 @@ async fn exchange(State(state): State<AppState>, headers: HeaderMap, body: Bytes
         Ok(c) => c,
         Err(why) => {
             tracing::info!(provider = %provider.id(), reason = %why, "sts refused a subject token");
-            return oauth("invalid_grant", &why);
+            return oauth(OAuthError::InvalidGrant, &why);
         }
     };
     let Some(subject) = claims
@@ -143,7 +148,7 @@ async fn exchange(State(state): State<AppState>, headers: HeaderMap, body: Bytes
         .filter(|s| !s.is_empty())
     else {
         return oauth(
-            "invalid_grant",
+            OAuthError::InvalidGrant,
             &format!(
                 "The mapped google.subject (assertion.{}) is missing from the subject token.",
                 provider.subject_claim
@@ -177,13 +182,14 @@ async fn exchange(State(state): State<AppState>, headers: HeaderMap, body: Bytes
             "the subject token verifies with provider {}'s keys: issued a federated access token",
             provider.id()
         )),
+        code: None,
     };
     let (token, grant) = match state
         .access_tokens()
         .issue(principal, scopes, now, tokens::LIFETIME)
     {
         Ok(issued) => issued,
-        Err(e) => return oauth("invalid_scope", &e.to_string()),
+        Err(e) => return oauth(OAuthError::InvalidScope, &e.to_string()),
     };
     let mut response = Json(json!({
         "access_token": token,

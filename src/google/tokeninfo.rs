@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Map, Value};
 
-use super::errors::oauth_explained;
+use super::errors::{OAuthError, oauth_explained};
 use super::oauth2::{field, form};
 use crate::decisions::Explanation;
 use crate::iam::Principal;
@@ -36,7 +36,9 @@ async fn info(State(state): State<AppState>, RawQuery(query): RawQuery, body: By
     if let Some(jwt) = field(&fields, "id_token") {
         let verified = match tokens::verify(state.keys(), jwt, &state.config().issuer, now) {
             Ok(v) => v,
-            Err(e) => return oauth_explained("invalid_token", "Invalid Value", &e.to_string()),
+            Err(e) => {
+                return oauth_explained(OAuthError::InvalidToken, "Invalid Value", &e.to_string());
+            }
         };
         let mut out: Map<String, Value> = verified
             .claims
@@ -55,6 +57,7 @@ async fn info(State(state): State<AppState>, RawQuery(query): RawQuery, body: By
             target: Some(verified.aud.clone()),
             permission: None,
             reason: Some("a valid ID token of this issuer".into()),
+            code: None,
         }
         .attach(&mut response);
         return response;
@@ -62,7 +65,7 @@ async fn info(State(state): State<AppState>, RawQuery(query): RawQuery, body: By
     if let Some(token) = field(&fields, "access_token") {
         let Some(grant) = state.access_tokens().lookup(token, now) else {
             return oauth_explained(
-                "invalid_token",
+                OAuthError::InvalidToken,
                 "Invalid Value",
                 "the access token is unknown to this frontdoor or has expired",
             );
@@ -101,7 +104,7 @@ async fn info(State(state): State<AppState>, RawQuery(query): RawQuery, body: By
         return response;
     }
     oauth_explained(
-        "invalid_token",
+        OAuthError::InvalidToken,
         "Invalid Value",
         "give `id_token=` or `access_token=`",
     )

@@ -5,7 +5,7 @@ use axum::body::Body;
 use axum::http::{HeaderValue, Response, StatusCode, header};
 use serde_json::Value;
 
-use crate::decisions::Explanation;
+use crate::decisions::{Code, Explanation};
 
 fn build(status: StatusCode, content_type: &'static str, body: String) -> Response<Body> {
     let mut response = Response::new(Body::from(body));
@@ -20,13 +20,16 @@ fn build(status: StatusCode, content_type: &'static str, body: String) -> Respon
     response
 }
 
-/// A text value, as the real server sends it: `application/text`. A refusal's text is also
-/// its reason in the decision log.
+/// A text value, as the real server sends it: `application/text`.
 pub(super) fn text(status: StatusCode, body: &str) -> Response<Body> {
+    build(status, "application/text", body.to_owned())
+}
+
+/// A refusal, in text as the real server sends it; the text is also its reason in the
+/// decision log, beside `code`.
+pub(super) fn refuse(status: StatusCode, code: Code, body: &str) -> Response<Body> {
     let mut response = build(status, "application/text", body.to_owned());
-    if !status.is_success() {
-        Explanation::because(body.trim()).attach(&mut response);
-    }
+    Explanation::refused(code, body.trim()).attach(&mut response);
     response
 }
 

@@ -76,6 +76,11 @@ async fn every_surface_records_its_decisions_with_their_reasons() {
         (d["allowed"].as_bool(), d["status"].as_u64()),
         (Some(false), Some(400))
     );
+    // Every surface's refusal has its stable code, as the front door's do.
+    assert_eq!(
+        (&d["code"], &d["reason"]),
+        (&json!("invalid_grant"), &json!("Invalid JWT Signature."))
+    );
 
     // IAM Credentials: denied on loner with IAM's reason, allowed on target.
     let r = post(&s.iam(&sa("loner"), "generateIdToken"))
@@ -87,8 +92,9 @@ async fn every_surface_records_its_decisions_with_their_reasons() {
     let (status, reason) = reason_of(r).await;
     assert_eq!(status, 403);
     assert!(
-        reason.contains("Permission 'iam.serviceAccounts.getOpenIdToken' denied")
-            && reason.contains("has no role carrying iam.serviceAccounts.getOpenIdToken"),
+        reason.starts_with(
+            "permission_denied: Permission 'iam.serviceAccounts.getOpenIdToken' denied"
+        ) && reason.contains("has no role carrying iam.serviceAccounts.getOpenIdToken"),
         "{reason}"
     );
     let d = last_of(emu, "iamcredentials").await;
@@ -96,6 +102,7 @@ async fn every_surface_records_its_decisions_with_their_reasons() {
     assert_eq!(d["principal"], format!("serviceAccount:{}", sa("caller")));
     assert_eq!(d["target"], sa("loner"));
     assert_eq!(d["permission"], "iam.serviceAccounts.getOpenIdToken");
+    assert_eq!(d["code"], "permission_denied");
     let r = post(&s.iam(&sa("target"), "generateIdToken"))
         .bearer_auth(&caller)
         .json(&json!({"audience": "https://x"}))
@@ -133,6 +140,7 @@ async fn every_surface_records_its_decisions_with_their_reasons() {
     assert!(reason.starts_with("invalid_grant: "), "{reason}");
     let d = last_of(emu, "sts").await;
     assert_eq!((&d["allowed"], &d["status"]), (&json!(false), &json!(400)));
+    assert_eq!(d["code"], "invalid_grant");
 
     // tokeninfo: Google's body says "Invalid Value"; the reason says what is wrong.
     let r = reqwest::get(emu.google("/tokeninfo?id_token=not.a-token"))
@@ -167,10 +175,14 @@ async fn every_surface_records_its_decisions_with_their_reasons() {
     let (status, reason) = reason_of(reqwest::get(&md).await.unwrap()).await;
     assert_eq!(
         (status, reason.as_str()),
-        (403, "Missing Metadata-Flavor:Google header.")
+        (
+            403,
+            "metadata_flavor_missing: Missing Metadata-Flavor:Google header."
+        )
     );
     let d = last_of(emu, "metadata").await;
     assert_eq!(d["allowed"], false);
+    assert_eq!(d["code"], "metadata_flavor_missing");
     let r = reqwest::Client::new()
         .get(&md)
         .header("metadata-flavor", "Google")
@@ -207,6 +219,9 @@ async fn every_surface_records_its_decisions_with_their_reasons() {
     assert!(
         out.contains(&format!("DENY  403 iamcredentials POST {}", sa("loner")))
             && out.contains(&format!("ALLOW 200 iamcredentials POST {}", sa("target")))
+            && out.contains(
+                "\n    permission_denied: Permission 'iam.serviceAccounts.getOpenIdToken' denied"
+            )
             && !out.contains("metadata"),
         "{out}"
     );
@@ -338,7 +353,15 @@ async fn a_refusal_has_its_stable_code_everywhere() {
             .contains("roles/run.invoker"),
         "{binding}"
     );
-    assert_eq!(codes["codes"].as_array().unwrap().len(), 27);
+    let surfaces_of = |surfaces: &str| {
+        codes["codes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["surfaces"] == surfaces)
+            .count()
+    };
+    assert_eq!((surfaces_of("frontdoor"), surfaces_of("google")), (27, 17));
     emu.stop().await;
 }
 

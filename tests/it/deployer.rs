@@ -363,6 +363,7 @@ async fn a_deployer_without_the_role_is_denied_and_nothing_changes() {
             && reason.contains("roles/run.admin"),
         "{reason}"
     );
+    assert_eq!(denial["code"], "permission_denied", "{denial}");
     emu.stop().await;
 }
 
@@ -463,7 +464,9 @@ async fn bad_admin_requests_get_googles_errors_and_lose_nothing() {
         .unwrap()
         .to_owned();
     assert!(
-        reason.contains("concurrent policy changes") && !reason.contains("holds"),
+        reason.starts_with("aborted: ")
+            && reason.contains("concurrent policy changes")
+            && !reason.contains("holds"),
         "{reason}"
     );
 
@@ -1325,6 +1328,7 @@ async fn a_developer_cannot_make_a_service_public_or_run_it_as_a_stronger_accoun
             && reason.contains("roles/iam.serviceAccountUser"),
         "{reason}"
     );
+    assert_eq!(denial["code"], "act_as_denied", "{denial}");
 
     // The deployer holds run.services.setIamPolicy and actAs on every account: both go.
     let deployer = Deployer::new(&emu, "deployer");
