@@ -171,18 +171,20 @@ pub enum Command {
     },
     /// Show the decision the front door would make for a token and a service, and why,
     /// computed by the running server with the front door's own checks; nothing reaches the
-    /// service, and a token is minted only for --impersonate-service-account.
+    /// service, and a token is minted only for --impersonate-service-account. Or, with
+    /// --principal, --permission and --resource, whether the principal holds the permission
+    /// there, as the Admin APIs and IAM Credentials would judge it.
     Explain {
         #[command(flatten)]
         config: ConfigArgs,
         /// The service the token would be sent to.
-        #[arg(long)]
-        service: String,
+        #[arg(long, required_unless_present = "permission")]
+        service: Option<String>,
         /// The token to judge, as it would be sent after `Bearer `.
         #[arg(
             long,
             conflicts_with = "impersonate_service_account",
-            required_unless_present = "impersonate_service_account"
+            required_unless_present_any = ["impersonate_service_account", "permission"]
         )]
         token: Option<String>,
         /// Judge a token minted for this service account instead.
@@ -191,6 +193,19 @@ pub enum Command {
         /// The minted token's audience (default: the service's URL).
         #[arg(long, requires = "impersonate_service_account")]
         audience: Option<String>,
+        /// Who asks: `serviceAccount:EMAIL`, `user:EMAIL`, or an email.
+        #[arg(long, requires_all = ["permission", "resource"])]
+        principal: Option<String>,
+        /// The IAM permission to judge (`iam.serviceAccounts.getOpenIdToken`, `run.services.update`, …).
+        #[arg(
+            long,
+            requires_all = ["principal", "resource"],
+            conflicts_with_all = ["service", "token", "impersonate_service_account"]
+        )]
+        permission: Option<String>,
+        /// Where: `services/NAME`, `serviceAccounts/EMAIL` or `projects/ID`.
+        #[arg(long, requires_all = ["principal", "permission"])]
+        resource: Option<String>,
         /// Print the raw JSON.
         #[arg(long)]
         json: bool,
@@ -227,6 +242,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             token,
             impersonate_service_account,
             audience,
+            principal,
+            permission,
+            resource,
             json,
         } => {
             let ask = serde_json::json!({
@@ -234,6 +252,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 "token": token,
                 "impersonate_service_account": impersonate_service_account,
                 "audience": audience,
+                "principal": principal,
+                "permission": permission,
+                "resource": resource,
             });
             explain(config, ask, json).await
         }
@@ -400,15 +421,27 @@ async fn explain(
     } else {
         "DENY "
     };
+    let code = body["code"]
+        .as_str()
+        .map(|c| format!("{c}: "))
+        .unwrap_or_default();
+    if body["permission"].is_string() {
+        say(&format!(
+            "{verdict} {} {} → {} on {}\n    {code}{}\n",
+            body["status"],
+            esc(body["principal"].as_str().unwrap_or("?")),
+            esc(body["permission"].as_str().unwrap_or("?")),
+            esc(body["resource"].as_str().unwrap_or("?")),
+            esc(body["reason"].as_str().unwrap_or("")),
+        ));
+        return Ok(());
+    }
     let mut out = format!(
         "{verdict} {} {} → {}\n    {}{}\n",
         body["status"],
         esc(body["service"].as_str().unwrap_or("?")),
         esc(body["principal"].as_str().unwrap_or("(no principal)")),
-        body["code"]
-            .as_str()
-            .map(|c| format!("{c}: "))
-            .unwrap_or_default(),
+        code,
         esc(body["reason"].as_str().unwrap_or("")),
     );
     if body["minted"] == true {

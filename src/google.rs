@@ -11,6 +11,7 @@ mod iamcredentials;
 mod issuer;
 mod oauth2;
 mod policy;
+mod resource;
 mod resourcemanager;
 mod run;
 mod service_accounts;
@@ -26,6 +27,7 @@ use axum::response::Response;
 use crate::decisions::{Decision, Explanation, Surface, record_answer};
 use crate::state::{AppState, Live};
 
+pub(crate) use resource::{Resource, judge};
 pub use service_accounts::{MAX_KEYS_PER_ACCOUNT, key_file};
 
 pub fn app(live: Live) -> Router {

@@ -192,6 +192,20 @@ impl Role {
             .map(|(n, _)| *n)
             .collect()
     }
+
+    /// `name` as the permission a role here carries, if one does: the permissions
+    /// frontdoor models, and so the ones it can explain.
+    pub fn permission_named(name: &str) -> Option<&'static str> {
+        Role::permissions().find(|p| *p == name)
+    }
+
+    /// Every permission a role here carries (some more than once).
+    pub fn permissions() -> impl Iterator<Item = &'static str> {
+        ROLES
+            .iter()
+            .flat_map(|(_, groups)| groups.iter().copied().flatten())
+            .copied()
+    }
 }
 
 /// A member of an IAM binding, in Google's `kind:value` syntax.

@@ -34,14 +34,17 @@
 //!     google     issuer keys (and each account's own), /token, tokeninfo, IAM
 //!                Credentials, STS; the Admin APIs (Cloud Run v1, Resource Manager, IAM's
 //!                service accounts and keys):
-//!                google::admin checks the deployer by IAM and puts each change in the
-//!                layer over the file (config::layer), applied through the server loop
+//!                google::resource is the one IAM judgment they all make (a resource's
+//!                policies, then the project's); google::admin checks the deployer by it
+//!                and puts each change in the layer over the file (config::layer),
+//!                applied through the server loop
 //!   egress   the proxy every metadata listener also is: CONNECT to *.run.app and Google's
 //!            API hosts ends TLS with the local CA (keys::ca) and goes to the front door
 //!            or google; plain http reaches the metadata server; other hosts are refused
 //!   ops      frontdoor's own surfaces, mounted once beside google's on its listener:
 //!            introspect (decisions, status, /healthz, /metrics), explain (the front
-//!            door's verdict for a pasted token, by frontdoor::auth), the dashboard at
+//!            door's verdict for a pasted token, by frontdoor::auth; a permission on a
+//!            resource, by google::resource), the dashboard at
 //!            /frontdoor/ui/ (dashboard::events, one feed for every open page;
 //!            dashboard::graph, who can call whom; the inspector)
 //!   server   binds every listener first (server::bind), serves each through

@@ -8,9 +8,10 @@ use serde_json::Value;
 
 use super::caller::caller;
 use super::errors::ApiError;
-use crate::config::{ConfigError, Layer, ServiceAccount};
+use super::resource::{Resource, judge};
+use crate::config::{ConfigError, Layer};
 use crate::decisions::Explanation;
-use crate::iam::{self, Principal, Scope};
+use crate::iam::{self, Principal};
 use crate::state::{AppState, Live};
 
 /// The caller, if it holds `permission` on the project, and `project` is the one frontdoor
@@ -24,12 +25,12 @@ pub(super) fn authorized_project(
     explained: &mut Explanation,
 ) -> Result<Principal, ApiError> {
     let who = authenticate(state, headers, explained)?;
-    permit(state, &who, permission, &[project_scope(state)], explained)?;
+    permit(state, &who, permission, Resource::Project, explained)?;
     check_project(state, project)?;
     Ok(who)
 }
 
-/// The caller and the resource `find` looks up (with its IAM scope), once the caller —
+/// The caller and the resource `find` looks up (and its IAM resource), once the caller —
 /// authenticated first, so that a caller with no credential learns nothing of what exists
 /// — holds `permission` on it or on the project. Every Admin API method on one resource
 /// starts so.
@@ -38,18 +39,12 @@ pub(super) fn authorized_as<'a, T>(
     headers: &HeaderMap,
     permission: &'static str,
     explained: &mut Explanation,
-    find: impl FnOnce() -> Result<(&'a T, Scope<'a>), ApiError>,
+    find: impl FnOnce() -> Result<(&'a T, Resource<'a>), ApiError>,
 ) -> Result<(Principal, &'a T), ApiError> {
     let who = authenticate(state, headers, explained)?;
-    let (resource, scope) = find()?;
-    permit(
-        state,
-        &who,
-        permission,
-        &[scope, project_scope(state)],
-        explained,
-    )?;
-    Ok((who, resource))
+    let (found, resource) = find()?;
+    permit(state, &who, permission, resource, explained)?;
+    Ok((who, found))
 }
 
 /// [`authorized_as`], for the resource alone.
@@ -58,31 +53,23 @@ pub(super) fn authorized<'a, T>(
     headers: &HeaderMap,
     permission: &'static str,
     explained: &mut Explanation,
-    find: impl FnOnce() -> Result<(&'a T, Scope<'a>), ApiError>,
+    find: impl FnOnce() -> Result<(&'a T, Resource<'a>), ApiError>,
 ) -> Result<&'a T, ApiError> {
     authorized_as(state, headers, permission, explained, find).map(|(_, resource)| resource)
 }
 
-/// Whether `who` holds `permission` through a binding in `scopes`: [`authorize`] for a
-/// caller already authenticated.
+/// Whether `who` holds `permission` on `resource` (IAM's one judgment, [`judge`]), told
+/// to `explained`: for a caller already authenticated.
 pub(super) fn permit(
     state: &AppState,
     who: &Principal,
     permission: &'static str,
-    scopes: &[Scope<'_>],
+    resource: Resource<'_>,
     explained: &mut Explanation,
 ) -> Result<(), ApiError> {
     explained.permission = Some(permission);
-    let outcome = iam::check(permission, Some(who), scopes, &state.config().groups);
-    explained.reason = Some(outcome.reason.clone());
-    if outcome.allowed {
-        Ok(())
-    } else {
-        Err(ApiError::PermissionDenied {
-            permission,
-            why: outcome.reason,
-        })
-    }
+    explained.reason = Some(judge(state.config(), who, permission, resource)?);
+    Ok(())
 }
 
 /// Every Admin API answer passes here: the decision log hears who asked and why.
@@ -162,15 +149,6 @@ pub(super) fn split_method<'a>(
     }
 }
 
-/// A service account's scope: the bindings on the account itself.
-pub(super) fn account_scope(account: &ServiceAccount) -> Scope<'_> {
-    Scope {
-        kind: "service account",
-        name: &account.email,
-        policy: &account.policy,
-    }
-}
-
 /// Whether `who` may run something as `account` (`iam.serviceAccounts.actAs`, from a
 /// binding on the account or the project): what Google asks of whoever names the identity
 /// a deployed service runs as, whether or not it changes, because that service's metadata
@@ -183,35 +161,9 @@ pub(super) fn act_as(
     account: &str,
     explained: &mut Explanation,
 ) -> Result<(), ApiError> {
-    let config = state.config();
-    let Some(sa) = config.service_account(account) else {
-        return Ok(());
-    };
-    explained.permission = Some(iam::ACT_AS);
-    let outcome = iam::check(
-        iam::ACT_AS,
-        Some(who),
-        &[account_scope(sa), project_scope(state)],
-        &config.groups,
-    );
-    explained.reason = Some(outcome.reason.clone());
-    if outcome.allowed {
-        Ok(())
-    } else {
-        Err(ApiError::ActAsDenied {
-            account: account.to_owned(),
-            why: outcome.reason,
-        })
-    }
-}
-
-/// The project's scope, for checks that fall back to the project's policy.
-pub(super) fn project_scope(state: &AppState) -> Scope<'_> {
-    let config = state.config();
-    Scope {
-        kind: "project",
-        name: &config.project.id,
-        policy: &config.policy,
+    match state.config().service_account(account) {
+        Some(sa) => permit(state, who, iam::ACT_AS, Resource::Account(sa), explained),
+        None => Ok(()),
     }
 }
 

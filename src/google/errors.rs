@@ -38,6 +38,46 @@ pub(crate) enum ApiError {
 }
 
 impl ApiError {
+    /// IAM's learner-grade reason for a refusal of permission (which Google's body does not
+    /// give).
+    pub(crate) fn why(&self) -> Option<&str> {
+        match self {
+            ApiError::PermissionDenied { why, .. } | ApiError::ActAsDenied { why, .. } => Some(why),
+            _ => None,
+        }
+    }
+
+    /// What a refusal that is not IAM's says: its message (a 404's, a 400's).
+    pub(crate) fn message(&self) -> &str {
+        match self {
+            ApiError::CredentialsMissing => "no credential",
+            ApiError::PermissionDenied { why, .. } | ApiError::ActAsDenied { why, .. } => why,
+            ApiError::Unauthenticated(m)
+            | ApiError::InvalidArgument(m)
+            | ApiError::NotFound(m)
+            | ApiError::Aborted(m)
+            | ApiError::FailedPrecondition(m) => m,
+            // Its detail may name a file on the server's disk: never shown (issue 26).
+            ApiError::Internal(_) => "frontdoor failed on its side",
+        }
+    }
+
+    /// Its HTTP status, as Google answers it.
+    pub(crate) fn status(&self) -> StatusCode {
+        match self {
+            ApiError::CredentialsMissing | ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            ApiError::PermissionDenied { .. } | ApiError::ActAsDenied { .. } => {
+                StatusCode::FORBIDDEN
+            }
+            ApiError::InvalidArgument(_) | ApiError::FailedPrecondition(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Aborted(_) => StatusCode::CONFLICT,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
     /// The refusal's stable code, for the decision.
     pub(crate) fn code(&self) -> Code {
         match self {
@@ -57,15 +97,10 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let refusal = self.code();
-        let why = match &self {
-            ApiError::PermissionDenied { why, .. } | ApiError::ActAsDenied { why, .. } => {
-                Some(why.clone())
-            }
-            _ => None,
-        };
-        let (code, status, message, details) = match self {
+        let why = self.why().map(str::to_owned);
+        let code = self.status();
+        let (status, message, details) = match self {
             ApiError::CredentialsMissing => (
-                StatusCode::UNAUTHORIZED,
                 "UNAUTHENTICATED",
                 "Request is missing required authentication credential. Expected OAuth 2 access token, login cookie or other valid authentication credential. (send `Authorization: Bearer ACCESS_TOKEN`)".to_owned(),
                 json!([{
@@ -76,7 +111,6 @@ impl IntoResponse for ApiError {
                 }]),
             ),
             ApiError::Unauthenticated(why) => (
-                StatusCode::UNAUTHORIZED,
                 "UNAUTHENTICATED",
                 format!(
                     "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential. ({why})"
@@ -89,7 +123,6 @@ impl IntoResponse for ApiError {
                 }]),
             ),
             ApiError::PermissionDenied { permission, .. } => (
-                StatusCode::FORBIDDEN,
                 "PERMISSION_DENIED",
                 format!("Permission '{permission}' denied on resource (or it may not exist)."),
                 json!([{
@@ -100,7 +133,6 @@ impl IntoResponse for ApiError {
                 }]),
             ),
             ApiError::ActAsDenied { account, .. } => (
-                StatusCode::FORBIDDEN,
                 "PERMISSION_DENIED",
                 // Cloud Run's own wording, the permission's name in lower case as it has it.
                 format!(
@@ -114,15 +146,13 @@ impl IntoResponse for ApiError {
                 }]),
             ),
             ApiError::InvalidArgument(message) => (
-                StatusCode::BAD_REQUEST,
                 "INVALID_ARGUMENT",
                 message,
                 json!([]),
             ),
-            ApiError::NotFound(message) => (StatusCode::NOT_FOUND, "NOT_FOUND", message, json!([])),
-            ApiError::Aborted(message) => (StatusCode::CONFLICT, "ABORTED", message, json!([])),
+            ApiError::NotFound(message) => ("NOT_FOUND", message, json!([])),
+            ApiError::Aborted(message) => ("ABORTED", message, json!([])),
             ApiError::FailedPrecondition(message) => (
-                StatusCode::BAD_REQUEST,
                 "FAILED_PRECONDITION",
                 message,
                 json!([]),
@@ -132,7 +162,6 @@ impl IntoResponse for ApiError {
                 // log, never to the caller (issue 26).
                 tracing::error!(detail = %detail, "internal error answering a Google API request");
                 (
-                    StatusCode::INTERNAL_SERVER_ERROR,
                     "INTERNAL",
                     "Internal error encountered. (frontdoor failed on its side, not because of the request; the server's log says why)".to_owned(),
                     json!([]),
@@ -176,14 +205,51 @@ impl OAuthError {
     }
 }
 
-/// An OAuth2 error, `{"error": CODE, "error_description": …}`, status 400.
-pub(crate) fn oauth(error: OAuthError, description: &str) -> Response {
-    oauth_explained(error, description, description)
+/// A token endpoint's refusal, as its judgment returns it: the OAuth2 error, Google's
+/// description, and, where ours says more than Google's, the reason for the log.
+#[derive(Debug)]
+pub(crate) struct OAuthRefusal {
+    pub(crate) error: OAuthError,
+    pub(crate) description: String,
+    pub(crate) reason: Option<String>,
 }
 
-/// An OAuth2 error whose body says what Google's says (`description`) while the decision
-/// log and `X-Frontdoor-Reason` get the learner-grade `reason`.
-pub(crate) fn oauth_explained(error: OAuthError, description: &str, reason: &str) -> Response {
+impl OAuthRefusal {
+    pub(crate) fn new(error: OAuthError, description: impl Into<String>) -> OAuthRefusal {
+        OAuthRefusal {
+            error,
+            description: description.into(),
+            reason: None,
+        }
+    }
+}
+
+impl OAuthRefusal {
+    /// A refusal whose reason for the log says more than Google's `description`.
+    pub(crate) fn explained(
+        error: OAuthError,
+        description: &str,
+        reason: impl Into<String>,
+    ) -> OAuthRefusal {
+        OAuthRefusal {
+            error,
+            description: description.to_owned(),
+            reason: Some(reason.into()),
+        }
+    }
+}
+
+impl IntoResponse for OAuthRefusal {
+    fn into_response(self) -> Response {
+        let reason = self.reason.as_deref().unwrap_or(&self.description);
+        oauth_explained(self.error, &self.description, reason)
+    }
+}
+
+/// An OAuth2 error, `{"error": CODE, "error_description": …}`, status 400, whose body says
+/// what Google's says (`description`) while the decision log and `X-Frontdoor-Reason` get
+/// the learner-grade `reason`.
+fn oauth_explained(error: OAuthError, description: &str, reason: &str) -> Response {
     // OAuth2's error names are the codes' own.
     let code = error.code();
     let body = json!({"error": code.as_str(), "error_description": description});

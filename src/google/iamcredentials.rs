@@ -14,9 +14,10 @@ use serde_json::{Value, json};
 
 use super::caller::caller;
 use super::errors::ApiError;
+use super::resource::{Resource, judge};
 use crate::config::ServiceAccount;
 use crate::decisions::Explanation;
-use crate::iam::{self, Principal, Scope};
+use crate::iam::{self, Principal};
 use crate::state::AppState;
 use crate::tokens::{self, jws};
 
@@ -211,30 +212,7 @@ fn authorize(
     }
     hops.push((target, permission));
     for (next, needed) in hops {
-        let outcome = iam::check(
-            needed,
-            Some(&current),
-            &[
-                Scope {
-                    kind: "service account",
-                    name: &next.email,
-                    policy: &next.policy,
-                },
-                Scope {
-                    kind: "project",
-                    name: &config.project.id,
-                    policy: &config.policy,
-                },
-            ],
-            &config.groups,
-        );
-        tracing::debug!(allowed = outcome.allowed, permission = needed, reason = %outcome.reason, "iam credentials hop");
-        if !outcome.allowed {
-            return Err(ApiError::PermissionDenied {
-                permission: needed,
-                why: outcome.reason,
-            });
-        }
+        judge(config, &current, needed, Resource::Account(next))?;
         current = Principal::ServiceAccount(next.email.clone());
     }
     Ok(())

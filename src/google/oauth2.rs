@@ -11,7 +11,8 @@ use axum::routing::post;
 use serde_json::{Value, json};
 
 use super::assertion::{self, AssertionError};
-use super::errors::{OAuthError, oauth};
+use super::errors::{OAuthError, OAuthRefusal};
+use crate::config::ServiceAccount;
 use crate::decisions::Explanation;
 use crate::iam::Principal;
 use crate::peer::Peer;
@@ -75,88 +76,99 @@ fn names_this_endpoint(aud: &str, state: &AppState, peer: Peer, headers: &Header
                 .is_some_and(|h| h.as_bytes() == authority.as_bytes()))
 }
 
+/// What the JWT-bearer grant gives, once the request is judged: an ID token when the
+/// assertion asks for a `target_audience`, else an access token for its scopes.
+enum Grant<'s> {
+    IdToken {
+        account: &'s ServiceAccount,
+        audience: String,
+    },
+    AccessToken {
+        account: &'s ServiceAccount,
+        scopes: Vec<String>,
+    },
+}
+
 async fn token(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<Peer>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let fields = form(&body);
-    match field(&fields, "grant_type") {
+    match authorize(&state, &form(&body), peer, &headers) {
+        Ok(grant) => issue(&state, grant),
+        Err(refused) => refused.into_response(),
+    }
+}
+
+/// Judges a token request, Google's checks in Google's order: the grant type, the
+/// assertion (its size, its signature by a key of the account it names, its audience
+/// this endpoint), then what it asks for.
+fn authorize<'s>(
+    state: &'s AppState,
+    fields: &[(String, String)],
+    peer: Peer,
+    headers: &HeaderMap,
+) -> Result<Grant<'s>, OAuthRefusal> {
+    match field(fields, "grant_type") {
         Some(JWT_BEARER) => {}
         Some(other) => {
-            return oauth(
+            return Err(OAuthRefusal::new(
                 OAuthError::UnsupportedGrantType,
-                &format!("Invalid grant_type: {other}"),
-            );
+                format!("Invalid grant_type: {other}"),
+            ));
         }
         None => {
-            return oauth(
+            return Err(OAuthRefusal::new(
                 OAuthError::InvalidRequest,
                 "Missing required parameter: grant_type",
-            );
+            ));
         }
     }
-    let Some(jwt) = field(&fields, "assertion") else {
-        return oauth(
+    let Some(jwt) = field(fields, "assertion") else {
+        return Err(OAuthRefusal::new(
             OAuthError::InvalidRequest,
             "Missing required parameter: assertion",
-        );
+        ));
     };
     if jwt.len() > tokens::MAX_TOKEN_BYTES {
-        return oauth(
+        return Err(OAuthRefusal::new(
             OAuthError::InvalidGrant,
-            &format!(
+            format!(
                 "The assertion is {} bytes, more than the {} frontdoor reads.",
                 jwt.len(),
                 tokens::MAX_TOKEN_BYTES
             ),
-        );
+        ));
     }
-    let (account, claims) = match assertion::verify(&state, jwt) {
-        Ok(found) => found,
-        Err(e) => {
-            tracing::info!(error = %e, "token endpoint refused an assertion");
-            return oauth(OAuthError::InvalidGrant, &e.to_string());
-        }
-    };
+    let (account, claims) = assertion::verify(state, jwt).map_err(|e| {
+        tracing::info!(error = %e, "token endpoint refused an assertion");
+        OAuthRefusal::new(OAuthError::InvalidGrant, e.to_string())
+    })?;
     if !claims
         .get("aud")
         .and_then(Value::as_str)
-        .is_some_and(|a| names_this_endpoint(a, &state, peer, &headers))
+        .is_some_and(|a| names_this_endpoint(a, state, peer, headers))
     {
-        return oauth(
+        return Err(OAuthRefusal::new(
             OAuthError::InvalidGrant,
-            &format!(
+            format!(
                 "Invalid JWT: Failed audience check. The right audience is http://{}/token (or {})",
                 peer.local, GOOGLE_TOKEN_URLS[0]
             ),
-        );
+        ));
     }
-
-    let now = state.now();
     if let Some(audience) = claims.get("target_audience").and_then(Value::as_str) {
         if audience.is_empty() {
-            return oauth(
+            return Err(OAuthRefusal::new(
                 OAuthError::InvalidRequest,
                 "Invalid target_audience: it may not be empty",
-            );
+            ));
         }
-        let id = tokens::service_account_claims(&state.config().issuer, account, audience, now);
-        let mut response =
-            Json(json!({ "id_token": tokens::mint(state.keys(), &id) })).into_response();
-        Explanation {
-            principal: Some(format!("serviceAccount:{}", account.email)),
-            target: Some(audience.to_owned()),
-            permission: None,
-            reason: Some(format!(
-                "the assertion is signed by a key of {}: issued an ID token for audience {audience}",
-                account.email
-            )),
-            code: None,
-        }
-        .attach(&mut response);
-        return response;
+        return Ok(Grant::IdToken {
+            account,
+            audience: audience.to_owned(),
+        });
     }
     let scopes: Vec<String> = claims
         .get("scope")
@@ -166,35 +178,66 @@ async fn token(
         .map(str::to_owned)
         .collect();
     if scopes.is_empty() {
-        return oauth(
+        return Err(OAuthRefusal::new(
             OAuthError::InvalidScope,
             "Empty or missing scope not allowed.",
-        );
+        ));
     }
-    let principal = Principal::ServiceAccount(account.email.clone());
-    let reason = format!(
-        "the assertion is signed by a key of {}: issued an access token for {}",
-        account.email,
-        scopes.join(" ")
-    );
-    let (token, grant) = match state
-        .access_tokens()
-        .issue(principal, scopes, now, tokens::LIFETIME)
-    {
-        Ok(issued) => issued,
-        Err(e) => return oauth(OAuthError::InvalidScope, &e.to_string()),
-    };
-    let mut response = Json(
-        json!({ "access_token": token, "expires_in": grant.exp - now, "token_type": "Bearer" }),
-    )
-    .into_response();
-    Explanation {
-        principal: Some(format!("serviceAccount:{}", account.email)),
-        reason: Some(reason),
-        ..Explanation::default()
+    Ok(Grant::AccessToken { account, scopes })
+}
+
+/// Mints what `grant` gives, and tells the decision log who got it.
+fn issue(state: &AppState, grant: Grant<'_>) -> Response {
+    let now = state.now();
+    match grant {
+        Grant::IdToken { account, audience } => {
+            let id =
+                tokens::service_account_claims(&state.config().issuer, account, &audience, now);
+            let mut response =
+                Json(json!({ "id_token": tokens::mint(state.keys(), &id) })).into_response();
+            Explanation {
+                principal: Some(format!("serviceAccount:{}", account.email)),
+                reason: Some(format!(
+                    "the assertion is signed by a key of {}: issued an ID token for audience {audience}",
+                    account.email
+                )),
+                target: Some(audience),
+                ..Explanation::default()
+            }
+            .attach(&mut response);
+            response
+        }
+        Grant::AccessToken { account, scopes } => {
+            let reason = format!(
+                "the assertion is signed by a key of {}: issued an access token for {}",
+                account.email,
+                scopes.join(" ")
+            );
+            let principal = Principal::ServiceAccount(account.email.clone());
+            let (token, grant) =
+                match state
+                    .access_tokens()
+                    .issue(principal, scopes, now, tokens::LIFETIME)
+                {
+                    Ok(issued) => issued,
+                    Err(e) => {
+                        return OAuthRefusal::new(OAuthError::InvalidScope, e.to_string())
+                            .into_response();
+                    }
+                };
+            let mut response = Json(
+                json!({ "access_token": token, "expires_in": grant.exp - now, "token_type": "Bearer" }),
+            )
+            .into_response();
+            Explanation {
+                principal: Some(format!("serviceAccount:{}", account.email)),
+                reason: Some(reason),
+                ..Explanation::default()
+            }
+            .attach(&mut response);
+            response
+        }
     }
-    .attach(&mut response);
-    response
 }
 
 impl From<AssertionError> for super::errors::ApiError {

@@ -16,14 +16,15 @@ use serde_json::{Value, json};
 
 use super::admin::{
     act_as, answer, answered, authenticate, authorized, authorized_as, authorized_project, change,
-    check_project, permit, project_scope, set_policy, split_method,
+    check_project, permit, set_policy, split_method,
 };
 use super::errors::ApiError;
 use super::policy;
+use super::resource::Resource;
 use crate::config::Service;
 use crate::config::layer::ServiceChange;
 use crate::decisions::Explanation;
-use crate::iam::{self, Principal, Scope};
+use crate::iam::{self, Principal};
 use crate::state::{AppState, Live};
 
 pub(super) fn routes() -> Router<Live> {
@@ -65,14 +66,6 @@ fn find_service<'a>(state: &'a AppState, name: &str) -> Result<&'a Service, ApiE
     })
 }
 
-fn service_scope(service: &Service) -> Scope<'_> {
-    Scope {
-        kind: "service",
-        name: &service.name,
-        policy: &service.policy,
-    }
-}
-
 /// Service `name` of `project`, once the caller is known to hold `permission` on it (or on
 /// the project): what every service method checks first.
 fn authorized_service<'a>(
@@ -86,7 +79,7 @@ fn authorized_service<'a>(
     authorized_as(state, headers, permission, explained, || {
         check_project(state, project)?;
         let service = find_service(state, name)?;
-        Ok((service, service_scope(service)))
+        Ok((service, Resource::Service(service)))
     })
 }
 
@@ -175,7 +168,7 @@ async fn revision(
                         "Resource 'namespaces/{namespace}/revisions/{name}' was not found: frontdoor keeps only each service's revision in force"
                     ))
                 })?;
-            Ok((service, service_scope(service)))
+            Ok((service, Resource::Service(service)))
         })?;
         Ok(knative::render_revision(&state, service))
     })
@@ -266,13 +259,13 @@ fn authorize_replace(
     explained: &mut Explanation,
 ) -> Result<(), ApiError> {
     let service = find_service(state, name)?;
-    let scopes = [service_scope(service), project_scope(state)];
-    permit(state, who, iam::RUN_UPDATE, &scopes, explained)?;
+    let resource = Resource::Service(service);
+    permit(state, who, iam::RUN_UPDATE, resource, explained)?;
     if sent
         .invoker_iam_disabled
         .is_some_and(|disabled| disabled != service.invoker_iam_disabled)
     {
-        permit(state, who, iam::RUN_SET_IAM_POLICY, &scopes, explained)?;
+        permit(state, who, iam::RUN_SET_IAM_POLICY, resource, explained)?;
     }
     if let Some(account) = sent.service_account.as_deref() {
         act_as(state, who, account, explained)?;
@@ -394,7 +387,7 @@ fn test_permissions(
             request.permissions.len()
         )));
     }
-    let scopes = [service_scope(service), project_scope(state)];
+    let scopes = Resource::Service(service).scopes(state.config());
     let held: Vec<&String> = request
         .permissions
         .iter()

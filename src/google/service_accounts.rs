@@ -19,12 +19,11 @@ use base64::engine::general_purpose::STANDARD;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::admin::{
-    account_scope, answer, answered, authorized, authorized_project, check_project,
-};
+use super::admin::{answer, answered, authorized, authorized_project, check_project};
 use super::errors::ApiError;
 use super::iamcredentials;
 use super::policy;
+use super::resource::Resource;
 use crate::config::{Config, ServiceAccount};
 use crate::decisions::Explanation;
 use crate::iam;
@@ -120,7 +119,7 @@ fn authorized_account<'a>(
     authorized(state, headers, permission, explained, || {
         check_accounts_project(state, project)?;
         let account = find_account(state, name)?;
-        Ok((account, account_scope(account)))
+        Ok((account, Resource::Account(account)))
     })
 }
 

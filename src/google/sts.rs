@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::{Value, json};
 
-use super::errors::{OAuthError, oauth};
+use super::errors::{OAuthError, OAuthRefusal};
 use super::oauth2::{field, form};
 use crate::config::{Provider, ProviderKeys};
 use crate::decisions::Explanation;
@@ -64,82 +64,102 @@ fn fields(headers: &HeaderMap, body: &[u8]) -> Result<Vec<(String, String)>, &'s
         .collect())
 }
 
+/// What a token exchange gives, once judged: a federated access token for `principal`,
+/// from `provider`, with `scopes`.
+struct Grant<'s> {
+    provider: &'s Provider,
+    principal: Principal,
+    scopes: Vec<String>,
+}
+
 async fn exchange(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let fields = match fields(&headers, &body) {
-        Ok(f) => f,
-        Err(why) => return oauth(OAuthError::InvalidRequest, why),
-    };
-    match field(&fields, "grant_type") {
+    let judged = fields(&headers, &body)
+        .map_err(|why| OAuthRefusal::new(OAuthError::InvalidRequest, why))
+        .and_then(|fields| authorize(&state, &fields));
+    match judged {
+        Ok(grant) => issue(&state, grant),
+        Err(refused) => refused.into_response(),
+    }
+}
+
+/// Judges a token exchange, RFC 8693's checks and Google's: the grant and token types, the
+/// provider the audience names, the subject token against the provider's keys and rules,
+/// and the subject its mapping yields.
+fn authorize<'s>(
+    state: &'s AppState,
+    fields: &[(String, String)],
+) -> Result<Grant<'s>, OAuthRefusal> {
+    match field(fields, "grant_type") {
         Some(TOKEN_EXCHANGE) => {}
         Some(other) => {
-            return oauth(
+            return Err(OAuthRefusal::new(
                 OAuthError::UnsupportedGrantType,
-                &format!("Unsupported grant_type `{other}`; expected {TOKEN_EXCHANGE}."),
-            );
+                format!("Unsupported grant_type `{other}`; expected {TOKEN_EXCHANGE}."),
+            ));
         }
         None => {
-            return oauth(
+            return Err(OAuthRefusal::new(
                 OAuthError::InvalidRequest,
                 "Missing required parameter: grant_type.",
-            );
+            ));
         }
     }
-    if let Some(t) = field(&fields, "requested_token_type").filter(|t| *t != ACCESS_TOKEN_TYPE) {
-        return oauth(
+    if let Some(t) = field(fields, "requested_token_type").filter(|t| *t != ACCESS_TOKEN_TYPE) {
+        return Err(OAuthRefusal::new(
             OAuthError::InvalidRequest,
-            &format!("Unsupported requested_token_type `{t}`; expected {ACCESS_TOKEN_TYPE}."),
-        );
+            format!("Unsupported requested_token_type `{t}`; expected {ACCESS_TOKEN_TYPE}."),
+        ));
     }
-    match field(&fields, "subject_token_type") {
+    match field(fields, "subject_token_type") {
         Some(t) if SUBJECT_TYPES.contains(&t) => {}
         other => {
-            return oauth(
+            return Err(OAuthRefusal::new(
                 OAuthError::InvalidRequest,
-                &format!(
+                format!(
                     "Invalid subject_token_type {:?}; expected one of {}.",
                     other.unwrap_or(""),
                     SUBJECT_TYPES.join(", ")
                 ),
-            );
+            ));
         }
     }
-    let audience = field(&fields, "audience").unwrap_or("");
+    let audience = field(fields, "audience").unwrap_or("");
     let Some(provider) = state
         .config()
         .providers
         .iter()
         .find(|p| p.resource == audience)
     else {
-        return oauth(
+        return Err(OAuthRefusal::new(
             OAuthError::InvalidTarget,
-            &format!(
+            format!(
                 "The target service indicated by the \"audience\" parameters is invalid: `{audience}` is not a configured workload identity provider."
             ),
-        );
+        ));
     };
-    let Some(subject_token) = field(&fields, "subject_token") else {
-        return oauth(
+    let Some(subject_token) = field(fields, "subject_token") else {
+        return Err(OAuthRefusal::new(
             OAuthError::InvalidRequest,
             "Missing required parameter: subject_token.",
-        );
+        ));
     };
     if subject_token.len() > tokens::MAX_TOKEN_BYTES
-        || field(&fields, "scope").is_some_and(|s| s.len() > tokens::MAX_PARAMETER_BYTES)
+        || field(fields, "scope").is_some_and(|s| s.len() > tokens::MAX_PARAMETER_BYTES)
     {
-        return oauth(
+        return Err(OAuthRefusal::new(
             OAuthError::InvalidRequest,
-            &format!(
+            format!(
                 "The subject_token or scope is longer than frontdoor reads ({} and {} bytes).",
                 tokens::MAX_TOKEN_BYTES,
                 tokens::MAX_PARAMETER_BYTES
             ),
-        );
+        ));
     }
-    let claims = match verify_subject(&state, provider, subject_token) {
+    let claims = match verify_subject(state, provider, subject_token) {
         Ok(c) => c,
         Err(why) => {
             tracing::info!(provider = %provider.id(), reason = %why, "sts refused a subject token");
-            return oauth(OAuthError::InvalidGrant, &why);
+            return Err(OAuthRefusal::new(OAuthError::InvalidGrant, why));
         }
     };
     let Some(subject) = claims
@@ -147,13 +167,13 @@ async fn exchange(State(state): State<AppState>, headers: HeaderMap, body: Bytes
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
     else {
-        return oauth(
+        return Err(OAuthRefusal::new(
             OAuthError::InvalidGrant,
-            &format!(
+            format!(
                 "The mapped google.subject (assertion.{}) is missing from the subject token.",
                 provider.subject_claim
             ),
-        );
+        ));
     };
     let mut sets = vec![format!("principalSet:{}/*", provider.pool_resource)];
     for (name, claim) in &provider.attributes {
@@ -168,11 +188,25 @@ async fn exchange(State(state): State<AppState>, headers: HeaderMap, body: Bytes
         subject: format!("principal:{}/subject/{subject}", provider.pool_resource),
         sets,
     };
-    let scopes: Vec<String> = field(&fields, "scope")
+    let scopes: Vec<String> = field(fields, "scope")
         .unwrap_or("")
         .split_whitespace()
         .map(str::to_owned)
         .collect();
+    Ok(Grant {
+        provider,
+        principal,
+        scopes,
+    })
+}
+
+/// Issues the federated access token `grant` gives, and tells the decision log whose.
+fn issue(state: &AppState, grant: Grant<'_>) -> Response {
+    let Grant {
+        provider,
+        principal,
+        scopes,
+    } = grant;
     let now = state.now();
     let explained = Explanation {
         principal: Some(principal.to_string()),
@@ -189,7 +223,9 @@ async fn exchange(State(state): State<AppState>, headers: HeaderMap, body: Bytes
         .issue(principal, scopes, now, tokens::LIFETIME)
     {
         Ok(issued) => issued,
-        Err(e) => return oauth(OAuthError::InvalidScope, &e.to_string()),
+        Err(e) => {
+            return OAuthRefusal::new(OAuthError::InvalidScope, e.to_string()).into_response();
+        }
     };
     let mut response = Json(json!({
         "access_token": token,

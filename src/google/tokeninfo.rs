@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Map, Value};
 
-use super::errors::{OAuthError, oauth_explained};
+use super::errors::{OAuthError, OAuthRefusal};
 use super::oauth2::{field, form};
 use crate::decisions::Explanation;
 use crate::iam::Principal;
@@ -37,7 +37,12 @@ async fn info(State(state): State<AppState>, RawQuery(query): RawQuery, body: By
         let verified = match tokens::verify(state.keys(), jwt, &state.config().issuer, now) {
             Ok(v) => v,
             Err(e) => {
-                return oauth_explained(OAuthError::InvalidToken, "Invalid Value", &e.to_string());
+                return OAuthRefusal::explained(
+                    OAuthError::InvalidToken,
+                    "Invalid Value",
+                    e.to_string(),
+                )
+                .into_response();
             }
         };
         let mut out: Map<String, Value> = verified
@@ -64,11 +69,12 @@ async fn info(State(state): State<AppState>, RawQuery(query): RawQuery, body: By
     }
     if let Some(token) = field(&fields, "access_token") {
         let Some(grant) = state.access_tokens().lookup(token, now) else {
-            return oauth_explained(
+            return OAuthRefusal::explained(
                 OAuthError::InvalidToken,
                 "Invalid Value",
                 "the access token is unknown to this frontdoor or has expired",
-            );
+            )
+            .into_response();
         };
         let mut out = Map::new();
         match &grant.principal {
@@ -103,9 +109,10 @@ async fn info(State(state): State<AppState>, RawQuery(query): RawQuery, body: By
         .attach(&mut response);
         return response;
     }
-    oauth_explained(
+    OAuthRefusal::explained(
         OAuthError::InvalidToken,
         "Invalid Value",
         "give `id_token=` or `access_token=`",
     )
+    .into_response()
 }

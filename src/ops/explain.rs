@@ -1,9 +1,13 @@
-//! `POST /frontdoor/v1/explain` (frontdoor's own, on the google listener): the decision the
-//! front door would make for a token and a service, computed by the same function the
-//! front door calls (`frontdoor::auth::authorize`), with nothing sent to the service. The
-//! token is pasted, or minted for a service account when asked (`impersonate_service_account`
-//! and an optional `audience`, the service's URL by default). The answer carries the
-//! token's decoded header and claims, never its signature.
+//! `POST /frontdoor/v1/explain` (frontdoor's own, on the google listener), two questions:
+//! - the decision the front door would make for a token and a service, computed by the same
+//!   function the front door calls (`frontdoor::auth::authorize`), with nothing sent to the
+//!   service. The token is pasted, or minted for a service account when asked
+//!   (`impersonate_service_account` and an optional `audience`, the service's URL by
+//!   default). The answer carries the token's decoded header and claims, never its
+//!   signature;
+//! - whether a principal holds a permission on a resource, as the Admin APIs and IAM
+//!   Credentials would judge it (`google::judge`, the function they call), with the code
+//!   and reason their refusal would carry: Policy Troubleshooter's question, offline.
 
 use axum::Json;
 use axum::Router;
@@ -18,6 +22,8 @@ use serde_json::json;
 use crate::decisions::Code;
 use crate::decisions::chain::{Check, Step};
 use crate::frontdoor::auth;
+use crate::google;
+use crate::iam::{self, Principal};
 use crate::peer::Peer;
 use crate::state::{AppState, Live};
 use crate::tokens;
@@ -26,15 +32,22 @@ pub(super) fn routes() -> Router<Live> {
     Router::new().route("/frontdoor/v1/explain", post(explain))
 }
 
-/// What is asked: a service, and a pasted token or an account to mint one for.
+/// What is asked: a service, and a pasted token or an account to mint one for; or a
+/// principal, a permission and a resource.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Ask {
-    service: String,
+    service: Option<String>,
     token: Option<String>,
     impersonate_service_account: Option<String>,
     audience: Option<String>,
+    principal: Option<String>,
+    permission: Option<String>,
+    resource: Option<String>,
 }
+
+/// The two questions' shapes, for a body that is neither.
+const SHAPES: &str = "{\"service\": NAME, \"token\": JWT}, {\"service\": NAME, \"impersonate_service_account\": EMAIL, \"audience\": URL} or {\"principal\": MEMBER, \"permission\": PERMISSION, \"resource\": NAME}";
 
 fn refuse(status: StatusCode, why: String) -> Response {
     (status, Json(json!({"error": why}))).into_response()
@@ -45,26 +58,114 @@ async fn explain(
     ConnectInfo(peer): ConnectInfo<Peer>,
     body: Bytes,
 ) -> Response {
-    let ask: Ask = match serde_json::from_slice(&body) {
+    let mut ask: Ask = match serde_json::from_slice(&body) {
         Ok(ask) => ask,
         Err(e) => {
             return refuse(
                 StatusCode::BAD_REQUEST,
-                format!(
-                    "the body is not {{\"service\": NAME, \"token\": JWT}} or {{\"service\": NAME, \"impersonate_service_account\": EMAIL, \"audience\": URL}}: {e}"
-                ),
+                format!("the body is not {SHAPES}: {e}"),
             );
         }
     };
+    let (service, principal, permission, resource) = (
+        ask.service.take(),
+        ask.principal.take(),
+        ask.permission.take(),
+        ask.resource.take(),
+    );
+    match (service, principal, permission, resource) {
+        (Some(service), None, None, None) => front_door(&state, peer, &service, ask),
+        (None, Some(principal), Some(permission), Some(resource)) => {
+            permission_on(&state, &principal, &permission, &resource)
+        }
+        _ => refuse(
+            StatusCode::BAD_REQUEST,
+            format!("give one question: {SHAPES}"),
+        ),
+    }
+}
+
+/// Whether `principal` holds `permission` on `resource`, judged as the Google APIs judge it.
+fn permission_on(state: &AppState, principal: &str, permission: &str, resource: &str) -> Response {
     let config = state.config();
-    let Some(service) = config.service(&ask.service) else {
+    let who = match principal_named(principal) {
+        Ok(who) => who,
+        Err(why) => return refuse(StatusCode::BAD_REQUEST, why),
+    };
+    let Some(permission) = iam::Role::permission_named(permission) else {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "no role frontdoor models carries `{permission}`, so it cannot say who holds it{} (the permissions of docs/deployer.md's table, and IAM Credentials': iam.serviceAccounts.getOpenIdToken, getAccessToken, signJwt, signBlob)",
+                crate::suggest::did_you_mean(permission, iam::Role::permissions())
+            ),
+        );
+    };
+    let found = match google::Resource::named(config, resource) {
+        Ok(found) => found,
+        Err(e) => return refuse(e.status(), e.message().to_owned()),
+    };
+    // The front door's own check has its own code: say it as the front door would.
+    let (allowed, status, code, reason) = match google::judge(config, &who, permission, found) {
+        Ok(reason) => (true, StatusCode::OK, None, reason),
+        Err(e) if permission == iam::INVOKE && matches!(found, google::Resource::Service(_)) => {
+            let why = e.why().unwrap_or_default().to_owned();
+            (
+                false,
+                StatusCode::FORBIDDEN,
+                Some(Code::NoInvokerBinding),
+                why,
+            )
+        }
+        Err(e) => (
+            false,
+            e.status(),
+            Some(e.code()),
+            e.why().unwrap_or(e.message()).to_owned(),
+        ),
+    };
+    Json(json!({
+        "principal": who.to_string(),
+        "permission": permission,
+        "resource": resource,
+        "allowed": allowed,
+        "status": status.as_u16(),
+        "code": code,
+        "reason": reason,
+    }))
+    .into_response()
+}
+
+/// `serviceAccount:EMAIL`, `user:EMAIL`, or an email alone (a service account's by its
+/// domain, else a user's).
+fn principal_named(member: &str) -> Result<Principal, String> {
+    let member = if member.contains(':') {
+        member.to_owned()
+    } else if member.ends_with(".gserviceaccount.com") {
+        format!("serviceAccount:{member}")
+    } else {
+        format!("user:{member}")
+    };
+    match iam::Member::parse(&member)? {
+        iam::Member::ServiceAccount(email) => Ok(Principal::ServiceAccount(email)),
+        iam::Member::User(email) => Ok(Principal::User(email)),
+        _ => Err(format!(
+            "`{member}` is not one caller: explain asks about a serviceAccount:EMAIL or a user:EMAIL"
+        )),
+    }
+}
+
+/// The front door's decision for a token sent to `service`.
+fn front_door(state: &AppState, peer: Peer, service: &str, ask: Ask) -> Response {
+    let config = state.config();
+    let Some(service) = config.service(service) else {
         let known: Vec<&str> = config.services.iter().map(|s| s.name.as_str()).collect();
         return refuse(
             StatusCode::NOT_FOUND,
             format!(
                 "no service `{}`{} (services: {})",
-                ask.service,
-                crate::suggest::did_you_mean(&ask.service, known.iter().copied()),
+                service,
+                crate::suggest::did_you_mean(service, known.iter().copied()),
                 known.join(", ")
             ),
         );

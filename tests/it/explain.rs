@@ -151,3 +151,219 @@ async fn explain_mints_when_asked_and_says_what_is_wrong_with_a_question() {
     assert!(why.contains("no service `nope`"), "{why}");
     emu.stop().await;
 }
+
+/// The other question: whether a principal holds a permission on a resource, judged by the
+/// function the Admin APIs and IAM Credentials call, with the code their refusal carries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_judges_a_permission_on_a_resource_as_the_apis_do() {
+    let emu = Emulator::start(&format!(
+        r#"{PROJECT}
+service_accounts:
+  - email: ci{SA}
+  - email: login{SA}
+    iam_policy: {{bindings: [{{role: roles/iam.serviceAccountTokenCreator, members: [group:ops@example.com]}}]}}
+users: [dana@example.com, eli@example.com]
+groups: [{{email: ops@example.com, members: [user:eli@example.com]}}]
+iam_policy: {{bindings: [{{role: roles/run.developer, members: [user:dana@example.com]}}]}}
+services:
+  - name: search
+    service_account: ci{SA}
+    upstream: builtin:echo
+    listen: 127.0.0.1:0
+"#
+    ))
+    .await;
+    let ask = |principal: &str, permission: &str, resource: &str| json!({"principal": principal, "permission": permission, "resource": resource});
+    let login = format!("serviceAccounts/{}", sa("login"));
+    // Granted through a group; refused with IAM's reason and the API's code.
+    let (status, v) = explain(
+        &emu,
+        ask(
+            "eli@example.com",
+            "iam.serviceAccounts.getOpenIdToken",
+            &login,
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        (&v["allowed"], &v["code"]),
+        (&json!(true), &Value::Null),
+        "{v}"
+    );
+    assert!(
+        v["reason"]
+            .as_str()
+            .unwrap()
+            .contains("(as member group:ops@example.com)"),
+        "{v}"
+    );
+    let (_, v) = explain(
+        &emu,
+        ask(&sa("ci"), "iam.serviceAccounts.getOpenIdToken", &login),
+    )
+    .await;
+    assert_eq!(
+        (&v["allowed"], &v["status"], &v["code"], &v["principal"]),
+        (
+            &json!(false),
+            &json!(403),
+            &json!("permission_denied"),
+            &json!(format!("serviceAccount:{}", sa("ci")))
+        ),
+        "{v}"
+    );
+    // The same question to IAM Credentials itself gets the same code and reason (in the
+    // header's ASCII).
+    let token: Value = reqwest::Client::new()
+        .get(format!(
+            "http://{}/computeMetadata/v1/instance/service-accounts/default/token",
+            emu.metadata_of("search")
+        ))
+        .header("metadata-flavor", "Google")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = token["access_token"].as_str().unwrap();
+    let r = reqwest::Client::new()
+        .post(emu.google(&format!(
+            "/v1/projects/-/serviceAccounts/{}:generateIdToken",
+            sa("login")
+        )))
+        .bearer_auth(token)
+        .json(&json!({"audience": "https://x"}))
+        .send()
+        .await
+        .unwrap();
+    let header = r.headers()["x-frontdoor-reason"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        header.starts_with("permission_denied: ")
+            && header.ends_with(&v["reason"].as_str().unwrap().replace('→', "->")),
+        "{header}\n{v}"
+    );
+    // actAs has Cloud Run's own code; the front door's permission the front door's.
+    let (_, v) = explain(
+        &emu,
+        ask("dana@example.com", "iam.serviceAccounts.actAs", &login),
+    )
+    .await;
+    assert_eq!(
+        (&v["allowed"], &v["code"]),
+        (&json!(false), &json!("act_as_denied")),
+        "{v}"
+    );
+    let (_, v) = explain(
+        &emu,
+        ask("dana@example.com", "run.routes.invoke", "services/search"),
+    )
+    .await;
+    assert_eq!(
+        (&v["allowed"], &v["code"]),
+        (&json!(true), &Value::Null),
+        "{v}"
+    );
+    let (_, v) = explain(&emu, ask(&sa("ci"), "run.routes.invoke", "services/search")).await;
+    assert_eq!(v["code"], "no_invoker_binding", "{v}");
+    let (_, v) = explain(
+        &emu,
+        ask(
+            "dana@example.com",
+            "run.services.setIamPolicy",
+            "projects/demo-project",
+        ),
+    )
+    .await;
+    assert_eq!(
+        (&v["allowed"], &v["code"]),
+        (&json!(false), &json!("permission_denied")),
+        "{v}"
+    );
+
+    // The CLI says it on two lines.
+    let out = emu.cli(&[
+        "explain",
+        "--principal",
+        &sa("ci"),
+        "--permission",
+        "iam.serviceAccounts.getOpenIdToken",
+        "--resource",
+        &login,
+    ]);
+    assert!(
+        out.starts_with(&format!(
+            "DENY  403 serviceAccount:{} → iam.serviceAccounts.getOpenIdToken on {login}\n    permission_denied: serviceAccount:{} has no role carrying",
+            sa("ci"),
+            sa("ci")
+        )),
+        "{out}"
+    );
+
+    // A question that cannot be answered says why, and what would do.
+    for (ask, status, says) in [
+        (
+            ask(
+                "eli@example.com",
+                "iam.serviceAccounts.getOpenIdTokn",
+                &login,
+            ),
+            400,
+            "did you mean `iam.serviceAccounts.getOpenIdToken`?",
+        ),
+        (
+            ask("eli@example.com", "run.routes.invoke", "services/serch"),
+            404,
+            "did you mean `search`?",
+        ),
+        (
+            ask("eli@example.com", "run.routes.invoke", "projects/other"),
+            404,
+            "is not the one frontdoor emulates",
+        ),
+        (
+            ask("eli@example.com", "run.routes.invoke", "buckets/b"),
+            400,
+            "names no resource",
+        ),
+        (
+            ask(
+                "group:ops@example.com",
+                "run.routes.invoke",
+                "services/search",
+            ),
+            400,
+            "is not one caller",
+        ),
+        (
+            json!({"principal": "eli@example.com", "service": "search"}),
+            400,
+            "give one question",
+        ),
+    ] {
+        let (got, out) = explain(&emu, ask.clone()).await;
+        assert_eq!(got, status, "{ask}: {out}");
+        assert!(
+            out["error"].as_str().unwrap().contains(says),
+            "{ask}: {out}"
+        );
+    }
+    // A question half asked is the CLI's usage error.
+    let half = bounded_output(frontdoor().args([
+        "explain",
+        "--principal",
+        "x@example.com",
+        "--permission",
+        "run.routes.invoke",
+    ]));
+    let stderr = String::from_utf8_lossy(&half.stderr);
+    assert!(
+        !half.status.success() && stderr.contains("--resource"),
+        "{stderr}"
+    );
+    emu.stop().await;
+}

@@ -142,6 +142,10 @@ fn expected(name: &str) -> Option<&'static [&'static str]> {
             "token: aud ✓ → principal ✓ → IAM ✗",
             "token claims: {",
         ],
+        "explain-permission" => &[
+            "DENY  403 serviceAccount:deployer@demo-project.iam.gserviceaccount.com → iam.serviceAccounts.getOpenIdToken on serviceAccounts/login@demo-project.iam.gserviceaccount.com",
+            "    permission_denied: serviceAccount:deployer@demo-project.iam.gserviceaccount.com has no role carrying iam.serviceAccounts.getOpenIdToken (roles/iam.serviceAccountTokenCreator,",
+        ],
         "env" => &[
             "export GCE_METADATA_HOST=127.0.0.1:9082",
             "export GCE_METADATA_IP=127.0.0.1:9082",
