@@ -29,7 +29,8 @@
 //!            their fields private; Live swaps generations on reload
 //!   peer     a connection's two ends, which every listener is handed
 //!   listeners (HTTP; each emulates one of Google's surfaces, and mounts nobody else's):
-//!     frontdoor  *.run.app ingress: auth (the order of checks, a pure verdict) → proxy
+//!     frontdoor  *.run.app ingress: auth (the order of checks, a pure verdict; each check
+//!                in auth::checks) → proxy; decided builds the decision in one place
 //!     metadata   one per service: its identity, ID and access tokens (cached)
 //!     google     issuer keys (and each account's own), /token, tokeninfo, IAM
 //!                Credentials, STS; the Admin APIs (Cloud Run v1, Resource Manager, IAM's

@@ -1,0 +1,212 @@
+//! A front-door decision, built in one place from what happened to the request: what was
+//! asked, where it was routed, the verdict, and how the proxying ended.
+
+use std::fmt::Write;
+
+use axum::extract::Request;
+use axum::http::{StatusCode, header};
+
+use super::auth::{self, Verdict};
+use super::proxy::ProxyError;
+use crate::config::Service;
+use crate::decisions::chain::{Check, Step};
+use crate::decisions::{Code, Decision, Surface};
+
+/// What was asked: read off the request once, before it is judged or sent.
+pub(super) struct Asked {
+    time: i64,
+    method: axum::http::Method,
+    host: String,
+    path: String,
+}
+
+impl Asked {
+    /// `req` at `time`. RFC 9112 §3.2.2: a request in absolute form (`GET http://HOST/path`)
+    /// is for the target's host, whatever `Host` says; HTTP/2 names it in `:authority`.
+    pub(super) fn of(req: &Request, time: i64) -> Asked {
+        let host = req
+            .uri()
+            .authority()
+            .map(|a| a.as_str().rsplit('@').next().unwrap_or(""))
+            .or_else(|| {
+                req.headers()
+                    .get(header::HOST)
+                    .and_then(|h| h.to_str().ok())
+            })
+            .unwrap_or("");
+        Asked {
+            time,
+            method: req.method().clone(),
+            host: host.to_owned(),
+            path: req.uri().path().to_owned(),
+        }
+    }
+
+    pub(super) fn host(&self) -> &str {
+        &self.host
+    }
+}
+
+/// Where a request went: its service (and revision), and how it was found.
+pub(super) struct Routed<'s> {
+    pub(super) service: &'s Service,
+    pub(super) revision: Option<&'s str>,
+    /// On the service's own listener, rather than by `Host` on the shared one.
+    pub(super) pinned: bool,
+}
+
+/// How a request's course ran. Built once per request and consumed at once, so the two
+/// shapes' difference in size costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
+pub(super) enum Course<'s> {
+    /// Turned away before any check of a service: malformed, or routed nowhere.
+    Unrouted {
+        status: StatusCode,
+        code: Code,
+        reason: String,
+    },
+    /// Routed and judged; `end` says whether and how the container answered.
+    Judged {
+        route: Routed<'s>,
+        verdict: Verdict,
+        end: End<'s>,
+    },
+}
+
+/// Whether, and how, the container answered a judged request.
+pub(super) enum End<'e> {
+    /// Refused, and enforcing: nothing was sent.
+    NotSent,
+    /// Sent; the container answered with this status.
+    Answered(StatusCode),
+    /// Sent, or about to be, and no answer came.
+    Failed(&'e ProxyError),
+}
+
+/// What stands around a decision but is not the request's: whether the front door only
+/// audits, and the note that the configuration's last change was refused (which every
+/// refusal carries while it stands; asked for only by a refusal).
+pub(super) struct Circumstances<'a> {
+    pub(super) audit: bool,
+    pub(super) refused_change: &'a (dyn Fn() -> Option<String> + Sync),
+}
+
+/// The decision about `asked`, from its course, whole: every field is set here and
+/// nowhere else.
+pub(super) fn decision(asked: Asked, course: Course<'_>, around: &Circumstances<'_>) -> Decision {
+    let mut decision = Decision::about(
+        Surface::Frontdoor,
+        asked.time,
+        asked.method.as_str(),
+        &asked.host,
+        &asked.path,
+    );
+    let (route, verdict, end) = match course {
+        Course::Unrouted {
+            status,
+            code,
+            reason,
+        } => {
+            // Refused before any check: the route is the failed step.
+            decision
+                .steps
+                .push(Step::failed(Check::Route, reason.clone()));
+            decision.status = status.as_u16();
+            decision.code = Some(code);
+            decision.reason = reason;
+            noted(&mut decision, around);
+            return decision;
+        }
+        Course::Judged {
+            route,
+            verdict,
+            end,
+        } => (route, verdict, end),
+    };
+    let service = route.service;
+    decision.steps.push(Step::passed(
+        Check::Route,
+        if route.pinned {
+            format!("the service's own listener: `{}`", service.name)
+        } else {
+            format!("host `{}` is service `{}`", asked.host, service.name)
+        },
+    ));
+    decision.service = Some(service.name.clone());
+    decision.revision = route.revision.map(str::to_owned);
+
+    let (caller, steps, reason, refusal) = match verdict {
+        Verdict::Allow {
+            caller,
+            reason,
+            steps,
+            ..
+        } => (caller, steps, reason, None),
+        Verdict::Deny {
+            caller,
+            status,
+            code,
+            reason,
+            steps,
+        } => (caller, steps, reason, Some((status, code))),
+    };
+    decision.steps.extend(steps);
+    decision.principal = caller.principal.as_ref().map(ToString::to_string);
+    decision.credential = caller.header.as_ref().map(ToString::to_string);
+    decision.token = caller.token;
+    decision.code = refusal.map(|(_, code)| code);
+    if around.audit {
+        decision.would_deny = refusal.map(|(status, _)| status.as_u16());
+    }
+
+    match end {
+        End::NotSent => {
+            let (status, _) = refusal.expect("only a refusal is not sent");
+            decision.status = status.as_u16();
+            decision.reason = reason;
+            noted(&mut decision, around);
+        }
+        End::Answered(status) => {
+            decision.steps.push(Step::passed(
+                Check::Container,
+                format!("{} answered {}", service.upstream, status.as_u16()),
+            ));
+            decision.allowed = true;
+            decision.status = status.as_u16();
+            decision.reason = reason;
+            let _ = write!(decision.reason, "; proxied to {}", service.upstream);
+        }
+        End::Failed(e) => {
+            decision
+                .steps
+                .push(Step::failed(Check::Container, e.to_string()));
+            decision.allowed = e.status() != StatusCode::PAYLOAD_TOO_LARGE;
+            decision.status = e.status().as_u16();
+            // An audited request keeps, in its reason, the refusal its code gives way to.
+            let audited = match (decision.would_deny, decision.code) {
+                (Some(status), Some(code)) => format!(" (audit: would deny {status}: {code})"),
+                _ => String::new(),
+            };
+            decision.reason = format!("{reason}{audited}; but {e}");
+            decision.code = Some(e.code());
+            noted(&mut decision, around);
+        }
+    }
+    decision
+}
+
+/// A refusal says, while it stands, that the configuration's last change was refused.
+fn noted(decision: &mut Decision, around: &Circumstances<'_>) {
+    if let Some(note) = (around.refused_change)() {
+        decision.reason.push_str("; ");
+        decision.reason.push_str(&note);
+    }
+}
+
+/// The verdict's credential, to forward (for redaction), if it allowed one.
+pub(super) fn credential(verdict: &Verdict) -> Option<&auth::Credential> {
+    match verdict {
+        Verdict::Allow { credential, .. } => credential.as_ref(),
+        Verdict::Deny { .. } => None,
+    }
+}
