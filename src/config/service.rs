@@ -62,6 +62,18 @@ pub struct CommandSpec {
 /// How long a started command may take to listen on its port, unless `start_timeout` says.
 pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(30);
 
+impl Upstream {
+    /// What `Display` writes, borrowed where it can be: the front door names the upstream
+    /// in every decision.
+    pub fn label(&self) -> std::borrow::Cow<'_, str> {
+        match self {
+            Upstream::Echo => "builtin:echo".into(),
+            Upstream::Http(u) => u.as_str().into(),
+            Upstream::Command(_) => self.to_string().into(),
+        }
+    }
+}
+
 impl std::fmt::Display for Upstream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

@@ -1,8 +1,6 @@
 //! A front-door decision, built in one place from what happened to the request: what was
 //! asked, where it was routed, the verdict, and how the proxying ended.
 
-use std::fmt::Write;
-
 use axum::extract::Request;
 use axum::http::{StatusCode, header};
 
@@ -11,6 +9,7 @@ use super::proxy::ProxyError;
 use crate::config::Service;
 use crate::decisions::chain::{Check, Step};
 use crate::decisions::{Code, Decision, Surface};
+use crate::iam::Principal;
 
 /// What was asked: read off the request once, before it is judged or sent.
 pub(super) struct Asked {
@@ -124,12 +123,13 @@ pub(super) fn decision(asked: Asked, course: Course<'_>, around: &Circumstances<
         } => (route, verdict, end),
     };
     let service = route.service;
+    // Joined, not formatted, as every passed check's words are (`auth::checks`).
     decision.steps.push(Step::passed(
         Check::Route,
         if route.pinned {
-            format!("the service's own listener: `{}`", service.name)
+            ["the service's own listener: `", &service.name, "`"].concat()
         } else {
-            format!("host `{}` is service `{}`", asked.host, service.name)
+            ["host `", &asked.host, "` is service `", &service.name, "`"].concat()
         },
     ));
     decision.service = Some(service.name.clone());
@@ -151,8 +151,8 @@ pub(super) fn decision(asked: Asked, course: Course<'_>, around: &Circumstances<
         } => (caller, steps, reason, Some((status, code))),
     };
     decision.steps.extend(steps);
-    decision.principal = caller.principal.as_ref().map(ToString::to_string);
-    decision.credential = caller.header.as_ref().map(ToString::to_string);
+    decision.principal = caller.principal.as_ref().map(Principal::member);
+    decision.credential = caller.header.as_ref().map(|h| h.as_str().to_owned());
     decision.token = caller.token;
     decision.code = refusal.map(|(_, code)| code);
     if around.audit {
@@ -167,14 +167,17 @@ pub(super) fn decision(asked: Asked, course: Course<'_>, around: &Circumstances<
             noted(&mut decision, around);
         }
         End::Answered(status) => {
+            let upstream = service.upstream.label();
+            let mut code = itoa::Buffer::new();
             decision.steps.push(Step::passed(
                 Check::Container,
-                format!("{} answered {}", service.upstream, status.as_u16()),
+                [&upstream, " answered ", code.format(status.as_u16())].concat(),
             ));
             decision.allowed = true;
             decision.status = status.as_u16();
             decision.reason = reason;
-            let _ = write!(decision.reason, "; proxied to {}", service.upstream);
+            decision.reason.push_str("; proxied to ");
+            decision.reason.push_str(&upstream);
         }
         End::Failed(e) => {
             decision

@@ -2,7 +2,6 @@
 //! ways, hop-by-hop and client-supplied `X-Google-*` headers dropped, forwarding and trace
 //! headers added, the checked token redacted, WebSocket upgrades spliced through.
 
-use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 
 use axum::body::Body;
@@ -371,10 +370,10 @@ fn rewrite_request_headers(
         .iter()
         .filter_map(|v| v.to_str().ok())
         .collect();
-    let ip = peer.to_string();
+    let ip = ip_text(peer);
     let forwarded = match peer {
-        IpAddr::V4(_) => format!("for=\"{ip}\";proto=https"),
-        IpAddr::V6(_) => format!("for=\"[{ip}]\";proto=https"),
+        IpAddr::V4(_) => ["for=\"", &ip, "\";proto=https"].concat(),
+        IpAddr::V6(_) => ["for=\"[", &ip, "]\";proto=https"].concat(),
     };
     let xff = if prior.is_empty() {
         ip
@@ -388,6 +387,24 @@ fn rewrite_request_headers(
 
     if let Some((name, value)) = redacted {
         insert(headers, name, &value);
+    }
+}
+
+/// `ip` as text: an IPv4 address's four numbers joined by hand, since `Ipv4Addr`'s
+/// `Display` (padding and all) was 2% of a warm request's instructions.
+fn ip_text(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mut text = String::with_capacity(15);
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    text.push('.');
+                }
+                text.push_str(itoa::Buffer::new().format(octet));
+            }
+            text
+        }
+        IpAddr::V6(v6) => v6.to_string(),
     }
 }
 
@@ -433,7 +450,7 @@ fn trace_headers(headers: &mut HeaderMap) {
         let mut value = String::with_capacity(58);
         value.push_str(&trace);
         value.push('/');
-        let _ = write!(value, "{span}");
+        value.push_str(itoa::Buffer::new().format(span));
         value.push_str(";o=1");
         insert(headers, X_CLOUD_TRACE_CONTEXT, &value);
     }
@@ -478,6 +495,22 @@ fn parse_cloud_trace(v: &str) -> Option<(String, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The joined address is `Display`'s, for every kind of address.
+    #[test]
+    fn ip_text_writes_what_display_writes() {
+        for ip in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.200.3.45",
+            "255.255.255.255",
+            "::1",
+            "fe80::1",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(ip_text(ip), ip.to_string());
+        }
+    }
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();

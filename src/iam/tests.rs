@@ -216,3 +216,18 @@ fn federated_principals_match_subject_and_sets() {
         assert_eq!(d.allowed, want, "{member}");
     }
 }
+
+/// `member`, the front door's joined spelling, is `Display`'s.
+#[test]
+fn a_principal_as_a_member_is_its_display() {
+    for p in [
+        sa("x"),
+        Principal::User("alice@example.com".into()),
+        Principal::Federated {
+            subject: "principal://iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/subject/s".into(),
+            sets: vec![],
+        },
+    ] {
+        assert_eq!(p.member(), p.to_string());
+    }
+}
