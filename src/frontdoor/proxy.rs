@@ -105,14 +105,18 @@ enum Container<'a> {
 impl Container<'_> {
     /// Where to connect: `host:port`, port 80 when the URL names none.
     fn address(&self) -> String {
-        match self {
-            Container::Url(url) => format!(
-                "{}:{}",
-                url.host_str().unwrap_or_default(),
-                url.port_or_known_default().unwrap_or(80)
+        // Joined, not formatted: the pool is asked on every request.
+        let (host, port) = match self {
+            Container::Url(url) => (
+                std::borrow::Cow::Borrowed(url.host_str().unwrap_or_default()),
+                url.port_or_known_default().unwrap_or(80),
             ),
-            Container::Started(addr) => addr.to_string(),
-        }
+            Container::Started(addr @ SocketAddr::V4(_)) => {
+                (ip_text(addr.ip()).into(), addr.port())
+            }
+            Container::Started(addr) => return addr.to_string(),
+        };
+        [&host, ":", itoa::Buffer::new().format(port)].concat()
     }
 
     /// The `Host` of a request that came without one (from an HTTP/2 client): the host
