@@ -392,11 +392,11 @@ struct At<'a> {
 }
 
 impl At<'_> {
-    fn err(&self, path: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    fn err(&self, path: impl Into<String>, reason: impl std::fmt::Display) -> ConfigError {
         ConfigError::Invalid {
             file: self.file.to_owned(),
             path: path.into(),
-            reason: reason.into(),
+            reason: reason.to_string(),
         }
     }
 }

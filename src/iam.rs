@@ -158,19 +158,61 @@ pub struct Role {
     permissions: &'static [&'static [&'static str]],
 }
 
+/// Why a role, member, email or domain named in a policy or the configuration is refused,
+/// in words the configuration error or the API's 400 quotes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    #[error("unknown role `{name}`{suggestion}; known roles are {known}")]
+    UnknownRole {
+        name: String,
+        suggestion: String,
+        known: String,
+    },
+    #[error(
+        "member `{0}` has no kind; write user:EMAIL, serviceAccount:EMAIL, group:EMAIL, domain:DOMAIN, allUsers or allAuthenticatedUsers"
+    )]
+    NoKind(String),
+    #[error(
+        "unknown kind `{kind}`{suggestion}; known kinds are user, serviceAccount, group, domain, principal, principalSet"
+    )]
+    UnknownKind { kind: String, suggestion: String },
+    /// A member whose value is refused, and why.
+    #[error("member `{member}`: {reason}")]
+    Member {
+        member: String,
+        reason: Box<NameError>,
+    },
+    #[error(
+        "federated member `{0}` is malformed; expected //iam.googleapis.com/projects/NUMBER/locations/global/workloadIdentityPools/POOL/subject/SUBJECT (principal:) or …/POOL/attribute.NAME/VALUE or …/POOL/* (principalSet:)"
+    )]
+    Federated(String),
+    #[error("`{0}` is not an email address (no `@`)")]
+    NoAt(String),
+    #[error("`{0}` is not an email address (bad local part)")]
+    LocalPart(String),
+    #[error("`{0}` is not an email address (bad domain)")]
+    EmailDomain(String),
+    #[error(
+        "`{0}` is not a service-account email (expected NAME@PROJECT_ID.iam.gserviceaccount.com)"
+    )]
+    NotServiceAccount(String),
+    #[error("`{0}` is not a domain name")]
+    Domain(String),
+}
+
 impl Role {
-    pub fn parse(name: &str) -> Result<Role, String> {
+    pub fn parse(name: &str) -> Result<Role, NameError> {
         ROLES
             .iter()
             .find(|(n, _)| *n == name)
             .map(|(name, permissions)| Role { name, permissions })
             .ok_or_else(|| {
                 let known: Vec<&str> = ROLES.iter().map(|(n, _)| *n).collect();
-                format!(
-                    "unknown role `{name}`{}; known roles are {}",
-                    crate::suggest::did_you_mean(name, known.iter().copied()),
-                    known.join(", ")
-                )
+                NameError::UnknownRole {
+                    name: name.to_owned(),
+                    suggestion: crate::suggest::did_you_mean(name, known.iter().copied()),
+                    known: known.join(", "),
+                }
             })
     }
 
@@ -226,7 +268,7 @@ pub enum Member {
 const FEDERATED_PREFIX: &str = "//iam.googleapis.com/projects/";
 
 impl Member {
-    pub fn parse(s: &str) -> Result<Member, String> {
+    pub fn parse(s: &str) -> Result<Member, NameError> {
         match s {
             "allUsers" => return Ok(Member::AllUsers),
             "allAuthenticatedUsers" => return Ok(Member::AllAuthenticatedUsers),
@@ -239,20 +281,16 @@ impl Member {
             return parse_federated(rest, "/").map(|_| Member::PrincipalSet(s.to_owned()));
         }
         let Some((kind, value)) = s.split_once(':') else {
-            return Err(format!(
-                "member `{s}` has no kind; write user:EMAIL, serviceAccount:EMAIL, group:EMAIL, \
-                 domain:DOMAIN, allUsers or allAuthenticatedUsers"
-            ));
+            return Err(NameError::NoKind(s.to_owned()));
         };
         match kind {
             "user" => check_email(value).map(Member::User),
             "group" => check_email(value).map(Member::Group),
             "serviceAccount" => check_service_account_email(value).map(Member::ServiceAccount),
             "domain" => check_domain(value).map(|d| Member::Domain(d.to_ascii_lowercase())),
-            _ => Err(format!(
-                "unknown kind `{kind}`{}; known kinds are user, serviceAccount, group, \
-                 domain, principal, principalSet",
-                crate::suggest::did_you_mean(
+            _ => Err(NameError::UnknownKind {
+                kind: kind.to_owned(),
+                suggestion: crate::suggest::did_you_mean(
                     kind,
                     [
                         "user",
@@ -260,16 +298,19 @@ impl Member {
                         "group",
                         "domain",
                         "principal",
-                        "principalSet"
-                    ]
-                )
-            )),
+                        "principalSet",
+                    ],
+                ),
+            }),
         }
-        .map_err(|reason| format!("member `{s}`: {reason}"))
+        .map_err(|reason| NameError::Member {
+            member: s.to_owned(),
+            reason: Box::new(reason),
+        })
     }
 }
 
-fn parse_federated(rest: &str, marker: &str) -> Result<(), String> {
+fn parse_federated(rest: &str, marker: &str) -> Result<(), NameError> {
     let ok = rest
         .strip_prefix(FEDERATED_PREFIX)
         .and_then(|r| r.split_once("/locations/global/workloadIdentityPools/"))
@@ -283,11 +324,7 @@ fn parse_federated(rest: &str, marker: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "federated member `{rest}` is malformed; expected \
-             //iam.googleapis.com/projects/NUMBER/locations/global/workloadIdentityPools/POOL/\
-             subject/SUBJECT (principal:) or …/POOL/attribute.NAME/VALUE or …/POOL/* (principalSet:)"
-        ))
+        Err(NameError::Federated(rest.to_owned()))
     }
 }
 
@@ -306,34 +343,32 @@ impl fmt::Display for Member {
 }
 
 /// A lowercased email, or why it is not one.
-pub fn check_email(s: &str) -> Result<String, String> {
+pub fn check_email(s: &str) -> Result<String, NameError> {
     let Some((local, domain)) = s.rsplit_once('@') else {
-        return Err(format!("`{s}` is not an email address (no `@`)"));
+        return Err(NameError::NoAt(s.to_owned()));
     };
     let local_ok = !local.is_empty()
         && local
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"._%+-".contains(&b));
     if !local_ok {
-        return Err(format!("`{s}` is not an email address (bad local part)"));
+        return Err(NameError::LocalPart(s.to_owned()));
     }
-    check_domain(domain).map_err(|_| format!("`{s}` is not an email address (bad domain)"))?;
+    check_domain(domain).map_err(|_| NameError::EmailDomain(s.to_owned()))?;
     Ok(s.to_ascii_lowercase())
 }
 
 /// Service-account emails end in `.gserviceaccount.com`, as Google's do.
-pub fn check_service_account_email(s: &str) -> Result<String, String> {
+pub fn check_service_account_email(s: &str) -> Result<String, NameError> {
     let email = check_email(s)?;
     if email.ends_with(".gserviceaccount.com") {
         Ok(email)
     } else {
-        Err(format!(
-            "`{s}` is not a service-account email (expected NAME@PROJECT_ID.iam.gserviceaccount.com)"
-        ))
+        Err(NameError::NotServiceAccount(s.to_owned()))
     }
 }
 
-fn check_domain(s: &str) -> Result<&str, String> {
+fn check_domain(s: &str) -> Result<&str, NameError> {
     let labels_ok = s.split('.').all(|l| {
         !l.is_empty()
             && !l.starts_with('-')
@@ -343,7 +378,7 @@ fn check_domain(s: &str) -> Result<&str, String> {
     if s.contains('.') && labels_ok {
         Ok(s)
     } else {
-        Err(format!("`{s}` is not a domain name"))
+        Err(NameError::Domain(s.to_owned()))
     }
 }
 

@@ -67,7 +67,18 @@ impl Provider {
 
 /// Google asks for 4 to 32 characters; we accept 2 so that short names such as the
 /// issue's `ci` work (docs/choices.md says so: a choice of ours).
-fn check_id(kind: &str, s: &str) -> Result<(), String> {
+/// A pool's or provider's field refused, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum BadField {
+    #[error(
+        "{kind} id `{id}` must be 2 to 32 lowercase letters, digits or hyphens, starting with a letter"
+    )]
+    Id { kind: &'static str, id: String },
+    #[error("mapping `{0}` is not of the form assertion.CLAIM (the only form frontdoor evaluates)")]
+    Mapping(String),
+}
+
+fn check_id(kind: &'static str, s: &str) -> Result<(), BadField> {
     let ok = (2..=32).contains(&s.len())
         && s.starts_with(|c: char| c.is_ascii_lowercase())
         && !s.ends_with('-')
@@ -76,19 +87,20 @@ fn check_id(kind: &str, s: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "{kind} id `{s}` must be 2 to 32 lowercase letters, digits or hyphens, starting with a letter"
-        ))
+        Err(BadField::Id {
+            kind,
+            id: s.to_owned(),
+        })
     }
 }
 
 /// A mapping value we can evaluate: `assertion.CLAIM`. Google accepts CEL; we take the one
 /// form nearly every configuration uses, and say so when another is given.
-fn claim_of(expr: &str) -> Result<String, String> {
+fn claim_of(expr: &str) -> Result<String, BadField> {
     expr.strip_prefix("assertion.")
         .filter(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
         .map(str::to_owned)
-        .ok_or_else(|| format!("mapping `{expr}` is not of the form assertion.CLAIM (the only form frontdoor evaluates)"))
+        .ok_or_else(|| BadField::Mapping(expr.to_owned()))
 }
 
 pub(super) fn resolve(

@@ -86,62 +86,66 @@ fn lower_alnum_hyphen(s: &str) -> bool {
         .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
-pub(crate) fn check_project_id(id: &str) -> Result<(), String> {
+/// A name the configuration gives that Google would refuse, and the rule it breaks.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum BadName {
+    #[error(
+        "project id `{0}` must be 6 to 30 lowercase letters, digits or hyphens, starting with a letter"
+    )]
+    ProjectId(String),
+    #[error("region `{0}` does not look like a Google Cloud region such as us-central1")]
+    Region(String),
+    #[error(
+        "service name `{0}` must be at most 49 lowercase letters, digits or hyphens, starting with a letter and not ending with a hyphen"
+    )]
+    ServiceName(String),
+    #[error(
+        "traffic tag `{0}` must be lowercase letters, digits or single hyphens, starting with a letter"
+    )]
+    Tag(String),
+}
+
+/// `Ok`, or the name refused as `bad`.
+fn named(ok: bool, name: &str, bad: fn(String) -> BadName) -> Result<(), BadName> {
+    if ok {
+        Ok(())
+    } else {
+        Err(bad(name.to_owned()))
+    }
+}
+
+pub(crate) fn check_project_id(id: &str) -> Result<(), BadName> {
     let ok = (6..=30).contains(&id.len())
         && id.starts_with(|c: char| c.is_ascii_lowercase())
         && !id.ends_with('-')
         && lower_alnum_hyphen(id);
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "project id `{id}` must be 6 to 30 lowercase letters, digits or hyphens, starting with a letter"
-        ))
-    }
+    named(ok, id, BadName::ProjectId)
 }
 
-pub(crate) fn check_region(region: &str) -> Result<(), String> {
+pub(crate) fn check_region(region: &str) -> Result<(), BadName> {
     let ok = region.contains('-')
         && lower_alnum_hyphen(region)
         && region.ends_with(|c: char| c.is_ascii_digit());
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "region `{region}` does not look like a Google Cloud region such as us-central1"
-        ))
-    }
+    named(ok, region, BadName::Region)
 }
 
 /// Cloud Run service names: up to 49 lowercase letters, digits and hyphens, starting with a
 /// letter and not ending with a hyphen.
-pub(crate) fn check_service_name(name: &str) -> Result<(), String> {
+pub(crate) fn check_service_name(name: &str) -> Result<(), BadName> {
     let ok = (1..=49).contains(&name.len())
         && name.starts_with(|c: char| c.is_ascii_lowercase())
         && !name.ends_with('-')
         && lower_alnum_hyphen(name);
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "service name `{name}` must be at most 49 lowercase letters, digits or hyphens, starting with a letter and not ending with a hyphen"
-        ))
-    }
+    named(ok, name, BadName::ServiceName)
 }
 
-pub(crate) fn check_tag(tag: &str) -> Result<(), String> {
+pub(crate) fn check_tag(tag: &str) -> Result<(), BadName> {
     let ok = (1..=46).contains(&tag.len())
         && tag.starts_with(|c: char| c.is_ascii_lowercase())
         && !tag.contains("--")
         && !tag.ends_with('-')
         && lower_alnum_hyphen(tag);
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "traffic tag `{tag}` must be lowercase letters, digits or single hyphens, starting with a letter"
-        ))
-    }
+    named(ok, tag, BadName::Tag)
 }
 
 #[cfg(test)]

@@ -19,15 +19,32 @@ pub enum Ingress {
     InternalAndCloudLoadBalancing,
 }
 
+/// A service field's value Cloud Run would refuse, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum BadValue {
+    #[error("unknown ingress `{0}`; expected all, internal or internal-and-cloud-load-balancing")]
+    Ingress(String),
+    #[error("unknown builtin upstream `{0}`; the only builtin is builtin:echo")]
+    Builtin(String),
+    #[error(
+        "upstream `{0}` is https; the front door terminates TLS as Cloud Run does, so give the container's plain http:// address"
+    )]
+    HttpsUpstream(String),
+    #[error("upstream `{0}` is neither an http://HOST:PORT URL nor builtin:echo")]
+    Upstream(String),
+    #[error("timeout `{0}` is not a number of seconds such as `300s`")]
+    TimeoutText(String),
+    #[error("timeout {0}s is outside Cloud Run's range of 1s to 3600s")]
+    TimeoutRange(u64),
+}
+
 impl Ingress {
-    fn parse(s: &str) -> Result<Ingress, String> {
+    fn parse(s: &str) -> Result<Ingress, BadValue> {
         match s {
             "all" => Ok(Ingress::All),
             "internal" => Ok(Ingress::Internal),
             "internal-and-cloud-load-balancing" => Ok(Ingress::InternalAndCloudLoadBalancing),
-            _ => Err(format!(
-                "unknown ingress `{s}`; expected all, internal or internal-and-cloud-load-balancing"
-            )),
+            _ => Err(BadValue::Ingress(s.to_owned())),
         }
     }
 
@@ -319,41 +336,33 @@ pub(super) fn resolve(
     })
 }
 
-fn parse_upstream(s: &str) -> Result<Upstream, String> {
+fn parse_upstream(s: &str) -> Result<Upstream, BadValue> {
     if let Some(name) = s.strip_prefix("builtin:") {
         return match name {
             "echo" => Ok(Upstream::Echo),
-            _ => Err(format!(
-                "unknown builtin upstream `{s}`; the only builtin is builtin:echo"
-            )),
+            _ => Err(BadValue::Builtin(s.to_owned())),
         };
     }
     match url::Url::parse(s) {
         Ok(u) if u.scheme() == "http" && u.host().is_some() && u.query().is_none() => {
             Ok(Upstream::Http(u))
         }
-        Ok(u) if u.scheme() == "https" => Err(format!(
-            "upstream `{s}` is https; the front door terminates TLS as Cloud Run does, so give the container's plain http:// address"
-        )),
-        _ => Err(format!(
-            "upstream `{s}` is neither an http://HOST:PORT URL nor builtin:echo"
-        )),
+        Ok(u) if u.scheme() == "https" => Err(BadValue::HttpsUpstream(s.to_owned())),
+        _ => Err(BadValue::Upstream(s.to_owned())),
     }
 }
 
-fn parse_timeout(t: StringOrNumber) -> Result<Duration, String> {
+fn parse_timeout(t: StringOrNumber) -> Result<Duration, BadValue> {
     let secs = match t {
         StringOrNumber::Number(n) => n,
         StringOrNumber::String(s) => s
             .strip_suffix('s')
             .and_then(|n| n.parse().ok())
-            .ok_or_else(|| format!("timeout `{s}` is not a number of seconds such as `300s`"))?,
+            .ok_or(BadValue::TimeoutText(s))?,
     };
     if (1..=3600).contains(&secs) {
         Ok(Duration::from_secs(secs))
     } else {
-        Err(format!(
-            "timeout {secs}s is outside Cloud Run's range of 1s to 3600s"
-        ))
+        Err(BadValue::TimeoutRange(secs))
     }
 }

@@ -47,14 +47,14 @@ fn malformed_members_are_refused_with_a_reason() {
         ),
         ("principalSet://elsewhere/p/*", "malformed"),
     ] {
-        let err = Member::parse(s).unwrap_err();
+        let err = Member::parse(s).unwrap_err().to_string();
         assert!(err.contains(needle), "{s}: {err}");
     }
 }
 
 #[test]
 fn unknown_roles_list_the_known_ones() {
-    let err = Role::parse("roles/run.invokerr").unwrap_err();
+    let err = Role::parse("roles/run.invokerr").unwrap_err().to_string();
     assert!(err.contains("unknown role `roles/run.invokerr`"), "{err}");
     assert!(err.contains("roles/run.invoker,"), "{err}");
 }

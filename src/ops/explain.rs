@@ -146,7 +146,7 @@ fn principal_named(member: &str) -> Result<Principal, String> {
     } else {
         format!("user:{member}")
     };
-    match iam::Member::parse(&member)? {
+    match iam::Member::parse(&member).map_err(|e| e.to_string())? {
         iam::Member::ServiceAccount(email) => Ok(Principal::ServiceAccount(email)),
         iam::Member::User(email) => Ok(Principal::User(email)),
         _ => Err(format!(
