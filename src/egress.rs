@@ -199,7 +199,22 @@ fn refuse(status: StatusCode, why: &str) -> Response<Body> {
     response
 }
 
-fn classify(proxy: &Proxy, host: &str, port: u16) -> Result<Route, String> {
+/// Why a CONNECT is refused a tunnel.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum NoTunnel {
+    #[error(
+        "{0} is the metadata server, plain http: send requests to http://{0}/ through the proxy, not a CONNECT tunnel"
+    )]
+    Metadata(String),
+    #[error(
+        "{host} is not emulated by frontdoor; add it to `egress.passthrough` in {file} to let it through"
+    )]
+    NotEmulated { host: String, file: String },
+    #[error("{host}:{port}: frontdoor serves {host} on port 443 only, as Google does")]
+    Port { host: String, port: u16 },
+}
+
+fn classify(proxy: &Proxy, host: &str, port: u16) -> Result<Route, NoTunnel> {
     let state = proxy.live.get();
     let config = state.config();
     // Any `*.run.app` name ends here, as on Google, where an unknown one is the front
@@ -210,24 +225,24 @@ fn classify(proxy: &Proxy, host: &str, port: u16) -> Result<Route, String> {
     } else if is_google_host(host) {
         Route::Google
     } else if METADATA_HOSTS.contains(&host) {
-        return Err(format!(
-            "{host} is the metadata server, plain http: send requests to http://{host}/ through the proxy, not a CONNECT tunnel"
-        ));
+        return Err(NoTunnel::Metadata(host.to_owned()));
     } else if config.egress_passthrough.iter().any(|h| h == host) {
         return Ok(Route::Passthrough);
     } else {
-        return Err(format!(
-            "{host} is not emulated by frontdoor; add it to `egress.passthrough` in {} to let it through",
-            config
+        return Err(NoTunnel::NotEmulated {
+            host: host.to_owned(),
+            file: config
                 .file
                 .file_name()
                 .map_or_else(|| "the configuration".into(), |n| n.to_string_lossy())
-        ));
+                .into_owned(),
+        });
     };
     if port != 443 {
-        return Err(format!(
-            "{host}:{port}: frontdoor serves {host} on port 443 only, as Google does"
-        ));
+        return Err(NoTunnel::Port {
+            host: host.to_owned(),
+            port,
+        });
     }
     Ok(route)
 }
@@ -251,7 +266,7 @@ async fn connect(proxy: &Proxy, req: Request) -> Response<Body> {
     };
     let route = match classify(proxy, &host, port) {
         Ok(route) => route,
-        Err(why) => return refuse(StatusCode::FORBIDDEN, &why),
+        Err(why) => return refuse(StatusCode::FORBIDDEN, &why.to_string()),
     };
     let Some(ConnectInfo(peer)) = req.extensions().get::<ConnectInfo<Peer>>().copied() else {
         return refuse(

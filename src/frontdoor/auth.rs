@@ -233,26 +233,31 @@ mod tests {
         assert!(
             bearer(&v("Basic abc"))
                 .unwrap_err()
+                .to_string()
                 .contains("scheme is `Basic`")
         );
         assert!(
             bearer(&v("Bearer"))
                 .unwrap_err()
+                .to_string()
                 .contains("expected `Bearer ID_TOKEN`")
         );
         assert!(
             bearer(&v("Bearer a b"))
                 .unwrap_err()
+                .to_string()
                 .contains("more than one token")
         );
         assert!(
             bearer(&v("Bearer a,b"))
                 .unwrap_err()
+                .to_string()
                 .contains("more than one token")
         );
         assert!(
             bearer(&HeaderValue::from_bytes(b"Bearer \xff").unwrap())
                 .unwrap_err()
+                .to_string()
                 .contains("not printable")
         );
     }

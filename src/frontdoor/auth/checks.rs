@@ -345,27 +345,38 @@ fn pick_credential(
     Ok(None)
 }
 
+/// Why a credential header is not `Bearer TOKEN`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum NotBearer {
+    #[error("it is not printable ASCII")]
+    NotPrintable,
+    #[error("expected `Bearer ID_TOKEN`")]
+    NoToken,
+    #[error("the scheme is `{0}`; Cloud Run expects `Bearer ID_TOKEN`")]
+    Scheme(String),
+    #[error("the bearer token is empty")]
+    Empty,
+    #[error("it holds more than one token; send exactly one")]
+    Several,
+}
+
 /// The token of `Bearer TOKEN`.
-pub(crate) fn bearer(value: &HeaderValue) -> Result<&str, String> {
-    let value = value
-        .to_str()
-        .map_err(|_| "it is not printable ASCII".to_owned())?;
+pub(crate) fn bearer(value: &HeaderValue) -> Result<&str, NotBearer> {
+    let value = value.to_str().map_err(|_| NotBearer::NotPrintable)?;
     let Some((scheme, token)) = value.trim().split_once(' ') else {
-        return Err("expected `Bearer ID_TOKEN`".to_owned());
+        return Err(NotBearer::NoToken);
     };
     if !scheme.eq_ignore_ascii_case("bearer") {
-        return Err(format!(
-            "the scheme is `{scheme}`; Cloud Run expects `Bearer ID_TOKEN`"
-        ));
+        return Err(NotBearer::Scheme(scheme.to_owned()));
     }
     let token = token.trim();
     if token.is_empty() {
-        return Err("the bearer token is empty".to_owned());
+        return Err(NotBearer::Empty);
     }
     if crate::decisions::any_byte(token.as_bytes(), |b| {
         (b == b' ') | (b == b',') | (b == b'\t')
     }) {
-        return Err("it holds more than one token; send exactly one".to_owned());
+        return Err(NotBearer::Several);
     }
     Ok(token)
 }
