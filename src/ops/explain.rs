@@ -105,8 +105,20 @@ fn permission_on(state: &AppState, principal: &str, permission: &str, resource: 
         Ok(found) => found,
         Err(e) => return refuse(e.status(), e.message().to_owned()),
     };
-    // The front door's own check has its own code: say it as the front door would.
-    let (allowed, status, code, reason) = match google::judge(config, &who, permission, found) {
+    // The front door's own permission is answered as the front door would: a service with
+    // the invoker check off lets anyone in, and a refusal has the front door's code.
+    let judged = match found {
+        google::Resource::Service(service)
+            if permission == iam::INVOKE && service.invoker_iam_disabled =>
+        {
+            Ok(format!(
+                "service `{}` has invoker_iam_disabled: no token is checked, so anyone may invoke it",
+                service.name
+            ))
+        }
+        _ => google::judge(config, &who, permission, found),
+    };
+    let (allowed, status, code, reason) = match judged {
         Ok(reason) => (true, StatusCode::OK, None, reason),
         Err(e) if permission == iam::INVOKE && matches!(found, google::Resource::Service(_)) => {
             let why = e.why().unwrap_or_default().to_owned();

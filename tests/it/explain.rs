@@ -170,6 +170,10 @@ services:
     service_account: ci{SA}
     upstream: builtin:echo
     listen: 127.0.0.1:0
+  - name: open
+    upstream: builtin:echo
+    listen: 127.0.0.1:0
+    invoker_iam_disabled: true
 "#
     ))
     .await;
@@ -270,6 +274,22 @@ services:
     );
     let (_, v) = explain(&emu, ask(&sa("ci"), "run.routes.invoke", "services/search")).await;
     assert_eq!(v["code"], "no_invoker_binding", "{v}");
+    // With the invoker check off, anyone may, as at the front door itself.
+    let (_, v) = explain(&emu, ask(&sa("ci"), "run.routes.invoke", "services/open")).await;
+    assert_eq!(
+        (&v["allowed"], &v["code"]),
+        (&json!(true), &Value::Null),
+        "{v}"
+    );
+    assert!(
+        v["reason"]
+            .as_str()
+            .unwrap()
+            .contains("invoker_iam_disabled"),
+        "{v}"
+    );
+    let r = reqwest::get(emu.service("open", "/")).await.unwrap();
+    assert_eq!(r.status(), 200);
     let (_, v) = explain(
         &emu,
         ask(
