@@ -148,8 +148,15 @@ pub struct Decision {
 }
 
 impl Decision {
-    /// A decision of `surface` about a request, to be filled in.
-    pub fn about(surface: Surface, time: i64, method: &str, host: &str, path: &str) -> Decision {
+    /// A decision of `surface` about a request, to be filled in. The host and path are
+    /// taken as given: the front door hands over the ones it read, not copies.
+    pub fn about(
+        surface: Surface,
+        time: i64,
+        method: &str,
+        host: impl Into<String>,
+        path: impl Into<String>,
+    ) -> Decision {
         Decision {
             surface,
             time,
@@ -158,8 +165,8 @@ impl Decision {
             service: None,
             revision: None,
             method: method.to_owned(),
-            host: host.to_owned(),
-            path: path.to_owned(),
+            host: host.into(),
+            path: path.into(),
             principal: None,
             credential: None,
             target: None,

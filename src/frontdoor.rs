@@ -132,10 +132,9 @@ async fn decide_and_forward(listener: &Listener, peer: Peer, req: Request) -> Re
         return turned_away(state, decision(asked, course, &around).timed(started), None);
     }
     // Audit mode sends a refused request anyway, headers untouched (no credential).
-    let credential = decided::credential(&verdict).cloned();
     let forwarded = match proxy::Target::of(service, state.supervisor()).await {
         Ok(target) => {
-            proxy::forward(service, target, req, peer.remote.ip(), credential.as_ref()).await
+            proxy::forward(service, target, req, peer.remote.ip(), verdict.credential()).await
         }
         Err(e) => Err(e),
     };

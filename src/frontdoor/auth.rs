@@ -73,6 +73,14 @@ impl Verdict {
         }
     }
 
+    /// The checked credential to forward (for redaction), if the verdict allowed one.
+    pub(crate) fn credential(&self) -> Option<&Credential> {
+        match self {
+            Verdict::Allow { credential, .. } => credential.as_ref(),
+            Verdict::Deny { .. } => None,
+        }
+    }
+
     pub(crate) fn steps(&self) -> &[Step] {
         match self {
             Verdict::Allow { steps, .. } | Verdict::Deny { steps, .. } => steps,

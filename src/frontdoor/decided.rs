@@ -4,7 +4,7 @@
 use axum::extract::Request;
 use axum::http::{StatusCode, header};
 
-use super::auth::{self, Verdict};
+use super::auth::Verdict;
 use super::proxy::ProxyError;
 use crate::config::Service;
 use crate::decisions::chain::{Check, Step};
@@ -93,13 +93,23 @@ pub(super) struct Circumstances<'a> {
 /// The decision about `asked`, from its course, whole: every field is set here and
 /// nowhere else.
 pub(super) fn decision(asked: Asked, course: Course<'_>, around: &Circumstances<'_>) -> Decision {
-    let mut decision = Decision::about(
-        Surface::Frontdoor,
-        asked.time,
-        asked.method.as_str(),
-        &asked.host,
-        &asked.path,
-    );
+    let Asked {
+        time,
+        method,
+        host,
+        path,
+    } = asked;
+    // The route's words need the host before the decision takes it.
+    let routed_step = match &course {
+        Course::Judged { route, .. } if route.pinned => {
+            Some(["the service's own listener: `", &route.service.name, "`"].concat())
+        }
+        Course::Judged { route, .. } => {
+            Some(["host `", &host, "` is service `", &route.service.name, "`"].concat())
+        }
+        Course::Unrouted { .. } => None,
+    };
+    let mut decision = Decision::about(Surface::Frontdoor, time, method.as_str(), host, path);
     let (route, verdict, end) = match course {
         Course::Unrouted {
             status,
@@ -124,14 +134,9 @@ pub(super) fn decision(asked: Asked, course: Course<'_>, around: &Circumstances<
     };
     let service = route.service;
     // Joined, not formatted, as every passed check's words are (`auth::checks`).
-    decision.steps.push(Step::passed(
-        Check::Route,
-        if route.pinned {
-            ["the service's own listener: `", &service.name, "`"].concat()
-        } else {
-            ["host `", &asked.host, "` is service `", &service.name, "`"].concat()
-        },
-    ));
+    if let Some(words) = routed_step {
+        decision.steps.push(Step::passed(Check::Route, words));
+    }
     decision.service = Some(service.name.clone());
     decision.revision = route.revision.map(str::to_owned);
 
@@ -203,13 +208,5 @@ fn noted(decision: &mut Decision, around: &Circumstances<'_>) {
     if let Some(note) = (around.refused_change)() {
         decision.reason.push_str("; ");
         decision.reason.push_str(&note);
-    }
-}
-
-/// The verdict's credential, to forward (for redaction), if it allowed one.
-pub(super) fn credential(verdict: &Verdict) -> Option<&auth::Credential> {
-    match verdict {
-        Verdict::Allow { credential, .. } => credential.as_ref(),
-        Verdict::Deny { .. } => None,
     }
 }
