@@ -21,19 +21,26 @@ impl<'c> Resource<'c> {
     /// `projects/ID/`, as IAM writes it). A resource not here is Google's 404.
     pub(crate) fn named(config: &'c Config, name: &str) -> Result<Resource<'c>, ApiError> {
         let project = &config.project;
-        let unprefixed = name
-            .strip_prefix("projects/")
-            .and_then(|rest| rest.split_once('/'))
-            .filter(|(p, _)| *p == "-" || *p == project.id || *p == project.number)
-            .map_or(name, |(_, rest)| rest);
-        if let Some(id) = name.strip_prefix("projects/").filter(|p| !p.contains('/')) {
-            if id == project.id || id == project.number {
+        // `projects/P` alone, or before the resource: P must be this project (or `-`).
+        let (in_project, unprefixed) = match name.strip_prefix("projects/") {
+            Some(rest) => match rest.split_once('/') {
+                Some((id, rest)) => (Some(id), rest),
+                None => (Some(rest), ""),
+            },
+            None => (None, name),
+        };
+        if let Some(id) = in_project {
+            // `-` stands for the project only before a resource, as IAM writes it.
+            let wildcard = id == "-" && !unprefixed.is_empty();
+            if id != project.id && id != project.number && !wildcard {
+                return Err(ApiError::NotFound(format!(
+                    "project `{id}` is not the one frontdoor emulates ({}, number {})",
+                    project.id, project.number
+                )));
+            }
+            if unprefixed.is_empty() {
                 return Ok(Resource::Project);
             }
-            return Err(ApiError::NotFound(format!(
-                "project `{id}` is not the one frontdoor emulates ({}, number {})",
-                project.id, project.number
-            )));
         }
         if let Some(service) = unprefixed.strip_prefix("services/") {
             return config

@@ -179,46 +179,81 @@ services:
     .await;
     let ask = |principal: &str, permission: &str, resource: &str| json!({"principal": principal, "permission": permission, "resource": resource});
     let login = format!("serviceAccounts/{}", sa("login"));
-    // Granted through a group; refused with IAM's reason and the API's code.
-    let (status, v) = explain(
-        &emu,
-        ask(
+    // Each question's verdict: granted through a group; refused with IAM's reason and the
+    // API's code; actAs with Cloud Run's own code; the front door's permission with the
+    // front door's, and let through where the invoker check is off, as at the front door.
+    let ci = sa("ci");
+    for (principal, permission, resource, code, reason_has) in [
+        (
             "eli@example.com",
             "iam.serviceAccounts.getOpenIdToken",
-            &login,
+            login.as_str(),
+            None,
+            "(as member group:ops@example.com)",
         ),
-    )
-    .await;
-    assert_eq!(status, 200, "{v}");
-    assert_eq!(
-        (&v["allowed"], &v["code"]),
-        (&json!(true), &Value::Null),
-        "{v}"
-    );
-    assert!(
-        v["reason"]
-            .as_str()
-            .unwrap()
-            .contains("(as member group:ops@example.com)"),
-        "{v}"
-    );
-    let (_, v) = explain(
-        &emu,
-        ask(&sa("ci"), "iam.serviceAccounts.getOpenIdToken", &login),
-    )
-    .await;
-    assert_eq!(
-        (&v["allowed"], &v["status"], &v["code"], &v["principal"]),
         (
-            &json!(false),
-            &json!(403),
-            &json!("permission_denied"),
-            &json!(format!("serviceAccount:{}", sa("ci")))
+            &ci,
+            "iam.serviceAccounts.getOpenIdToken",
+            &login,
+            Some("permission_denied"),
+            "has no role carrying",
         ),
-        "{v}"
-    );
+        (
+            "dana@example.com",
+            "iam.serviceAccounts.actAs",
+            &login,
+            Some("act_as_denied"),
+            "has no role carrying iam.serviceAccounts.actAs",
+        ),
+        (
+            "dana@example.com",
+            "run.routes.invoke",
+            "services/search",
+            None,
+            "holds roles/run.developer",
+        ),
+        (
+            &ci,
+            "run.routes.invoke",
+            "services/search",
+            Some("no_invoker_binding"),
+            "has no role carrying run.routes.invoke",
+        ),
+        (
+            &ci,
+            "run.routes.invoke",
+            "services/open",
+            None,
+            "invoker_iam_disabled",
+        ),
+        (
+            "dana@example.com",
+            "run.services.setIamPolicy",
+            "projects/demo-project",
+            Some("permission_denied"),
+            "has no role carrying",
+        ),
+    ] {
+        let (status, v) = explain(&emu, ask(principal, permission, resource)).await;
+        assert_eq!(status, 200, "{v}");
+        let allowed = code.is_none();
+        assert_eq!(
+            (&v["allowed"], &v["status"], &v["code"]),
+            (
+                &json!(allowed),
+                &json!(if allowed { 200 } else { 403 }),
+                &json!(code)
+            ),
+            "{v}"
+        );
+        assert!(v["reason"].as_str().unwrap().contains(reason_has), "{v}");
+    }
+    let r = reqwest::get(emu.service("open", "/")).await.unwrap();
+    assert_eq!(r.status(), 200);
     // The same question to IAM Credentials itself gets the same code and reason (in the
     // header's ASCII).
+    let (_, v) = explain(&emu, ask(&ci, "iam.serviceAccounts.getOpenIdToken", &login)).await;
+    assert_eq!(v["principal"], format!("serviceAccount:{ci}"), "{v}");
     let token: Value = reqwest::Client::new()
         .get(format!(
             "http://{}/computeMetadata/v1/instance/service-accounts/default/token",
@@ -251,60 +286,6 @@ services:
             && header.ends_with(&v["reason"].as_str().unwrap().replace('→', "->")),
         "{header}\n{v}"
     );
-    // actAs has Cloud Run's own code; the front door's permission the front door's.
-    let (_, v) = explain(
-        &emu,
-        ask("dana@example.com", "iam.serviceAccounts.actAs", &login),
-    )
-    .await;
-    assert_eq!(
-        (&v["allowed"], &v["code"]),
-        (&json!(false), &json!("act_as_denied")),
-        "{v}"
-    );
-    let (_, v) = explain(
-        &emu,
-        ask("dana@example.com", "run.routes.invoke", "services/search"),
-    )
-    .await;
-    assert_eq!(
-        (&v["allowed"], &v["code"]),
-        (&json!(true), &Value::Null),
-        "{v}"
-    );
-    let (_, v) = explain(&emu, ask(&sa("ci"), "run.routes.invoke", "services/search")).await;
-    assert_eq!(v["code"], "no_invoker_binding", "{v}");
-    // With the invoker check off, anyone may, as at the front door itself.
-    let (_, v) = explain(&emu, ask(&sa("ci"), "run.routes.invoke", "services/open")).await;
-    assert_eq!(
-        (&v["allowed"], &v["code"]),
-        (&json!(true), &Value::Null),
-        "{v}"
-    );
-    assert!(
-        v["reason"]
-            .as_str()
-            .unwrap()
-            .contains("invoker_iam_disabled"),
-        "{v}"
-    );
-    let r = reqwest::get(emu.service("open", "/")).await.unwrap();
-    assert_eq!(r.status(), 200);
-    let (_, v) = explain(
-        &emu,
-        ask(
-            "dana@example.com",
-            "run.services.setIamPolicy",
-            "projects/demo-project",
-        ),
-    )
-    .await;
-    assert_eq!(
-        (&v["allowed"], &v["code"]),
-        (&json!(false), &json!("permission_denied")),
-        "{v}"
-    );
-
     // The CLI says it on two lines.
     let out = emu.cli(&[
         "explain",
@@ -344,6 +325,15 @@ services:
             ask("eli@example.com", "run.routes.invoke", "projects/other"),
             404,
             "is not the one frontdoor emulates",
+        ),
+        (
+            ask(
+                "eli@example.com",
+                "run.routes.invoke",
+                "projects/other/services/search",
+            ),
+            404,
+            "project `other` is not the one frontdoor emulates",
         ),
         (
             ask("eli@example.com", "run.routes.invoke", "buckets/b"),
