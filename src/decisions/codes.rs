@@ -419,11 +419,23 @@ mod tests {
             let back: Code = serde_json::from_str(&json).unwrap();
             assert_eq!(back, code);
         }
-        assert_eq!(
-            listed.len(),
-            44,
-            "a code added to the enum is added to a table"
-        );
+        // Every variant of the enum is in a table, in its order: read from this file's own
+        // `enum Code`, so that a code added there and to no table fails here.
+        let source = include_str!("codes.rs");
+        let body = source
+            .split_once("pub(crate) enum Code {")
+            .and_then(|(_, rest)| rest.split_once("\n}"))
+            .map(|(body, _)| body)
+            .unwrap();
+        let variants: Vec<&str> = body
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with("//"))
+            .map(|l| l.trim_end_matches(','))
+            .collect();
+        let names: Vec<String> = listed.iter().map(|c| format!("{c:?}")).collect();
+        assert_eq!(names, variants, "each code of the enum is in a table");
+        assert_eq!(listed.len(), 44);
     }
 
     /// Each table of codes is on its page, every row with its meaning and fix.
