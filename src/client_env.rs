@@ -47,6 +47,9 @@ pub fn variables(target: &Target<'_>) -> Vec<(&'static str, String)> {
         ("SSL_CERT_FILE", bundle.clone()),
         ("REQUESTS_CA_BUNDLE", bundle.clone()),
         ("CURL_CA_BUNDLE", bundle.clone()),
+        // gRPC's C core (Python, Ruby, PHP, C++) and Node's grpc-js replace their roots
+        // with this file; both take the proxy from the lowercase https_proxy above.
+        ("GRPC_DEFAULT_SSL_ROOTS_FILE_PATH", bundle.clone()),
         // Node adds these to its own roots.
         ("NODE_EXTRA_CA_CERTS", file(CA_FILE)),
         ("CLOUDSDK_CORE_CUSTOM_CA_CERTS_FILE", bundle),

@@ -28,6 +28,7 @@ use raw::{RawConfig, RawPolicy};
 #[cfg(test)]
 pub(crate) use federation::parse_jwks;
 pub use federation::{JwkKey, Provider, ProviderKeys};
+pub(crate) use knative::H2C;
 pub use layer::Layer;
 pub use named::NamedFiles;
 pub use names::{region_code, unique_id_for};

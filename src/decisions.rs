@@ -135,6 +135,10 @@ pub struct Decision {
     /// for a request let through anyway; `code` and `reason` say why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub would_deny: Option<u16>,
+    /// The `grpc-status` a gRPC container answered in its headers (a call it ended at once);
+    /// a status in the trailers comes after the decision and is not in it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grpc_status: Option<u16>,
     /// How long the decision took, in microseconds: for the front door, until the
     /// response headers (the upstream's included).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -174,6 +178,7 @@ impl Decision {
             reason: String::new(),
             code: None,
             would_deny: None,
+            grpc_status: None,
             latency_us: None,
             steps: Vec::new(),
             token: None,

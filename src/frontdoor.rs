@@ -3,6 +3,7 @@
 
 pub(crate) mod auth;
 mod decided;
+mod h2c;
 mod internal;
 
 pub(crate) use internal::CallerProcess;
@@ -140,7 +141,11 @@ async fn decide_and_forward(listener: &Listener, peer: Peer, req: Request) -> Re
     };
     match forwarded {
         Ok(mut r) => {
-            let end = End::Answered(r.status());
+            let grpc_status = r
+                .headers()
+                .get("grpc-status")
+                .and_then(|v| v.to_str().ok()?.parse().ok());
+            let end = End::Answered(r.status(), grpc_status);
             let course = Course::Judged {
                 route,
                 verdict,

@@ -162,6 +162,9 @@ fn fold_service(entry: &Mapping, change: &ServiceChange) -> ServiceChange {
     if let Some(disabled) = change.invoker_iam_disabled {
         entry.set("invoker_iam_disabled", disabled);
     }
+    if let Some(h2) = change.use_http2 {
+        entry.set("use_http2", h2);
+    }
     if let Some(secs) = change.timeout_seconds {
         entry.set("timeout", secs);
     }
@@ -196,6 +199,7 @@ fn without_redundant(
     drop_if_same!(custom_audiences, custom_audiences);
     drop_if_same!(ingress, ingress);
     drop_if_same!(invoker_iam_disabled, invoker_iam_disabled);
+    drop_if_same!(use_http2, use_http2);
     drop_if_same!(timeout_seconds, timeout);
     drop_if_same!(tags, tags);
     drop_if_same!(iam_policy, policy);

@@ -9,6 +9,8 @@ use super::{At, ConfigError, parse_yaml};
 const CUSTOM_AUDIENCES: &str = "run.googleapis.com/custom-audiences";
 const INGRESS: &str = "run.googleapis.com/ingress";
 const INVOKER_IAM_DISABLED: &str = "run.googleapis.com/invoker-iam-disabled";
+/// The name of a container port that speaks HTTP/2 without TLS (Knative's and Cloud Run's).
+pub(crate) const H2C: &str = "h2c";
 
 /// Fills `entry` from the Knative file it names. A field given both in the file and in the
 /// entry is refused rather than silently picking one.
@@ -65,12 +67,25 @@ pub(super) fn merge(
         .filter_map(|t| t.tag.clone())
         .collect();
 
+    // Cloud Run's HTTP/2 end to end is the container port's name; gcloud writes `http1`
+    // for the default, and a port with no name is HTTP/1 too.
+    let use_http2 = doc
+        .spec
+        .template
+        .spec
+        .containers
+        .first()
+        .and_then(|c| c.ports.first())
+        .and_then(|p| p.name.as_deref())
+        .map(|name| name == H2C);
+
     let from_file = RawService {
         name: doc.metadata.name,
         service_account: doc.spec.template.spec.service_account_name,
         custom_audiences,
         ingress: annotations.get(INGRESS).cloned(),
         invoker_iam_disabled,
+        use_http2,
         tags: (!tags.is_empty()).then_some(tags),
         timeout: doc
             .spec
@@ -103,6 +118,7 @@ pub(super) fn merge(
     take!(custom_audiences);
     take!(ingress);
     take!(invoker_iam_disabled);
+    take!(use_http2);
     take!(tags);
     take!(timeout);
     Ok(entry)

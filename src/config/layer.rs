@@ -47,6 +47,8 @@ pub struct ServiceChange {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub invoker_iam_disabled: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub use_http2: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_seconds: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<String>>,
@@ -79,6 +81,7 @@ impl ServiceChange {
                 "invoker_iam_disabled",
                 "invoker IAM check",
             ),
+            (self.use_http2.is_some(), "use_http2", "HTTP/2 end to end"),
             (self.timeout_seconds.is_some(), "timeout", "timeout"),
             (self.tags.is_some(), "tags", "tags"),
             (self.iam_policy.is_some(), "iam_policy", "IAM policy"),
@@ -224,6 +227,7 @@ pub(super) fn apply(mut entry: RawService, change: Option<&ServiceChange>) -> Ra
     replace!(custom_audiences);
     replace!(ingress);
     replace!(invoker_iam_disabled);
+    replace!(use_http2);
     replace!(tags);
     if let Some(secs) = change.timeout_seconds {
         entry.timeout = Some(StringOrNumber::Number(secs));

@@ -152,6 +152,9 @@ pub(crate) struct RawService {
     pub(crate) tags: Option<Vec<String>>,
     pub(crate) ingress: Option<String>,
     pub(crate) invoker_iam_disabled: Option<bool>,
+    /// HTTP/2 end to end (gcloud's `--use-http2`): every request reaches the container
+    /// over h2c, not only gRPC's.
+    pub(crate) use_http2: Option<bool>,
     pub(crate) iam_policy: Option<RawPolicy>,
     pub(crate) timeout: Option<StringOrNumber>,
     /// Whether a service-account token taken from `Authorization` reaches the container
@@ -197,6 +200,20 @@ pub(crate) struct KnativeTemplate {
 pub(crate) struct KnativeTemplateSpec {
     pub(crate) service_account_name: Option<String>,
     pub(crate) timeout_seconds: Option<u64>,
+    #[serde(default)]
+    pub(crate) containers: Vec<KnativeContainer>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub(crate) struct KnativeContainer {
+    #[serde(default)]
+    pub(crate) ports: Vec<KnativePort>,
+}
+
+/// A container's port: Cloud Run reads only its name (`h2c` or `http1`) and number.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub(crate) struct KnativePort {
+    pub(crate) name: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

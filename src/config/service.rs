@@ -117,6 +117,9 @@ pub struct Service {
     pub tags: Vec<String>,
     pub ingress: Ingress,
     pub invoker_iam_disabled: bool,
+    /// HTTP/2 end to end (`use_http2`, a Knative port named `h2c`): every request goes to
+    /// the container over h2c. gRPC's go over h2c whatever this says, as on Cloud Run.
+    pub use_http2: bool,
     pub policy: Policy,
     pub timeout: Duration,
     pub redact_service_account_tokens: bool,
@@ -329,6 +332,7 @@ pub(super) fn resolve(
         tags,
         ingress,
         invoker_iam_disabled: entry.invoker_iam_disabled.unwrap_or(false),
+        use_http2: entry.use_http2.unwrap_or(false),
         policy,
         timeout,
         redact_service_account_tokens: entry.redact_service_account_tokens.unwrap_or(false),

@@ -370,6 +370,44 @@ fn knative_exports_supply_the_service() {
     );
     assert_eq!(s.timeout.as_secs(), 60);
     assert_eq!(s.tags, ["green"]);
+    assert!(!s.use_http2);
+}
+
+#[test]
+fn a_knative_port_named_h2c_is_http2_end_to_end() {
+    let dir = Path::new("/nonexistent");
+    for (containers, h2) in [
+        (
+            "[{image: hello, ports: [{name: h2c, containerPort: 8080}]}]",
+            true,
+        ),
+        (
+            "[{image: hello, ports: [{name: http1, containerPort: 8080}]}]",
+            false,
+        ),
+        ("[{image: hello, ports: [{containerPort: 8080}]}]", false),
+    ] {
+        let doc = KNATIVE.replace("[{image: hello}]", containers);
+        let c = knative_config(dir, &doc, "").unwrap();
+        assert_eq!(c.service("search").unwrap().use_http2, h2, "{containers}");
+    }
+    // Said twice, the file's word and the entry's are not silently merged.
+    let doc = KNATIVE.replace("[{image: hello}]", "[{image: hello, ports: [{name: h2c}]}]");
+    let e = knative_config(dir, &doc, "    use_http2: true\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("`use_http2` is given both here and in the Knative file"),
+        "{e}"
+    );
+    // In services.yaml itself.
+    let c = parse_with(
+        &format!("{BASE}  - name: grpc\n    upstream: builtin:echo\n    use_http2: true\n"),
+        &dir.join("services.yaml"),
+        &NamedFiles::default(),
+    )
+    .unwrap();
+    assert!(c.service("grpc").unwrap().use_http2);
 }
 
 #[test]

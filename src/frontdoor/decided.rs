@@ -77,7 +77,9 @@ pub(super) enum End<'e> {
     /// Refused, and enforcing: nothing was sent.
     NotSent,
     /// Sent; the container answered with this status.
-    Answered(StatusCode),
+    /// Sent; the container answered with this status, and with this `grpc-status` in its
+    /// headers (a gRPC call it ended at once, a "trailers-only" answer).
+    Answered(StatusCode, Option<u16>),
     /// Sent, or about to be, and no answer came.
     Failed(&'e ProxyError),
 }
@@ -171,13 +173,20 @@ pub(super) fn decision(asked: Asked, course: Course<'_>, around: &Circumstances<
             decision.reason = reason;
             noted(&mut decision, around);
         }
-        End::Answered(status) => {
+        End::Answered(status, grpc_status) => {
             let upstream = service.upstream.label();
             let mut code = itoa::Buffer::new();
-            decision.steps.push(Step::passed(
-                Check::Container,
-                [&upstream, " answered ", code.format(status.as_u16())].concat(),
-            ));
+            let mut answered = [&upstream, " answered ", code.format(status.as_u16())].concat();
+            if let Some(grpc) = grpc_status {
+                answered.push_str(&format!(
+                    " with grpc-status {grpc} ({})",
+                    grpc_status_name(grpc)
+                ));
+                decision.grpc_status = Some(grpc);
+            }
+            decision
+                .steps
+                .push(Step::passed(Check::Container, answered));
             decision.allowed = true;
             decision.status = status.as_u16();
             decision.reason = reason;
@@ -201,6 +210,33 @@ pub(super) fn decision(asked: Asked, course: Course<'_>, around: &Circumstances<
         }
     }
     decision
+}
+
+/// gRPC's name for a status code (the gRPC over HTTP/2 protocol's `grpc-status`).
+fn grpc_status_name(code: u16) -> &'static str {
+    const NAMES: [&str; 17] = [
+        "OK",
+        "CANCELLED",
+        "UNKNOWN",
+        "INVALID_ARGUMENT",
+        "DEADLINE_EXCEEDED",
+        "NOT_FOUND",
+        "ALREADY_EXISTS",
+        "PERMISSION_DENIED",
+        "RESOURCE_EXHAUSTED",
+        "FAILED_PRECONDITION",
+        "ABORTED",
+        "OUT_OF_RANGE",
+        "UNIMPLEMENTED",
+        "INTERNAL",
+        "UNAVAILABLE",
+        "DATA_LOSS",
+        "UNAUTHENTICATED",
+    ];
+    NAMES
+        .get(usize::from(code))
+        .copied()
+        .unwrap_or("not a gRPC status")
 }
 
 /// A refusal says, while it stands, that the configuration's last change was refused.

@@ -45,7 +45,7 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// [`Spare`]); on the warm path a connection is reused within microseconds, and copying
 /// every request's headers for a retry that cannot happen was 2% of its CPU.
 const RACE_AFTER: Duration = Duration::from_millis(100);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A pooled connection, and when it was last handed a request.
 struct Kept {
@@ -67,6 +67,8 @@ pub(crate) enum SendError {
     /// The connection failed while the request or the answer's head was on it, or the
     /// request's own body failed (see `proxy::reading_body`).
     Exchange(hyper::Error),
+    /// Over h2c, the container answered in another protocol: how it showed.
+    NotHttp2(&'static str),
 }
 
 /// Sends `req` (in origin form, with its `Host`) to the container at `authority`, on a

@@ -11,6 +11,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper_util::rt::TokioIo;
 
 use super::auth::Credential;
+use super::h2c;
 use super::pool::{self, SendError};
 use crate::config::{Service, Upstream};
 use crate::upstream::Supervisor;
@@ -33,6 +34,16 @@ pub(crate) enum ProxyError {
     /// The client's own body was malformed or cut short: its fault, not the container's.
     #[error("the request body could not be read: {0}")]
     BadBody(String),
+    /// The request went over h2c and the container answered in another protocol.
+    #[error(
+        "the container at {upstream} did not speak HTTP/2: {why}, but {how}; serve h2c (HTTP/2 without TLS, as gRPC servers do) on the port{fix}"
+    )]
+    NotHttp2 {
+        upstream: String,
+        why: &'static str,
+        how: &'static str,
+        fix: &'static str,
+    },
 }
 
 impl ProxyError {
@@ -44,14 +55,17 @@ impl ProxyError {
             ProxyError::BadBody(_) => Code::MalformedRequest,
             ProxyError::Unreachable { .. }
             | ProxyError::Timeout { .. }
-            | ProxyError::NotStarted(_) => Code::UpstreamFailed,
+            | ProxyError::NotStarted(_)
+            | ProxyError::NotHttp2 { .. } => Code::UpstreamFailed,
         }
     }
 
     pub(crate) fn status(&self) -> StatusCode {
         match self {
             ProxyError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ProxyError::Unreachable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::Unreachable { .. } | ProxyError::NotHttp2 { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ProxyError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::NotStarted(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ProxyError::BadBody(_) => StatusCode::BAD_REQUEST,
@@ -154,20 +168,42 @@ pub(crate) async fn forward(
     peer: IpAddr,
     credential: Option<&Credential>,
 ) -> Result<Response<Body>, ProxyError> {
+    let arrived = tokio::time::Instant::now();
+    let upgrade = is_upgrade(req.headers());
+    let grpc = h2c::is_grpc(req.headers());
+    // Over h2c: gRPC always, every request of a service that is HTTP/2 end to end (but a
+    // WebSocket's upgrade, which is HTTP/1's).
+    let h2 = match (upgrade, grpc, service.use_http2) {
+        (true, ..) => None,
+        (false, true, _) => Some(H2c {
+            why: "gRPC requests reach the container over h2c, as on Cloud Run",
+            fix: "",
+        }),
+        (false, false, true) => Some(H2c {
+            why: "the service is HTTP/2 end to end (use_http2, or a Knative port named h2c)",
+            fix: ", or turn HTTP/2 end to end off (`use_http2: false`, `gcloud run services update --no-use-http2`)",
+        }),
+        (false, false, false) => None,
+    };
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_REQUEST_BODY as u64) {
+    if h2.is_none() && declared.is_some_and(|n| n > MAX_REQUEST_BODY as u64) {
         return Err(ProxyError::TooLarge);
     }
-    let upgrade = is_upgrade(req.headers());
+    let trailers = grpc || asks_for_trailers(req.headers());
     let (mut parts, body) = req.into_parts();
+    let authority = client_authority(&parts);
     rewrite_request_headers(&mut parts.headers, peer, credential, upgrade);
     let client_upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
-    // A chunked body is counted as it streams; past the limit the upload is cut off.
-    let body = Body::new(Limited::new(body, MAX_REQUEST_BODY));
+    let body = match h2 {
+        // Cloud Run's limit is HTTP/1's: a stream has none.
+        Some(_) => body,
+        // A chunked body is counted as it streams; past the limit the upload is cut off.
+        None => Body::new(Limited::new(body, MAX_REQUEST_BODY)),
+    };
 
     let mut in_flight = None;
     let container = match target {
@@ -184,6 +220,50 @@ pub(crate) async fn forward(
         }
     };
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    if let Some(h2) = h2 {
+        // The client's authority goes on as HTTP/2's own, `:authority`, as Cloud Run's does.
+        let authority = authority.unwrap_or_else(|| container.host().into_owned());
+        parts.uri = Uri::try_from(["http://", &authority, container.prefix(), path].concat())
+            .or_else(|_| {
+                let host = container.host();
+                Uri::try_from(["http://", &host, container.prefix(), path].concat())
+            })
+            .map_err(|e| ProxyError::Unreachable {
+                upstream: container.to_string(),
+                cause: format!("the upstream URL is invalid: {e}"),
+            })?;
+        parts.headers.remove(header::HOST);
+        if trailers {
+            parts
+                .headers
+                .insert(header::TE, HeaderValue::from_static("trailers"));
+        }
+        parts.version = axum::http::Version::HTTP_2;
+        let address = container.address();
+        let sent = h2c::send(&address, hyper::Request::from_parts(parts, body));
+        let response = match tokio::time::timeout(service.timeout, sent).await {
+            Err(_) => {
+                return Err(ProxyError::Timeout {
+                    upstream: container.to_string(),
+                    secs: service.timeout.as_secs(),
+                });
+            }
+            Ok(Err(SendError::NotHttp2(how))) => {
+                return Err(ProxyError::NotHttp2 {
+                    upstream: container.to_string(),
+                    why: h2.why,
+                    how,
+                    fix: h2.fix,
+                });
+            }
+            Ok(Err(e)) => return Err(classify(e, container.to_string())),
+            Ok(Ok(r)) => r,
+        };
+        let deadline = arrived + service.timeout;
+        let secs = service.timeout.as_secs();
+        return Ok(response
+            .map(|body| Body::new(h2c::Streamed::new(body, deadline, secs, grpc, in_flight))));
+    }
     // In origin form, with the client's Host (or, from an HTTP/2 client, the container's).
     parts.uri = Uri::try_from(format!("{}{path}", container.prefix())).map_err(|e| {
         ProxyError::Unreachable {
@@ -241,6 +321,40 @@ pub(crate) async fn forward(
     })
 }
 
+/// Why a request goes to the container over h2c, and how to stop it, for the error that
+/// says the container answered in another protocol.
+#[derive(Clone, Copy)]
+struct H2c {
+    why: &'static str,
+    fix: &'static str,
+}
+
+/// The host the client asked for: HTTP/2's `:authority` (the URI's), else `Host`.
+fn client_authority(parts: &axum::http::request::Parts) -> Option<String> {
+    parts
+        .uri
+        .authority()
+        .map(|a| a.as_str().rsplit('@').next().unwrap_or_default())
+        .or_else(|| {
+            parts
+                .headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+        })
+        .filter(|a| !a.is_empty())
+        .map(str::to_owned)
+}
+
+/// Whether the client said it takes trailers (`TE: trailers`), which HTTP/2 passes on.
+fn asks_for_trailers(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+}
+
 /// When `e` comes from reading the client's request body: over the limit (413), or
 /// malformed or cut short (400). The incoming body's errors reach us wrapped in
 /// `axum::Error`; the upstream connection's never are.
@@ -265,6 +379,8 @@ fn reading_body(e: &(dyn std::error::Error + 'static)) -> Option<ProxyError> {
 fn classify(e: SendError, upstream: String) -> ProxyError {
     let cause = match e {
         SendError::Connect(why) => format!("cannot connect: {why}"),
+        // Only h2c sends find this, and they say why before asking here.
+        SendError::NotHttp2(how) => format!("the container did not speak HTTP/2: {how}"),
         SendError::Exchange(e) => {
             if let Some(body) = reading_body(&e) {
                 return body;

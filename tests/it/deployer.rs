@@ -258,6 +258,43 @@ gcloud run services replace service.yaml"#
     emu.stop().await;
 }
 
+/// HTTP/2 end to end by `update --use-http2` / `--no-use-http2` and by the export, edit,
+/// `replace` round trip: Cloud Run keeps it in the container port's name, `h2c`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "left to scripts/test: runs gcloud"]
+async fn use_http2_by_update_and_by_replace_round_trips_the_port_name() {
+    let emu = Emulator::start(&yaml()).await;
+    let deployer = Deployer::new(&emu, "deployer");
+    let port_name = |deployer: &Deployer| {
+        let described =
+            deployer.gcloud(&["run", "services", "describe", "search", "--format=json"]);
+        let described: Value = serde_json::from_str(&described).unwrap();
+        described["spec"]["template"]["spec"]["containers"][0]["ports"][0]["name"].clone()
+    };
+    // What describe shows is the service in force: a port named h2c in a document frontdoor
+    // did not read as HTTP/2 would be written back as http1.
+    assert_eq!(port_name(&deployer), Value::Null);
+    deployer.gcloud(&["run", "services", "update", "search", "--use-http2"]);
+    assert_eq!(port_name(&deployer), "h2c");
+
+    deployer.gcloud(&["run", "services", "update", "search", "--no-use-http2"]);
+    assert_eq!(port_name(&deployer), "http1");
+
+    // The export names the port; replaced with `h2c`, the service is HTTP/2 again.
+    let script = r#"set -euo pipefail
+gcloud run services describe search --format export > service.yaml
+grep -c 'name: http1' service.yaml
+sed -i 's#name: http1#name: h2c#' service.yaml
+gcloud run services replace service.yaml
+gcloud run services describe search --format export | grep -c 'name: h2c'"#;
+    let said = succeed(deployer.command("bash").arg("-c").arg(script));
+    assert!(
+        said.starts_with("1\n") && said.trim_end().ends_with("\n1"),
+        "{said}"
+    );
+    emu.stop().await;
+}
+
 /// `services list` shows every service with its URL; a change survives a restart (and
 /// gcloud's cached access token with it), and `frontdoor check` names it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -20,6 +20,8 @@ mod foundation;
 mod frontdoor;
 mod fuzz;
 mod google_router;
+mod grpc;
+mod h2c;
 mod hostile_tokens;
 mod http_edges;
 mod iam_credentials;

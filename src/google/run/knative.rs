@@ -4,7 +4,7 @@
 use serde_json::{Map, Value, json};
 
 use crate::config::layer::ServiceChange;
-use crate::config::{CUSTOM_AUDIENCES_LIMIT, Config, Service, Upstream};
+use crate::config::{CUSTOM_AUDIENCES_LIMIT, Config, H2C, Service, Upstream};
 use crate::state::AppState;
 
 pub(super) const API_VERSION: &str = "serving.knative.dev/v1";
@@ -108,6 +108,9 @@ pub(super) fn render(state: &AppState, service: &Service) -> Value {
     if containers.as_array().is_none_or(|c| c.is_empty()) {
         *containers = json!([{"image": "frontdoor/upstream"}]);
     }
+    if let Some(first) = containers.get_mut(0) {
+        port_names_protocol(object(first), service.use_http2);
+    }
     let mut traffic = vec![json!({"percent": 100, "latestRevision": true})];
     traffic.extend(
         service
@@ -190,6 +193,35 @@ pub(super) fn render_revision(state: &AppState, service: &Service) -> Value {
             "serviceGeneration": generation,
         },
     })
+}
+
+/// Writes HTTP/2 end to end as Cloud Run does, in the name of the container's first port:
+/// `h2c`, or `http1` for a port named `h2c` or not named at all. A container with no port
+/// gets one only for `h2c` (Cloud Run's default port is 8080).
+fn port_names_protocol(container: &mut Map<String, Value>, use_http2: bool) {
+    let ports = container.entry("ports").or_insert_with(|| json!([]));
+    if !ports.is_array() {
+        *ports = json!([]);
+    }
+    let ports = ports.as_array_mut().expect("made an array above");
+    match (ports.first_mut().and_then(Value::as_object_mut), use_http2) {
+        (Some(port), true) => {
+            port.insert("name".into(), H2C.into());
+        }
+        (Some(port), false) => {
+            // `--no-use-http2` sends the port with no name; Cloud Run names it `http1`.
+            match port.get("name").and_then(Value::as_str) {
+                None | Some(H2C) => {
+                    port.insert("name".into(), "http1".into());
+                }
+                Some(_) => {}
+            }
+        }
+        (None, true) => ports.push(json!({"name": H2C, "containerPort": 8080})),
+        (None, false) => {
+            container.remove("ports");
+        }
+    }
 }
 
 /// `KEY = VALUE, KEY2=VALUE2` (Kubernetes' equality selectors, the only kind gcloud sends).
@@ -327,6 +359,22 @@ pub(super) fn read(config: &Config, name: &str, mut doc: Value) -> Result<Servic
             format!("spec.template.spec.timeoutSeconds: expected a whole number, found {v}")
         })?,
     };
+    let port_name = template_spec
+        .and_then(|t| t.get("containers"))
+        .and_then(|c| c.get(0))
+        .and_then(|c| c.get("ports"))
+        .and_then(|p| p.get(0))
+        .and_then(|p| p.get("name"));
+    let use_http2 = match port_name {
+        None => false,
+        Some(Value::String(name)) => name == H2C,
+        Some(other) => {
+            return Err(format!(
+                "spec.template.spec.containers[0].ports[0].name: expected a string such as \"h2c\" or \"http1\", found {}",
+                clip(&other.to_string())
+            ));
+        }
+    };
     let tags = match spec.and_then(|s| s.get("traffic")) {
         None => Vec::new(),
         Some(Value::Array(targets)) => targets
@@ -345,6 +393,7 @@ pub(super) fn read(config: &Config, name: &str, mut doc: Value) -> Result<Servic
         custom_audiences: Some(custom_audiences),
         ingress: Some(ingress),
         invoker_iam_disabled: Some(invoker_iam_disabled),
+        use_http2: Some(use_http2),
         timeout_seconds: Some(timeout_seconds),
         tags: Some(tags),
         iam_policy: None,

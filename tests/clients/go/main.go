@@ -5,6 +5,7 @@
 // usage: go-client CELL SERVICE_URL CLOSED_URL
 //
 //	go-client verify AUDIENCE TOKENS_FILE
+//	go-client grpc HOST CASE (grpc.go)
 //
 // Prints one JSON object, read by tests/it/client_matrix.rs. A value whose key starts with
 // "token" is a token the test checks; "verifiers" maps each verifier to its verdict on
@@ -102,6 +103,8 @@ func run(ctx context.Context, cell, url, other string) (map[string]any, error) {
 		return map[string]any{"statuses": statuses}, nil
 	case "verify":
 		return verify(ctx, url, other)
+	case "grpc":
+		return grpcCell(ctx, url, other)
 	}
 	return nil, fmt.Errorf("unknown cell %q", cell)
 }

@@ -1,0 +1,298 @@
+//! Containers spoken to in HTTP/2 with prior knowledge (h2c), as Cloud Run speaks to a
+//! service that is HTTP/2 end to end, and to every container for native gRPC requests.
+//!
+//! One connection per container address and thread carries every stream to it: HTTP/2
+//! multiplexes, so there is no pool of idle connections to keep, only one to replace when
+//! the container closes it. A response's body is streamed through [`Streamed`], which holds
+//! the service's timeout over the whole exchange and, for gRPC, ends a stream the container
+//! broke off with a status a gRPC client reads rather than a reset it cannot explain.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::future::Future as _;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderValue, header};
+use bytes::Bytes;
+use http_body::{Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper::client::conn::http2::SendRequest;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpStream;
+use tokio::time::{Instant, Sleep};
+
+use super::pool::{CONNECT_TIMEOUT, SendError};
+use crate::upstream::supervisor::InFlight;
+
+/// A native gRPC request: `application/grpc`, alone or with a subtype (`+proto`) or
+/// parameters. gRPC-Web (`application/grpc-web…`) is HTTP/1-friendly and is not one.
+pub(crate) fn is_grpc(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.get(..16)
+                .filter(|p| p.eq_ignore_ascii_case("application/grpc"))
+                .map(|_| &v[16..])
+        })
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with(['+', ';']))
+}
+
+thread_local! {
+    /// By container `host:port`, the configuration's own addresses (bounded by it).
+    static CONNECTIONS: RefCell<HashMap<String, SendRequest<Body>>> = RefCell::new(HashMap::new());
+}
+
+/// Sends `req` (its URI absolute: scheme, the client's authority and the path) to the
+/// container at `address` on the thread's connection to it, opening one if there is none
+/// or the container closed it. A request the connection gave back unsent goes once more,
+/// on a new connection.
+pub(crate) async fn send(
+    address: &str,
+    req: Request<Body>,
+) -> Result<Response<Incoming>, SendError> {
+    let kept = CONNECTIONS.with(|c| {
+        let mut c = c.borrow_mut();
+        match c.get(address) {
+            Some(sender) if sender.is_closed() => {
+                c.remove(address);
+                None
+            }
+            other => other.cloned(),
+        }
+    });
+    let req = match kept {
+        Some(mut sender) => match sender.try_send_request(req).await {
+            Ok(response) => return Ok(response),
+            Err(mut e) => match e.take_message() {
+                Some(unsent) => unsent,
+                None => {
+                    let e = e.into_error();
+                    return Err(match other_protocol(&e, false) {
+                        Some(how) => SendError::NotHttp2(how),
+                        None => SendError::Exchange(e),
+                    });
+                }
+            },
+        },
+        None => req,
+    };
+    let mut sender = connect(address).await?;
+    CONNECTIONS.with(|c| {
+        let mut c = c.borrow_mut();
+        // A new container address (a restarted command's port): drop the closed ones.
+        c.retain(|_, s| !s.is_closed());
+        c.insert(address.to_owned(), sender.clone());
+    });
+    sender
+        .send_request(req)
+        .await
+        .map_err(|e| match other_protocol(&e, true) {
+            Some(how) => SendError::NotHttp2(how),
+            None => SendError::Exchange(e),
+        })
+}
+
+async fn connect(address: &str) -> Result<SendRequest<Body>, SendError> {
+    let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(address)).await {
+        Err(_) => {
+            return Err(SendError::Connect(format!(
+                "no answer within {} s",
+                CONNECT_TIMEOUT.as_secs()
+            )));
+        }
+        Ok(Err(e)) => return Err(SendError::Connect(e.to_string())),
+        Ok(Ok(stream)) => stream,
+    };
+    let _ = stream.set_nodelay(true);
+    let (sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .map_err(|e| SendError::Connect(e.to_string()))?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(sender)
+}
+
+/// How `e` shows that the container does not speak HTTP/2, if it does:
+/// - its first bytes were no HTTP/2 frame (an HTTP/1 server's `HTTP/1.1 400 …` reads as a
+///   frame far over the size limit), so the connection failed with a protocol or
+///   frame-size error of our own making;
+/// - on a connection opened for this request (`fresh`), it was closed with no answer at
+///   all, as an HTTP/1-only server does on reading HTTP/2's preface.
+///
+/// A failure of the client's own body is never this (the proxy tells it apart first).
+fn other_protocol(e: &hyper::Error, fresh: bool) -> Option<&'static str> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if s.is::<axum::Error>() {
+            return None;
+        }
+        if let Some(h2) = s.downcast_ref::<h2::Error>() {
+            let garbled = h2.is_go_away()
+                && h2.is_library()
+                && matches!(
+                    h2.reason(),
+                    Some(h2::Reason::PROTOCOL_ERROR | h2::Reason::FRAME_SIZE_ERROR)
+                );
+            if garbled {
+                return Some("its answer was no HTTP/2 frame (an HTTP/1 server's, most likely)");
+            }
+            return None;
+        }
+        // hyper hands on h2's I/O errors as the `io::Error` itself.
+        if fresh && s.is::<std::io::Error>() {
+            return Some(
+                "it closed a new connection with no HTTP/2 answer, as an HTTP/1-only server does on reading HTTP/2's preface",
+            );
+        }
+        source = s.source();
+    }
+    None
+}
+
+/// gRPC's status codes that the front door itself may end a stream with.
+#[derive(Clone, Copy)]
+enum GrpcStatus {
+    DeadlineExceeded = 4,
+    Unavailable = 14,
+}
+
+/// A container's response body, streamed: cut off when the service's timeout, counted from
+/// the request's arrival, runs out (Cloud Run's timeout covers the whole stream), and, for
+/// gRPC, ended with `grpc-status` trailers when the container breaks the stream off or the
+/// time runs out, so the client sees `UNAVAILABLE` or `DEADLINE_EXCEEDED` after whatever
+/// output had arrived. A started command's request stays counted in flight until then.
+pub(crate) struct Streamed {
+    inner: Incoming,
+    deadline: Pin<Box<Sleep>>,
+    timeout_secs: u64,
+    grpc: bool,
+    ended: bool,
+    _in_flight: Option<InFlight>,
+}
+
+impl Streamed {
+    pub(crate) fn new(
+        inner: Incoming,
+        deadline: Instant,
+        timeout_secs: u64,
+        grpc: bool,
+        in_flight: Option<InFlight>,
+    ) -> Streamed {
+        Streamed {
+            inner,
+            deadline: Box::pin(tokio::time::sleep_until(deadline)),
+            timeout_secs,
+            grpc,
+            ended: false,
+            _in_flight: in_flight,
+        }
+    }
+
+    /// The stream's last frame: gRPC trailers for a gRPC call, an error for the rest.
+    fn end(
+        &mut self,
+        status: GrpcStatus,
+        message: String,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::BoxError>>> {
+        self.ended = true;
+        if !self.grpc {
+            return Poll::Ready(Some(Err(message.into())));
+        }
+        let mut trailers = HeaderMap::new();
+        trailers.insert("grpc-status", HeaderValue::from(status as u16));
+        if let Ok(value) = HeaderValue::from_str(&grpc_message(&message)) {
+            trailers.insert("grpc-message", value);
+        }
+        Poll::Ready(Some(Ok(Frame::trailers(trailers))))
+    }
+}
+
+impl http_body::Body for Streamed {
+    type Data = Bytes;
+    type Error = axum::BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                self.ended = frame.is_trailers();
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => self.end(
+                GrpcStatus::Unavailable,
+                format!("the container broke the stream off: {e}"),
+            ),
+            Poll::Ready(None) => {
+                self.ended = true;
+                Poll::Ready(None)
+            }
+            Poll::Pending => match self.deadline.as_mut().poll(cx) {
+                Poll::Ready(()) => {
+                    let secs = self.timeout_secs;
+                    self.end(
+                        GrpcStatus::DeadlineExceeded,
+                        format!("the service's timeout of {secs} s ran out before the container ended the stream"),
+                    )
+                }
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.ended || self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// `grpc-message`'s encoding: percent-encoded UTF-8, every byte outside printable ASCII and
+/// `%` itself escaped (the gRPC over HTTP/2 protocol, "Responses").
+fn grpc_message(message: &str) -> String {
+    const ESCAPED: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS.add(b'%').add(0x7f);
+    percent_encoding::utf8_percent_encode(message, ESCAPED).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_is_its_content_type_and_subtypes_not_grpc_web() {
+        for (content_type, grpc) in [
+            ("application/grpc", true),
+            ("application/grpc+proto", true),
+            ("application/grpc;charset=utf-8", true),
+            ("Application/GRPC", true),
+            ("application/grpc-web", false),
+            ("application/grpc-web+proto", false),
+            ("application/grpcx", false),
+            ("application/json", false),
+            ("", false),
+        ] {
+            let mut h = HeaderMap::new();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+            assert_eq!(is_grpc(&h), grpc, "{content_type}");
+        }
+        assert!(!is_grpc(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn grpc_messages_escape_percent_and_non_ascii() {
+        assert_eq!(grpc_message("plain text: ok"), "plain text: ok");
+        assert_eq!(grpc_message("100% café\n"), "100%25 caf%C3%A9%0A");
+    }
+}
