@@ -122,37 +122,39 @@ async fn connect(address: &str) -> Result<SendRequest<Body>, SendError> {
 /// - its first bytes were no HTTP/2 frame (an HTTP/1 server's `HTTP/1.1 400 …` reads as a
 ///   frame far over the size limit), so the connection failed with a protocol or
 ///   frame-size error of our own making;
-/// - on a connection opened for this request (`fresh`), it was closed with no answer at
-///   all, as an HTTP/1-only server does on reading HTTP/2's preface.
+/// - on a connection opened for this request (`fresh`), the exchange failed with no HTTP/2
+///   answer at all: closed or reset, as an HTTP/1-only server does on reading HTTP/2's
+///   preface (hyper reports that as an I/O error, a closed channel or a cut-off message,
+///   depending on when it sees the close).
 ///
-/// A failure of the client's own body is never this (the proxy tells it apart first).
+/// Neither is a failure of the client's own body, nor a stream the container reset
+/// itself (an HTTP/2 server's answer).
 fn other_protocol(e: &hyper::Error, fresh: bool) -> Option<&'static str> {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    let mut garbled = false;
     while let Some(s) = source {
         if s.is::<axum::Error>() {
             return None;
         }
         if let Some(h2) = s.downcast_ref::<h2::Error>() {
-            let garbled = h2.is_go_away()
+            if h2.is_reset() && h2.is_remote() {
+                return None;
+            }
+            garbled |= h2.is_go_away()
                 && h2.is_library()
                 && matches!(
                     h2.reason(),
                     Some(h2::Reason::PROTOCOL_ERROR | h2::Reason::FRAME_SIZE_ERROR)
                 );
-            if garbled {
-                return Some("its answer was no HTTP/2 frame (an HTTP/1 server's, most likely)");
-            }
-            return None;
-        }
-        // hyper hands on h2's I/O errors as the `io::Error` itself.
-        if fresh && s.is::<std::io::Error>() {
-            return Some(
-                "it closed a new connection with no HTTP/2 answer, as an HTTP/1-only server does on reading HTTP/2's preface",
-            );
         }
         source = s.source();
     }
-    None
+    if garbled {
+        return Some("its answer was no HTTP/2 frame (an HTTP/1 server's, most likely)");
+    }
+    fresh.then_some(
+        "it closed a new connection with no HTTP/2 answer, as an HTTP/1-only server does on reading HTTP/2's preface",
+    )
 }
 
 /// gRPC's status codes that the front door itself may end a stream with.

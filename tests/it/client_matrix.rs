@@ -36,6 +36,7 @@ const CELLS: &[(&str, &str)] = &[
     ("external-id", "external account: ID token"),
     ("verify", "verifies a frontdoor ID token"),
     ("call", "calls the `run.app` URL"),
+    ("grpc", "calls a gRPC service at `run.app:443`"),
 ];
 
 /// The cells a library cannot do even against Google: its program says so, with the
@@ -53,6 +54,7 @@ const NOT_POSSIBLE: &[(&str, &str)] = &[
     ("gcloud", "impersonated"),
     ("gcloud", "external-id"),
     ("gcloud", "verify"),
+    ("gcloud", "grpc"),
 ];
 
 fn yaml() -> String {
@@ -79,8 +81,59 @@ services:
     iam_policy: {{bindings: [{{role: roles/run.invoker, members: [serviceAccount:login{SA}, serviceAccount:invoker{SA}]}}]}}
   - name: closed
     upstream: builtin:echo
-{CI_POOL}"#
+  # gRPC servers (tests/services/grpc_app.py), login bound on the first alone.
+  - name: grpc-vault
+    command: ['{python}', '{grpc}']
+    iam_policy: {{bindings: [{{role: roles/run.invoker, members: [serviceAccount:login{SA}]}}]}}
+  - name: grpc-closed
+    command: ['{python}', '{grpc}']
+{CI_POOL}"#,
+        python = python().display(),
+        grpc = repo().join("tests/services/grpc_app.py").display(),
     )
+}
+
+/// The gRPC cell: the client's gRPC program, as `login`, calls `grpc-vault` (let in: its
+/// answer names the service) and `grpc-closed` (`PERMISSION_DENIED`, for the lack of a
+/// binding for login's own token).
+async fn grpc_cell(emu: &Emulator, client: &Client) -> Outcome {
+    let program = match client.grpc_program() {
+        Ok(program) => program,
+        Err(why) => return Outcome::NotPossible(why.to_owned()),
+    };
+    let host = |service: &str| {
+        emu.url_of(service)
+            .trim_start_matches("https://")
+            .to_owned()
+    };
+    let checked = async {
+        let vault = run(emu, &program, &[&host("grpc-vault"), "unary"], None)?;
+        expect(
+            vault["code"] == "OK" && vault["answer"]["service"] == "grpc-vault",
+            || format!("grpc-vault: want OK from grpc-vault: {vault}"),
+        )?;
+        let closed = run(emu, &program, &[&host("grpc-closed"), "unary"], None)?;
+        // Go names it PermissionDenied; the protocol, and the others, PERMISSION_DENIED.
+        let code = closed["code"].as_str().unwrap_or_default().replace('_', "");
+        expect(code.eq_ignore_ascii_case("permissiondenied"), || {
+            format!("grpc-closed: want PERMISSION_DENIED: {closed}")
+        })?;
+        let decisions = emu.decisions().await;
+        let refused = decisions
+            .iter()
+            .rev()
+            .find(|d| d["service"] == "grpc-closed")
+            .ok_or_else(|| "no decision about grpc-closed".to_owned())?;
+        expect(
+            refused["code"] == "no_invoker_binding"
+                && refused["principal"] == format!("serviceAccount:{}", sa("login")),
+            || format!("grpc-closed refused for another reason: {refused}"),
+        )
+    };
+    match checked.await {
+        Ok(()) => Outcome::Works(None),
+        Err(why) => Outcome::Fails(why),
+    }
 }
 
 /// The credentials files the file-reading cells are given, as a user would make them.
@@ -345,6 +398,12 @@ async fn matrix(emu: &Emulator, clients: &[Client]) -> Vec<Vec<Outcome>> {
     for client in clients {
         let mut row = Vec::new();
         for (cell, _) in CELLS {
+            if *cell == "grpc" {
+                let outcome = grpc_cell(emu, client).await;
+                eprintln!("{} {cell}: {outcome:?}", client.name);
+                row.push(outcome);
+                continue;
+            }
             let credentials = match *cell {
                 "key-file" => Some(files.key.as_path()),
                 "impersonated" => Some(files.impersonated.as_path()),

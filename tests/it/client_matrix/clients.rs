@@ -19,6 +19,22 @@ pub(crate) struct Client {
     pub(crate) program: PathBuf,
     pub(crate) args: Vec<String>,
     pub(crate) libraries: String,
+    /// Its gRPC program (`HOST CASE` follow these), or why it has none.
+    pub(crate) grpc: Result<(PathBuf, Vec<String>), &'static str>,
+}
+
+impl Client {
+    /// The client's gRPC program as a client of its own, to [`run`].
+    pub(crate) fn grpc_program(&self) -> Result<Client, &'static str> {
+        let (program, args) = self.grpc.clone()?;
+        Ok(Client {
+            name: self.name,
+            program,
+            args,
+            libraries: String::new(),
+            grpc: Err("a gRPC program has no gRPC program of its own"),
+        })
+    }
 }
 
 pub(crate) fn read(path: &str) -> String {
@@ -33,6 +49,7 @@ fn go_versions() -> String {
         "cloud.google.com/go/compute/metadata",
         "google.golang.org/api",
         "golang.org/x/oauth2",
+        "google.golang.org/grpc",
     ]
     .iter()
     .map(|m| {
@@ -48,41 +65,54 @@ fn go_versions() -> String {
 
 fn java_versions() -> String {
     let pom = read("tests/clients/java/pom.xml");
-    ["google-auth-library-oauth2-http", "google-api-client"]
+    [
+        "google-auth-library-oauth2-http",
+        "google-api-client",
+        "grpc-netty-shaded",
+        "grpc-auth",
+    ]
+    .iter()
+    .map(|artifact| {
+        let after = pom
+            .split(&format!("<artifactId>{artifact}</artifactId>"))
+            .nth(1)
+            .unwrap_or_else(|| panic!("{artifact} not in pom.xml"));
+        let version = after
+            .split("<version>")
+            .nth(1)
+            .and_then(|v| v.split("</version>").next())
+            .unwrap();
+        format!("`{artifact}` {version}")
+    })
+    .collect::<Vec<_>>()
+    .join(", ")
+}
+
+fn node_version() -> String {
+    let package: Value = serde_json::from_str(&read("tests/clients/node/package.json")).unwrap();
+    ["google-auth-library", "@grpc/grpc-js"]
         .iter()
-        .map(|artifact| {
-            let after = pom
-                .split(&format!("<artifactId>{artifact}</artifactId>"))
-                .nth(1)
-                .unwrap_or_else(|| panic!("{artifact} not in pom.xml"));
-            let version = after
-                .split("<version>")
-                .nth(1)
-                .and_then(|v| v.split("</version>").next())
-                .unwrap();
-            format!("`{artifact}` {version}")
+        .map(|name| {
+            let version = package["dependencies"][name].as_str().unwrap();
+            format!("`{name}` {version}")
         })
         .collect::<Vec<_>>()
         .join(", ")
 }
 
-fn node_version() -> String {
-    let package: Value = serde_json::from_str(&read("tests/clients/node/package.json")).unwrap();
-    format!(
-        "`google-auth-library` {}",
-        package["dependencies"]["google-auth-library"]
-            .as_str()
-            .unwrap()
-    )
-}
-
 fn python_version() -> String {
     let pins = read("tests/clients/python/requirements.txt");
-    let version = pins
-        .lines()
-        .find_map(|l| l.strip_prefix("google-auth=="))
-        .expect("google-auth pinned");
-    format!("`google-auth` {version}")
+    ["google-auth", "grpcio"]
+        .iter()
+        .map(|name| {
+            let version = pins
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{name}==")))
+                .unwrap_or_else(|| panic!("{name} not pinned"));
+            format!("`{name}` {version}")
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn gcloud_version() -> String {
@@ -101,18 +131,28 @@ pub(crate) fn clients() -> Vec<Client> {
             program: go_client(),
             args: vec![],
             libraries: go_versions(),
+            grpc: Ok((go_client(), vec!["grpc".into()])),
         },
         Client {
             name: "Java",
             program: "java".into(),
             args: java_client_args(),
             libraries: java_versions(),
+            grpc: Ok(("java".into(), {
+                let mut args = java_client_args();
+                *args.last_mut().unwrap() = "frontdoor.GrpcProbe".into();
+                args
+            })),
         },
         Client {
             name: "Node",
             program: "node".into(),
             args: vec![node_script("client.js").to_str().unwrap().to_owned()],
             libraries: node_version(),
+            grpc: Ok((
+                "node".into(),
+                vec![node_script("grpc.js").to_str().unwrap().to_owned()],
+            )),
         },
         Client {
             name: "Python",
@@ -124,6 +164,15 @@ pub(crate) fn clients() -> Vec<Client> {
                     .to_string(),
             ],
             libraries: python_version(),
+            grpc: Ok((
+                python(),
+                vec![
+                    repo()
+                        .join("tests/clients/python/grpc_client.py")
+                        .display()
+                        .to_string(),
+                ],
+            )),
         },
         Client {
             name: "gcloud",
@@ -135,6 +184,9 @@ pub(crate) fn clients() -> Vec<Client> {
                     .to_string(),
             ],
             libraries: gcloud_version(),
+            grpc: Err(
+                "gcloud has no gRPC client: it calls Google's APIs, never a service's own methods (`gcloud run` deploys and describes services, it does not invoke them)",
+            ),
         },
     ]
 }
