@@ -11,6 +11,6 @@ RUN cargo build --release --bin frontdoor
 FROM debian:bookworm-20251117-slim
 COPY --from=build /src/target/release/frontdoor /usr/local/bin/frontdoor
 WORKDIR /config
-EXPOSE 8080 8081 8082 8083 8088 8089 9081 9082 9083
+EXPOSE 8080 8081 8082 8083 8088 8089 9081 9082 9083 9084
 ENTRYPOINT ["frontdoor"]
 CMD ["serve", "--config", "/config/services.yaml", "--state-dir", "/state", "--bind-all"]

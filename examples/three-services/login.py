@@ -1,11 +1,15 @@
 """The public `login` service. It calls `user-profiles` and `search` the way the Cloud Run
 documentation shows: an ID token for the receiving service's URL from
-google.oauth2.id_token.fetch_id_token, then a request to that URL. The code is the Cloud
-Run code itself: under frontdoor, the metadata server, the run.app URLs and Google's
-certificates are reached through the proxy and CA its environment names."""
+google.oauth2.id_token.fetch_id_token, then a request to that URL; and `recommendations`,
+a gRPC service, with the same kind of token as the call's credentials over TLS to
+HOST:443. The code is the Cloud Run code itself: under frontdoor, the metadata server, the
+run.app URLs and Google's certificates are reached through the proxy and CA its
+environment names (gRPC reads its own: https_proxy and GRPC_DEFAULT_SSL_ROOTS_FILE_PATH)."""
 
+import json
 import os
 
+import grpc
 import requests
 from google.auth.transport.requests import Request
 from google.oauth2 import id_token
@@ -27,10 +31,24 @@ def call(url):
     return result
 
 
+def call_grpc(host):
+    token = id_token.fetch_id_token(Request(), f"https://{host}")
+    credentials = grpc.composite_channel_credentials(
+        grpc.ssl_channel_credentials(), grpc.access_token_call_credentials(token))
+    with grpc.secure_channel(f"{host}:443", credentials) as channel:
+        for_user = channel.unary_unary("/shop.Recommendations/ForUser")
+        try:
+            answer = for_user(json.dumps({"user": "ada"}).encode(), timeout=10)
+            return {"code": "OK", "body": json.loads(answer)}
+        except grpc.RpcError as e:
+            return {"code": e.code().name, "details": e.details()}
+
+
 def answer(_request):
     return 200, {
         "user-profiles": call(os.environ["USER_PROFILES_URL"]),
         "search": call(os.environ["SEARCH_URL"]),
+        "recommendations": call_grpc(os.environ["RECOMMENDATIONS_HOST"]),
     }
 
 

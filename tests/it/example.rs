@@ -54,7 +54,13 @@ async fn login_reaches_user_profiles_not_search_until_a_live_edit_allows_it() {
     // example's pinned google-auth and requests) as its Python.
     let dir = tempfile::tempdir().unwrap();
     let example = repo().join("examples/three-services");
-    for f in ["common.py", "login.py", "user_profiles.py", "search.py"] {
+    for f in [
+        "common.py",
+        "login.py",
+        "user_profiles.py",
+        "search.py",
+        "recommendations.py",
+    ] {
         std::fs::copy(example.join(f), dir.path().join(f)).unwrap();
     }
     let ports = free_ports(6);
@@ -101,6 +107,13 @@ async fn login_reaches_user_profiles_not_search_until_a_live_edit_allows_it() {
     // user-profiles verified it with Google's default certificates URL.
     assert_eq!(
         first["user-profiles"]["body"]["verified_in_app"], true,
+        "{first}"
+    );
+    // The gRPC service, called with login's identity: over h2c to its container, which
+    // names the caller the front door let in.
+    assert_eq!(first["recommendations"]["code"], "OK", "{first}");
+    assert_eq!(
+        first["recommendations"]["body"]["caller"], "login@demo-project.iam.gserviceaccount.com",
         "{first}"
     );
     assert_eq!(first["search"]["status"], 403, "{first}");

@@ -203,6 +203,8 @@ fn expected(name: &str) -> Option<&'static [&'static str]> {
             "login@demo-project.iam.gserviceaccount.com",
             "\"search\"",
             "\"status\": 403",
+            "\"recommendations\"",
+            "\"code\": \"OK\"",
         ],
         "example-grant" => &["\"search\"", "\"status\": 200", "search-00002-"],
         "token" => &[
