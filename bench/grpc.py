@@ -7,8 +7,9 @@ every call, h2c) on loopback:
   direct     load → the server
   frontdoor  load → frontdoor enforcing IAM (the token verified once, then cached) → server
   envoy      load → Envoy: jwt_authn (verified-token cache on) and rbac on the email → server
-Three alternating closed-loop runs of each and their medians; then each paced at half of
-frontdoor's median peak, for the p99 it adds to the direct call's."""
+Three alternating closed-loop runs of each and their medians, with frontdoor's and Envoy's
+CPU per call; one call at a time, for the latency a hop adds unloaded; then each paced at
+half of frontdoor's median peak, for the p99 it adds to the direct call's."""
 
 import json
 import os
@@ -105,9 +106,15 @@ static_resources:
 """
 
 
-def load(port, token, rate=None):
+def cpu_seconds(pid):
+    """User and system CPU time a process has used so far."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def load(port, token, rate=None, connections=CONNECTIONS, concurrency=CONCURRENCY):
     args = [LOAD, "load", f"127.0.0.1:{port}", AUDIENCE[len("https://"):], token,
-            CONNECTIONS, CONCURRENCY, SECONDS]
+            connections, concurrency, SECONDS]
     if rate:
         args.append(str(rate))
     out = json.loads(subprocess.run(args, check=True, capture_output=True, text=True).stdout)
@@ -146,14 +153,24 @@ def main():
         wait_port(envoy_port)
 
         targets = [("direct", up), ("frontdoor", fd_port), ("envoy jwt_authn + rbac", envoy_port)]
+        pids = {"frontdoor": procs[1].pid, "envoy jwt_authn + rbac": procs[2].pid}
         peaks = {name: [] for name, _ in targets}
+        cpu = {name: [] for name in pids}
         for round in range(3):
             for name, port in targets:
+                before = cpu_seconds(pids[name]) if name in pids else 0
                 out = load(port, token)
+                if name in pids:
+                    cpu[name].append((cpu_seconds(pids[name]) - before) / out["calls"] * 1e6)
                 peaks[name].append(out["calls_per_second"])
                 print(f"round {round + 1}: {name}: {out['calls_per_second']:.0f} calls/s, "
                       f"p50 {out['p50_us']} us, p99 {out['p99_us']} us", flush=True)
         med = {name: statistics.median(v) for name, v in peaks.items()}
+        single = {}
+        for name, port in targets:
+            single[name] = load(port, token, connections="1", concurrency="1")
+            print(f"one at a time: {name}: p50 {single[name]['p50_us']} us, "
+                  f"p99 {single[name]['p99_us']} us", flush=True)
         half = int(med["frontdoor"] / 2)
         paced = {}
         for name, port in targets:
@@ -162,12 +179,15 @@ def main():
                   f"p99 {paced[name]['p99_us']} us", flush=True)
 
         print(f"\n| gRPC unary, warm token ({CONNECTIONS} connections, {CONCURRENCY} in flight, "
-              f"{SECONDS} s a run) | calls/s, median of 3 | p99 at {half}/s | p99 added to direct |")
-        print("|---|---|---|---|")
+              f"{SECONDS} s a run) | calls/s, median of 3 | CPU per call, median | "
+              f"p50 one at a time | p99 at {half}/s | p99 added to direct |")
+        print("|---|---|---|---|---|---|")
         for name, _ in targets:
             added = paced[name]["p99_us"] - paced["direct"]["p99_us"]
             shown = "—" if name == "direct" else f"{added / 1000:.2f} ms"
-            print(f"| {name} | {med[name]:.0f} | {paced[name]['p99_us'] / 1000:.2f} ms | {shown} |")
+            used = f"{statistics.median(cpu[name]):.1f} us" if name in cpu else "—"
+            print(f"| {name} | {med[name]:.0f} | {used} | {single[name]['p50_us']} us | "
+                  f"{paced[name]['p99_us'] / 1000:.2f} ms | {shown} |")
         ratio = med["frontdoor"] / med["envoy jwt_authn + rbac"]
         added = (paced["frontdoor"]["p99_us"] - paced["direct"]["p99_us"]) / 1000
         print("\n| target | measured | met |\n|---|---|---|")

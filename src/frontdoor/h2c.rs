@@ -11,6 +11,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::future::Future as _;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::body::Body;
@@ -21,6 +22,7 @@ use hyper::body::Incoming;
 use hyper::client::conn::http2::SendRequest;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
@@ -41,9 +43,12 @@ pub(crate) fn is_grpc(headers: &HeaderMap) -> bool {
         .is_some_and(|rest| rest.is_empty() || rest.starts_with(['+', ';']))
 }
 
+/// A connection to a container, and what the container first sent on it.
+type Kept = (SendRequest<Body>, Arc<FirstBytes>);
+
 thread_local! {
     /// By container `host:port`, the configuration's own addresses (bounded by it).
-    static CONNECTIONS: RefCell<HashMap<String, SendRequest<Body>>> = RefCell::new(HashMap::new());
+    static CONNECTIONS: RefCell<HashMap<String, Kept>> = RefCell::new(HashMap::new());
 }
 
 /// Sends `req` (its URI absolute: scheme, the client's authority and the path) to the
@@ -57,7 +62,7 @@ pub(crate) async fn send(
     let kept = CONNECTIONS.with(|c| {
         let mut c = c.borrow_mut();
         match c.get(address) {
-            Some(sender) if sender.is_closed() => {
+            Some((sender, _)) if sender.is_closed() => {
                 c.remove(address);
                 None
             }
@@ -65,38 +70,29 @@ pub(crate) async fn send(
         }
     });
     let req = match kept {
-        Some(mut sender) => match sender.try_send_request(req).await {
+        Some((mut sender, first)) => match sender.try_send_request(req).await {
             Ok(response) => return Ok(response),
             Err(mut e) => match e.take_message() {
                 Some(unsent) => unsent,
-                None => {
-                    let e = e.into_error();
-                    return Err(match other_protocol(&e, false) {
-                        Some(how) => SendError::NotHttp2(how),
-                        None => SendError::Exchange(e),
-                    });
-                }
+                None => return Err(failed(e.into_error(), &first)),
             },
         },
         None => req,
     };
-    let mut sender = connect(address).await?;
+    let (mut sender, first) = connect(address).await?;
     CONNECTIONS.with(|c| {
         let mut c = c.borrow_mut();
         // A new container address (a restarted command's port): drop the closed ones.
-        c.retain(|_, s| !s.is_closed());
-        c.insert(address.to_owned(), sender.clone());
+        c.retain(|_, (s, _)| !s.is_closed());
+        c.insert(address.to_owned(), (sender.clone(), first.clone()));
     });
     sender
         .send_request(req)
         .await
-        .map_err(|e| match other_protocol(&e, true) {
-            Some(how) => SendError::NotHttp2(how),
-            None => SendError::Exchange(e),
-        })
+        .map_err(|e| failed(e, &first))
 }
 
-async fn connect(address: &str) -> Result<SendRequest<Body>, SendError> {
+async fn connect(address: &str) -> Result<Kept, SendError> {
     let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(address)).await {
         Err(_) => {
             return Err(SendError::Connect(format!(
@@ -108,53 +104,112 @@ async fn connect(address: &str) -> Result<SendRequest<Body>, SendError> {
         Ok(Ok(stream)) => stream,
     };
     let _ = stream.set_nodelay(true);
+    let first = Arc::new(FirstBytes::default());
+    let sniffed = Sniffed {
+        inner: stream,
+        first: first.clone(),
+    };
     let (sender, connection) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(sniffed))
             .await
             .map_err(|e| SendError::Connect(e.to_string()))?;
     tokio::spawn(async move {
         let _ = connection.await;
     });
-    Ok(sender)
+    Ok((sender, first))
 }
 
-/// How `e` shows that the container does not speak HTTP/2, if it does:
-/// - its first bytes were no HTTP/2 frame (an HTTP/1 server's `HTTP/1.1 400 …` reads as a
-///   frame far over the size limit), so the connection failed with a protocol or
-///   frame-size error of our own making;
-/// - on a connection opened for this request (`fresh`), the exchange failed with no HTTP/2
-///   answer at all: closed or reset, as an HTTP/1-only server does on reading HTTP/2's
-///   preface (hyper reports that as an I/O error, a closed channel or a cut-off message,
-///   depending on when it sees the close).
-///
-/// Neither is a failure of the client's own body, nor a stream the container reset
-/// itself (an HTTP/2 server's answer).
-fn other_protocol(e: &hyper::Error, fresh: bool) -> Option<&'static str> {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    let mut garbled = false;
-    while let Some(s) = source {
-        if s.is::<axum::Error>() {
-            return None;
-        }
-        if let Some(h2) = s.downcast_ref::<h2::Error>() {
-            if h2.is_reset() && h2.is_remote() {
-                return None;
+/// The first bytes a container sent on a connection, kept to tell, when an exchange
+/// fails, a container that speaks HTTP/2 from one that does not: an HTTP/2 server's first
+/// frame is SETTINGS (RFC 9113 §3.4), an HTTP/1 server's answer to HTTP/2's preface is
+/// `HTTP/1.1 400 …`, and an HTTP/1-only server may close without a word.
+#[derive(Default)]
+pub(crate) struct FirstBytes(std::sync::OnceLock<Vec<u8>>);
+
+impl FirstBytes {
+    /// How the container showed that it does not speak HTTP/2, if it did.
+    fn other_protocol(&self) -> Option<String> {
+        const SETTINGS: u8 = 0x4;
+        match self.0.get() {
+            None => Some(
+                "it sent nothing and closed the connection, as an HTTP/1-only server does on reading HTTP/2's preface"
+                    .to_owned(),
+            ),
+            Some(first) if first.len() >= 4 && first[3] == SETTINGS => None,
+            Some(first) => {
+                let shown: String = first
+                    .iter()
+                    .take_while(|b| b.is_ascii_graphic() || **b == b' ')
+                    .map(|b| char::from(*b))
+                    .collect();
+                Some(if shown.is_empty() {
+                    "its first bytes were no HTTP/2 frame".to_owned()
+                } else {
+                    format!("it answered `{shown}…`, not an HTTP/2 frame")
+                })
             }
-            garbled |= h2.is_go_away()
-                && h2.is_library()
-                && matches!(
-                    h2.reason(),
-                    Some(h2::Reason::PROTOCOL_ERROR | h2::Reason::FRAME_SIZE_ERROR)
-                );
         }
-        source = s.source();
     }
-    if garbled {
-        return Some("its answer was no HTTP/2 frame (an HTTP/1 server's, most likely)");
+}
+
+/// A failed exchange: the container's other protocol when it showed one, else the error.
+fn failed(e: hyper::Error, first: &FirstBytes) -> SendError {
+    match first.other_protocol() {
+        Some(how) => SendError::NotHttp2(how),
+        None => SendError::Exchange(e),
     }
-    fresh.then_some(
-        "it closed a new connection with no HTTP/2 answer, as an HTTP/1-only server does on reading HTTP/2's preface",
-    )
+}
+
+/// A connection to a container that keeps what it first reads (see [`FirstBytes`]).
+struct Sniffed {
+    inner: TcpStream,
+    first: Arc<FirstBytes>,
+}
+
+impl AsyncRead for Sniffed {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let read = &buf.filled()[before..];
+        if !read.is_empty() && self.first.0.get().is_none() {
+            let _ = self.first.0.set(read[..read.len().min(24)].to_vec());
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for Sniffed {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 /// gRPC's status codes that the front door itself may end a stream with.
@@ -215,6 +270,18 @@ impl Streamed {
     }
 }
 
+impl Streamed {
+    fn timed_out(&mut self) -> Poll<Option<Result<Frame<Bytes>, axum::BoxError>>> {
+        let secs = self.timeout_secs;
+        self.end(
+            GrpcStatus::DeadlineExceeded,
+            format!(
+                "the service's timeout of {secs} s ran out before the container ended the stream"
+            ),
+        )
+    }
+}
+
 impl http_body::Body for Streamed {
     type Data = Bytes;
     type Error = axum::BoxError;
@@ -225,6 +292,10 @@ impl http_body::Body for Streamed {
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         if self.ended {
             return Poll::Ready(None);
+        }
+        // First, so that a container sending faster than the client reads is cut off too.
+        if self.deadline.is_elapsed() {
+            return self.timed_out();
         }
         match Pin::new(&mut self.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
@@ -240,13 +311,7 @@ impl http_body::Body for Streamed {
                 Poll::Ready(None)
             }
             Poll::Pending => match self.deadline.as_mut().poll(cx) {
-                Poll::Ready(()) => {
-                    let secs = self.timeout_secs;
-                    self.end(
-                        GrpcStatus::DeadlineExceeded,
-                        format!("the service's timeout of {secs} s ran out before the container ended the stream"),
-                    )
-                }
+                Poll::Ready(()) => self.timed_out(),
                 Poll::Pending => Poll::Pending,
             },
         }
@@ -257,6 +322,9 @@ impl http_body::Body for Streamed {
     }
 
     fn size_hint(&self) -> SizeHint {
+        if self.ended {
+            return SizeHint::with_exact(0);
+        }
         self.inner.size_hint()
     }
 }

@@ -68,7 +68,7 @@ pub(crate) enum SendError {
     /// request's own body failed (see `proxy::reading_body`).
     Exchange(hyper::Error),
     /// Over h2c, the container answered in another protocol: how it showed.
-    NotHttp2(&'static str),
+    NotHttp2(String),
 }
 
 /// Sends `req` (in origin form, with its `Host`) to the container at `authority`, on a

@@ -3,6 +3,7 @@
 //! headers added, the checked token redacted, WebSocket upgrades spliced through.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::Request;
@@ -41,7 +42,7 @@ pub(crate) enum ProxyError {
     NotHttp2 {
         upstream: String,
         why: &'static str,
-        how: &'static str,
+        how: String,
         fix: &'static str,
     },
 }
@@ -221,13 +222,19 @@ pub(crate) async fn forward(
     };
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     if let Some(h2) = h2 {
-        // The client's authority goes on as HTTP/2's own, `:authority`, as Cloud Run's does.
-        let authority = authority.unwrap_or_else(|| container.host().into_owned());
-        parts.uri = Uri::try_from(["http://", &authority, container.prefix(), path].concat())
-            .or_else(|_| {
-                let host = container.host();
-                Uri::try_from(["http://", &host, container.prefix(), path].concat())
-            })
+        // The client's authority goes on as HTTP/2's own, `:authority`, as Cloud Run's does,
+        // when it is one (a host and port, nothing more); else the container's.
+        let authority = authority
+            .and_then(|a| a.parse::<axum::http::uri::Authority>().ok())
+            .filter(|a| !a.as_str().contains('@'))
+            .or_else(|| container.host().parse().ok());
+        let mut uri = Uri::builder().scheme("http");
+        if let Some(authority) = authority {
+            uri = uri.authority(authority);
+        }
+        parts.uri = uri
+            .path_and_query([container.prefix(), path].concat())
+            .build()
             .map_err(|e| ProxyError::Unreachable {
                 upstream: container.to_string(),
                 cause: format!("the upstream URL is invalid: {e}"),
@@ -239,6 +246,16 @@ pub(crate) async fn forward(
                 .insert(header::TE, HeaderValue::from_static("trailers"));
         }
         parts.version = axum::http::Version::HTTP_2;
+        // hyper resets the stream when the client's body fails, and reports only that the
+        // stream went: what failed is kept here, so the client's fault stays a 400.
+        let client_failed = Arc::new(std::sync::OnceLock::new());
+        let body = {
+            let client_failed = client_failed.clone();
+            Body::new(body.map_err(move |e| {
+                let _ = client_failed.set(e.to_string());
+                e
+            }))
+        };
         let address = container.address();
         let sent = h2c::send(&address, hyper::Request::from_parts(parts, body));
         let response = match tokio::time::timeout(service.timeout, sent).await {
@@ -247,6 +264,13 @@ pub(crate) async fn forward(
                     upstream: container.to_string(),
                     secs: service.timeout.as_secs(),
                 });
+            }
+            // First: a new connection's exchange may fail on the client's body before
+            // the container has said a word.
+            Ok(Err(_)) if client_failed.get().is_some() => {
+                return Err(ProxyError::BadBody(
+                    client_failed.get().cloned().unwrap_or_default(),
+                ));
             }
             Ok(Err(SendError::NotHttp2(how))) => {
                 return Err(ProxyError::NotHttp2 {

@@ -190,6 +190,42 @@ async fn http1_and_http2_clients_reach_an_h2c_service_with_no_32_mib_limit() {
         .unwrap();
     assert_eq!(seen["authority"], host, "{seen}");
 
+    // A Host that is no authority (a path and a query in it) cannot move the request
+    // elsewhere on the container: the container's own host goes as `:authority`.
+    let seen: serde_json::Value = client
+        .get(emu.service("streamer", "/seen"))
+        .header("host", "evil.example/count?")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(seen["version"], "HTTP/2.0", "{seen}");
+    assert_ne!(seen["authority"], "evil.example", "{seen}");
+
+    // A malformed body is the client's fault (400), on a connection already open to the
+    // container as on a new one.
+    let raw = host_port(&emu.service("streamer", ""));
+    let answer = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(raw).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(b"POST /count HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\nzz\r\n")
+            .unwrap();
+        let mut all = Vec::new();
+        let _ = s.read_to_end(&mut all);
+        String::from_utf8_lossy(&all).into_owned()
+    })
+    .await
+    .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(
+        answer.contains("malformed_request: ")
+            && answer.contains("the request body could not be read"),
+        "{answer}"
+    );
+
     // 40 MiB up in chunks, no Content-Length: HTTP/1's 32 MiB limit is not a stream's.
     const CHUNK: usize = 64 * 1024;
     let chunks =

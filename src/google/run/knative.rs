@@ -359,13 +359,18 @@ pub(super) fn read(config: &Config, name: &str, mut doc: Value) -> Result<Servic
             format!("spec.template.spec.timeoutSeconds: expected a whole number, found {v}")
         })?,
     };
-    let port_name = template_spec
+    let first_port = template_spec
         .and_then(|t| t.get("containers"))
         .and_then(|c| c.get(0))
         .and_then(|c| c.get("ports"))
-        .and_then(|p| p.get(0))
-        .and_then(|p| p.get("name"));
-    let use_http2 = match port_name {
+        .and_then(|p| p.get(0));
+    if let Some(port) = first_port.filter(|p| !p.is_object()) {
+        return Err(format!(
+            "spec.template.spec.containers[0].ports[0]: expected an object such as {{\"name\": \"h2c\", \"containerPort\": 8080}}, found {}",
+            clip(&port.to_string())
+        ));
+    }
+    let use_http2 = match first_port.and_then(|p| p.get("name")) {
         None => false,
         Some(Value::String(name)) => name == H2C,
         Some(other) => {
