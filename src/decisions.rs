@@ -135,8 +135,9 @@ pub struct Decision {
     /// for a request let through anyway; `code` and `reason` say why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub would_deny: Option<u16>,
-    /// The `grpc-status` a gRPC container answered in its headers (a call it ended at once);
-    /// a status in the trailers comes after the decision and is not in it.
+    /// The `grpc-status` a gRPC call ended with: from the container's headers (a call it
+    /// ended at once), or added from the trailers when the call ends (see
+    /// [`DecisionLog::grpc_ended`]); none while the call runs, or if it was cancelled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grpc_status: Option<u16>,
     /// How long the decision took, in microseconds: for the front door, until the
@@ -286,6 +287,38 @@ pub(crate) fn record_answer<B>(
         }
     }
     log.record(decision);
+}
+
+/// gRPC's name for a status code (the gRPC over HTTP/2 protocol's `grpc-status`).
+fn grpc_status_name(code: u16) -> &'static str {
+    const NAMES: [&str; 17] = [
+        "OK",
+        "CANCELLED",
+        "UNKNOWN",
+        "INVALID_ARGUMENT",
+        "DEADLINE_EXCEEDED",
+        "NOT_FOUND",
+        "ALREADY_EXISTS",
+        "PERMISSION_DENIED",
+        "RESOURCE_EXHAUSTED",
+        "FAILED_PRECONDITION",
+        "ABORTED",
+        "OUT_OF_RANGE",
+        "UNIMPLEMENTED",
+        "INTERNAL",
+        "UNAVAILABLE",
+        "DATA_LOSS",
+        "UNAUTHENTICATED",
+    ];
+    NAMES
+        .get(usize::from(code))
+        .copied()
+        .unwrap_or("not a gRPC status")
+}
+
+/// How the container step names a gRPC status: ` with grpc-status 7 (PERMISSION_DENIED)`.
+pub(crate) fn with_grpc_status(code: u16) -> String {
+    format!(" with grpc-status {code} ({})", grpc_status_name(code))
 }
 
 /// `X-Frontdoor-Reason`, frontdoor's addition on every request it turns away, on every
@@ -523,7 +556,8 @@ impl Decision {
 
 impl DecisionLog {
     /// Keeps `decision` (cut to length; escaped when read) and logs it.
-    pub fn record(&self, decision: Decision) {
+    /// Records `decision`, and returns its number.
+    pub fn record(&self, decision: Decision) -> u64 {
         let decision = decision.cut();
         line::log(&decision);
         let surface = decision.surface.as_str();
@@ -552,6 +586,31 @@ impl DecisionLog {
         entries.bytes += weight;
         entries.recorded += 1;
         entries.list.push_back(decision);
+        entries.recorded
+    }
+
+    /// The `grpc-status` a gRPC call ended with, in its trailers after the decision was
+    /// recorded as number `number`: added to the decision, and to its container step, while
+    /// the log still keeps it. The decision's weight does not change (a number, in place).
+    pub(crate) fn grpc_ended(&self, number: u64, code: u16) {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let first = entries.recorded + 1 - entries.list.len() as u64;
+        let Some(at) = number.checked_sub(first) else {
+            return;
+        };
+        let Some(decision) = entries.list.get_mut(at as usize) else {
+            return;
+        };
+        decision.grpc_status = Some(code);
+        let said = with_grpc_status(code);
+        let grown = said.len();
+        match decision.steps.last_mut() {
+            Some(step) if step.check == chain::Check::Container => {
+                step.detail.to_mut().push_str(&said);
+            }
+            _ => return,
+        }
+        entries.bytes += grown;
     }
 
     /// Registers the decision counts and latencies in `registry`, for `/metrics`.

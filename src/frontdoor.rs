@@ -159,7 +159,13 @@ async fn decide_and_forward(listener: &Listener, peer: Peer, req: Request) -> Re
                     r.headers_mut().insert(WOULD_DENY, value);
                 }
             }
-            state.decisions().record(decision);
+            let number = state.decisions().record(decision);
+            // A gRPC call's status usually comes in its trailers, after the decision: it is
+            // added to the decision when it does.
+            if grpc_status.is_none() && h2c::is_grpc(r.headers()) {
+                let state = state.clone();
+                r = r.map(|body| Body::new(h2c::StatusNoted::new(body, state, number)));
+            }
             r
         }
         Err(e) => {

@@ -78,7 +78,8 @@ pub(super) enum End<'e> {
     NotSent,
     /// Sent; the container answered with this status.
     /// Sent; the container answered with this status, and with this `grpc-status` in its
-    /// headers (a gRPC call it ended at once, a "trailers-only" answer).
+    /// headers (a gRPC call it ended at once, a "trailers-only" answer; a status in the
+    /// trailers is added to the recorded decision when it comes).
     Answered(StatusCode, Option<u16>),
     /// Sent, or about to be, and no answer came.
     Failed(&'e ProxyError),
@@ -178,11 +179,8 @@ pub(super) fn decision(asked: Asked, course: Course<'_>, around: &Circumstances<
             let mut code = itoa::Buffer::new();
             let mut answered = [&upstream, " answered ", code.format(status.as_u16())].concat();
             if let Some(grpc) = grpc_status {
-                answered.push_str(&format!(
-                    " with grpc-status {grpc} ({})",
-                    grpc_status_name(grpc)
-                ));
                 decision.grpc_status = Some(grpc);
+                answered.push_str(&crate::decisions::with_grpc_status(grpc));
             }
             decision
                 .steps
@@ -210,33 +208,6 @@ pub(super) fn decision(asked: Asked, course: Course<'_>, around: &Circumstances<
         }
     }
     decision
-}
-
-/// gRPC's name for a status code (the gRPC over HTTP/2 protocol's `grpc-status`).
-fn grpc_status_name(code: u16) -> &'static str {
-    const NAMES: [&str; 17] = [
-        "OK",
-        "CANCELLED",
-        "UNKNOWN",
-        "INVALID_ARGUMENT",
-        "DEADLINE_EXCEEDED",
-        "NOT_FOUND",
-        "ALREADY_EXISTS",
-        "PERMISSION_DENIED",
-        "RESOURCE_EXHAUSTED",
-        "FAILED_PRECONDITION",
-        "ABORTED",
-        "OUT_OF_RANGE",
-        "UNIMPLEMENTED",
-        "INTERNAL",
-        "UNAVAILABLE",
-        "DATA_LOSS",
-        "UNAUTHENTICATED",
-    ];
-    NAMES
-        .get(usize::from(code))
-        .copied()
-        .unwrap_or("not a gRPC status")
 }
 
 /// A refusal says, while it stands, that the configuration's last change was refused.

@@ -329,6 +329,54 @@ impl http_body::Body for Streamed {
     }
 }
 
+/// A gRPC response's body, passed through, that adds the `grpc-status` of its trailers to
+/// the decision recorded as `number` (the status comes after the decision was made).
+pub(crate) struct StatusNoted {
+    inner: Body,
+    state: crate::state::AppState,
+    number: u64,
+}
+
+impl StatusNoted {
+    pub(crate) fn new(inner: Body, state: crate::state::AppState, number: u64) -> StatusNoted {
+        StatusNoted {
+            inner,
+            state,
+            number,
+        }
+    }
+}
+
+impl http_body::Body for StatusNoted {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
+            let code = frame
+                .trailers_ref()
+                .and_then(|t| t.get("grpc-status"))
+                .and_then(|v| v.to_str().ok()?.parse().ok());
+            if let Some(code) = code {
+                self.state.decisions().grpc_ended(self.number, code);
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// `grpc-message`'s encoding: percent-encoded UTF-8, every byte outside printable ASCII and
 /// `%` itself escaped (the gRPC over HTTP/2 protocol, "Responses").
 fn grpc_message(message: &str) -> String {

@@ -114,6 +114,16 @@ async fn python_grpc_clients_call_a_grpc_service_through_the_front_door() {
         format!("serviceAccount:{}", sa("caller")),
         "{d}"
     );
+    // The status came in the trailers, after the decision: it is added to it.
+    assert_eq!(d["grpc_status"], 0, "{d}");
+    let container = d["steps"].as_array().unwrap().last().unwrap();
+    assert!(
+        container["detail"]
+            .as_str()
+            .unwrap()
+            .ends_with("answered 200 with grpc-status 0 (OK)"),
+        "{container}"
+    );
 
     // Refusals read as Cloud Run's: the front end's HTTP status, which gRPC maps.
     let refused = [
@@ -223,6 +233,8 @@ async fn python_grpc_clients_call_a_grpc_service_through_the_front_door() {
             .contains("the container broke the stream off"),
         "{out}"
     );
+    let d = last_on(&emu, "pinger", &format!("{probe}ServerStream")).await;
+    assert_eq!(d["grpc_status"], 14, "{d}");
     emu.stop().await;
 }
 
