@@ -234,7 +234,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keys(command) => credentials::keys(command),
         Command::ExternalToken(args) => credentials::external_token(args),
         Command::Credentials(command) => credentials::write(command),
-        Command::Env { config, service } => env(config, service.as_deref()).await,
+        Command::Env { config, service } => match env(config, service.as_deref()).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                // `eval "$(frontdoor env …)"` would otherwise set nothing, silently, and the
+                // next command would go to the real Google: what is printed makes the eval
+                // itself fail, saying why.
+                say(&crate::client_env::eval_failure(&format!("{e:#}")));
+                Err(e)
+            }
+        },
         Command::Status { config } => status(config).await,
         Command::Explain {
             config,
@@ -569,17 +578,26 @@ const AUDIT_BANNER: &str = "\n  !!! AUDIT MODE (enforcement: audit): NOTHING IS 
 
 async fn env(args: ConfigArgs, service: Option<&str>) -> anyhow::Result<()> {
     let addresses = locate::running(&args)?;
-    // The running server's own file, unless one was named.
-    let file = args
-        .config
-        .clone()
-        .or(addresses.config_file.clone())
-        .unwrap_or_else(|| args.config_file());
-    let config = config::load(&file)?;
+    // What is in force is the running server's to say, not the file's: a live edit it
+    // refused leaves the file unreadable and the server running as before.
+    let status = get_json(addresses.google, "/frontdoor/v1/status").await?;
+    let project = &status["project"];
+    let (Some(project_id), Some(region)) = (project["id"].as_str(), project["region"].as_str())
+    else {
+        anyhow::bail!(
+            "the running server's status names no project; it is older than this frontdoor: restart it"
+        );
+    };
+    let running: Vec<&str> = status["services"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
     let metadata = match service {
         None => addresses.metadata,
         Some(name) => {
-            let known: Vec<&str> = config.services.iter().map(|s| s.name.as_str()).collect();
+            let known = &running;
             addresses
                 .services
                 .get(name)
@@ -600,13 +618,12 @@ async fn env(args: ConfigArgs, service: Option<&str>) -> anyhow::Result<()> {
     let mut vars = crate::client_env::variables(&crate::client_env::Target {
         metadata,
         state_dir: &state_dir,
-        project: &config.project.id,
-        region: &config.project.region,
+        project: project_id,
+        region,
     });
     if let Some(name) = service {
         // What Cloud Run sets in every container, as for the services frontdoor starts.
         // Node's library sees Cloud Run by K_CONFIGURATION.
-        let status = get_json(addresses.google, "/frontdoor/v1/status").await?;
         let revision = status["services"]
             .as_array()
             .into_iter()

@@ -95,6 +95,14 @@ pub fn exports(vars: &[(&str, String)]) -> String {
         .collect()
 }
 
+/// What `frontdoor env` prints when it cannot say what to set: shell that, once `eval`ed,
+/// writes `why` on stderr and fails, so that `eval "$(frontdoor env …)"` does not pass
+/// silently having set nothing.
+pub fn eval_failure(why: &str) -> String {
+    let said = format!("frontdoor env: {why}; nothing was set");
+    format!("printf '%s\\n' {} >&2; false\n", shell_quote(&said))
+}
+
 /// Single-quotes `value` unless it is made only of characters no shell treats specially.
 /// Hand-written: one rule, not worth a crate.
 fn shell_quote(value: &str) -> String {
@@ -112,6 +120,25 @@ fn shell_quote(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failure_makes_the_eval_fail_and_say_why() {
+        let script = format!(
+            "eval \"$(cat <<'EOF'\n{}EOF\n)\" && echo passed",
+            eval_failure("it's `down`; $HOME")
+        );
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        assert!(out.stdout.is_empty());
+        assert_eq!(
+            String::from_utf8(out.stderr).unwrap(),
+            "frontdoor env: it's `down`; $HOME; nothing was set\n"
+        );
+    }
 
     #[test]
     fn every_value_survives_the_shell() {

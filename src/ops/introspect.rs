@@ -238,8 +238,12 @@ async fn status(State(state): State<AppState>) -> Json<Value> {
         Ok(layer) => json!(layer.summary()),
         Err(e) => json!([format!("unreadable: {e}")]),
     };
+    let project = &state.config().project;
     Json(json!({
         "config_file": state.config().file.display().to_string(),
+        // The project in force, which `frontdoor env` prints (a file refused at its last
+        // reload says nothing about what runs).
+        "project": {"id": project.id, "number": project.number, "region": project.region},
         "enforcement": state.config().enforcement.as_str(),
         "changes_file": dir.join(crate::config::layer::FILE).display().to_string(),
         "changes": changes,

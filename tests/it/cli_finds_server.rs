@@ -117,6 +117,27 @@ fn the_cli_finds_the_running_server_from_anywhere_and_reports_a_stopped_one() {
             .env("XDG_STATE_HOME", xdg.path()),
     );
     assert!(why.contains("no running frontdoor found"), "{why}");
+    // And `eval "$(frontdoor env)"` fails, saying so, rather than setting nothing quietly.
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_frontdoor"));
+    let evaled = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "eval \"$('{}' env)\" && echo passed",
+            bin.display()
+        ))
+        .current_dir(elsewhere.path())
+        .env("XDG_STATE_HOME", xdg.path())
+        .env_remove("FRONTDOOR_STATE_DIR")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&evaled.stderr);
+    assert!(!evaled.status.success(), "{said}");
+    assert!(evaled.stdout.is_empty(), "{said}");
+    assert!(
+        said.contains("frontdoor env: no running frontdoor found")
+            && said.contains("nothing was set"),
+        "{said}"
+    );
     assert!(
         why.contains(&format!(
             "{}/.frontdoor and each directory above it",

@@ -181,6 +181,16 @@ async fn an_invalid_change_is_refused_whole_and_reported() {
             .contains("services[0].iam_policy.bindings[0].role"),
         "{status}"
     );
+    // `frontdoor env` says what the running server runs, though the file it was started
+    // with no longer reads.
+    let env = env_of(&emu, Some("search"));
+    assert!(
+        env.iter().any(|(k, v)| k == "K_SERVICE" && v == "search")
+            && env
+                .iter()
+                .any(|(k, v)| k == "GOOGLE_CLOUD_PROJECT" && v == "demo-project"),
+        "{env:?}"
+    );
 
     // Every refusal says so too, in the header and the decisions, while the change stands
     // refused: the user who edited and sees nothing change is told why.
