@@ -1,4 +1,5 @@
-"""What the benchmark scripts share: loopback ports and a process's memory."""
+"""What the benchmark scripts share: loopback ports, a process's memory and CPU, and
+the Envoy in front of the upstream (jwt_authn and rbac) that two of them measure against."""
 
 import socket
 import subprocess
@@ -62,3 +63,74 @@ def stop_all(procs):
             p.wait(timeout=10)
         except subprocess.TimeoutExpired:
             p.kill()
+
+
+def cpu_seconds(pid):
+    """User and system CPU time a process has used so far."""
+    import os
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def envoy_config(port, up, issuer, audience, jwks, caller, http2=False):
+    """Envoy in front of the upstream on `up`: jwt_authn (RS256 against the local JWKS, the
+    issuer and the audience checked, verified tokens cached) and rbac letting `caller`'s
+    email in, the front door's warm work in Envoy's filters. With `http2`, it speaks HTTP/2
+    to the upstream (clients may speak either to it)."""
+    upstream_http2 = """
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: {http2_protocol_options: {}}""" if http2 else ""
+    return f"""
+static_resources:
+  listeners:
+  - name: in
+    address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: in
+          codec_type: AUTO
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes: [{{match: {{prefix: "/"}}, route: {{cluster: upstream}}}}]
+          http_filters:
+          - name: envoy.filters.http.jwt_authn
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication
+              providers:
+                google:
+                  issuer: "{issuer}"
+                  audiences: ["{audience}"]
+                  local_jwks: {{filename: "{jwks}"}}
+                  payload_in_metadata: jwt_payload
+                  jwt_cache_config: {{jwt_cache_size: 1000}}
+              rules: [{{match: {{prefix: "/"}}, requires: {{provider_name: google}}}}]
+          - name: envoy.filters.http.rbac
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC
+              rules:
+                action: ALLOW
+                policies:
+                  invoker:
+                    permissions: [{{any: true}}]
+                    principals:
+                    - metadata:
+                        filter: envoy.filters.http.jwt_authn
+                        path: [{{key: jwt_payload}}, {{key: email}}]
+                        value: {{string_match: {{exact: "{caller}"}}}}
+          - name: envoy.filters.http.router
+            typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}
+  clusters:
+  - name: upstream
+    connect_timeout: 1s
+    type: STATIC{upstream_http2}
+    load_assignment:
+      cluster_name: upstream
+      endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {up}}}}}}}}}]}}]
+"""

@@ -31,7 +31,8 @@ import tempfile
 import time
 import urllib.request
 
-from common import free_port, memory_mib, start_nginx, stop_all, tiny_upstream, wait_port
+from common import (cpu_seconds, envoy_config, free_port, memory_mib, start_nginx, stop_all,
+                    tiny_upstream, wait_port)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FRONTDOOR = os.path.join(ROOT, "target", "release", "frontdoor")
@@ -59,63 +60,6 @@ services:
 """
 
 
-def envoy_config(port, up, issuer, audience, jwks):
-    """Envoy in front of the upstream: jwt_authn (RS256 against the local JWKS, the issuer
-    and the audience checked, verified tokens cached) and rbac letting CALLER's email in,
-    the front door's warm work in Envoy's filters."""
-    return f"""
-static_resources:
-  listeners:
-  - name: in
-    address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: in
-          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes: [{{match: {{prefix: "/"}}, route: {{cluster: upstream}}}}]
-          http_filters:
-          - name: envoy.filters.http.jwt_authn
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication
-              providers:
-                google:
-                  issuer: "{issuer}"
-                  audiences: ["{audience}"]
-                  local_jwks: {{filename: "{jwks}"}}
-                  payload_in_metadata: jwt_payload
-                  jwt_cache_config: {{jwt_cache_size: 1000}}
-              rules: [{{match: {{prefix: "/"}}, requires: {{provider_name: google}}}}]
-          - name: envoy.filters.http.rbac
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC
-              rules:
-                action: ALLOW
-                policies:
-                  invoker:
-                    permissions: [{{any: true}}]
-                    principals:
-                    - metadata:
-                        filter: envoy.filters.http.jwt_authn
-                        path: [{{key: jwt_payload}}, {{key: email}}]
-                        value: {{string_match: {{exact: "{CALLER}"}}}}
-          - name: envoy.filters.http.router
-            typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}
-  clusters:
-  - name: upstream
-    connect_timeout: 1s
-    type: STATIC
-    load_assignment:
-      cluster_name: upstream
-      endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {up}}}}}}}}}]}}]
-"""
-
-
 def wrk(port, env, connections=CONNECTIONS, seconds=DURATION, allow_non2xx=False):
     out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", LUA,
                           f"http://127.0.0.1:{port}/"],
@@ -125,11 +69,6 @@ def wrk(port, env, connections=CONNECTIONS, seconds=DURATION, allow_non2xx=False
     if (int(non2xx) and not allow_non2xx) or int(errors):
         raise SystemExit(f"port {port}: {non2xx} non-2xx answers, {errors} socket errors\n{out}")
     return {"rps": int(requests) / float(secs), "p50_ms": int(p50) / 1000, "p99_ms": int(p99) / 1000}
-
-
-def cpu_seconds(pid):
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def tree_cpu_seconds(pid):
@@ -258,7 +197,7 @@ backend be
         issuer = json.load(urllib.request.urlopen(
             f"http://127.0.0.1:{fd_google}/.well-known/openid-configuration"))["issuer"]
         econf = os.path.join(work, "envoy.yaml")
-        open(econf, "w").write(envoy_config(env_port, up, issuer, audience, jwks))
+        open(econf, "w").write(envoy_config(env_port, up, issuer, audience, jwks, CALLER))
         env_proc = subprocess.Popen([ENVOY, "-c", econf, "--concurrency", "2", "-l", "error",
                                      "--disable-hot-restart", "--base-id", str(env_port)],
                                     stdout=subprocess.DEVNULL)

@@ -19,7 +19,7 @@ import sys
 import tempfile
 import urllib.request
 
-from common import free_port, stop_all, wait_port
+from common import cpu_seconds, envoy_config, free_port, stop_all, wait_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FRONTDOOR = os.path.join(ROOT, "target", "release", "frontdoor")
@@ -44,72 +44,6 @@ services:
     listen: 127.0.0.1:0
     iam_policy: {{bindings: [{{role: roles/run.invoker, members: [serviceAccount:{CALLER}]}}]}}
 """
-
-
-def envoy_config(port, up, issuer, jwks):
-    """The front door's warm work in Envoy's filters, over HTTP/2 both ways."""
-    return f"""
-static_resources:
-  listeners:
-  - name: in
-    address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: in
-          codec_type: AUTO
-          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes: [{{match: {{prefix: "/"}}, route: {{cluster: upstream}}}}]
-          http_filters:
-          - name: envoy.filters.http.jwt_authn
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication
-              providers:
-                google:
-                  issuer: "{issuer}"
-                  audiences: ["{AUDIENCE}"]
-                  local_jwks: {{filename: "{jwks}"}}
-                  payload_in_metadata: jwt_payload
-                  jwt_cache_config: {{jwt_cache_size: 1000}}
-              rules: [{{match: {{prefix: "/"}}, requires: {{provider_name: google}}}}]
-          - name: envoy.filters.http.rbac
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC
-              rules:
-                action: ALLOW
-                policies:
-                  invoker:
-                    permissions: [{{any: true}}]
-                    principals:
-                    - metadata:
-                        filter: envoy.filters.http.jwt_authn
-                        path: [{{key: jwt_payload}}, {{key: email}}]
-                        value: {{string_match: {{exact: "{CALLER}"}}}}
-          - name: envoy.filters.http.router
-            typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}
-  clusters:
-  - name: upstream
-    connect_timeout: 1s
-    type: STATIC
-    typed_extension_protocol_options:
-      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config: {{http2_protocol_options: {{}}}}
-    load_assignment:
-      cluster_name: upstream
-      endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {up}}}}}}}}}]}}]
-"""
-
-
-def cpu_seconds(pid):
-    """User and system CPU time a process has used so far."""
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def load(port, token, rate=None, connections=CONNECTIONS, concurrency=CONCURRENCY):
@@ -147,7 +81,7 @@ def main():
         issuer = json.load(urllib.request.urlopen(
             f"http://127.0.0.1:{google}/.well-known/openid-configuration"))["issuer"]
         econf = os.path.join(work, "envoy.yaml")
-        open(econf, "w").write(envoy_config(envoy_port, up, issuer, jwks))
+        open(econf, "w").write(envoy_config(envoy_port, up, issuer, AUDIENCE, jwks, CALLER, http2=True))
         procs.append(subprocess.Popen([ENVOY, "-c", econf, "--concurrency", "2", "-l", "error",
                                        "--base-id", str(os.getpid() % 1000)]))
         wait_port(envoy_port)

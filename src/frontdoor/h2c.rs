@@ -26,7 +26,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
-use super::pool::{CONNECT_TIMEOUT, SendError};
+use super::pool::SendError;
 use crate::upstream::supervisor::InFlight;
 
 /// A native gRPC request: `application/grpc`, alone or with a subtype (`+proto`) or
@@ -93,17 +93,7 @@ pub(crate) async fn send(
 }
 
 async fn connect(address: &str) -> Result<Kept, SendError> {
-    let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(address)).await {
-        Err(_) => {
-            return Err(SendError::Connect(format!(
-                "no answer within {} s",
-                CONNECT_TIMEOUT.as_secs()
-            )));
-        }
-        Ok(Err(e)) => return Err(SendError::Connect(e.to_string())),
-        Ok(Ok(stream)) => stream,
-    };
-    let _ = stream.set_nodelay(true);
+    let stream = super::pool::open(address).await?;
     let first = Arc::new(FirstBytes::default());
     let sniffed = Sniffed {
         inner: stream,

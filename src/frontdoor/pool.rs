@@ -45,7 +45,7 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// [`Spare`]); on the warm path a connection is reused within microseconds, and copying
 /// every request's headers for a retry that cannot happen was 2% of its CPU.
 const RACE_AFTER: Duration = Duration::from_millis(100);
-pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A pooled connection, and when it was last handed a request.
 struct Kept {
@@ -178,7 +178,9 @@ fn checkin(authority: &str, sender: SendRequest<Body>, answer: &Response<Incomin
     });
 }
 
-async fn connect(authority: &str) -> Result<SendRequest<Body>, SendError> {
+/// A TCP connection to the container at `authority`, within [`CONNECT_TIMEOUT`], with
+/// Nagle's algorithm off (a request's head and body go at once); HTTP/1's and h2c's.
+pub(super) async fn open(authority: &str) -> Result<TcpStream, SendError> {
     let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(authority)).await {
         Err(_) => {
             return Err(SendError::Connect(format!(
@@ -190,6 +192,11 @@ async fn connect(authority: &str) -> Result<SendRequest<Body>, SendError> {
         Ok(Ok(stream)) => stream,
     };
     let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
+async fn connect(authority: &str) -> Result<SendRequest<Body>, SendError> {
+    let stream = open(authority).await?;
     let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| SendError::Connect(e.to_string()))?;

@@ -34,22 +34,28 @@ fn stalled(first: &'static str) -> Boxed {
 /// - `/stall` answers its headers and a first chunk, then nothing (with the request's
 ///   content type, so a gRPC call gets a gRPC answer).
 async fn h2c_upstream() -> std::net::SocketAddr {
+    listen(|stream| async move {
+        let service = hyper::service::service_fn(|req: hyper::Request<Incoming>| async move {
+            Ok::<_, Infallible>(answer(req).await)
+        });
+        let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+            .serve_connection(TokioIo::new(stream), service)
+            .await;
+    })
+    .await
+}
+
+/// A loopback listener whose every connection `serve` takes, on a task of its own.
+async fn listen<F, Fut>(serve: F) -> std::net::SocketAddr
+where
+    F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            tokio::spawn(async move {
-                let service =
-                    hyper::service::service_fn(|req: hyper::Request<Incoming>| async move {
-                        Ok::<_, Infallible>(answer(req).await)
-                    });
-                let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(serve(stream));
         }
     });
     addr
@@ -94,24 +100,15 @@ async fn answer(req: hyper::Request<Incoming>) -> hyper::Response<Boxed> {
 
 /// An upstream that speaks HTTP/1 only: what an h2c port should never be.
 async fn http1_upstream() -> std::net::SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(|_| async {
-                    Ok::<_, Infallible>(hyper::Response::new(full("hello over HTTP/1.1")))
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    addr
+    listen(|stream| async move {
+        let service = hyper::service::service_fn(|_| async {
+            Ok::<_, Infallible>(hyper::Response::new(full("hello over HTTP/1.1")))
+        });
+        let _ = hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(stream), service)
+            .await;
+    })
+    .await
 }
 
 fn config(h2c: std::net::SocketAddr, http1: std::net::SocketAddr) -> String {
