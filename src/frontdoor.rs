@@ -141,9 +141,11 @@ async fn decide_and_forward(listener: &Listener, peer: Peer, req: Request) -> Re
     };
     match forwarded {
         Ok(mut r) => {
-            let grpc_status = r
-                .headers()
-                .get("grpc-status")
+            // Looked for on a gRPC call's answer only: an HTTP/1 answer costs one empty check.
+            let grpc = r.extensions().get::<h2c::GrpcCall>().is_some();
+            let grpc_status = grpc
+                .then(|| r.headers().get("grpc-status"))
+                .flatten()
                 .and_then(|v| v.to_str().ok()?.parse().ok());
             let end = End::Answered(r.status(), grpc_status);
             let course = Course::Judged {
@@ -162,7 +164,7 @@ async fn decide_and_forward(listener: &Listener, peer: Peer, req: Request) -> Re
             let number = state.decisions().record(decision);
             // A gRPC call's status usually comes in its trailers, after the decision: it is
             // added to the decision when it does.
-            if grpc_status.is_none() && h2c::is_grpc(r.headers()) {
+            if grpc && grpc_status.is_none() {
                 let state = state.clone();
                 r = r.map(|body| Body::new(h2c::StatusNoted::new(body, state, number)));
             }

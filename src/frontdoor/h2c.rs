@@ -46,6 +46,11 @@ pub(crate) fn is_grpc(headers: &HeaderMap) -> bool {
 /// A connection to a container, and what the container first sent on it.
 type Kept = (SendRequest<Body>, Arc<FirstBytes>);
 
+/// Marks the response to a native gRPC request (an extension the proxy sets), so that only
+/// such an answer is searched for a `grpc-status`.
+#[derive(Clone, Copy)]
+pub(crate) struct GrpcCall;
+
 thread_local! {
     /// By container `host:port`, the configuration's own addresses (bounded by it).
     static CONNECTIONS: RefCell<HashMap<String, Kept>> = RefCell::new(HashMap::new());

@@ -169,7 +169,6 @@ pub(crate) async fn forward(
     peer: IpAddr,
     credential: Option<&Credential>,
 ) -> Result<Response<Body>, ProxyError> {
-    let arrived = tokio::time::Instant::now();
     let upgrade = is_upgrade(req.headers());
     let grpc = h2c::is_grpc(req.headers());
     // Over h2c: gRPC always, every request of a service that is HTTP/2 end to end (but a
@@ -194,9 +193,11 @@ pub(crate) async fn forward(
     if h2.is_none() && declared.is_some_and(|n| n > MAX_REQUEST_BODY as u64) {
         return Err(ProxyError::TooLarge);
     }
-    let trailers = grpc || asks_for_trailers(req.headers());
+    // Read before the hop-by-hop headers go, and only for h2c: HTTP/1's hot path pays
+    // nothing for it.
+    let trailers = h2.is_some() && (grpc || asks_for_trailers(req.headers()));
     let (mut parts, body) = req.into_parts();
-    let authority = client_authority(&parts);
+    let authority = h2.and_then(|_| client_authority(&parts));
     rewrite_request_headers(&mut parts.headers, peer, credential, upgrade);
     let client_upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
     let body = match h2 {
@@ -257,6 +258,7 @@ pub(crate) async fn forward(
             }))
         };
         let address = container.address();
+        let arrived = tokio::time::Instant::now();
         let sent = h2c::send(&address, hyper::Request::from_parts(parts, body));
         let response = match tokio::time::timeout(service.timeout, sent).await {
             Err(_) => {
@@ -285,8 +287,13 @@ pub(crate) async fn forward(
         };
         let deadline = arrived + service.timeout;
         let secs = service.timeout.as_secs();
-        return Ok(response
-            .map(|body| Body::new(h2c::Streamed::new(body, deadline, secs, grpc, in_flight))));
+        let mut response = response
+            .map(|body| Body::new(h2c::Streamed::new(body, deadline, secs, grpc, in_flight)));
+        if grpc {
+            // So the front door looks for a gRPC status on this answer alone.
+            response.extensions_mut().insert(h2c::GrpcCall);
+        }
+        return Ok(response);
     }
     // In origin form, with the client's Host (or, from an HTTP/2 client, the container's).
     parts.uri = Uri::try_from(format!("{}{path}", container.prefix())).map_err(|e| {

@@ -374,10 +374,23 @@ async fn malformed_frames_resets_and_ten_thousand_streams_lose_nothing() {
                 .unwrap(),
         )
         .await;
-    // Either the reset reached the client first or the container's answer did: both end.
+    // Either the reset reached the client first or the container's answer did: both end,
+    // and the connection that carried the broken stream still serves the next one.
     if let Ok(r) = broken {
         let _ = r.into_body().collect().await;
     }
+    let after = h2
+        .send_request(
+            hyper::Request::builder()
+                .uri(emu.service("streamer", "/"))
+                .body(full(""))
+                .unwrap(),
+        )
+        .await
+        .expect("the connection outlives a stream's reset");
+    assert_eq!(after.status(), 200);
+    let body = after.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body, "hello over h2c");
 
     // 10,000 streams at once on one connection: the front door takes 200 at a time (its
     // SETTINGS_MAX_CONCURRENT_STREAMS), and every one is answered.
