@@ -337,14 +337,14 @@ async fn decisions(
     let list: Vec<crate::decisions::Decision> = serde_json::from_value(body["decisions"].clone())?;
     let mut out = String::new();
     // A refused reload matters more than any one decision: say it first.
-    if let Ok(status) = fetch_json(&config, "/frontdoor/v1/status").await {
-        if status["last_reload"]["ok"] == false {
-            out.push_str(&format!(
+    if let Ok(status) = fetch_json(&config, "/frontdoor/v1/status").await
+        && status["last_reload"]["ok"] == false
+    {
+        out.push_str(&format!(
                 "the last reload of {} failed; the previous configuration is still in force:\n    {}\n\n",
                 status["config_file"].as_str().unwrap_or("the configuration"),
                 status["last_reload"]["error"].as_str().unwrap_or("(no reason recorded)")
             ));
-        }
     }
     if list.is_empty() {
         match surface {
@@ -617,6 +617,7 @@ async fn env(args: ConfigArgs, service: Option<&str>) -> anyhow::Result<()> {
         .context("the running server did not record its state directory; restart it")?;
     let mut vars = crate::client_env::variables(&crate::client_env::Target {
         metadata,
+        google: addresses.google,
         state_dir: &state_dir,
         project: project_id,
         region,
@@ -710,12 +711,11 @@ async fn serve(args: ConfigArgs, bind_all: bool) -> anyhow::Result<()> {
 /// connections, and the usual soft limit of 1,024 would run out first.
 fn raise_fd_limit() {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
-    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
-        if soft < hard {
-            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
-                tracing::warn!(error = %e, soft, hard, "cannot raise the open-file limit");
-            }
-        }
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < hard
+        && let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard)
+    {
+        tracing::warn!(error = %e, soft, hard, "cannot raise the open-file limit");
     }
 }
 

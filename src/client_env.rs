@@ -16,6 +16,8 @@ pub const NO_PROXY: &str = "localhost,127.0.0.1,::1";
 pub struct Target<'a> {
     /// Its metadata listener, which is also its egress proxy.
     pub metadata: SocketAddr,
+    /// The google listener: Pub/Sub's emulator host.
+    pub google: SocketAddr,
     /// The running server's state directory (absolute): the CA's files are in it.
     pub state_dir: &'a Path,
     pub project: &'a str,
@@ -60,6 +62,9 @@ pub fn variables(target: &Target<'_>) -> Vec<(&'static str, String)> {
         ("CLOUDSDK_PROXY_TYPE", "http".to_owned()),
         ("CLOUDSDK_PROXY_ADDRESS", target.metadata.ip().to_string()),
         ("CLOUDSDK_PROXY_PORT", target.metadata.port().to_string()),
+        // Every Pub/Sub client library (and gcloud's emulator mode) calls this host in
+        // plaintext, without credentials, as it would Google's emulator.
+        ("PUBSUB_EMULATOR_HOST", target.google.to_string()),
     ];
     vars.push(("JAVA_TOOL_OPTIONS", java_options(target)));
     vars
@@ -167,6 +172,7 @@ mod tests {
     fn a_state_directory_with_a_space_stays_one_java_option() {
         let target = Target {
             metadata: "127.0.0.1:9000".parse().unwrap(),
+            google: "127.0.0.1:8088".parse().unwrap(),
             state_dir: Path::new("/tmp/my state"),
             project: "p",
             region: "us-central1",

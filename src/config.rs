@@ -117,6 +117,8 @@ pub struct Config {
     pub egress_passthrough: Vec<String>,
     /// Whether the front door turns away what it refuses (`enforcement:`).
     pub enforcement: Enforcement,
+    /// Pub/Sub's backoffs are divided by this (`pubsub.backoff_divisor`); 1 by default.
+    pub pubsub_backoff_divisor: u32,
 }
 
 /// What the front door does with a request it would refuse.
@@ -436,6 +438,16 @@ fn resolve(
         }
         egress_passthrough.push(host);
     }
+    let pubsub_backoff_divisor = match raw.pubsub.backoff_divisor {
+        None => 1,
+        Some(d) if (1..=1_000_000).contains(&d) => d,
+        Some(d) => {
+            return Err(at.err(
+                "pubsub.backoff_divisor",
+                format!("{d} is out of range: 1 (Google's backoffs) to 1000000"),
+            ));
+        }
+    };
     let enforcement = match raw.enforcement.as_deref() {
         None | Some("enforce") => Enforcement::Enforce,
         Some("audit") => Enforcement::Audit,
@@ -627,6 +639,7 @@ fn resolve(
         named_files,
         egress_passthrough,
         enforcement,
+        pubsub_backoff_divisor,
     };
     Ok(config)
 }

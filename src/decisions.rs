@@ -45,6 +45,8 @@ pub enum Surface {
     Sts,
     Tokeninfo,
     Metadata,
+    /// Pub/Sub's API (both transports).
+    Pubsub,
     /// A surface this build does not know, read from another version's decisions (the CLI
     /// reads the server's); no decision here is made with it.
     #[serde(other)]
@@ -52,7 +54,7 @@ pub enum Surface {
 }
 
 /// Every surface that decides, in the order of their declaration.
-pub(crate) const ALL_SURFACES: [Surface; 7] = [
+pub(crate) const ALL_SURFACES: [Surface; 8] = [
     Surface::Frontdoor,
     Surface::Admin,
     Surface::Iamcredentials,
@@ -60,6 +62,7 @@ pub(crate) const ALL_SURFACES: [Surface; 7] = [
     Surface::Sts,
     Surface::Tokeninfo,
     Surface::Metadata,
+    Surface::Pubsub,
 ];
 
 /// Each deciding surface's name, as decisions, `/metrics` and `?surface=` give it.
@@ -84,6 +87,7 @@ impl Surface {
             Surface::Sts => "sts",
             Surface::Tokeninfo => "tokeninfo",
             Surface::Metadata => "metadata",
+            Surface::Pubsub => "pubsub",
             Surface::Other => "other",
         }
     }
@@ -150,6 +154,10 @@ pub struct Decision {
     /// The bearer token's decoded header and claims (never its signature).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<ShownToken>,
+    /// The Google-managed caller that made the request, when one did: `Pub/Sub push,
+    /// subscription S, as SA, attempt N`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
 }
 
 impl Decision {
@@ -183,6 +191,7 @@ impl Decision {
             latency_us: None,
             steps: Vec::new(),
             token: None,
+            via: None,
         }
     }
 
@@ -265,7 +274,13 @@ pub(crate) fn record_answer<B>(
         .unwrap_or_default();
     let status = response.status();
     decision.status = status.as_u16();
-    decision.allowed = status.is_success();
+    // A gRPC refusal is a 200 whose headers carry its status (a trailers-only answer).
+    let grpc_status: Option<u16> = response
+        .headers()
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok()?.parse().ok());
+    decision.grpc_status = grpc_status;
+    decision.allowed = status.is_success() && grpc_status.is_none_or(|s| s == 0);
     decision.principal = explained.principal.or(defaults.principal);
     decision.target = explained.target.or(defaults.target);
     decision.permission = explained
@@ -815,7 +830,7 @@ mod tests {
         assert_eq!(Surface::Other as usize, ALL_SURFACES.len());
         assert_eq!(Surface::named("other"), None);
         // Another version's surface reads as `Other`, not as an error.
-        let read: Surface = serde_json::from_str("\"pubsub\"").unwrap();
+        let read: Surface = serde_json::from_str("\"cloudtasks\"").unwrap();
         assert_eq!(read, Surface::Other);
     }
 

@@ -36,13 +36,13 @@ use crate::decisions::{REASON_HEADER, reason_header};
 use crate::frontdoor::CallerProcess;
 use crate::keys::ca::LocalCa;
 use crate::peer::idle::{Connections, Slot};
-use crate::peer::{Peer, http_builder, with_connection};
+use crate::peer::{Peer, TunnelHost, http_builder, with_connection};
 use crate::state::Live;
 
 /// Google's hosts whose APIs frontdoor serves (SPEC §6): the issuer's keys and discovery,
 /// the token endpoints, IAM Credentials and STS, and the Admin APIs a deployer calls (Cloud
 /// Run, IAM, Resource Manager).
-const GOOGLE_HOSTS: [&str; 8] = [
+const GOOGLE_HOSTS: [&str; 9] = [
     "oauth2.googleapis.com",
     "www.googleapis.com",
     "accounts.google.com",
@@ -51,6 +51,7 @@ const GOOGLE_HOSTS: [&str; 8] = [
     "run.googleapis.com",
     "iam.googleapis.com",
     "cloudresourcemanager.googleapis.com",
+    "pubsub.googleapis.com",
 ];
 
 /// One of [`GOOGLE_HOSTS`], or Cloud Run's regional host `REGION-run.googleapis.com`, which
@@ -150,17 +151,17 @@ async fn handle(State(proxy): State<Arc<Proxy>>, req: Request) -> Response<Body>
     }
     // An HTTP/1 request in absolute form (`GET http://host/…`) is meant for the proxy.
     // (HTTP/2 always names an authority; plain-http HTTP/2 is the metadata server's own.)
-    if req.version() <= Version::HTTP_11 {
-        if let Some(host) = req.uri().host() {
-            let host = host.to_ascii_lowercase();
-            if !METADATA_HOSTS.contains(&host.as_str()) && !names_this_listener(&req, &host) {
-                return refuse(
-                    StatusCode::FORBIDDEN,
-                    &format!(
-                        "http://{host} is not emulated by frontdoor; through its proxy, plain http reaches only the metadata server (http://metadata.google.internal), and Cloud Run services and Google's APIs are https"
-                    ),
-                );
-            }
+    if req.version() <= Version::HTTP_11
+        && let Some(host) = req.uri().host()
+    {
+        let host = host.to_ascii_lowercase();
+        if !METADATA_HOSTS.contains(&host.as_str()) && !names_this_listener(&req, &host) {
+            return refuse(
+                StatusCode::FORBIDDEN,
+                &format!(
+                    "http://{host} is not emulated by frontdoor; through its proxy, plain http reaches only the metadata server (http://metadata.google.internal), and Cloud Run services and Google's APIs are https"
+                ),
+            );
         }
     }
     match proxy.metadata.clone().oneshot(req).await {
@@ -390,10 +391,6 @@ where
     connection.as_mut().graceful_shutdown();
     connection.await
 }
-
-/// The host a TLS tunnel was opened to, on each request inside it.
-#[derive(Clone)]
-struct TunnelHost(Arc<str>);
 
 /// A request inside a tunnel is for the host the tunnel (and its TLS handshake) named:
 /// one whose `Host` or HTTP/2 authority names another is a 421 (RFC 9110 §15.5.20), never

@@ -122,6 +122,7 @@ async fn decide_and_forward(listener: &Listener, peer: Peer, req: Request) -> Re
     let origin = auth::Origin {
         peer,
         started_service: started_caller,
+        managed: asked.via(),
     };
     let verdict = auth::authorize(judge, service, req.headers(), origin);
     if matches!(verdict, auth::Verdict::Deny { .. }) && !around.audit {

@@ -11,6 +11,7 @@ mod iamcredentials;
 mod issuer;
 mod oauth2;
 mod policy;
+pub(crate) mod pubsub;
 mod resource;
 mod resourcemanager;
 mod run;
@@ -39,6 +40,8 @@ pub fn app(live: Live) -> Router {
         .merge(run::routes())
         .merge(resourcemanager::routes())
         .merge(service_accounts::routes())
+        .merge(pubsub::rest_routes())
+        .merge(pubsub::grpc_routes())
         .fallback(no_such_path)
         .method_not_allowed_fallback(no_such_path)
         // Google's paths only: frontdoor's own (`ops`, beside these on the listener) keep
@@ -84,6 +87,7 @@ fn surface(path: &str) -> Option<Surface> {
         "/token" | "/oauth2/v4/token" => Some(Surface::Token),
         "/v1/token" => Some(Surface::Sts),
         "/tokeninfo" | "/oauth2/v3/tokeninfo" => Some(Surface::Tokeninfo),
+        p if pubsub::is_path(p) => Some(Surface::Pubsub),
         p if p.starts_with("/apis/serving.knative.dev/") => Some(Surface::Admin),
         p if p.starts_with("/v1/projects/") && iamcredentials::is_method(p) => {
             Some(Surface::Iamcredentials)

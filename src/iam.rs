@@ -38,7 +38,37 @@ pub const KEYS_CREATE: &str = "iam.serviceAccountKeys.create";
 pub const KEYS_DELETE: &str = "iam.serviceAccountKeys.delete";
 
 // Groups of permissions that roles share; each role below is a list of them.
+// Pub/Sub's, on the project (frontdoor keeps no policy on a topic or subscription).
+pub const TOPICS_CREATE: &str = "pubsub.topics.create";
+pub const TOPICS_GET: &str = "pubsub.topics.get";
+pub const TOPICS_LIST: &str = "pubsub.topics.list";
+pub const TOPICS_DELETE: &str = "pubsub.topics.delete";
+pub const TOPICS_PUBLISH: &str = "pubsub.topics.publish";
+pub const TOPICS_ATTACH: &str = "pubsub.topics.attachSubscription";
+pub const SUBSCRIPTIONS_CREATE: &str = "pubsub.subscriptions.create";
+pub const SUBSCRIPTIONS_GET: &str = "pubsub.subscriptions.get";
+pub const SUBSCRIPTIONS_LIST: &str = "pubsub.subscriptions.list";
+pub const SUBSCRIPTIONS_DELETE: &str = "pubsub.subscriptions.delete";
+pub const SUBSCRIPTIONS_UPDATE: &str = "pubsub.subscriptions.update";
+pub const SUBSCRIPTIONS_CONSUME: &str = "pubsub.subscriptions.consume";
+
 const INVOKING: &[&str] = &[INVOKE];
+const PUBSUB_READ: &[&str] = &[
+    TOPICS_GET,
+    TOPICS_LIST,
+    SUBSCRIPTIONS_GET,
+    SUBSCRIPTIONS_LIST,
+];
+const PUBSUB_CHANGE: &[&str] = &[
+    TOPICS_CREATE,
+    TOPICS_DELETE,
+    TOPICS_PUBLISH,
+    TOPICS_ATTACH,
+    SUBSCRIPTIONS_CREATE,
+    SUBSCRIPTIONS_DELETE,
+    SUBSCRIPTIONS_UPDATE,
+    SUBSCRIPTIONS_CONSUME,
+];
 const RUN_READ: &[&str] = &[RUN_GET, RUN_LIST, RUN_GET_IAM_POLICY, PROJECT_GET];
 const RUN_CHANGE: &[&str] = &[INVOKE, RUN_UPDATE];
 const RUN_POLICY: &[&str] = &[RUN_SET_IAM_POLICY];
@@ -80,6 +110,8 @@ const ROLES: &[(&str, &[&[&str]])] = &[
             ACCOUNT_POLICY,
             KEYS_CHANGE,
             ACTING,
+            PUBSUB_READ,
+            PUBSUB_CHANGE,
         ],
     ),
     (
@@ -91,12 +123,22 @@ const ROLES: &[(&str, &[&[&str]])] = &[
             ACCOUNT_READ,
             KEYS_CHANGE,
             ACTING,
+            PUBSUB_READ,
+            PUBSUB_CHANGE,
         ],
     ),
     (
         "roles/viewer",
-        &[RUN_READ, PROJECT_POLICY_READ, ACCOUNT_READ],
+        &[RUN_READ, PROJECT_POLICY_READ, ACCOUNT_READ, PUBSUB_READ],
     ),
+    ("roles/pubsub.publisher", &[&[TOPICS_PUBLISH]]),
+    (
+        "roles/pubsub.subscriber",
+        &[&[SUBSCRIPTIONS_CONSUME, TOPICS_ATTACH]],
+    ),
+    ("roles/pubsub.viewer", &[PUBSUB_READ]),
+    ("roles/pubsub.editor", &[PUBSUB_READ, PUBSUB_CHANGE]),
+    ("roles/pubsub.admin", &[PUBSUB_READ, PUBSUB_CHANGE]),
     // Who may grant Token Creator on an account: its admins, not its users.
     (
         "roles/iam.serviceAccountAdmin",
@@ -142,7 +184,7 @@ fn thousands(n: usize) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);

@@ -20,6 +20,8 @@
 //!            shapes; the verified and minted token caches
 //!   access   access tokens (ya29.…)    routing  host → service, per generation
 //!   upstream http, builtin:echo, or a command the upstream::supervisor runs
+//!   broker   Pub/Sub's topics, subscriptions and undelivered messages, in memory and
+//!            bounded; leases, backoff, ordering keys, dead-lettering
 //!   decisions one log of every surface's decision, with its reason, to stderr through
 //!            logging (a compact line, or JSON); a front-door decision's chain of checks
 //!            (decisions::chain) and refusal code (decisions::codes)
@@ -38,10 +40,13 @@
 //!                google::resource is the one IAM judgment they all make (a resource's
 //!                policies, then the project's); google::admin checks the deployer by it
 //!                and puts each change in the layer over the file (config::layer),
-//!                applied through the server loop
+//!                applied through the server loop; google::pubsub, Pub/Sub's API in
+//!                gRPC and REST over the broker
 //!   egress   the proxy every metadata listener also is: CONNECT to *.run.app and Google's
 //!            API hosts ends TLS with the local CA (keys::ca) and goes to the front door
 //!            or google; plain http reaches the metadata server; other hosts are refused
+//!   managed  Google-managed callers: Pub/Sub's pushes, each with an ID token for its
+//!            account, through the front door in process (peer::ManagedCaller)
 //!   ops      frontdoor's own surfaces, mounted once beside google's on its listener:
 //!            introspect (decisions, status, /healthz, /metrics), explain (the front
 //!            door's verdict for a pasted token, by frontdoor::auth; a permission on a
@@ -60,6 +65,7 @@
 //! of HTTP. Time is passed in through [`clock::Clock`] so tests can fix it.
 
 pub(crate) mod access;
+pub(crate) mod broker;
 pub mod cli;
 pub mod client_env;
 pub mod clock;
@@ -71,6 +77,7 @@ pub mod google;
 pub mod iam;
 pub mod keys;
 pub mod logging;
+pub(crate) mod managed;
 pub mod metadata;
 pub(crate) mod ops;
 pub mod peer;

@@ -21,6 +21,17 @@ pub struct Peer {
     pub local: SocketAddr,
 }
 
+/// The host one of the egress proxy's TLS tunnels was opened to, on each request inside
+/// it: how a surface tells a request through the proxy from one to its own listener.
+#[derive(Clone)]
+pub(crate) struct TunnelHost(pub(crate) std::sync::Arc<str>);
+
+/// A request the front door gets from a Google-managed caller, in process, rather than
+/// from a client: who it is, for the decision and the ingress check (`Pub/Sub push,
+/// subscription S, as SA, attempt N`). Nothing on the network can set it.
+#[derive(Debug, Clone)]
+pub(crate) struct ManagedCaller(pub(crate) std::sync::Arc<str>);
+
 /// The most a request's headers may take: Cloud Run's own limit is 64 KiB.
 pub(crate) const MAX_HEADER_BYTES: usize = 64 * 1024;
 

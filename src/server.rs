@@ -66,6 +66,8 @@ pub async fn serve(
     // Connected before any listener serves: an Admin API change always goes through this
     // loop (new listeners bound, commands started), never around it.
     let mut changes = live.get().changes().connect();
+    // Pub/Sub's push deliveries, for as long as the process runs.
+    tokio::spawn(crate::managed::run(live.clone()));
     let google = google_listener(live.clone());
     tasks.spawn(serve_one(bound.google, google, stop_rx.clone()));
     let frontdoor = crate::frontdoor::app(live.clone(), None);
@@ -137,13 +139,12 @@ fn publish(state: &AppState, shared: &Addresses, services: &Registry) {
         state_dir: std::path::absolute(state.state_dir().path()).ok(),
         ..shared.clone()
     };
-    if let Ok(text) = serde_json::to_string_pretty(&addresses) {
-        if let Err(e) = state
+    if let Ok(text) = serde_json::to_string_pretty(&addresses)
+        && let Err(e) = state
             .state_dir()
             .write_file("addresses.json", text.as_bytes())
-        {
-            tracing::warn!(error = %e, "cannot record the listeners' addresses");
-        }
+    {
+        tracing::warn!(error = %e, "cannot record the listeners' addresses");
     }
     start_commands(state, &addresses);
 }

@@ -144,6 +144,8 @@ struct Lasting {
     state_dir: StateDir,
     clock: SharedClock,
     decisions: Arc<DecisionLog>,
+    /// Pub/Sub's topics, subscriptions and undelivered messages.
+    pubsub: Arc<crate::broker::Broker>,
     /// Tokens the front door has verified, across generations.
     verified: Arc<VerifiedTokens>,
     access_tokens: AccessTokens,
@@ -202,6 +204,7 @@ impl AppState {
             state_dir,
             clock,
             decisions: Arc::default(),
+            pubsub: Arc::new(crate::broker::Broker::new()),
             verified: Arc::new(VerifiedTokens::new(verified::CAPACITY_BYTES)),
             metadata_tokens: MetadataTokens::default(),
             supervisor: Supervisor::default(),
@@ -210,12 +213,18 @@ impl AppState {
             changes: Changes::default(),
             closing: tokio::sync::watch::Sender::new(false),
         };
+        lasting
+            .pubsub
+            .set_backoff_divisor(config.pubsub_backoff_divisor);
         AppState(Arc::new(Generation::after(None, config, Arc::new(lasting))))
     }
 
     /// The next generation: `config` in force, everything lasting kept.
     pub fn reconfigured(&self, config: Config) -> AppState {
         let lasting = self.0.lasting.clone();
+        lasting
+            .pubsub
+            .set_backoff_divisor(config.pubsub_backoff_divisor);
         AppState(Arc::new(Generation::after(Some(&self.0), config, lasting)))
     }
 
@@ -267,6 +276,10 @@ impl AppState {
     }
 
     /// Routes and verified tokens of the front door in this generation.
+    pub(crate) fn pubsub(&self) -> &Arc<crate::broker::Broker> {
+        &self.0.lasting.pubsub
+    }
+
     pub fn frontdoor(&self) -> &FrontDoor {
         &self.0.frontdoor
     }

@@ -156,10 +156,10 @@ fn check(dir: &StateDir) -> Result<Option<Result<Addresses, String>>, LocateErro
     };
     let addresses: Addresses =
         serde_json::from_str(&text).map_err(|e| LocateError::Unreadable(file, e.into()))?;
-    if let Some(pid) = addresses.pid {
-        if !process_exists(pid) {
-            return Ok(Some(Err(format!("its process {pid} is gone"))));
-        }
+    if let Some(pid) = addresses.pid
+        && !process_exists(pid)
+    {
+        return Ok(Some(Err(format!("its process {pid} is gone"))));
     }
     if std::net::TcpStream::connect_timeout(&addresses.google, Duration::from_millis(500)).is_err()
     {

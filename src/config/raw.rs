@@ -31,9 +31,20 @@ pub(crate) struct RawConfig {
     pub(crate) workload_identity_pools: Vec<RawPool>,
     #[serde(default)]
     pub(crate) egress: RawEgress,
+    #[serde(default)]
+    pub(crate) pubsub: RawPubsub,
     /// `enforce` (the default) or `audit`: every request passes, and what enforcement
     /// would refuse is recorded as "would deny".
     pub(crate) enforcement: Option<String>,
+}
+
+/// Pub/Sub's settings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPubsub {
+    /// Every backoff (retry policies', pushes') is divided by this: a test of retries
+    /// need not wait Google's seconds. 1, Google's timings, by default.
+    pub(crate) backoff_divisor: Option<u32>,
 }
 
 /// What the egress proxy lets through beside the hosts frontdoor emulates.

@@ -47,6 +47,8 @@ pub(crate) enum Code {
     InvalidArgument,
     NotFound,
     Aborted,
+    AlreadyExists,
+    ResourceExhausted,
     FailedPrecondition,
     InternalError,
     // The token endpoints' (`/token`, STS, tokeninfo): OAuth2's own error names.
@@ -241,6 +243,16 @@ pub(crate) const OTHER_SURFACES: &[(Code, &str, &str)] = &[
         "read the resource again and retry the change",
     ),
     (
+        Code::AlreadyExists,
+        "the topic or subscription to create exists already (409)",
+        "get the one there, or delete it first; a test can make its names unique",
+    ),
+    (
+        Code::ResourceExhausted,
+        "frontdoor holds as many undelivered Pub/Sub messages as it will (429)",
+        "acknowledge what the subscriptions hold, or delete the ones nobody reads",
+    ),
+    (
         Code::FailedPrecondition,
         "the request is well formed but the configuration it would make is refused (400)",
         "the reason quotes the configuration's error; fix that and retry",
@@ -329,6 +341,8 @@ impl Code {
             Code::InvalidArgument => "invalid_argument",
             Code::NotFound => "not_found",
             Code::Aborted => "aborted",
+            Code::AlreadyExists => "already_exists",
+            Code::ResourceExhausted => "resource_exhausted",
             Code::FailedPrecondition => "failed_precondition",
             Code::InternalError => "internal_error",
             Code::InvalidRequest => "invalid_request",
@@ -374,6 +388,7 @@ impl Code {
             403 => Code::PermissionDenied,
             404 | 405 => Code::NotFound,
             409 => Code::Aborted,
+            429 => Code::ResourceExhausted,
             s if s >= 500 => Code::InternalError,
             _ => Code::InvalidArgument,
         }
@@ -435,7 +450,7 @@ mod tests {
             .collect();
         let names: Vec<String> = listed.iter().map(|c| format!("{c:?}")).collect();
         assert_eq!(names, variants, "each code of the enum is in a table");
-        assert_eq!(listed.len(), 44);
+        assert_eq!(listed.len(), 46);
     }
 
     /// Each table of codes is on its page, every row with its meaning and fix.

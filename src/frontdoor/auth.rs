@@ -157,6 +157,9 @@ pub(crate) struct Judge<'a> {
 pub(crate) struct Origin<'a> {
     pub(crate) peer: Peer,
     pub(crate) started_service: Option<&'a str>,
+    /// A Google-managed caller in the project (a Pub/Sub push), which Cloud Run counts as
+    /// internal for ingress.
+    pub(crate) managed: Option<&'a str>,
 }
 
 /// A pure function of its inputs: no I/O, no clock, no state beyond the verifier's cache.
@@ -316,10 +319,12 @@ services:
         let outside = Origin {
             peer,
             started_service: None,
+            managed: None,
         };
         let from_a_service = Origin {
             peer,
             started_service: Some("vault"),
+            managed: None,
         };
         let status = |v: Verdict| match v {
             Verdict::Allow { .. } => StatusCode::OK,

@@ -17,6 +17,8 @@ pub(super) struct Asked {
     method: axum::http::Method,
     host: String,
     path: String,
+    /// The Google-managed caller that sent it, if one did (a Pub/Sub push).
+    via: Option<std::sync::Arc<str>>,
 }
 
 impl Asked {
@@ -38,7 +40,16 @@ impl Asked {
             method: req.method().clone(),
             host: host.to_owned(),
             path: req.uri().path().to_owned(),
+            via: req
+                .extensions()
+                .get::<crate::peer::ManagedCaller>()
+                .map(|m| m.0.clone()),
         }
+    }
+
+    /// The Google-managed caller that sent it, if one did.
+    pub(super) fn via(&self) -> Option<&str> {
+        self.via.as_deref()
     }
 
     pub(super) fn host(&self) -> &str {
@@ -101,6 +112,7 @@ pub(super) fn decision(asked: Asked, course: Course<'_>, around: &Circumstances<
         method,
         host,
         path,
+        via,
     } = asked;
     // The route's words need the host before the decision takes it.
     let routed_step = match &course {
@@ -113,6 +125,7 @@ pub(super) fn decision(asked: Asked, course: Course<'_>, around: &Circumstances<
         Course::Unrouted { .. } => None,
     };
     let mut decision = Decision::about(Surface::Frontdoor, time, method.as_str(), host, path);
+    decision.via = via.map(|v| v.to_string());
     let (route, verdict, end) = match course {
         Course::Unrouted {
             status,

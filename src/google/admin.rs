@@ -257,13 +257,12 @@ pub(super) async fn set_policy(
     let (sent, etag) = request.checked().map_err(ApiError::InvalidArgument)?;
     change(live, |layer, now| {
         let policy = current(now)?;
-        if let Some(etag) = etag.filter(|e| !e.is_empty()) {
-            if !super::policy::etag_matches(&etag, &(&policy).into()) {
+        if let Some(etag) = etag.filter(|e| !e.is_empty())
+            && !super::policy::etag_matches(&etag, &(&policy).into()) {
                 return Err(ApiError::Aborted(
                     "There were concurrent policy changes. Please retry the whole read-modify-write with exponential backoff. (The etag sent is not the policy's current one.)".into(),
                 ));
             }
-        }
         store(layer, sent);
         Ok(())
     })

@@ -30,6 +30,10 @@ pub(crate) enum ApiError {
     NotFound(String),
     /// 409: a read-modify-write lost a race (a stale `etag`).
     Aborted(String),
+    /// 409: the resource to create exists already (a Pub/Sub topic, say).
+    AlreadyExists(String),
+    /// 429: frontdoor holds as much as it will (undelivered Pub/Sub messages).
+    ResourceExhausted(String),
     /// 400: the request is fine but the state it needs is not (a refused edit to the file).
     FailedPrecondition(String),
     /// 500: frontdoor itself failed (its state directory, say); never the caller's fault.
@@ -56,6 +60,8 @@ impl ApiError {
             | ApiError::InvalidArgument(m)
             | ApiError::NotFound(m)
             | ApiError::Aborted(m)
+            | ApiError::AlreadyExists(m)
+            | ApiError::ResourceExhausted(m)
             | ApiError::FailedPrecondition(m) => m,
             // Its detail may name a file on the server's disk: never shown (issue 26).
             ApiError::Internal(_) => "frontdoor failed on its side",
@@ -73,7 +79,8 @@ impl ApiError {
                 StatusCode::BAD_REQUEST
             }
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::Aborted(_) => StatusCode::CONFLICT,
+            ApiError::Aborted(_) | ApiError::AlreadyExists(_) => StatusCode::CONFLICT,
+            ApiError::ResourceExhausted(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -88,17 +95,41 @@ impl ApiError {
             ApiError::InvalidArgument(_) => Code::InvalidArgument,
             ApiError::NotFound(_) => Code::NotFound,
             ApiError::Aborted(_) => Code::Aborted,
+            ApiError::AlreadyExists(_) => Code::AlreadyExists,
+            ApiError::ResourceExhausted(_) => Code::ResourceExhausted,
             ApiError::FailedPrecondition(_) => Code::FailedPrecondition,
             ApiError::Internal(_) => Code::InternalError,
         }
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+impl ApiError {
+    /// The refusal as gRPC gives it (Pub/Sub's transport), with Google's message, and
+    /// what the decision says of it.
+    pub(crate) fn into_status(self) -> (tonic::Status, Explanation) {
+        use tonic::Code as G;
+        let grpc = match &self {
+            ApiError::CredentialsMissing | ApiError::Unauthenticated(_) => G::Unauthenticated,
+            ApiError::PermissionDenied { .. } | ApiError::ActAsDenied { .. } => G::PermissionDenied,
+            ApiError::InvalidArgument(_) => G::InvalidArgument,
+            ApiError::NotFound(_) => G::NotFound,
+            ApiError::Aborted(_) => G::Aborted,
+            ApiError::AlreadyExists(_) => G::AlreadyExists,
+            ApiError::ResourceExhausted(_) => G::ResourceExhausted,
+            ApiError::FailedPrecondition(_) => G::FailedPrecondition,
+            ApiError::Internal(_) => G::Internal,
+        };
+        let (refusal, reason, _, message, _) = self.parts();
+        (
+            tonic::Status::new(grpc, message),
+            Explanation::refused(refusal, reason),
+        )
+    }
+
+    /// The decision's code and reason, and Google's status, message and details.
+    fn parts(self) -> (Code, String, &'static str, String, serde_json::Value) {
         let refusal = self.code();
         let why = self.why().map(str::to_owned);
-        let code = self.status();
         let (status, message, details) = match self {
             ApiError::CredentialsMissing => (
                 "UNAUTHENTICATED",
@@ -152,6 +183,8 @@ impl IntoResponse for ApiError {
             ),
             ApiError::NotFound(message) => ("NOT_FOUND", message, json!([])),
             ApiError::Aborted(message) => ("ABORTED", message, json!([])),
+            ApiError::AlreadyExists(message) => ("ALREADY_EXISTS", message, json!([])),
+            ApiError::ResourceExhausted(message) => ("RESOURCE_EXHAUSTED", message, json!([])),
             ApiError::FailedPrecondition(message) => (
                 "FAILED_PRECONDITION",
                 message,
@@ -172,6 +205,14 @@ impl IntoResponse for ApiError {
             Some(why) => format!("{message} {why}"),
             None => message.clone(),
         };
+        (refusal, reason, status, message, details)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let code = self.status();
+        let (refusal, reason, status, message, details) = self.parts();
         let body = json!({"error": {"code": code.as_u16(), "message": message, "status": status, "details": details}});
         let mut response = (code, Json(body)).into_response();
         Explanation::refused(refusal, reason).attach(&mut response);

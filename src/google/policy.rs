@@ -91,21 +91,20 @@ impl SetRequest {
     /// The bindings, every role and member checked (the first wrong one named), and the
     /// etag the caller read, if it sent one.
     pub(crate) fn checked(self) -> Result<(PolicyText, Option<String>), String> {
-        if let Some(mask) = &self.update_mask {
-            if mask
+        if let Some(mask) = &self.update_mask
+            && mask
                 .split(',')
                 .any(|f| !matches!(f.trim(), "bindings" | "etag" | "version" | ""))
-            {
-                return Err(format!(
-                    "updateMask `{mask}`: frontdoor changes bindings (and etag) only"
-                ));
-            }
+        {
+            return Err(format!(
+                "updateMask `{mask}`: frontdoor changes bindings (and etag) only"
+            ));
         }
         let policy = self.policy;
-        if let Some(v) = policy.version {
-            if ![0, 1, 3].contains(&v) {
-                return Err(format!("policy.version {v}: a policy's version is 1 or 3"));
-            }
+        if let Some(v) = policy.version
+            && ![0, 1, 3].contains(&v)
+        {
+            return Err(format!("policy.version {v}: a policy's version is 1 or 3"));
         }
         // Bounded first, so that what follows is bounded too.
         let members = policy.bindings.iter().map(|b| b.members.len());

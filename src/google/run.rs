@@ -89,10 +89,10 @@ async fn list_in_region(
     Path((project, region)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    if region != "-" {
-        if let Err(e) = check_region(&state, &region) {
-            return answer(Err(e), Explanation::default());
-        }
+    if region != "-"
+        && let Err(e) = check_region(&state, &region)
+    {
+        return answer(Err(e), Explanation::default());
     }
     list(State(state), Path(project), headers).await
 }

@@ -216,6 +216,7 @@ fn front_door(state: &AppState, peer: Peer, service: &str, ask: Ask) -> Response
             let origin = auth::Origin {
                 peer,
                 started_service: None,
+                managed: None,
             };
             auth::authorize(judge, service, &headers, origin)
         }

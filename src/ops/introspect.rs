@@ -252,5 +252,8 @@ async fn status(State(state): State<AppState>) -> Json<Value> {
         "last_reload": reload.last,
         "checks": reload.checks,
         "services": services,
+        // What Pub/Sub holds: its topics, subscriptions and undelivered messages, and the
+        // bytes they count against the store's limit.
+        "pubsub": state.pubsub().held(),
     }))
 }

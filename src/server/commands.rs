@@ -24,6 +24,7 @@ pub fn start_commands(state: &AppState, addresses: &Addresses) {
             project: state.config().project.id.clone(),
             region: state.config().project.region.clone(),
             metadata: own.metadata,
+            google: addresses.google,
             state_dir: state_dir.clone(),
         };
         state.supervisor().run(spec, contract);

@@ -60,10 +60,10 @@ impl MetadataTokens {
             "{}\0{}\0{}\0{}\0{asked}",
             config.issuer, project.id, project.number, project.region
         );
-        if let Some((token, exp)) = self.cache.get(&key) {
-            if now < exp - REFRESH_BEFORE_EXPIRY {
-                return Ok((token, exp, false));
-            }
+        if let Some((token, exp)) = self.cache.get(&key)
+            && now < exp - REFRESH_BEFORE_EXPIRY
+        {
+            return Ok((token, exp, false));
         }
         let (token, exp) = mint()?;
         self.cache.insert(key, (token.clone(), exp));

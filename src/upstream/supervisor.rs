@@ -159,6 +159,8 @@ pub struct Contract {
     pub region: String,
     /// The service's own metadata server, also its egress proxy.
     pub metadata: SocketAddr,
+    /// The google listener, where `PUBSUB_EMULATOR_HOST` points.
+    pub google: SocketAddr,
     /// The server's state directory, absolute (the local CA's files).
     pub state_dir: std::path::PathBuf,
 }
@@ -188,10 +190,11 @@ impl Supervisor {
     /// previous revision keeps running until the new one is ready, then is stopped.
     pub fn run(&self, spec: &CommandSpec, contract: Contract) -> Arc<Instance> {
         let mut instances = self.instances.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(existing) = instances.get(&contract.service) {
-            if existing.revision == contract.revision && existing.phase() != Phase::Stopped {
-                return existing.clone();
-            }
+        if let Some(existing) = instances.get(&contract.service)
+            && existing.revision == contract.revision
+            && existing.phase() != Phase::Stopped
+        {
+            return existing.clone();
         }
         let instance = Arc::new(Instance {
             service: contract.service.clone(),
@@ -371,6 +374,7 @@ async fn attempt(
     };
     let pointers = crate::client_env::variables(&crate::client_env::Target {
         metadata: contract.metadata,
+        google: contract.google,
         state_dir: &contract.state_dir,
         project: &contract.project,
         region: &contract.region,

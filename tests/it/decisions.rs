@@ -361,7 +361,7 @@ async fn a_refusal_has_its_stable_code_everywhere() {
             .filter(|c| c["surfaces"] == surfaces)
             .count()
     };
-    assert_eq!((surfaces_of("frontdoor"), surfaces_of("google")), (27, 17));
+    assert_eq!((surfaces_of("frontdoor"), surfaces_of("google")), (27, 19));
     emu.stop().await;
 }
 

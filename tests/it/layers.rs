@@ -11,13 +11,14 @@ const LAYERS: &[&[&str]] = &[
     &["iam"],
     &["config"],
     &["tokens"],
-    &["access", "routing", "upstream"],
+    &["access", "routing", "upstream", "broker"],
     &["decisions"],
     &["state"],
     &["peer"],
     &["frontdoor", "metadata", "google"],
     // The proxy in front of each metadata listener: routes to frontdoor and google.
-    &["egress"],
+    // Google-managed callers: push through the front door, in Google's shapes.
+    &["egress", "managed"],
     // frontdoor's own surfaces: explain asks the front door's `authorize`.
     &["ops"],
     &["server"],

@@ -28,6 +28,7 @@ mod iam_credentials;
 mod layers;
 mod logging;
 mod metadata;
+mod pubsub;
 mod readme;
 mod reload;
 mod streaming;

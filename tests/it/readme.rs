@@ -44,6 +44,7 @@ const PAGES: &[&str] = &[
     "docs/local-cloud-run.md",
     "docs/cli.md",
     "docs/egress.md",
+    "docs/pubsub.md",
     "docs/clients.md",
     "docs/deployer.md",
     "docs/configuration.md",

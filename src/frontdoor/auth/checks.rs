@@ -29,6 +29,14 @@ pub(super) fn ingress(
     let ip = origin.peer.remote.ip();
     if service.ingress == Ingress::All {
         chain.passed(Check::Ingress, "ingress `all`: any caller may reach it");
+    } else if let Some(caller) = origin.managed {
+        chain.passed(
+            Check::Ingress,
+            format!(
+                "ingress `{}`: the caller is {caller}, a Google-managed caller in the project, which Cloud Run counts as internal",
+                service.ingress.as_str()
+            ),
+        );
     } else if let Some(caller) = origin.started_service {
         chain.passed(
             Check::Ingress,

@@ -1,0 +1,957 @@
+//! Pub/Sub's broker: the topics, subscriptions and undelivered messages behind both of its
+//! transports (`google::pubsub`, gRPC and REST) and behind the push deliveries
+//! (`managed`): one store, in memory, bounded in bytes. It knows nothing of HTTP or IAM;
+//! its names arrive checked.
+//!
+//! A subscription holds each message published after it was made until it is acknowledged.
+//! A message handed out (to a pull, a streaming pull or a push) is leased until its ack
+//! deadline; one not acknowledged by then, or nacked, is handed out again after the
+//! subscription's backoff, or sent to its dead-letter topic once it has been handed out
+//! `maxDeliveryAttempts` times. With message ordering on, a key's next message waits until
+//! the one before it is acknowledged.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
+
+use googleapis_tonic_google_pubsub_v1::google::pubsub::v1 as pb;
+
+/// The topic a subscription names once its topic is deleted.
+pub(crate) const DELETED_TOPIC: &str = "_deleted-topic_";
+
+/// What the broker refuses; the API renders each as Google's error.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum Error {
+    #[error("Resource not found (resource={short}). No {kind} `{0}` exists.", short = short(.0), kind = kind(.0))]
+    NotFound(String),
+    #[error("Resource already exists in the project (resource={short}).", short = short(.0))]
+    AlreadyExists(String),
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0}")]
+    ResourceExhausted(String),
+}
+
+fn kind(name: &str) -> &'static str {
+    if name.contains("/subscriptions/") {
+        "subscription"
+    } else {
+        "topic"
+    }
+}
+
+/// `projects/P/KIND/ID` → (`P`, `ID`).
+pub(crate) fn split(name: &str) -> (&str, &str) {
+    let rest = name.strip_prefix("projects/").unwrap_or(name);
+    let (project, rest) = rest.split_once('/').unwrap_or(("", rest));
+    let id = rest.split_once('/').map_or(rest, |(_, id)| id);
+    (project, id)
+}
+
+/// The id alone, as Google's messages give it.
+pub(crate) fn short(name: &str) -> &str {
+    split(name).1
+}
+
+pub(crate) fn duration(d: prost_types::Duration) -> Duration {
+    Duration::new(
+        u64::try_from(d.seconds).unwrap_or(0),
+        u32::try_from(d.nanos).unwrap_or(0),
+    )
+}
+
+/// What every subscription's undelivered messages may take, in bytes, before a publish is
+/// refused: 100,000 messages of 1 KiB are a small part of it; a test suite that publishes
+/// without consuming finds out here, not from the kernel.
+pub(crate) const MAX_HELD_BYTES: usize = 512 * 1024 * 1024;
+/// What one message in a subscription costs besides its data and attributes (its entry,
+/// lease and ids), counted against [`MAX_HELD_BYTES`].
+const ENTRY_OVERHEAD: usize = 160;
+/// Google's ack deadline when a subscription names none, and its bounds.
+pub(crate) const DEFAULT_ACK_DEADLINE: i32 = 10;
+
+/// The store with the means to wait for it: streaming pulls and the push deliveries wait
+/// on [`Broker::changed`] rather than polling.
+pub(crate) struct Broker {
+    store: Mutex<Store>,
+    changed: tokio::sync::Notify,
+    /// What the undelivered messages may take, in bytes: [`MAX_HELD_BYTES`].
+    limit: usize,
+    /// Every backoff is divided by this (`pubsub.backoff_divisor`), so that a test of
+    /// retries need not wait Google's ten seconds.
+    divisor: AtomicU32,
+}
+
+#[derive(Default)]
+struct Store {
+    topics: BTreeMap<String, pb::Topic>,
+    subscriptions: BTreeMap<String, Held>,
+    /// The last message id and delivery number given out.
+    next_message: u64,
+    next_delivery: u64,
+    held_bytes: usize,
+}
+
+/// A subscription and what it holds.
+struct Held {
+    subscription: pb::Subscription,
+    entries: BTreeMap<u64, Entry>,
+}
+
+struct Entry {
+    message: Arc<pb::PubsubMessage>,
+    bytes: usize,
+    /// How many times it has been handed out.
+    attempts: i32,
+    /// Not to be handed out before this (a backoff after a nack or a lapsed lease).
+    not_before: Option<Instant>,
+    lease: Option<Lease>,
+}
+
+#[derive(Clone, Copy)]
+struct Lease {
+    delivery: u64,
+    until: Instant,
+}
+
+/// A message handed out: its ack id, the message and the attempt it is.
+#[derive(Debug, Clone)]
+pub(crate) struct Handed {
+    pub(crate) ack_id: String,
+    pub(crate) message: Arc<pb::PubsubMessage>,
+    pub(crate) attempt: i32,
+}
+
+/// How much the subscriptions hold, for the status page and the bench.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub(crate) struct Holding {
+    pub(crate) topics: usize,
+    pub(crate) subscriptions: usize,
+    pub(crate) undelivered: usize,
+    pub(crate) bytes: usize,
+    pub(crate) limit_bytes: usize,
+}
+
+impl Broker {
+    pub(crate) fn new() -> Broker {
+        Broker {
+            store: Mutex::new(Store::default()),
+            changed: tokio::sync::Notify::new(),
+            divisor: AtomicU32::new(1),
+            limit: MAX_HELD_BYTES,
+        }
+    }
+
+    /// The configuration's `pubsub.backoff_divisor`, set by each generation.
+    pub(crate) fn set_backoff_divisor(&self, divisor: u32) {
+        self.divisor.store(divisor.max(1), Ordering::Relaxed);
+    }
+
+    fn divisor(&self) -> u32 {
+        self.divisor.load(Ordering::Relaxed)
+    }
+
+    fn store(&self) -> MutexGuard<'_, Store> {
+        // A panic while holding the lock leaves maps that are still consistent: go on.
+        self.store
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Resolves when something may have become deliverable; callers arm it (`enable`)
+    /// before they look, and wait on it with a timeout, since a lease running out wakes
+    /// nobody.
+    pub(crate) fn changed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.changed.notified()
+    }
+
+    pub(crate) fn held(&self) -> Holding {
+        let store = self.store();
+        Holding {
+            topics: store.topics.len(),
+            subscriptions: store.subscriptions.len(),
+            undelivered: store.subscriptions.values().map(|h| h.entries.len()).sum(),
+            bytes: store.held_bytes,
+            limit_bytes: self.limit,
+        }
+    }
+
+    pub(crate) fn create_topic(&self, topic: pb::Topic) -> Result<pb::Topic, Error> {
+        let mut store = self.store();
+        if store.topics.contains_key(&topic.name) {
+            return Err(Error::AlreadyExists(topic.name.clone()));
+        }
+        store.topics.insert(topic.name.clone(), topic.clone());
+        Ok(topic)
+    }
+
+    pub(crate) fn topic(&self, name: &str) -> Result<pb::Topic, Error> {
+        self.store()
+            .topics
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::NotFound(name.to_owned()))
+    }
+
+    /// Topics under `project` (`projects/P`), after `after` (a page token: the last name
+    /// given), at most `size`; and the next page's token.
+    pub(crate) fn topics(&self, project: &str, page: Page<'_>) -> (Vec<pb::Topic>, String) {
+        let store = self.store();
+        let prefix = format!("{project}/topics/");
+        page.take(
+            store
+                .topics
+                .range(page.start(&prefix)..)
+                .take_while(|(name, _)| name.starts_with(&prefix))
+                .map(|(name, topic)| (name.as_str(), topic.clone())),
+        )
+    }
+
+    pub(crate) fn delete_topic(&self, name: &str) -> Result<(), Error> {
+        let mut store = self.store();
+        store
+            .topics
+            .remove(name)
+            .ok_or_else(|| Error::NotFound(name.to_owned()))?;
+        // As on Google, its subscriptions stay, detached from any topic.
+        for held in store.subscriptions.values_mut() {
+            if held.subscription.topic == name {
+                DELETED_TOPIC.clone_into(&mut held.subscription.topic);
+            }
+        }
+        Ok(())
+    }
+
+    /// The names of the subscriptions to `topic`.
+    pub(crate) fn topic_subscriptions(&self, topic: &str) -> Result<Vec<String>, Error> {
+        let store = self.store();
+        if !store.topics.contains_key(topic) {
+            return Err(Error::NotFound(topic.to_owned()));
+        }
+        Ok(store
+            .subscriptions
+            .values()
+            .filter(|h| h.subscription.topic == topic)
+            .map(|h| h.subscription.name.clone())
+            .collect())
+    }
+
+    /// Gives each message its id and publish time and a place in every subscription of
+    /// `topic`; refused whole if the store would hold more than [`MAX_HELD_BYTES`].
+    pub(crate) fn publish(
+        &self,
+        topic: &str,
+        messages: Vec<pb::PubsubMessage>,
+    ) -> Result<Vec<String>, Error> {
+        let mut store = self.store();
+        if !store.topics.contains_key(topic) {
+            return Err(Error::NotFound(topic.to_owned()));
+        }
+        let ids = store.publish(topic, messages, self.limit)?;
+        drop(store);
+        self.changed.notify_waiters();
+        Ok(ids)
+    }
+
+    pub(crate) fn create_subscription(
+        &self,
+        subscription: pb::Subscription,
+    ) -> Result<pb::Subscription, Error> {
+        let mut store = self.store();
+        if store.subscriptions.contains_key(&subscription.name) {
+            return Err(Error::AlreadyExists(subscription.name.clone()));
+        }
+        if !store.topics.contains_key(&subscription.topic) {
+            return Err(Error::NotFound(subscription.topic.clone()));
+        }
+        let held = Held {
+            subscription: subscription.clone(),
+            entries: BTreeMap::new(),
+        };
+        store.subscriptions.insert(subscription.name.clone(), held);
+        drop(store);
+        self.changed.notify_waiters();
+        Ok(subscription)
+    }
+
+    pub(crate) fn subscription(&self, name: &str) -> Result<pb::Subscription, Error> {
+        self.store()
+            .subscriptions
+            .get(name)
+            .map(|h| h.subscription.clone())
+            .ok_or_else(|| Error::NotFound(name.to_owned()))
+    }
+
+    pub(crate) fn subscriptions(
+        &self,
+        project: &str,
+        page: Page<'_>,
+    ) -> (Vec<pb::Subscription>, String) {
+        let store = self.store();
+        let prefix = format!("{project}/subscriptions/");
+        page.take(
+            store
+                .subscriptions
+                .range(page.start(&prefix)..)
+                .take_while(|(name, _)| name.starts_with(&prefix))
+                .map(|(name, held)| (name.as_str(), held.subscription.clone())),
+        )
+    }
+
+    /// Every push subscription's name, for the deliveries.
+    pub(crate) fn push_subscriptions(&self) -> Vec<pb::Subscription> {
+        self.store()
+            .subscriptions
+            .values()
+            .filter(|h| {
+                h.subscription
+                    .push_config
+                    .as_ref()
+                    .is_some_and(|p| !p.push_endpoint.is_empty())
+            })
+            .map(|h| h.subscription.clone())
+            .collect()
+    }
+
+    /// Replaces the subscription's settings with `updated` (whose name and topic it keeps).
+    pub(crate) fn update_subscription<E: From<Error>>(
+        &self,
+        name: &str,
+        update: impl FnOnce(&mut pb::Subscription) -> Result<(), E>,
+    ) -> Result<pb::Subscription, E> {
+        let mut store = self.store();
+        let held = store
+            .subscriptions
+            .get_mut(name)
+            .ok_or_else(|| Error::NotFound(name.to_owned()))?;
+        let mut subscription = held.subscription.clone();
+        update(&mut subscription)?;
+        held.subscription = subscription.clone();
+        drop(store);
+        self.changed.notify_waiters();
+        Ok(subscription)
+    }
+
+    pub(crate) fn delete_subscription(&self, name: &str) -> Result<(), Error> {
+        let mut store = self.store();
+        let held = store
+            .subscriptions
+            .remove(name)
+            .ok_or_else(|| Error::NotFound(name.to_owned()))?;
+        store.held_bytes -= held.entries.values().map(|e| e.bytes).sum::<usize>();
+        Ok(())
+    }
+
+    /// Hands out up to `max` messages of `subscription`, each leased for `lease`.
+    pub(crate) fn pull(
+        &self,
+        subscription: &str,
+        max: usize,
+        lease: Option<Duration>,
+    ) -> Result<Vec<Handed>, Error> {
+        let now = Instant::now();
+        let mut store = self.store();
+        store.expire(subscription, now, self.divisor())?;
+        let store = &mut *store;
+        let held = store
+            .subscriptions
+            .get_mut(subscription)
+            .ok_or_else(|| Error::NotFound(subscription.to_owned()))?;
+        let lease = lease.unwrap_or_else(|| {
+            Duration::from_secs(
+                u64::try_from(
+                    held.subscription
+                        .ack_deadline_seconds
+                        .max(DEFAULT_ACK_DEADLINE),
+                )
+                .unwrap_or(10),
+            )
+        });
+        let ordered = held.subscription.enable_message_ordering;
+        let mut waiting_keys: HashSet<String> = HashSet::new();
+        let mut handed = Vec::new();
+        for (seq, entry) in &mut held.entries {
+            if handed.len() >= max {
+                break;
+            }
+            let key = &entry.message.ordering_key;
+            let keyed = ordered && !key.is_empty();
+            let ready = entry.lease.is_none() && entry.not_before.is_none_or(|t| t <= now);
+            if keyed && waiting_keys.contains(key) {
+                continue;
+            }
+            if !ready {
+                if keyed {
+                    waiting_keys.insert(key.clone());
+                }
+                continue;
+            }
+            store.next_delivery += 1;
+            entry.attempts += 1;
+            entry.not_before = None;
+            entry.lease = Some(Lease {
+                delivery: store.next_delivery,
+                until: now + lease,
+            });
+            if keyed {
+                // One message of a key out at a time: the next waits for this one's ack.
+                waiting_keys.insert(key.clone());
+            }
+            handed.push(Handed {
+                ack_id: ack_id(*seq, store.next_delivery),
+                message: entry.message.clone(),
+                attempt: entry.attempts,
+            });
+        }
+        Ok(handed)
+    }
+
+    /// Acknowledges the messages of the ack ids that are still current; a stale one (its
+    /// lease ran out and the message was handed out again) is ignored, as Google does.
+    pub(crate) fn acknowledge(&self, subscription: &str, ack_ids: &[String]) -> Result<(), Error> {
+        let parsed = parse_ack_ids(ack_ids)?;
+        {
+            let mut guard = self.store();
+            let store = &mut *guard;
+            let held = store
+                .subscriptions
+                .get_mut(subscription)
+                .ok_or_else(|| Error::NotFound(subscription.to_owned()))?;
+            for (seq, delivery) in parsed {
+                let current = held
+                    .entries
+                    .get(&seq)
+                    .and_then(|e| e.lease)
+                    .is_some_and(|l| l.delivery == delivery);
+                if current && let Some(entry) = held.entries.remove(&seq) {
+                    store.held_bytes -= entry.bytes;
+                }
+            }
+        }
+        // An acknowledged ordered message lets the next of its key go.
+        self.changed.notify_waiters();
+        Ok(())
+    }
+
+    /// Sets the deadline of the ack ids' leases to `seconds` from now; 0 hands the
+    /// messages back (a nack), to be delivered again after the subscription's backoff.
+    pub(crate) fn modify_ack_deadline(
+        &self,
+        subscription: &str,
+        ack_ids: &[String],
+        seconds: i32,
+    ) -> Result<(), Error> {
+        if !(0..=600).contains(&seconds) {
+            return Err(Error::InvalidArgument(format!(
+                "Invalid ack deadline given: {seconds}. The ack deadline must be between 0 and 600 seconds."
+            )));
+        }
+        let parsed = parse_ack_ids(ack_ids)?;
+        let now = Instant::now();
+        let mut store = self.store();
+        let held = store
+            .subscriptions
+            .get_mut(subscription)
+            .ok_or_else(|| Error::NotFound(subscription.to_owned()))?;
+        let backoff = Backoff::of(&held.subscription, self.divisor());
+        for (seq, delivery) in parsed {
+            let Some(entry) = held.entries.get_mut(&seq) else {
+                continue;
+            };
+            match &mut entry.lease {
+                Some(lease) if lease.delivery == delivery => {
+                    if seconds == 0 {
+                        entry.lease = None;
+                        entry.not_before = Some(now + backoff.after(entry.attempts));
+                    } else {
+                        lease.until = now + Duration::from_secs(seconds.unsigned_abs().into());
+                    }
+                }
+                _ => {}
+            }
+        }
+        drop(store);
+        self.changed.notify_waiters();
+        Ok(())
+    }
+
+    /// The push deliveries' end of a message: delivered (acknowledged), or failed (handed
+    /// back with the backoff).
+    pub(crate) fn pushed(&self, subscription: &str, ack_id: &str, delivered: bool) {
+        let ids = [ack_id.to_owned()];
+        let done = if delivered {
+            self.acknowledge(subscription, &ids)
+        } else {
+            self.modify_ack_deadline(subscription, &ids, 0)
+        };
+        if let Err(e) = done {
+            // The subscription went away while the push was out: nothing to keep.
+            tracing::debug!(subscription, error = %e, "push outcome not recorded");
+        }
+    }
+
+    /// The earliest moment something in `subscription` becomes deliverable of itself (a
+    /// lease running out, a backoff ending), for a waiter's timeout.
+    pub(crate) fn next_due(&self, subscription: &str) -> Option<Instant> {
+        let store = self.store();
+        let held = store.subscriptions.get(subscription)?;
+        held.entries
+            .values()
+            .filter_map(|e| e.lease.map(|l| l.until).or(e.not_before))
+            .min()
+    }
+}
+
+impl Store {
+    fn publish(
+        &mut self,
+        topic: &str,
+        messages: Vec<pb::PubsubMessage>,
+        limit: usize,
+    ) -> Result<Vec<String>, Error> {
+        let subscribers: Vec<String> = self
+            .subscriptions
+            .values()
+            .filter(|h| h.subscription.topic == topic && !h.subscription.detached)
+            .map(|h| h.subscription.name.clone())
+            .collect();
+        let cost: usize = messages
+            .iter()
+            .map(|m| (message_bytes(m) + ENTRY_OVERHEAD) * subscribers.len())
+            .sum();
+        if self.held_bytes + cost > limit {
+            return Err(Error::ResourceExhausted(format!(
+                "frontdoor already holds {} bytes of undelivered messages, and its limit is {limit}: acknowledge messages (or delete subscriptions nobody reads) before publishing more",
+                self.held_bytes
+            )));
+        }
+        let published = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        let publish_time = prost_types::Timestamp {
+            seconds: i64::try_from(published.as_secs()).unwrap_or(i64::MAX),
+            nanos: i32::try_from(published.subsec_nanos()).unwrap_or(0),
+        };
+        let mut ids = Vec::with_capacity(messages.len());
+        for mut message in messages {
+            self.next_message += 1;
+            message.message_id = self.next_message.to_string();
+            message.publish_time = Some(publish_time);
+            ids.push(message.message_id.clone());
+            let bytes = message_bytes(&message) + ENTRY_OVERHEAD;
+            let message = Arc::new(message);
+            for name in &subscribers {
+                if let Some(held) = self.subscriptions.get_mut(name) {
+                    held.entries.insert(
+                        self.next_message,
+                        Entry {
+                            message: message.clone(),
+                            bytes,
+                            attempts: 0,
+                            not_before: None,
+                            lease: None,
+                        },
+                    );
+                    self.held_bytes += bytes;
+                }
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Ends the leases of `subscription` that ran out, with the backoff; sends the messages
+    /// that have had their attempts to the dead-letter topic.
+    fn expire(&mut self, subscription: &str, now: Instant, divisor: u32) -> Result<(), Error> {
+        let held = self
+            .subscriptions
+            .get_mut(subscription)
+            .ok_or_else(|| Error::NotFound(subscription.to_owned()))?;
+        let backoff = Backoff::of(&held.subscription, divisor);
+        for entry in held.entries.values_mut() {
+            if entry.lease.is_some_and(|l| l.until <= now) {
+                entry.lease = None;
+                entry.not_before = Some(now + backoff.after(entry.attempts));
+            }
+        }
+        let Some(policy) = held.subscription.dead_letter_policy.clone() else {
+            return Ok(());
+        };
+        if policy.dead_letter_topic.is_empty() {
+            return Ok(());
+        }
+        let max = if policy.max_delivery_attempts == 0 {
+            5
+        } else {
+            policy.max_delivery_attempts
+        };
+        let spent: Vec<u64> = held
+            .entries
+            .iter()
+            .filter(|(_, e)| e.lease.is_none() && e.attempts >= max)
+            .map(|(seq, _)| *seq)
+            .collect();
+        let mut dead = Vec::new();
+        for seq in spent {
+            if let Some(entry) = held.entries.remove(&seq) {
+                self.held_bytes -= entry.bytes;
+                dead.push(dead_lettered(&entry, subscription));
+            }
+        }
+        if !dead.is_empty() && self.topics.contains_key(&policy.dead_letter_topic) {
+            // A full store drops them, as a dead-letter topic without room would.
+            if let Err(e) = self.publish(&policy.dead_letter_topic, dead, MAX_HELD_BYTES) {
+                tracing::warn!(subscription, error = %e, "dead-lettered messages dropped");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The copy of `entry`'s message sent to a dead-letter topic, with the attributes Google
+/// adds to say where it came from.
+fn dead_lettered(entry: &Entry, subscription: &str) -> pb::PubsubMessage {
+    let mut message = pb::PubsubMessage::clone(&entry.message);
+    let (project, short) = split(subscription);
+    let attributes = [
+        (
+            "CloudPubSubDeadLetterSourceDeliveryCount",
+            entry.attempts.to_string(),
+        ),
+        ("CloudPubSubDeadLetterSourceSubscription", short.to_owned()),
+        (
+            "CloudPubSubDeadLetterSourceSubscriptionProject",
+            project.to_owned(),
+        ),
+    ];
+    for (key, value) in attributes {
+        message.attributes.insert(key.to_owned(), value);
+    }
+    message
+}
+
+/// The bytes a message holds: its data, attributes and ordering key.
+pub(crate) fn message_bytes(message: &pb::PubsubMessage) -> usize {
+    message.data.len()
+        + message.ordering_key.len()
+        + message
+            .attributes
+            .iter()
+            .map(|(k, v)| k.len() + v.len())
+            .sum::<usize>()
+}
+
+fn ack_id(seq: u64, delivery: u64) -> String {
+    format!("{seq}-{delivery}")
+}
+
+fn parse_ack_ids(ack_ids: &[String]) -> Result<Vec<(u64, u64)>, Error> {
+    ack_ids
+        .iter()
+        .map(|id| {
+            id.split_once('-')
+                .and_then(|(s, d)| Some((s.parse().ok()?, d.parse().ok()?)))
+                .ok_or_else(|| {
+                    let shown: String = id.chars().take(64).collect();
+                    Error::InvalidArgument(format!(
+                        "You have passed an invalid ack ID to the service (ack_id={shown})."
+                    ))
+                })
+        })
+        .collect()
+}
+
+/// How long a message waits before it is handed out again after attempt `n` failed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Backoff {
+    min: Duration,
+    max: Duration,
+    divisor: u32,
+}
+
+impl Backoff {
+    /// The subscription's retry policy; without one, Google redelivers a pulled message at
+    /// once, and backs a push off from 100 ms to 60 s.
+    pub(crate) fn of(subscription: &pb::Subscription, divisor: u32) -> Backoff {
+        let push = subscription
+            .push_config
+            .as_ref()
+            .is_some_and(|p| !p.push_endpoint.is_empty());
+        let (min, max) = match &subscription.retry_policy {
+            Some(policy) => (
+                policy
+                    .minimum_backoff
+                    .map_or(Duration::from_secs(10), duration),
+                policy
+                    .maximum_backoff
+                    .map_or(Duration::from_secs(600), duration),
+            ),
+            None if push => (Duration::from_millis(100), Duration::from_secs(60)),
+            None => (Duration::ZERO, Duration::ZERO),
+        };
+        Backoff { min, max, divisor }
+    }
+
+    pub(crate) fn after(self, attempts: i32) -> Duration {
+        let doublings = u32::try_from(attempts.saturating_sub(1).clamp(0, 16)).unwrap_or(0);
+        let wait = self.min.saturating_mul(1 << doublings).min(self.max);
+        wait / self.divisor
+    }
+}
+
+/// A page of a list: at most `size` items after the name `token` gave.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Page<'a> {
+    pub(crate) size: usize,
+    pub(crate) token: &'a str,
+}
+
+impl Page<'_> {
+    /// Google's default and largest page size.
+    pub(crate) const MAX: usize = 1000;
+
+    fn start(&self, prefix: &str) -> String {
+        if self.token.is_empty() {
+            prefix.to_owned()
+        } else {
+            // Just after the last name of the page before.
+            format!("{}\u{0}", self.token)
+        }
+    }
+
+    fn take<'n, T>(self, items: impl Iterator<Item = (&'n str, T)>) -> (Vec<T>, String) {
+        let size = if self.size == 0 {
+            Page::MAX
+        } else {
+            self.size.min(Page::MAX)
+        };
+        let mut items = items.peekable();
+        let mut page = Vec::new();
+        let mut last = String::new();
+        while page.len() < size {
+            let Some((name, item)) = items.next() else {
+                return (page, String::new());
+            };
+            last = name.to_owned();
+            page.push(item);
+        }
+        let token = if items.peek().is_some() {
+            last
+        } else {
+            String::new()
+        };
+        (page, token)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn topic(name: &str) -> pb::Topic {
+        pb::Topic {
+            name: name.into(),
+            ..Default::default()
+        }
+    }
+
+    fn subscription(name: &str, topic: &str) -> pb::Subscription {
+        pb::Subscription {
+            name: name.into(),
+            topic: topic.into(),
+            ack_deadline_seconds: 10,
+            ..Default::default()
+        }
+    }
+
+    fn message(data: &str, key: &str) -> pb::PubsubMessage {
+        pb::PubsubMessage {
+            data: data.as_bytes().to_vec(),
+            ordering_key: key.into(),
+            ..Default::default()
+        }
+    }
+
+    const T: &str = "projects/p/topics/t";
+    const S: &str = "projects/p/subscriptions/s";
+
+    fn broker() -> Broker {
+        let broker = Broker::new();
+        broker.create_topic(topic(T)).unwrap();
+        broker
+    }
+
+    #[test]
+    fn a_subscription_gets_what_is_published_after_it_and_an_ack_removes_it() {
+        let broker = broker();
+        broker.publish(T, vec![message("before", "")]).unwrap();
+        broker.create_subscription(subscription(S, T)).unwrap();
+        broker.publish(T, vec![message("after", "")]).unwrap();
+        let handed = broker.pull(S, 10, None).unwrap();
+        assert_eq!(handed.len(), 1);
+        assert_eq!(handed[0].message.data, b"after");
+        assert_eq!(handed[0].attempt, 1);
+        // Leased: not handed out again until its deadline.
+        assert!(broker.pull(S, 10, None).unwrap().is_empty());
+        broker.acknowledge(S, &[handed[0].ack_id.clone()]).unwrap();
+        assert_eq!(broker.held().undelivered, 0);
+        assert_eq!(broker.held().bytes, 0);
+    }
+
+    #[test]
+    fn a_nack_hands_the_message_out_again_and_a_stale_ack_id_is_ignored() {
+        let broker = broker();
+        broker.create_subscription(subscription(S, T)).unwrap();
+        broker.publish(T, vec![message("m", "")]).unwrap();
+        let first = broker.pull(S, 1, None).unwrap().remove(0);
+        broker
+            .modify_ack_deadline(S, std::slice::from_ref(&first.ack_id), 0)
+            .unwrap();
+        let second = broker.pull(S, 1, None).unwrap().remove(0);
+        assert_eq!(second.attempt, 2);
+        broker.acknowledge(S, &[first.ack_id]).unwrap();
+        assert_eq!(
+            broker.held().undelivered,
+            1,
+            "a stale ack id acknowledges nothing"
+        );
+        broker.acknowledge(S, &[second.ack_id]).unwrap();
+        assert_eq!(broker.held().undelivered, 0);
+    }
+
+    #[test]
+    fn an_ordering_key_waits_for_the_message_before_it() {
+        let broker = broker();
+        let mut s = subscription(S, T);
+        s.enable_message_ordering = true;
+        broker.create_subscription(s).unwrap();
+        broker
+            .publish(
+                T,
+                vec![message("a1", "a"), message("a2", "a"), message("b1", "b")],
+            )
+            .unwrap();
+        let handed: Vec<_> = broker.pull(S, 10, None).unwrap();
+        let data: Vec<_> = handed.iter().map(|h| h.message.data.clone()).collect();
+        assert_eq!(data, [b"a1".to_vec(), b"b1".to_vec()]);
+        broker.acknowledge(S, &[handed[0].ack_id.clone()]).unwrap();
+        assert_eq!(broker.pull(S, 10, None).unwrap()[0].message.data, b"a2");
+    }
+
+    #[test]
+    fn spent_messages_go_to_the_dead_letter_topic_with_their_source() {
+        let broker = broker();
+        let dead = "projects/p/topics/dead";
+        broker.create_topic(topic(dead)).unwrap();
+        broker
+            .create_subscription(subscription("projects/p/subscriptions/d", dead))
+            .unwrap();
+        let mut s = subscription(S, T);
+        s.dead_letter_policy = Some(pb::DeadLetterPolicy {
+            dead_letter_topic: dead.into(),
+            max_delivery_attempts: 5,
+        });
+        broker.create_subscription(s).unwrap();
+        broker.publish(T, vec![message("m", "")]).unwrap();
+        for attempt in 1..=5 {
+            let handed = broker.pull(S, 1, None).unwrap().remove(0);
+            assert_eq!(handed.attempt, attempt);
+            broker.modify_ack_deadline(S, &[handed.ack_id], 0).unwrap();
+        }
+        assert!(broker.pull(S, 1, None).unwrap().is_empty());
+        let dead = broker
+            .pull("projects/p/subscriptions/d", 1, None)
+            .unwrap()
+            .remove(0);
+        assert_eq!(dead.message.data, b"m");
+        assert_eq!(
+            dead.message.attributes["CloudPubSubDeadLetterSourceDeliveryCount"],
+            "5"
+        );
+        assert_eq!(
+            dead.message.attributes["CloudPubSubDeadLetterSourceSubscription"],
+            "s"
+        );
+    }
+
+    #[test]
+    fn a_malformed_ack_id_is_refused_and_a_deadline_out_of_range_too() {
+        let broker = broker();
+        broker.create_subscription(subscription(S, T)).unwrap();
+        assert!(matches!(
+            broker.acknowledge(S, &["nonsense".into()]),
+            Err(Error::InvalidArgument(_))
+        ));
+        assert!(matches!(
+            broker.modify_ack_deadline(S, &[], 601),
+            Err(Error::InvalidArgument(_))
+        ));
+    }
+
+    #[test]
+    fn a_publish_past_the_limit_is_refused_whole_and_acks_make_room() {
+        let mut broker = broker();
+        broker.limit = 4 * (ENTRY_OVERHEAD + 1);
+        broker.create_subscription(subscription(S, T)).unwrap();
+        broker.publish(T, vec![message("a", ""); 3]).unwrap();
+        let refused = broker.publish(T, vec![message("b", ""); 2]);
+        assert!(
+            matches!(refused, Err(Error::ResourceExhausted(_))),
+            "{refused:?}"
+        );
+        assert_eq!(
+            broker.held().undelivered,
+            3,
+            "nothing of a refused publish is kept"
+        );
+        let handed = broker.pull(S, 3, None).unwrap();
+        let ids: Vec<String> = handed.into_iter().map(|h| h.ack_id).collect();
+        broker.acknowledge(S, &ids).unwrap();
+        broker.publish(T, vec![message("b", ""); 2]).unwrap();
+    }
+
+    #[test]
+    fn pages_follow_one_another_without_repeating() {
+        let broker = Broker::new();
+        for i in 0..5 {
+            broker
+                .create_topic(topic(&format!("projects/p/topics/t{i}")))
+                .unwrap();
+        }
+        broker
+            .create_topic(topic("projects/q/topics/other"))
+            .unwrap();
+        let (first, token) = broker.topics("projects/p", Page { size: 3, token: "" });
+        assert_eq!(first.len(), 3);
+        let (rest, end) = broker.topics(
+            "projects/p",
+            Page {
+                size: 3,
+                token: &token,
+            },
+        );
+        assert_eq!(rest.len(), 2);
+        assert!(end.is_empty());
+        assert_eq!(rest[0].name, "projects/p/topics/t3");
+    }
+
+    #[test]
+    fn backoff_doubles_to_its_maximum_and_the_divisor_shortens_it() {
+        let mut s = subscription(S, T);
+        s.retry_policy = Some(pb::RetryPolicy {
+            minimum_backoff: Some(prost_types::Duration {
+                seconds: 10,
+                nanos: 0,
+            }),
+            maximum_backoff: Some(prost_types::Duration {
+                seconds: 60,
+                nanos: 0,
+            }),
+        });
+        let b = Backoff::of(&s, 1);
+        assert_eq!(b.after(1), Duration::from_secs(10));
+        assert_eq!(b.after(3), Duration::from_secs(40));
+        assert_eq!(b.after(9), Duration::from_secs(60));
+        assert_eq!(Backoff::of(&s, 100).after(1), Duration::from_millis(100));
+    }
+}

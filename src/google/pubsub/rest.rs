@@ -1,0 +1,320 @@
+//! Pub/Sub's REST/JSON transport (`https://pubsub.googleapis.com/v1/…`): what gcloud and
+//! seed 002's curl recipe call. Each handler reads the path and body, and hands over to
+//! the one [`Call`] both transports share.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Request, State};
+use axum::http::Method;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use super::json::{self, MessageIn, PushConfigIn, SubscriptionIn, TopicIn};
+use super::{Call, Who};
+use crate::broker::Page;
+use crate::google::errors::ApiError;
+use crate::state::Live;
+
+pub(crate) fn routes() -> Router<Live> {
+    Router::new()
+        .route("/v1/projects/{project}/topics", get(list_topics))
+        .route(
+            "/v1/projects/{project}/topics/{topic}",
+            put(topic).get(topic).delete(topic).post(topic),
+        )
+        .route(
+            "/v1/projects/{project}/topics/{topic}/subscriptions",
+            get(topic_subscriptions),
+        )
+        .route(
+            "/v1/projects/{project}/subscriptions",
+            get(list_subscriptions),
+        )
+        .route(
+            "/v1/projects/{project}/subscriptions/{subscription}",
+            put(subscription)
+                .get(subscription)
+                .delete(subscription)
+                .patch(subscription)
+                .post(subscription),
+        )
+}
+
+/// The largest body a Pub/Sub request may have: a publish of 10 MB of data in base64,
+/// with room for its JSON.
+pub(super) const MAX_BODY: usize = 16 * 1024 * 1024;
+
+/// Runs `f` as the caller of `req`, and answers with its JSON, or Google's error; the
+/// decision gets who called, the permission and why.
+async fn answer(
+    live: &Live,
+    req: Request,
+    f: impl FnOnce(&mut Call, Method, Bytes) -> Result<Value, ApiError>,
+) -> Response {
+    let state = live.get();
+    let through_proxy = req.extensions().get::<crate::peer::TunnelHost>().is_some();
+    let method = req.method().clone();
+    let who = match Who::of(&state, req.headers(), through_proxy) {
+        Ok(who) => who,
+        Err(e) => return e.into_response(),
+    };
+    let body = match axum::body::to_bytes(req.into_body(), MAX_BODY).await {
+        Ok(body) => body,
+        Err(_) => {
+            return ApiError::InvalidArgument(format!(
+                "Request payload size exceeds the limit: {MAX_BODY} bytes."
+            ))
+            .into_response();
+        }
+    };
+    let mut call = Call::new(state, who);
+    let result = f(&mut call, method, body);
+    let failed = result.is_err();
+    let mut response = match result {
+        Ok(value) => axum::Json(value).into_response(),
+        Err(e) => e.into_response(),
+    };
+    call.finish(failed).attach(&mut response);
+    response
+}
+
+/// The body as `T`; an empty body is `T`'s default, as Google reads `{}`.
+fn body<T: DeserializeOwned + Default>(bytes: &Bytes) -> Result<T, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::InvalidArgument(format!("Invalid JSON payload received. {e}")))
+}
+
+/// `id` or `id:method`, as Google writes a custom method after the resource.
+fn custom(segment: &str) -> (&str, Option<&str>) {
+    match segment.split_once(':') {
+        Some((id, method)) => (id, Some(method)),
+        None => (segment, None),
+    }
+}
+
+fn page(query: Option<&str>) -> Result<(usize, String), ApiError> {
+    let mut size = 0;
+    let mut token = String::new();
+    for (key, value) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        match key.as_ref() {
+            "pageSize" | "page_size" => {
+                size = value.parse().map_err(|_| {
+                    ApiError::InvalidArgument(format!("Invalid pageSize `{value}`: a number"))
+                })?;
+            }
+            "pageToken" | "page_token" => token = value.into_owned(),
+            _ => {}
+        }
+    }
+    Ok((size, token))
+}
+
+fn no_method(method: &Method, what: &str) -> ApiError {
+    ApiError::NotFound(format!(
+        "frontdoor answers no Pub/Sub method `{method}` on {what}"
+    ))
+}
+
+async fn list_topics(
+    State(live): State<Live>,
+    Path(project): Path<String>,
+    req: Request,
+) -> Response {
+    let query = req.uri().query().map(str::to_owned);
+    answer(&live, req, |call, _, _| {
+        let (size, token) = page(query.as_deref())?;
+        let (topics, next) = call.list_topics(
+            &format!("projects/{project}"),
+            Page {
+                size,
+                token: &token,
+            },
+        )?;
+        let topics: Vec<Value> = topics.iter().map(json::topic_out).collect();
+        let mut out = json!({"topics": topics});
+        if !next.is_empty() {
+            out["nextPageToken"] = json!(next);
+        }
+        Ok(out)
+    })
+    .await
+}
+
+async fn topic(
+    State(live): State<Live>,
+    Path((project, segment)): Path<(String, String)>,
+    req: Request,
+) -> Response {
+    answer(&live, req, |call, method, bytes| {
+        let (id, custom) = custom(&segment);
+        let name = format!("projects/{project}/topics/{id}");
+        match (&method, custom) {
+            (&Method::PUT, None) => {
+                let topic = body::<TopicIn>(&bytes)?.into_topic(name)?;
+                Ok(json::topic_out(&call.create_topic(topic)?))
+            }
+            (&Method::GET, None) => Ok(json::topic_out(&call.get_topic(&name)?)),
+            (&Method::DELETE, None) => call.delete_topic(&name).map(|()| json!({})),
+            (&Method::POST, Some("publish")) => {
+                #[derive(Default, Deserialize)]
+                #[serde(default)]
+                struct Publish {
+                    messages: Vec<MessageIn>,
+                }
+                let messages = body::<Publish>(&bytes)?
+                    .messages
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, m)| m.into_message(i))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let ids = call.publish(&name, messages)?;
+                Ok(json!({"messageIds": ids}))
+            }
+            _ => Err(no_method(&method, &name)),
+        }
+    })
+    .await
+}
+
+async fn topic_subscriptions(
+    State(live): State<Live>,
+    Path((project, topic)): Path<(String, String)>,
+    req: Request,
+) -> Response {
+    answer(&live, req, |call, _, _| {
+        let names = call.topic_subscriptions(&format!("projects/{project}/topics/{topic}"))?;
+        Ok(json!({"subscriptions": names}))
+    })
+    .await
+}
+
+async fn list_subscriptions(
+    State(live): State<Live>,
+    Path(project): Path<String>,
+    req: Request,
+) -> Response {
+    let query = req.uri().query().map(str::to_owned);
+    answer(&live, req, |call, _, _| {
+        let (size, token) = page(query.as_deref())?;
+        let (subscriptions, next) = call.list_subscriptions(
+            &format!("projects/{project}"),
+            Page {
+                size,
+                token: &token,
+            },
+        )?;
+        let subscriptions: Vec<Value> = subscriptions.iter().map(json::subscription_out).collect();
+        let mut out = json!({"subscriptions": subscriptions});
+        if !next.is_empty() {
+            out["nextPageToken"] = json!(next);
+        }
+        Ok(out)
+    })
+    .await
+}
+
+async fn subscription(
+    State(live): State<Live>,
+    Path((project, segment)): Path<(String, String)>,
+    req: Request,
+) -> Response {
+    answer(&live, req, |call, method, bytes| {
+        let (id, custom) = custom(&segment);
+        let name = format!("projects/{project}/subscriptions/{id}");
+        match (&method, custom) {
+            (&Method::PUT, None) => {
+                let subscription = body::<SubscriptionIn>(&bytes)?.into_subscription(name)?;
+                Ok(json::subscription_out(
+                    &call.create_subscription(subscription)?,
+                ))
+            }
+            (&Method::GET, None) => Ok(json::subscription_out(&call.get_subscription(&name)?)),
+            (&Method::DELETE, None) => call.delete_subscription(&name).map(|()| json!({})),
+            (&Method::PATCH, None) => {
+                #[derive(Default, Deserialize)]
+                #[serde(default, rename_all = "camelCase")]
+                struct Update {
+                    subscription: SubscriptionIn,
+                    #[serde(alias = "update_mask")]
+                    update_mask: String,
+                }
+                let update = body::<Update>(&bytes)?;
+                if update.subscription.name().is_some_and(|n| n != name) {
+                    return Err(ApiError::InvalidArgument(format!(
+                        "The subscription's name in the body is not the one in the URL ({name})"
+                    )));
+                }
+                let subscription = update.subscription.into_subscription(name)?;
+                let mask: Vec<String> = update
+                    .update_mask
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|f| !f.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+                Ok(json::subscription_out(
+                    &call.update_subscription(subscription, &mask)?,
+                ))
+            }
+            (&Method::POST, Some("pull")) => {
+                #[derive(Default, Deserialize)]
+                #[serde(default, rename_all = "camelCase")]
+                struct Pull {
+                    #[serde(alias = "max_messages")]
+                    max_messages: i32,
+                }
+                let pull = body::<Pull>(&bytes)?;
+                let received = call.pull(&name, pull.max_messages)?;
+                if received.is_empty() {
+                    return Ok(json!({}));
+                }
+                let received: Vec<Value> = received.iter().map(json::received_out).collect();
+                Ok(json!({"receivedMessages": received}))
+            }
+            (&Method::POST, Some("acknowledge")) => {
+                #[derive(Default, Deserialize)]
+                #[serde(default, rename_all = "camelCase")]
+                struct Ack {
+                    #[serde(alias = "ack_ids")]
+                    ack_ids: Vec<String>,
+                }
+                let ack = body::<Ack>(&bytes)?;
+                call.acknowledge(&name, &ack.ack_ids).map(|()| json!({}))
+            }
+            (&Method::POST, Some("modifyAckDeadline")) => {
+                #[derive(Default, Deserialize)]
+                #[serde(default, rename_all = "camelCase")]
+                struct Modify {
+                    #[serde(alias = "ack_ids")]
+                    ack_ids: Vec<String>,
+                    #[serde(alias = "ack_deadline_seconds")]
+                    ack_deadline_seconds: i32,
+                }
+                let modify = body::<Modify>(&bytes)?;
+                call.modify_ack_deadline(&name, &modify.ack_ids, modify.ack_deadline_seconds)
+                    .map(|()| json!({}))
+            }
+            (&Method::POST, Some("modifyPushConfig")) => {
+                #[derive(Default, Deserialize)]
+                #[serde(default, rename_all = "camelCase")]
+                struct Modify {
+                    #[serde(alias = "push_config")]
+                    push_config: Option<PushConfigIn>,
+                }
+                let push = body::<Modify>(&bytes)?
+                    .push_config
+                    .map(PushConfigIn::into_push)
+                    .transpose()?;
+                call.modify_push_config(&name, push).map(|()| json!({}))
+            }
+            _ => Err(no_method(&method, &name)),
+        }
+    })
+    .await
+}

@@ -1,0 +1,356 @@
+//! Google-managed callers: the services of Google's that call a Cloud Run service on a
+//! user's behalf, with an ID token for an account the user names. Now Pub/Sub's pushes.
+//!
+//! Push deliveries, as Google makes them: each message of a push subscription is POSTed to
+//! its endpoint, in Google's envelope (or bare, with `noWrapper`), with an ID token for the
+//! subscription's account when it names one. An endpoint that is a Cloud Run URL (a
+//! `*.run.app` host or a custom domain) goes through the front door in-process, so the
+//! account's `run.invoker` is checked and the decision says which subscription pushed;
+//! another `http://` endpoint is called directly. A 102, 200, 201, 202 or 204 acknowledges
+//! the message; anything else, or no answer within the ack deadline, hands it back for
+//! the backoff, and a dead-letter policy ends it after its attempts.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{HeaderName, HeaderValue, Method, Request, StatusCode, header};
+use googleapis_tonic_google_pubsub_v1::google::pubsub::v1 as pb;
+use pb::push_config::{AuthenticationMethod, Wrapper};
+use serde_json::json;
+use tower::ServiceExt;
+
+use crate::broker::{Broker, Handed};
+use crate::google::pubsub::json::{message_out, timestamp_out};
+use crate::peer::{ManagedCaller, Peer};
+use crate::state::{AppState, Live};
+
+/// Pushes out at once to one subscription's endpoint, at most: Google grows its window
+/// with the endpoint's successes; a fixed window keeps a slow receiver from being flooded.
+const MAX_OUTSTANDING_PUSHES: usize = 64;
+/// Google's push user agent.
+const USER_AGENT: &str =
+    "APIs-Google; (+https://developers.google.com/webmasters/APIs-Google.html)";
+
+/// Runs the push deliveries until the process ends.
+pub(crate) async fn run(live: Live) {
+    let frontdoor = crate::frontdoor::app(live.clone(), None);
+    let outstanding: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+    loop {
+        let state = live.get();
+        let broker = state.pubsub().clone();
+        let changed = broker.changed();
+        let mut changed = std::pin::pin!(changed);
+        changed.as_mut().enable();
+        let mut wait = Duration::from_secs(1);
+        for subscription in broker.push_subscriptions() {
+            let out = count(&outstanding, &subscription.name);
+            let room = MAX_OUTSTANDING_PUSHES.saturating_sub(out);
+            if room > 0 {
+                let handed = broker
+                    .pull(&subscription.name, room, None)
+                    .unwrap_or_default();
+                for message in handed {
+                    *lock(&outstanding)
+                        .entry(subscription.name.clone())
+                        .or_default() += 1;
+                    let push = Push {
+                        state: state.clone(),
+                        frontdoor: frontdoor.clone(),
+                        subscription: subscription.clone(),
+                        message,
+                    };
+                    let outstanding = outstanding.clone();
+                    tokio::spawn(async move {
+                        let name = push.subscription.name.clone();
+                        push.deliver().await;
+                        if let Some(n) = lock(&outstanding).get_mut(&name) {
+                            *n = n.saturating_sub(1);
+                        }
+                    });
+                }
+            }
+            if let Some(due) = broker.next_due(&subscription.name) {
+                wait = wait.min(due.saturating_duration_since(std::time::Instant::now()));
+            }
+        }
+        let wait = wait.max(Duration::from_millis(5));
+        tokio::select! {
+            () = changed => {}
+            () = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn count(outstanding: &Mutex<HashMap<String, usize>>, name: &str) -> usize {
+    lock(outstanding).get(name).copied().unwrap_or(0)
+}
+
+/// One delivery attempt of one message.
+struct Push {
+    state: AppState,
+    frontdoor: axum::Router,
+    subscription: pb::Subscription,
+    message: Handed,
+}
+
+impl Push {
+    async fn deliver(self) {
+        let broker: &Broker = self.state.pubsub();
+        let deadline = Duration::from_secs(
+            u64::try_from(self.subscription.ack_deadline_seconds.max(10)).unwrap_or(10),
+        );
+        let outcome = match self.request() {
+            Ok((request, through_frontdoor)) => {
+                let sent = if through_frontdoor {
+                    let frontdoor = self.frontdoor.clone();
+                    tokio::time::timeout(deadline, async move {
+                        frontdoor
+                            .oneshot(request)
+                            .await
+                            .map(|r| r.status())
+                            .map_err(|never| match never {})
+                    })
+                    .await
+                } else {
+                    tokio::time::timeout(deadline, direct(request)).await
+                };
+                match sent {
+                    Ok(Ok(status)) => Ok(status),
+                    Ok(Err(e)) => Err(e),
+                    Err(_) => Err(format!(
+                        "no answer within the ack deadline ({}s)",
+                        deadline.as_secs()
+                    )),
+                }
+            }
+            Err(e) => Err(e),
+        };
+        let delivered = matches!(
+            outcome,
+            Ok(StatusCode::PROCESSING
+                | StatusCode::OK
+                | StatusCode::CREATED
+                | StatusCode::ACCEPTED
+                | StatusCode::NO_CONTENT)
+        );
+        match &outcome {
+            Ok(status) => tracing::info!(
+                subscription = %self.subscription.name,
+                message_id = %self.message.message.message_id,
+                attempt = self.message.attempt,
+                status = status.as_u16(),
+                delivered,
+                "pub/sub push"
+            ),
+            Err(e) => tracing::info!(
+                subscription = %self.subscription.name,
+                message_id = %self.message.message.message_id,
+                attempt = self.message.attempt,
+                error = %e,
+                "pub/sub push failed"
+            ),
+        }
+        broker.pushed(&self.subscription.name, &self.message.ack_id, delivered);
+    }
+
+    /// The POST Google makes, and whether it goes through the front door.
+    fn request(&self) -> Result<(Request<Body>, bool), String> {
+        let push = self.subscription.push_config.clone().unwrap_or_default();
+        let url = url::Url::parse(&push.push_endpoint).map_err(|e| e.to_string())?;
+        let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
+        let through_frontdoor =
+            host.ends_with(".run.app") || self.state.frontdoor().route(&host).is_some();
+        if !through_frontdoor && (url.scheme() != "http" || !is_loopback(&host)) {
+            return Err(format!(
+                "{} is no Cloud Run URL, and frontdoor pushes elsewhere only to plain http on this machine (localhost, 127.0.0.1, [::1]): it sends nothing off it",
+                push.push_endpoint
+            ));
+        }
+        let message = &self.message.message;
+        let mut builder = Request::builder()
+            .method(Method::POST)
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::USER_AGENT, USER_AGENT);
+        let body = match &push.wrapper {
+            Some(Wrapper::NoWrapper(no)) => {
+                if no.write_metadata {
+                    for (name, value) in self.metadata_headers(&push) {
+                        builder = builder.header(name, value);
+                    }
+                }
+                message.data.clone()
+            }
+            _ => serde_json::to_vec(&self.envelope()).map_err(|e| e.to_string())?,
+        };
+        if let Some(AuthenticationMethod::OidcToken(oidc)) = &push.authentication_method {
+            let token = self.id_token(
+                &oidc.service_account_email,
+                &oidc.audience,
+                &push.push_endpoint,
+            )?;
+            builder = builder.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let path = match url.query() {
+            Some(q) => format!("{}?{q}", url.path()),
+            None => url.path().to_owned(),
+        };
+        let authority = match url.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.clone(),
+        };
+        let uri = if through_frontdoor {
+            path
+        } else {
+            format!("http://{authority}{path}")
+        };
+        let mut request = builder
+            .uri(uri)
+            .header(header::HOST, authority)
+            .body(Body::from(body))
+            .map_err(|e| e.to_string())?;
+        if through_frontdoor {
+            let oidc = match &push.authentication_method {
+                Some(AuthenticationMethod::OidcToken(o)) => {
+                    format!(", as {}", o.service_account_email)
+                }
+                None => ", without a token".to_owned(),
+            };
+            let label = format!(
+                "Pub/Sub push, subscription {}{oidc}, attempt {}",
+                crate::broker::short(&self.subscription.name),
+                self.message.attempt
+            );
+            let extensions = request.extensions_mut();
+            extensions.insert(ManagedCaller(Arc::from(label)));
+            extensions.insert(ConnectInfo(Peer {
+                remote: SocketAddr::from(([127, 0, 0, 1], 0)),
+                local: self.state.config().listen.frontdoor,
+            }));
+        }
+        Ok((request, through_frontdoor))
+    }
+
+    /// Google's envelope: the message (its ids and time in both spellings, as Google
+    /// sends them), the subscription, and the attempt when the subscription dead-letters.
+    fn envelope(&self) -> serde_json::Value {
+        let message = &self.message.message;
+        let mut shown = message_out(message);
+        shown["message_id"] = json!(message.message_id);
+        shown["publish_time"] = shown["publishTime"].clone();
+        let mut envelope = json!({"message": shown, "subscription": self.subscription.name});
+        if self.subscription.dead_letter_policy.is_some() {
+            envelope["deliveryAttempt"] = json!(self.message.attempt);
+        }
+        envelope
+    }
+
+    /// `noWrapper` with `writeMetadata`: the message's metadata and attributes as headers.
+    fn metadata_headers(&self, _push: &pb::PushConfig) -> Vec<(HeaderName, HeaderValue)> {
+        let message = &self.message.message;
+        let mut headers = vec![
+            (
+                "x-goog-pubsub-subscription-name".to_owned(),
+                self.subscription.name.clone(),
+            ),
+            (
+                "x-goog-pubsub-message-id".to_owned(),
+                message.message_id.clone(),
+            ),
+            (
+                "x-goog-pubsub-publish-time".to_owned(),
+                message.publish_time.map(timestamp_out).unwrap_or_default(),
+            ),
+        ];
+        if !message.ordering_key.is_empty() {
+            headers.push((
+                "x-goog-pubsub-ordering-key".into(),
+                message.ordering_key.clone(),
+            ));
+        }
+        if self.subscription.dead_letter_policy.is_some() {
+            headers.push((
+                "x-goog-pubsub-delivery-attempt".into(),
+                self.message.attempt.to_string(),
+            ));
+        }
+        headers.extend(
+            message
+                .attributes
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone())),
+        );
+        headers
+            .into_iter()
+            .filter_map(|(k, v)| {
+                Some((
+                    HeaderName::try_from(k).ok()?,
+                    HeaderValue::try_from(v).ok()?,
+                ))
+            })
+            .collect()
+    }
+
+    /// An ID token for `account`, as Google mints a push token: the audience given, else
+    /// the endpoint's URL as the subscription gives it.
+    fn id_token(&self, account: &str, audience: &str, endpoint: &str) -> Result<String, String> {
+        let config = self.state.config();
+        let account = config.service_account(account).ok_or_else(|| {
+            format!("the push account {account} is no longer declared; no token can be minted")
+        })?;
+        let audience = if audience.is_empty() {
+            endpoint
+        } else {
+            audience
+        };
+        let claims = crate::tokens::service_account_claims(
+            &config.issuer,
+            account,
+            audience,
+            self.state.now(),
+        );
+        Ok(crate::tokens::mint(self.state.keys(), &claims))
+    }
+}
+
+fn is_loopback(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// A push to a plain-http endpoint that is not a Cloud Run URL: one request on its own
+/// connection.
+async fn direct(request: Request<Body>) -> Result<StatusCode, String> {
+    let uri = request.uri().clone();
+    let host = uri.host().unwrap_or_default().to_owned();
+    let port = uri.port_u16().unwrap_or(80);
+    let stream = tokio::net::TcpStream::connect((host.as_str(), port))
+        .await
+        .map_err(|e| format!("cannot connect to {host}:{port}: {e}"))?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| e.to_string())?;
+    tokio::spawn(connection);
+    let (mut parts, body) = request.into_parts();
+    // Origin form on the wire, as any HTTP/1 client sends it.
+    parts.uri = uri
+        .path_and_query()
+        .map_or_else(|| "/".parse(), |p| p.as_str().parse())
+        .map_err(|e: axum::http::uri::InvalidUri| e.to_string())?;
+    let response = sender
+        .send_request(Request::from_parts(parts, body))
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(response.status())
+}
