@@ -105,6 +105,8 @@ func run(ctx context.Context, cell, url, other string) (map[string]any, error) {
 		return verify(ctx, url, other)
 	case "grpc":
 		return grpcCell(ctx, url, other)
+	case "pubsub":
+		return pubsubCell(ctx, url, other)
 	}
 	return nil, fmt.Errorf("unknown cell %q", cell)
 }
