@@ -70,6 +70,13 @@ pub(crate) const MAX_HELD_BYTES: usize = 512 * 1024 * 1024;
 const ENTRY_OVERHEAD: usize = 160;
 /// Google's ack deadline when a subscription names none, and its bounds.
 pub(crate) const DEFAULT_ACK_DEADLINE: i32 = 10;
+/// The most one pull hands out in bytes (at least one message, whatever its size): Google's
+/// clients refuse a response much over 20 MB.
+const MAX_PULL_BYTES: usize = 10 * 1024 * 1024;
+/// Google's quotas on topics and on subscriptions, per project; one store holds every
+/// project's, so these bound it.
+pub(crate) const MAX_TOPICS: usize = 10_000;
+pub(crate) const MAX_SUBSCRIPTIONS: usize = 10_000;
 
 /// The store with the means to wait for it: streaming pulls and the push deliveries wait
 /// on [`Broker::changed`] rather than polling.
@@ -179,6 +186,11 @@ impl Broker {
 
     pub(crate) fn create_topic(&self, topic: pb::Topic) -> Result<pb::Topic, Error> {
         let mut store = self.store();
+        if store.topics.len() >= MAX_TOPICS {
+            return Err(Error::ResourceExhausted(format!(
+                "frontdoor holds {MAX_TOPICS} topics, Google's quota for a project: delete some first"
+            )));
+        }
         if store.topics.contains_key(&topic.name) {
             return Err(Error::AlreadyExists(topic.name.clone()));
         }
@@ -220,6 +232,8 @@ impl Broker {
                 DELETED_TOPIC.clone_into(&mut held.subscription.topic);
             }
         }
+        drop(store);
+        self.changed.notify_waiters();
         Ok(())
     }
 
@@ -259,6 +273,11 @@ impl Broker {
         subscription: pb::Subscription,
     ) -> Result<pb::Subscription, Error> {
         let mut store = self.store();
+        if store.subscriptions.len() >= MAX_SUBSCRIPTIONS {
+            return Err(Error::ResourceExhausted(format!(
+                "frontdoor holds {MAX_SUBSCRIPTIONS} subscriptions, Google's quota for a project: delete some first"
+            )));
+        }
         if store.subscriptions.contains_key(&subscription.name) {
             return Err(Error::AlreadyExists(subscription.name.clone()));
         }
@@ -340,6 +359,9 @@ impl Broker {
             .remove(name)
             .ok_or_else(|| Error::NotFound(name.to_owned()))?;
         store.held_bytes -= held.entries.values().map(|e| e.bytes).sum::<usize>();
+        drop(store);
+        // Its streaming pulls end.
+        self.changed.notify_waiters();
         Ok(())
     }
 
@@ -351,9 +373,12 @@ impl Broker {
         lease: Option<Duration>,
     ) -> Result<Vec<Handed>, Error> {
         let now = Instant::now();
-        let mut store = self.store();
-        store.expire(subscription, now, self.divisor())?;
-        let store = &mut *store;
+        let mut guard = self.store();
+        if guard.expire(subscription, now, self.divisor(), self.limit)? {
+            // The dead-letter topic's subscribers have something.
+            self.changed.notify_waiters();
+        }
+        let store = &mut *guard;
         let held = store
             .subscriptions
             .get_mut(subscription)
@@ -371,8 +396,9 @@ impl Broker {
         let ordered = held.subscription.enable_message_ordering;
         let mut waiting_keys: HashSet<String> = HashSet::new();
         let mut handed = Vec::new();
+        let mut bytes = 0;
         for (seq, entry) in &mut held.entries {
-            if handed.len() >= max {
+            if handed.len() >= max || (bytes > 0 && bytes + entry.bytes > MAX_PULL_BYTES) {
                 break;
             }
             let key = &entry.message.ordering_key;
@@ -398,6 +424,7 @@ impl Broker {
                 // One message of a key out at a time: the next waits for this one's ack.
                 waiting_keys.insert(key.clone());
             }
+            bytes += entry.bytes;
             handed.push(Handed {
                 ack_id: ack_id(*seq, store.next_delivery),
                 message: entry.message.clone(),
@@ -493,13 +520,39 @@ impl Broker {
 
     /// The earliest moment something in `subscription` becomes deliverable of itself (a
     /// lease running out, a backoff ending), for a waiter's timeout.
+    ///
+    /// Only instants still to come count: a message due already was handed out by the
+    /// pull before this, or waits for an ack (its key's earlier message, the puller's flow
+    /// control), which wakes [`Broker::changed`].
     pub(crate) fn next_due(&self, subscription: &str) -> Option<Instant> {
+        let now = Instant::now();
         let store = self.store();
         let held = store.subscriptions.get(subscription)?;
         held.entries
             .values()
             .filter_map(|e| e.lease.map(|l| l.until).or(e.not_before))
+            .filter(|t| *t > now)
             .min()
+    }
+
+    /// Keeps of `ack_ids` those whose message is still out on that delivery, its lease
+    /// running: what a streaming pull still has outstanding, whichever way the others
+    /// were acknowledged (client libraries acknowledge by unary calls) or ran out.
+    pub(crate) fn retain_outstanding(&self, subscription: &str, ack_ids: &mut HashSet<String>) {
+        let now = Instant::now();
+        let store = self.store();
+        let Some(held) = store.subscriptions.get(subscription) else {
+            ack_ids.clear();
+            return;
+        };
+        ack_ids.retain(|id| {
+            parse_ack_id(id).is_some_and(|(seq, delivery)| {
+                held.entries
+                    .get(&seq)
+                    .and_then(|e| e.lease)
+                    .is_some_and(|l| l.delivery == delivery && l.until > now)
+            })
+        });
     }
 }
 
@@ -562,7 +615,14 @@ impl Store {
 
     /// Ends the leases of `subscription` that ran out, with the backoff; sends the messages
     /// that have had their attempts to the dead-letter topic.
-    fn expire(&mut self, subscription: &str, now: Instant, divisor: u32) -> Result<(), Error> {
+    /// Whether it dead-lettered anything.
+    fn expire(
+        &mut self,
+        subscription: &str,
+        now: Instant,
+        divisor: u32,
+        limit: usize,
+    ) -> Result<bool, Error> {
         let held = self
             .subscriptions
             .get_mut(subscription)
@@ -575,10 +635,10 @@ impl Store {
             }
         }
         let Some(policy) = held.subscription.dead_letter_policy.clone() else {
-            return Ok(());
+            return Ok(false);
         };
         if policy.dead_letter_topic.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
         let max = if policy.max_delivery_attempts == 0 {
             5
@@ -598,13 +658,14 @@ impl Store {
                 dead.push(dead_lettered(&entry, subscription));
             }
         }
-        if !dead.is_empty() && self.topics.contains_key(&policy.dead_letter_topic) {
+        let any = !dead.is_empty();
+        if any && self.topics.contains_key(&policy.dead_letter_topic) {
             // A full store drops them, as a dead-letter topic without room would.
-            if let Err(e) = self.publish(&policy.dead_letter_topic, dead, MAX_HELD_BYTES) {
+            if let Err(e) = self.publish(&policy.dead_letter_topic, dead, limit) {
                 tracing::warn!(subscription, error = %e, "dead-lettered messages dropped");
             }
         }
-        Ok(())
+        Ok(any)
     }
 }
 
@@ -645,18 +706,21 @@ fn ack_id(seq: u64, delivery: u64) -> String {
     format!("{seq}-{delivery}")
 }
 
+fn parse_ack_id(id: &str) -> Option<(u64, u64)> {
+    id.split_once('-')
+        .and_then(|(s, d)| Some((s.parse().ok()?, d.parse().ok()?)))
+}
+
 fn parse_ack_ids(ack_ids: &[String]) -> Result<Vec<(u64, u64)>, Error> {
     ack_ids
         .iter()
         .map(|id| {
-            id.split_once('-')
-                .and_then(|(s, d)| Some((s.parse().ok()?, d.parse().ok()?)))
-                .ok_or_else(|| {
-                    let shown: String = id.chars().take(64).collect();
-                    Error::InvalidArgument(format!(
-                        "You have passed an invalid ack ID to the service (ack_id={shown})."
-                    ))
-                })
+            parse_ack_id(id).ok_or_else(|| {
+                let shown: String = id.chars().take(64).collect();
+                Error::InvalidArgument(format!(
+                    "You have passed an invalid ack ID to the service (ack_id={shown})."
+                ))
+            })
         })
         .collect()
 }

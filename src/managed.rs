@@ -66,14 +66,16 @@ pub(crate) async fn run(live: Live) {
                     let outstanding = outstanding.clone();
                     tokio::spawn(async move {
                         let name = push.subscription.name.clone();
+                        // Counted down however the push ends, a panic included.
+                        let _slot = Slot { outstanding, name };
                         push.deliver().await;
-                        if let Some(n) = lock(&outstanding).get_mut(&name) {
-                            *n = n.saturating_sub(1);
-                        }
                     });
                 }
             }
-            if let Some(due) = broker.next_due(&subscription.name) {
+            // A subscription with no room waits for a push to end, which wakes `changed`.
+            if room > 0
+                && let Some(due) = broker.next_due(&subscription.name)
+            {
                 wait = wait.min(due.saturating_duration_since(std::time::Instant::now()));
             }
         }
@@ -81,6 +83,25 @@ pub(crate) async fn run(live: Live) {
         tokio::select! {
             () = changed => {}
             () = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// One push out to a subscription's endpoint; its place is given back when it is dropped,
+/// and a subscription with none out is forgotten.
+struct Slot {
+    outstanding: Arc<Mutex<HashMap<String, usize>>>,
+    name: String,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut outstanding = lock(&self.outstanding);
+        if let Some(n) = outstanding.get_mut(&self.name) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                outstanding.remove(&self.name);
+            }
         }
     }
 }
@@ -281,10 +302,14 @@ impl Push {
                 self.message.attempt.to_string(),
             ));
         }
+        // The attributes as headers, but never one that would change how the request is
+        // read, whom it names, or what Google's own headers say: a publisher must not be
+        // able to put a credential of its own in front of the subscription's.
         headers.extend(
             message
                 .attributes
                 .iter()
+                .filter(|(k, _)| !reserved_header(k))
                 .map(|(k, v)| (k.clone(), v.clone())),
         );
         headers
@@ -320,6 +345,29 @@ impl Push {
     }
 }
 
+fn reserved_header(name: &str) -> bool {
+    const RESERVED: [&str; 12] = [
+        "authorization",
+        "x-serverless-authorization",
+        "host",
+        "content-length",
+        "content-type",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "te",
+        "trailer",
+        "upgrade",
+        "user-agent",
+    ];
+    let name = name.to_ascii_lowercase();
+    RESERVED.contains(&name.as_str())
+        || name.starts_with("x-goog-")
+        || name.starts_with("proxy-")
+        || name.starts_with("forwarded")
+        || name.starts_with("x-forwarded-")
+}
+
 fn is_loopback(host: &str) -> bool {
     host == "localhost"
         || host
@@ -332,7 +380,12 @@ fn is_loopback(host: &str) -> bool {
 /// connection.
 async fn direct(request: Request<Body>) -> Result<StatusCode, String> {
     let uri = request.uri().clone();
-    let host = uri.host().unwrap_or_default().to_owned();
+    // An IPv6 literal's brackets are the URI's, not the address's.
+    let host = uri
+        .host()
+        .unwrap_or_default()
+        .trim_matches(['[', ']'])
+        .to_owned();
     let port = uri.port_u16().unwrap_or(80);
     let stream = tokio::net::TcpStream::connect((host.as_str(), port))
         .await

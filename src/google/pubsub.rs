@@ -31,9 +31,10 @@ use names::Kind;
 
 /// Whether a request path is one of Pub/Sub's (its REST resources, its gRPC methods).
 pub(crate) fn is_path(path: &str) -> bool {
+    // `/v1/projects/P/topics…` or `…/subscriptions…`: the collection is the fifth segment.
+    let collection = path.split('/').nth(4).unwrap_or("");
     path.starts_with("/google.pubsub.v1.")
-        || (path.starts_with("/v1/projects/")
-            && (path.contains("/topics") || path.contains("/subscriptions")))
+        || (path.starts_with("/v1/projects/") && ["topics", "subscriptions"].contains(&collection))
 }
 
 /// Who is calling: the emulator's anonymous caller, or a principal whose roles count.
@@ -142,6 +143,23 @@ impl Call {
                         .map_or_else(|| "the configuration".into(), |n| n.to_string_lossy())
                 ))
             })?;
+        if let Who::Emulator = &self.who {
+            // Without credentials nothing can be checked; so that the emulator's door mints
+            // no token a metadata server would not hand out anyway, it may name only an
+            // account a service runs as (or the default metadata identity).
+            let runs_as = |email: &str| email.eq_ignore_ascii_case(&account.email);
+            let served = config.services.iter().any(|s| runs_as(&s.service_account))
+                || runs_as(&config.metadata_identity);
+            if !served {
+                return Err(ApiError::ActAsDenied {
+                    account: account.email.clone(),
+                    why: format!(
+                        "without credentials (PUBSUB_EMULATOR_HOST), a push may name only an account some service runs as; {} runs no service: call with credentials that hold iam.serviceAccounts.actAs on it (roles/iam.serviceAccountUser)",
+                        account.email
+                    ),
+                });
+            }
+        }
         if let Who::Principal(who) = &self.who {
             // A refusal's decision names this check; an allowed call keeps the method's.
             let asked = (self.explanation.permission, self.explanation.target.clone());
@@ -155,6 +173,7 @@ impl Call {
 
     pub(crate) fn create_topic(&mut self, topic: pb::Topic) -> Result<pb::Topic, ApiError> {
         names::parse(&topic.name, Kind::Topic)?;
+        names::check_labels(&topic.labels)?;
         self.allow(iam::TOPICS_CREATE, &topic.name)?;
         Ok(self.broker().create_topic(topic)?)
     }

@@ -110,6 +110,15 @@ async fn ok(emu: &Emulator, method: &str, path: &str, body: Option<Value>) -> Va
     body
 }
 
+/// A push subscription made with `app`'s credentials: a push account that runs no service
+/// needs a caller who may act as it.
+async fn subscribe_as_app(emu: &Emulator, name: &str, body: Value) {
+    let token = access_token(emu, "app").await;
+    let path = format!("subscriptions/{name}");
+    let (status, answer) = rest_as(emu, Some(&token), "PUT", &path, Some(body)).await;
+    assert_eq!(status, 200, "PUT {path}: {answer}");
+}
+
 fn push_config(endpoint: &str, account: &str, audience: Option<&str>) -> Value {
     let mut oidc = json!({"serviceAccountEmail": sa(account)});
     if let Some(audience) = audience {
@@ -173,11 +182,10 @@ async fn pushes_reach_private_services_with_tokens_the_receiver_verifies() {
     // The account may invoke the receiver: delivered, and the receiver's check of the
     // token (google-auth, Google's certificates URL through the proxy) passes.
     let push = push_config(&format!("{RECEIVER}/push"), "pusher", Some(RECEIVER));
-    ok(
+    subscribe_as_app(
         &emu,
-        "PUT",
-        "subscriptions/to-receiver",
-        Some(json!({"topic": "projects/demo-project/topics/orders", "pushConfig": push})),
+        "to-receiver",
+        json!({"topic": "projects/demo-project/topics/orders", "pushConfig": push}),
     )
     .await;
     let ids = publish(
@@ -234,12 +242,11 @@ async fn pushes_reach_private_services_with_tokens_the_receiver_verifies() {
     assert_eq!(status["pubsub"]["undelivered"], 0, "{status}");
 
     // With no audience, the token's is the endpoint as given.
-    ok(
+    subscribe_as_app(
         &emu,
-        "PUT",
-        "subscriptions/default-audience",
-        Some(json!({"topic": "projects/demo-project/topics/orders",
-                    "pushConfig": push_config(RECEIVER, "pusher", None)})),
+        "default-audience",
+        json!({"topic": "projects/demo-project/topics/orders",
+                    "pushConfig": push_config(RECEIVER, "pusher", None)}),
     )
     .await;
     ok(&emu, "DELETE", "subscriptions/to-receiver", None).await;
@@ -260,17 +267,11 @@ async fn pushes_reach_private_services_with_tokens_the_receiver_verifies() {
         Some(json!({"topic": "projects/demo-project/topics/orders-dead"})),
     )
     .await;
-    ok(
-        &emu,
-        "PUT",
-        "subscriptions/as-outsider",
-        Some(json!({
+    subscribe_as_app(&emu, "as-outsider", json!({
             "topic": "projects/demo-project/topics/orders",
             "pushConfig": push_config(&format!("{RECEIVER}/push"), "outsider", Some(RECEIVER)),
             "deadLetterPolicy": {"deadLetterTopic": "projects/demo-project/topics/orders-dead", "maxDeliveryAttempts": 5},
-        })),
-    )
-    .await;
+        })).await;
     publish(&emu, "orders", json!([{"data": data("refused")}])).await;
     let dead = {
         let start = Instant::now();
@@ -321,15 +322,9 @@ async fn pushes_reach_private_services_with_tokens_the_receiver_verifies() {
     ok(&emu, "DELETE", "subscriptions/as-outsider", None).await;
 
     // Ordering keys: a key's messages arrive in the order published.
-    ok(
-        &emu,
-        "PUT",
-        "subscriptions/ordered",
-        Some(json!({"topic": "projects/demo-project/topics/orders",
+    subscribe_as_app(&emu, "ordered", json!({"topic": "projects/demo-project/topics/orders",
                     "pushConfig": push_config(&format!("{RECEIVER}/push"), "pusher", Some(RECEIVER)),
-                    "enableMessageOrdering": true})),
-    )
-    .await;
+                    "enableMessageOrdering": true})).await;
     let sent: Vec<String> = (1..=8).map(|i| format!("step {i}")).collect();
     let messages: Vec<Value> = sent
         .iter()
@@ -346,6 +341,44 @@ async fn pushes_reach_private_services_with_tokens_the_receiver_verifies() {
         })
         .collect();
     assert_eq!(order, sent);
+    ok(&emu, "DELETE", "subscriptions/ordered", None).await;
+
+    // `noWrapper` with `writeMetadata`: the data alone, the metadata and attributes as
+    // headers, but no attribute can stand in for a header of Google's or a credential.
+    subscribe_as_app(
+        &emu,
+        "raw",
+        json!({"topic": "projects/demo-project/topics/orders",
+               "pushConfig": {"pushEndpoint": format!("{RECEIVER}/raw"),
+                              "oidcToken": {"serviceAccountEmail": sa("pusher"), "audience": RECEIVER},
+                              "noWrapper": {"writeMetadata": true}}}),
+    )
+    .await;
+    let ids = publish(
+        &emu,
+        "orders",
+        json!([{"data": data("bare"), "attributes": {
+            "kind": "raw",
+            "x-serverless-authorization": "Bearer forged",
+            "x-goog-pubsub-message-id": "forged",
+        }}]),
+    )
+    .await;
+    let pushes = recorded_until(&received, |l| l.len() >= 11);
+    let raw = &pushes[10];
+    assert_eq!(raw["status"], 204, "{raw}");
+    assert_eq!(raw["body"], "bare", "{raw}");
+    let headers = &raw["headers"];
+    assert_eq!(headers["kind"], "raw", "{raw}");
+    assert_eq!(
+        headers["x-goog-pubsub-message-id"], ids["messageIds"][0],
+        "{raw}"
+    );
+    assert_eq!(
+        headers["x-goog-pubsub-subscription-name"], "projects/demo-project/subscriptions/raw",
+        "{raw}"
+    );
+    assert!(headers.get("x-serverless-authorization").is_none(), "{raw}");
     emu.stop().await;
 }
 
@@ -355,18 +388,12 @@ async fn a_failing_receiver_gets_the_message_again_after_the_backoff() {
     let records = tempfile::tempdir().unwrap();
     let emu = Emulator::start(&yaml(Some(records.path()))).await;
     ok(&emu, "PUT", "topics/jobs", None).await;
-    ok(
-        &emu,
-        "PUT",
-        "subscriptions/to-flaky",
-        Some(json!({
+    subscribe_as_app(&emu, "to-flaky", json!({
             "topic": "projects/demo-project/topics/jobs",
             "pushConfig": push_config(&format!("{FLAKY}/push"), "pusher", Some(FLAKY)),
             "retryPolicy": {"minimumBackoff": "10s", "maximumBackoff": "20s"},
             "deadLetterPolicy": {"deadLetterTopic": "projects/demo-project/topics/jobs", "maxDeliveryAttempts": 5},
-        })),
-    )
-    .await;
+        })).await;
     publish(&emu, "jobs", json!([{"data": data("job")}])).await;
     // 500, 500, then 204: three attempts, each saying which it is.
     let pushes = recorded_until(&records.path().join("flaky.jsonl"), |l| l.len() >= 3);
@@ -431,6 +458,20 @@ async fn bad_requests_get_googles_errors() {
             "PUT",
             "subscriptions/sb1",
             json!({"topic": "projects/demo-project/topics/tp1", "pushConfig": push_config(RECEIVER, "ghost", None)}),
+            400,
+            "INVALID_ARGUMENT",
+        ),
+        (
+            "PUT",
+            "subscriptions/sb1",
+            json!({"topic": "projects/demo-project/topics/tp1", "pushConfig": push_config(RECEIVER, "pusher", None)}),
+            403,
+            "PERMISSION_DENIED",
+        ),
+        (
+            "PUT",
+            "subscriptions/sb1",
+            json!({"topic": "projects/demo-project/topics/tp1", "filter": "attributes.kind = \"x\""}),
             400,
             "INVALID_ARGUMENT",
         ),
@@ -751,5 +792,16 @@ async fn googles_client_libraries_publish_and_receive() {
             }
         }
     }
+    // Past the library's flow control (1,000 out at once): its acks, sent as unary calls,
+    // make room on the stream, and every message arrives once.
+    let out = succeed(
+        shell
+            .command(python())
+            .arg(repo().join("tests/clients/python/pubsub_client.py"))
+            .args(["python-many", "1500"]),
+    );
+    let out: Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert_eq!(out["received"], json!(["all"]), "{out}");
+    assert_eq!(out["left"], 0, "{out}");
     emu.stop().await;
 }

@@ -266,7 +266,7 @@ struct Opened {
     subscription: String,
     lease: Duration,
     /// How many messages may be out, unacknowledged, on this stream (the client's flow
-    /// control; 1,000 when it names none, as Google's default).
+    /// control; none or a number not above 0 is no limit, as Google documents).
     max_outstanding: usize,
     dead_lettering: bool,
 }
@@ -292,7 +292,7 @@ impl Call {
             max_outstanding: usize::try_from(first.max_outstanding_messages)
                 .ok()
                 .filter(|n| *n > 0)
-                .unwrap_or(1000),
+                .unwrap_or(usize::MAX),
             dead_lettering: subscription.dead_letter_policy.is_some(),
         })
     }
@@ -399,6 +399,9 @@ async fn deliver(
         let changed = broker.changed();
         let mut changed = std::pin::pin!(changed);
         changed.as_mut().enable();
+        // Client libraries acknowledge by unary calls, not on the stream: what is still
+        // out is the broker's to say.
+        broker.retain_outstanding(name, &mut outstanding);
         let room = opened.max_outstanding.saturating_sub(outstanding.len());
         if room > 0 {
             match broker.pull(name, room.min(Page::MAX), Some(opened.lease)) {
@@ -425,8 +428,14 @@ async fn deliver(
                 }
             }
         }
-        let wait = broker
-            .next_due(name)
+        // With no room, only an ack (which wakes `changed`) or a lease running out (the
+        // second's check) makes some.
+        let due = if room > 0 {
+            broker.next_due(name)
+        } else {
+            None
+        };
+        let wait = due
             .map_or(Duration::from_secs(1), |t| {
                 t.saturating_duration_since(Instant::now())
             })

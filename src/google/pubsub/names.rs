@@ -174,6 +174,24 @@ pub(crate) fn check_messages(messages: &[pb::PubsubMessage]) -> Result<(), ApiEr
 /// URL), the retention (10 minutes to 31 days).
 pub(crate) fn check_subscription(s: &mut pb::Subscription) -> Result<(), ApiError> {
     let invalid = |m: String| Err(ApiError::InvalidArgument(m));
+    // What frontdoor does not do is refused, never stored and ignored.
+    let unsupported = [
+        (!s.filter.is_empty(), "filter"),
+        (
+            s.enable_exactly_once_delivery,
+            "enable_exactly_once_delivery",
+        ),
+        (s.bigquery_config.is_some(), "bigquery_config"),
+        (s.cloud_storage_config.is_some(), "cloud_storage_config"),
+        (s.bigtable_config.is_some(), "bigtable_config"),
+        (!s.message_transforms.is_empty(), "message_transforms"),
+    ];
+    if let Some((_, field)) = unsupported.iter().find(|(set, _)| *set) {
+        return invalid(format!(
+            "frontdoor does not emulate a subscription's `{field}`: leave it unset (see docs/pubsub.md)"
+        ));
+    }
+    check_labels(&s.labels)?;
     if s.ack_deadline_seconds == 0 {
         s.ack_deadline_seconds = crate::broker::DEFAULT_ACK_DEADLINE;
     }
@@ -226,12 +244,40 @@ pub(crate) fn check_subscription(s: &mut pb::Subscription) -> Result<(), ApiErro
     Ok(())
 }
 
+/// Google's limits on labels: 64 of them, keys and values of at most 63 characters.
+pub(crate) fn check_labels(
+    labels: &std::collections::HashMap<String, String>,
+) -> Result<(), ApiError> {
+    if labels.len() > 64 {
+        return Err(ApiError::InvalidArgument(format!(
+            "{} labels given; a resource has at most 64",
+            labels.len()
+        )));
+    }
+    if let Some((k, _)) = labels
+        .iter()
+        .find(|(k, v)| k.is_empty() || k.len() > 63 || v.len() > 63)
+    {
+        return Err(ApiError::InvalidArgument(format!(
+            "Invalid label `{}`: keys have 1 to 63 characters, values at most 63",
+            k.chars().take(80).collect::<String>()
+        )));
+    }
+    Ok(())
+}
+
 /// A push config: an empty endpoint makes the subscription a pull one; otherwise an
 /// absolute http(s) URL, and an OIDC account that is an email.
 pub(crate) fn check_push(push: &pb::PushConfig) -> Result<(), ApiError> {
     use pb::push_config::AuthenticationMethod;
     if push.push_endpoint.is_empty() {
         return Ok(());
+    }
+    if push.attributes.len() > 64 {
+        return Err(ApiError::InvalidArgument(format!(
+            "{} push attributes given; at most 64",
+            push.attributes.len()
+        )));
     }
     let url = url::Url::parse(&push.push_endpoint).map_err(|e| {
         ApiError::InvalidArgument(format!(
