@@ -94,6 +94,9 @@ pub(crate) struct Broker {
 struct Store {
     topics: BTreeMap<String, pb::Topic>,
     subscriptions: BTreeMap<String, Held>,
+    /// What the configuration in force declares (`pubsub:`), by name: what the next one
+    /// stops declaring is deleted, while what the API made stays.
+    declared: HashSet<String>,
     /// The last message id and delivery number given out.
     next_message: u64,
     next_delivery: u64,
@@ -153,6 +156,55 @@ impl Broker {
     /// The configuration's `pubsub.backoff_divisor`, set by each generation.
     pub(crate) fn set_backoff_divisor(&self, divisor: u32) {
         self.divisor.store(divisor.max(1), Ordering::Relaxed);
+    }
+
+    /// Makes the store hold what `pubsub` (a configuration) declares: its backoff divisor;
+    /// each topic and subscription, made if missing, a subscription's settings replaced if
+    /// it exists (its messages kept); and deletes what the previous configuration declared
+    /// and this one does not.
+    pub(crate) fn declare(&self, pubsub: &crate::config::pubsub::Pubsub) {
+        self.set_backoff_divisor(pubsub.backoff_divisor);
+        let mut store = self.store();
+        let wanted: HashSet<String> = pubsub
+            .topics
+            .iter()
+            .map(|t| t.name.clone())
+            .chain(pubsub.subscriptions.iter().map(|s| s.name.clone()))
+            .collect();
+        let gone: Vec<String> = store.declared.difference(&wanted).cloned().collect();
+        for name in gone {
+            if let Some(held) = store.subscriptions.remove(&name) {
+                store.held_bytes -= held.entries.values().map(|e| e.bytes).sum::<usize>();
+            }
+            if store.topics.remove(&name).is_some() {
+                for held in store.subscriptions.values_mut() {
+                    if held.subscription.topic == name {
+                        DELETED_TOPIC.clone_into(&mut held.subscription.topic);
+                    }
+                }
+            }
+        }
+        for topic in &pubsub.topics {
+            store
+                .topics
+                .entry(topic.name.clone())
+                .or_insert_with(|| topic.clone());
+        }
+        for subscription in &pubsub.subscriptions {
+            match store.subscriptions.get_mut(&subscription.name) {
+                Some(held) => held.subscription = subscription.clone(),
+                None => {
+                    let held = Held {
+                        subscription: subscription.clone(),
+                        entries: BTreeMap::new(),
+                    };
+                    store.subscriptions.insert(subscription.name.clone(), held);
+                }
+            }
+        }
+        store.declared = wanted;
+        drop(store);
+        self.changed.notify_waiters();
     }
 
     fn divisor(&self) -> u32 {
@@ -972,6 +1024,36 @@ mod tests {
         let ids: Vec<String> = handed.into_iter().map(|h| h.ack_id).collect();
         broker.acknowledge(S, &ids).unwrap();
         broker.publish(T, vec![message("b", ""); 2]).unwrap();
+    }
+
+    #[test]
+    fn the_configuration_declares_what_it_names_and_takes_back_only_that() {
+        use crate::config::pubsub::Pubsub;
+        let broker = Broker::new();
+        broker
+            .create_topic(topic("projects/p/topics/by-api"))
+            .unwrap();
+        let mut declared = Pubsub {
+            backoff_divisor: 10,
+            topics: vec![topic(T)],
+            subscriptions: vec![subscription(S, T)],
+        };
+        broker.declare(&declared);
+        broker.publish(T, vec![message("kept", "")]).unwrap();
+        // A changed setting replaces the subscription's, its messages kept.
+        declared.subscriptions[0].ack_deadline_seconds = 30;
+        broker.declare(&declared);
+        assert_eq!(broker.subscription(S).unwrap().ack_deadline_seconds, 30);
+        assert_eq!(broker.held().undelivered, 1);
+        // Gone from the file: gone, bytes and all; what the API made stays.
+        broker.declare(&Pubsub {
+            backoff_divisor: 1,
+            ..Pubsub::default()
+        });
+        assert!(broker.subscription(S).is_err());
+        assert!(broker.topic(T).is_err());
+        assert!(broker.topic("projects/p/topics/by-api").is_ok());
+        assert_eq!(broker.held().bytes, 0);
     }
 
     #[test]

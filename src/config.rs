@@ -10,6 +10,7 @@ mod knative;
 pub mod layer;
 mod named;
 pub(crate) mod names;
+pub(crate) mod pubsub;
 mod raw;
 mod service;
 #[cfg(test)]
@@ -117,8 +118,8 @@ pub struct Config {
     pub egress_passthrough: Vec<String>,
     /// Whether the front door turns away what it refuses (`enforcement:`).
     pub enforcement: Enforcement,
-    /// Pub/Sub's backoffs are divided by this (`pubsub.backoff_divisor`); 1 by default.
-    pub pubsub_backoff_divisor: u32,
+    /// Pub/Sub's backoff divisor, and the topics and subscriptions declared (`pubsub:`).
+    pub pubsub: pubsub::Pubsub,
 }
 
 /// What the front door does with a request it would refuse.
@@ -438,16 +439,6 @@ fn resolve(
         }
         egress_passthrough.push(host);
     }
-    let pubsub_backoff_divisor = match raw.pubsub.backoff_divisor {
-        None => 1,
-        Some(d) if (1..=1_000_000).contains(&d) => d,
-        Some(d) => {
-            return Err(at.err(
-                "pubsub.backoff_divisor",
-                format!("{d} is out of range: 1 (Google's backoffs) to 1000000"),
-            ));
-        }
-    };
     let enforcement = match raw.enforcement.as_deref() {
         None | Some("enforce") => Enforcement::Enforce,
         Some("audit") => Enforcement::Audit,
@@ -622,6 +613,7 @@ fn resolve(
     }
     check_addresses(&listen, &services, &at)?;
     let providers = federation::resolve(raw.workload_identity_pools, &project, &at)?;
+    let pubsub = pubsub::resolve(&raw.pubsub, &project.id, &service_accounts, &at)?;
 
     let config = Config {
         file: file.to_owned(),
@@ -639,7 +631,7 @@ fn resolve(
         named_files,
         egress_passthrough,
         enforcement,
-        pubsub_backoff_divisor,
+        pubsub,
     };
     Ok(config)
 }

@@ -213,18 +213,14 @@ impl AppState {
             changes: Changes::default(),
             closing: tokio::sync::watch::Sender::new(false),
         };
-        lasting
-            .pubsub
-            .set_backoff_divisor(config.pubsub_backoff_divisor);
+        lasting.pubsub.declare(&config.pubsub);
         AppState(Arc::new(Generation::after(None, config, Arc::new(lasting))))
     }
 
     /// The next generation: `config` in force, everything lasting kept.
     pub fn reconfigured(&self, config: Config) -> AppState {
         let lasting = self.0.lasting.clone();
-        lasting
-            .pubsub
-            .set_backoff_divisor(config.pubsub_backoff_divisor);
+        lasting.pubsub.declare(&config.pubsub);
         AppState(Arc::new(Generation::after(Some(&self.0), config, lasting)))
     }
 

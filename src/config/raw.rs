@@ -45,6 +45,38 @@ pub(crate) struct RawPubsub {
     /// Every backoff (retry policies', pushes') is divided by this: a test of retries
     /// need not wait Google's seconds. 1, Google's timings, by default.
     pub(crate) backoff_divisor: Option<u32>,
+    /// The topics (and their subscriptions) the environment starts with.
+    #[serde(default)]
+    pub(crate) topics: Vec<RawTopic>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTopic {
+    pub(crate) name: String,
+    #[serde(default)]
+    pub(crate) subscriptions: Vec<RawSubscription>,
+}
+
+/// A subscription, its fields named as gcloud's flags.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSubscription {
+    pub(crate) name: String,
+    pub(crate) push_endpoint: Option<String>,
+    pub(crate) push_service_account: Option<String>,
+    pub(crate) push_audience: Option<String>,
+    #[serde(default)]
+    pub(crate) push_no_wrapper: bool,
+    #[serde(default)]
+    pub(crate) push_write_metadata: bool,
+    pub(crate) ack_deadline_seconds: Option<i32>,
+    #[serde(default)]
+    pub(crate) enable_message_ordering: bool,
+    pub(crate) dead_letter_topic: Option<String>,
+    pub(crate) max_delivery_attempts: Option<i32>,
+    pub(crate) min_retry_delay: Option<String>,
+    pub(crate) max_retry_delay: Option<String>,
 }
 
 /// What the egress proxy lets through beside the hosts frontdoor emulates.

@@ -939,3 +939,99 @@ fn an_error_for_the_admin_apis_callers_names_no_directory() {
     };
     assert!(!e.for_callers().contains("/srv"), "{}", e.for_callers());
 }
+
+#[test]
+fn pubsub_topics_and_subscriptions_resolve_to_googles_messages() {
+    let c = ok(&format!(
+        r#"{BASE}pubsub:
+  backoff_divisor: 1000
+  topics:
+    - name: orders-dead
+    - name: orders
+      subscriptions:
+        - name: orders-push
+          push_endpoint: https://user-profiles-123456789012.us-central1.run.app
+          push_service_account: login@demo-project.iam.gserviceaccount.com
+          dead_letter_topic: orders-dead
+          max_delivery_attempts: 7
+          min_retry_delay: 1s
+          max_retry_delay: 2s
+        - name: orders-pull
+"#
+    ));
+    let p = &c.pubsub;
+    assert_eq!(p.backoff_divisor, 1000);
+    assert_eq!(p.topics[1].name, "projects/demo-project/topics/orders");
+    let push = &p.subscriptions[0];
+    assert_eq!(push.name, "projects/demo-project/subscriptions/orders-push");
+    assert_eq!(push.topic, "projects/demo-project/topics/orders");
+    assert_eq!(push.ack_deadline_seconds, 10);
+    let dead = push.dead_letter_policy.as_ref().unwrap();
+    assert_eq!(
+        dead.dead_letter_topic,
+        "projects/demo-project/topics/orders-dead"
+    );
+    assert_eq!(dead.max_delivery_attempts, 7);
+    assert_eq!(
+        push.retry_policy.unwrap().maximum_backoff.unwrap().seconds,
+        2
+    );
+    assert!(p.subscriptions[1].push_config.is_none());
+}
+
+#[test]
+fn pubsub_mistakes_name_their_field() {
+    let topics = |body: &str| format!("{BASE}pubsub:\n  topics:\n{body}");
+    err(
+        &topics("    - name: ab\n"),
+        "pubsub.topics[0].name",
+        "3 to 255",
+    );
+    err(
+        &topics("    - name: orders\n    - name: orders\n"),
+        "pubsub.topics[1].name",
+        "declared twice",
+    );
+    let sub = |fields: &str| {
+        topics(&format!(
+            "    - name: orders\n      subscriptions:\n        - name: orders-sub\n{fields}"
+        ))
+    };
+    err(
+        &sub(
+            "          push_endpoint: https://x.run.app\n          push_service_account: nobody@demo-project.iam.gserviceaccount.com\n",
+        ),
+        "pubsub.topics[0].subscriptions[0].push_service_account",
+        "is not declared",
+    );
+    err(
+        &sub("          push_endpoint: ftp://x\n"),
+        "pubsub.topics[0].subscriptions[0].push_endpoint",
+        "not an http or https URL",
+    );
+    err(
+        &sub("          dead_letter_topic: elsewhere\n"),
+        "pubsub.topics[0].subscriptions[0].dead_letter_topic",
+        "not a topic declared here",
+    );
+    err(
+        &sub("          max_delivery_attempts: 5\n"),
+        "pubsub.topics[0].subscriptions[0].max_delivery_attempts",
+        "needs a dead_letter_topic",
+    );
+    err(
+        &sub("          min_retry_delay: 20s\n          max_retry_delay: 10s\n"),
+        "pubsub.topics[0].subscriptions[0].min_retry_delay",
+        "over max_retry_delay",
+    );
+    err(
+        &sub("          ack_deadline_seconds: 5\n"),
+        "pubsub.topics[0].subscriptions[0].ack_deadline_seconds",
+        "10 to 600",
+    );
+    err(
+        &format!("{BASE}pubsub: {{backoff_divisor: 0}}\n"),
+        "pubsub.backoff_divisor",
+        "out of range",
+    );
+}

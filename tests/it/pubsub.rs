@@ -805,3 +805,44 @@ async fn googles_client_libraries_publish_and_receive() {
     assert_eq!(out["left"], 0, "{out}");
     emu.stop().await;
 }
+
+/// `pubsub:` in services.yaml: a test environment in one file. A declared push
+/// subscription delivers from the start; taken out of the file, it goes (what the API
+/// made stays).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "left to scripts/test: the receivers run Python's google-auth"]
+async fn subscriptions_declared_in_services_yaml_push_and_follow_the_file() {
+    let records = tempfile::tempdir().unwrap();
+    let base = yaml(Some(records.path()));
+    let declared = format!(
+        "pubsub:
+  backoff_divisor: 1000
+  topics:
+    - name: signups
+      subscriptions:
+        - name: signups-push
+          push_endpoint: {RECEIVER}/push
+          push_service_account: pusher{SA}
+          push_audience: {RECEIVER}
+"
+    );
+    let emu = Emulator::start(&base.replace("pubsub: {backoff_divisor: 1000}\n", &declared)).await;
+    ok(&emu, "PUT", "topics/by-api", None).await;
+    publish(&emu, "signups", json!([{"data": data("welcome")}])).await;
+    let pushes = recorded_until(&records.path().join("receiver.jsonl"), |l| !l.is_empty());
+    assert_eq!(pushes[0]["status"], 204, "{pushes:#?}");
+    assert_eq!(
+        pushes[0]["envelope"]["subscription"],
+        "projects/demo-project/subscriptions/signups-push"
+    );
+    assert_eq!(pushes[0]["claims"]["email"], sa("pusher"));
+
+    emu.rewrite_config(&base);
+    emu.wait_status("the declared topic gone", |s| s["pubsub"]["topics"] == 1)
+        .await;
+    let (status, _) = rest(&emu, "GET", "subscriptions/signups-push", None).await;
+    assert_eq!(status, 404);
+    let (status, _) = rest(&emu, "GET", "topics/by-api", None).await;
+    assert_eq!(status, 200, "what the API made stays");
+    emu.stop().await;
+}

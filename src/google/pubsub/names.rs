@@ -70,32 +70,8 @@ pub(crate) fn parse(name: &str, kind: Kind) -> Result<&str, ApiError> {
     {
         return Err(invalid("the project id is malformed"));
     }
-    check_id(id, kind).map_err(|why| invalid(&why))?;
+    crate::config::pubsub::check_id(id, kind.noun()).map_err(|why| invalid(&why))?;
     Ok(project)
-}
-
-/// Google's rule for a topic or subscription id: 3 to 255 characters, a letter first,
-/// then letters, digits and `-_.~+%`, and not starting with `goog`.
-fn check_id(id: &str, kind: Kind) -> Result<(), String> {
-    let noun = kind.noun();
-    if !(3..=255).contains(&id.len()) {
-        return Err(format!("a {noun} id has 3 to 255 characters"));
-    }
-    if !id.starts_with(|c: char| c.is_ascii_alphabetic()) {
-        return Err(format!("a {noun} id starts with a letter"));
-    }
-    if let Some(c) = id
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || "-_.~+%".contains(*c)))
-    {
-        return Err(format!(
-            "a {noun} id has letters, digits and - _ . ~ + % only, not `{c}`"
-        ));
-    }
-    if id.to_ascii_lowercase().starts_with("goog") {
-        return Err(format!("a {noun} id may not start with `goog`"));
-    }
-    Ok(())
 }
 
 /// `projects/P` for a list, checked.

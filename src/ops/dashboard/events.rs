@@ -7,7 +7,7 @@
 //! dashboards cost it a quarter-second tick, not a hundred copies of every decision.
 //!
 //! Events: `decisions` (`{"decisions": [{"seq", "time", "allowed", "status", "service",
-//! "principal", "code", "would_deny"}], "skipped": K}`, each decision's row, the newest
+//! "principal", "via", "code", "would_deny"}], "skipped": K}`, each decision's row, the newest
 //! at most [`BATCH`] of a tick, oldest first, `skipped` saying how many more there were),
 //! and `config` (`{"boot", "generation", "enforcement", "last_reload"}`) on every reload,
 //! applied or refused (`boot` is new at every start of the server). A new subscriber first gets the most recent decisions and the config.
@@ -69,6 +69,9 @@ struct Row<'d> {
     status: u16,
     service: Option<&'d str>,
     principal: Option<&'d str>,
+    /// The Google-managed caller that made it (a Pub/Sub push), if one did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    via: Option<&'d str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     code: Option<Code>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -90,6 +93,7 @@ fn decisions_event(list: &[(u64, Decision)], skipped: usize) -> Bytes {
             status: d.status,
             service: d.service.as_deref(),
             principal: d.principal.as_deref(),
+            via: d.via.as_deref(),
             code: d.code,
             would_deny: d.would_deny,
         })

@@ -43,7 +43,7 @@ function addDecision(d) {
     el("td", {}, time),
     el("td", { class: "verdict" }, `${verdict} ${d.status}`),
     el("td", { class: "service" }, d.service || "-"),
-    el("td", { class: "principal" }, d.principal || "(no principal)"),
+    el("td", { class: "principal" }, (d.principal || "(no principal)") + (d.via ? ` (${d.via})` : "")),
     el("td", { class: "code" }, d.code || ""),
   );
   row.addEventListener("click", () => select(d.seq));
@@ -240,6 +240,7 @@ function showVerdict(into, v, { live }) {
     if (value !== undefined && value !== null && value !== "") facts.append(el("dt", {}, k), el("dd", {}, value));
   };
   fact("principal", v.principal);
+  fact("caller", v.via);
   fact("credential", v.credential);
   fact("request", v.method ? `${v.method} ${v.host}${v.path}` : null);
   fact("revision", v.revision);
