@@ -5,12 +5,27 @@ import os
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
-def serve(answer):
-    """Serves GET requests with answer(handler) -> (status, JSON-able body)."""
+def serve(answer, receive=None):
+    """Serves GET requests with answer(handler) -> (status, JSON-able body), and POST
+    requests, if `receive` is given, with receive(handler, body bytes) -> the same."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):
-            status, body = answer(self)
+            self.reply(*answer(self))
+
+        def do_POST(self):
+            if receive is None:
+                self.reply(405, {"error": "GET only"})
+                return
+            body = self.rfile.read(int(self.headers.get("content-length", "0")))
+            self.reply(*receive(self, body))
+
+        def reply(self, status, body):
+            if body is None:
+                self.send_response(status)
+                self.send_header("content-length", "0")
+                self.end_headers()
+                return
             data = json.dumps(body, indent=2).encode() + b"\n"
             self.send_response(status)
             self.send_header("content-type", "application/json")

@@ -2,16 +2,20 @@
 documentation shows: an ID token for the receiving service's URL from
 google.oauth2.id_token.fetch_id_token, then a request to that URL; and `recommendations`,
 a gRPC service, with the same kind of token as the call's credentials over TLS to
-HOST:443. The code is the Cloud Run code itself: under frontdoor, the metadata server, the
+HOST:443. Each time, it also publishes a `signups` event to Pub/Sub with its access token,
+as seed 002's recipe calls a Google API (the REST method, through google-auth's
+AuthorizedSession); a push subscription delivers it to user-profiles. The code is the Cloud Run code itself: under frontdoor, the metadata server, the
 run.app URLs and Google's certificates are reached through the proxy and CA its
 environment names (gRPC reads its own: https_proxy and GRPC_DEFAULT_SSL_ROOTS_FILE_PATH)."""
 
+import base64
 import json
 import os
 
+import google.auth
 import grpc
 import requests
-from google.auth.transport.requests import Request
+from google.auth.transport.requests import AuthorizedSession, Request
 from google.oauth2 import id_token
 
 from common import serve
@@ -44,11 +48,20 @@ def call_grpc(host):
             return {"code": e.code().name, "details": e.details()}
 
 
+def publish(topic, text):
+    credentials, project = google.auth.default(scopes=["https://www.googleapis.com/auth/pubsub"])
+    url = f"https://pubsub.googleapis.com/v1/projects/{project}/topics/{topic}:publish"
+    data = base64.b64encode(text.encode()).decode()
+    response = AuthorizedSession(credentials).post(url, json={"messages": [{"data": data}]}, timeout=10)
+    return {"status": response.status_code, "body": response.json()}
+
+
 def answer(_request):
     return 200, {
         "user-profiles": call(os.environ["USER_PROFILES_URL"]),
         "search": call(os.environ["SEARCH_URL"]),
         "recommendations": call_grpc(os.environ["RECOMMENDATIONS_HOST"]),
+        "published": publish("signups", "ada signed in"),
     }
 
 

@@ -2,7 +2,12 @@
 it checks again in-app, as a service may: google.oauth2.id_token.verify_oauth2_token
 fetches Google's certificates from their default URL. A token that came in
 X-Serverless-Authorization (or a user's) arrives with its signature removed: then the
-claims can only be read, not verified, and the answer says so."""
+claims can only be read, not verified, and the answer says so.
+
+It also takes Pub/Sub pushes at /events: each `signups` event login publishes arrives in
+Google's envelope with an ID token for the subscription's account, which it verifies as
+Google's push-authentication sample does (email and audience), and keeps the last ten to
+show in its answer."""
 
 import base64
 import json
@@ -12,6 +17,8 @@ from google.auth.transport.requests import Request
 from google.oauth2 import id_token
 
 from common import serve
+
+events = []
 
 
 def claims_of(token):
@@ -37,8 +44,32 @@ def caller(request):
 
 def answer(request):
     who, verified = caller(request)
-    return 200, {"service": "user-profiles", "caller": who, "verified_in_app": verified, "profile": {"name": "Ada"}}
+    return 200, {"service": "user-profiles", "caller": who, "verified_in_app": verified,
+                 "profile": {"name": "Ada"}, "events": events}
+
+
+def receive(request, body):
+    """A Pub/Sub push: 204 acknowledges it; anything else has Pub/Sub retry it."""
+    if request.path != "/events":
+        return 404, {"error": "pushes go to /events"}
+    token = (request.headers.get("Authorization") or "").removeprefix("Bearer ").strip()
+    try:
+        claims = id_token.verify_oauth2_token(token, Request(), os.environ.get("AUDIENCE"))
+    except ValueError as e:
+        return 400, {"error": f"push token refused: {e}"}
+    if claims.get("email") != os.environ.get("PUSHER") or not claims.get("email_verified"):
+        return 400, {"error": f"push from {claims.get('email')}, not {os.environ.get('PUSHER')}"}
+    envelope = json.loads(body)
+    message = envelope["message"]
+    events.append({
+        "data": base64.b64decode(message.get("data", "")).decode(),
+        "message_id": message["messageId"],
+        "subscription": envelope["subscription"],
+        "pushed_by": claims["email"],
+    })
+    del events[:-10]
+    return 204, None
 
 
 if __name__ == "__main__":
-    serve(answer)
+    serve(answer, receive)

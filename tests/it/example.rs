@@ -117,6 +117,38 @@ async fn login_reaches_user_profiles_not_search_until_a_live_edit_allows_it() {
         "{first}"
     );
     assert_eq!(first["search"]["status"], 403, "{first}");
+    // login published a `signups` event with its access token (through the proxy, its
+    // publisher role checked); the push subscription delivers it to user-profiles as
+    // login's account, through the front door, and user-profiles verified the push token.
+    assert_eq!(first["published"]["status"], 200, "{first}");
+    let published = first["published"]["body"]["messageIds"][0].clone();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let again = get(&login).await;
+        let events = &again["user-profiles"]["body"]["events"];
+        if let Some(event) = events
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["message_id"] == published)
+        {
+            assert_eq!(event["data"], "ada signed in", "{again}");
+            assert_eq!(
+                event["pushed_by"],
+                "login@demo-project.iam.gserviceaccount.com"
+            );
+            assert_eq!(
+                event["subscription"],
+                "projects/demo-project/subscriptions/signups-to-profiles"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the event was never pushed: {again}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     assert!(
         first["search"]["reason"]
             .as_str()

@@ -206,6 +206,8 @@ fn expected(name: &str) -> Option<&'static [&'static str]> {
             "\"status\": 403",
             "\"recommendations\"",
             "\"code\": \"OK\"",
+            "\"published\"",
+            "\"messageIds\"",
         ],
         "example-grant" => &["\"search\"", "\"status\": 200", "search-00002-"],
         "token" => &[
