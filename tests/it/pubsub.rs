@@ -846,3 +846,104 @@ async fn subscriptions_declared_in_services_yaml_push_and_follow_the_file() {
     assert_eq!(status, 200, "what the API made stays");
     emu.stop().await;
 }
+
+/// 100,000 undelivered messages: held, counted in bytes against the store's limit, and
+/// reported by the status; acknowledging them gives every byte back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_thousand_undelivered_messages_are_held_and_reported() {
+    let emu = Emulator::start(&yaml(None)).await;
+    ok(&emu, "PUT", "topics/backlog", None).await;
+    ok(
+        &emu,
+        "PUT",
+        "subscriptions/backlog-pull",
+        Some(json!({"topic": "projects/demo-project/topics/backlog"})),
+    )
+    .await;
+    let batch: Vec<Value> = (0..1000)
+        .map(|_| json!({"data": data(&"x".repeat(100))}))
+        .collect();
+    let batch = json!(batch);
+    for _ in 0..100 {
+        publish(&emu, "backlog", batch.clone()).await;
+    }
+    let status = emu.status().await;
+    let held = &status["pubsub"];
+    assert_eq!(held["undelivered"], 100_000, "{held}");
+    let bytes = held["bytes"].as_u64().unwrap();
+    assert!(bytes >= 100_000 * 100, "{held}");
+    assert!(bytes < held["limit_bytes"].as_u64().unwrap() / 10, "{held}");
+    // Pulled and acknowledged a thousand at a time: nothing is left, not a byte.
+    loop {
+        let pulled = ok(
+            &emu,
+            "POST",
+            "subscriptions/backlog-pull:pull",
+            Some(json!({"maxMessages": 1000})),
+        )
+        .await;
+        let Some(received) = pulled["receivedMessages"].as_array() else {
+            break;
+        };
+        let ids: Vec<&Value> = received.iter().map(|r| &r["ackId"]).collect();
+        ok(
+            &emu,
+            "POST",
+            "subscriptions/backlog-pull:acknowledge",
+            Some(json!({"ackIds": ids})),
+        )
+        .await;
+    }
+    let status = emu.status().await;
+    assert_eq!(status["pubsub"]["undelivered"], 0, "{status}");
+    assert_eq!(status["pubsub"]["bytes"], 0, "{status}");
+    emu.stop().await;
+}
+
+/// An endpoint that takes the push and never answers: the push ends at the ack deadline
+/// (Google's push deadline), and the message is pushed again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_endpoint_is_given_up_on_at_the_ack_deadline() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (arrived, mut arrivals) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            let _ = arrived.send(Instant::now());
+            // Kept open, never answered.
+            held.push(socket);
+        }
+    });
+    let yaml = yaml(None).replace(
+        "services:\n",
+        &format!(
+            "services:\n  - name: hang\n    upstream: http://127.0.0.1:{port}\n    iam_policy: {{bindings: [{{role: roles/run.invoker, members: [serviceAccount:pusher{SA}]}}]}}\n"
+        ),
+    );
+    let emu = Emulator::start(&yaml).await;
+    ok(&emu, "PUT", "topics/slow", None).await;
+    subscribe_as_app(
+        &emu,
+        "to-hang",
+        json!({"topic": "projects/demo-project/topics/slow",
+               "ackDeadlineSeconds": 10,
+               "pushConfig": push_config("https://hang-123456789012.us-central1.run.app", "pusher", None)}),
+    )
+    .await;
+    publish(&emu, "slow", json!([{"data": data("wait")}])).await;
+    let first = tokio::time::timeout(Duration::from_secs(10), arrivals.recv())
+        .await
+        .expect("the first push never came")
+        .unwrap();
+    let second = tokio::time::timeout(Duration::from_secs(20), arrivals.recv())
+        .await
+        .expect("no second push after the deadline")
+        .unwrap();
+    let gap = second - first;
+    assert!(
+        gap >= Duration::from_millis(9_500) && gap < Duration::from_secs(15),
+        "pushed again after {gap:?}"
+    );
+    emu.stop().await;
+}

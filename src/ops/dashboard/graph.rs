@@ -3,7 +3,9 @@
 //! principals) in one column, the services in the other; an invoker edge for each member
 //! a binding lets invoke a service (on the service, or on the project and so every
 //! service), a Token Creator edge for each member that may mint an account's ID tokens,
-//! and each service's run-as account. A pure function of the `Config`, laid out here so
+//! each service's run-as account, and each push subscription the file declares with a
+//! push edge to the service whose URL it pushes to (the account it pushes as in its
+//! label; whether that account may invoke is the account's own invoker edge). A pure function of the `Config`, laid out here so
 //! that the template only draws.
 
 use std::collections::BTreeMap;
@@ -29,6 +31,8 @@ pub(crate) enum Kind {
     Domain,
     Public,
     Federated,
+    /// A push subscription declared in the file (`pubsub:`): a Google-managed caller.
+    Subscription,
     Service,
 }
 
@@ -41,6 +45,7 @@ impl Kind {
             Kind::Domain => "domain",
             Kind::Public => "public",
             Kind::Federated => "federated",
+            Kind::Subscription => "subscription",
             Kind::Service => "service",
         }
     }
@@ -82,6 +87,8 @@ pub(crate) enum EdgeKind {
     Invoker,
     TokenCreator,
     RunsAs,
+    /// A push subscription's deliveries to a service.
+    Push,
 }
 
 impl EdgeKind {
@@ -90,6 +97,7 @@ impl EdgeKind {
             EdgeKind::Invoker => "invoker",
             EdgeKind::TokenCreator => "token-creator",
             EdgeKind::RunsAs => "runs-as",
+            EdgeKind::Push => "push",
         }
     }
 }
@@ -169,6 +177,45 @@ pub(crate) fn of(config: &Config) -> Graph {
             }
         }
     }
+    // Declared push subscriptions, to the service whose URL (either form) they push to.
+    let mut labels: BTreeMap<String, String> = BTreeMap::new();
+    for subscription in &config.pubsub.subscriptions {
+        let Some(push) = &subscription.push_config else {
+            continue;
+        };
+        let host = url::Url::parse(&push.push_endpoint)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_ascii_lowercase));
+        let same_host = |url: &str| {
+            url::Url::parse(url)
+                .ok()
+                .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+                == host
+        };
+        let Some(service) = config
+            .services
+            .iter()
+            .find(|s| same_host(&s.url) || same_host(&s.legacy_url))
+        else {
+            continue;
+        };
+        let short = subscription.name.rsplit('/').next().unwrap_or_default();
+        let id = format!("subscription:{short}");
+        let account = match &push.authentication_method {
+            Some(
+                googleapis_tonic_google_pubsub_v1::google::pubsub::v1::push_config::AuthenticationMethod::OidcToken(o),
+            ) => format!("as {}", o.service_account_email),
+            None => "without a token".to_owned(),
+        };
+        labels.insert(id.clone(), format!("Pub/Sub push: {short}, {account}"));
+        callers.insert(id.clone(), Kind::Subscription);
+        edges.push((
+            EdgeKind::Push,
+            id,
+            format!("service:{}", service.name),
+            "subscription",
+        ));
+    }
     edges.sort();
     edges.dedup();
 
@@ -178,7 +225,10 @@ pub(crate) fn of(config: &Config) -> Graph {
         .into_iter()
         .enumerate()
         .map(|(i, (kind, id))| Node {
-            label: id.strip_prefix("serviceAccount:").unwrap_or(&id).to_owned(),
+            label: labels
+                .get(&id)
+                .cloned()
+                .unwrap_or_else(|| id.strip_prefix("serviceAccount:").unwrap_or(&id).to_owned()),
             id,
             kind,
             marks: Vec::new(),
@@ -232,7 +282,7 @@ pub(crate) fn of(config: &Config) -> Graph {
 fn path(kind: EdgeKind, (ax, ay): (i32, i32), (bx, by): (i32, i32)) -> String {
     let mid = BOX_HEIGHT / 2;
     match kind {
-        EdgeKind::Invoker => {
+        EdgeKind::Invoker | EdgeKind::Push => {
             let (x1, y1, x2, y2) = (ax + BOX_WIDTH, ay + mid, bx, by + mid);
             let c = (x1 + x2) / 2;
             format!("M{x1},{y1} C{c},{y1} {c},{y2} {x2},{y2}")
@@ -335,6 +385,37 @@ services:
         places.sort_unstable();
         places.dedup();
         assert_eq!(places.len(), g.nodes.len());
+    }
+
+    #[test]
+    fn a_declared_push_subscription_is_a_caller_of_the_service_it_pushes_to() {
+        let yaml = format!(
+            "{YAML}pubsub:\n  topics:\n    - name: orders\n      subscriptions:\n        - name: to-search\n          push_endpoint: https://search-123456789012.us-central1.run.app/push\n          push_service_account: login@demo-project.iam.gserviceaccount.com\n        - name: orders-pull\n"
+        );
+        let g = of(&config(&yaml));
+        assert!(
+            edges(&g).contains(&(
+                "push",
+                "subscription:to-search",
+                "service:search",
+                "subscription"
+            )),
+            "{:?}",
+            edges(&g)
+        );
+        let node = g
+            .nodes
+            .iter()
+            .find(|n| n.id == "subscription:to-search")
+            .unwrap();
+        assert_eq!(
+            node.label,
+            "Pub/Sub push: to-search, as login@demo-project.iam.gserviceaccount.com"
+        );
+        assert!(
+            !g.nodes.iter().any(|n| n.id.contains("orders-pull")),
+            "a pull subscription calls nobody"
+        );
     }
 
     #[test]
