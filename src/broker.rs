@@ -826,6 +826,14 @@ impl Page<'_> {
     /// Google's default and largest page size.
     pub(crate) const MAX: usize = 1000;
 
+    /// A request's page size (0 or less: the default) and token.
+    pub(crate) fn of(size: i32, token: &str) -> Page<'_> {
+        Page {
+            size: usize::try_from(size).unwrap_or(0),
+            token,
+        }
+    }
+
     fn start(&self, prefix: &str) -> String {
         if self.token.is_empty() {
             prefix.to_owned()

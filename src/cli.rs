@@ -385,6 +385,11 @@ async fn decisions(
                 esc(d.target.as_deref().unwrap_or(&d.path))
             )
         };
+        // A Google-managed caller (a Pub/Sub push) is named beside the principal.
+        let what = match &d.via {
+            Some(via) => format!("{what} ({})", esc(via)),
+            None => what,
+        };
         let code = d.code.map(|c| format!("{c}: ")).unwrap_or_default();
         let code = match d.would_deny {
             Some(status) => format!("would deny {status}: {code}"),

@@ -24,6 +24,7 @@ use serde_json::json;
 use tower::ServiceExt;
 
 use crate::broker::{Broker, Handed};
+use crate::decisions::{Code, Decision, Surface};
 use crate::google::pubsub::json::{message_out, timestamp_out};
 use crate::peer::{ManagedCaller, Peer};
 use crate::state::{AppState, Live};
@@ -128,8 +129,19 @@ impl Push {
         let deadline = Duration::from_secs(
             u64::try_from(self.subscription.ack_deadline_seconds.max(10)).unwrap_or(10),
         );
+        let started = std::time::Instant::now();
         let outcome = match self.request() {
             Ok((request, through_frontdoor)) => {
+                let asked = through_frontdoor.then(|| {
+                    let host = request
+                        .headers()
+                        .get(axum::http::header::HOST)
+                        .and_then(|h| h.to_str().ok())
+                        .unwrap_or_default()
+                        .to_owned();
+                    let via = request.extensions().get::<ManagedCaller>().cloned();
+                    (host, request.uri().path().to_owned(), via)
+                });
                 let sent = if through_frontdoor {
                     let frontdoor = self.frontdoor.clone();
                     tokio::time::timeout(deadline, async move {
@@ -146,10 +158,19 @@ impl Push {
                 match sent {
                     Ok(Ok(status)) => Ok(status),
                     Ok(Err(e)) => Err(e),
-                    Err(_) => Err(format!(
-                        "no answer within the ack deadline ({}s)",
-                        deadline.as_secs()
-                    )),
+                    Err(_) => {
+                        let why = format!(
+                            "no answer within the ack deadline ({}s): the push is given up on and the message handed back",
+                            deadline.as_secs()
+                        );
+                        // The front door records a decision when the answer's headers
+                        // come; one that never came is recorded here, so that every
+                        // attempt is in the log.
+                        if let Some((host, path, via)) = asked {
+                            self.record_unanswered(&host, path, via, &why, started);
+                        }
+                        Err(why)
+                    }
                 }
             }
             Err(e) => Err(e),
@@ -180,6 +201,35 @@ impl Push {
             ),
         }
         broker.pushed(&self.subscription.name, &self.message.ack_id, delivered);
+    }
+
+    /// The decision for a push through the front door that got no answer in time.
+    fn record_unanswered(
+        &self,
+        host: &str,
+        path: String,
+        via: Option<ManagedCaller>,
+        why: &str,
+        started: std::time::Instant,
+    ) {
+        let state = &self.state;
+        let mut decision = Decision::about(
+            Surface::Frontdoor,
+            state.now(),
+            "POST",
+            host.to_owned(),
+            path,
+        )
+        .timed(started);
+        decision.service = state
+            .frontdoor()
+            .route(host)
+            .map(|i| state.config().services[i].name.clone());
+        decision.via = via.map(|v| v.0.to_string());
+        decision.status = StatusCode::GATEWAY_TIMEOUT.as_u16();
+        decision.code = Some(Code::UpstreamFailed);
+        decision.reason = why.to_owned();
+        state.decisions().record(decision);
     }
 
     /// The POST Google makes, and whether it goes through the front door.

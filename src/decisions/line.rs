@@ -40,6 +40,7 @@ pub(super) fn log(decision: &Decision) {
                     reason = %decision.reason,
                     code = decision.code.map(super::Code::as_str),
                     would_deny = decision.would_deny,
+                    via = decision.via.as_deref(),
                     "decision"
                 );
             } else {
@@ -81,6 +82,9 @@ impl fmt::Display for Compact<'_> {
         }
         if let Some(target) = &d.target {
             write!(f, " for {target}")?;
+        }
+        if let Some(via) = &d.via {
+            write!(f, " ({via})")?;
         }
         if let Some(status) = d.would_deny {
             write!(f, ": would deny {status}")?;

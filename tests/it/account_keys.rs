@@ -39,24 +39,6 @@ workload_identity_pools:
     )
 }
 
-/// An access token for service `name`, from its own metadata server.
-async fn metadata_access_token(emu: &Emulator, name: &str) -> String {
-    let r = reqwest::Client::new()
-        .get(format!(
-            "http://{}/computeMetadata/v1/instance/service-accounts/default/token",
-            emu.metadata_of(name)
-        ))
-        .header("metadata-flavor", "Google")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    r.json::<Value>().await.unwrap()["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
 /// The key published at `/service_accounts/v1/jwk/EMAIL`.
 async fn published_key(emu: &Emulator, email: &str) -> (String, PublicKey) {
     let jwks: Value = reqwest::get(emu.google(&format!("/service_accounts/v1/jwk/{email}")))
@@ -77,7 +59,7 @@ async fn published_key(emu: &Emulator, email: &str) -> (String, PublicKey) {
 async fn a_sign_jwt_forgery_is_refused_everywhere_an_id_token_is_accepted() {
     let emu = Emulator::start(&config()).await;
     let system = emu.install_system_key(&sa("search"), "f");
-    let login = metadata_access_token(&emu, "login").await;
+    let login = emu.access_token("login").await;
     let vault = emu.service("vault", "/");
 
     // The control: admin's real ID token opens the vault, so a 401 below means the forgery.
@@ -163,7 +145,7 @@ async fn a_sign_jwt_forgery_is_refused_everywhere_an_id_token_is_accepted() {
 async fn an_accounts_key_is_published_and_its_sign_blob_assertion_is_a_grant() {
     let emu = Emulator::start(&config()).await;
     let system = emu.install_system_key(&sa("search"), "f");
-    let login = metadata_access_token(&emu, "login").await;
+    let login = emu.access_token("login").await;
 
     // Both published forms name the same key, by email or by unique id.
     let certs: Value = reqwest::get(emu.google(&format!(

@@ -254,19 +254,8 @@ services:
     // header's ASCII).
     let (_, v) = explain(&emu, ask(&ci, "iam.serviceAccounts.getOpenIdToken", &login)).await;
     assert_eq!(v["principal"], format!("serviceAccount:{ci}"), "{v}");
-    let token: Value = reqwest::Client::new()
-        .get(format!(
-            "http://{}/computeMetadata/v1/instance/service-accounts/default/token",
-            emu.metadata_of("search")
-        ))
-        .header("metadata-flavor", "Google")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = token["access_token"].as_str().unwrap();
+    let token = emu.access_token("search").await;
+    let token = token.as_str();
     let r = reqwest::Client::new()
         .post(emu.google(&format!(
             "/v1/projects/-/serviceAccounts/{}:generateIdToken",

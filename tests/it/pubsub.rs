@@ -113,7 +113,7 @@ async fn ok(emu: &Emulator, method: &str, path: &str, body: Option<Value>) -> Va
 /// A push subscription made with `app`'s credentials: a push account that runs no service
 /// needs a caller who may act as it.
 async fn subscribe_as_app(emu: &Emulator, name: &str, body: Value) {
-    let token = access_token(emu, "app").await;
+    let token = emu.access_token("app").await;
     let path = format!("subscriptions/{name}");
     let (status, answer) = rest_as(emu, Some(&token), "PUT", &path, Some(body)).await;
     assert_eq!(status, 200, "PUT {path}: {answer}");
@@ -545,13 +545,13 @@ async fn bad_requests_get_googles_errors() {
 
     // With credentials, the roles count: a viewer may read but not create; an editor who
     // may not act as the push account may not attach it.
-    let reader = access_token(&emu, "reader").await;
+    let reader = emu.access_token("reader").await;
     let (got, _) = rest_as(&emu, Some(&reader), "GET", "topics/tp1", None).await;
     assert_eq!(got, 200);
     let (got, answer) = rest_as(&emu, Some(&reader), "PUT", "topics/tp2", None).await;
     assert_eq!(got, 403, "{answer}");
     assert_eq!(answer["error"]["status"], "PERMISSION_DENIED", "{answer}");
-    let noact = access_token(&emu, "noact").await;
+    let noact = emu.access_token("noact").await;
     let body = json!({"topic": "projects/demo-project/topics/tp1", "pushConfig": push_config(RECEIVER, "pusher", None)});
     let (got, answer) = rest_as(&emu, Some(&noact), "PUT", "subscriptions/sb2", Some(body)).await;
     assert_eq!(got, 403, "{answer}");
@@ -562,7 +562,7 @@ async fn bad_requests_get_googles_errors() {
             .contains("iam.serviceaccounts.actAs"),
         "{answer}"
     );
-    let app = access_token(&emu, "app").await;
+    let app = emu.access_token("app").await;
     let body = json!({"topic": "projects/demo-project/topics/tp1", "pushConfig": push_config(RECEIVER, "pusher", None)});
     let (got, answer) = rest_as(&emu, Some(&app), "PUT", "subscriptions/sb2", Some(body)).await;
     assert_eq!(got, 200, "{answer}");
@@ -578,23 +578,6 @@ async fn bad_requests_get_googles_errors() {
         "{denied}"
     );
     emu.stop().await;
-}
-
-/// An access token from `service`'s metadata server.
-async fn access_token(emu: &Emulator, service: &str) -> String {
-    let body: Value = reqwest::Client::new()
-        .get(format!(
-            "http://{}/computeMetadata/v1/instance/service-accounts/default/token",
-            emu.metadata_of(service)
-        ))
-        .header("Metadata-Flavor", "Google")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    body["access_token"].as_str().unwrap().to_owned()
 }
 
 /// Seed 002's recipe verbatim, and gcloud's Pub/Sub commands, from a service's shell
@@ -944,6 +927,18 @@ async fn a_hanging_endpoint_is_given_up_on_at_the_ack_deadline() {
     assert!(
         gap >= Duration::from_millis(9_500) && gap < Duration::from_secs(15),
         "pushed again after {gap:?}"
+    );
+    // The attempt that got no answer is a decision too.
+    let decisions = push_decisions(&emu, "to-hang").await;
+    let unanswered = decisions
+        .iter()
+        .find(|d| d["status"] == 504)
+        .unwrap_or_else(|| panic!("{decisions:#?}"));
+    assert_eq!(unanswered["code"], "upstream_failed", "{unanswered}");
+    assert_eq!(unanswered["service"], "hang", "{unanswered}");
+    assert!(
+        unanswered["via"].as_str().unwrap().ends_with("attempt 1"),
+        "{unanswered}"
     );
     emu.stop().await;
 }

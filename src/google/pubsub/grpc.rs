@@ -139,11 +139,7 @@ async fn publisher(State(live): State<Live>, Path(method): Path<String>, req: Re
         }
         "ListTopics" => {
             unary(state, who, req, |call, r: pb::ListTopicsRequest| {
-                let size = usize::try_from(r.page_size).unwrap_or(0);
-                let page = Page {
-                    size,
-                    token: &r.page_token,
-                };
+                let page = Page::of(r.page_size, &r.page_token);
                 let (topics, next_page_token) = call.list_topics(&r.project, page)?;
                 Ok(pb::ListTopicsResponse {
                     topics,
@@ -211,11 +207,7 @@ async fn subscriber(
         }
         "ListSubscriptions" => {
             unary(state, who, req, |call, r: pb::ListSubscriptionsRequest| {
-                let size = usize::try_from(r.page_size).unwrap_or(0);
-                let page = Page {
-                    size,
-                    token: &r.page_token,
-                };
+                let page = Page::of(r.page_size, &r.page_token);
                 let (subscriptions, next_page_token) = call.list_subscriptions(&r.project, page)?;
                 Ok(pb::ListSubscriptionsResponse {
                     subscriptions,

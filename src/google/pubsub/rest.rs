@@ -115,6 +115,16 @@ fn page(query: Option<&str>) -> Result<(usize, String), ApiError> {
     Ok((size, token))
 }
 
+/// A page of a list as Google's REST gives it: `{KEY: [...], "nextPageToken"}`, the token
+/// only when there is a next page.
+fn listed(key: &str, items: impl Iterator<Item = Value>, next: String) -> Value {
+    let mut out = json!({ key: items.collect::<Vec<_>>() });
+    if !next.is_empty() {
+        out["nextPageToken"] = json!(next);
+    }
+    out
+}
+
 fn no_method(method: &Method, what: &str) -> ApiError {
     ApiError::NotFound(format!(
         "frontdoor answers no Pub/Sub method `{method}` on {what}"
@@ -136,12 +146,7 @@ async fn list_topics(
                 token: &token,
             },
         )?;
-        let topics: Vec<Value> = topics.iter().map(json::topic_out).collect();
-        let mut out = json!({"topics": topics});
-        if !next.is_empty() {
-            out["nextPageToken"] = json!(next);
-        }
-        Ok(out)
+        Ok(listed("topics", topics.iter().map(json::topic_out), next))
     })
     .await
 }
@@ -209,12 +214,11 @@ async fn list_subscriptions(
                 token: &token,
             },
         )?;
-        let subscriptions: Vec<Value> = subscriptions.iter().map(json::subscription_out).collect();
-        let mut out = json!({"subscriptions": subscriptions});
-        if !next.is_empty() {
-            out["nextPageToken"] = json!(next);
-        }
-        Ok(out)
+        Ok(listed(
+            "subscriptions",
+            subscriptions.iter().map(json::subscription_out),
+            next,
+        ))
     })
     .await
 }

@@ -284,6 +284,24 @@ impl Emulator {
         std::fs::write(self.config_file(), format!("{EPHEMERAL}{yaml}")).unwrap();
     }
 
+    /// An access token for service `name`, from its own metadata server.
+    pub async fn access_token(&self, name: &str) -> String {
+        let r = reqwest::Client::new()
+            .get(format!(
+                "http://{}/computeMetadata/v1/instance/service-accounts/default/token",
+                self.metadata_of(name)
+            ))
+            .header("metadata-flavor", "Google")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        r.json::<serde_json::Value>().await.unwrap()["access_token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
     /// `GET /frontdoor/v1/status`.
     pub async fn status(&self) -> serde_json::Value {
         reqwest::get(self.google("/frontdoor/v1/status"))
