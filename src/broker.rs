@@ -10,7 +10,7 @@
 //! `maxDeliveryAttempts` times. With message ordering on, a key's next message waits until
 //! the one before it is acknowledged.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
@@ -94,9 +94,10 @@ pub(crate) struct Broker {
 struct Store {
     topics: BTreeMap<String, pb::Topic>,
     subscriptions: BTreeMap<String, Held>,
-    /// What the configuration in force declares (`pubsub:`), by name: what the next one
-    /// stops declaring is deleted, while what the API made stays.
-    declared: HashSet<String>,
+    /// What the configuration made (`pubsub:`), by name, with a subscription's settings as
+    /// last declared: what the next configuration stops declaring is deleted, and what it
+    /// declares differently is changed; what the API made is never touched.
+    declared: HashMap<String, Option<pb::Subscription>>,
     /// The last message id and delivery number given out.
     next_message: u64,
     next_delivery: u64,
@@ -159,20 +160,29 @@ impl Broker {
     }
 
     /// Makes the store hold what `pubsub` (a configuration) declares: its backoff divisor;
-    /// each topic and subscription, made if missing, a subscription's settings replaced if
-    /// it exists (its messages kept); and deletes what the previous configuration declared
-    /// and this one does not.
+    /// each topic and subscription, made if missing; a subscription the file made and now
+    /// declares differently, its settings replaced (its messages kept); and what the file
+    /// made and no longer declares, deleted. A name the API made first is left as the API
+    /// made it, and so is what the API changed of a declared subscription until the file
+    /// changes it again.
     pub(crate) fn declare(&self, pubsub: &crate::config::pubsub::Pubsub) {
         self.set_backoff_divisor(pubsub.backoff_divisor);
-        let mut store = self.store();
-        let wanted: HashSet<String> = pubsub
+        let mut guard = self.store();
+        let store = &mut *guard;
+        let wanted: HashSet<&str> = pubsub
             .topics
             .iter()
-            .map(|t| t.name.clone())
-            .chain(pubsub.subscriptions.iter().map(|s| s.name.clone()))
+            .map(|t| t.name.as_str())
+            .chain(pubsub.subscriptions.iter().map(|s| s.name.as_str()))
             .collect();
-        let gone: Vec<String> = store.declared.difference(&wanted).cloned().collect();
+        let gone: Vec<String> = store
+            .declared
+            .keys()
+            .filter(|name| !wanted.contains(name.as_str()))
+            .cloned()
+            .collect();
         for name in gone {
+            store.declared.remove(&name);
             if let Some(held) = store.subscriptions.remove(&name) {
                 store.held_bytes -= held.entries.values().map(|e| e.bytes).sum::<usize>();
             }
@@ -185,25 +195,37 @@ impl Broker {
             }
         }
         for topic in &pubsub.topics {
-            store
-                .topics
-                .entry(topic.name.clone())
-                .or_insert_with(|| topic.clone());
+            if !store.topics.contains_key(&topic.name) {
+                store.topics.insert(topic.name.clone(), topic.clone());
+                store.declared.insert(topic.name.clone(), None);
+            }
         }
         for subscription in &pubsub.subscriptions {
-            match store.subscriptions.get_mut(&subscription.name) {
-                Some(held) => held.subscription = subscription.clone(),
-                None => {
+            let name = &subscription.name;
+            let ours = store.declared.get(name).cloned();
+            match (store.subscriptions.get_mut(name), ours) {
+                (None, _) => {
                     let held = Held {
                         subscription: subscription.clone(),
                         entries: BTreeMap::new(),
                     };
-                    store.subscriptions.insert(subscription.name.clone(), held);
+                    store.subscriptions.insert(name.clone(), held);
+                    store
+                        .declared
+                        .insert(name.clone(), Some(subscription.clone()));
                 }
+                // Declared differently since: the file's settings win.
+                (Some(held), Some(Some(before))) if before != *subscription => {
+                    held.subscription = subscription.clone();
+                    store
+                        .declared
+                        .insert(name.clone(), Some(subscription.clone()));
+                }
+                // As declared before (what the API changed stands), or the API's own.
+                (Some(_), _) => {}
             }
         }
-        store.declared = wanted;
-        drop(store);
+        drop(guard);
         self.changed.notify_waiters();
     }
 
@@ -1041,6 +1063,12 @@ mod tests {
         broker
             .create_topic(topic("projects/p/topics/by-api"))
             .unwrap();
+        broker
+            .create_subscription(subscription(
+                "projects/p/subscriptions/api-sub",
+                "projects/p/topics/by-api",
+            ))
+            .unwrap();
         let mut declared = Pubsub {
             backoff_divisor: 10,
             topics: vec![topic(T)],
@@ -1048,16 +1076,44 @@ mod tests {
         };
         broker.declare(&declared);
         broker.publish(T, vec![message("kept", "")]).unwrap();
-        // A changed setting replaces the subscription's, its messages kept.
+        // What the API changes of a declared subscription stands while the file's does not
+        // change.
+        broker
+            .update_subscription::<Error>(S, |s| {
+                s.ack_deadline_seconds = 20;
+                Ok(())
+            })
+            .unwrap();
+        broker.declare(&declared);
+        assert_eq!(broker.subscription(S).unwrap().ack_deadline_seconds, 20);
+        // A changed setting in the file replaces the subscription's, its messages kept.
         declared.subscriptions[0].ack_deadline_seconds = 30;
         broker.declare(&declared);
         assert_eq!(broker.subscription(S).unwrap().ack_deadline_seconds, 30);
         assert_eq!(broker.held().undelivered, 1);
+        // A name the API made first is not taken over, and so not deleted with the file's.
+        let mut taken = declared.clone();
+        taken
+            .subscriptions
+            .push(subscription("projects/p/subscriptions/api-sub", T));
+        broker.declare(&taken);
+        assert_eq!(
+            broker
+                .subscription("projects/p/subscriptions/api-sub")
+                .unwrap()
+                .topic,
+            "projects/p/topics/by-api"
+        );
         // Gone from the file: gone, bytes and all; what the API made stays.
         broker.declare(&Pubsub {
             backoff_divisor: 1,
             ..Pubsub::default()
         });
+        assert!(
+            broker
+                .subscription("projects/p/subscriptions/api-sub")
+                .is_ok()
+        );
         assert!(broker.subscription(S).is_err());
         assert!(broker.topic(T).is_err());
         assert!(broker.topic("projects/p/topics/by-api").is_ok());

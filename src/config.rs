@@ -613,7 +613,7 @@ fn resolve(
     }
     check_addresses(&listen, &services, &at)?;
     let providers = federation::resolve(raw.workload_identity_pools, &project, &at)?;
-    let pubsub = pubsub::resolve(&raw.pubsub, &project.id, &service_accounts, &at)?;
+    let pubsub = pubsub::resolve(&raw.pubsub, &project.id, &service_accounts, &services, &at)?;
 
     let config = Config {
         file: file.to_owned(),

@@ -226,6 +226,17 @@ impl Push {
             .route(host)
             .map(|i| state.config().services[i].name.clone());
         decision.via = via.map(|v| v.0.to_string());
+        // The front door let it through (it was sent); the container never answered, as a
+        // front-door upstream failure is recorded.
+        decision.allowed = true;
+        decision.principal = self
+            .subscription
+            .push_config
+            .as_ref()
+            .and_then(|p| p.authentication_method.as_ref())
+            .map(|AuthenticationMethod::OidcToken(o)| {
+                format!("serviceAccount:{}", o.service_account_email)
+            });
         decision.status = StatusCode::GATEWAY_TIMEOUT.as_u16();
         decision.code = Some(Code::UpstreamFailed);
         decision.reason = why.to_owned();

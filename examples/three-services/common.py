@@ -17,8 +17,14 @@ def serve(answer, receive=None):
             if receive is None:
                 self.reply(405, {"error": "GET only"})
                 return
-            body = self.rfile.read(int(self.headers.get("content-length", "0")))
-            self.reply(*receive(self, body))
+            try:
+                length = int(self.headers.get("content-length", ""))
+            except ValueError:
+                length = -1
+            if not 0 <= length <= 10_000_000:
+                self.reply(411, {"error": "a body with a content-length of at most 10 MB"})
+                return
+            self.reply(*receive(self, self.rfile.read(length)))
 
         def reply(self, status, body):
             if body is None:

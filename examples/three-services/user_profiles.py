@@ -10,15 +10,20 @@ Google's push-authentication sample does (email and audience), and keeps the las
 show in its answer."""
 
 import base64
+import binascii
+import collections
 import json
 import os
+import threading
 
+import google.auth.exceptions
 from google.auth.transport.requests import Request
 from google.oauth2 import id_token
 
 from common import serve
 
-events = []
+events = collections.deque(maxlen=10)
+events_lock = threading.Lock()
 
 
 def claims_of(token):
@@ -44,8 +49,10 @@ def caller(request):
 
 def answer(request):
     who, verified = caller(request)
+    with events_lock:
+        seen = list(events)
     return 200, {"service": "user-profiles", "caller": who, "verified_in_app": verified,
-                 "profile": {"name": "Ada"}, "events": events}
+                 "profile": {"name": "Ada"}, "events": seen}
 
 
 def receive(request, body):
@@ -55,19 +62,25 @@ def receive(request, body):
     token = (request.headers.get("Authorization") or "").removeprefix("Bearer ").strip()
     try:
         claims = id_token.verify_oauth2_token(token, Request(), os.environ.get("AUDIENCE"))
-    except ValueError as e:
+    except (ValueError, google.auth.exceptions.GoogleAuthError) as e:
         return 400, {"error": f"push token refused: {e}"}
     if claims.get("email") != os.environ.get("PUSHER") or not claims.get("email_verified"):
         return 400, {"error": f"push from {claims.get('email')}, not {os.environ.get('PUSHER')}"}
-    envelope = json.loads(body)
-    message = envelope["message"]
-    events.append({
-        "data": base64.b64decode(message.get("data", "")).decode(),
-        "message_id": message["messageId"],
-        "subscription": envelope["subscription"],
-        "pushed_by": claims["email"],
-    })
-    del events[:-10]
+    try:
+        envelope = json.loads(body)
+        message = envelope["message"]
+        event = {
+            "data": base64.b64decode(message.get("data", "")).decode(),
+            "message_id": message["messageId"],
+            "subscription": envelope["subscription"],
+            "pushed_by": claims["email"],
+        }
+    except (ValueError, KeyError, TypeError, binascii.Error) as e:
+        # A push that is no envelope would only fail again: acknowledged, and said so.
+        print(f"a push that is no Pub/Sub envelope, dropped: {e}", flush=True)
+        return 204, None
+    with events_lock:
+        events.append(event)
     return 204, None
 
 

@@ -49,6 +49,7 @@ pub(super) fn resolve(
     raw: &RawPubsub,
     project: &str,
     accounts: &[ServiceAccount],
+    services: &[super::Service],
     at: &At<'_>,
 ) -> Result<Pubsub, ConfigError> {
     let backoff_divisor = match raw.backoff_divisor {
@@ -99,10 +100,14 @@ pub(super) fn resolve(
             }
             let push_config = match &s.push_endpoint {
                 None => {
-                    if s.push_service_account.is_some() || s.push_audience.is_some() {
+                    if s.push_service_account.is_some()
+                        || s.push_audience.is_some()
+                        || s.push_no_wrapper
+                        || s.push_write_metadata
+                    {
                         return Err(at.err(
-                            path("push_service_account"),
-                            "a push account or audience needs a push_endpoint",
+                            path("push_endpoint"),
+                            "a push account, audience or wrapper needs a push_endpoint",
                         ));
                     }
                     None
@@ -118,6 +123,40 @@ pub(super) fn resolve(
                         return Err(at.err(
                             path("push_endpoint"),
                             format!("`{endpoint}` is not an http or https URL"),
+                        ));
+                    }
+                    // What the push loop can reach: the front door (a run.app URL, a tag
+                    // URL, a custom domain), or plain http on this machine.
+                    let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
+                    let cloud_run = host.ends_with(".run.app")
+                        || services
+                            .iter()
+                            .any(|svc| svc.hosts().iter().any(|h| h.eq_ignore_ascii_case(&host)));
+                    let local = url.scheme() == "http"
+                        && (host == "localhost"
+                            || host
+                                .trim_matches(['[', ']'])
+                                .parse::<std::net::IpAddr>()
+                                .is_ok_and(|ip| ip.is_loopback()));
+                    if !cloud_run && !local {
+                        return Err(at.err(
+                            path("push_endpoint"),
+                            format!(
+                                "`{endpoint}` is neither a Cloud Run URL (run.app, a tag URL, a custom domain) nor plain http on this machine: frontdoor pushes nowhere else"
+                            ),
+                        ));
+                    }
+                    // The front door refuses an audience with a path (SPEC §12).
+                    if cloud_run
+                        && s.push_service_account.is_some()
+                        && s.push_audience.is_none()
+                        && !matches!(url.path(), "" | "/")
+                    {
+                        return Err(at.err(
+                            path("push_audience"),
+                            format!(
+                                "with no push_audience the token's audience is the endpoint, path and all, which Cloud Run refuses: set push_audience to the service's URL (https://{host})"
+                            ),
                         ));
                     }
                     let oidc = match &s.push_service_account {
@@ -159,6 +198,12 @@ pub(super) fn resolve(
                 }
                 (Some(dead), attempts) => {
                     let dead = topic_name(dead);
+                    if dead == topic_name(&topic.name) {
+                        return Err(at.err(
+                            path("dead_letter_topic"),
+                            "is the subscription's own topic: its spent messages would come back to it",
+                        ));
+                    }
                     if !topics.iter().any(|t| t.name == dead) {
                         return Err(at.err(
                             path("dead_letter_topic"),
@@ -202,9 +247,15 @@ pub(super) fn resolve(
                 seconds: i64::try_from(d.as_secs()).unwrap_or(600),
                 nanos: i32::try_from(d.subsec_nanos()).unwrap_or(0),
             };
-            let retry_policy = (min.is_some() || max.is_some()).then(|| pb::RetryPolicy {
-                minimum_backoff: Some(as_proto(min.unwrap_or(Duration::from_secs(10)))),
-                maximum_backoff: Some(as_proto(max.unwrap_or(Duration::from_secs(600)))),
+            // Google's defaults for the one not given (10s and 600s), the minimum kept
+            // under a smaller maximum.
+            let retry_policy = (min.is_some() || max.is_some()).then(|| {
+                let max = max.unwrap_or(Duration::from_secs(600));
+                let min = min.unwrap_or(Duration::from_secs(10)).min(max);
+                pb::RetryPolicy {
+                    minimum_backoff: Some(as_proto(min)),
+                    maximum_backoff: Some(as_proto(max)),
+                }
             });
             subscriptions.push(pb::Subscription {
                 name,

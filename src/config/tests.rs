@@ -1005,6 +1005,23 @@ fn pubsub_mistakes_name_their_field() {
         "is not declared",
     );
     err(
+        &sub("          push_endpoint: http://example.com/push\n"),
+        "pubsub.topics[0].subscriptions[0].push_endpoint",
+        "neither a Cloud Run URL",
+    );
+    err(
+        &sub(
+            "          push_endpoint: https://user-profiles-123456789012.us-central1.run.app/push\n          push_service_account: login@demo-project.iam.gserviceaccount.com\n",
+        ),
+        "pubsub.topics[0].subscriptions[0].push_audience",
+        "set push_audience",
+    );
+    err(
+        &sub("          dead_letter_topic: orders\n"),
+        "pubsub.topics[0].subscriptions[0].dead_letter_topic",
+        "own topic",
+    );
+    err(
         &sub("          push_endpoint: ftp://x\n"),
         "pubsub.topics[0].subscriptions[0].push_endpoint",
         "not an http or https URL",

@@ -935,6 +935,14 @@ async fn a_hanging_endpoint_is_given_up_on_at_the_ack_deadline() {
         .find(|d| d["status"] == 504)
         .unwrap_or_else(|| panic!("{decisions:#?}"));
     assert_eq!(unanswered["code"], "upstream_failed", "{unanswered}");
+    assert_eq!(
+        unanswered["allowed"], true,
+        "let through, never answered: {unanswered}"
+    );
+    assert_eq!(
+        unanswered["principal"],
+        format!("serviceAccount:{}", sa("pusher"))
+    );
     assert_eq!(unanswered["service"], "hang", "{unanswered}");
     assert!(
         unanswered["via"].as_str().unwrap().ends_with("attempt 1"),

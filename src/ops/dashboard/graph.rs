@@ -177,7 +177,8 @@ pub(crate) fn of(config: &Config) -> Graph {
             }
         }
     }
-    // Declared push subscriptions, to the service whose URL (either form) they push to.
+    // Declared push subscriptions, to the service whose URL (either form, a tag's, a custom
+    // domain) they push to.
     let mut labels: BTreeMap<String, String> = BTreeMap::new();
     for subscription in &config.pubsub.subscriptions {
         let Some(push) = &subscription.push_config else {
@@ -186,17 +187,11 @@ pub(crate) fn of(config: &Config) -> Graph {
         let host = url::Url::parse(&push.push_endpoint)
             .ok()
             .and_then(|u| u.host_str().map(str::to_ascii_lowercase));
-        let same_host = |url: &str| {
-            url::Url::parse(url)
-                .ok()
-                .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
-                == host
-        };
-        let Some(service) = config
-            .services
-            .iter()
-            .find(|s| same_host(&s.url) || same_host(&s.legacy_url))
-        else {
+        let Some(service) = config.services.iter().find(|s| {
+            s.hosts()
+                .iter()
+                .any(|h| Some(h.to_ascii_lowercase()) == host)
+        }) else {
             continue;
         };
         let short = subscription.name.rsplit('/').next().unwrap_or_default();
@@ -390,7 +385,7 @@ services:
     #[test]
     fn a_declared_push_subscription_is_a_caller_of_the_service_it_pushes_to() {
         let yaml = format!(
-            "{YAML}pubsub:\n  topics:\n    - name: orders\n      subscriptions:\n        - name: to-search\n          push_endpoint: https://search-123456789012.us-central1.run.app/push\n          push_service_account: login@demo-project.iam.gserviceaccount.com\n        - name: orders-pull\n"
+            "{YAML}pubsub:\n  topics:\n    - name: orders\n      subscriptions:\n        - name: to-search\n          push_endpoint: https://search-123456789012.us-central1.run.app/push\n          push_service_account: login@demo-project.iam.gserviceaccount.com\n          push_audience: https://search-123456789012.us-central1.run.app\n        - name: orders-pull\n"
         );
         let g = of(&config(&yaml));
         assert!(
