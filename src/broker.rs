@@ -183,16 +183,9 @@ impl Broker {
             .collect();
         for name in gone {
             store.declared.remove(&name);
-            if let Some(held) = store.subscriptions.remove(&name) {
-                store.held_bytes -= held.entries.values().map(|e| e.bytes).sum::<usize>();
-            }
-            if store.topics.remove(&name).is_some() {
-                for held in store.subscriptions.values_mut() {
-                    if held.subscription.topic == name {
-                        DELETED_TOPIC.clone_into(&mut held.subscription.topic);
-                    }
-                }
-            }
+            // A name is a topic's or a subscription's: one of these finds nothing.
+            store.remove_subscription(&name);
+            store.remove_topic(&name);
         }
         for topic in &pubsub.topics {
             if !store.topics.contains_key(&topic.name) {
@@ -296,15 +289,8 @@ impl Broker {
 
     pub(crate) fn delete_topic(&self, name: &str) -> Result<(), Error> {
         let mut store = self.store();
-        store
-            .topics
-            .remove(name)
-            .ok_or_else(|| Error::NotFound(name.to_owned()))?;
-        // As on Google, its subscriptions stay, detached from any topic.
-        for held in store.subscriptions.values_mut() {
-            if held.subscription.topic == name {
-                DELETED_TOPIC.clone_into(&mut held.subscription.topic);
-            }
+        if !store.remove_topic(name) {
+            return Err(Error::NotFound(name.to_owned()));
         }
         drop(store);
         self.changed.notify_waiters();
@@ -428,11 +414,9 @@ impl Broker {
 
     pub(crate) fn delete_subscription(&self, name: &str) -> Result<(), Error> {
         let mut store = self.store();
-        let held = store
-            .subscriptions
-            .remove(name)
-            .ok_or_else(|| Error::NotFound(name.to_owned()))?;
-        store.held_bytes -= held.entries.values().map(|e| e.bytes).sum::<usize>();
+        if !store.remove_subscription(name) {
+            return Err(Error::NotFound(name.to_owned()));
+        }
         drop(store);
         // Its streaming pulls end.
         self.changed.notify_waiters();
@@ -631,6 +615,29 @@ impl Broker {
 }
 
 impl Store {
+    /// Removes topic `name`, if it is here; as on Google, its subscriptions stay, detached
+    /// from any topic.
+    fn remove_topic(&mut self, name: &str) -> bool {
+        if self.topics.remove(name).is_none() {
+            return false;
+        }
+        for held in self.subscriptions.values_mut() {
+            if held.subscription.topic == name {
+                DELETED_TOPIC.clone_into(&mut held.subscription.topic);
+            }
+        }
+        true
+    }
+
+    /// Removes subscription `name`, if it is here, and the bytes its messages held.
+    fn remove_subscription(&mut self, name: &str) -> bool {
+        let Some(held) = self.subscriptions.remove(name) else {
+            return false;
+        };
+        self.held_bytes -= held.entries.values().map(|e| e.bytes).sum::<usize>();
+        true
+    }
+
     fn publish(
         &mut self,
         topic: &str,
