@@ -11,11 +11,14 @@
 //! the one before it is acknowledged.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use googleapis_tonic_google_pubsub_v1::google::pubsub::v1 as pb;
+
+mod owned;
+pub(crate) use owned::MadeByApi;
 
 /// The topic a subscription names once its topic is deleted.
 pub(crate) const DELETED_TOPIC: &str = "_deleted-topic_";
@@ -68,6 +71,9 @@ pub(crate) const MAX_HELD_BYTES: usize = 512 * 1024 * 1024;
 /// What one message in a subscription costs besides its data and attributes (its entry,
 /// lease and ids), counted against [`MAX_HELD_BYTES`].
 const ENTRY_OVERHEAD: usize = 160;
+/// How long a subscription keeps a message nobody acknowledges, when it names no
+/// `messageRetentionDuration`: Google's default, 7 days.
+pub(crate) const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 86_400);
 /// Google's ack deadline when a subscription names none, and its bounds.
 pub(crate) const DEFAULT_ACK_DEADLINE: i32 = 10;
 /// The most one pull hands out in bytes (at least one message, whatever its size): Google's
@@ -88,6 +94,10 @@ pub(crate) struct Broker {
     /// Every backoff is divided by this (`pubsub.backoff_divisor`), so that a test of
     /// retries need not wait Google's ten seconds.
     divisor: AtomicU32,
+    /// Counts the changes of what topics and subscriptions there are and their settings
+    /// (`owned`), which wake `redefined`.
+    revision: AtomicU64,
+    redefined: tokio::sync::Notify,
 }
 
 #[derive(Default)]
@@ -113,6 +123,9 @@ struct Held {
 struct Entry {
     message: Arc<pb::PubsubMessage>,
     bytes: usize,
+    /// When it was published: it is dropped unacknowledged once the subscription's
+    /// retention has passed.
+    published: Instant,
     /// How many times it has been handed out.
     attempts: i32,
     /// Not to be handed out before this (a backoff after a nack or a lapsed lease).
@@ -151,75 +164,14 @@ impl Broker {
             changed: tokio::sync::Notify::new(),
             divisor: AtomicU32::new(1),
             limit: MAX_HELD_BYTES,
+            revision: AtomicU64::new(0),
+            redefined: tokio::sync::Notify::new(),
         }
     }
 
     /// The configuration's `pubsub.backoff_divisor`, set by each generation.
     pub(crate) fn set_backoff_divisor(&self, divisor: u32) {
         self.divisor.store(divisor.max(1), Ordering::Relaxed);
-    }
-
-    /// Makes the store hold what `pubsub` (a configuration) declares: its backoff divisor;
-    /// each topic and subscription, made if missing; a subscription the file made and now
-    /// declares differently, its settings replaced (its messages kept); and what the file
-    /// made and no longer declares, deleted. A name the API made first is left as the API
-    /// made it, and so is what the API changed of a declared subscription until the file
-    /// changes it again.
-    pub(crate) fn declare(&self, pubsub: &crate::config::pubsub::Pubsub) {
-        self.set_backoff_divisor(pubsub.backoff_divisor);
-        let mut guard = self.store();
-        let store = &mut *guard;
-        let wanted: HashSet<&str> = pubsub
-            .topics
-            .iter()
-            .map(|t| t.name.as_str())
-            .chain(pubsub.subscriptions.iter().map(|s| s.name.as_str()))
-            .collect();
-        let gone: Vec<String> = store
-            .declared
-            .keys()
-            .filter(|name| !wanted.contains(name.as_str()))
-            .cloned()
-            .collect();
-        for name in gone {
-            store.declared.remove(&name);
-            // A name is a topic's or a subscription's: one of these finds nothing.
-            store.remove_subscription(&name);
-            store.remove_topic(&name);
-        }
-        for topic in &pubsub.topics {
-            if !store.topics.contains_key(&topic.name) {
-                store.topics.insert(topic.name.clone(), topic.clone());
-                store.declared.insert(topic.name.clone(), None);
-            }
-        }
-        for subscription in &pubsub.subscriptions {
-            let name = &subscription.name;
-            let ours = store.declared.get(name).cloned();
-            match (store.subscriptions.get_mut(name), ours) {
-                (None, _) => {
-                    let held = Held {
-                        subscription: subscription.clone(),
-                        entries: BTreeMap::new(),
-                    };
-                    store.subscriptions.insert(name.clone(), held);
-                    store
-                        .declared
-                        .insert(name.clone(), Some(subscription.clone()));
-                }
-                // Declared differently since: the file's settings win.
-                (Some(held), Some(Some(before))) if before != *subscription => {
-                    held.subscription = subscription.clone();
-                    store
-                        .declared
-                        .insert(name.clone(), Some(subscription.clone()));
-                }
-                // As declared before (what the API changed stands), or the API's own.
-                (Some(_), _) => {}
-            }
-        }
-        drop(guard);
-        self.changed.notify_waiters();
     }
 
     fn divisor(&self) -> u32 {
@@ -262,6 +214,8 @@ impl Broker {
             return Err(Error::AlreadyExists(topic.name.clone()));
         }
         store.topics.insert(topic.name.clone(), topic.clone());
+        drop(store);
+        self.redefined();
         Ok(topic)
     }
 
@@ -293,6 +247,7 @@ impl Broker {
             return Err(Error::NotFound(name.to_owned()));
         }
         drop(store);
+        self.redefined();
         self.changed.notify_waiters();
         Ok(())
     }
@@ -350,6 +305,7 @@ impl Broker {
         };
         store.subscriptions.insert(subscription.name.clone(), held);
         drop(store);
+        self.redefined();
         self.changed.notify_waiters();
         Ok(subscription)
     }
@@ -408,6 +364,7 @@ impl Broker {
         update(&mut subscription)?;
         held.subscription = subscription.clone();
         drop(store);
+        self.redefined();
         self.changed.notify_waiters();
         Ok(subscription)
     }
@@ -418,6 +375,7 @@ impl Broker {
             return Err(Error::NotFound(name.to_owned()));
         }
         drop(store);
+        self.redefined();
         // Its streaming pulls end.
         self.changed.notify_waiters();
         Ok(())
@@ -667,6 +625,7 @@ impl Store {
             seconds: i64::try_from(published.as_secs()).unwrap_or(i64::MAX),
             nanos: i32::try_from(published.subsec_nanos()).unwrap_or(0),
         };
+        let now = Instant::now();
         let mut ids = Vec::with_capacity(messages.len());
         for mut message in messages {
             self.next_message += 1;
@@ -682,6 +641,7 @@ impl Store {
                         Entry {
                             message: message.clone(),
                             bytes,
+                            published: now,
                             attempts: 0,
                             not_before: None,
                             lease: None,
@@ -694,8 +654,9 @@ impl Store {
         Ok(ids)
     }
 
-    /// Ends the leases of `subscription` that ran out, with the backoff; sends the messages
-    /// that have had their attempts to the dead-letter topic.
+    /// Ends the leases of `subscription` that ran out, with the backoff; drops the messages
+    /// older than its retention (`messageRetentionDuration`, 7 days by default) that are
+    /// not out; sends the messages that have had their attempts to the dead-letter topic.
     /// Whether it dead-lettered anything.
     fn expire(
         &mut self,
@@ -714,6 +675,25 @@ impl Store {
                 entry.lease = None;
                 entry.not_before = Some(now + backoff.after(entry.attempts));
             }
+        }
+        let retention = held
+            .subscription
+            .message_retention_duration
+            .map_or(DEFAULT_RETENTION, duration);
+        let before = held.entries.len();
+        held.entries.retain(|_, e| {
+            let keep = e.lease.is_some() || now.saturating_duration_since(e.published) < retention;
+            if !keep {
+                self.held_bytes -= e.bytes;
+            }
+            keep
+        });
+        if held.entries.len() < before {
+            tracing::debug!(
+                subscription,
+                dropped = before - held.entries.len(),
+                "messages past the subscription's retention dropped"
+            );
         }
         let Some(policy) = held.subscription.dead_letter_policy.clone() else {
             return Ok(false);
@@ -898,277 +878,4 @@ impl Page<'_> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn topic(name: &str) -> pb::Topic {
-        pb::Topic {
-            name: name.into(),
-            ..Default::default()
-        }
-    }
-
-    fn subscription(name: &str, topic: &str) -> pb::Subscription {
-        pb::Subscription {
-            name: name.into(),
-            topic: topic.into(),
-            ack_deadline_seconds: 10,
-            ..Default::default()
-        }
-    }
-
-    fn message(data: &str, key: &str) -> pb::PubsubMessage {
-        pb::PubsubMessage {
-            data: data.as_bytes().to_vec(),
-            ordering_key: key.into(),
-            ..Default::default()
-        }
-    }
-
-    const T: &str = "projects/p/topics/t";
-    const S: &str = "projects/p/subscriptions/s";
-
-    fn broker() -> Broker {
-        let broker = Broker::new();
-        broker.create_topic(topic(T)).unwrap();
-        broker
-    }
-
-    #[test]
-    fn a_subscription_gets_what_is_published_after_it_and_an_ack_removes_it() {
-        let broker = broker();
-        broker.publish(T, vec![message("before", "")]).unwrap();
-        broker.create_subscription(subscription(S, T)).unwrap();
-        broker.publish(T, vec![message("after", "")]).unwrap();
-        let handed = broker.pull(S, 10, None).unwrap();
-        assert_eq!(handed.len(), 1);
-        assert_eq!(handed[0].message.data, b"after");
-        assert_eq!(handed[0].attempt, 1);
-        // Leased: not handed out again until its deadline.
-        assert!(broker.pull(S, 10, None).unwrap().is_empty());
-        broker.acknowledge(S, &[handed[0].ack_id.clone()]).unwrap();
-        assert_eq!(broker.held().undelivered, 0);
-        assert_eq!(broker.held().bytes, 0);
-    }
-
-    #[test]
-    fn a_nack_hands_the_message_out_again_and_a_stale_ack_id_is_ignored() {
-        let broker = broker();
-        broker.create_subscription(subscription(S, T)).unwrap();
-        broker.publish(T, vec![message("m", "")]).unwrap();
-        let first = broker.pull(S, 1, None).unwrap().remove(0);
-        broker
-            .modify_ack_deadline(S, std::slice::from_ref(&first.ack_id), 0)
-            .unwrap();
-        let second = broker.pull(S, 1, None).unwrap().remove(0);
-        assert_eq!(second.attempt, 2);
-        broker.acknowledge(S, &[first.ack_id]).unwrap();
-        assert_eq!(
-            broker.held().undelivered,
-            1,
-            "a stale ack id acknowledges nothing"
-        );
-        broker.acknowledge(S, &[second.ack_id]).unwrap();
-        assert_eq!(broker.held().undelivered, 0);
-    }
-
-    #[test]
-    fn an_ordering_key_waits_for_the_message_before_it() {
-        let broker = broker();
-        let mut s = subscription(S, T);
-        s.enable_message_ordering = true;
-        broker.create_subscription(s).unwrap();
-        broker
-            .publish(
-                T,
-                vec![message("a1", "a"), message("a2", "a"), message("b1", "b")],
-            )
-            .unwrap();
-        let handed: Vec<_> = broker.pull(S, 10, None).unwrap();
-        let data: Vec<_> = handed.iter().map(|h| h.message.data.clone()).collect();
-        assert_eq!(data, [b"a1".to_vec(), b"b1".to_vec()]);
-        broker.acknowledge(S, &[handed[0].ack_id.clone()]).unwrap();
-        assert_eq!(broker.pull(S, 10, None).unwrap()[0].message.data, b"a2");
-    }
-
-    #[test]
-    fn spent_messages_go_to_the_dead_letter_topic_with_their_source() {
-        let broker = broker();
-        let dead = "projects/p/topics/dead";
-        broker.create_topic(topic(dead)).unwrap();
-        broker
-            .create_subscription(subscription("projects/p/subscriptions/d", dead))
-            .unwrap();
-        let mut s = subscription(S, T);
-        s.dead_letter_policy = Some(pb::DeadLetterPolicy {
-            dead_letter_topic: dead.into(),
-            max_delivery_attempts: 5,
-        });
-        broker.create_subscription(s).unwrap();
-        broker.publish(T, vec![message("m", "")]).unwrap();
-        for attempt in 1..=5 {
-            let handed = broker.pull(S, 1, None).unwrap().remove(0);
-            assert_eq!(handed.attempt, attempt);
-            broker.modify_ack_deadline(S, &[handed.ack_id], 0).unwrap();
-        }
-        assert!(broker.pull(S, 1, None).unwrap().is_empty());
-        let dead = broker
-            .pull("projects/p/subscriptions/d", 1, None)
-            .unwrap()
-            .remove(0);
-        assert_eq!(dead.message.data, b"m");
-        assert_eq!(
-            dead.message.attributes["CloudPubSubDeadLetterSourceDeliveryCount"],
-            "5"
-        );
-        assert_eq!(
-            dead.message.attributes["CloudPubSubDeadLetterSourceSubscription"],
-            "s"
-        );
-    }
-
-    #[test]
-    fn a_malformed_ack_id_is_refused_and_a_deadline_out_of_range_too() {
-        let broker = broker();
-        broker.create_subscription(subscription(S, T)).unwrap();
-        assert!(matches!(
-            broker.acknowledge(S, &["nonsense".into()]),
-            Err(Error::InvalidArgument(_))
-        ));
-        assert!(matches!(
-            broker.modify_ack_deadline(S, &[], 601),
-            Err(Error::InvalidArgument(_))
-        ));
-    }
-
-    #[test]
-    fn a_publish_past_the_limit_is_refused_whole_and_acks_make_room() {
-        let mut broker = broker();
-        broker.limit = 4 * (ENTRY_OVERHEAD + 1);
-        broker.create_subscription(subscription(S, T)).unwrap();
-        broker.publish(T, vec![message("a", ""); 3]).unwrap();
-        let refused = broker.publish(T, vec![message("b", ""); 2]);
-        assert!(
-            matches!(refused, Err(Error::ResourceExhausted(_))),
-            "{refused:?}"
-        );
-        assert_eq!(
-            broker.held().undelivered,
-            3,
-            "nothing of a refused publish is kept"
-        );
-        let handed = broker.pull(S, 3, None).unwrap();
-        let ids: Vec<String> = handed.into_iter().map(|h| h.ack_id).collect();
-        broker.acknowledge(S, &ids).unwrap();
-        broker.publish(T, vec![message("b", ""); 2]).unwrap();
-    }
-
-    #[test]
-    fn the_configuration_declares_what_it_names_and_takes_back_only_that() {
-        use crate::config::pubsub::Pubsub;
-        let broker = Broker::new();
-        broker
-            .create_topic(topic("projects/p/topics/by-api"))
-            .unwrap();
-        broker
-            .create_subscription(subscription(
-                "projects/p/subscriptions/api-sub",
-                "projects/p/topics/by-api",
-            ))
-            .unwrap();
-        let mut declared = Pubsub {
-            backoff_divisor: 10,
-            topics: vec![topic(T)],
-            subscriptions: vec![subscription(S, T)],
-        };
-        broker.declare(&declared);
-        broker.publish(T, vec![message("kept", "")]).unwrap();
-        // What the API changes of a declared subscription stands while the file's does not
-        // change.
-        broker
-            .update_subscription::<Error>(S, |s| {
-                s.ack_deadline_seconds = 20;
-                Ok(())
-            })
-            .unwrap();
-        broker.declare(&declared);
-        assert_eq!(broker.subscription(S).unwrap().ack_deadline_seconds, 20);
-        // A changed setting in the file replaces the subscription's, its messages kept.
-        declared.subscriptions[0].ack_deadline_seconds = 30;
-        broker.declare(&declared);
-        assert_eq!(broker.subscription(S).unwrap().ack_deadline_seconds, 30);
-        assert_eq!(broker.held().undelivered, 1);
-        // A name the API made first is not taken over, and so not deleted with the file's.
-        let mut taken = declared.clone();
-        taken
-            .subscriptions
-            .push(subscription("projects/p/subscriptions/api-sub", T));
-        broker.declare(&taken);
-        assert_eq!(
-            broker
-                .subscription("projects/p/subscriptions/api-sub")
-                .unwrap()
-                .topic,
-            "projects/p/topics/by-api"
-        );
-        // Gone from the file: gone, bytes and all; what the API made stays.
-        broker.declare(&Pubsub {
-            backoff_divisor: 1,
-            ..Pubsub::default()
-        });
-        assert!(
-            broker
-                .subscription("projects/p/subscriptions/api-sub")
-                .is_ok()
-        );
-        assert!(broker.subscription(S).is_err());
-        assert!(broker.topic(T).is_err());
-        assert!(broker.topic("projects/p/topics/by-api").is_ok());
-        assert_eq!(broker.held().bytes, 0);
-    }
-
-    #[test]
-    fn pages_follow_one_another_without_repeating() {
-        let broker = Broker::new();
-        for i in 0..5 {
-            broker
-                .create_topic(topic(&format!("projects/p/topics/t{i}")))
-                .unwrap();
-        }
-        broker
-            .create_topic(topic("projects/q/topics/other"))
-            .unwrap();
-        let (first, token) = broker.topics("projects/p", Page { size: 3, token: "" });
-        assert_eq!(first.len(), 3);
-        let (rest, end) = broker.topics(
-            "projects/p",
-            Page {
-                size: 3,
-                token: &token,
-            },
-        );
-        assert_eq!(rest.len(), 2);
-        assert!(end.is_empty());
-        assert_eq!(rest[0].name, "projects/p/topics/t3");
-    }
-
-    #[test]
-    fn backoff_doubles_to_its_maximum_and_the_divisor_shortens_it() {
-        let mut s = subscription(S, T);
-        s.retry_policy = Some(pb::RetryPolicy {
-            minimum_backoff: Some(prost_types::Duration {
-                seconds: 10,
-                nanos: 0,
-            }),
-            maximum_backoff: Some(prost_types::Duration {
-                seconds: 60,
-                nanos: 0,
-            }),
-        });
-        let b = Backoff::of(&s, 1);
-        assert_eq!(b.after(1), Duration::from_secs(10));
-        assert_eq!(b.after(3), Duration::from_secs(40));
-        assert_eq!(b.after(9), Duration::from_secs(60));
-        assert_eq!(Backoff::of(&s, 100).after(1), Duration::from_millis(100));
-    }
-}
+mod tests;

@@ -41,7 +41,8 @@
 //!                policies, then the project's); google::admin checks the deployer by it
 //!                and puts each change in the layer over the file (config::layer),
 //!                applied through the server loop; google::pubsub, Pub/Sub's API in
-//!                gRPC and REST over the broker
+//!                gRPC and REST over the broker (google::pubsub::persist keeps what
+//!                it made in the layer; broker::owned says whose each resource is)
 //!   egress   the proxy every metadata listener also is: CONNECT to *.run.app and Google's
 //!            API hosts ends TLS with the local CA (keys::ca) and goes to the front door
 //!            or google; plain http reaches the metadata server; other hosts are refused

@@ -66,6 +66,13 @@ pub async fn serve(
     // Connected before any listener serves: an Admin API change always goes through this
     // loop (new listeners bound, commands started), never around it.
     let mut changes = live.get().changes().connect();
+    // What Pub/Sub's API made before this start is back before anyone can ask, and kept
+    // from now on.
+    let unreadable = crate::google::pubsub::persist::restore(&live.get());
+    tokio::spawn(crate::google::pubsub::persist::keep(
+        live.clone(),
+        unreadable.clone(),
+    ));
     // Pub/Sub's push deliveries, for as long as the process runs.
     tokio::spawn(crate::managed::run(live.clone()));
     let google = google_listener(live.clone());
@@ -106,6 +113,13 @@ pub async fn serve(
     }
 
     stop_tx.send_replace(true);
+    // The last change Pub/Sub's API made may not have settled into the layer yet.
+    if let Err(why) = crate::google::pubsub::persist::write(&live.get(), &unreadable).await {
+        tracing::warn!(
+            reason = why,
+            "Pub/Sub's topics and subscriptions were not kept"
+        );
+    }
     live.get().close_streams();
     services.stop_all();
     live.get().supervisor().stop_all().await;

@@ -23,7 +23,13 @@ pub(super) fn fold(args: &ConfigArgs) -> anyhow::Result<()> {
     let file = &config.file;
     let text = String::from_utf8(config::read_capped(file)?)
         .with_context(|| format!("{} is not UTF-8", file.display()))?;
-    let folded = config::fold::fold(&text, file, &layer, &config)?;
+    let (made, unreadable) = crate::google::pubsub::persist::decode(&layer.pubsub);
+    let made = config::fold::PubsubMade {
+        topics: made.topics,
+        subscriptions: made.subscriptions,
+        unreadable,
+    };
+    let folded = config::fold::fold(&text, file, &layer, &config, &made)?;
     if folded.text == text && folded.rest == layer {
         say(&format!(
             "nothing could be folded into {}:\n{}",

@@ -11,6 +11,9 @@ use std::str::FromStr;
 
 use yaml_edit::{Document, Mapping, YamlValue};
 
+mod pubsub;
+pub use pubsub::Made as PubsubMade;
+
 use super::layer::{Layer, PolicyText, ServiceChange};
 use super::{Config, ConfigError, Service, parse_layered};
 
@@ -23,8 +26,15 @@ pub struct Folded {
 }
 
 /// `text` (the configuration file `file`) with `layer` written into it; `want` is the
-/// configuration they resolve to together (the one in force).
-pub fn fold(text: &str, file: &Path, layer: &Layer, want: &Config) -> Result<Folded, ConfigError> {
+/// configuration they resolve to together (the one in force), and `made` the layer's
+/// Pub/Sub resources as the API reads them back.
+pub fn fold(
+    text: &str,
+    file: &Path,
+    layer: &Layer,
+    want: &Config,
+    made: &PubsubMade,
+) -> Result<Folded, ConfigError> {
     let refuse = |reason: String| ConfigError::Invalid {
         file: file.to_owned(),
         path: "(top level)".into(),
@@ -128,7 +138,39 @@ pub fn fold(text: &str, file: &Path, layer: &Layer, want: &Config) -> Result<Fol
     }
 
     let text = doc.to_string();
+    // Pub/Sub last, one resource at a time, against the file as folded so far.
+    let pubsub = pubsub::fold(text, file, &rest, &want.project.id, &layer.pubsub, made);
+    report.extend(pubsub.report);
+    rest.pubsub = pubsub.kept;
+    let text = pubsub.text;
     let got = parse_layered(&text, file, &rest)?;
+    // What the file declares now is what it declared before and what was folded, the
+    // API's settings winning where it had changed a declared subscription.
+    let mut expected = want.pubsub.clone();
+    for topic in pubsub.topics {
+        expected.topics.push(topic);
+    }
+    for s in pubsub.subscriptions {
+        match expected.subscriptions.iter_mut().find(|x| x.name == s.name) {
+            Some(declared) => *declared = s,
+            None => expected.subscriptions.push(s),
+        }
+    }
+    let sorted = |p: &crate::config::pubsub::Pubsub| {
+        let mut p = p.clone();
+        p.topics.sort_by(|a, b| a.name.cmp(&b.name));
+        p.subscriptions.sort_by(|a, b| a.name.cmp(&b.name));
+        p
+    };
+    if sorted(&expected) != sorted(&got.pubsub) {
+        return Err(refuse(
+            "folding would change Pub/Sub's declared topics or subscriptions, so nothing was written; please report this".into(),
+        ));
+    }
+    let got = Config {
+        pubsub: want.pubsub.clone(),
+        ..got
+    };
     if let Some(what) = first_difference(want, &got) {
         return Err(refuse(format!(
             "folding would change {what}, so nothing was written; please report this"

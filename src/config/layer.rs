@@ -32,6 +32,30 @@ pub struct Layer {
     /// add-iam-policy-binding`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub account_policies: BTreeMap<String, PolicyText>,
+    /// Pub/Sub's topics and subscriptions as its API left them.
+    #[serde(default, skip_serializing_if = "PubsubChanges::is_empty")]
+    pub pubsub: PubsubChanges,
+}
+
+/// What Pub/Sub's API made (topics, subscriptions) or changed (a subscription the file
+/// declares), by full name (`projects/P/topics/T`), each as Google's REST API shows it
+/// without its name: kept so that a restart finds them, and folded into `pubsub:` by
+/// `frontdoor fold`. The broker writes this whole after each change
+/// (`google::pubsub::persist`); the configuration resolves nothing from it, so a change
+/// here makes no new generation.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PubsubChanges {
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub topics: BTreeMap<String, serde_json::Value>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub subscriptions: BTreeMap<String, serde_json::Value>,
+}
+
+impl PubsubChanges {
+    pub fn is_empty(&self) -> bool {
+        self.topics.is_empty() && self.subscriptions.is_empty()
+    }
 }
 
 /// What the Admin API changed on one service. Each field set replaces the file's.
@@ -206,6 +230,13 @@ impl Layer {
         }
         for email in self.account_policies.keys() {
             lines.push(format!("service account {email}: IAM policy"));
+        }
+        if !self.pubsub.is_empty() {
+            lines.push(format!(
+                "Pub/Sub: {} topics and {} subscriptions made or changed through its API",
+                self.pubsub.topics.len(),
+                self.pubsub.subscriptions.len()
+            ));
         }
         lines
     }

@@ -784,7 +784,7 @@ fn fold_writes_the_layer_into_the_file_and_keeps_the_rest() {
         layer.account_policies.insert(email.into(), creator.clone());
     }
     let want = parse_layered(&text, file, &layer).unwrap();
-    let folded = fold::fold(&text, file, &layer, &want).unwrap();
+    let folded = fold::fold(&text, file, &layer, &want, &Default::default()).unwrap();
     assert!(
         folded.text.starts_with("# The team's file.\n")
             && folded.text.contains("  # A trailing comment.\n"),
@@ -829,7 +829,7 @@ fn fold_leaves_a_knative_services_fields_in_the_layer() {
         },
     );
     let want = parse_layered(&text, &file, &layer).unwrap();
-    let folded = fold::fold(&text, &file, &layer, &want).unwrap();
+    let folded = fold::fold(&text, &file, &layer, &want, &Default::default()).unwrap();
     let alone = parse(&folded.text, &file).unwrap();
     let search = alone.service("search").unwrap();
     assert_eq!(

@@ -13,6 +13,7 @@
 mod grpc;
 pub(crate) mod json;
 mod names;
+pub(crate) mod persist;
 mod rest;
 
 use axum::http::HeaderMap;
@@ -318,6 +319,8 @@ impl Call {
             names::check_push(push)?;
         }
         self.allow_push_account(push.as_ref())?;
+        // An empty endpoint makes it a pull subscription (stored as no push config).
+        let push = push.filter(|p| !p.push_endpoint.is_empty());
         self.broker()
             .update_subscription(name, |s| {
                 s.push_config = push;

@@ -116,7 +116,7 @@ fn graph_view(state: &AppState) -> GraphView {
     let reload = state.reloads().snapshot();
     GraphView {
         generation: state.generation(),
-        graph: graph::of(state.config()),
+        graph: graph::of(state.config(), &state.pubsub().push_subscriptions()),
         refused: reload.last.filter(|l| !l.ok).and_then(|l| l.error),
     }
 }

@@ -830,6 +830,111 @@ async fn subscriptions_declared_in_services_yaml_push_and_follow_the_file() {
     emu.stop().await;
 }
 
+/// What the API makes outlives a restart, kept in the state directory's layer as the Admin
+/// APIs' changes are; `frontdoor fold` writes what services.yaml can say into `pubsub:`
+/// (the file then owns it, and takes it back when it stops declaring it) and keeps the
+/// rest, with why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_the_api_made_outlives_a_restart_and_folds_into_the_file() {
+    let base = yaml(None);
+    let emu = Emulator::start(&base).await;
+    ok(&emu, "PUT", "topics/signups", None).await;
+    ok(
+        &emu,
+        "PUT",
+        "topics/labelled",
+        Some(json!({"labels": {"team": "shop"}})),
+    )
+    .await;
+    let push = push_config(&format!("{RECEIVER}/push"), "pusher", Some(RECEIVER));
+    subscribe_as_app(
+        &emu,
+        "signups-push",
+        json!({"topic": "projects/demo-project/topics/signups", "ackDeadlineSeconds": 20, "pushConfig": push}),
+    )
+    .await;
+    let layer_file = emu.state.state_dir().path().join("changes.json");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let kept = loop {
+        let text = std::fs::read_to_string(&layer_file).unwrap_or_default();
+        if text.contains("projects/demo-project/subscriptions/signups-push") {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "not kept: {text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let kept: Value = serde_json::from_str(&kept).unwrap();
+    assert_eq!(
+        kept["pubsub"]["subscriptions"]["projects/demo-project/subscriptions/signups-push"]["pushConfig"]
+            ["oidcToken"]["serviceAccountEmail"],
+        sa("pusher"),
+        "{kept:#}"
+    );
+    let status = emu.status().await;
+    assert_eq!(
+        status["generation"], 1,
+        "keeping them makes no new generation: {status}"
+    );
+    // The graph of who can call whom has the API's push subscription as a caller.
+    let graph = reqwest::get(emu.google("/frontdoor/ui/graph"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        graph.contains(r#"data-from="subscription:signups-push" data-to="service:receiver""#),
+        "{graph}"
+    );
+
+    let emu = emu.restart().await;
+    let sub = ok(&emu, "GET", "subscriptions/signups-push", None).await;
+    assert_eq!(sub["ackDeadlineSeconds"], 20, "{sub}");
+    assert_eq!(
+        sub["pushConfig"]["oidcToken"]["audience"], RECEIVER,
+        "{sub}"
+    );
+    let topic = ok(&emu, "GET", "topics/labelled", None).await;
+    assert_eq!(topic["labels"]["team"], "shop", "{topic}");
+
+    let said = succeed(
+        frontdoor()
+            .args(["fold", "--config"])
+            .arg(emu.config_file())
+            .arg("--state-dir")
+            .arg(emu.state.state_dir().path()),
+    );
+    assert!(
+        said.contains("Pub/Sub subscription projects/demo-project/subscriptions/signups-push: → pubsub.topics[name: signups].subscriptions")
+            && said.contains("Pub/Sub topic projects/demo-project/topics/labelled: kept in changes.json (it has labels, which services.yaml has no field for)"),
+        "{said}"
+    );
+    let folded = frontdoor::config::load(&emu.config_file()).unwrap();
+    let names: Vec<&str> = folded
+        .pubsub
+        .subscriptions
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect();
+    assert_eq!(names, ["projects/demo-project/subscriptions/signups-push"]);
+    // The file owns what was folded: declared no more, it is gone; the API's stays.
+    emu.wait_status("the folded file in force", |s| s["generation"] == 2)
+        .await;
+    emu.rewrite_config(&base);
+    emu.wait_status("the folded subscription gone", |s| {
+        s["pubsub"]["subscriptions"] == 0
+    })
+    .await;
+    let (status, _) = rest(&emu, "GET", "topics/labelled", None).await;
+    assert_eq!(status, 200);
+    let layer = std::fs::read_to_string(&layer_file).unwrap();
+    assert!(
+        layer.contains("labelled") && !layer.contains("signups"),
+        "{layer}"
+    );
+    emu.stop().await;
+}
+
 /// 100,000 undelivered messages: held, counted in bytes against the store's limit, and
 /// reported by the status; acknowledging them gives every byte back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -217,6 +217,19 @@ pub(crate) fn check_subscription(s: &mut pb::Subscription) -> Result<(), ApiErro
     if let Some(push) = &s.push_config {
         check_push(push)?;
     }
+    // Google's defaults said aloud are the defaults: stored as unset, so that what a client
+    // sends and what the file declares compare equal (and `frontdoor fold` can write it).
+    if s.message_retention_duration.map(crate::broker::duration)
+        == Some(crate::broker::DEFAULT_RETENTION)
+    {
+        s.message_retention_duration = None;
+    }
+    if s.push_config
+        .as_ref()
+        .is_some_and(|p| p.push_endpoint.is_empty())
+    {
+        s.push_config = None;
+    }
     Ok(())
 }
 

@@ -3,12 +3,15 @@
 //! principals) in one column, the services in the other; an invoker edge for each member
 //! a binding lets invoke a service (on the service, or on the project and so every
 //! service), a Token Creator edge for each member that may mint an account's ID tokens,
-//! each service's run-as account, and each push subscription the file declares with a
-//! push edge to the service whose URL it pushes to (the account it pushes as in its
-//! label; whether that account may invoke is the account's own invoker edge). A pure function of the `Config`, laid out here so
-//! that the template only draws.
+//! each service's run-as account, and each push subscription (the file's or the API's)
+//! with a push edge to the service whose URL it pushes to (the account it pushes as in its
+//! label; whether that account may invoke is the account's own invoker edge). A pure
+//! function of the `Config` and the subscriptions, laid out here so that the template only
+//! draws.
 
 use std::collections::BTreeMap;
+
+use googleapis_tonic_google_pubsub_v1::google::pubsub::v1 as pb;
 
 use crate::config::{Config, Ingress};
 use crate::iam::{self, Member, Policy};
@@ -31,7 +34,7 @@ pub(crate) enum Kind {
     Domain,
     Public,
     Federated,
-    /// A push subscription declared in the file (`pubsub:`): a Google-managed caller.
+    /// A push subscription (the file's or the API's): a Google-managed caller.
     Subscription,
     Service,
 }
@@ -140,7 +143,9 @@ fn holders<'p>(policy: &'p Policy, permission: &'p str) -> impl Iterator<Item = 
         .flat_map(|b| b.members.iter())
 }
 
-pub(crate) fn of(config: &Config) -> Graph {
+/// The graph of `config`, with `subscriptions` (Pub/Sub's, as the broker holds them: the
+/// file's and the API's) as callers where they push to a service.
+pub(crate) fn of(config: &Config, subscriptions: &[pb::Subscription]) -> Graph {
     // Callers by member id, each with its kind; sorted by kind, then name.
     let mut callers: BTreeMap<String, Kind> = BTreeMap::new();
     let mut edges: Vec<(EdgeKind, String, String, &'static str)> = Vec::new();
@@ -177,10 +182,10 @@ pub(crate) fn of(config: &Config) -> Graph {
             }
         }
     }
-    // Declared push subscriptions, to the service whose URL (either form, a tag's, a custom
-    // domain) they push to.
+    // Push subscriptions, to the service whose URL (either form, a tag's, a custom domain)
+    // they push to.
     let mut labels: BTreeMap<String, String> = BTreeMap::new();
-    for subscription in &config.pubsub.subscriptions {
+    for subscription in subscriptions {
         let Some(push) = &subscription.push_config else {
             continue;
         };
@@ -197,9 +202,9 @@ pub(crate) fn of(config: &Config) -> Graph {
         let short = subscription.name.rsplit('/').next().unwrap_or_default();
         let id = format!("subscription:{short}");
         let account = match &push.authentication_method {
-            Some(
-                googleapis_tonic_google_pubsub_v1::google::pubsub::v1::push_config::AuthenticationMethod::OidcToken(o),
-            ) => format!("as {}", o.service_account_email),
+            Some(pb::push_config::AuthenticationMethod::OidcToken(o)) => {
+                format!("as {}", o.service_account_email)
+            }
             None => "without a token".to_owned(),
         };
         labels.insert(id.clone(), format!("Pub/Sub push: {short}, {account}"));
@@ -335,7 +340,8 @@ services:
 
     #[test]
     fn every_binding_is_an_edge_and_every_service_is_marked() {
-        let g = of(&config(YAML));
+        let c = config(YAML);
+        let g = of(&c, &c.pubsub.subscriptions);
         let login = "serviceAccount:login@demo-project.iam.gserviceaccount.com";
         let search = "serviceAccount:search@demo-project.iam.gserviceaccount.com";
         let got = edges(&g);
@@ -387,7 +393,8 @@ services:
         let yaml = format!(
             "{YAML}pubsub:\n  topics:\n    - name: orders\n      subscriptions:\n        - name: to-search\n          push_endpoint: https://search-123456789012.us-central1.run.app/push\n          push_service_account: login@demo-project.iam.gserviceaccount.com\n          push_audience: https://search-123456789012.us-central1.run.app\n        - name: orders-pull\n"
         );
-        let g = of(&config(&yaml));
+        let c = config(&yaml);
+        let g = of(&c, &c.pubsub.subscriptions);
         assert!(
             edges(&g).contains(&(
                 "push",
