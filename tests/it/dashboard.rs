@@ -14,12 +14,53 @@ use std::process::Command;
 use common::*;
 use serde_json::{Value, json};
 
-/// The seed example's services, with `login` holding no binding on `search`.
+/// The seed example's services, with `login` holding no binding on `search`, and a
+/// Pub/Sub push subscription that delivers to `user-profiles` as login's account.
 fn config(extra_search_policy: &str, enforcement: &str) -> String {
+    let profiles = "https://user-profiles-123456789012.us-central1.run.app";
+    let pubsub = format!(
+        "pubsub:
+  backoff_divisor: 1000
+  topics:
+    - name: signups
+      subscriptions:
+        - name: signups-to-profiles
+          push_endpoint: {profiles}/events
+          push_service_account: login{SA}
+          push_audience: {profiles}
+"
+    );
     three_services().replace(
         "  - name: search\n    service_account: search",
         &format!("  - name: search\n{extra_search_policy}    service_account: search"),
-    ) + enforcement
+    ) + &pubsub
+        + enforcement
+}
+
+/// Publishes one message to `signups` (at the emulator host) and waits for its push to
+/// be decided.
+async fn push_one(emu: &Emulator) -> Value {
+    let client = reqwest::Client::new();
+    let answer = client
+        .post(emu.google("/v1/projects/demo-project/topics/signups:publish"))
+        .json(&json!({"messages": [{"data": "eyJ1c2VyIjogImFkYSJ9"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let pushed = emu.decisions().await.into_iter().find(|d| {
+            d["via"]
+                .as_str()
+                .is_some_and(|v| v.contains("subscription signups-to-profiles"))
+        });
+        if let Some(decision) = pushed {
+            return decision;
+        }
+        assert!(std::time::Instant::now() < deadline, "no push decided");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 /// A token from the emulator's key for login's account with `claims` changed.
@@ -59,6 +100,9 @@ async fn the_dashboard_shows_why_in_a_real_browser() {
     let emu = Emulator::start(&config("", "")).await;
     let search = emu.url_of("search");
     let profiles = emu.url_of("user-profiles");
+    // An asynchronous path, as the README's picture shows it: a Pub/Sub push, let in.
+    let pushed = push_one(&emu).await;
+    assert_eq!(pushed["allowed"], true, "{pushed:#}");
 
     let denied = emu.sa_token(&sa("login"), &search);
     let hostile_email = "<img src=x onerror=\"window.__pwned=1\">@evil.iam.gserviceaccount.com";
