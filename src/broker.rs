@@ -120,6 +120,33 @@ struct Held {
     entries: BTreeMap<u64, Entry>,
 }
 
+impl Held {
+    /// Drops the messages older than the subscription's retention (`messageRetentionDuration`,
+    /// 7 days by default) that are not out on a lease; the bytes they held.
+    fn drop_past_retention(&mut self, now: Instant) -> usize {
+        let retention = self
+            .subscription
+            .message_retention_duration
+            .map_or(DEFAULT_RETENTION, duration);
+        let mut bytes = 0;
+        self.entries.retain(|_, e| {
+            let keep = e.lease.is_some() || now.saturating_duration_since(e.published) < retention;
+            if !keep {
+                bytes += e.bytes;
+            }
+            keep
+        });
+        if bytes > 0 {
+            tracing::debug!(
+                subscription = self.subscription.name,
+                bytes,
+                "messages past the subscription's retention dropped"
+            );
+        }
+        bytes
+    }
+}
+
 struct Entry {
     message: Arc<pb::PubsubMessage>,
     bytes: usize,
@@ -613,6 +640,13 @@ impl Store {
             .map(|m| (message_bytes(m) + ENTRY_OVERHEAD) * subscribers.len())
             .sum();
         if self.held_bytes + cost > limit {
+            // What no subscription keeps any longer makes room first.
+            let now = Instant::now();
+            for held in self.subscriptions.values_mut() {
+                self.held_bytes -= held.drop_past_retention(now);
+            }
+        }
+        if self.held_bytes + cost > limit {
             return Err(Error::ResourceExhausted(format!(
                 "frontdoor already holds {} bytes of undelivered messages, and its limit is {limit}: acknowledge messages (or delete subscriptions nobody reads) before publishing more",
                 self.held_bytes
@@ -676,25 +710,7 @@ impl Store {
                 entry.not_before = Some(now + backoff.after(entry.attempts));
             }
         }
-        let retention = held
-            .subscription
-            .message_retention_duration
-            .map_or(DEFAULT_RETENTION, duration);
-        let before = held.entries.len();
-        held.entries.retain(|_, e| {
-            let keep = e.lease.is_some() || now.saturating_duration_since(e.published) < retention;
-            if !keep {
-                self.held_bytes -= e.bytes;
-            }
-            keep
-        });
-        if held.entries.len() < before {
-            tracing::debug!(
-                subscription,
-                dropped = before - held.entries.len(),
-                "messages past the subscription's retention dropped"
-            );
-        }
+        self.held_bytes -= held.drop_past_retention(now);
         let Some(policy) = held.subscription.dead_letter_policy.clone() else {
             return Ok(false);
         };

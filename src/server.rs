@@ -68,11 +68,8 @@ pub async fn serve(
     let mut changes = live.get().changes().connect();
     // What Pub/Sub's API made before this start is back before anyone can ask, and kept
     // from now on.
-    let unreadable = crate::google::pubsub::persist::restore(&live.get());
-    tokio::spawn(crate::google::pubsub::persist::keep(
-        live.clone(),
-        unreadable.clone(),
-    ));
+    crate::google::pubsub::persist::restore(&live.get());
+    tokio::spawn(crate::google::pubsub::persist::keep(live.clone()));
     // Pub/Sub's push deliveries, for as long as the process runs.
     tokio::spawn(crate::managed::run(live.clone()));
     let google = google_listener(live.clone());
@@ -113,13 +110,9 @@ pub async fn serve(
     }
 
     stop_tx.send_replace(true);
-    // The last change Pub/Sub's API made may not have settled into the layer yet.
-    if let Err(why) = crate::google::pubsub::persist::write(&live.get(), &unreadable).await {
-        tracing::warn!(
-            reason = why,
-            "Pub/Sub's topics and subscriptions were not kept"
-        );
-    }
+    // An Admin API change still waiting for this loop is told frontdoor is stopping (and
+    // lets go of the change lock the last write below takes).
+    drop(changes);
     live.get().close_streams();
     services.stop_all();
     live.get().supervisor().stop_all().await;
@@ -130,6 +123,20 @@ pub async fn serve(
         Ok::<(), std::io::Error>(())
     })
     .await;
+    // What Pub/Sub's API changed last, the requests drained included, may not have settled
+    // into the layer yet. Bounded: a stop never waits on it for long.
+    let kept =
+        tokio::time::timeout(DRAIN, crate::google::pubsub::persist::write(&live.get())).await;
+    match kept {
+        Ok(Ok(())) => {}
+        Ok(Err(why)) => tracing::warn!(
+            reason = why,
+            "Pub/Sub's topics and subscriptions were not kept"
+        ),
+        Err(_) => tracing::warn!(
+            "Pub/Sub's topics and subscriptions were not kept: the state directory did not answer"
+        ),
+    }
     match drained {
         Ok(result) => result,
         Err(_) => {

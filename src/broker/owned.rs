@@ -14,11 +14,14 @@ use std::sync::atomic::Ordering;
 use super::{Broker, DELETED_TOPIC, Held, pb};
 
 /// What the API made or changed: the topics it made, and the subscriptions it made or
-/// changed since the file declared them, each as it stands.
+/// changed since the file declared them, each as it stands; and for each declared one it
+/// changed, the declaration it changed (by name), so that a restart can tell whether the
+/// file has changed it since.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct MadeByApi {
     pub(crate) topics: Vec<pb::Topic>,
     pub(crate) subscriptions: Vec<pb::Subscription>,
+    pub(crate) changed_from: BTreeMap<String, pb::Subscription>,
 }
 
 impl Broker {
@@ -102,7 +105,18 @@ impl Broker {
     /// What the API made or changed, for the state directory to keep.
     pub(crate) fn made_by_api(&self) -> MadeByApi {
         let store = self.store();
+        let changed_from = store
+            .subscriptions
+            .values()
+            .filter_map(|h| match store.declared.get(&h.subscription.name) {
+                Some(Some(declared)) if *declared != h.subscription => {
+                    Some((h.subscription.name.clone(), declared.clone()))
+                }
+                _ => None,
+            })
+            .collect();
         MadeByApi {
+            changed_from,
             topics: store
                 .topics
                 .values()
@@ -122,32 +136,54 @@ impl Broker {
         }
     }
 
-    /// Puts back what the API made or changed before a restart, after the file's
-    /// declarations: a topic or subscription not held is made (a subscription whose topic
-    /// is gone is detached, as a deleted topic leaves it), and a declared subscription takes
-    /// the settings the API gave it. Messages are not kept across restarts.
+    /// Puts back what the API made or changed before a restart, once the file's
+    /// declarations are in (and before anything else happens), with the rules that hold
+    /// while frontdoor runs:
+    /// - a topic or subscription the API made comes back; if the file now declares the
+    ///   same name differently, the API's stays the API's (it was there first), and the
+    ///   file's does not take it over; a subscription whose topic is gone is detached;
+    /// - a declared subscription the API changed takes the API's settings only if the file
+    ///   still declares it as it did when the API changed it: a file edited since wins, and
+    ///   a name it no longer declares is gone.
+    ///
+    /// Messages are not kept across restarts.
     pub(crate) fn restore(&self, made: MadeByApi) {
         let mut guard = self.store();
         let store = &mut *guard;
         for topic in made.topics {
-            if !store.topics.contains_key(&topic.name) {
-                store.topics.insert(topic.name.clone(), topic);
+            if store.declared.contains_key(&topic.name)
+                && store.topics.get(&topic.name) != Some(&topic)
+            {
+                store.declared.remove(&topic.name);
             }
+            store.topics.insert(topic.name.clone(), topic);
         }
         for mut subscription in made.subscriptions {
+            let name = subscription.name.clone();
+            match made.changed_from.get(&name) {
+                Some(from) => match store.declared.get(&name) {
+                    Some(Some(now)) if now == from => {}
+                    _ => continue,
+                },
+                None => {
+                    if store.declared.contains_key(&name)
+                        && store
+                            .subscriptions
+                            .get(&name)
+                            .is_some_and(|h| h.subscription != subscription)
+                    {
+                        store.declared.remove(&name);
+                    }
+                }
+            }
             if !store.topics.contains_key(&subscription.topic) {
                 DELETED_TOPIC.clone_into(&mut subscription.topic);
             }
-            match store.subscriptions.get_mut(&subscription.name) {
-                Some(held) => held.subscription = subscription,
-                None => {
-                    let held = Held {
-                        subscription: subscription.clone(),
-                        entries: BTreeMap::new(),
-                    };
-                    store.subscriptions.insert(subscription.name, held);
-                }
-            }
+            let held = Held {
+                subscription,
+                entries: BTreeMap::new(),
+            };
+            store.subscriptions.insert(name, held);
         }
         drop(guard);
         self.redefined();

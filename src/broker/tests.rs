@@ -326,8 +326,8 @@ fn what_the_api_made_is_kept_restored_and_adopted_once_the_file_declares_it() {
 fn a_restored_subscription_whose_topic_is_gone_is_detached() {
     let broker = Broker::new();
     broker.restore(MadeByApi {
-        topics: vec![],
         subscriptions: vec![subscription(S, "projects/p/topics/gone")],
+        ..MadeByApi::default()
     });
     assert_eq!(broker.subscription(S).unwrap().topic, DELETED_TOPIC);
 }
@@ -354,4 +354,57 @@ fn a_message_past_the_retention_is_dropped_and_its_bytes_given_back() {
     broker.acknowledge(S, &[out.ack_id]).unwrap();
     assert_eq!(broker.held().undelivered, 0);
     assert_eq!(broker.held().bytes, 0);
+}
+
+#[test]
+fn a_restart_weighs_what_the_api_kept_against_the_file_as_it_is_now() {
+    use crate::config::pubsub::Pubsub;
+    let declared = Pubsub {
+        backoff_divisor: 1,
+        topics: vec![topic(T)],
+        subscriptions: vec![subscription(S, T)],
+    };
+    let mut labelled = topic("projects/p/topics/labelled");
+    labelled.labels.insert("team".into(), "shop".into());
+    let mut changed = subscription(S, T);
+    changed.ack_deadline_seconds = 30;
+    let made = MadeByApi {
+        topics: vec![labelled.clone()],
+        subscriptions: vec![changed.clone()],
+        changed_from: [(S.to_owned(), subscription(S, T))].into(),
+    };
+    let start = |file: &Pubsub| {
+        let broker = Broker::new();
+        broker.declare(file);
+        broker.restore(made.clone());
+        broker
+    };
+    // The file as it was: the API's change stands.
+    assert_eq!(start(&declared).subscription(S).unwrap(), changed);
+    // The file changed S since: the file's S.
+    let mut edited = declared.clone();
+    edited.subscriptions[0].enable_message_ordering = true;
+    assert_eq!(
+        start(&edited).subscription(S).unwrap(),
+        edited.subscriptions[0]
+    );
+    // The file no longer declares S: it is gone, not brought back as the API's.
+    let without = Pubsub {
+        subscriptions: vec![],
+        ..declared.clone()
+    };
+    let broker = start(&without);
+    assert!(broker.subscription(S).is_err());
+    assert!(broker.made_by_api().subscriptions.is_empty());
+    // A name the API made first stays the API's, labels and all, even once the file
+    // declares it otherwise; and the file does not take it back.
+    let mut claims = declared.clone();
+    claims.topics.push(topic("projects/p/topics/labelled"));
+    let broker = start(&claims);
+    assert_eq!(
+        broker.topic("projects/p/topics/labelled").unwrap(),
+        labelled
+    );
+    broker.declare(&declared);
+    assert!(broker.topic("projects/p/topics/labelled").is_ok());
 }

@@ -27,6 +27,7 @@ pub(super) fn fold(args: &ConfigArgs) -> anyhow::Result<()> {
     let made = config::fold::PubsubMade {
         topics: made.topics,
         subscriptions: made.subscriptions,
+        changed_from: made.changed_from,
         unreadable,
     };
     let folded = config::fold::fold(&text, file, &layer, &config, &made)?;

@@ -139,7 +139,15 @@ pub fn fold(
 
     let text = doc.to_string();
     // Pub/Sub last, one resource at a time, against the file as folded so far.
-    let pubsub = pubsub::fold(text, file, &rest, &want.project.id, &layer.pubsub, made);
+    let pubsub = pubsub::fold(
+        text,
+        file,
+        &rest,
+        &want.pubsub,
+        &want.project.id,
+        &layer.pubsub,
+        made,
+    );
     report.extend(pubsub.report);
     rest.pubsub = pubsub.kept;
     let text = pubsub.text;

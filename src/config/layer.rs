@@ -50,11 +50,15 @@ pub struct PubsubChanges {
     pub topics: BTreeMap<String, serde_json::Value>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub subscriptions: BTreeMap<String, serde_json::Value>,
+    /// For a subscription the file declares and the API changed: the declaration it
+    /// changed. A restart keeps the API's change only while the file still says this.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub changed_from: BTreeMap<String, serde_json::Value>,
 }
 
 impl PubsubChanges {
     pub fn is_empty(&self) -> bool {
-        self.topics.is_empty() && self.subscriptions.is_empty()
+        self.topics.is_empty() && self.subscriptions.is_empty() && self.changed_from.is_empty()
     }
 }
 

@@ -20,6 +20,8 @@ use crate::config::{Config, parse_layered};
 pub struct Made {
     pub topics: Vec<pb::Topic>,
     pub subscriptions: Vec<pb::Subscription>,
+    /// For a declared subscription the API changed, the declaration it changed.
+    pub changed_from: BTreeMap<String, pb::Subscription>,
     pub unreadable: BTreeMap<String, String>,
 }
 
@@ -54,6 +56,7 @@ pub(super) fn fold(
     mut text: String,
     file: &Path,
     rest: &Layer,
+    want: &crate::config::pubsub::Pubsub,
     project: &str,
     layer: &PubsubChanges,
     made: &Made,
@@ -78,6 +81,13 @@ pub(super) fn fold(
     kept.subscriptions.extend(
         layer
             .subscriptions
+            .iter()
+            .filter(|(n, _)| made.unreadable.contains_key(*n))
+            .map(|(n, v)| (n.clone(), v.clone())),
+    );
+    kept.changed_from.extend(
+        layer
+            .changed_from
             .iter()
             .filter(|(n, _)| made.unreadable.contains_key(*n))
             .map(|(n, v)| (n.clone(), v.clone())),
@@ -146,7 +156,20 @@ pub(super) fn fold(
     for subscription in &made.subscriptions {
         let topic_id = id(&subscription.topic);
         let id = id(&subscription.name);
+        // A change the API made to a declaration the file has changed since is stale: the
+        // next start drops it, and it is not written over the file's.
+        let stale = made
+            .changed_from
+            .get(&subscription.name)
+            .is_some_and(|from| !want.subscriptions.iter().any(|s| s == from));
         let outcome = ours(&subscription.name)
+            .and_then(|()| {
+                if stale {
+                    Err("the file declares it differently since the API changed it; the next start keeps the file's".to_owned())
+                } else {
+                    Ok(())
+                }
+            })
             .and_then(|()| {
                 trial(&text, file, rest, |root| {
                     let Some(entry) = root
@@ -211,6 +234,10 @@ pub(super) fn fold(
             Err(why) => {
                 if let Some(v) = layer.subscriptions.get(&subscription.name) {
                     kept.subscriptions
+                        .insert(subscription.name.clone(), v.clone());
+                }
+                if let Some(v) = layer.changed_from.get(&subscription.name) {
+                    kept.changed_from
                         .insert(subscription.name.clone(), v.clone());
                 }
                 report.push(format!(
@@ -456,6 +483,11 @@ pubsub:
                 topic("projects/elsewhere/topics/theirs"),
             ],
             subscriptions: vec![push.clone(), changed.clone()],
+            changed_from: [(
+                changed.name.clone(),
+                parse(FILE, path).unwrap().pubsub.subscriptions[0].clone(),
+            )]
+            .into(),
             unreadable: [(
                 "projects/demo-project/topics/bad".to_owned(),
                 "no".to_owned(),
@@ -475,6 +507,7 @@ pubsub:
             FILE.to_owned(),
             path,
             &Layer::default(),
+            &parse(FILE, path).unwrap().pubsub,
             "demo-project",
             &layer,
             &made,
@@ -530,12 +563,15 @@ pubsub:
                 ack_deadline_seconds: 10,
                 ..pb::Subscription::default()
             }],
+            changed_from: BTreeMap::new(),
             unreadable: BTreeMap::new(),
         };
+        let declared = parse(&text, path).unwrap().pubsub;
         let folded = fold(
             text,
             path,
             &Layer::default(),
+            &declared,
             "demo-project",
             &PubsubChanges::default(),
             &made,

@@ -6,13 +6,17 @@
 //! frontdoor starts with none.
 //!
 //! The broker counts each change of its topics and subscriptions; `keep` waits for one,
-//! lets a burst settle, and writes the whole of what the API made, under the same lock as
-//! the Admin APIs' changes, so neither loses the other's edit. Nothing resolves from it, so
-//! the layer watcher finds the configuration unchanged and makes no new generation.
+//! lets a burst settle, and writes the whole of what the API made, read under the same
+//! lock as the Admin APIs' changes take, so neither writes over the other's. Nothing
+//! resolves from it, so the layer watcher finds the configuration unchanged and makes no
+//! new generation. The layer's `pubsub` part is frontdoor's to write while it runs: an
+//! entry it cannot read back is kept as it is, but one edited by hand while frontdoor runs
+//! is written over at the next change.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use googleapis_tonic_google_pubsub_v1::google::pubsub::v1 as pb;
 use serde_json::Value;
 
 use super::json::{SubscriptionIn, TopicIn, subscription_out, topic_out};
@@ -27,10 +31,14 @@ const SETTLE: Duration = Duration::from_millis(50);
 
 /// `made` as the layer keeps it.
 pub(crate) fn encode(made: &MadeByApi) -> PubsubChanges {
-    let without = |mut v: Value, keys: &[&str]| {
+    let subscription = |s: &pb::Subscription| {
+        let mut v = subscription_out(s);
         if let Value::Object(map) = &mut v {
-            for key in keys {
-                map.remove(*key);
+            map.remove("name");
+            map.remove("state");
+            // Written out only when it was set: the default is not a change.
+            if s.message_retention_duration.is_none() {
+                map.remove("messageRetentionDuration");
             }
         }
         v
@@ -39,73 +47,93 @@ pub(crate) fn encode(made: &MadeByApi) -> PubsubChanges {
         topics: made
             .topics
             .iter()
-            .map(|t| (t.name.clone(), without(topic_out(t), &["name"])))
+            .map(|t| {
+                let mut v = topic_out(t);
+                if let Value::Object(map) = &mut v {
+                    map.remove("name");
+                }
+                (t.name.clone(), v)
+            })
             .collect(),
         subscriptions: made
             .subscriptions
             .iter()
-            .map(|s| {
-                let mut v = without(subscription_out(s), &["name", "state"]);
-                // Written out only when it was set: the default is not a change.
-                if s.message_retention_duration.is_none()
-                    && let Value::Object(map) = &mut v
-                {
-                    map.remove("messageRetentionDuration");
-                }
-                (s.name.clone(), v)
-            })
+            .map(|s| (s.name.clone(), subscription(s)))
+            .collect(),
+        changed_from: made
+            .changed_from
+            .iter()
+            .map(|(name, s)| (name.clone(), subscription(s)))
             .collect(),
     }
 }
 
 /// What the layer keeps, read back as the API would take it; and, by name, what could not
-/// be (said once, and kept in the layer as it is).
+/// be, with why.
 pub(crate) fn decode(changes: &PubsubChanges) -> (MadeByApi, BTreeMap<String, String>) {
     let mut made = MadeByApi::default();
     let mut unreadable = BTreeMap::new();
     for (name, value) in &changes.topics {
-        let topic = serde_json::from_value::<TopicIn>(value.clone())
-            .map_err(|e| e.to_string())
-            .and_then(|t| {
-                super::names::parse(name, super::names::Kind::Topic).map_err(said)?;
-                t.into_topic(name.clone()).map_err(said)
-            });
-        match topic {
+        match topic(name, value) {
             Ok(topic) => made.topics.push(topic),
             Err(why) => drop(unreadable.insert(name.clone(), why)),
         }
     }
     for (name, value) in &changes.subscriptions {
-        let subscription = serde_json::from_value::<SubscriptionIn>(value.clone())
-            .map_err(|e| e.to_string())
-            .and_then(|s| {
-                super::names::parse(name, super::names::Kind::Subscription).map_err(said)?;
-                let mut s = s.into_subscription(name.clone()).map_err(said)?;
-                super::names::check_subscription(&mut s).map_err(said)?;
-                Ok(s)
-            });
-        match subscription {
-            Ok(s) => made.subscriptions.push(s),
-            Err(why) => drop(unreadable.insert(name.clone(), why)),
+        let from = changes
+            .changed_from
+            .get(name)
+            .map(|v| subscription(name, v))
+            .transpose();
+        match (subscription(name, value), from) {
+            (Ok(s), Ok(from)) => {
+                made.subscriptions.push(s);
+                if let Some(from) = from {
+                    made.changed_from.insert(name.clone(), from);
+                }
+            }
+            (Err(why), _) | (_, Err(why)) => drop(unreadable.insert(name.clone(), why)),
+        }
+    }
+    for name in changes.changed_from.keys() {
+        if !changes.subscriptions.contains_key(name) {
+            unreadable.insert(
+                name.clone(),
+                "a changed_from entry with no subscription beside it".to_owned(),
+            );
         }
     }
     (made, unreadable)
+}
+
+fn topic(name: &str, value: &Value) -> Result<pb::Topic, String> {
+    let topic = serde_json::from_value::<TopicIn>(value.clone()).map_err(|e| e.to_string())?;
+    super::names::parse(name, super::names::Kind::Topic).map_err(said)?;
+    topic.into_topic(name.to_owned()).map_err(said)
+}
+
+fn subscription(name: &str, value: &Value) -> Result<pb::Subscription, String> {
+    let s = serde_json::from_value::<SubscriptionIn>(value.clone()).map_err(|e| e.to_string())?;
+    super::names::parse(name, super::names::Kind::Subscription).map_err(said)?;
+    let mut s = s.into_subscription(name.to_owned()).map_err(said)?;
+    super::names::check_subscription(&mut s).map_err(said)?;
+    Ok(s)
 }
 
 fn said(e: crate::google::errors::ApiError) -> String {
     e.message().to_owned()
 }
 
-/// Puts back what the API made before this start; the entries of the layer that could not
-/// be read, to be kept as they are.
-pub(crate) fn restore(state: &AppState) -> PubsubChanges {
+/// Puts back what the API made before this start (`broker::Broker::restore` says how the
+/// file's declarations weigh against it); what cannot be read back is said, and left in
+/// the layer.
+pub(crate) fn restore(state: &AppState) {
     let layer = match Layer::read(state.state_dir().path()) {
         Ok(layer) => layer,
         // Said when the configuration was loaded: it could not start without it.
-        Err(_) => return PubsubChanges::default(),
+        Err(_) => return,
     };
     let (made, unreadable) = decode(&layer.pubsub);
-    let mut kept = PubsubChanges::default();
     for (name, why) in unreadable {
         tracing::warn!(
             name,
@@ -113,21 +141,13 @@ pub(crate) fn restore(state: &AppState) -> PubsubChanges {
             file = crate::config::layer::FILE,
             "a Pub/Sub resource kept in the state directory cannot be read back; it is left there, unused"
         );
-        if let Some(v) = layer.pubsub.topics.get(&name) {
-            kept.topics.insert(name.clone(), v.clone());
-        }
-        if let Some(v) = layer.pubsub.subscriptions.get(&name) {
-            kept.subscriptions.insert(name, v.clone());
-        }
     }
     state.pubsub().restore(made);
-    kept
 }
 
 /// Writes what the API made into the layer each time it changes, for as long as
-/// frontdoor runs; `unreadable` (from [`restore`]) is kept beside it while no resource of
-/// the same name exists.
-pub(crate) async fn keep(live: Live, unreadable: PubsubChanges) {
+/// frontdoor runs.
+pub(crate) async fn keep(live: Live) {
     let mut written = None;
     loop {
         let broker = live.get().pubsub().clone();
@@ -139,7 +159,7 @@ pub(crate) async fn keep(live: Live, unreadable: PubsubChanges) {
             tokio::time::sleep(SETTLE).await;
         }
         let revision = broker.revision();
-        if let Err(why) = write(&live.get(), &unreadable).await {
+        if let Err(why) = write(&live.get()).await {
             tracing::warn!(
                 reason = why,
                 "Pub/Sub's topics and subscriptions were not kept"
@@ -149,25 +169,30 @@ pub(crate) async fn keep(live: Live, unreadable: PubsubChanges) {
     }
 }
 
-/// Writes what the API made into the layer now, if the layer says otherwise.
-pub(crate) async fn write(state: &AppState, unreadable: &PubsubChanges) -> Result<(), String> {
-    let mut pubsub = encode(&state.pubsub().made_by_api());
-    for (name, v) in &unreadable.topics {
-        pubsub
-            .topics
-            .entry(name.clone())
-            .or_insert_with(|| v.clone());
-    }
-    for (name, v) in &unreadable.subscriptions {
-        pubsub
-            .subscriptions
-            .entry(name.clone())
-            .or_insert_with(|| v.clone());
-    }
+/// Writes what the API made into the layer now, if the layer says otherwise. The entries
+/// of the layer that cannot be read back stay, unless the API has made one of that name.
+pub(crate) async fn write(state: &AppState) -> Result<(), String> {
     let _serial = state.changes().begin().await;
+    // Taken under the lock: what is written is no older than any change before it.
+    let mut pubsub = encode(&state.pubsub().made_by_api());
     let dir = state.state_dir().clone();
     tokio::task::spawn_blocking(move || {
         let mut layer = Layer::read(dir.path()).map_err(|e| e.to_string())?;
+        let (_, unreadable) = decode(&layer.pubsub);
+        for name in unreadable.keys() {
+            let kept = [
+                (&layer.pubsub.topics, &mut pubsub.topics),
+                (&layer.pubsub.subscriptions, &mut pubsub.subscriptions),
+                (&layer.pubsub.changed_from, &mut pubsub.changed_from),
+            ];
+            for (old, new) in kept {
+                if let Some(v) = old.get(name)
+                    && !new.contains_key(name)
+                {
+                    new.insert(name.clone(), v.clone());
+                }
+            }
+        }
         if layer.pubsub == pubsub {
             return Ok(());
         }

@@ -200,7 +200,14 @@ pub(crate) fn of(config: &Config, subscriptions: &[pb::Subscription]) -> Graph {
             continue;
         };
         let short = subscription.name.rsplit('/').next().unwrap_or_default();
-        let id = format!("subscription:{short}");
+        // Another project's subscription of the same id is another caller.
+        let id = match subscription
+            .name
+            .strip_prefix(&format!("projects/{}/", config.project.id))
+        {
+            Some(_) => format!("subscription:{short}"),
+            None => format!("subscription:{}", subscription.name),
+        };
         let account = match &push.authentication_method {
             Some(pb::push_config::AuthenticationMethod::OidcToken(o)) => {
                 format!("as {}", o.service_account_email)
