@@ -108,6 +108,9 @@ struct Store {
     /// last declared: what the next configuration stops declaring is deleted, and what it
     /// declares differently is changed; what the API made is never touched.
     declared: HashMap<String, Option<pb::Subscription>>,
+    /// The IAM policies set on topics and subscriptions (`setIamPolicy`), by name: each
+    /// goes with its resource.
+    policies: HashMap<String, crate::iam::Policy>,
     /// The last message id and delivery number given out.
     next_message: u64,
     next_delivery: u64,
@@ -277,6 +280,43 @@ impl Broker {
         self.redefined();
         self.changed.notify_waiters();
         Ok(())
+    }
+
+    /// The IAM policy set on topic or subscription `name` (empty if none was).
+    pub(crate) fn policy(&self, name: &str) -> Result<crate::iam::Policy, Error> {
+        let store = self.store();
+        if !store.topics.contains_key(name) && !store.subscriptions.contains_key(name) {
+            return Err(Error::NotFound(name.to_owned()));
+        }
+        Ok(store.policies.get(name).cloned().unwrap_or_default())
+    }
+
+    /// Sets the IAM policy of topic or subscription `name`, if `current` still holds of
+    /// the one it has (the caller's etag check); the policy set.
+    pub(crate) fn set_policy<E: From<Error>>(
+        &self,
+        name: &str,
+        policy: crate::iam::Policy,
+        current: impl FnOnce(&crate::iam::Policy) -> Result<(), E>,
+    ) -> Result<crate::iam::Policy, E> {
+        let mut store = self.store();
+        if !store.topics.contains_key(name) && !store.subscriptions.contains_key(name) {
+            return Err(Error::NotFound(name.to_owned()).into());
+        }
+        current(
+            store
+                .policies
+                .get(name)
+                .unwrap_or(&crate::iam::Policy::default()),
+        )?;
+        if policy.bindings.is_empty() {
+            store.policies.remove(name);
+        } else {
+            store.policies.insert(name.to_owned(), policy.clone());
+        }
+        drop(store);
+        self.redefined();
+        Ok(policy)
     }
 
     /// The names of the subscriptions to `topic`.
@@ -606,6 +646,7 @@ impl Store {
         if self.topics.remove(name).is_none() {
             return false;
         }
+        self.policies.remove(name);
         for held in self.subscriptions.values_mut() {
             if held.subscription.topic == name {
                 DELETED_TOPIC.clone_into(&mut held.subscription.topic);
@@ -619,6 +660,7 @@ impl Store {
         let Some(held) = self.subscriptions.remove(name) else {
             return false;
         };
+        self.policies.remove(name);
         self.held_bytes -= held.entries.values().map(|e| e.bytes).sum::<usize>();
         true
     }

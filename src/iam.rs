@@ -38,7 +38,7 @@ pub const KEYS_CREATE: &str = "iam.serviceAccountKeys.create";
 pub const KEYS_DELETE: &str = "iam.serviceAccountKeys.delete";
 
 // Groups of permissions that roles share; each role below is a list of them.
-// Pub/Sub's, on the project (frontdoor keeps no policy on a topic or subscription).
+// Pub/Sub's, on the project or on the topic or subscription itself.
 pub const TOPICS_CREATE: &str = "pubsub.topics.create";
 pub const TOPICS_GET: &str = "pubsub.topics.get";
 pub const TOPICS_LIST: &str = "pubsub.topics.list";
@@ -51,6 +51,10 @@ pub const SUBSCRIPTIONS_LIST: &str = "pubsub.subscriptions.list";
 pub const SUBSCRIPTIONS_DELETE: &str = "pubsub.subscriptions.delete";
 pub const SUBSCRIPTIONS_UPDATE: &str = "pubsub.subscriptions.update";
 pub const SUBSCRIPTIONS_CONSUME: &str = "pubsub.subscriptions.consume";
+pub const TOPICS_GET_IAM_POLICY: &str = "pubsub.topics.getIamPolicy";
+pub const TOPICS_SET_IAM_POLICY: &str = "pubsub.topics.setIamPolicy";
+pub const SUBSCRIPTIONS_GET_IAM_POLICY: &str = "pubsub.subscriptions.getIamPolicy";
+pub const SUBSCRIPTIONS_SET_IAM_POLICY: &str = "pubsub.subscriptions.setIamPolicy";
 
 const INVOKING: &[&str] = &[INVOKE];
 const PUBSUB_READ: &[&str] = &[
@@ -69,6 +73,10 @@ const PUBSUB_CHANGE: &[&str] = &[
     SUBSCRIPTIONS_UPDATE,
     SUBSCRIPTIONS_CONSUME,
 ];
+// Reading a topic's or subscription's policy is the basic roles' and Pub/Sub Admin's, not
+// Pub/Sub Viewer's or Editor's, as on Google; changing it, Owner's and Pub/Sub Admin's.
+const PUBSUB_POLICY_READ: &[&str] = &[TOPICS_GET_IAM_POLICY, SUBSCRIPTIONS_GET_IAM_POLICY];
+const PUBSUB_POLICY: &[&str] = &[TOPICS_SET_IAM_POLICY, SUBSCRIPTIONS_SET_IAM_POLICY];
 const RUN_READ: &[&str] = &[RUN_GET, RUN_LIST, RUN_GET_IAM_POLICY, PROJECT_GET];
 const RUN_CHANGE: &[&str] = &[INVOKE, RUN_UPDATE];
 const RUN_POLICY: &[&str] = &[RUN_SET_IAM_POLICY];
@@ -112,6 +120,8 @@ const ROLES: &[(&str, &[&[&str]])] = &[
             ACTING,
             PUBSUB_READ,
             PUBSUB_CHANGE,
+            PUBSUB_POLICY_READ,
+            PUBSUB_POLICY,
         ],
     ),
     (
@@ -125,11 +135,18 @@ const ROLES: &[(&str, &[&[&str]])] = &[
             ACTING,
             PUBSUB_READ,
             PUBSUB_CHANGE,
+            PUBSUB_POLICY_READ,
         ],
     ),
     (
         "roles/viewer",
-        &[RUN_READ, PROJECT_POLICY_READ, ACCOUNT_READ, PUBSUB_READ],
+        &[
+            RUN_READ,
+            PROJECT_POLICY_READ,
+            ACCOUNT_READ,
+            PUBSUB_READ,
+            PUBSUB_POLICY_READ,
+        ],
     ),
     ("roles/pubsub.publisher", &[&[TOPICS_PUBLISH]]),
     (
@@ -138,7 +155,15 @@ const ROLES: &[(&str, &[&[&str]])] = &[
     ),
     ("roles/pubsub.viewer", &[PUBSUB_READ]),
     ("roles/pubsub.editor", &[PUBSUB_READ, PUBSUB_CHANGE]),
-    ("roles/pubsub.admin", &[PUBSUB_READ, PUBSUB_CHANGE]),
+    (
+        "roles/pubsub.admin",
+        &[
+            PUBSUB_READ,
+            PUBSUB_CHANGE,
+            PUBSUB_POLICY_READ,
+            PUBSUB_POLICY,
+        ],
+    ),
     // Who may grant Token Creator on an account: its admins, not its users.
     (
         "roles/iam.serviceAccountAdmin",

@@ -22,6 +22,8 @@ pub(crate) struct MadeByApi {
     pub(crate) topics: Vec<pb::Topic>,
     pub(crate) subscriptions: Vec<pb::Subscription>,
     pub(crate) changed_from: BTreeMap<String, pb::Subscription>,
+    /// The IAM policies set on topics and subscriptions, whoever made them.
+    pub(crate) policies: BTreeMap<String, crate::iam::Policy>,
 }
 
 impl Broker {
@@ -117,6 +119,11 @@ impl Broker {
             .collect();
         MadeByApi {
             changed_from,
+            policies: store
+                .policies
+                .iter()
+                .map(|(name, policy)| (name.clone(), policy.clone()))
+                .collect(),
             topics: store
                 .topics
                 .values()
@@ -184,6 +191,11 @@ impl Broker {
                 entries: BTreeMap::new(),
             };
             store.subscriptions.insert(name, held);
+        }
+        for (name, policy) in made.policies {
+            if store.topics.contains_key(&name) || store.subscriptions.contains_key(&name) {
+                store.policies.insert(name, policy);
+            }
         }
         drop(guard);
         self.redefined();

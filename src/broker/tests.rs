@@ -372,6 +372,7 @@ fn a_restart_weighs_what_the_api_kept_against_the_file_as_it_is_now() {
         topics: vec![labelled.clone()],
         subscriptions: vec![changed.clone()],
         changed_from: [(S.to_owned(), subscription(S, T))].into(),
+        policies: BTreeMap::new(),
     };
     let start = |file: &Pubsub| {
         let broker = Broker::new();

@@ -54,11 +54,17 @@ pub struct PubsubChanges {
     /// changed. A restart keeps the API's change only while the file still says this.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub changed_from: BTreeMap<String, serde_json::Value>,
+    /// The IAM policies set on topics and subscriptions (the file's or the API's), by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub policies: BTreeMap<String, PolicyText>,
 }
 
 impl PubsubChanges {
     pub fn is_empty(&self) -> bool {
-        self.topics.is_empty() && self.subscriptions.is_empty() && self.changed_from.is_empty()
+        self.topics.is_empty()
+            && self.subscriptions.is_empty()
+            && self.changed_from.is_empty()
+            && self.policies.is_empty()
     }
 }
 
@@ -237,9 +243,10 @@ impl Layer {
         }
         if !self.pubsub.is_empty() {
             lines.push(format!(
-                "Pub/Sub: {} topics and {} subscriptions made or changed through its API",
+                "Pub/Sub: {} topics, {} subscriptions and {} IAM policies made or changed through its API",
                 self.pubsub.topics.len(),
-                self.pubsub.subscriptions.len()
+                self.pubsub.subscriptions.len(),
+                self.pubsub.policies.len()
             ));
         }
         lines

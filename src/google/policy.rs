@@ -36,6 +36,23 @@ pub(crate) fn etag(policy: &PolicyText) -> String {
     URL_SAFE.encode(&digest.as_ref()[..8])
 }
 
+/// `text` (checked by [`SetRequest::checked`], or read back from the layer) as IAM
+/// evaluates it; the first role or member it cannot read.
+pub(crate) fn resolved(text: &PolicyText) -> Result<Policy, String> {
+    let mut bindings = Vec::new();
+    for (i, b) in text.bindings.iter().enumerate() {
+        let role = Role::parse(&b.role).map_err(|e| format!("bindings[{i}].role: {e}"))?;
+        let members = b
+            .members
+            .iter()
+            .enumerate()
+            .map(|(j, m)| Member::parse(m).map_err(|e| format!("bindings[{i}].members[{j}]: {e}")))
+            .collect::<Result<Vec<_>, _>>()?;
+        bindings.push(crate::iam::Binding { role, members });
+    }
+    Ok(Policy { bindings })
+}
+
 /// `?options.requestedPolicyVersion=`, which gcloud sends with every `getIamPolicy`.
 #[derive(Deserialize)]
 pub(crate) struct Options {

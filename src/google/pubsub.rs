@@ -30,11 +30,28 @@ use crate::state::AppState;
 use googleapis_tonic_google_pubsub_v1::google::pubsub::v1 as pb;
 use names::Kind;
 
+/// Topic or subscription `name` with its own `policy`, as IAM judges it.
+fn held<'p>(name: &'p str, policy: &'p iam::Policy) -> Resource<'p> {
+    Resource::Held(iam::Scope {
+        kind: if name.contains("/subscriptions/") {
+            "subscription"
+        } else {
+            "topic"
+        },
+        name: broker::short(name),
+        policy,
+    })
+}
+
+/// How many permissions one `testIamPermissions` may ask about.
+const MAX_PERMISSIONS_ASKED: usize = 1000;
+
 /// Whether a request path is one of Pub/Sub's (its REST resources, its gRPC methods).
 pub(crate) fn is_path(path: &str) -> bool {
     // `/v1/projects/P/topics…` or `…/subscriptions…`: the collection is the fifth segment.
     let collection = path.split('/').nth(4).unwrap_or("");
     path.starts_with("/google.pubsub.v1.")
+        || path.starts_with("/google.iam.v1.IAMPolicy/")
         || (path.starts_with("/v1/projects/") && ["topics", "subscriptions"].contains(&collection))
 }
 
@@ -99,8 +116,9 @@ impl Call {
         explanation
     }
 
-    /// Whether the caller holds `permission` on `name`'s project; the emulator's caller
-    /// holds everything. A principal's project must be this frontdoor's.
+    /// Whether the caller holds `permission` on `name` (a topic's or subscription's own
+    /// policy, then its project's); the emulator's caller holds everything. A principal's
+    /// project must be this frontdoor's.
     fn allow(&mut self, permission: &'static str, name: &str) -> Result<(), ApiError> {
         self.explanation.permission = Some(permission);
         self.explanation.target = Some(name.to_owned());
@@ -118,9 +136,75 @@ impl Call {
                 config.project.id
             )));
         }
-        let reason = judge(config, who, permission, Resource::Project)?;
+        // A name not made yet (a create) has no policy of its own.
+        let own = self.broker().policy(name).ok();
+        let resource = match &own {
+            Some(policy) => held(name, policy),
+            None => Resource::Project,
+        };
+        let reason = judge(config, who, permission, resource)?;
         self.explanation.reason = Some(reason);
         Ok(())
+    }
+
+    /// The IAM policy of topic or subscription `name`.
+    pub(crate) fn get_iam_policy(&mut self, name: &str) -> Result<iam::Policy, ApiError> {
+        let kind = names::kind_of(name)?;
+        self.allow(kind.permissions().0, name)?;
+        Ok(self.broker().policy(name)?)
+    }
+
+    /// Sets the IAM policy of topic or subscription `name` to `text`, if `etag` (when
+    /// given) is the current policy's: of two read-modify-writes, the second is told.
+    pub(crate) fn set_iam_policy(
+        &mut self,
+        name: &str,
+        text: crate::config::layer::PolicyText,
+        etag: Option<String>,
+    ) -> Result<iam::Policy, ApiError> {
+        let kind = names::kind_of(name)?;
+        self.allow(kind.permissions().1, name)?;
+        let policy = crate::google::policy::resolved(&text).map_err(ApiError::InvalidArgument)?;
+        let set = self.broker().set_policy(name, policy, |current| {
+            match etag.filter(|e| !e.is_empty()) {
+                Some(etag) if !crate::google::policy::etag_matches(&etag, &current.into()) => {
+                    Err(ApiError::Aborted(
+                        "There were concurrent policy changes. Please retry the whole read-modify-write with exponential backoff. (The etag sent is not the policy's current one.)".into(),
+                    ))
+                }
+                _ => Ok(()),
+            }
+        })?;
+        self.explanation
+            .did(format!("set the IAM policy of {name}: {}", set.describe()));
+        Ok(set)
+    }
+
+    /// Which of `permissions` the caller holds on topic or subscription `name`; asking
+    /// needs none. At most [`MAX_PERMISSIONS_ASKED`].
+    pub(crate) fn test_iam_permissions(
+        &mut self,
+        name: &str,
+        permissions: Vec<String>,
+    ) -> Result<Vec<String>, ApiError> {
+        names::kind_of(name)?;
+        if permissions.len() > MAX_PERMISSIONS_ASKED {
+            return Err(ApiError::InvalidArgument(format!(
+                "{} permissions asked about; at most {MAX_PERMISSIONS_ASKED}",
+                permissions.len()
+            )));
+        }
+        let own = self.broker().policy(name)?;
+        self.explanation.target = Some(name.to_owned());
+        let Who::Principal(who) = &self.who else {
+            return Ok(permissions);
+        };
+        let config = self.state.config();
+        let scopes = held(name, &own).scopes(config);
+        Ok(permissions
+            .into_iter()
+            .filter(|p| iam::check(p, Some(who), &scopes, &config.groups).allowed)
+            .collect())
     }
 
     /// The push account, if any: declared, and one the caller may act as.

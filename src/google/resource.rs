@@ -13,6 +13,9 @@ pub(crate) enum Resource<'c> {
     Project,
     Service(&'c Service),
     Account(&'c ServiceAccount),
+    /// A resource the configuration does not hold (a Pub/Sub topic or subscription), with
+    /// its own policy.
+    Held(Scope<'c>),
 }
 
 impl<'c> Resource<'c> {
@@ -72,6 +75,7 @@ impl<'c> Resource<'c> {
     pub(crate) fn own_scope(self) -> Option<Scope<'c>> {
         match self {
             Resource::Project => None,
+            Resource::Held(scope) => Some(scope),
             Resource::Service(service) => Some(Scope {
                 kind: "service",
                 name: &service.name,

@@ -46,7 +46,9 @@ service_accounts:
 iam_policy:
   bindings:
     - role: roles/pubsub.editor
-      members: [serviceAccount:app{SA}, serviceAccount:noact{SA}]
+      members: [serviceAccount:noact{SA}]
+    - role: roles/pubsub.admin
+      members: [serviceAccount:app{SA}]
     - role: roles/iam.serviceAccountUser
       members: [serviceAccount:app{SA}]
     - role: roles/pubsub.viewer
@@ -678,8 +680,9 @@ curl -s -X PUT -H "Authorization: Bearer $ACCESS_TOKEN" https://pubsub.googleapi
         sa("pusher")
     );
 
-    // A viewer's gcloud is refused as Google refuses it.
+    // A viewer's gcloud is refused as Google refuses it…
     let viewer = ClientShell::new(&emu, Some("reader"));
+    let reader = |args: &[&str]| viewer.command("gcloud").args(args).output().unwrap();
     let refused = fails(
         viewer
             .command("gcloud")
@@ -688,6 +691,51 @@ curl -s -X PUT -H "Authorization: Bearer $ACCESS_TOKEN" https://pubsub.googleapi
     assert!(
         refused.contains("Permission 'pubsub.topics.create' denied"),
         "{refused}"
+    );
+    let publish = [
+        "pubsub",
+        "topics",
+        "publish",
+        "events",
+        "--message",
+        "from reader",
+    ];
+    let refused = reader(&publish);
+    assert!(!refused.status.success());
+    // …until a binding on the topic itself lets it publish there, and nowhere else.
+    gcloud(&[
+        "pubsub",
+        "topics",
+        "add-iam-policy-binding",
+        "events",
+        &format!("--member=serviceAccount:{}", sa("reader")),
+        "--role=roles/pubsub.publisher",
+    ]);
+    let policy: Value = serde_json::from_str(&gcloud(&[
+        "pubsub",
+        "topics",
+        "get-iam-policy",
+        "events",
+        "--format=json",
+    ]))
+    .unwrap();
+    assert_eq!(
+        policy["bindings"],
+        json!([{"role": "roles/pubsub.publisher", "members": [format!("serviceAccount:{}", sa("reader"))]}]),
+        "{policy}"
+    );
+    succeed(viewer.command("gcloud").args(publish));
+    let elsewhere = fails(viewer.command("gcloud").args([
+        "pubsub",
+        "topics",
+        "publish",
+        "seed-topic",
+        "--message",
+        "from reader",
+    ]));
+    assert!(
+        elsewhere.contains("Permission 'pubsub.topics.publish' denied"),
+        "{elsewhere}"
     );
     emu.stop().await;
 }
@@ -747,6 +795,14 @@ async fn googles_client_libraries_publish_and_receive() {
             );
             if language == "python" {
                 assert_eq!(out["left"], 0, "{mode}: {out}");
+                assert_eq!(
+                    out["policy"],
+                    json!([format!(
+                        "roles/pubsub.publisher serviceAccount:{}",
+                        sa("reader")
+                    )]),
+                    "{mode}: {out}"
+                );
             }
             let topic_name = format!("projects/demo-project/topics/{topic}");
             let decision = emu
@@ -827,6 +883,223 @@ async fn subscriptions_declared_in_services_yaml_push_and_follow_the_file() {
     assert_eq!(status, 404);
     let (status, _) = rest(&emu, "GET", "topics/by-api", None).await;
     assert_eq!(status, 200, "what the API made stays");
+    emu.stop().await;
+}
+
+/// IAM policies on a topic or subscription (`getIamPolicy`, `setIamPolicy`,
+/// `testIamPermissions`): a binding there grants on that resource alone; reading one takes
+/// a basic role or Pub/Sub Admin, setting one Owner or Pub/Sub Admin; a stale etag is a
+/// 409; the policy outlives a restart and goes with its resource.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_binding_on_a_topic_or_subscription_grants_there_alone() {
+    let emu = Emulator::start(&yaml(None)).await;
+    for topic in ["granted", "other"] {
+        ok(&emu, "PUT", &format!("topics/{topic}"), None).await;
+    }
+    ok(
+        &emu,
+        "PUT",
+        "subscriptions/granted-pull",
+        Some(json!({"topic": "projects/demo-project/topics/granted"})),
+    )
+    .await;
+    let reader = emu.access_token("reader").await;
+    let editor = emu.access_token("noact").await;
+    let admin = emu.access_token("app").await;
+    let message = json!({"messages": [{"data": data("hi")}]});
+    let publish = |topic: &str| format!("topics/{topic}:publish");
+
+    let (status, body) = rest_as(
+        &emu,
+        Some(&reader),
+        "POST",
+        &publish("granted"),
+        Some(message.clone()),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    // Pub/Sub Viewer may not read a policy, Pub/Sub Editor may not set one.
+    let (status, body) = rest_as(
+        &emu,
+        Some(&reader),
+        "GET",
+        "topics/granted:getIamPolicy",
+        None,
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body.to_string().contains("pubsub.topics.getIamPolicy"),
+        "{body}"
+    );
+    let grant = |role: &str, etag: Option<&str>| {
+        let mut policy = json!({"bindings": [{"role": role, "members": [format!("serviceAccount:{}", sa("reader"))]}]});
+        if let Some(etag) = etag {
+            policy["etag"] = json!(etag);
+        }
+        json!({"policy": policy})
+    };
+    let (status, body) = rest_as(
+        &emu,
+        Some(&editor),
+        "POST",
+        "topics/granted:setIamPolicy",
+        Some(grant("roles/pubsub.publisher", None)),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body.to_string().contains("pubsub.topics.setIamPolicy"),
+        "{body}"
+    );
+
+    let (status, before) = rest_as(
+        &emu,
+        Some(&admin),
+        "POST",
+        "topics/granted:getIamPolicy",
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(status, 200, "{before}");
+    let etag = before["etag"].as_str().unwrap().to_owned();
+    let (status, set) = rest_as(
+        &emu,
+        Some(&admin),
+        "POST",
+        "topics/granted:setIamPolicy",
+        Some(grant("roles/pubsub.publisher", Some(&etag))),
+    )
+    .await;
+    assert_eq!(status, 200, "{set}");
+    assert_eq!(
+        set["bindings"][0]["role"], "roles/pubsub.publisher",
+        "{set}"
+    );
+    // The etag read before the change is stale now.
+    let (status, body) = rest_as(
+        &emu,
+        Some(&admin),
+        "POST",
+        "topics/granted:setIamPolicy",
+        Some(grant("roles/pubsub.viewer", Some(&etag))),
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
+    // Malformed: an unknown role, a condition.
+    let (status, body) = rest_as(
+        &emu,
+        Some(&admin),
+        "POST",
+        "topics/granted:setIamPolicy",
+        Some(grant("roles/pubsub.publsher", None)),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    let conditional = json!({"policy": {"bindings": [{"role": "roles/pubsub.publisher", "members": ["allUsers"], "condition": {"expression": "true"}}]}});
+    let (status, body) = rest_as(
+        &emu,
+        Some(&admin),
+        "POST",
+        "topics/granted:setIamPolicy",
+        Some(conditional),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+
+    // The binding on `granted` lets reader publish there, and nowhere else.
+    let (status, body) = rest_as(
+        &emu,
+        Some(&reader),
+        "POST",
+        &publish("granted"),
+        Some(message.clone()),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = rest_as(
+        &emu,
+        Some(&reader),
+        "POST",
+        &publish("other"),
+        Some(message.clone()),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    let asked = json!({"permissions": ["pubsub.topics.publish", "pubsub.topics.delete"]});
+    let (status, held) = rest_as(
+        &emu,
+        Some(&reader),
+        "POST",
+        "topics/granted:testIamPermissions",
+        Some(asked),
+    )
+    .await;
+    assert_eq!(
+        (status, &held),
+        (200, &json!({"permissions": ["pubsub.topics.publish"]}))
+    );
+    // On a subscription, the same: reader may pull from it once bound as a subscriber.
+    let pull = json!({"maxMessages": 1});
+    let (status, body) = rest_as(
+        &emu,
+        Some(&reader),
+        "POST",
+        "subscriptions/granted-pull:pull",
+        Some(pull.clone()),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = rest_as(
+        &emu,
+        Some(&admin),
+        "POST",
+        "subscriptions/granted-pull:setIamPolicy",
+        Some(grant("roles/pubsub.subscriber", None)),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, pulled) = rest_as(
+        &emu,
+        Some(&reader),
+        "POST",
+        "subscriptions/granted-pull:pull",
+        Some(pull),
+    )
+    .await;
+    assert_eq!(status, 200, "{pulled}");
+    assert_eq!(
+        pulled["receivedMessages"][0]["message"]["data"],
+        data("hi"),
+        "{pulled}"
+    );
+
+    // Kept across a restart; gone with its topic.
+    let emu = emu.restart().await;
+    let reader = emu.access_token("reader").await;
+    let (status, body) = rest_as(
+        &emu,
+        Some(&reader),
+        "POST",
+        &publish("granted"),
+        Some(message.clone()),
+    )
+    .await;
+    assert_eq!(status, 200, "after a restart: {body}");
+    ok(&emu, "DELETE", "topics/granted", None).await;
+    ok(&emu, "PUT", "topics/granted", None).await;
+    let (status, body) = rest_as(
+        &emu,
+        Some(&reader),
+        "POST",
+        &publish("granted"),
+        Some(message),
+    )
+    .await;
+    assert_eq!(
+        status, 403,
+        "a new topic of the same name has no binding: {body}"
+    );
     emu.stop().await;
 }
 

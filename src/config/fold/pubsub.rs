@@ -66,6 +66,13 @@ pub(super) fn fold(
     let mut topics = Vec::new();
     let mut subscriptions = Vec::new();
     let file_name = super::super::layer::FILE;
+    // The file has no field for a topic's or subscription's policy.
+    kept.policies = layer.policies.clone();
+    for name in layer.policies.keys() {
+        report.push(format!(
+            "Pub/Sub {name}: IAM policy kept in {file_name} (services.yaml has no field for a topic's or subscription's policy)"
+        ));
+    }
     for (name, why) in &made.unreadable {
         report.push(format!(
             "Pub/Sub {name}: kept in {file_name} (it cannot be read back: {why})"

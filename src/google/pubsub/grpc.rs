@@ -26,10 +26,13 @@ use crate::google::errors::ApiError;
 use crate::iam;
 use crate::state::{AppState, Live};
 
+mod policy;
+
 pub(crate) fn routes() -> Router<Live> {
     Router::new()
         .route("/google.pubsub.v1.Publisher/{method}", post(publisher))
         .route("/google.pubsub.v1.Subscriber/{method}", post(subscriber))
+        .route("/google.iam.v1.IAMPolicy/{method}", post(policy::methods))
 }
 
 /// The largest message a call may carry: a publish of Google's 10 MB, with its framing.
@@ -111,8 +114,13 @@ where
 }
 
 fn unimplemented(service: &str, method: &str) -> Response {
+    let package = if service == "IAMPolicy" {
+        "google.iam.v1"
+    } else {
+        "google.pubsub.v1"
+    };
     let status = Status::unimplemented(format!(
-        "frontdoor does not emulate google.pubsub.v1.{service}.{method}; see the README's Pub/Sub section for the methods it does"
+        "frontdoor does not emulate {package}.{service}.{method}; see the README's Pub/Sub section for the methods it does"
     ));
     let mut response = status.into_http::<Body>();
     Explanation::refused(

@@ -40,6 +40,33 @@ impl Kind {
 }
 
 /// `name`, checked to be `projects/P/KIND/ID` with an id Google accepts; its project.
+/// Which kind of resource `name` is, checked as such: what IAM's methods are asked about.
+pub(crate) fn kind_of(name: &str) -> Result<Kind, ApiError> {
+    let kind = if name.split('/').nth(2) == Some("subscriptions") {
+        Kind::Subscription
+    } else {
+        Kind::Topic
+    };
+    parse(name, kind)?;
+    Ok(kind)
+}
+
+impl Kind {
+    /// The permissions to read and to set its IAM policy.
+    pub(crate) fn permissions(self) -> (&'static str, &'static str) {
+        match self {
+            Kind::Topic => (
+                crate::iam::TOPICS_GET_IAM_POLICY,
+                crate::iam::TOPICS_SET_IAM_POLICY,
+            ),
+            Kind::Subscription => (
+                crate::iam::SUBSCRIPTIONS_GET_IAM_POLICY,
+                crate::iam::SUBSCRIPTIONS_SET_IAM_POLICY,
+            ),
+        }
+    }
+}
+
 pub(crate) fn parse(name: &str, kind: Kind) -> Result<&str, ApiError> {
     let invalid = |why: &str| {
         let shown: String = name.chars().take(300).collect();

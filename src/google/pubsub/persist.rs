@@ -65,6 +65,11 @@ pub(crate) fn encode(made: &MadeByApi) -> PubsubChanges {
             .iter()
             .map(|(name, s)| (name.clone(), subscription(s)))
             .collect(),
+        policies: made
+            .policies
+            .iter()
+            .map(|(name, p)| (name.clone(), p.into()))
+            .collect(),
     }
 }
 
@@ -93,6 +98,12 @@ pub(crate) fn decode(changes: &PubsubChanges) -> (MadeByApi, BTreeMap<String, St
                 }
             }
             (Err(why), _) | (_, Err(why)) => drop(unreadable.insert(name.clone(), why)),
+        }
+    }
+    for (name, text) in &changes.policies {
+        match crate::google::policy::resolved(text) {
+            Ok(policy) => drop(made.policies.insert(name.clone(), policy)),
+            Err(why) => drop(unreadable.insert(name.clone(), format!("its IAM policy: {why}"))),
         }
     }
     for name in changes.changed_from.keys() {
@@ -191,6 +202,11 @@ pub(crate) async fn write(state: &AppState) -> Result<(), String> {
                 {
                     new.insert(name.clone(), v.clone());
                 }
+            }
+            if let Some(p) = layer.pubsub.policies.get(name)
+                && !pubsub.policies.contains_key(name)
+            {
+                pubsub.policies.insert(name.clone(), p.clone());
             }
         }
         if layer.pubsub == pubsub {

@@ -181,6 +181,9 @@ async fn topic(
                 let ids = call.publish(&name, messages)?;
                 Ok(json!({"messageIds": ids}))
             }
+            (_, Some(iam)) if iam.ends_with("IamPolicy") || iam == "testIamPermissions" => {
+                iam_method(call, &method, iam, &name, &bytes)
+            }
             _ => Err(no_method(&method, &name)),
         }
     })
@@ -317,8 +320,48 @@ async fn subscription(
                     .transpose()?;
                 call.modify_push_config(&name, push).map(|()| json!({}))
             }
+            (_, Some(iam)) if iam.ends_with("IamPolicy") || iam == "testIamPermissions" => {
+                iam_method(call, &method, iam, &name, &bytes)
+            }
             _ => Err(no_method(&method, &name)),
         }
     })
     .await
+}
+
+/// `getIamPolicy` (GET, as gcloud sends it, or POST), `setIamPolicy` and
+/// `testIamPermissions` on a topic or subscription.
+fn iam_method(
+    call: &mut Call,
+    method: &Method,
+    iam: &str,
+    name: &str,
+    bytes: &Bytes,
+) -> Result<Value, ApiError> {
+    use crate::google::policy;
+    match (method, iam) {
+        (&Method::GET | &Method::POST, "getIamPolicy") => {
+            Ok(policy::render(&call.get_iam_policy(name)?))
+        }
+        (&Method::POST, "setIamPolicy") => {
+            let request: policy::SetRequest = serde_json::from_slice(bytes).map_err(|e| {
+                ApiError::InvalidArgument(format!("the body is not a setIamPolicy request: {e}"))
+            })?;
+            let (text, etag) = request.checked().map_err(ApiError::InvalidArgument)?;
+            Ok(policy::render(&call.set_iam_policy(name, text, etag)?))
+        }
+        (&Method::POST, "testIamPermissions") => {
+            #[derive(Default, Deserialize)]
+            #[serde(default)]
+            struct Test {
+                permissions: Vec<String>,
+            }
+            let held = call.test_iam_permissions(name, body::<Test>(bytes)?.permissions)?;
+            if held.is_empty() {
+                return Ok(json!({}));
+            }
+            Ok(json!({"permissions": held}))
+        }
+        _ => Err(no_method(method, name)),
+    }
 }
