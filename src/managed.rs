@@ -19,6 +19,8 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{HeaderName, HeaderValue, Method, Request, StatusCode, header};
 use googleapis_tonic_google_pubsub_v1::google::pubsub::v1 as pb;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
 use pb::push_config::{AuthenticationMethod, Wrapper};
 use serde_json::json;
 use tower::ServiceExt;
@@ -385,7 +387,10 @@ impl Push {
     }
 
     /// An ID token for `account`, as Google mints a push token: the audience given, else
-    /// the endpoint's URL as the subscription gives it.
+    /// the endpoint's URL as the subscription gives it. Reused, as a metadata server's
+    /// token is, until it nears expiry (the same bounded cache, under its own key): a
+    /// stream of pushes costs one signature, not one each, and the front door's verified
+    /// token cache then knows it.
     fn id_token(&self, account: &str, audience: &str, endpoint: &str) -> Result<String, String> {
         let config = self.state.config();
         let account = config.service_account(account).ok_or_else(|| {
@@ -396,13 +401,21 @@ impl Push {
         } else {
             audience
         };
-        let claims = crate::tokens::service_account_claims(
-            &config.issuer,
-            account,
-            audience,
-            self.state.now(),
-        );
-        Ok(crate::tokens::mint(self.state.keys(), &claims))
+        let now = self.state.now();
+        let asked = format!("push\0{}\0{}\0{audience}", account.email, account.unique_id);
+        let minted = self
+            .state
+            .metadata_tokens()
+            .get_or_mint(config, &asked, now, || {
+                let claims =
+                    crate::tokens::service_account_claims(&config.issuer, account, audience, now);
+                Ok::<_, std::convert::Infallible>((
+                    crate::tokens::mint(self.state.keys(), &claims),
+                    now + crate::tokens::LIFETIME,
+                ))
+            });
+        let Ok((token, _, _)) = minted;
+        Ok(token)
     }
 }
 
@@ -437,34 +450,22 @@ fn is_loopback(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-/// A push to a plain-http endpoint that is not a Cloud Run URL: one request on its own
-/// connection.
+/// A push to a plain-http endpoint that is not a Cloud Run URL, on a connection kept open
+/// between pushes (hyper's pooling client), as Google's push senders keep theirs.
 async fn direct(request: Request<Body>) -> Result<StatusCode, String> {
-    let uri = request.uri().clone();
-    // An IPv6 literal's brackets are the URI's, not the address's.
-    let host = uri
-        .host()
-        .unwrap_or_default()
-        .trim_matches(['[', ']'])
-        .to_owned();
-    let port = uri.port_u16().unwrap_or(80);
-    let stream = tokio::net::TcpStream::connect((host.as_str(), port))
-        .await
-        .map_err(|e| format!("cannot connect to {host}:{port}: {e}"))?;
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+    static CLIENT: std::sync::OnceLock<Client<HttpConnector, Body>> = std::sync::OnceLock::new();
+    let client = CLIENT.get_or_init(|| {
+        Client::builder(hyper_util::rt::TokioExecutor::new())
+            .pool_idle_timeout(std::time::Duration::from_secs(30))
+            .build_http()
+    });
+    let response =
+        client
+            .request(request)
             .await
-            .map_err(|e| e.to_string())?;
-    tokio::spawn(connection);
-    let (mut parts, body) = request.into_parts();
-    // Origin form on the wire, as any HTTP/1 client sends it.
-    parts.uri = uri
-        .path_and_query()
-        .map_or_else(|| "/".parse(), |p| p.as_str().parse())
-        .map_err(|e: axum::http::uri::InvalidUri| e.to_string())?;
-    let response = sender
-        .send_request(Request::from_parts(parts, body))
-        .await
-        .map_err(|e| e.to_string())?;
+            .map_err(|e| match std::error::Error::source(&e) {
+                Some(cause) => format!("{e}: {cause}"),
+                None => e.to_string(),
+            })?;
     Ok(response.status())
 }
