@@ -4,6 +4,7 @@
 //! nothing downstream meets an unchecked `Option`.
 
 mod depth;
+pub mod eventarc;
 mod federation;
 pub mod fold;
 mod knative;
@@ -614,6 +615,14 @@ fn resolve(
     check_addresses(&listen, &services, &at)?;
     let providers = federation::resolve(raw.workload_identity_pools, &project, &at)?;
     let pubsub = pubsub::resolve(&raw.pubsub, &project.id, &service_accounts, &services, &at)?;
+    let pubsub = eventarc::resolve(
+        &raw.eventarc,
+        pubsub,
+        &project,
+        &service_accounts,
+        &services,
+        &at,
+    )?;
 
     let config = Config {
         file: file.to_owned(),

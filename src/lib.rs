@@ -46,8 +46,9 @@
 //!   egress   the proxy every metadata listener also is: CONNECT to *.run.app and Google's
 //!            API hosts ends TLS with the local CA (keys::ca) and goes to the front door
 //!            or google; plain http reaches the metadata server; other hosts are refused
-//!   managed  Google-managed callers: Pub/Sub's pushes, each with an ID token for its
-//!            account, through the front door in process (peer::ManagedCaller)
+//!   managed  Google-managed callers: Pub/Sub's pushes (and Eventarc's, as CloudEvents),
+//!            each with an ID token for its account, through the front door in process
+//!            (peer::ManagedCaller)
 //!   ops      frontdoor's own surfaces, mounted once beside google's on its listener:
 //!            introspect (decisions, status, /healthz, /metrics), explain (the front
 //!            door's verdict for a pasted token, by frontdoor::auth; a permission on a

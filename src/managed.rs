@@ -274,6 +274,28 @@ impl Push {
             }
             _ => serde_json::to_vec(&self.envelope()).map_err(|e| e.to_string())?,
         };
+        // An Eventarc trigger's subscription: the same data as a CloudEvent in binary
+        // content mode, its attributes in `ce-*` headers, as Eventarc delivers it.
+        let trigger = self.trigger();
+        if trigger.is_some() {
+            let topic = &self.subscription.topic;
+            let ce = [
+                ("ce-id", message.message_id.clone()),
+                ("ce-source", format!("//pubsub.googleapis.com/{topic}")),
+                ("ce-specversion", "1.0".to_owned()),
+                (
+                    "ce-type",
+                    crate::config::eventarc::MESSAGE_PUBLISHED.to_owned(),
+                ),
+                (
+                    "ce-time",
+                    message.publish_time.map(timestamp_out).unwrap_or_default(),
+                ),
+            ];
+            for (name, value) in ce {
+                builder = builder.header(name, value);
+            }
+        }
         if let Some(AuthenticationMethod::OidcToken(oidc)) = &push.authentication_method {
             let token = self.id_token(
                 &oidc.service_account_email,
@@ -307,11 +329,17 @@ impl Push {
                 }
                 None => ", without a token".to_owned(),
             };
-            let label = format!(
-                "Pub/Sub push, subscription {}{oidc}, attempt {}",
-                crate::broker::short(&self.subscription.name),
-                self.message.attempt
-            );
+            let label = match trigger {
+                Some(trigger) => format!(
+                    "Eventarc trigger {trigger}{oidc}, attempt {}",
+                    self.message.attempt
+                ),
+                None => format!(
+                    "Pub/Sub push, subscription {}{oidc}, attempt {}",
+                    crate::broker::short(&self.subscription.name),
+                    self.message.attempt
+                ),
+            };
             let extensions = request.extensions_mut();
             extensions.insert(ManagedCaller(Arc::from(label)));
             extensions.insert(ConnectInfo(Peer {
@@ -320,6 +348,14 @@ impl Push {
             }));
         }
         Ok((request, through_frontdoor))
+    }
+
+    /// The Eventarc trigger this subscription delivers for, if it is one's.
+    fn trigger(&self) -> Option<&str> {
+        self.subscription
+            .labels
+            .get(crate::config::eventarc::TRIGGER_LABEL)
+            .map(String::as_str)
     }
 
     /// Google's envelope: the message (its ids and time in both spellings, as Google

@@ -33,6 +33,9 @@ pub(crate) struct RawConfig {
     pub(crate) egress: RawEgress,
     #[serde(default)]
     pub(crate) pubsub: RawPubsub,
+    /// Eventarc's triggers with a Pub/Sub transport.
+    #[serde(default)]
+    pub(crate) eventarc: super::eventarc::RawEventarc,
     /// `enforce` (the default) or `audit`: every request passes, and what enforcement
     /// would refuse is recorded as "would deny".
     pub(crate) enforcement: Option<String>,

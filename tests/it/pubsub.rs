@@ -1208,6 +1208,98 @@ async fn what_the_api_made_outlives_a_restart_and_folds_into_the_file() {
     emu.stop().await;
 }
 
+/// An Eventarc trigger with a Pub/Sub transport (issue 30): each message published to its
+/// topic reaches the destination service as a CloudEvent in binary content mode, through
+/// the front door with the trigger's account's token, which the receiver verifies; a
+/// trigger whose account may not invoke the service is refused there, by name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "left to scripts/test: the receivers run Python's google-auth"]
+async fn an_eventarc_trigger_delivers_a_cloudevent_as_its_account() {
+    let records = tempfile::tempdir().unwrap();
+    let base = yaml(Some(records.path()));
+    let triggers = format!(
+        "pubsub:
+  backoff_divisor: 1000
+  topics: [{{name: orders}}]
+eventarc:
+  triggers:
+    - name: on-order
+      topic: orders
+      destination_run_service: receiver
+      destination_run_path: /raw/events
+      service_account: pusher{SA}
+    - name: refused-order
+      topic: orders
+      destination_run_service: receiver
+      service_account: outsider{SA}
+"
+    );
+    let emu = Emulator::start(&base.replace("pubsub: {backoff_divisor: 1000}\n", &triggers)).await;
+    let published = publish(
+        &emu,
+        "orders",
+        json!([{"data": data("order 1"), "attributes": {"kind": "order"}}]),
+    )
+    .await;
+    let id = published["messageIds"][0].as_str().unwrap().to_owned();
+    let pushes = recorded_until(&records.path().join("receiver.jsonl"), |l| !l.is_empty());
+    let push = &pushes[0];
+    assert_eq!(push["path"], "/raw/events", "{push:#}");
+    assert_eq!(push["claims"]["email"], sa("pusher"), "{push:#}");
+    let headers = &push["headers"];
+    assert_eq!(
+        headers["ce-type"], "google.cloud.pubsub.topic.v1.messagePublished",
+        "{push:#}"
+    );
+    assert_eq!(headers["ce-specversion"], "1.0");
+    assert_eq!(headers["ce-id"], id.as_str());
+    assert_eq!(
+        headers["ce-source"],
+        "//pubsub.googleapis.com/projects/demo-project/topics/orders"
+    );
+    assert!(
+        headers["ce-time"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z')),
+        "{push:#}"
+    );
+    let body: Value = serde_json::from_str(push["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["message"]["data"], data("order 1"), "{body}");
+    assert_eq!(body["message"]["attributes"]["kind"], "order");
+    assert_eq!(
+        body["subscription"],
+        "projects/demo-project/subscriptions/eventarc-us-central1-on-order-sub-000"
+    );
+    // The decisions name each trigger; the outsider's is refused at the front door.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let decisions = emu.decisions().await;
+        let by = |trigger: &str| {
+            decisions
+                .iter()
+                .find(|d| {
+                    d["via"]
+                        .as_str()
+                        .is_some_and(|v| v.starts_with(&format!("Eventarc trigger {trigger},")))
+                })
+                .cloned()
+        };
+        if let (Some(allowed), Some(refused)) = (by("on-order"), by("refused-order")) {
+            assert_eq!(allowed["allowed"], true, "{allowed:#}");
+            assert_eq!(refused["allowed"], false, "{refused:#}");
+            assert_eq!(refused["code"], "no_invoker_binding", "{refused:#}");
+            assert_eq!(
+                refused["principal"],
+                format!("serviceAccount:{}", sa("outsider"))
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "{decisions:#?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    emu.stop().await;
+}
+
 /// 100,000 undelivered messages: held, counted in bytes against the store's limit, and
 /// reported by the status; acknowledging them gives every byte back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -214,7 +214,14 @@ pub(crate) fn of(config: &Config, subscriptions: &[pb::Subscription]) -> Graph {
             }
             None => "without a token".to_owned(),
         };
-        labels.insert(id.clone(), format!("Pub/Sub push: {short}, {account}"));
+        let label = match subscription
+            .labels
+            .get(crate::config::eventarc::TRIGGER_LABEL)
+        {
+            Some(trigger) => format!("Eventarc trigger: {trigger}, {account}"),
+            None => format!("Pub/Sub push: {short}, {account}"),
+        };
+        labels.insert(id.clone(), label);
         callers.insert(id.clone(), Kind::Subscription);
         edges.push((
             EdgeKind::Push,
