@@ -79,6 +79,9 @@ pub(crate) const DEFAULT_ACK_DEADLINE: i32 = 10;
 /// The most one pull hands out in bytes (at least one message, whatever its size): Google's
 /// clients refuse a response much over 20 MB.
 const MAX_PULL_BYTES: usize = 10 * 1024 * 1024;
+/// What the IAM policies on topics and subscriptions may take together, roughly in bytes
+/// as the layer keeps them: well inside what frontdoor reads back of it.
+const MAX_POLICY_BYTES: usize = 2 * 1024 * 1024;
 /// Google's quotas on topics and on subscriptions, per project; one store holds every
 /// project's, so these bound it.
 pub(crate) const MAX_TOPICS: usize = 10_000;
@@ -309,6 +312,19 @@ impl Broker {
                 .get(name)
                 .unwrap_or(&crate::iam::Policy::default()),
         )?;
+        // Bounded, so that what is kept of them fits the layer frontdoor reads back.
+        let others: usize = store
+            .policies
+            .iter()
+            .filter(|(n, _)| n.as_str() != name)
+            .map(|(_, p)| policy_weight(p))
+            .sum();
+        if others + policy_weight(&policy) > MAX_POLICY_BYTES {
+            return Err(Error::ResourceExhausted(format!(
+                "the IAM policies on topics and subscriptions would take more than {MAX_POLICY_BYTES} bytes, all of them together: bind groups rather than many members"
+            ))
+            .into());
+        }
         if policy.bindings.is_empty() {
             store.policies.remove(name);
         } else {
@@ -808,6 +824,21 @@ fn dead_lettered(entry: &Entry, subscription: &str) -> pb::PubsubMessage {
         message.attributes.insert(key.to_owned(), value);
     }
     message
+}
+
+/// About what `policy` takes in the layer: its roles and members, with their quoting.
+fn policy_weight(policy: &crate::iam::Policy) -> usize {
+    policy
+        .bindings
+        .iter()
+        .map(|b| {
+            32 + b
+                .members
+                .iter()
+                .map(|m| 8 + m.to_string().len())
+                .sum::<usize>()
+        })
+        .sum()
 }
 
 /// The bytes a message holds: its data, attributes and ordering key.

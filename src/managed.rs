@@ -487,12 +487,14 @@ fn is_loopback(host: &str) -> bool {
 }
 
 /// A push to a plain-http endpoint that is not a Cloud Run URL, on a connection kept open
-/// between pushes (hyper's pooling client), as Google's push senders keep theirs.
+/// between pushes (hyper's pooling client), as Google's push senders keep theirs; closed
+/// after 4 s idle, before common servers' keep-alive (Node's 5 s) closes it under a push.
 async fn direct(request: Request<Body>) -> Result<StatusCode, String> {
     static CLIENT: std::sync::OnceLock<Client<HttpConnector, Body>> = std::sync::OnceLock::new();
     let client = CLIENT.get_or_init(|| {
         Client::builder(hyper_util::rt::TokioExecutor::new())
-            .pool_idle_timeout(std::time::Duration::from_secs(30))
+            .pool_timer(hyper_util::rt::TokioTimer::new())
+            .pool_idle_timeout(std::time::Duration::from_secs(4))
             .build_http()
     });
     let response =

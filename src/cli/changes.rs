@@ -23,12 +23,12 @@ pub(super) fn fold(args: &ConfigArgs) -> anyhow::Result<()> {
     let file = &config.file;
     let text = String::from_utf8(config::read_capped(file)?)
         .with_context(|| format!("{} is not UTF-8", file.display()))?;
-    let (made, unreadable) = crate::google::pubsub::persist::decode(&layer.pubsub);
+    let decoded = crate::google::pubsub::persist::decode(&layer.pubsub);
     let made = config::fold::PubsubMade {
-        topics: made.topics,
-        subscriptions: made.subscriptions,
-        changed_from: made.changed_from,
-        unreadable,
+        topics: decoded.made.topics,
+        subscriptions: decoded.made.subscriptions,
+        changed_from: decoded.made.changed_from,
+        unreadable: decoded.unreadable,
     };
     let folded = config::fold::fold(&text, file, &layer, &config, &made)?;
     if folded.text == text && folded.rest == layer {

@@ -30,6 +30,18 @@ use crate::state::AppState;
 use googleapis_tonic_google_pubsub_v1::google::pubsub::v1 as pb;
 use names::Kind;
 
+/// With credentials, Pub/Sub's resources are in this frontdoor's project.
+fn check_project(config: &crate::config::Config, name: &str) -> Result<(), ApiError> {
+    let project = broker::split(name).0;
+    if project != config.project.id && project != config.project.number {
+        return Err(ApiError::NotFound(format!(
+            "project `{project}` is not the one frontdoor emulates ({}); with credentials, Pub/Sub's resources are in it (PUBSUB_EMULATOR_HOST takes any project)",
+            config.project.id
+        )));
+    }
+    Ok(())
+}
+
 /// Topic or subscription `name` with its own `policy`, as IAM judges it.
 fn held<'p>(name: &'p str, policy: &'p iam::Policy) -> Resource<'p> {
     Resource::Held(iam::Scope {
@@ -129,13 +141,7 @@ impl Call {
             return Ok(());
         };
         let config = self.state.config();
-        let project = broker::split(name).0;
-        if project != config.project.id && project != config.project.number {
-            return Err(ApiError::NotFound(format!(
-                "project `{project}` is not the one frontdoor emulates ({}); with credentials, Pub/Sub's resources are in it (PUBSUB_EMULATOR_HOST takes any project)",
-                config.project.id
-            )));
-        }
+        check_project(config, name)?;
         // A name not made yet (a create) has no policy of its own.
         let own = self.broker().policy(name).ok();
         let resource = match &own {
@@ -163,6 +169,16 @@ impl Call {
         etag: Option<String>,
     ) -> Result<iam::Policy, ApiError> {
         let kind = names::kind_of(name)?;
+        if let Who::Emulator = &self.who {
+            // A policy binds callers with credentials: the emulator's unchecked door must not
+            // be able to change what their checks decide.
+            self.explanation.permission = Some(kind.permissions().1);
+            self.explanation.target = Some(name.to_owned());
+            return Err(ApiError::PermissionDenied {
+                permission: kind.permissions().1,
+                why: "without credentials (PUBSUB_EMULATOR_HOST) nothing is checked, so nothing may set a policy that callers with credentials are checked against: call with credentials that hold it (roles/pubsub.admin or roles/owner)".to_owned(),
+            });
+        }
         self.allow(kind.permissions().1, name)?;
         let policy = crate::google::policy::resolved(&text).map_err(ApiError::InvalidArgument)?;
         let set = self.broker().set_policy(name, policy, |current| {
@@ -187,19 +203,31 @@ impl Call {
         name: &str,
         permissions: Vec<String>,
     ) -> Result<Vec<String>, ApiError> {
-        names::kind_of(name)?;
+        let kind = names::kind_of(name)?;
         if permissions.len() > MAX_PERMISSIONS_ASKED {
             return Err(ApiError::InvalidArgument(format!(
                 "{} permissions asked about; at most {MAX_PERMISSIONS_ASKED}",
                 permissions.len()
             )));
         }
-        let own = self.broker().policy(name)?;
+        let prefix = match kind {
+            names::Kind::Topic => "pubsub.topics.",
+            names::Kind::Subscription => "pubsub.subscriptions.",
+        };
+        if let Some(other) = permissions.iter().find(|p| !p.starts_with(prefix)) {
+            let shown: String = other.chars().take(100).collect();
+            return Err(ApiError::InvalidArgument(format!(
+                "Permission `{shown}` is not valid for this resource: ask about {prefix}* permissions"
+            )));
+        }
         self.explanation.target = Some(name.to_owned());
         let Who::Principal(who) = &self.who else {
+            self.broker().policy(name)?;
             return Ok(permissions);
         };
         let config = self.state.config();
+        check_project(config, name)?;
+        let own = self.broker().policy(name)?;
         let scopes = held(name, &own).scopes(config);
         Ok(permissions
             .into_iter()

@@ -795,14 +795,14 @@ async fn googles_client_libraries_publish_and_receive() {
             );
             if language == "python" {
                 assert_eq!(out["left"], 0, "{mode}: {out}");
-                assert_eq!(
-                    out["policy"],
+                // No policy may be set without credentials.
+                let granted = (mode == "proxy").then(|| {
                     json!([format!(
                         "roles/pubsub.publisher serviceAccount:{}",
                         sa("reader")
-                    )]),
-                    "{mode}: {out}"
-                );
+                    )])
+                });
+                assert_eq!(out["policy"], json!(granted), "{mode}: {out}");
             }
             let topic_name = format!("projects/demo-project/topics/{topic}");
             let decision = emu
@@ -952,6 +952,23 @@ async fn a_binding_on_a_topic_or_subscription_grants_there_alone() {
         body.to_string().contains("pubsub.topics.setIamPolicy"),
         "{body}"
     );
+    // Nor may the emulator's unchecked door (no credentials) set what checked callers meet.
+    let (status, body) = rest(
+        &emu,
+        "POST",
+        "topics/granted:setIamPolicy",
+        Some(grant("roles/pubsub.publisher", None)),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    let decisions = emu.decisions().await;
+    let why = decisions
+        .iter()
+        .rev()
+        .find(|d| d["surface"] == "pubsub")
+        .map(|d| d["reason"].to_string())
+        .unwrap_or_default();
+    assert!(why.contains("without credentials"), "{why}");
 
     let (status, before) = rest_as(
         &emu,
@@ -1039,6 +1056,17 @@ async fn a_binding_on_a_topic_or_subscription_grants_there_alone() {
         (status, &held),
         (200, &json!({"permissions": ["pubsub.topics.publish"]}))
     );
+    // Only the resource's own permissions may be asked about.
+    let asked = json!({"permissions": ["resourcemanager.projects.setIamPolicy"]});
+    let (status, body) = rest_as(
+        &emu,
+        Some(&reader),
+        "POST",
+        "topics/granted:testIamPermissions",
+        Some(asked),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
     // On a subscription, the same: reader may pull from it once bound as a subscriber.
     let pull = json!({"maxMessages": 1});
     let (status, body) = rest_as(

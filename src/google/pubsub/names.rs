@@ -39,7 +39,6 @@ impl Kind {
     }
 }
 
-/// `name`, checked to be `projects/P/KIND/ID` with an id Google accepts; its project.
 /// Which kind of resource `name` is, checked as such: what IAM's methods are asked about.
 pub(crate) fn kind_of(name: &str) -> Result<Kind, ApiError> {
     let kind = if name.split('/').nth(2) == Some("subscriptions") {
@@ -67,6 +66,7 @@ impl Kind {
     }
 }
 
+/// `name`, checked to be `projects/P/KIND/ID` with an id Google accepts; its project.
 pub(crate) fn parse(name: &str, kind: Kind) -> Result<&str, ApiError> {
     let invalid = |why: &str| {
         let shown: String = name.chars().take(300).collect();

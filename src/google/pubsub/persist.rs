@@ -73,11 +73,22 @@ pub(crate) fn encode(made: &MadeByApi) -> PubsubChanges {
     }
 }
 
-/// What the layer keeps, read back as the API would take it; and, by name, what could not
-/// be, with why.
-pub(crate) fn decode(changes: &PubsubChanges) -> (MadeByApi, BTreeMap<String, String>) {
+/// What the layer keeps, read back as the API would take it.
+#[derive(Debug, Default)]
+pub(crate) struct Decoded {
+    pub(crate) made: MadeByApi,
+    /// By name, the topics and subscriptions that could not be read back, and why.
+    pub(crate) unreadable: BTreeMap<String, String>,
+    /// By name, the IAM policies that could not be, and why: apart, since a policy has
+    /// its resource's name.
+    pub(crate) unreadable_policies: BTreeMap<String, String>,
+}
+
+/// What the layer keeps, read back as the API would take it, and what could not be.
+pub(crate) fn decode(changes: &PubsubChanges) -> Decoded {
     let mut made = MadeByApi::default();
     let mut unreadable = BTreeMap::new();
+    let mut unreadable_policies = BTreeMap::new();
     for (name, value) in &changes.topics {
         match topic(name, value) {
             Ok(topic) => made.topics.push(topic),
@@ -103,7 +114,7 @@ pub(crate) fn decode(changes: &PubsubChanges) -> (MadeByApi, BTreeMap<String, St
     for (name, text) in &changes.policies {
         match crate::google::policy::resolved(text) {
             Ok(policy) => drop(made.policies.insert(name.clone(), policy)),
-            Err(why) => drop(unreadable.insert(name.clone(), format!("its IAM policy: {why}"))),
+            Err(why) => drop(unreadable_policies.insert(name.clone(), why)),
         }
     }
     for name in changes.changed_from.keys() {
@@ -114,7 +125,11 @@ pub(crate) fn decode(changes: &PubsubChanges) -> (MadeByApi, BTreeMap<String, St
             );
         }
     }
-    (made, unreadable)
+    Decoded {
+        made,
+        unreadable,
+        unreadable_policies,
+    }
 }
 
 fn topic(name: &str, value: &Value) -> Result<pb::Topic, String> {
@@ -144,8 +159,15 @@ pub(crate) fn restore(state: &AppState) {
         // Said when the configuration was loaded: it could not start without it.
         Err(_) => return,
     };
-    let (made, unreadable) = decode(&layer.pubsub);
-    for (name, why) in unreadable {
+    let Decoded {
+        made,
+        unreadable,
+        unreadable_policies,
+    } = decode(&layer.pubsub);
+    let policies = unreadable_policies
+        .into_iter()
+        .map(|(name, why)| (name, format!("its IAM policy: {why}")));
+    for (name, why) in unreadable.into_iter().chain(policies) {
         tracing::warn!(
             name,
             reason = why,
@@ -189,8 +211,15 @@ pub(crate) async fn write(state: &AppState) -> Result<(), String> {
     let dir = state.state_dir().clone();
     tokio::task::spawn_blocking(move || {
         let mut layer = Layer::read(dir.path()).map_err(|e| e.to_string())?;
-        let (_, unreadable) = decode(&layer.pubsub);
-        for name in unreadable.keys() {
+        let decoded = decode(&layer.pubsub);
+        for name in decoded.unreadable_policies.keys() {
+            if let Some(p) = layer.pubsub.policies.get(name)
+                && !pubsub.policies.contains_key(name)
+            {
+                pubsub.policies.insert(name.clone(), p.clone());
+            }
+        }
+        for name in decoded.unreadable.keys() {
             let kept = [
                 (&layer.pubsub.topics, &mut pubsub.topics),
                 (&layer.pubsub.subscriptions, &mut pubsub.subscriptions),
@@ -202,11 +231,6 @@ pub(crate) async fn write(state: &AppState) -> Result<(), String> {
                 {
                     new.insert(name.clone(), v.clone());
                 }
-            }
-            if let Some(p) = layer.pubsub.policies.get(name)
-                && !pubsub.policies.contains_key(name)
-            {
-                pubsub.policies.insert(name.clone(), p.clone());
             }
         }
         if layer.pubsub == pubsub {

@@ -6,8 +6,9 @@ the proxy with the metadata server's credentials.
 
 usage: pubsub_client.py TOPIC [COUNT]      prints {"ids", "received", "left", "policy"} as JSON
 
-It also grants reader's account roles/pubsub.publisher on the topic through the library's
-IAM methods (google.iam.v1.IAMPolicy on the same channel), read back as "role member".
+With credentials (not at PUBSUB_EMULATOR_HOST, where no policy may be set), it also grants
+reader's account roles/pubsub.publisher on the topic through the library's IAM methods
+(google.iam.v1.IAMPolicy on the same channel), read back as "role member".
 
 COUNT (5 by default) past the library's flow control (1,000 messages out at once) proves
 that acks sent as unary calls make room on the stream."""
@@ -27,14 +28,16 @@ subscriber = pubsub_v1.SubscriberClient()
 topic = publisher.topic_path(project, topic_id)
 subscription = subscriber.subscription_path(project, topic_id + "-sub")
 publisher.create_topic(name=topic)
-policy = publisher.get_iam_policy(request={"resource": topic})
-policy.bindings.add(
-    role="roles/pubsub.publisher",
-    members=[f"serviceAccount:reader@{project}.iam.gserviceaccount.com"],
-)
-publisher.set_iam_policy(request={"resource": topic, "policy": policy})
-granted = publisher.get_iam_policy(request={"resource": topic})
-granted = [f"{b.role} {m}" for b in granted.bindings for m in b.members]
+granted = None
+if not os.environ.get("PUBSUB_EMULATOR_HOST"):
+    policy = publisher.get_iam_policy(request={"resource": topic})
+    policy.bindings.add(
+        role="roles/pubsub.publisher",
+        members=[f"serviceAccount:reader@{project}.iam.gserviceaccount.com"],
+    )
+    publisher.set_iam_policy(request={"resource": topic, "policy": policy})
+    granted = publisher.get_iam_policy(request={"resource": topic})
+    granted = [f"{b.role} {m}" for b in granted.bindings for m in b.members]
 subscriber.create_subscription(name=subscription, topic=topic)
 futures = [publisher.publish(topic, f"m{i}".encode(), origin="python") for i in range(count)]
 ids = [f.result(timeout=60) for f in futures]
