@@ -263,8 +263,13 @@ impl Push {
             .method(Method::POST)
             .header(header::CONTENT_TYPE, "application/json")
             .header(header::USER_AGENT, USER_AGENT);
+        // A CloudEvent (an Eventarc trigger's endpoint asks for one) always carries the
+        // wrapped message, and no publisher's attribute as a header beside its `ce-*` ones.
+        let cloudevent = url.query_pairs().any(|(k, v)| {
+            k == crate::config::eventarc::CLOUDEVENTS_MODE && v.starts_with("CUSTOM_PUBSUB_")
+        });
         let body = match &push.wrapper {
-            Some(Wrapper::NoWrapper(no)) => {
+            Some(Wrapper::NoWrapper(no)) if !cloudevent => {
                 if no.write_metadata {
                     for (name, value) in self.metadata_headers(&push) {
                         builder = builder.header(name, value);
@@ -274,10 +279,10 @@ impl Push {
             }
             _ => serde_json::to_vec(&self.envelope()).map_err(|e| e.to_string())?,
         };
-        // An Eventarc trigger's subscription: the same data as a CloudEvent in binary
-        // content mode, its attributes in `ce-*` headers, as Eventarc delivers it.
-        let trigger = self.trigger();
-        if trigger.is_some() {
+        // The same data as a CloudEvent in binary content mode, its attributes in `ce-*`
+        // headers, as Eventarc delivers it.
+        let trigger = self.trigger().filter(|_| cloudevent);
+        if cloudevent {
             let topic = &self.subscription.topic;
             let ce = [
                 ("ce-id", message.message_id.clone()),
@@ -332,6 +337,11 @@ impl Push {
             let label = match trigger {
                 Some(trigger) => format!(
                     "Eventarc trigger {trigger}{oidc}, attempt {}",
+                    self.message.attempt
+                ),
+                None if cloudevent => format!(
+                    "Pub/Sub push as a CloudEvent, subscription {}{oidc}, attempt {}",
+                    crate::broker::short(&self.subscription.name),
                     self.message.attempt
                 ),
                 None => format!(
@@ -473,6 +483,7 @@ fn reserved_header(name: &str) -> bool {
     let name = name.to_ascii_lowercase();
     RESERVED.contains(&name.as_str())
         || name.starts_with("x-goog-")
+        || name.starts_with("ce-")
         || name.starts_with("proxy-")
         || name.starts_with("forwarded")
         || name.starts_with("x-forwarded-")

@@ -1,9 +1,11 @@
 //! `eventarc:` in services.yaml: triggers for `google.cloud.pubsub.topic.v1.messagePublished`
 //! on a declared topic, each delivering to a Cloud Run service (and path) as a service
 //! account. As on Google, a trigger with a Pub/Sub transport is a push subscription on its
-//! topic that Eventarc manages (named `eventarc-REGION-TRIGGER-sub-000` here); the push
-//! loop sends each message as a CloudEvent in binary content mode (`managed`), through the
-//! front door with the account's ID token. Other event sources are not emulated.
+//! topic that Eventarc manages (named `eventarc-REGION-TRIGGER-sub-000` here), whose
+//! endpoint asks for CloudEvents (`?__GCP_CloudEventsMode=CUSTOM_PUBSUB_…`), retried from 10 s
+//! to 600 s and keeping a message 24 hours, as Eventarc's are; the push loop sends each
+//! message as a CloudEvent in binary content mode (`managed`), through the front door with
+//! the account's ID token. Other event sources are not emulated.
 
 use googleapis_tonic_google_pubsub_v1::google::pubsub::v1 as pb;
 use pb::push_config::{AuthenticationMethod, OidcToken};
@@ -12,9 +14,12 @@ use serde::Deserialize;
 use super::pubsub::Pubsub;
 use super::{At, ConfigError, Project, Service, ServiceAccount};
 
-/// The label Eventarc's subscriptions carry here, whose value is the trigger's name: how
-/// the push loop knows to send a CloudEvent.
+/// The label Eventarc's subscriptions carry here, whose value is the trigger's name: what
+/// the decisions and the graph call the caller.
 pub const TRIGGER_LABEL: &str = "goog-eventarc-trigger";
+/// The query parameter on a push endpoint that asks for the message as a CloudEvent, as
+/// Eventarc (and Cloud Functions) set it; its value names the topic.
+pub const CLOUDEVENTS_MODE: &str = "__GCP_CloudEventsMode";
 /// The one event type emulated.
 pub const MESSAGE_PUBLISHED: &str = "google.cloud.pubsub.topic.v1.messagePublished";
 
@@ -55,9 +60,21 @@ pub(super) fn resolve(
     let mut names: Vec<&str> = Vec::new();
     for (i, t) in raw.triggers.iter().enumerate() {
         let path = |field: &str| format!("eventarc.triggers[{i}].{field}");
-        super::pubsub::check_id(&t.name, "trigger").map_err(|r| at.err(path("name"), r))?;
-        if t.name.len() > 63 {
-            return Err(at.err(path("name"), "a trigger name has at most 63 characters"));
+        // Eventarc's rule for a trigger id.
+        let valid = t.name.len() <= 63
+            && t.name.starts_with(|c: char| c.is_ascii_lowercase())
+            && !t.name.ends_with('-')
+            && t.name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if !valid {
+            return Err(at.err(
+                path("name"),
+                format!(
+                    "`{}`: a trigger name has at most 63 lowercase letters, digits and hyphens, starts with a letter and does not end with a hyphen",
+                    t.name
+                ),
+            ));
         }
         if names.contains(&t.name.as_str()) {
             return Err(at.err(
@@ -106,10 +123,15 @@ pub(super) fn resolve(
                 )
             })?;
         let run_path = t.destination_run_path.as_deref().unwrap_or("/");
-        if !run_path.starts_with('/') || run_path.contains(['?', '#', ' ']) {
+        // A path a URL keeps as written: what the service receives is what was declared.
+        let kept = url::Url::parse(&format!("{}{run_path}", service.url))
+            .is_ok_and(|u| u.path() == run_path && u.query().is_none() && u.fragment().is_none());
+        if !run_path.starts_with('/') || !kept {
             return Err(at.err(
                 path("destination_run_path"),
-                format!("`{run_path}` is not a path: it starts with / and has no query"),
+                format!(
+                    "`{run_path}` is not a plain path: it starts with /, has no query or fragment, and nothing a URL would rewrite (spaces, `..`, backslashes, non-ASCII)"
+                ),
             ));
         }
         let account = accounts
@@ -139,11 +161,18 @@ pub(super) fn resolve(
                 ),
             ));
         }
+        let mode: String =
+            url::form_urlencoded::byte_serialize(format!("CUSTOM_PUBSUB_{topic}").as_bytes())
+                .collect();
+        let seconds = |s: i64| prost_types::Duration {
+            seconds: s,
+            nanos: 0,
+        };
         pubsub.subscriptions.push(pb::Subscription {
             name,
             topic,
             push_config: Some(pb::PushConfig {
-                push_endpoint: format!("{}{run_path}", service.url),
+                push_endpoint: format!("{}{run_path}?{CLOUDEVENTS_MODE}={mode}", service.url),
                 authentication_method: Some(AuthenticationMethod::OidcToken(OidcToken {
                     service_account_email: account.email.clone(),
                     // The service's URL: an audience with a path is refused (SPEC §12).
@@ -153,6 +182,11 @@ pub(super) fn resolve(
             }),
             ack_deadline_seconds: 10,
             labels: [(TRIGGER_LABEL.to_owned(), t.name.clone())].into(),
+            retry_policy: Some(pb::RetryPolicy {
+                minimum_backoff: Some(seconds(10)),
+                maximum_backoff: Some(seconds(600)),
+            }),
+            message_retention_duration: Some(seconds(86_400)),
             ..pb::Subscription::default()
         });
     }
@@ -195,7 +229,19 @@ pubsub:
         assert_eq!(s.labels[TRIGGER_LABEL], "on-order");
         let push = s.push_config.as_ref().unwrap();
         let url = "https://receiver-123456789012.us-central1.run.app";
-        assert_eq!(push.push_endpoint, format!("{url}/events"));
+        assert_eq!(
+            push.push_endpoint,
+            format!(
+                "{url}/events?__GCP_CloudEventsMode=CUSTOM_PUBSUB_projects%2Fdemo-project%2Ftopics%2Forders"
+            )
+        );
+        assert_eq!(
+            s.retry_policy
+                .as_ref()
+                .and_then(|r| r.maximum_backoff)
+                .map(|d| d.seconds),
+            Some(600)
+        );
         let Some(AuthenticationMethod::OidcToken(oidc)) = &push.authentication_method else {
             panic!("no token: {push:?}");
         };
@@ -226,7 +272,17 @@ pubsub:
             (
                 GOOD.replace("/events", "events?x=1"),
                 "eventarc.triggers[0].destination_run_path",
-                "not a path",
+                "not a plain path",
+            ),
+            (
+                GOOD.replace("/events", "/a/../events"),
+                "eventarc.triggers[0].destination_run_path",
+                "not a plain path",
+            ),
+            (
+                GOOD.replace("on-order", "On.Order"),
+                "eventarc.triggers[0].name",
+                "lowercase letters",
             ),
             (
                 GOOD.replace(

@@ -1272,7 +1272,11 @@ eventarc:
     let id = published["messageIds"][0].as_str().unwrap().to_owned();
     let pushes = recorded_until(&records.path().join("receiver.jsonl"), |l| !l.is_empty());
     let push = &pushes[0];
-    assert_eq!(push["path"], "/raw/events", "{push:#}");
+    assert_eq!(
+        push["path"],
+        "/raw/events?__GCP_CloudEventsMode=CUSTOM_PUBSUB_projects%2Fdemo-project%2Ftopics%2Forders",
+        "{push:#}"
+    );
     assert_eq!(push["claims"]["email"], sa("pusher"), "{push:#}");
     let headers = &push["headers"];
     assert_eq!(

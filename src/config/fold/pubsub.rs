@@ -169,7 +169,17 @@ pub(super) fn fold(
             .changed_from
             .get(&subscription.name)
             .is_some_and(|from| !want.subscriptions.iter().any(|s| s == from));
+        let trigger = subscription
+            .labels
+            .get(crate::config::eventarc::TRIGGER_LABEL)
+            .filter(|_| made.changed_from.contains_key(&subscription.name));
         let outcome = ours(&subscription.name)
+            .and_then(|()| match trigger {
+                Some(trigger) => Err(format!(
+                    "it is Eventarc trigger {trigger}'s subscription, which eventarc.triggers makes: the file has no place for a change to it"
+                )),
+                None => Ok(()),
+            })
             .and_then(|()| {
                 if stale {
                     Err("the file declares it differently since the API changed it; the next start keeps the file's".to_owned())
