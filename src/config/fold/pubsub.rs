@@ -78,27 +78,16 @@ pub(super) fn fold(
             "Pub/Sub {name}: kept in {file_name} (it cannot be read back: {why})"
         ));
     }
-    kept.topics.extend(
-        layer
-            .topics
-            .iter()
+    // What cannot be read back stays as it is.
+    let unreadable = |map: &BTreeMap<String, serde_json::Value>| {
+        map.iter()
             .filter(|(n, _)| made.unreadable.contains_key(*n))
-            .map(|(n, v)| (n.clone(), v.clone())),
-    );
-    kept.subscriptions.extend(
-        layer
-            .subscriptions
-            .iter()
-            .filter(|(n, _)| made.unreadable.contains_key(*n))
-            .map(|(n, v)| (n.clone(), v.clone())),
-    );
-    kept.changed_from.extend(
-        layer
-            .changed_from
-            .iter()
-            .filter(|(n, _)| made.unreadable.contains_key(*n))
-            .map(|(n, v)| (n.clone(), v.clone())),
-    );
+            .map(|(n, v)| (n.clone(), v.clone()))
+            .collect::<Vec<_>>()
+    };
+    kept.topics.extend(unreadable(&layer.topics));
+    kept.subscriptions.extend(unreadable(&layer.subscriptions));
+    kept.changed_from.extend(unreadable(&layer.changed_from));
 
     let ours = |name: &str| {
         let (p, _) = name
