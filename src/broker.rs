@@ -932,7 +932,7 @@ impl Page<'_> {
         }
     }
 
-    fn start(&self, prefix: &str) -> String {
+    pub(crate) fn start(&self, prefix: &str) -> String {
         if self.token.is_empty() {
             prefix.to_owned()
         } else {
@@ -941,7 +941,7 @@ impl Page<'_> {
         }
     }
 
-    fn take<'n, T>(self, items: impl Iterator<Item = (&'n str, T)>) -> (Vec<T>, String) {
+    pub(crate) fn take<'n, T>(self, items: impl Iterator<Item = (&'n str, T)>) -> (Vec<T>, String) {
         let size = if self.size == 0 {
             Page::MAX
         } else {

@@ -7,13 +7,16 @@ mod depth;
 pub mod eventarc;
 mod federation;
 pub mod fold;
+pub mod headers;
 mod knative;
 pub mod layer;
 mod named;
 pub(crate) mod names;
 pub(crate) mod pubsub;
 mod raw;
+pub mod scheduler;
 mod service;
+pub mod tasks;
 #[cfg(test)]
 mod tests;
 
@@ -121,6 +124,10 @@ pub struct Config {
     pub enforcement: Enforcement,
     /// Pub/Sub's backoff divisor, and the topics and subscriptions declared (`pubsub:`).
     pub pubsub: pubsub::Pubsub,
+    /// Cloud Tasks' queues declared (`tasks:`).
+    pub tasks: tasks::Tasks,
+    /// Cloud Scheduler's jobs declared (`scheduler:`).
+    pub scheduler: scheduler::Scheduler,
 }
 
 /// What the front door does with a request it would refuse.
@@ -624,6 +631,9 @@ fn resolve(
         &at,
     )?;
 
+    let tasks = tasks::resolve(&raw.tasks, &project, &at)?;
+    let scheduler = scheduler::resolve(&raw.scheduler, &project, &service_accounts, &at)?;
+
     let config = Config {
         file: file.to_owned(),
         project,
@@ -641,6 +651,8 @@ fn resolve(
         egress_passthrough,
         enforcement,
         pubsub,
+        tasks,
+        scheduler,
     };
     Ok(config)
 }

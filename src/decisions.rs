@@ -47,6 +47,10 @@ pub enum Surface {
     Metadata,
     /// Pub/Sub's API (both transports).
     Pubsub,
+    /// Cloud Tasks' API (both transports).
+    Tasks,
+    /// Cloud Scheduler's API (both transports).
+    Scheduler,
     /// A surface this build does not know, read from another version's decisions (the CLI
     /// reads the server's); no decision here is made with it.
     #[serde(other)]
@@ -54,7 +58,7 @@ pub enum Surface {
 }
 
 /// Every surface that decides, in the order of their declaration.
-pub(crate) const ALL_SURFACES: [Surface; 8] = [
+pub(crate) const ALL_SURFACES: [Surface; 10] = [
     Surface::Frontdoor,
     Surface::Admin,
     Surface::Iamcredentials,
@@ -63,6 +67,8 @@ pub(crate) const ALL_SURFACES: [Surface; 8] = [
     Surface::Tokeninfo,
     Surface::Metadata,
     Surface::Pubsub,
+    Surface::Tasks,
+    Surface::Scheduler,
 ];
 
 /// Each deciding surface's name, as decisions, `/metrics` and `?surface=` give it.
@@ -88,6 +94,8 @@ impl Surface {
             Surface::Tokeninfo => "tokeninfo",
             Surface::Metadata => "metadata",
             Surface::Pubsub => "pubsub",
+            Surface::Tasks => "tasks",
+            Surface::Scheduler => "scheduler",
             Surface::Other => "other",
         }
     }

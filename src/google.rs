@@ -6,17 +6,21 @@
 mod admin;
 mod assertion;
 mod caller;
+pub(crate) mod emulated;
 mod errors;
 mod iamcredentials;
 mod issuer;
 mod oauth2;
 mod policy;
+mod protojson;
 pub(crate) mod pubsub;
 mod resource;
 mod resourcemanager;
 mod run;
+mod scheduler;
 mod service_accounts;
 mod sts;
+pub(crate) mod tasks;
 mod tokeninfo;
 
 use axum::Router;
@@ -42,6 +46,10 @@ pub fn app(live: Live) -> Router {
         .merge(service_accounts::routes())
         .merge(pubsub::rest_routes())
         .merge(pubsub::grpc_routes())
+        .merge(tasks::rest_routes())
+        .merge(tasks::grpc_routes())
+        .merge(scheduler::rest_routes())
+        .merge(scheduler::grpc_routes())
         .fallback(no_such_path)
         .method_not_allowed_fallback(no_such_path)
         // Google's paths only: frontdoor's own (`ops`, beside these on the listener) keep
@@ -88,6 +96,8 @@ fn surface(path: &str) -> Option<Surface> {
         "/v1/token" => Some(Surface::Sts),
         "/tokeninfo" | "/oauth2/v3/tokeninfo" => Some(Surface::Tokeninfo),
         p if pubsub::is_path(p) => Some(Surface::Pubsub),
+        p if tasks::is_path(p) => Some(Surface::Tasks),
+        p if scheduler::is_path(p) => Some(Surface::Scheduler),
         p if p.starts_with("/apis/serving.knative.dev/") => Some(Surface::Admin),
         p if p.starts_with("/v1/projects/") && iamcredentials::is_method(p) => {
             Some(Surface::Iamcredentials)

@@ -55,6 +55,28 @@ pub const TOPICS_GET_IAM_POLICY: &str = "pubsub.topics.getIamPolicy";
 pub const TOPICS_SET_IAM_POLICY: &str = "pubsub.topics.setIamPolicy";
 pub const SUBSCRIPTIONS_GET_IAM_POLICY: &str = "pubsub.subscriptions.getIamPolicy";
 pub const SUBSCRIPTIONS_SET_IAM_POLICY: &str = "pubsub.subscriptions.setIamPolicy";
+pub const QUEUES_CREATE: &str = "cloudtasks.queues.create";
+pub const QUEUES_GET: &str = "cloudtasks.queues.get";
+pub const QUEUES_LIST: &str = "cloudtasks.queues.list";
+pub const QUEUES_UPDATE: &str = "cloudtasks.queues.update";
+pub const QUEUES_DELETE: &str = "cloudtasks.queues.delete";
+pub const QUEUES_PURGE: &str = "cloudtasks.queues.purge";
+pub const QUEUES_PAUSE: &str = "cloudtasks.queues.pause";
+pub const QUEUES_RESUME: &str = "cloudtasks.queues.resume";
+pub const TASKS_CREATE: &str = "cloudtasks.tasks.create";
+pub const TASKS_GET: &str = "cloudtasks.tasks.get";
+pub const TASKS_LIST: &str = "cloudtasks.tasks.list";
+pub const TASKS_DELETE: &str = "cloudtasks.tasks.delete";
+pub const TASKS_RUN: &str = "cloudtasks.tasks.run";
+pub const TASKS_FULL_VIEW: &str = "cloudtasks.tasks.fullView";
+pub const JOBS_CREATE: &str = "cloudscheduler.jobs.create";
+pub const JOBS_GET: &str = "cloudscheduler.jobs.get";
+pub const JOBS_LIST: &str = "cloudscheduler.jobs.list";
+pub const JOBS_UPDATE: &str = "cloudscheduler.jobs.update";
+pub const JOBS_DELETE: &str = "cloudscheduler.jobs.delete";
+pub const JOBS_PAUSE: &str = "cloudscheduler.jobs.pause";
+pub const JOBS_ENABLE: &str = "cloudscheduler.jobs.enable";
+pub const JOBS_RUN: &str = "cloudscheduler.jobs.run";
 
 const INVOKING: &[&str] = &[INVOKE];
 const PUBSUB_READ: &[&str] = &[
@@ -77,6 +99,25 @@ const PUBSUB_CHANGE: &[&str] = &[
 // Pub/Sub Viewer's or Editor's, as on Google; changing it, Owner's and Pub/Sub Admin's.
 const PUBSUB_POLICY_READ: &[&str] = &[TOPICS_GET_IAM_POLICY, SUBSCRIPTIONS_GET_IAM_POLICY];
 const PUBSUB_POLICY: &[&str] = &[TOPICS_SET_IAM_POLICY, SUBSCRIPTIONS_SET_IAM_POLICY];
+const TASKS_READ: &[&str] = &[QUEUES_GET, QUEUES_LIST, TASKS_GET, TASKS_LIST];
+const QUEUES_CHANGE: &[&str] = &[
+    QUEUES_CREATE,
+    QUEUES_UPDATE,
+    QUEUES_DELETE,
+    QUEUES_PURGE,
+    QUEUES_PAUSE,
+    QUEUES_RESUME,
+];
+const TASKS_CHANGE: &[&str] = &[TASKS_CREATE, TASKS_DELETE, TASKS_RUN, TASKS_FULL_VIEW];
+const JOBS_READ: &[&str] = &[JOBS_GET, JOBS_LIST];
+const JOBS_CHANGE: &[&str] = &[
+    JOBS_CREATE,
+    JOBS_UPDATE,
+    JOBS_DELETE,
+    JOBS_PAUSE,
+    JOBS_ENABLE,
+    JOBS_RUN,
+];
 const RUN_READ: &[&str] = &[RUN_GET, RUN_LIST, RUN_GET_IAM_POLICY, PROJECT_GET];
 const RUN_CHANGE: &[&str] = &[INVOKE, RUN_UPDATE];
 const RUN_POLICY: &[&str] = &[RUN_SET_IAM_POLICY];
@@ -122,6 +163,11 @@ const ROLES: &[(&str, &[&[&str]])] = &[
             PUBSUB_CHANGE,
             PUBSUB_POLICY_READ,
             PUBSUB_POLICY,
+            TASKS_READ,
+            QUEUES_CHANGE,
+            TASKS_CHANGE,
+            JOBS_READ,
+            JOBS_CHANGE,
         ],
     ),
     (
@@ -136,6 +182,11 @@ const ROLES: &[(&str, &[&[&str]])] = &[
             PUBSUB_READ,
             PUBSUB_CHANGE,
             PUBSUB_POLICY_READ,
+            TASKS_READ,
+            QUEUES_CHANGE,
+            TASKS_CHANGE,
+            JOBS_READ,
+            JOBS_CHANGE,
         ],
     ),
     (
@@ -146,6 +197,8 @@ const ROLES: &[(&str, &[&[&str]])] = &[
             ACCOUNT_READ,
             PUBSUB_READ,
             PUBSUB_POLICY_READ,
+            TASKS_READ,
+            JOBS_READ,
         ],
     ),
     ("roles/pubsub.publisher", &[&[TOPICS_PUBLISH]]),
@@ -164,6 +217,21 @@ const ROLES: &[(&str, &[&[&str]])] = &[
             PUBSUB_POLICY,
         ],
     ),
+    // Cloud Tasks' roles: an enqueuer may add tasks and nothing else; Queue Admin runs the
+    // queues but not their tasks.
+    (
+        "roles/cloudtasks.admin",
+        &[TASKS_READ, QUEUES_CHANGE, TASKS_CHANGE],
+    ),
+    ("roles/cloudtasks.queueAdmin", &[TASKS_READ, QUEUES_CHANGE]),
+    ("roles/cloudtasks.enqueuer", &[&[TASKS_CREATE]]),
+    ("roles/cloudtasks.viewer", &[TASKS_READ]),
+    ("roles/cloudtasks.taskRunner", &[&[TASKS_RUN]]),
+    ("roles/cloudtasks.taskDeleter", &[&[TASKS_DELETE]]),
+    // Cloud Scheduler's: a job runner may run a job now and nothing else.
+    ("roles/cloudscheduler.admin", &[JOBS_READ, JOBS_CHANGE]),
+    ("roles/cloudscheduler.viewer", &[JOBS_READ]),
+    ("roles/cloudscheduler.jobRunner", &[&[JOBS_RUN]]),
     // Who may grant Token Creator on an account: its admins, not its users.
     (
         "roles/iam.serviceAccountAdmin",

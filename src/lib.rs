@@ -22,6 +22,10 @@
 //!   upstream http, builtin:echo, or a command the upstream::supervisor runs
 //!   broker   Pub/Sub's topics, subscriptions and undelivered messages, in memory and
 //!            bounded; leases, backoff, ordering keys, dead-lettering
+//!   taskqueue Cloud Tasks' queues and their tasks, in memory and bounded: when each is
+//!            due, rates, retries and backoff, names kept from reuse
+//!   cronjobs Cloud Scheduler's jobs: when each next fires by its schedule and time zone,
+//!            its run and retries
 //!   decisions one log of every surface's decision, with its reason, to stderr through
 //!            logging (a compact line, or JSON); a front-door decision's chain of checks
 //!            (decisions::chain) and refusal code (decisions::codes)
@@ -42,13 +46,17 @@
 //!                and puts each change in the layer over the file (config::layer),
 //!                applied through the server loop; google::pubsub, Pub/Sub's API in
 //!                gRPC and REST over the broker (google::pubsub::persist keeps what
-//!                it made in the layer; broker::owned says whose each resource is)
+//!                it made in the layer; broker::owned says whose each resource is);
+//!                google::tasks, Cloud Tasks' API the same way over the taskqueue, and
+//!                google::scheduler, Cloud Scheduler's over cronjobs;
+//!                google::emulated what both share (the caller, one call in each
+//!                transport)
 //!   egress   the proxy every metadata listener also is: CONNECT to *.run.app and Google's
 //!            API hosts ends TLS with the local CA (keys::ca) and goes to the front door
 //!            or google; plain http reaches the metadata server; other hosts are refused
-//!   managed  Google-managed callers: Pub/Sub's pushes (and Eventarc's, as CloudEvents),
-//!            each with an ID token for its account, through the front door in process
-//!            (peer::ManagedCaller)
+//!   managed  Google-managed callers: Pub/Sub's pushes (and Eventarc's, as CloudEvents)
+//!            and Cloud Tasks' and Cloud Scheduler's calls, each with a token for its account, sent by one
+//!            managed::send, through the front door in process (peer::ManagedCaller)
 //!   ops      frontdoor's own surfaces, mounted once beside google's on its listener:
 //!            introspect (decisions, status, /healthz, /metrics), explain (the front
 //!            door's verdict for a pasted token, by frontdoor::auth; a permission on a
@@ -72,6 +80,7 @@ pub mod cli;
 pub mod client_env;
 pub mod clock;
 pub mod config;
+pub(crate) mod cronjobs;
 pub(crate) mod decisions;
 pub(crate) mod egress;
 pub(crate) mod frontdoor;
@@ -87,5 +96,6 @@ pub(crate) mod routing;
 pub mod server;
 pub mod state;
 pub(crate) mod suggest;
+pub(crate) mod taskqueue;
 pub mod tokens;
 pub mod upstream;

@@ -71,7 +71,7 @@ pub async fn serve(
     crate::google::pubsub::persist::restore(&live.get());
     tokio::spawn(crate::google::pubsub::persist::keep(live.clone()));
     // Pub/Sub's push deliveries, for as long as the process runs.
-    tokio::spawn(crate::managed::run(live.clone()));
+    crate::managed::start(&live);
     let google = google_listener(live.clone());
     tasks.spawn(serve_one(bound.google, google, stop_rx.clone()));
     let frontdoor = crate::frontdoor::app(live.clone(), None);

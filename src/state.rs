@@ -146,6 +146,10 @@ struct Lasting {
     decisions: Arc<DecisionLog>,
     /// Pub/Sub's topics, subscriptions and undelivered messages.
     pubsub: Arc<crate::broker::Broker>,
+    /// Cloud Tasks' queues and their tasks.
+    tasks: Arc<crate::taskqueue::TaskQueues>,
+    /// Cloud Scheduler's jobs.
+    scheduler: Arc<crate::cronjobs::Jobs>,
     /// Tokens the front door has verified, across generations.
     verified: Arc<VerifiedTokens>,
     access_tokens: AccessTokens,
@@ -205,6 +209,8 @@ impl AppState {
             clock,
             decisions: Arc::default(),
             pubsub: Arc::new(crate::broker::Broker::new()),
+            tasks: Arc::default(),
+            scheduler: Arc::default(),
             verified: Arc::new(VerifiedTokens::new(verified::CAPACITY_BYTES)),
             metadata_tokens: MetadataTokens::default(),
             supervisor: Supervisor::default(),
@@ -214,6 +220,10 @@ impl AppState {
             closing: tokio::sync::watch::Sender::new(false),
         };
         lasting.pubsub.declare(&config.pubsub);
+        lasting.tasks.declare(&config.tasks.queues);
+        lasting
+            .scheduler
+            .declare(&config.scheduler.jobs, std::time::SystemTime::now());
         AppState(Arc::new(Generation::after(None, config, Arc::new(lasting))))
     }
 
@@ -221,6 +231,10 @@ impl AppState {
     pub fn reconfigured(&self, config: Config) -> AppState {
         let lasting = self.0.lasting.clone();
         lasting.pubsub.declare(&config.pubsub);
+        lasting.tasks.declare(&config.tasks.queues);
+        lasting
+            .scheduler
+            .declare(&config.scheduler.jobs, std::time::SystemTime::now());
         AppState(Arc::new(Generation::after(Some(&self.0), config, lasting)))
     }
 
@@ -274,6 +288,14 @@ impl AppState {
     /// Routes and verified tokens of the front door in this generation.
     pub(crate) fn pubsub(&self) -> &Arc<crate::broker::Broker> {
         &self.0.lasting.pubsub
+    }
+
+    pub(crate) fn tasks(&self) -> &Arc<crate::taskqueue::TaskQueues> {
+        &self.0.lasting.tasks
+    }
+
+    pub(crate) fn scheduler(&self) -> &Arc<crate::cronjobs::Jobs> {
+        &self.0.lasting.scheduler
     }
 
     pub fn frontdoor(&self) -> &FrontDoor {

@@ -36,6 +36,12 @@ pub(crate) struct RawConfig {
     /// Eventarc's triggers with a Pub/Sub transport.
     #[serde(default)]
     pub(crate) eventarc: super::eventarc::RawEventarc,
+    /// Cloud Tasks' queues.
+    #[serde(default)]
+    pub(crate) tasks: super::tasks::RawTasks,
+    /// Cloud Scheduler's jobs.
+    #[serde(default)]
+    pub(crate) scheduler: super::scheduler::RawScheduler,
     /// `enforce` (the default) or `audit`: every request passes, and what enforcement
     /// would refuse is recorded as "would deny".
     pub(crate) enforcement: Option<String>,

@@ -1052,3 +1052,79 @@ fn pubsub_mistakes_name_their_field() {
         "out of range",
     );
 }
+
+#[test]
+fn cloud_tasks_queues_and_scheduler_jobs_resolve_and_their_mistakes_are_named() {
+    let c = ok(&format!(
+        "{BASE}tasks:
+  queues:
+    - name: mail
+      max_attempts: 5
+      min_backoff: 0.1s
+scheduler:
+  jobs:
+    - name: nightly
+      schedule: '0 3 * * *'
+      time_zone: Europe/Paris
+      uri: https://user-profiles-123456789012.us-central1.run.app/nightly
+      oidc_service_account_email: login@demo-project.iam.gserviceaccount.com
+      oidc_token_audience: https://user-profiles-123456789012.us-central1.run.app
+"
+    ));
+    assert_eq!(
+        c.tasks.queues[0].name,
+        "projects/demo-project/locations/us-central1/queues/mail"
+    );
+    assert_eq!(
+        c.scheduler.jobs[0].name,
+        "projects/demo-project/locations/us-central1/jobs/nightly"
+    );
+    let job = |fields: &str| {
+        format!(
+            "{BASE}scheduler:\n  jobs:\n    - {{name: j, uri: 'https://x-123456789012.us-central1.run.app/', {fields}}}\n"
+        )
+    };
+    err(&job("schedule: '* * *'"), "scheduler.jobs[0]", "five");
+    err(
+        &job("schedule: '61 * * * *'"),
+        "scheduler.jobs[0]",
+        "not unix-cron",
+    );
+    err(
+        &job("schedule: '* * * * *', time_zone: Mars/Olympus"),
+        "scheduler.jobs[0]",
+        "tz database",
+    );
+    err(
+        &job("schedule: '* * * * *', max_retry_attempts: 6"),
+        "scheduler.jobs[0]",
+        "retry_count 6 is out of range",
+    );
+    err(
+        &job("schedule: '* * * * *', attempt_deadline: 5s"),
+        "scheduler.jobs[0]",
+        "15 seconds to 30 minutes",
+    );
+    err(
+        &job(
+            "schedule: '* * * * *', oidc_service_account_email: ghost@demo-project.iam.gserviceaccount.com",
+        ),
+        "scheduler.jobs[0].oidc_service_account_email",
+        "not declared",
+    );
+    err(
+        &format!("{BASE}tasks:\n  queues:\n    - {{name: bad_name}}\n"),
+        "tasks.queues[0].name",
+        "letters, digits and hyphens",
+    );
+    err(
+        &format!("{BASE}tasks:\n  queues:\n    - {{name: q, min_backoff: soon}}\n"),
+        "tasks.queues[0].min_backoff",
+        "no duration",
+    );
+    err(
+        &format!("{BASE}tasks:\n  queues:\n    - {{name: q, max_dispatches_per_second: 501}}\n"),
+        "tasks.queues[0]",
+        "max_dispatches_per_second",
+    );
+}

@@ -16,16 +16,15 @@ mod names;
 pub(crate) mod persist;
 mod rest;
 
-use axum::http::HeaderMap;
-
 pub(crate) use grpc::routes as grpc_routes;
 pub(crate) use rest::routes as rest_routes;
 
+pub(crate) use super::emulated::Who;
 use super::errors::ApiError;
 use super::resource::{Resource, judge};
 use crate::broker::{self, Broker};
 use crate::decisions::Explanation;
-use crate::iam::{self, Principal};
+use crate::iam;
 use crate::state::AppState;
 use googleapis_tonic_google_pubsub_v1::google::pubsub::v1 as pb;
 use names::Kind;
@@ -67,28 +66,6 @@ pub(crate) fn is_path(path: &str) -> bool {
         || (path.starts_with("/v1/projects/") && ["topics", "subscriptions"].contains(&collection))
 }
 
-/// Who is calling: the emulator's anonymous caller, or a principal whose roles count.
-#[derive(Debug, Clone)]
-pub(crate) enum Who {
-    Emulator,
-    Principal(Principal),
-}
-
-impl Who {
-    /// From the request: its bearer token if it has one; none at all on the google
-    /// listener itself is the emulator, and through the proxy is Google's 401.
-    pub(crate) fn of(
-        state: &AppState,
-        headers: &HeaderMap,
-        through_proxy: bool,
-    ) -> Result<Who, ApiError> {
-        if headers.get(axum::http::header::AUTHORIZATION).is_none() && !through_proxy {
-            return Ok(Who::Emulator);
-        }
-        super::caller::caller(state, headers).map(Who::Principal)
-    }
-}
-
 /// One call of the API: the state it reads, who is calling, and what the decision will
 /// say of it.
 pub(crate) struct Call {
@@ -97,35 +74,30 @@ pub(crate) struct Call {
     explanation: Explanation,
 }
 
-impl Call {
-    pub(crate) fn new(state: AppState, who: Who) -> Call {
-        // The emulator's caller is nobody: the reason says so.
-        let principal = match &who {
-            Who::Emulator => None,
-            Who::Principal(p) => Some(p.to_string()),
-        };
+impl super::emulated::Api for Call {
+    fn new(state: AppState, who: Who) -> Call {
         Call {
-            state,
-            who,
             explanation: Explanation {
-                principal,
+                principal: who.principal(),
                 ..Explanation::default()
             },
+            state,
+            who,
         }
     }
 
-    fn broker(&self) -> &Broker {
-        self.state.pubsub()
-    }
-
-    /// What the decision says: who, the permission checked, on what, and why. A refusal
-    /// brings its own reason (its rendering attaches it), so the call's is left out then.
-    pub(crate) fn finish(&mut self, failed: bool) -> Explanation {
+    fn finish(&mut self, failed: bool) -> Explanation {
         let mut explanation = std::mem::take(&mut self.explanation);
         if failed {
             explanation.reason = None;
         }
         explanation
+    }
+}
+
+impl Call {
+    fn broker(&self) -> &Broker {
+        self.state.pubsub()
     }
 
     /// Whether the caller holds `permission` on `name` (a topic's or subscription's own
@@ -243,45 +215,13 @@ impl Call {
         else {
             return Ok(());
         };
-        let config = self.state.config();
-        let account = config
-            .service_account(&oidc.service_account_email)
-            .ok_or_else(|| {
-                ApiError::InvalidArgument(format!(
-                    "The service account `{}` of the push config's oidc_token is not declared under service_accounts in {}; frontdoor mints push tokens only for declared accounts",
-                    oidc.service_account_email,
-                    config
-                        .file
-                        .file_name()
-                        .map_or_else(|| "the configuration".into(), |n| n.to_string_lossy())
-                ))
-            })?;
-        if let Who::Emulator = &self.who {
-            // Without credentials nothing can be checked; so that the emulator's door mints
-            // no token a metadata server would not hand out anyway, it may name only an
-            // account a service runs as (or the default metadata identity).
-            let runs_as = |email: &str| email.eq_ignore_ascii_case(&account.email);
-            let served = config.services.iter().any(|s| runs_as(&s.service_account))
-                || runs_as(&config.metadata_identity);
-            if !served {
-                return Err(ApiError::ActAsDenied {
-                    account: account.email.clone(),
-                    why: format!(
-                        "without credentials (PUBSUB_EMULATOR_HOST), a push may name only an account some service runs as; {} runs no service: call with credentials that hold iam.serviceAccounts.actAs on it (roles/iam.serviceAccountUser)",
-                        account.email
-                    ),
-                });
-            }
-        }
-        if let Who::Principal(who) = &self.who {
-            // A refusal's decision names this check; an allowed call keeps the method's.
-            let asked = (self.explanation.permission, self.explanation.target.clone());
-            self.explanation.permission = Some(iam::ACT_AS);
-            self.explanation.target = Some(account.email.clone());
-            judge(config, who, iam::ACT_AS, Resource::Account(account))?;
-            (self.explanation.permission, self.explanation.target) = asked;
-        }
-        Ok(())
+        super::emulated::allow_account(
+            &self.state,
+            &self.who,
+            &mut self.explanation,
+            &oidc.service_account_email,
+            "of the push config's oidc_token",
+        )
     }
 
     pub(crate) fn create_topic(&mut self, topic: pb::Topic) -> Result<pb::Topic, ApiError> {

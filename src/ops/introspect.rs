@@ -255,5 +255,7 @@ async fn status(State(state): State<AppState>) -> Json<Value> {
         // What Pub/Sub holds: its topics, subscriptions and undelivered messages, and the
         // bytes they count against the store's limit.
         "pubsub": state.pubsub().held(),
+        "tasks": state.tasks().held(),
+        "scheduler": state.scheduler().held(),
     }))
 }

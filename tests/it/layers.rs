@@ -12,6 +12,8 @@ const LAYERS: &[&[&str]] = &[
     &["config"],
     &["tokens"],
     &["access", "routing", "upstream", "broker"],
+    &["taskqueue"],
+    &["cronjobs"],
     &["decisions"],
     &["state"],
     &["peer"],

@@ -45,6 +45,8 @@ const PAGES: &[&str] = &[
     "docs/cli.md",
     "docs/egress.md",
     "docs/pubsub.md",
+    "docs/tasks.md",
+    "docs/scheduler.md",
     "docs/clients.md",
     "docs/deployer.md",
     "docs/configuration.md",

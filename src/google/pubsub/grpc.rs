@@ -5,7 +5,7 @@
 //! codec (`tonic::server::Grpc`) decodes, encodes and frames it.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -22,6 +22,7 @@ use super::names::{self, Kind};
 use super::{Call, Who, received};
 use crate::broker::{Broker, Page};
 use crate::decisions::Explanation;
+use crate::google::emulated::{self, Api as _, Said, refused, say};
 use crate::google::errors::ApiError;
 use crate::iam;
 use crate::state::{AppState, Live};
@@ -38,38 +39,7 @@ pub(crate) fn routes() -> Router<Live> {
 /// The largest message a call may carry: a publish of Google's 10 MB, with its framing.
 const MAX_MESSAGE: usize = super::rest::MAX_BODY;
 
-/// What the decision says of a call, filled in by the call as it ends.
-type Said = Arc<Mutex<Option<Explanation>>>;
-
-fn say(said: &Said, explanation: Explanation) {
-    *said
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(explanation);
-}
-
-/// A refusal as gRPC answers it, and its decision: the error's code and reason, with who
-/// asked and for what from the call.
-fn refused(call: &mut Call, e: ApiError) -> (Status, Explanation) {
-    let (status, mut explanation) = e.into_status();
-    let asked = call.finish(true);
-    explanation.principal = asked.principal;
-    explanation.permission = asked.permission;
-    explanation.target = asked.target;
-    (status, explanation)
-}
-
-/// The caller, or the refusal to answer at once.
-fn who(state: &AppState, req: &Request) -> Result<Who, Response> {
-    let through_proxy = req.extensions().get::<crate::peer::TunnelHost>().is_some();
-    Who::of(state, req.headers(), through_proxy).map_err(|e| {
-        let (status, explanation) = e.into_status();
-        let mut response = status.into_http::<Body>();
-        explanation.attach(&mut response);
-        response
-    })
-}
-
-/// One unary method: `f` with the decoded request, as the caller.
+/// One unary method: [`emulated::unary`] with Pub/Sub's message limit.
 async fn unary<Q, A>(
     state: AppState,
     who: Who,
@@ -80,37 +50,7 @@ where
     Q: prost::Message + Default + Send + 'static,
     A: prost::Message + Send + 'static,
 {
-    let said: Said = Arc::default();
-    let method = {
-        let said = said.clone();
-        tower::service_fn(move |request: tonic::Request<Q>| {
-            let mut call = Call::new(state.clone(), who.clone());
-            let said = said.clone();
-            async move {
-                match f(&mut call, request.into_inner()) {
-                    Ok(answer) => {
-                        say(&said, call.finish(false));
-                        Ok(tonic::Response::new(answer))
-                    }
-                    Err(e) => {
-                        let (status, explanation) = refused(&mut call, e);
-                        say(&said, explanation);
-                        Err(status)
-                    }
-                }
-            }
-        })
-    };
-    let mut grpc = Grpc::new(ProstCodec::<A, Q>::default()).max_decoding_message_size(MAX_MESSAGE);
-    let mut response = grpc.unary(method, req).await.map(Body::new);
-    let explanation = said
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .take();
-    if let Some(explanation) = explanation {
-        explanation.attach(&mut response);
-    }
-    response
+    emulated::unary(state, who, req, MAX_MESSAGE, f).await
 }
 
 fn unimplemented(service: &str, method: &str) -> Response {
@@ -133,7 +73,7 @@ fn unimplemented(service: &str, method: &str) -> Response {
 
 async fn publisher(State(live): State<Live>, Path(method): Path<String>, req: Request) -> Response {
     let state = live.get();
-    let who = match who(&state, &req) {
+    let who = match emulated::grpc_who(&state, &req) {
         Ok(who) => who,
         Err(refused) => return refused,
     };
@@ -194,7 +134,7 @@ async fn subscriber(
     req: Request,
 ) -> Response {
     let state = live.get();
-    let who = match who(&state, &req) {
+    let who = match emulated::grpc_who(&state, &req) {
         Ok(who) => who,
         Err(refused) => return refused,
     };

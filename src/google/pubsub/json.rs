@@ -5,7 +5,6 @@
 //! newer fields would be.
 
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE};
@@ -15,6 +14,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::google::errors::ApiError;
+use crate::google::protojson::duration_in;
+pub(crate) use crate::google::protojson::{duration_out, timestamp_out};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
@@ -333,48 +334,6 @@ pub(super) fn received_out(r: &pb::ReceivedMessage) -> Value {
         out.insert("deliveryAttempt".into(), json!(r.delivery_attempt));
     }
     Value::Object(out)
-}
-
-/// `"10s"`, `"1.5s"`: proto3 JSON's duration.
-fn duration_in(field: &str, text: &str) -> Result<prost_types::Duration, ApiError> {
-    let bad = || {
-        ApiError::InvalidArgument(format!(
-            "Invalid value at '{field}' (type.googleapis.com/google.protobuf.Duration), Field '{field}', Illegal duration format; duration must end with 's': `{}`",
-            text.chars().take(64).collect::<String>()
-        ))
-    };
-    let seconds: f64 = text
-        .strip_suffix('s')
-        .ok_or_else(bad)?
-        .parse()
-        .map_err(|_| bad())?;
-    if !seconds.is_finite() || !(0.0..=315_576_000_000.0).contains(&seconds) {
-        return Err(bad());
-    }
-    let d = Duration::from_secs_f64(seconds);
-    Ok(prost_types::Duration {
-        seconds: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-        nanos: i32::try_from(d.subsec_nanos()).unwrap_or(0),
-    })
-}
-
-pub(crate) fn duration_out(d: prost_types::Duration) -> String {
-    if d.nanos == 0 {
-        format!("{}s", d.seconds)
-    } else {
-        let text = format!("{}.{:09}", d.seconds, d.nanos);
-        format!("{}s", text.trim_end_matches('0'))
-    }
-}
-
-/// RFC 3339 with the fraction Google gives (`2026-12-06T17:03:45.123456789Z`).
-pub(crate) fn timestamp_out(t: prost_types::Timestamp) -> String {
-    let time = SystemTime::UNIX_EPOCH
-        + Duration::new(
-            u64::try_from(t.seconds).unwrap_or(0),
-            u32::try_from(t.nanos).unwrap_or(0),
-        );
-    humantime::format_rfc3339_nanos(time).to_string()
 }
 
 #[cfg(test)]

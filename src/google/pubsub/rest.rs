@@ -6,15 +6,15 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Request, State};
 use axum::http::Method;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, put};
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
+use super::Call;
 use super::json::{self, MessageIn, PushConfigIn, SubscriptionIn, TopicIn};
-use super::{Call, Who};
 use crate::broker::Page;
+use crate::google::emulated::{self, body, custom, listed, page};
 use crate::google::errors::ApiError;
 use crate::state::Live;
 
@@ -47,82 +47,13 @@ pub(crate) fn routes() -> Router<Live> {
 /// with room for its JSON.
 pub(super) const MAX_BODY: usize = 16 * 1024 * 1024;
 
-/// Runs `f` as the caller of `req`, and answers with its JSON, or Google's error; the
-/// decision gets who called, the permission and why.
+/// Runs `f` as the caller of `req`: [`emulated::answer`] with Pub/Sub's body limit.
 async fn answer(
     live: &Live,
     req: Request,
     f: impl FnOnce(&mut Call, Method, Bytes) -> Result<Value, ApiError>,
 ) -> Response {
-    let state = live.get();
-    let through_proxy = req.extensions().get::<crate::peer::TunnelHost>().is_some();
-    let method = req.method().clone();
-    let who = match Who::of(&state, req.headers(), through_proxy) {
-        Ok(who) => who,
-        Err(e) => return e.into_response(),
-    };
-    let body = match axum::body::to_bytes(req.into_body(), MAX_BODY).await {
-        Ok(body) => body,
-        Err(_) => {
-            return ApiError::InvalidArgument(format!(
-                "Request payload size exceeds the limit: {MAX_BODY} bytes."
-            ))
-            .into_response();
-        }
-    };
-    let mut call = Call::new(state, who);
-    let result = f(&mut call, method, body);
-    let failed = result.is_err();
-    let mut response = match result {
-        Ok(value) => axum::Json(value).into_response(),
-        Err(e) => e.into_response(),
-    };
-    call.finish(failed).attach(&mut response);
-    response
-}
-
-/// The body as `T`; an empty body is `T`'s default, as Google reads `{}`.
-fn body<T: DeserializeOwned + Default>(bytes: &Bytes) -> Result<T, ApiError> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(T::default());
-    }
-    serde_json::from_slice(bytes)
-        .map_err(|e| ApiError::InvalidArgument(format!("Invalid JSON payload received. {e}")))
-}
-
-/// `id` or `id:method`, as Google writes a custom method after the resource.
-fn custom(segment: &str) -> (&str, Option<&str>) {
-    match segment.split_once(':') {
-        Some((id, method)) => (id, Some(method)),
-        None => (segment, None),
-    }
-}
-
-fn page(query: Option<&str>) -> Result<(usize, String), ApiError> {
-    let mut size = 0;
-    let mut token = String::new();
-    for (key, value) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
-        match key.as_ref() {
-            "pageSize" | "page_size" => {
-                size = value.parse().map_err(|_| {
-                    ApiError::InvalidArgument(format!("Invalid pageSize `{value}`: a number"))
-                })?;
-            }
-            "pageToken" | "page_token" => token = value.into_owned(),
-            _ => {}
-        }
-    }
-    Ok((size, token))
-}
-
-/// A page of a list as Google's REST gives it: `{KEY: [...], "nextPageToken"}`, the token
-/// only when there is a next page.
-fn listed(key: &str, items: impl Iterator<Item = Value>, next: String) -> Value {
-    let mut out = json!({ key: items.collect::<Vec<_>>() });
-    if !next.is_empty() {
-        out["nextPageToken"] = json!(next);
-    }
-    out
+    emulated::answer(live, req, MAX_BODY, f).await
 }
 
 fn no_method(method: &Method, what: &str) -> ApiError {

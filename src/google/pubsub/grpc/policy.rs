@@ -10,7 +10,8 @@ use base64::engine::general_purpose::URL_SAFE;
 use googleapis_tonic_google_iam_v1::google::iam::v1 as iam_pb;
 use serde_json::json;
 
-use super::{Call, unary, unimplemented, who};
+use super::{Call, unary, unimplemented};
+use crate::google::emulated::grpc_who as who;
 use crate::google::errors::ApiError;
 use crate::google::policy;
 use crate::state::Live;
