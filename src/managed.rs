@@ -15,7 +15,7 @@ mod tasks;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::body::Body;
 use axum::extract::ConnectInfo;
@@ -28,13 +28,150 @@ use crate::decisions::{Code, Decision, Surface};
 use crate::iam::Principal;
 use crate::peer::{ManagedCaller, Peer};
 use crate::state::{AppState, Live};
+use crate::taskqueue::Outcome;
 
 /// Starts every Google-managed caller, each on its own task (so that one's failure does
 /// not stop another), to run until the process ends.
 pub(crate) fn start(live: &Live) {
     tokio::spawn(push::run(live.clone()));
-    tokio::spawn(tasks::run(live.clone()));
-    tokio::spawn(scheduler::run(live.clone()));
+    tokio::spawn(schedule::<crate::taskqueue::Dispatch>(live.clone()));
+    tokio::spawn(schedule::<crate::cronjobs::Fire>(live.clone()));
+}
+
+/// A call a store hands out when it falls due (a Cloud Tasks dispatch, a Cloud Scheduler
+/// attempt), which [`schedule`] makes.
+trait Due: Clone + Send + Sync + 'static {
+    /// What is due by `now`, marked out, and when the next may be.
+    fn take(state: &AppState, now: SystemTime) -> (Vec<Self>, Option<SystemTime>);
+    /// Wakes when the store changes.
+    fn changed(state: &AppState) -> tokio::sync::futures::Notified<'_>;
+    /// The request to make.
+    fn outgoing(&self) -> Result<Outgoing, String>;
+    /// Reports the call's end to the store, and logs it.
+    fn finished(&self, state: &AppState, outcome: &Outcome);
+}
+
+/// Makes `D`'s calls as they fall due, until the process ends: each on its own task,
+/// reported however it ends (a panic included), and the store looked at again when it
+/// changes or the next call falls due.
+async fn schedule<D: Due>(live: Live) {
+    let frontdoor = crate::frontdoor::app(live.clone(), None);
+    loop {
+        let state = live.get();
+        let changed = D::changed(&state);
+        let mut changed = std::pin::pin!(changed);
+        changed.as_mut().enable();
+        let (due, next) = D::take(&state, SystemTime::now());
+        for call in due {
+            let state = state.clone();
+            let frontdoor = frontdoor.clone();
+            tokio::spawn(async move {
+                let mut report = Report {
+                    state: state.clone(),
+                    call: Some(call.clone()),
+                    outcome: Outcome::NoAnswer("the call ended without an answer".into()),
+                };
+                let outcome = match call.outgoing() {
+                    Ok(out) => send(&state, &frontdoor, out).await,
+                    Err(e) => Err(e),
+                };
+                report.outcome = match outcome {
+                    Ok(status) => Outcome::Answered(status.as_u16()),
+                    Err(e) => Outcome::NoAnswer(e),
+                };
+            });
+        }
+        let wait = next
+            .map_or(Duration::from_secs(1), |n| {
+                n.duration_since(SystemTime::now()).unwrap_or_default()
+            })
+            .clamp(Duration::from_millis(5), Duration::from_secs(1));
+        tokio::select! {
+            () = changed => {}
+            () = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// A call's report to its store, made when it is dropped.
+struct Report<D: Due> {
+    state: AppState,
+    call: Option<D>,
+    outcome: Outcome,
+}
+
+impl<D: Due> Drop for Report<D> {
+    fn drop(&mut self) {
+        if let Some(call) = self.call.take() {
+            call.finished(&self.state, &self.outcome);
+        }
+    }
+}
+
+/// The token a task or a job asks for: an ID token (`oidcToken`) or an access token
+/// (`oauthToken`) for its account. Cloud Tasks' and Cloud Scheduler's messages are two
+/// crates' types of the same shape.
+fn token_of(oidc: Option<(&str, &str)>, oauth: Option<(&str, &str)>) -> Option<Token> {
+    match (oidc, oauth) {
+        (Some((account, audience)), _) => Some(Token::Oidc {
+            account: account.to_owned(),
+            audience: audience.to_owned(),
+        }),
+        (None, Some((account, scope))) => Some(Token::Oauth {
+            account: account.to_owned(),
+            scope: scope.to_owned(),
+        }),
+        (None, None) => None,
+    }
+}
+
+/// A task's or a job's own headers and body as its target gets them, with Google's
+/// `user_agent` and its own headers (`google`): a body without a Content-Type is
+/// `application/octet-stream`.
+fn headers_of(
+    own: &std::collections::HashMap<String, String>,
+    body: &[u8],
+    user_agent: &'static str,
+    google: Vec<(&'static str, String)>,
+) -> Vec<(HeaderName, HeaderValue)> {
+    let mut headers: Vec<(HeaderName, HeaderValue)> = own
+        .iter()
+        .filter_map(|(k, v)| {
+            Some((
+                HeaderName::try_from(k).ok()?,
+                HeaderValue::try_from(v).ok()?,
+            ))
+        })
+        .collect();
+    if !body.is_empty() && !headers.iter().any(|(k, _)| k == header::CONTENT_TYPE) {
+        headers.push((
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/octet-stream"),
+        ));
+    }
+    headers.push((header::USER_AGENT, HeaderValue::from_static(user_agent)));
+    for (name, value) in google {
+        if let Ok(value) = HeaderValue::try_from(value) {
+            headers.push((HeaderName::from_static(name), value));
+        }
+    }
+    headers
+}
+
+/// ", as SA" or ", without a token", as a decision's caller says it.
+fn as_whom(token: Option<&Token>) -> String {
+    match token {
+        Some(token) => format!(", as {}", token.account()),
+        None => ", without a token".to_owned(),
+    }
+}
+
+/// `method` as hyper's, POST when it is not one.
+fn method_of(name: &str) -> Method {
+    Method::from_bytes(name.as_bytes())
+        .ok()
+        .filter(|m| *m != Method::CONNECT)
+        .unwrap_or(Method::POST)
 }
 
 /// The token a call carries.

@@ -65,12 +65,38 @@ def publish(topic, text):
     return {"status": response.status_code, "body": body}
 
 
+def enqueue(queue, text):
+    """A Cloud Tasks HTTP task for user-profiles' /tasks, dispatched as login's own account
+    (an ID token for user-profiles' URL), queued with login's access token."""
+    try:
+        credentials, project = google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
+        # The metadata server's credentials learn their account's email on refresh.
+        credentials.refresh(Request())
+        parent = f"projects/{project}/locations/us-central1/queues/{queue}"
+        target = os.environ["USER_PROFILES_URL"]
+        task = {"httpRequest": {
+            "url": f"{target}/tasks",
+            "body": base64.b64encode(text.encode()).decode(),
+            "oidcToken": {"serviceAccountEmail": credentials.service_account_email, "audience": target},
+        }}
+        url = f"https://cloudtasks.googleapis.com/v2/{parent}/tasks"
+        response = AuthorizedSession(credentials).post(url, json={"task": task}, timeout=10)
+    except (google.auth.exceptions.GoogleAuthError, requests.RequestException, AttributeError) as e:
+        return {"error": f"{type(e).__name__}: {e}"}
+    try:
+        body = response.json()
+    except ValueError:
+        body = response.text
+    return {"status": response.status_code, "body": body}
+
+
 def answer(_request):
     return 200, {
         "user-profiles": call(os.environ["USER_PROFILES_URL"]),
         "search": call(os.environ["SEARCH_URL"]),
         "recommendations": call_grpc(os.environ["RECOMMENDATIONS_HOST"]),
         "published": publish("signups", "ada signed in"),
+        "queued": enqueue("welcome-mail", "welcome, ada"),
     }
 
 

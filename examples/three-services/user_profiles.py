@@ -7,7 +7,9 @@ claims can only be read, not verified, and the answer says so.
 It also takes Pub/Sub pushes at /events: each `signups` event login publishes arrives in
 Google's envelope with an ID token for the subscription's account, which it verifies as
 Google's push-authentication sample does (email and audience), and keeps the last ten to
-show in its answer."""
+show in its answer. And Cloud Tasks' dispatches at /tasks: each task login queues arrives
+with an ID token for login's account and Cloud Tasks' X-CloudTasks-* headers, verified
+the same way and kept likewise."""
 
 import base64
 import binascii
@@ -23,6 +25,7 @@ from google.oauth2 import id_token
 from common import serve
 
 events = collections.deque(maxlen=10)
+tasks = collections.deque(maxlen=10)
 events_lock = threading.Lock()
 
 
@@ -50,22 +53,42 @@ def caller(request):
 def answer(request):
     who, verified = caller(request)
     with events_lock:
-        seen = list(events)
+        seen, done = list(events), list(tasks)
     return 200, {"service": "user-profiles", "caller": who, "verified_in_app": verified,
-                 "profile": {"name": "Ada"}, "events": seen}
+                 "profile": {"name": "Ada"}, "events": seen, "tasks": done}
 
 
-def receive(request, body):
-    """A Pub/Sub push: 204 acknowledges it; anything else has Pub/Sub retry it."""
-    if request.path != "/events":
-        return 404, {"error": "pushes go to /events"}
+def verified_sender(request):
+    """The claims of a Google-managed caller's ID token (a push's, a task's), verified as
+    Google's samples verify them, or why not."""
     token = (request.headers.get("Authorization") or "").removeprefix("Bearer ").strip()
     try:
         claims = id_token.verify_oauth2_token(token, Request(), os.environ.get("AUDIENCE"))
     except (ValueError, google.auth.exceptions.GoogleAuthError) as e:
-        return 400, {"error": f"push token refused: {e}"}
+        return None, f"token refused: {e}"
     if claims.get("email") != os.environ.get("PUSHER") or not claims.get("email_verified"):
-        return 400, {"error": f"push from {claims.get('email')}, not {os.environ.get('PUSHER')}"}
+        return None, f"sent by {claims.get('email')}, not {os.environ.get('PUSHER')}"
+    return claims, None
+
+
+def receive(request, body):
+    """A Pub/Sub push at /events, or a Cloud Tasks dispatch at /tasks: 204 acknowledges it;
+    anything else has Pub/Sub or Cloud Tasks retry it."""
+    if request.path not in ("/events", "/tasks"):
+        return 404, {"error": "pushes go to /events, tasks to /tasks"}
+    claims, why = verified_sender(request)
+    if claims is None:
+        return 400, {"error": why}
+    if request.path == "/tasks":
+        task = {
+            "queue": request.headers.get("X-CloudTasks-QueueName"),
+            "task": request.headers.get("X-CloudTasks-TaskName"),
+            "body": body.decode(errors="replace"),
+            "dispatched_as": claims["email"],
+        }
+        with events_lock:
+            tasks.append(task)
+        return 204, None
     try:
         envelope = json.loads(body)
         message = envelope["message"]

@@ -116,16 +116,7 @@ pub fn check_job_name(name: &str) -> Result<(), String> {
             shown(name)
         ));
     };
-    let number = !p.is_empty() && p.len() <= 19 && p.bytes().all(|b| b.is_ascii_digit());
-    if !number && super::names::check_project_id(p).is_err() {
-        return Err(format!("`{}` is not a project id or number", shown(p)));
-    }
-    if !super::region_is_valid(l) {
-        return Err(format!(
-            "`{}` is not a Cloud Scheduler location: a region such as us-central1",
-            shown(l)
-        ));
-    }
+    super::tasks::check_parent(p, l, "Cloud Scheduler")?;
     if j.is_empty()
         || j.len() > 500
         || !j

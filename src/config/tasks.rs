@@ -20,6 +20,26 @@ fn shown(text: &str) -> String {
     text.chars().take(100).collect()
 }
 
+/// A resource's project (an id or a number) and location (a region) checked; `api`
+/// names whose location it is.
+pub(super) fn check_parent(project: &str, location: &str, api: &str) -> Result<(), String> {
+    let number =
+        !project.is_empty() && project.len() <= 19 && project.bytes().all(|b| b.is_ascii_digit());
+    if !number && super::names::check_project_id(project).is_err() {
+        return Err(format!(
+            "`{}` is not a project id or number",
+            shown(project)
+        ));
+    }
+    if !super::region_is_valid(location) {
+        return Err(format!(
+            "`{}` is not a {api} location: a region such as us-central1",
+            shown(location)
+        ));
+    }
+    Ok(())
+}
+
 /// `projects/P/locations/L/queues/Q`, checked: a queue id has 1 to 100 letters, digits and
 /// hyphens.
 pub(crate) fn check_queue_name(name: &str) -> Result<(), String> {
@@ -30,16 +50,7 @@ pub(crate) fn check_queue_name(name: &str) -> Result<(), String> {
             shown(name)
         ));
     };
-    let number = !p.is_empty() && p.len() <= 19 && p.bytes().all(|b| b.is_ascii_digit());
-    if !number && super::names::check_project_id(p).is_err() {
-        return Err(format!("`{}` is not a project id or number", shown(p)));
-    }
-    if !super::region_is_valid(l) {
-        return Err(format!(
-            "`{}` is not a Cloud Tasks location: a region such as us-central1",
-            shown(l)
-        ));
-    }
+    check_parent(p, l, "Cloud Tasks")?;
     if q.is_empty() || q.len() > 100 || !q.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
         return Err(format!(
             "queue id `{}` is not 1 to 100 letters, digits and hyphens",

@@ -71,6 +71,77 @@ pub(crate) trait Api: Send + 'static {
     fn finish(&mut self, failed: bool) -> Explanation;
 }
 
+/// What every call of an emulated API holds: the state it reads, who is calling, and what
+/// the decision will say of it. An API's own call type wraps it.
+pub(crate) struct Checked {
+    pub(crate) state: AppState,
+    pub(crate) who: Who,
+    pub(crate) explanation: Explanation,
+}
+
+impl Checked {
+    pub(crate) fn new(state: AppState, who: Who) -> Checked {
+        Checked {
+            explanation: Explanation {
+                principal: who.principal(),
+                ..Explanation::default()
+            },
+            state,
+            who,
+        }
+    }
+
+    /// What the decision says: who, the permission checked, on what, and why. A refusal
+    /// brings its own reason (its rendering attaches it), so the call's is left out then.
+    pub(crate) fn finish(&mut self, failed: bool) -> Explanation {
+        let mut explanation = std::mem::take(&mut self.explanation);
+        if failed {
+            explanation.reason = None;
+        }
+        explanation
+    }
+
+    /// Whether the caller holds `permission` on `name`, judged on its project's policy (an
+    /// API whose resources hold no policies of their own here); `api` names the API in a
+    /// refusal. The emulator's caller holds everything; a principal's project must be
+    /// this frontdoor's.
+    pub(crate) fn allow_in_project(
+        &mut self,
+        permission: &'static str,
+        name: &str,
+        api: &str,
+    ) -> Result<(), ApiError> {
+        self.explanation.permission = Some(permission);
+        self.explanation.target = Some(name.to_owned());
+        let Who::Principal(who) = &self.who else {
+            self.explanation.reason = Some(format!(
+                "the emulator's caller (no credentials on the google listener) may {permission} on {name}: nothing is checked"
+            ));
+            return Ok(());
+        };
+        let config = self.state.config();
+        let project = name
+            .strip_prefix("projects/")
+            .and_then(|r| r.split('/').next())
+            .unwrap_or("");
+        if project != config.project.id && project != config.project.number {
+            return Err(ApiError::NotFound(format!(
+                "project `{}` is not the one frontdoor emulates ({}); with credentials, {api}'s resources are in it",
+                project.chars().take(100).collect::<String>(),
+                config.project.id
+            )));
+        }
+        let reason = super::judge(config, who, permission, super::Resource::Project)?;
+        self.explanation.reason = Some(reason);
+        Ok(())
+    }
+
+    /// [`allow_account`] for this call.
+    pub(crate) fn allow_account(&mut self, email: &str, field: &str) -> Result<(), ApiError> {
+        allow_account(&self.state, &self.who, &mut self.explanation, email, field)
+    }
+}
+
 /// A REST call: runs `f` as the caller of `req` with its method and body (at most
 /// `max_body` bytes), and answers with its JSON, or Google's error; the decision gets who
 /// called, the permission and why.
@@ -178,6 +249,21 @@ pub(crate) fn grpc_who(state: &AppState, req: &Request) -> Result<Who, Response>
         explanation.attach(&mut response);
         response
     })
+}
+
+/// gRPC's answer to a method of `service` (`google.cloud.tasks.v2.CloudTasks`) not
+/// emulated; `see` says where the methods that are are listed.
+pub(crate) fn unimplemented(service: &str, method: &str, see: &str) -> Response {
+    let status = Status::unimplemented(format!(
+        "frontdoor does not emulate {service}.{method}; see {see} for the methods it does"
+    ));
+    let mut response = status.into_http::<Body>();
+    Explanation::refused(
+        crate::decisions::Code::NotFound,
+        format!("no method {service}.{method} here"),
+    )
+    .attach(&mut response);
+    response
 }
 
 /// One unary gRPC method: `f` with the decoded request (at most `max_message` bytes), as

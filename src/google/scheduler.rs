@@ -16,9 +16,8 @@ use pb::http_target::AuthorizationHeader;
 pub(crate) use grpc::routes as grpc_routes;
 pub(crate) use rest::routes as rest_routes;
 
-use super::emulated::{Api, Who};
+use super::emulated::{Api, Checked, Who};
 use super::errors::ApiError;
-use super::resource::{Resource, judge};
 use crate::broker::Page;
 use crate::config::scheduler::check_job_name;
 use crate::cronjobs::{self, Jobs};
@@ -157,22 +156,6 @@ fn parse_job(name: &str) -> Result<(), ApiError> {
     })
 }
 
-/// With credentials, Cloud Scheduler's resources are in this frontdoor's project.
-fn check_project(config: &crate::config::Config, name: &str) -> Result<(), ApiError> {
-    let project = name
-        .strip_prefix("projects/")
-        .and_then(|r| r.split('/').next())
-        .unwrap_or("");
-    if project != config.project.id && project != config.project.number {
-        return Err(ApiError::NotFound(format!(
-            "project `{}` is not the one frontdoor emulates ({}); with credentials, Cloud Scheduler's resources are in it",
-            shown(project),
-            config.project.id
-        )));
-    }
-    Ok(())
-}
-
 impl From<cronjobs::Error> for ApiError {
     fn from(e: cronjobs::Error) -> ApiError {
         let message = e.to_string();
@@ -185,56 +168,26 @@ impl From<cronjobs::Error> for ApiError {
     }
 }
 
-/// One call of the API: the state it reads, who is calling, and what the decision will
-/// say of it.
-pub(crate) struct Call {
-    state: AppState,
-    who: Who,
-    explanation: Explanation,
-}
+/// One call of the API.
+pub(crate) struct Call(Checked);
 
 impl Api for Call {
     fn new(state: AppState, who: Who) -> Call {
-        Call {
-            explanation: Explanation {
-                principal: who.principal(),
-                ..Explanation::default()
-            },
-            state,
-            who,
-        }
+        Call(Checked::new(state, who))
     }
 
     fn finish(&mut self, failed: bool) -> Explanation {
-        let mut explanation = std::mem::take(&mut self.explanation);
-        if failed {
-            explanation.reason = None;
-        }
-        explanation
+        self.0.finish(failed)
     }
 }
 
 impl Call {
     fn jobs(&self) -> &Jobs {
-        self.state.scheduler()
+        self.0.state.scheduler()
     }
 
-    /// Whether the caller holds `permission` on `name`'s project; the emulator's caller
-    /// holds everything.
     fn allow(&mut self, permission: &'static str, name: &str) -> Result<(), ApiError> {
-        self.explanation.permission = Some(permission);
-        self.explanation.target = Some(name.to_owned());
-        let Who::Principal(who) = &self.who else {
-            self.explanation.reason = Some(format!(
-                "the emulator's caller (no credentials on the google listener) may {permission} on {name}: nothing is checked"
-            ));
-            return Ok(());
-        };
-        let config = self.state.config();
-        check_project(config, name)?;
-        let reason = judge(config, who, permission, Resource::Project)?;
-        self.explanation.reason = Some(reason);
-        Ok(())
+        self.0.allow_in_project(permission, name, "Cloud Scheduler")
     }
 
     /// The job's account, if it names one: declared, and one the caller may act as.
@@ -247,13 +200,7 @@ impl Call {
             Some(AuthorizationHeader::OauthToken(o)) => o.service_account_email.clone(),
             None => return Ok(()),
         };
-        super::emulated::allow_account(
-            &self.state,
-            &self.who,
-            &mut self.explanation,
-            &email,
-            "of the job's http_target",
-        )
+        self.0.allow_account(&email, "of the job's http_target")
     }
 
     pub(crate) fn create_job(&mut self, parent: &str, job: pb::Job) -> Result<pb::Job, ApiError> {
@@ -359,7 +306,8 @@ impl Call {
         parse_job(name)?;
         self.allow(iam::JOBS_RUN, name)?;
         let job = self.jobs().run(name, SystemTime::now())?;
-        self.explanation
+        self.0
+            .explanation
             .did(format!("ran job {} now", crate::taskqueue::id_of(name)));
         Ok(job)
     }

@@ -21,9 +21,8 @@ use prost::Message as _;
 pub(crate) use grpc::routes as grpc_routes;
 pub(crate) use rest::routes as rest_routes;
 
-use super::emulated::{Api, Who};
+use super::emulated::{Api, Checked, Who};
 use super::errors::ApiError;
-use super::resource::{Resource, judge};
 use crate::broker::Page;
 use crate::config::tasks::{check_queue, check_queue_name};
 use crate::decisions::Explanation;
@@ -111,48 +110,16 @@ fn parse_task(name: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// With credentials, Cloud Tasks' resources are in this frontdoor's project.
-fn check_project(config: &crate::config::Config, name: &str) -> Result<(), ApiError> {
-    let project = name
-        .strip_prefix("projects/")
-        .and_then(|r| r.split('/').next())
-        .unwrap_or("");
-    if project != config.project.id && project != config.project.number {
-        return Err(ApiError::NotFound(format!(
-            "project `{}` is not the one frontdoor emulates ({}); with credentials, Cloud Tasks' resources are in it",
-            shown(project),
-            config.project.id
-        )));
-    }
-    Ok(())
-}
-
-/// One call of the API: the state it reads, who is calling, and what the decision will
-/// say of it.
-pub(crate) struct Call {
-    state: AppState,
-    who: Who,
-    explanation: Explanation,
-}
+/// One call of the API.
+pub(crate) struct Call(Checked);
 
 impl Api for Call {
     fn new(state: AppState, who: Who) -> Call {
-        Call {
-            explanation: Explanation {
-                principal: who.principal(),
-                ..Explanation::default()
-            },
-            state,
-            who,
-        }
+        Call(Checked::new(state, who))
     }
 
     fn finish(&mut self, failed: bool) -> Explanation {
-        let mut explanation = std::mem::take(&mut self.explanation);
-        if failed {
-            explanation.reason = None;
-        }
-        explanation
+        self.0.finish(failed)
     }
 }
 
@@ -170,25 +137,11 @@ impl From<taskqueue::Error> for ApiError {
 
 impl Call {
     fn queues(&self) -> &TaskQueues {
-        self.state.tasks()
+        self.0.state.tasks()
     }
 
-    /// Whether the caller holds `permission` on `name`'s project; the emulator's caller
-    /// holds everything.
     fn allow(&mut self, permission: &'static str, name: &str) -> Result<(), ApiError> {
-        self.explanation.permission = Some(permission);
-        self.explanation.target = Some(name.to_owned());
-        let Who::Principal(who) = &self.who else {
-            self.explanation.reason = Some(format!(
-                "the emulator's caller (no credentials on the google listener) may {permission} on {name}: nothing is checked"
-            ));
-            return Ok(());
-        };
-        let config = self.state.config();
-        check_project(config, name)?;
-        let reason = judge(config, who, permission, Resource::Project)?;
-        self.explanation.reason = Some(reason);
-        Ok(())
+        self.0.allow_in_project(permission, name, "Cloud Tasks")
     }
 
     /// Whether the caller may see a task's body (`FULL`), else `BASIC`.
@@ -196,9 +149,9 @@ impl Call {
         if view != pb::task::View::Full as i32 {
             return Ok(false);
         }
-        let asked = self.explanation.clone();
+        let asked = self.0.explanation.clone();
         self.allow(iam::TASKS_FULL_VIEW, name)?;
-        self.explanation = asked;
+        self.0.explanation = asked;
         Ok(true)
     }
 
@@ -345,16 +298,11 @@ impl Call {
         self.check_task(&mut task)?;
         if let Some(email) = task_account(&task) {
             let email = email.to_owned();
-            super::emulated::allow_account(
-                &self.state,
-                &self.who,
-                &mut self.explanation,
-                &email,
-                "of the task's http_request",
-            )?;
+            self.0.allow_account(&email, "of the task's http_request")?;
         }
         let created = self.queues().create_task(queue, task, SystemTime::now())?;
-        self.explanation
+        self.0
+            .explanation
             .did(format!("queued task {}", id_of(&created.name)));
         Ok(shown_task(created, full))
     }
@@ -488,7 +436,8 @@ impl Call {
         self.allow(iam::TASKS_RUN, name)?;
         let full = self.view(view, name)?;
         let task = self.queues().run_task(name, SystemTime::now())?;
-        self.explanation
+        self.0
+            .explanation
             .did(format!("ran task {} now", id_of(name)));
         Ok(shown_task(task, full))
     }

@@ -208,10 +208,7 @@ impl Push {
                     account: oidc.service_account_email.clone(),
                     audience: oidc.audience.clone(),
                 });
-        let oidc = match &token {
-            Some(token) => format!(", as {}", token.account()),
-            None => ", without a token".to_owned(),
-        };
+        let oidc = super::as_whom(token.as_ref());
         let attempt = self.message.attempt;
         let short = crate::broker::short(&self.subscription.name);
         let label = match trigger {

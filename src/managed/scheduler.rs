@@ -4,82 +4,38 @@
 //! within its attempt deadline. A 2xx ends the run; anything else, or no answer in time,
 //! is retried as the job's retry config says (`cronjobs`).
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
-use axum::http::{HeaderName, HeaderValue, Method, header};
 use googleapis_tonic_google_cloud_scheduler_v1::google::cloud::scheduler::v1 as pb;
 use pb::http_target::AuthorizationHeader;
 
-use super::{Outgoing, Token};
+use super::{Due, Outgoing, as_whom, headers_of, method_of, token_of};
 use crate::cronjobs::Fire;
-use crate::state::{AppState, Live};
+use crate::state::AppState;
 use crate::taskqueue::{Outcome, id_of};
 
 /// Google's user agent for Cloud Scheduler's HTTP targets.
 const USER_AGENT: &str = "Google-Cloud-Scheduler";
 
-/// Runs the jobs until the process ends.
-pub(super) async fn run(live: Live) {
-    let frontdoor = crate::frontdoor::app(live.clone(), None);
-    loop {
-        let state = live.get();
-        let jobs = state.scheduler().clone();
-        let changed = jobs.changed();
-        let mut changed = std::pin::pin!(changed);
-        changed.as_mut().enable();
-        let (due, next) = jobs.take_due(SystemTime::now());
-        for fire in due {
-            let state = state.clone();
-            let frontdoor = frontdoor.clone();
-            tokio::spawn(async move {
-                // Reported however the call ends, a panic included.
-                let mut report = Report {
-                    state: state.clone(),
-                    fire: Some(fire.clone()),
-                    outcome: Outcome::NoAnswer("the call ended without an answer".into()),
-                };
-                let outcome = match outgoing(&fire) {
-                    Ok(out) => super::send(&state, &frontdoor, out).await,
-                    Err(e) => Err(e),
-                };
-                report.outcome = match outcome {
-                    Ok(status) => Outcome::Answered(status.as_u16()),
-                    Err(e) => Outcome::NoAnswer(e),
-                };
-            });
-        }
-        let wait = next
-            .map_or(Duration::from_secs(1), |n| {
-                n.duration_since(SystemTime::now()).unwrap_or_default()
-            })
-            .clamp(Duration::from_millis(5), Duration::from_secs(1));
-        tokio::select! {
-            () = changed => {}
-            () = tokio::time::sleep(wait) => {}
-        }
+impl Due for Fire {
+    fn take(state: &AppState, now: SystemTime) -> (Vec<Fire>, Option<SystemTime>) {
+        state.scheduler().take_due(now)
     }
-}
 
-/// A call's report to its job, made when it is dropped.
-struct Report {
-    state: AppState,
-    fire: Option<Fire>,
-    outcome: Outcome,
-}
+    fn changed(state: &AppState) -> tokio::sync::futures::Notified<'_> {
+        state.scheduler().changed()
+    }
 
-impl Drop for Report {
-    fn drop(&mut self) {
-        let Some(fire) = self.fire.take() else {
-            return;
-        };
-        let after = self
-            .state
-            .scheduler()
-            .finished(&fire, &self.outcome, SystemTime::now());
+    fn outgoing(&self) -> Result<Outgoing, String> {
+        outgoing(self)
+    }
+
+    fn finished(&self, state: &AppState, outcome: &Outcome) {
+        let after = state.scheduler().finished(self, outcome, SystemTime::now());
         tracing::info!(
-            job = %fire.job.name,
-            attempt = fire.attempt,
-            outcome = ?self.outcome,
+            job = %self.job.name,
+            attempt = self.attempt,
+            outcome = ?outcome,
             after = ?after,
             "cloud scheduler call"
         );
@@ -93,60 +49,33 @@ fn outgoing(fire: &Fire) -> Result<Outgoing, String> {
         return Err("the job has no HTTP target".into());
     };
     let method = pb::HttpMethod::try_from(http.http_method)
-        .ok()
-        .and_then(|m| Method::from_bytes(m.as_str_name().as_bytes()).ok())
-        .unwrap_or(Method::POST);
-    let mut headers: Vec<(HeaderName, HeaderValue)> = http
-        .headers
-        .iter()
-        .filter_map(|(k, v)| {
-            Some((
-                HeaderName::try_from(k).ok()?,
-                HeaderValue::try_from(v).ok()?,
-            ))
-        })
-        .collect();
-    if !http.body.is_empty() && !headers.iter().any(|(k, _)| k == header::CONTENT_TYPE) {
-        headers.push((
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/octet-stream"),
-        ));
-    }
-    headers.push((header::USER_AGENT, HeaderValue::from_static(USER_AGENT)));
-    let scheduled = humantime::format_rfc3339_seconds(fire.scheduled).to_string();
-    for (name, value) in [
+        .map_or(axum::http::Method::POST, |m| method_of(m.as_str_name()));
+    let google = vec![
         ("x-cloudscheduler", "true".to_owned()),
         ("x-cloudscheduler-jobname", id_of(&job.name).to_owned()),
-        ("x-cloudscheduler-scheduletime", scheduled),
-    ] {
-        if let Ok(value) = HeaderValue::try_from(value) {
-            headers.push((HeaderName::from_static(name), value));
-        }
-    }
+        (
+            "x-cloudscheduler-scheduletime",
+            humantime::format_rfc3339_seconds(fire.scheduled).to_string(),
+        ),
+    ];
     let token = match &http.authorization_header {
-        Some(AuthorizationHeader::OidcToken(o)) => Some(Token::Oidc {
-            account: o.service_account_email.clone(),
-            audience: o.audience.clone(),
-        }),
-        Some(AuthorizationHeader::OauthToken(o)) => Some(Token::Oauth {
-            account: o.service_account_email.clone(),
-            scope: o.scope.clone(),
-        }),
+        Some(AuthorizationHeader::OidcToken(o)) => {
+            token_of(Some((&o.service_account_email, &o.audience)), None)
+        }
+        Some(AuthorizationHeader::OauthToken(o)) => {
+            token_of(None, Some((&o.service_account_email, &o.scope)))
+        }
         None => None,
-    };
-    let r#as = match &token {
-        Some(token) => format!(", as {}", token.account()),
-        None => ", without a token".to_owned(),
     };
     Ok(Outgoing {
         url: http.uri.clone(),
         method,
-        headers,
+        headers: headers_of(&http.headers, &http.body, USER_AGENT, google),
         body: http.body.clone().into(),
         label: format!(
             "Cloud Scheduler job {}{}, attempt {}",
             id_of(&job.name),
-            r#as,
+            as_whom(token.as_ref()),
             fire.attempt
         ),
         token,

@@ -149,6 +149,35 @@ async fn login_reaches_user_profiles_not_search_until_a_live_edit_allows_it() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // login queued a Cloud Task with its access token (its enqueuer role and its actAs on
+    // its own account checked); Cloud Tasks dispatches it to user-profiles as login's
+    // account, through the front door, with Google's headers, and user-profiles verified
+    // the token.
+    assert_eq!(first["queued"]["status"], 200, "{first}");
+    let queued = first["queued"]["body"]["name"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let again = get(&login).await;
+        let tasks = &again["user-profiles"]["body"]["tasks"];
+        if let Some(task) =
+            tasks.as_array().unwrap().iter().find(|t| {
+                queued.ends_with(&format!("/tasks/{}", t["task"].as_str().unwrap_or("?")))
+            })
+        {
+            assert_eq!(task["queue"], "welcome-mail", "{again}");
+            assert_eq!(task["body"], "welcome, ada");
+            assert_eq!(
+                task["dispatched_as"],
+                "login@demo-project.iam.gserviceaccount.com"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the task was never dispatched: {again}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     assert!(
         first["search"]["reason"]
             .as_str()

@@ -210,6 +210,8 @@ fn expected(name: &str) -> Option<&'static [&'static str]> {
             "\"code\": \"OK\"",
             "\"published\"",
             "\"messageIds\"",
+            "\"queued\"",
+            "welcome-mail/tasks/",
         ],
         "example-grant" => &["\"search\"", "\"status\": 200", "search-00002-"],
         "token" => &[

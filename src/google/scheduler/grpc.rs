@@ -3,16 +3,13 @@
 //! (`emulated::unary`).
 
 use axum::Router;
-use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::response::Response;
 use axum::routing::post;
 use googleapis_tonic_google_cloud_scheduler_v1::google::cloud::scheduler::v1 as pb;
-use tonic::Status;
 
 use super::Call;
 use crate::broker::Page;
-use crate::decisions::Explanation;
 use crate::google::emulated::{self, Who};
 use crate::google::errors::ApiError;
 use crate::state::{AppState, Live};
@@ -38,19 +35,6 @@ where
     A: prost::Message + Send + 'static,
 {
     emulated::unary(state, who, req, MAX_MESSAGE, f).await
-}
-
-fn unimplemented(method: &str) -> Response {
-    let status = Status::unimplemented(format!(
-        "frontdoor does not emulate google.cloud.scheduler.v1.CloudScheduler.{method}; see docs/scheduler.md for the methods it does"
-    ));
-    let mut response = status.into_http::<Body>();
-    Explanation::refused(
-        crate::decisions::Code::NotFound,
-        format!("no Cloud Scheduler method {method} here"),
-    )
-    .attach(&mut response);
-    response
 }
 
 async fn methods(State(live): State<Live>, Path(method): Path<String>, req: Request) -> Response {
@@ -114,6 +98,10 @@ async fn methods(State(live): State<Live>, Path(method): Path<String>, req: Requ
             })
             .await
         }
-        other => unimplemented(other),
+        other => emulated::unimplemented(
+            "google.cloud.scheduler.v1.CloudScheduler",
+            other,
+            "docs/scheduler.md",
+        ),
     }
 }

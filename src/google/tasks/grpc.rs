@@ -4,16 +4,13 @@
 //! (`emulated::unary`).
 
 use axum::Router;
-use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::response::Response;
 use axum::routing::post;
 use googleapis_tonic_google_cloud_tasks_v2::google::cloud::tasks::v2 as pb;
-use tonic::Status;
 
 use super::Call;
 use crate::broker::Page;
-use crate::decisions::Explanation;
 use crate::google::emulated::{self, Who};
 use crate::google::errors::ApiError;
 use crate::state::{AppState, Live};
@@ -36,19 +33,6 @@ where
     A: prost::Message + Send + 'static,
 {
     emulated::unary(state, who, req, MAX_MESSAGE, f).await
-}
-
-fn unimplemented(method: &str) -> Response {
-    let status = Status::unimplemented(format!(
-        "frontdoor does not emulate google.cloud.tasks.v2.CloudTasks.{method}; see the README's Cloud Tasks section for the methods it does"
-    ));
-    let mut response = status.into_http::<Body>();
-    Explanation::refused(
-        crate::decisions::Code::NotFound,
-        format!("no Cloud Tasks method {method} here"),
-    )
-    .attach(&mut response);
-    response
 }
 
 async fn methods(State(live): State<Live>, Path(method): Path<String>, req: Request) -> Response {
@@ -155,6 +139,8 @@ async fn methods(State(live): State<Live>, Path(method): Path<String>, req: Requ
             })
             .await
         }
-        other => unimplemented(other),
+        other => {
+            emulated::unimplemented("google.cloud.tasks.v2.CloudTasks", other, "docs/tasks.md")
+        }
     }
 }
