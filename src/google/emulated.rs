@@ -103,7 +103,7 @@ impl Checked {
 
     /// Whether the caller holds `permission` on `name`, judged on its project's policy (an
     /// API whose resources hold no policies of their own here); `api` names the API in a
-    /// refusal. The emulator's caller holds everything; a principal's project must be
+    /// refusal, as a possessive ("Cloud Tasks'"). The emulator's caller holds everything; a principal's project must be
     /// this frontdoor's.
     pub(crate) fn allow_in_project(
         &mut self,
@@ -126,7 +126,7 @@ impl Checked {
             .unwrap_or("");
         if project != config.project.id && project != config.project.number {
             return Err(ApiError::NotFound(format!(
-                "project `{}` is not the one frontdoor emulates ({}); with credentials, {api}'s resources are in it",
+                "project `{}` is not the one frontdoor emulates ({}); with credentials, {api} resources are in it",
                 project.chars().take(100).collect::<String>(),
                 config.project.id
             )));

@@ -187,7 +187,8 @@ impl Call {
     }
 
     fn allow(&mut self, permission: &'static str, name: &str) -> Result<(), ApiError> {
-        self.0.allow_in_project(permission, name, "Cloud Scheduler")
+        self.0
+            .allow_in_project(permission, name, "Cloud Scheduler's")
     }
 
     /// The job's account, if it names one: declared, and one the caller may act as.

@@ -141,7 +141,7 @@ impl Call {
     }
 
     fn allow(&mut self, permission: &'static str, name: &str) -> Result<(), ApiError> {
-        self.0.allow_in_project(permission, name, "Cloud Tasks")
+        self.0.allow_in_project(permission, name, "Cloud Tasks'")
     }
 
     /// Whether the caller may see a task's body (`FULL`), else `BASIC`.

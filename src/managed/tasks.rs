@@ -31,13 +31,22 @@ impl Due for Dispatch {
 
     fn finished(&self, state: &AppState, outcome: &Outcome) {
         let after = state.tasks().finished(self, outcome, SystemTime::now());
-        tracing::info!(
-            task = %self.task.name,
-            attempt = self.retries + 1,
-            outcome = ?outcome,
-            after = ?after,
-            "cloud tasks dispatch"
-        );
+        match outcome {
+            Outcome::Answered(status) => tracing::info!(
+                task = %self.task.name,
+                attempt = self.retries + 1,
+                status,
+                after = ?after,
+                "cloud tasks dispatch"
+            ),
+            Outcome::NoAnswer(e) => tracing::info!(
+                task = %self.task.name,
+                attempt = self.retries + 1,
+                error = %e,
+                after = ?after,
+                "cloud tasks dispatch failed"
+            ),
+        }
         if after == After::GivenUp {
             tracing::info!(task = %self.task.name, "cloud tasks gave the task up: its queue's retries are spent");
         }
