@@ -86,24 +86,8 @@ async fn rest_as(
     path: &str,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let client = reqwest::Client::new();
-    let mut request = client.request(
-        method.parse().unwrap(),
-        emu.google(&format!("/v1/projects/demo-project/{path}")),
-    );
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    let text = response.text().await.unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or_else(|_| json!({"text": text})),
-    )
+    let path = format!("/v1/projects/demo-project/{path}");
+    google_json(emu, token, method, &path, body).await
 }
 
 async fn ok(emu: &Emulator, method: &str, path: &str, body: Option<Value>) -> Value {
@@ -141,22 +125,7 @@ async fn publish(emu: &Emulator, topic: &str, messages: Value) -> Value {
 
 /// The pushes `file` has recorded once `done` holds of them (within 30 s).
 fn recorded_until(file: &Path, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
-    let start = Instant::now();
-    loop {
-        let lines: Vec<Value> = std::fs::read_to_string(file)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        if done(&lines) {
-            return lines;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "pushes recorded so far: {lines:#?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    recorded_lines(file, |_| true, done)
 }
 
 fn data(text: &str) -> String {

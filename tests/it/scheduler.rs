@@ -56,23 +56,7 @@ services:
 
 /// The requests `file` has recorded on `path` once `done` holds of them (within 30 s).
 fn recorded_until(file: &Path, path: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
-    let start = Instant::now();
-    loop {
-        let lines: Vec<Value> = std::fs::read_to_string(file)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str::<Value>(l).unwrap())
-            .filter(|l| l["path"] == path)
-            .collect();
-        if done(&lines) {
-            return lines;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "requests recorded so far: {lines:#?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    recorded_lines(file, |l| l["path"] == path, done)
 }
 
 /// gcloud verbatim, then Google's Python library: a job run now reaches the private worker
@@ -315,21 +299,7 @@ async fn rest(
     path: &str,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let client = reqwest::Client::new();
-    let mut request = client.request(method.parse().unwrap(), emu.google(&format!("/v1/{path}")));
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    let text = response.text().await.unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or_else(|_| json!({"text": text})),
-    )
+    google_json(emu, token, method, &format!("/v1/{path}"), body).await
 }
 
 /// A bad request: with which token, its method, path and body, and the status and the

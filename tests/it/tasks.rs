@@ -79,21 +79,7 @@ async fn rest(
     path: &str,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let client = reqwest::Client::new();
-    let mut request = client.request(method.parse().unwrap(), emu.google(&format!("/v2/{path}")));
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    let text = response.text().await.unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or_else(|_| json!({"text": text})),
-    )
+    google_json(emu, token, method, &format!("/v2/{path}"), body).await
 }
 
 /// A task for `url` with an ID token for `account`, its audience the worker's URL (the
@@ -104,22 +90,7 @@ fn http_task(url: &str, account: &str) -> Value {
 
 /// The requests `file` has recorded once `done` holds of them (within 30 s).
 fn recorded_until(file: &Path, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
-    let start = Instant::now();
-    loop {
-        let lines: Vec<Value> = std::fs::read_to_string(file)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        if done(&lines) {
-            return lines;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "requests recorded so far: {lines:#?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    recorded_lines(file, |_| true, done)
 }
 
 /// The front door's decisions made for dispatches of task `task` of queue `queue`, once

@@ -784,3 +784,56 @@ pub fn stop(child: &mut std::process::Child) {
     let status = child.wait().unwrap();
     assert!(status.success(), "serve did not stop cleanly: {status}");
 }
+
+/// A call of a Google REST API on the google listener (`path` from its first slash),
+/// without credentials (an emulator's door) or with `token`: its status and JSON (a body
+/// that is no JSON as `{"text": …}`).
+pub async fn google_json(
+    emu: &Emulator,
+    token: Option<&str>,
+    method: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let client = reqwest::Client::new();
+    let mut request = client.request(method.parse().unwrap(), emu.google(path));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or_else(|_| serde_json::json!({"text": text})),
+    )
+}
+
+/// The JSON lines a test receiver has written to `file` that `keep` keeps, once `done`
+/// holds of them (failing after 30 s, with what was there).
+pub fn recorded_lines(
+    file: &Path,
+    keep: impl Fn(&serde_json::Value) -> bool,
+    done: impl Fn(&[serde_json::Value]) -> bool,
+) -> Vec<serde_json::Value> {
+    let start = std::time::Instant::now();
+    loop {
+        let lines: Vec<serde_json::Value> = std::fs::read_to_string(file)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .filter(|l| keep(l))
+            .collect();
+        if done(&lines) {
+            return lines;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "recorded so far: {lines:#?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
