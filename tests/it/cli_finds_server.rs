@@ -145,7 +145,12 @@ fn the_cli_finds_the_running_server_from_anywhere_and_reports_a_stopped_one() {
         )) && why.contains("frontdoor/last-server (no server noted there)"),
         "{why}"
     );
-    let why = fails(frontdoor().arg("decisions").current_dir(&below));
+    let why = fails(
+        frontdoor()
+            .arg("decisions")
+            .env("XDG_STATE_HOME", xdg.path())
+            .current_dir(&below),
+    );
     assert!(why.contains("no running frontdoor found"), "{why}");
 }
 
@@ -168,7 +173,15 @@ fn a_record_left_by_a_dead_server_is_reported_not_used() {
         )
     };
     std::fs::write(state.join("addresses.json"), record(Some(gone.id()))).unwrap();
-    let why = fails(frontdoor().arg("env").current_dir(dir.path()));
+    // Its own per-user state home: the shared one may note another test's live server,
+    // which `env` would rightly fall back to.
+    let home = dir.path().join("state-home");
+    let why = fails(
+        frontdoor()
+            .arg("env")
+            .env("XDG_STATE_HOME", &home)
+            .current_dir(dir.path()),
+    );
     assert!(
         why.contains("is not running")
             && why.contains(&format!("its process {} is gone", gone.id())),
@@ -183,6 +196,7 @@ fn a_record_left_by_a_dead_server_is_reported_not_used() {
             .arg("decisions")
             .arg("--state-dir")
             .arg(&state)
+            .env("XDG_STATE_HOME", &home)
             .current_dir(dir.path()),
     );
     assert!(

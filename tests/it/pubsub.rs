@@ -146,7 +146,7 @@ async fn push_decisions(emu: &Emulator, subscription: &str) -> Vec<Value> {
 #[ignore = "left to scripts/test: the receivers run Python's google-auth"]
 async fn pushes_reach_private_services_with_tokens_the_receiver_verifies() {
     let records = tempfile::tempdir().unwrap();
-    let emu = Emulator::start(&yaml(Some(records.path()))).await;
+    let emu = Emulator::start_ready(&yaml(Some(records.path()))).await;
     let received = records.path().join("receiver.jsonl");
     ok(&emu, "PUT", "topics/orders", None).await;
 
@@ -357,7 +357,7 @@ async fn pushes_reach_private_services_with_tokens_the_receiver_verifies() {
 #[ignore = "left to scripts/test: the receivers run Python's google-auth"]
 async fn a_failing_receiver_gets_the_message_again_after_the_backoff() {
     let records = tempfile::tempdir().unwrap();
-    let emu = Emulator::start(&yaml(Some(records.path()))).await;
+    let emu = Emulator::start_ready(&yaml(Some(records.path()))).await;
     ok(&emu, "PUT", "topics/jobs", None).await;
     subscribe_as_app(&emu, "to-flaky", json!({
             "topic": "projects/demo-project/topics/jobs",
@@ -558,7 +558,7 @@ async fn bad_requests_get_googles_errors() {
 #[ignore = "left to scripts/test: runs curl, gcloud and Python's google-auth"]
 async fn seed_002_recipe_and_gcloud_pubsub_commands() {
     let records = tempfile::tempdir().unwrap();
-    let emu = Emulator::start(&yaml(Some(records.path()))).await;
+    let emu = Emulator::start_ready(&yaml(Some(records.path()))).await;
     let shell = ClientShell::new(&emu, Some("app"));
     let recipe = r#"set -e
 ACCESS_TOKEN=$(curl -s "http://metadata.google.internal/computeMetadata/v1/instance/service-accounts/default/token" \
@@ -717,7 +717,7 @@ curl -s -X PUT -H "Authorization: Bearer $ACCESS_TOKEN" https://pubsub.googleapi
 #[ignore = "left to scripts/test: runs Google's Pub/Sub libraries in Python, Go, Node and Java"]
 async fn googles_client_libraries_publish_and_receive() {
     let records = tempfile::tempdir().unwrap();
-    let emu = Emulator::start(&yaml(Some(records.path()))).await;
+    let emu = Emulator::start_ready(&yaml(Some(records.path()))).await;
     let shell = ClientShell::new(&emu, Some("app"));
     let java = {
         let mut args = java_client_args();
@@ -834,7 +834,8 @@ async fn subscriptions_declared_in_services_yaml_push_and_follow_the_file() {
           push_audience: {RECEIVER}
 "
     );
-    let emu = Emulator::start(&base.replace("pubsub: {backoff_divisor: 1000}\n", &declared)).await;
+    let emu =
+        Emulator::start_ready(&base.replace("pubsub: {backoff_divisor: 1000}\n", &declared)).await;
     ok(&emu, "PUT", "topics/by-api", None).await;
     publish(&emu, "signups", json!([{"data": data("welcome")}])).await;
     let pushes = recorded_until(&records.path().join("receiver.jsonl"), |l| !l.is_empty());
@@ -1231,7 +1232,8 @@ eventarc:
       service_account: outsider{SA}
 "
     );
-    let emu = Emulator::start(&base.replace("pubsub: {backoff_divisor: 1000}\n", &triggers)).await;
+    let emu =
+        Emulator::start_ready(&base.replace("pubsub: {backoff_divisor: 1000}\n", &triggers)).await;
     let published = publish(
         &emu,
         "orders",

@@ -68,7 +68,7 @@ fn recorded_until(file: &Path, path: &str, done: impl Fn(&[Value]) -> bool) -> V
 async fn gcloud_and_the_python_library_run_jobs_the_worker_receives_as_their_account() {
     let records = tempfile::tempdir().unwrap();
     let file = records.path().join("worker.jsonl");
-    let emu = Emulator::start(&yaml(Some(records.path()))).await;
+    let emu = Emulator::start_ready(&yaml(Some(records.path()))).await;
     let shell = ClientShell::new(&emu, Some("app"));
     let gcloud = |args: &[&str]| succeed(shell.command("gcloud").args(args));
     gcloud(&[

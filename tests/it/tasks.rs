@@ -128,7 +128,7 @@ async fn dispatches(
 async fn gcloud_and_the_python_library_queue_tasks_the_worker_receives_as_their_account() {
     let records = tempfile::tempdir().unwrap();
     let file = records.path().join("worker.jsonl");
-    let emu = Emulator::start(&yaml(Some(records.path()))).await;
+    let emu = Emulator::start_ready(&yaml(Some(records.path()))).await;
     let shell = ClientShell::new(&emu, Some("app"));
     let gcloud = |args: &[&str]| succeed(shell.command("gcloud").args(args));
     gcloud(&[
@@ -347,7 +347,7 @@ async fn gcloud_and_the_python_library_queue_tasks_the_worker_receives_as_their_
 async fn a_declared_queue_retries_a_failing_task_with_googles_headers() {
     let records = tempfile::tempdir().unwrap();
     let file = records.path().join("worker.jsonl");
-    let emu = Emulator::start(&yaml(Some(records.path()))).await;
+    let emu = Emulator::start_ready(&yaml(Some(records.path()))).await;
     let token = emu.access_token("app").await;
     let (status, task) = rest(
         &emu,

@@ -118,6 +118,29 @@ impl Emulator {
         Emulator::start_with_clock(yaml, Arc::new(SystemClock)).await
     }
 
+    /// Starts from `yaml`, then waits until every started command listens (`/healthz`
+    /// answers 200; within 90 s). For tests that count a receiver's attempts: an instance
+    /// whose first start failed (its port taken meanwhile by another test's connection,
+    /// say) is restarted by the supervisor, and a call in that window fails before it
+    /// reaches the receiver.
+    pub async fn start_ready(yaml: &str) -> Emulator {
+        let emu = Emulator::start(yaml).await;
+        let start = std::time::Instant::now();
+        loop {
+            let r = reqwest::get(emu.google("/healthz")).await.unwrap();
+            let status = r.status();
+            let body = r.text().await.unwrap_or_default();
+            if status == 200 {
+                return emu;
+            }
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(90),
+                "not ready after 90 s: {body}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
     pub async fn start_with_clock(yaml: &str, clock: frontdoor::clock::SharedClock) -> Emulator {
         let (dir, state) = first_state(yaml, clock);
         Emulator::serve(dir, state).await
