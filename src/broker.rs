@@ -417,6 +417,16 @@ impl Broker {
         )
     }
 
+    /// Every subscription labelled `label` (Eventarc's, say), in name order.
+    pub(crate) fn labelled_subscriptions(&self, label: &str) -> Vec<pb::Subscription> {
+        self.store()
+            .subscriptions
+            .values()
+            .filter(|h| h.subscription.labels.contains_key(label))
+            .map(|h| h.subscription.clone())
+            .collect()
+    }
+
     /// Every push subscription's name, for the deliveries.
     pub(crate) fn push_subscriptions(&self) -> Vec<pb::Subscription> {
         self.store()

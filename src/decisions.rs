@@ -51,6 +51,8 @@ pub enum Surface {
     Tasks,
     /// Cloud Scheduler's API (both transports).
     Scheduler,
+    /// Eventarc's API (REST).
+    Eventarc,
     /// A surface this build does not know, read from another version's decisions (the CLI
     /// reads the server's); no decision here is made with it.
     #[serde(other)]
@@ -58,7 +60,7 @@ pub enum Surface {
 }
 
 /// Every surface that decides, in the order of their declaration.
-pub(crate) const ALL_SURFACES: [Surface; 10] = [
+pub(crate) const ALL_SURFACES: [Surface; 11] = [
     Surface::Frontdoor,
     Surface::Admin,
     Surface::Iamcredentials,
@@ -69,6 +71,7 @@ pub(crate) const ALL_SURFACES: [Surface; 10] = [
     Surface::Pubsub,
     Surface::Tasks,
     Surface::Scheduler,
+    Surface::Eventarc,
 ];
 
 /// Each deciding surface's name, as decisions, `/metrics` and `?surface=` give it.
@@ -96,6 +99,7 @@ impl Surface {
             Surface::Pubsub => "pubsub",
             Surface::Tasks => "tasks",
             Surface::Scheduler => "scheduler",
+            Surface::Eventarc => "eventarc",
             Surface::Other => "other",
         }
     }

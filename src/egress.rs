@@ -42,7 +42,7 @@ use crate::state::Live;
 /// Google's hosts whose APIs frontdoor serves (SPEC §6): the issuer's keys and discovery,
 /// the token endpoints, IAM Credentials and STS, and the Admin APIs a deployer calls (Cloud
 /// Run, IAM, Resource Manager).
-const GOOGLE_HOSTS: [&str; 11] = [
+const GOOGLE_HOSTS: [&str; 12] = [
     "oauth2.googleapis.com",
     "www.googleapis.com",
     "accounts.google.com",
@@ -54,6 +54,7 @@ const GOOGLE_HOSTS: [&str; 11] = [
     "pubsub.googleapis.com",
     "cloudtasks.googleapis.com",
     "cloudscheduler.googleapis.com",
+    "eventarc.googleapis.com",
 ];
 
 /// One of [`GOOGLE_HOSTS`], or Cloud Run's regional host `REGION-run.googleapis.com`, which

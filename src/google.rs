@@ -8,6 +8,7 @@ mod assertion;
 mod caller;
 pub(crate) mod emulated;
 mod errors;
+mod eventarc;
 mod iamcredentials;
 mod issuer;
 mod oauth2;
@@ -50,6 +51,7 @@ pub fn app(live: Live) -> Router {
         .merge(tasks::grpc_routes())
         .merge(scheduler::rest_routes())
         .merge(scheduler::grpc_routes())
+        .merge(eventarc::rest_routes())
         .fallback(no_such_path)
         .method_not_allowed_fallback(no_such_path)
         // Google's paths only: frontdoor's own (`ops`, beside these on the listener) keep
@@ -98,6 +100,7 @@ fn surface(path: &str) -> Option<Surface> {
         p if pubsub::is_path(p) => Some(Surface::Pubsub),
         p if tasks::is_path(p) => Some(Surface::Tasks),
         p if scheduler::is_path(p) => Some(Surface::Scheduler),
+        p if eventarc::is_path(p) => Some(Surface::Eventarc),
         p if p.starts_with("/apis/serving.knative.dev/") => Some(Surface::Admin),
         p if p.starts_with("/v1/projects/") && iamcredentials::is_method(p) => {
             Some(Surface::Iamcredentials)

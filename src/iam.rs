@@ -77,6 +77,11 @@ pub const JOBS_DELETE: &str = "cloudscheduler.jobs.delete";
 pub const JOBS_PAUSE: &str = "cloudscheduler.jobs.pause";
 pub const JOBS_ENABLE: &str = "cloudscheduler.jobs.enable";
 pub const JOBS_RUN: &str = "cloudscheduler.jobs.run";
+pub const TRIGGERS_CREATE: &str = "eventarc.triggers.create";
+pub const TRIGGERS_GET: &str = "eventarc.triggers.get";
+pub const TRIGGERS_LIST: &str = "eventarc.triggers.list";
+pub const TRIGGERS_DELETE: &str = "eventarc.triggers.delete";
+pub const EVENTARC_OPERATIONS_GET: &str = "eventarc.operations.get";
 
 const INVOKING: &[&str] = &[INVOKE];
 const PUBSUB_READ: &[&str] = &[
@@ -118,6 +123,8 @@ const JOBS_CHANGE: &[&str] = &[
     JOBS_ENABLE,
     JOBS_RUN,
 ];
+const TRIGGERS_READ: &[&str] = &[TRIGGERS_GET, TRIGGERS_LIST, EVENTARC_OPERATIONS_GET];
+const TRIGGERS_CHANGE: &[&str] = &[TRIGGERS_CREATE, TRIGGERS_DELETE];
 const RUN_READ: &[&str] = &[RUN_GET, RUN_LIST, RUN_GET_IAM_POLICY, PROJECT_GET];
 const RUN_CHANGE: &[&str] = &[INVOKE, RUN_UPDATE];
 const RUN_POLICY: &[&str] = &[RUN_SET_IAM_POLICY];
@@ -168,6 +175,8 @@ const ROLES: &[(&str, &[&[&str]])] = &[
             TASKS_CHANGE,
             JOBS_READ,
             JOBS_CHANGE,
+            TRIGGERS_READ,
+            TRIGGERS_CHANGE,
         ],
     ),
     (
@@ -187,6 +196,8 @@ const ROLES: &[(&str, &[&[&str]])] = &[
             TASKS_CHANGE,
             JOBS_READ,
             JOBS_CHANGE,
+            TRIGGERS_READ,
+            TRIGGERS_CHANGE,
         ],
     ),
     (
@@ -199,6 +210,7 @@ const ROLES: &[(&str, &[&[&str]])] = &[
             PUBSUB_POLICY_READ,
             TASKS_READ,
             JOBS_READ,
+            TRIGGERS_READ,
         ],
     ),
     ("roles/pubsub.publisher", &[&[TOPICS_PUBLISH]]),
@@ -232,6 +244,14 @@ const ROLES: &[(&str, &[&[&str]])] = &[
     ("roles/cloudscheduler.admin", &[JOBS_READ, JOBS_CHANGE]),
     ("roles/cloudscheduler.viewer", &[JOBS_READ]),
     ("roles/cloudscheduler.jobRunner", &[&[JOBS_RUN]]),
+    // Eventarc's: a developer makes triggers as an admin does (both need actAs on the
+    // trigger's account besides).
+    ("roles/eventarc.admin", &[TRIGGERS_READ, TRIGGERS_CHANGE]),
+    (
+        "roles/eventarc.developer",
+        &[TRIGGERS_READ, TRIGGERS_CHANGE],
+    ),
+    ("roles/eventarc.viewer", &[TRIGGERS_READ]),
     // Who may grant Token Creator on an account: its admins, not its users.
     (
         "roles/iam.serviceAccountAdmin",

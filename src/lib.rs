@@ -26,6 +26,8 @@
 //!            due, rates, retries and backoff, names kept from reuse
 //!   cronjobs Cloud Scheduler's jobs: when each next fires by its schedule and time zone,
 //!            its run and retries
+//!   triggers what Eventarc's API keeps beside its triggers (the broker's subscriptions):
+//!            its operations, when each trigger was made
 //!   decisions one log of every surface's decision, with its reason, to stderr through
 //!            logging (a compact line, or JSON); a front-door decision's chain of checks
 //!            (decisions::chain) and refusal code (decisions::codes)
@@ -49,6 +51,8 @@
 //!                it made in the layer; broker::owned says whose each resource is);
 //!                google::tasks, Cloud Tasks' API the same way over the taskqueue, and
 //!                google::scheduler, Cloud Scheduler's over cronjobs;
+//!                google::eventarc, Eventarc's triggers (REST) over the broker and
+//!                triggers;
 //!                google::emulated what both share (the caller, one call in each
 //!                transport)
 //!   egress   the proxy every metadata listener also is: CONNECT to *.run.app and Google's
@@ -98,4 +102,5 @@ pub mod state;
 pub(crate) mod suggest;
 pub(crate) mod taskqueue;
 pub mod tokens;
+pub(crate) mod triggers;
 pub mod upstream;

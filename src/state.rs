@@ -150,6 +150,8 @@ struct Lasting {
     tasks: Arc<crate::taskqueue::TaskQueues>,
     /// Cloud Scheduler's jobs.
     scheduler: Arc<crate::cronjobs::Jobs>,
+    /// What Eventarc keeps beside its triggers (which are Pub/Sub's subscriptions).
+    triggers: Arc<crate::triggers::Triggers>,
     /// Tokens the front door has verified, across generations.
     verified: Arc<VerifiedTokens>,
     access_tokens: AccessTokens,
@@ -211,6 +213,7 @@ impl AppState {
             pubsub: Arc::new(crate::broker::Broker::new()),
             tasks: Arc::default(),
             scheduler: Arc::default(),
+            triggers: Arc::default(),
             verified: Arc::new(VerifiedTokens::new(verified::CAPACITY_BYTES)),
             metadata_tokens: MetadataTokens::default(),
             supervisor: Supervisor::default(),
@@ -296,6 +299,10 @@ impl AppState {
 
     pub(crate) fn scheduler(&self) -> &Arc<crate::cronjobs::Jobs> {
         &self.0.lasting.scheduler
+    }
+
+    pub(crate) fn triggers(&self) -> &crate::triggers::Triggers {
+        &self.0.lasting.triggers
     }
 
     pub fn frontdoor(&self) -> &FrontDoor {

@@ -17,6 +17,8 @@ use super::{At, ConfigError, Project, Service, ServiceAccount};
 /// The label Eventarc's subscriptions carry here, whose value is the trigger's name: what
 /// the decisions and the graph call the caller.
 pub const TRIGGER_LABEL: &str = "goog-eventarc-trigger";
+/// The label that gives the trigger's location (a region, or `global`).
+pub const LOCATION_LABEL: &str = "goog-eventarc-location";
 /// The query parameter on a push endpoint that asks for the message as a CloudEvent, as
 /// Eventarc (and Cloud Functions) set it; its value names the topic.
 pub const CLOUDEVENTS_MODE: &str = "__GCP_CloudEventsMode";
@@ -60,22 +62,7 @@ pub(super) fn resolve(
     let mut names: Vec<&str> = Vec::new();
     for (i, t) in raw.triggers.iter().enumerate() {
         let path = |field: &str| format!("eventarc.triggers[{i}].{field}");
-        // Eventarc's rule for a trigger id.
-        let valid = t.name.len() <= 63
-            && t.name.starts_with(|c: char| c.is_ascii_lowercase())
-            && !t.name.ends_with('-')
-            && t.name
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-        if !valid {
-            return Err(at.err(
-                path("name"),
-                format!(
-                    "`{}`: a trigger name has at most 63 lowercase letters, digits and hyphens, starts with a letter and does not end with a hyphen",
-                    t.name
-                ),
-            ));
-        }
+        check_trigger_id(&t.name).map_err(|why| at.err(path("name"), why))?;
         if names.contains(&t.name.as_str()) {
             return Err(at.err(
                 path("name"),
@@ -123,17 +110,8 @@ pub(super) fn resolve(
                 )
             })?;
         let run_path = t.destination_run_path.as_deref().unwrap_or("/");
-        // A path a URL keeps as written: what the service receives is what was declared.
-        let kept = url::Url::parse(&format!("{}{run_path}", service.url))
-            .is_ok_and(|u| u.path() == run_path && u.query().is_none() && u.fragment().is_none());
-        if !run_path.starts_with('/') || !kept {
-            return Err(at.err(
-                path("destination_run_path"),
-                format!(
-                    "`{run_path}` is not a plain path: it starts with /, has no query or fragment, and nothing a URL would rewrite (spaces, `..`, backslashes, non-ASCII)"
-                ),
-            ));
-        }
+        check_run_path(&service.url, run_path)
+            .map_err(|why| at.err(path("destination_run_path"), why))?;
         let account = accounts
             .iter()
             .find(|a| a.email.eq_ignore_ascii_case(&t.service_account))
@@ -148,49 +126,109 @@ pub(super) fn resolve(
                     ),
                 )
             })?;
-        let name = format!(
-            "projects/{}/subscriptions/eventarc-{}-{}-sub-000",
-            project.id, project.region, t.name
+        let made = subscription(
+            &project.id,
+            &project.region,
+            &t.name,
+            &topic,
+            &format!("{}{run_path}", service.url),
+            &service.url,
+            &account.email,
         );
-        if pubsub.subscriptions.iter().any(|s| s.name == name) {
+        if pubsub.subscriptions.iter().any(|s| s.name == made.name) {
             return Err(at.err(
                 path("name"),
                 format!(
-                    "trigger `{}`'s subscription {name} is declared under pubsub too",
-                    t.name
+                    "trigger `{}`'s subscription {} is declared under pubsub too",
+                    t.name, made.name
                 ),
             ));
         }
-        let mode: String =
-            url::form_urlencoded::byte_serialize(format!("CUSTOM_PUBSUB_{topic}").as_bytes())
-                .collect();
-        let seconds = |s: i64| prost_types::Duration {
-            seconds: s,
-            nanos: 0,
-        };
-        pubsub.subscriptions.push(pb::Subscription {
-            name,
-            topic,
-            push_config: Some(pb::PushConfig {
-                push_endpoint: format!("{}{run_path}?{CLOUDEVENTS_MODE}={mode}", service.url),
-                authentication_method: Some(AuthenticationMethod::OidcToken(OidcToken {
-                    service_account_email: account.email.clone(),
-                    // The service's URL: an audience with a path is refused (SPEC §12).
-                    audience: service.url.clone(),
-                })),
-                ..pb::PushConfig::default()
-            }),
-            ack_deadline_seconds: 10,
-            labels: [(TRIGGER_LABEL.to_owned(), t.name.clone())].into(),
-            retry_policy: Some(pb::RetryPolicy {
-                minimum_backoff: Some(seconds(10)),
-                maximum_backoff: Some(seconds(600)),
-            }),
-            message_retention_duration: Some(seconds(86_400)),
-            ..pb::Subscription::default()
-        });
+        pubsub.subscriptions.push(made);
     }
     Ok(pubsub)
+}
+
+/// Eventarc's rule for a trigger's id.
+pub(crate) fn check_trigger_id(id: &str) -> Result<(), String> {
+    let valid = id.len() <= 63
+        && id.starts_with(|c: char| c.is_ascii_lowercase())
+        && !id.ends_with('-')
+        && id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{}`: a trigger name has at most 63 lowercase letters, digits and hyphens, starts with a letter and does not end with a hyphen",
+            id.chars().take(100).collect::<String>()
+        ))
+    }
+}
+
+/// A path on the service at `service_url` that a URL keeps as written: what the service
+/// receives is what was asked for.
+pub(crate) fn check_run_path(service_url: &str, run_path: &str) -> Result<(), String> {
+    let kept = url::Url::parse(&format!("{service_url}{run_path}"))
+        .is_ok_and(|u| u.path() == run_path && u.query().is_none() && u.fragment().is_none());
+    if run_path.starts_with('/') && kept {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{}` is not a plain path: it starts with /, has no query or fragment, and nothing a URL would rewrite (spaces, `..`, backslashes, non-ASCII)",
+            run_path.chars().take(100).collect::<String>()
+        ))
+    }
+}
+
+/// The name of trigger `trigger`'s subscription in `location`, as Eventarc names it.
+pub(crate) fn subscription_name(project: &str, location: &str, trigger: &str) -> String {
+    format!("projects/{project}/subscriptions/eventarc-{location}-{trigger}-sub-000")
+}
+
+/// Trigger `trigger`'s push subscription on `topic`: to `endpoint` (the service's URL and
+/// path) as CloudEvents, with `email`'s ID token for `audience` (the service's URL: an
+/// audience with a path is refused, SPEC §12), labelled with the trigger and its location.
+pub(crate) fn subscription(
+    project: &str,
+    location: &str,
+    trigger: &str,
+    topic: &str,
+    endpoint: &str,
+    audience: &str,
+    email: &str,
+) -> pb::Subscription {
+    let mode: String =
+        url::form_urlencoded::byte_serialize(format!("CUSTOM_PUBSUB_{topic}").as_bytes()).collect();
+    let seconds = |s: i64| prost_types::Duration {
+        seconds: s,
+        nanos: 0,
+    };
+    pb::Subscription {
+        name: subscription_name(project, location, trigger),
+        topic: topic.to_owned(),
+        push_config: Some(pb::PushConfig {
+            push_endpoint: format!("{endpoint}?{CLOUDEVENTS_MODE}={mode}"),
+            authentication_method: Some(AuthenticationMethod::OidcToken(OidcToken {
+                service_account_email: email.to_owned(),
+                audience: audience.to_owned(),
+            })),
+            ..pb::PushConfig::default()
+        }),
+        ack_deadline_seconds: 10,
+        labels: [
+            (TRIGGER_LABEL.to_owned(), trigger.to_owned()),
+            (LOCATION_LABEL.to_owned(), location.to_owned()),
+        ]
+        .into(),
+        retry_policy: Some(pb::RetryPolicy {
+            minimum_backoff: Some(seconds(10)),
+            maximum_backoff: Some(seconds(600)),
+        }),
+        message_retention_duration: Some(seconds(86_400)),
+        ..pb::Subscription::default()
+    }
 }
 
 #[cfg(test)]

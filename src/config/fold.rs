@@ -11,6 +11,7 @@ use std::str::FromStr;
 
 use yaml_edit::{Document, Mapping, YamlValue};
 
+mod eventarc;
 mod pubsub;
 pub use pubsub::Made as PubsubMade;
 

@@ -12,7 +12,7 @@
 
 mod grpc;
 pub(crate) mod json;
-mod names;
+pub(crate) mod names;
 pub(crate) mod persist;
 mod rest;
 

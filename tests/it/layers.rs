@@ -14,6 +14,7 @@ const LAYERS: &[&[&str]] = &[
     &["access", "routing", "upstream", "broker"],
     &["taskqueue"],
     &["cronjobs"],
+    &["triggers"],
     &["decisions"],
     &["state"],
     &["peer"],

@@ -149,7 +149,41 @@ pub(super) fn fold(
         }
     }
 
+    // What stays in the layer of a subscription that is not folded.
+    let keep = |kept: &mut PubsubChanges, name: &str| {
+        if let Some(v) = layer.subscriptions.get(name) {
+            kept.subscriptions.insert(name.to_owned(), v.clone());
+        }
+        if let Some(v) = layer.changed_from.get(name) {
+            kept.changed_from.insert(name.to_owned(), v.clone());
+        }
+    };
     for subscription in &made.subscriptions {
+        // A trigger Eventarc's API made is declared under `eventarc.triggers`.
+        if let Some(trigger) = subscription
+            .labels
+            .get(crate::config::eventarc::TRIGGER_LABEL)
+            .filter(|_| !made.changed_from.contains_key(&subscription.name))
+        {
+            let outcome = ours(&subscription.name).and_then(|()| {
+                super::eventarc::fold_trigger(&text, file, rest, subscription, trigger)
+            });
+            match outcome {
+                Ok(new) => {
+                    text = new;
+                    report.push(format!("Eventarc trigger {trigger}: → eventarc.triggers"));
+                    subscriptions.push(subscription.clone());
+                }
+                Err(why) => {
+                    keep(&mut kept, &subscription.name);
+                    report.push(format!(
+                        "Eventarc trigger {trigger} (subscription {}): kept in {file_name} ({why})",
+                        subscription.name
+                    ));
+                }
+            }
+            continue;
+        }
         let topic_id = id(&subscription.topic);
         let id = id(&subscription.name);
         // A change the API made to a declaration the file has changed since is stale: the
@@ -238,14 +272,7 @@ pub(super) fn fold(
                 subscriptions.push(subscription.clone());
             }
             Err(why) => {
-                if let Some(v) = layer.subscriptions.get(&subscription.name) {
-                    kept.subscriptions
-                        .insert(subscription.name.clone(), v.clone());
-                }
-                if let Some(v) = layer.changed_from.get(&subscription.name) {
-                    kept.changed_from
-                        .insert(subscription.name.clone(), v.clone());
-                }
+                keep(&mut kept, &subscription.name);
                 report.push(format!(
                     "Pub/Sub subscription {}: kept in {file_name} ({why})",
                     subscription.name
@@ -263,12 +290,12 @@ pub(super) fn fold(
 }
 
 /// A resource's id: the last part of its name.
-fn id(name: &str) -> &str {
+pub(super) fn id(name: &str) -> &str {
     name.rsplit('/').next().unwrap_or(name)
 }
 
 /// `text` edited by `edit`, and the configuration it resolves to with `rest`; or why not.
-fn trial(
+pub(super) fn trial(
     text: &str,
     file: &Path,
     rest: &Layer,

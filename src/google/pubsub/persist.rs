@@ -143,7 +143,31 @@ fn subscription(name: &str, value: &Value) -> Result<pb::Subscription, String> {
     super::names::parse(name, super::names::Kind::Subscription).map_err(said)?;
     let mut s = s.into_subscription(name.to_owned()).map_err(said)?;
     super::names::check_subscription(&mut s).map_err(said)?;
+    locate_trigger(&mut s);
     Ok(s)
+}
+
+/// An Eventarc trigger's subscription kept before triggers carried their location (a
+/// label since then) gets it from its name, `eventarc-LOCATION-TRIGGER-sub-000`, so that
+/// it compares equal to the file's declaration of it.
+fn locate_trigger(s: &mut pb::Subscription) {
+    use crate::config::eventarc::{LOCATION_LABEL, TRIGGER_LABEL};
+    let Some(trigger) = s.labels.get(TRIGGER_LABEL) else {
+        return;
+    };
+    if s.labels.contains_key(LOCATION_LABEL) {
+        return;
+    }
+    let location = s
+        .name
+        .rsplit('/')
+        .next()
+        .and_then(|id| id.strip_prefix("eventarc-"))
+        .and_then(|rest| rest.strip_suffix(&format!("-{trigger}-sub-000")))
+        .map(str::to_owned);
+    if let Some(location) = location {
+        s.labels.insert(LOCATION_LABEL.to_owned(), location);
+    }
 }
 
 fn said(e: crate::google::errors::ApiError) -> String {
@@ -249,4 +273,27 @@ pub(crate) async fn write(state: &AppState) -> Result<(), String> {
     })
     .await
     .map_err(|e| e.to_string())?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::eventarc::{LOCATION_LABEL, TRIGGER_LABEL};
+
+    #[test]
+    fn a_trigger_kept_before_its_location_label_gets_it_from_its_name() {
+        let kept = serde_json::json!({
+            "topic": "projects/p1/topics/orders",
+            "labels": {TRIGGER_LABEL: "on-order-2"},
+        });
+        let s = subscription(
+            "projects/p1/subscriptions/eventarc-europe-west1-on-order-2-sub-000",
+            &kept,
+        )
+        .unwrap();
+        assert_eq!(s.labels[LOCATION_LABEL], "europe-west1");
+        // Not a trigger's name: nothing is guessed.
+        let s = subscription("projects/p1/subscriptions/orders-push", &kept).unwrap();
+        assert!(!s.labels.contains_key(LOCATION_LABEL));
+    }
 }
