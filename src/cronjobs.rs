@@ -457,6 +457,11 @@ impl Jobs {
         after
     }
 
+    /// Every job held, by name: what the dashboard's graph draws.
+    pub(crate) fn every(&self) -> Vec<pb::Job> {
+        self.store().jobs.values().map(|h| h.job.clone()).collect()
+    }
+
     pub(crate) fn held(&self) -> Holding {
         let store = self.store();
         Holding {

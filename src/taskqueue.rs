@@ -443,6 +443,39 @@ impl TaskQueues {
         Ok(task)
     }
 
+    /// Whom the tasks held call, once each: their queue, URL and the account of their
+    /// token, one per queue, URL origin and account, at most `max` of them (the queues'
+    /// first). What the dashboard's graph draws; it reads every task.
+    pub(crate) fn callers(&self, max: usize) -> Vec<(String, String, Option<String>)> {
+        use pb::http_request::AuthorizationHeader;
+        let store = self.store();
+        let mut seen = std::collections::BTreeSet::new();
+        let mut out = Vec::new();
+        for (queue, held) in &store.queues {
+            for entry in held.tasks.values() {
+                if out.len() >= max {
+                    return out;
+                }
+                let Some(pb::task::MessageType::HttpRequest(http)) = &entry.task.message_type
+                else {
+                    continue;
+                };
+                let account = match &http.authorization_header {
+                    Some(AuthorizationHeader::OidcToken(o)) => Some(&o.service_account_email),
+                    Some(AuthorizationHeader::OauthToken(o)) => Some(&o.service_account_email),
+                    None => None,
+                };
+                let origin = url::Url::parse(&http.url)
+                    .map(|u| u.origin().ascii_serialization())
+                    .unwrap_or_default();
+                if seen.insert((queue.as_str(), origin, account)) {
+                    out.push((queue.clone(), http.url.clone(), account.cloned()));
+                }
+            }
+        }
+        out
+    }
+
     pub(crate) fn task(&self, name: &str) -> Result<pb::Task, Error> {
         let store = self.store();
         Ok(store.entry(name)?.task.clone())

@@ -4,6 +4,7 @@
 //! string escaped), with a little plain JavaScript for the live parts; every asset is in
 //! the binary and the page's Content-Security-Policy lets it load nothing from elsewhere.
 
+mod callers;
 mod events;
 mod graph;
 
@@ -116,7 +117,7 @@ fn graph_view(state: &AppState) -> GraphView {
     let reload = state.reloads().snapshot();
     GraphView {
         generation: state.generation(),
-        graph: graph::of(state.config(), &state.pubsub().push_subscriptions()),
+        graph: graph::of(state.config(), &callers::of_state(state)),
         refused: reload.last.filter(|l| !l.ok).and_then(|l| l.error),
     }
 }

@@ -105,6 +105,23 @@ async fn gcloud_and_the_python_library_run_jobs_the_worker_receives_as_their_acc
         described["scheduleTime"].as_str().is_some(),
         "{described:#}"
     );
+    // The dashboard's graph draws the job as a caller of the worker, as its account.
+    let graph = reqwest::get(emu.google("/frontdoor/ui/graph"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let job = "job:projects/demo-project/locations/us-central1/jobs/nightly";
+    assert!(
+        graph.contains(&format!(
+            r#"data-from="{job}" data-to="service:worker" data-on="job""#
+        )) && graph.contains(&format!(
+            "Cloud Scheduler job: nightly, as {}",
+            sa("tasker")
+        )),
+        "{graph}"
+    );
 
     gcloud(&[
         "scheduler",

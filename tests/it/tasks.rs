@@ -230,6 +230,24 @@ async fn gcloud_and_the_python_library_queue_tasks_the_worker_receives_as_their_
     ]);
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(recorded_until(&file, |_| true).len(), 1);
+    // While it waits, the dashboard's graph draws the queue as a caller of the worker, as
+    // the task's account.
+    let graph = reqwest::get(emu.google("/frontdoor/ui/graph"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let queue = format!(
+        "queue:projects/demo-project/locations/us-central1/queues/orders:{}",
+        sa("tasker")
+    );
+    assert!(
+        graph.contains(&format!(
+            r#"data-from="{queue}" data-to="service:worker" data-on="queue""#
+        )) && graph.contains(&format!("Cloud Tasks queue: orders, as {}", sa("tasker"))),
+        "{graph}"
+    );
     gcloud(&[
         "tasks",
         "run",

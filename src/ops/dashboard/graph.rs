@@ -3,15 +3,14 @@
 //! principals) in one column, the services in the other; an invoker edge for each member
 //! a binding lets invoke a service (on the service, or on the project and so every
 //! service), a Token Creator edge for each member that may mint an account's ID tokens,
-//! each service's run-as account, and each push subscription (the file's or the API's)
-//! with a push edge to the service whose URL it pushes to (the account it pushes as in its
-//! label; whether that account may invoke is the account's own invoker edge). A pure
-//! function of the `Config` and the subscriptions, laid out here so that the template only
-//! draws.
+//! each service's run-as account, and each Google-managed caller (a push subscription or
+//! Eventarc trigger, a Cloud Scheduler job, a Cloud Tasks queue's tasks; `callers` reads
+//! them) with a push edge to the service whose URL it calls (the account it calls as in
+//! its label; whether that account may invoke is the account's own invoker edge). A pure
+//! function of the `Config` and the managed callers, laid out here so that the template
+//! only draws.
 
 use std::collections::BTreeMap;
-
-use googleapis_tonic_google_pubsub_v1::google::pubsub::v1 as pb;
 
 use crate::config::{Config, Ingress};
 use crate::iam::{self, Member, Policy};
@@ -36,6 +35,10 @@ pub(crate) enum Kind {
     Federated,
     /// A push subscription (the file's or the API's): a Google-managed caller.
     Subscription,
+    /// A Cloud Tasks queue's tasks, as one account.
+    Queue,
+    /// A Cloud Scheduler job.
+    Job,
     Service,
 }
 
@@ -49,6 +52,8 @@ impl Kind {
             Kind::Public => "public",
             Kind::Federated => "federated",
             Kind::Subscription => "subscription",
+            Kind::Queue => "queue",
+            Kind::Job => "job",
             Kind::Service => "service",
         }
     }
@@ -76,6 +81,16 @@ impl Node {
         format!("{cut}…")
     }
 
+    /// What the node's tooltip says: its id, and its whole label when the id does not
+    /// say it (a managed caller's account).
+    pub(crate) fn tooltip(&self) -> String {
+        if self.id.ends_with(&self.label) {
+            self.id.clone()
+        } else {
+            format!("{}: {}", self.id, self.label)
+        }
+    }
+
     pub(crate) fn width(&self) -> i32 {
         BOX_WIDTH
     }
@@ -90,7 +105,7 @@ pub(crate) enum EdgeKind {
     Invoker,
     TokenCreator,
     RunsAs,
-    /// A push subscription's deliveries to a service.
+    /// A Google-managed caller's calls to a service (a push, a task, a job's run).
     Push,
 }
 
@@ -143,9 +158,23 @@ fn holders<'p>(policy: &'p Policy, permission: &'p str) -> impl Iterator<Item = 
         .flat_map(|b| b.members.iter())
 }
 
-/// The graph of `config`, with `subscriptions` (Pub/Sub's, as the broker holds them: the
-/// file's and the API's) as callers where they push to a service.
-pub(crate) fn of(config: &Config, subscriptions: &[pb::Subscription]) -> Graph {
+/// A Google-managed caller, as the graph draws it: a push subscription (an Eventarc
+/// trigger's too), a Cloud Scheduler job, or a Cloud Tasks queue's tasks as one account.
+#[derive(Debug, Clone)]
+pub(crate) struct Managed {
+    /// `subscription:ID`, `job:NAME`, `queue:ID:ACCOUNT`.
+    pub(crate) id: String,
+    pub(crate) kind: Kind,
+    pub(crate) label: String,
+    /// The URL it calls.
+    pub(crate) url: String,
+    /// What its edge is bound on: `subscription`, `job`, `queue`.
+    pub(crate) on: &'static str,
+}
+
+/// The graph of `config`, with the Google-managed callers (`managed`, as frontdoor holds
+/// them: the file's and the APIs') where they call a service.
+pub(crate) fn of(config: &Config, managed: &[Managed]) -> Graph {
     // Callers by member id, each with its kind; sorted by kind, then name.
     let mut callers: BTreeMap<String, Kind> = BTreeMap::new();
     let mut edges: Vec<(EdgeKind, String, String, &'static str)> = Vec::new();
@@ -182,14 +211,11 @@ pub(crate) fn of(config: &Config, subscriptions: &[pb::Subscription]) -> Graph {
             }
         }
     }
-    // Push subscriptions, to the service whose URL (either form, a tag's, a custom domain)
-    // they push to.
+    // Google-managed callers, to the service whose URL (either form, a tag's, a custom
+    // domain) they call.
     let mut labels: BTreeMap<String, String> = BTreeMap::new();
-    for subscription in subscriptions {
-        let Some(push) = &subscription.push_config else {
-            continue;
-        };
-        let host = url::Url::parse(&push.push_endpoint)
+    for caller in managed {
+        let host = url::Url::parse(&caller.url)
             .ok()
             .and_then(|u| u.host_str().map(str::to_ascii_lowercase));
         let Some(service) = config.services.iter().find(|s| {
@@ -199,35 +225,13 @@ pub(crate) fn of(config: &Config, subscriptions: &[pb::Subscription]) -> Graph {
         }) else {
             continue;
         };
-        let short = subscription.name.rsplit('/').next().unwrap_or_default();
-        // Another project's subscription of the same id is another caller.
-        let id = match subscription
-            .name
-            .strip_prefix(&format!("projects/{}/", config.project.id))
-        {
-            Some(_) => format!("subscription:{short}"),
-            None => format!("subscription:{}", subscription.name),
-        };
-        let account = match &push.authentication_method {
-            Some(pb::push_config::AuthenticationMethod::OidcToken(o)) => {
-                format!("as {}", o.service_account_email)
-            }
-            None => "without a token".to_owned(),
-        };
-        let label = match subscription
-            .labels
-            .get(crate::config::eventarc::TRIGGER_LABEL)
-        {
-            Some(trigger) => format!("Eventarc trigger: {trigger}, {account}"),
-            None => format!("Pub/Sub push: {short}, {account}"),
-        };
-        labels.insert(id.clone(), label);
-        callers.insert(id.clone(), Kind::Subscription);
+        labels.insert(caller.id.clone(), caller.label.clone());
+        callers.insert(caller.id.clone(), caller.kind);
         edges.push((
             EdgeKind::Push,
-            id,
+            caller.id.clone(),
             format!("service:{}", service.name),
-            "subscription",
+            caller.on,
         ));
     }
     edges.sort();
@@ -355,7 +359,10 @@ services:
     #[test]
     fn every_binding_is_an_edge_and_every_service_is_marked() {
         let c = config(YAML);
-        let g = of(&c, &c.pubsub.subscriptions);
+        let g = of(
+            &c,
+            &super::super::callers::of_subscriptions(&c, &c.pubsub.subscriptions),
+        );
         let login = "serviceAccount:login@demo-project.iam.gserviceaccount.com";
         let search = "serviceAccount:search@demo-project.iam.gserviceaccount.com";
         let got = edges(&g);
@@ -408,7 +415,10 @@ services:
             "{YAML}pubsub:\n  topics:\n    - name: orders\n      subscriptions:\n        - name: to-search\n          push_endpoint: https://search-123456789012.us-central1.run.app/push\n          push_service_account: login@demo-project.iam.gserviceaccount.com\n          push_audience: https://search-123456789012.us-central1.run.app\n        - name: orders-pull\n"
         );
         let c = config(&yaml);
-        let g = of(&c, &c.pubsub.subscriptions);
+        let g = of(
+            &c,
+            &super::super::callers::of_subscriptions(&c, &c.pubsub.subscriptions),
+        );
         assert!(
             edges(&g).contains(&(
                 "push",
@@ -431,6 +441,59 @@ services:
         assert!(
             !g.nodes.iter().any(|n| n.id.contains("orders-pull")),
             "a pull subscription calls nobody"
+        );
+    }
+
+    /// A job and a queue's tasks are callers too, each labelled with its account; a URL
+    /// that names no service draws nothing.
+    #[test]
+    fn jobs_and_queues_are_callers_of_the_services_they_call() {
+        use super::super::callers::of_tasks;
+        let c = config(YAML);
+        let search = "https://search-123456789012.us-central1.run.app/task";
+        let managed = [
+            of_tasks(
+                "projects/demo-project/locations/us-central1/queues/mail",
+                search.to_owned(),
+                Some("login@demo-project.iam.gserviceaccount.com"),
+            ),
+            of_tasks(
+                "projects/demo-project/locations/us-central1/queues/mail",
+                "https://example.com/elsewhere".to_owned(),
+                None,
+            ),
+            Managed {
+                id: "job:projects/demo-project/locations/us-central1/jobs/nightly".into(),
+                kind: Kind::Job,
+                label: "Cloud Scheduler job: nightly, without a token".into(),
+                url: "https://login-123456789012.us-central1.run.app/".into(),
+                on: "job",
+            },
+        ];
+        let g = of(&c, &managed);
+        let got = edges(&g);
+        let queue = "queue:projects/demo-project/locations/us-central1/queues/mail:login@demo-project.iam.gserviceaccount.com";
+        assert!(
+            got.contains(&("push", queue, "service:search", "queue")),
+            "{got:?}"
+        );
+        assert!(got.contains(&(
+            "push",
+            "job:projects/demo-project/locations/us-central1/jobs/nightly",
+            "service:login",
+            "job"
+        )));
+        let node = g.nodes.iter().find(|n| n.id == queue).unwrap();
+        assert_eq!(
+            (node.kind, node.label.as_str()),
+            (
+                Kind::Queue,
+                "Cloud Tasks queue: mail, as login@demo-project.iam.gserviceaccount.com"
+            )
+        );
+        assert!(
+            !g.nodes.iter().any(|n| n.id.ends_with(":-")),
+            "no service, no node"
         );
     }
 
