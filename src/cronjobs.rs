@@ -104,6 +104,9 @@ pub(crate) struct Holding {
 pub(crate) struct Jobs {
     store: Mutex<Store>,
     changed: tokio::sync::Notify,
+    /// Counts the changes of what the jobs are (not of their runs), for what keeps the
+    /// API's jobs in the state directory.
+    revision: std::sync::atomic::AtomicU64,
 }
 
 /// The job with Google's defaults for what it leaves unset.
@@ -150,6 +153,51 @@ impl Jobs {
         self.changed.notify_waiters();
     }
 
+    fn redefined(&self) {
+        self.revision
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// How many times what the jobs are has changed.
+    pub(crate) fn revision(&self) -> u64 {
+        self.revision.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The jobs the API made (not the file), as they stand.
+    pub(crate) fn made_by_api(&self) -> Vec<pb::Job> {
+        self.store()
+            .jobs
+            .values()
+            .filter(|h| h.declared.is_none())
+            .map(|h| h.job.clone())
+            .collect()
+    }
+
+    /// Puts back jobs the API made before a restart, each in its state; a name already
+    /// held (the file's now) is left as it is. What fails the create's checks is said.
+    pub(crate) fn restore(&self, jobs: Vec<pb::Job>, now: SystemTime) -> Vec<(String, String)> {
+        let mut refused = Vec::new();
+        for job in jobs {
+            let name = job.name.clone();
+            let state = job.state;
+            match self.create(job, now) {
+                Ok(_) if state == State::Paused as i32 => {
+                    let _ = self.set_state(&name, State::Paused, now);
+                }
+                Ok(_) => {}
+                // The file declares it now: the file's stands, as it would have had the
+                // file declared it first.
+                Err(Error::AlreadyExists(_)) => refused.push((
+                    name,
+                    "services.yaml declares it now, and the file's stands; the API's is dropped"
+                        .to_owned(),
+                )),
+                Err(e) => refused.push((name, format!("{e}; it is dropped"))),
+            }
+        }
+        refused
+    }
+
     pub(crate) fn changed(&self) -> tokio::sync::futures::Notified<'_> {
         self.changed.notified()
     }
@@ -181,6 +229,20 @@ impl Jobs {
                     held.declared = Some(job.clone());
                     held.job.schedule_time = held.next.map(timestamp);
                 }
+                // The API's, declared as it is (folded): the file's from now on.
+                Some(held) if held.declared.is_none() => {
+                    let plain = |j: pb::Job| pb::Job {
+                        state: 0,
+                        schedule_time: None,
+                        user_update_time: None,
+                        last_attempt_time: None,
+                        status: None,
+                        ..with_defaults(j)
+                    };
+                    if plain(held.job.clone()) == plain(job.clone()) {
+                        held.declared = Some(job.clone());
+                    }
+                }
                 Some(_) => {}
                 None => {
                     store.next_id += 1;
@@ -205,6 +267,7 @@ impl Jobs {
         }
         store.bytes = store.jobs.values().map(|h| h.bytes).sum();
         drop(store);
+        self.redefined();
         self.wake();
     }
 
@@ -249,6 +312,7 @@ impl Jobs {
         store.bytes += bytes;
         store.jobs.insert(job.name.clone(), held);
         drop(store);
+        self.redefined();
         self.wake();
         Ok(job)
     }
@@ -295,6 +359,7 @@ impl Jobs {
         let job = held.job.clone();
         store.bytes = store.bytes - before + after;
         drop(store);
+        self.redefined();
         self.wake();
         Ok(job)
     }
@@ -305,6 +370,8 @@ impl Jobs {
         if let Some(held) = store.jobs.remove(name) {
             store.bytes = store.bytes.saturating_sub(held.bytes);
         }
+        drop(store);
+        self.redefined();
         Ok(())
     }
 
@@ -324,6 +391,7 @@ impl Jobs {
         }
         let job = held.job.clone();
         drop(store);
+        self.redefined();
         self.wake();
         Ok(job)
     }

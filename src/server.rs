@@ -69,7 +69,14 @@ pub async fn serve(
     // What Pub/Sub's API made before this start is back before anyone can ask, and kept
     // from now on.
     crate::google::pubsub::persist::restore(&live.get());
-    tokio::spawn(crate::google::pubsub::persist::keep(live.clone()));
+    // Cloud Tasks' queues and Cloud Scheduler's jobs the same way.
+    crate::google::kept::restore(&live.get());
+    // Stopped at shutdown, before the last writes: they would otherwise outlive this
+    // server, holding its state.
+    let keepers = [
+        tokio::spawn(crate::google::pubsub::persist::keep(live.clone())),
+        tokio::spawn(crate::google::kept::keep(live.clone())),
+    ];
     // Pub/Sub's push deliveries, for as long as the process runs.
     crate::managed::start(&live);
     let google = google_listener(live.clone());
@@ -123,6 +130,9 @@ pub async fn serve(
         Ok::<(), std::io::Error>(())
     })
     .await;
+    for keeper in &keepers {
+        keeper.abort();
+    }
     // What Pub/Sub's API changed last, the requests drained included, may not have settled
     // into the layer yet. Bounded: a stop never waits on it for long.
     let kept =
@@ -136,6 +146,14 @@ pub async fn serve(
         Err(_) => tracing::warn!(
             "Pub/Sub's topics and subscriptions were not kept: the state directory did not answer"
         ),
+    }
+    if tokio::time::timeout(DRAIN, crate::google::kept::write_all(&live.get()))
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "Cloud Tasks' queues and Cloud Scheduler's jobs were not kept: the state directory did not answer"
+        );
     }
     match drained {
         Ok(result) => result,

@@ -122,6 +122,9 @@ pub(crate) struct Holding {
 pub(crate) struct TaskQueues {
     store: Mutex<Store>,
     changed: tokio::sync::Notify,
+    /// Counts the changes of what the queues are (not of their tasks), for what keeps the
+    /// API's queues in the state directory.
+    revision: std::sync::atomic::AtomicU64,
 }
 
 impl Default for TaskQueues {
@@ -212,7 +215,53 @@ impl TaskQueues {
                 ..Store::default()
             }),
             changed: tokio::sync::Notify::new(),
+            revision: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    fn redefined(&self) {
+        self.revision
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// How many times what the queues are has changed.
+    pub(crate) fn revision(&self) -> u64 {
+        self.revision.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The queues the API made (not the file), as they stand.
+    pub(crate) fn made_by_api(&self) -> Vec<pb::Queue> {
+        self.store()
+            .queues
+            .values()
+            .filter(|h| h.declared.is_none())
+            .map(|h| h.queue.clone())
+            .collect()
+    }
+
+    /// Puts back queues the API made before a restart, each in its state (their tasks are
+    /// not kept); a name already held (the file's now) is left as it is.
+    pub(crate) fn restore(&self, queues: Vec<pb::Queue>) -> Vec<(String, String)> {
+        let mut refused = Vec::new();
+        for queue in queues {
+            let name = queue.name.clone();
+            let state = queue.state;
+            match self.create_queue(queue) {
+                Ok(_) if state == State::Paused as i32 => {
+                    let _ = self.set_state(&name, State::Paused);
+                }
+                Ok(_) => {}
+                // The file declares it now: the file's stands, as it would have had the
+                // file declared it first.
+                Err(Error::AlreadyExists(_)) => refused.push((
+                    name,
+                    "services.yaml declares it now, and the file's stands; the API's is dropped"
+                        .to_owned(),
+                )),
+                Err(e) => refused.push((name, format!("{e}; it is dropped"))),
+            }
+        }
+        refused
     }
 
     fn store(&self) -> MutexGuard<'_, Store> {
@@ -256,6 +305,17 @@ impl TaskQueues {
                     };
                     held.declared = Some(queue.clone());
                 }
+                // The API's, declared as it is (folded): the file's from now on.
+                Some(held) if held.declared.is_none() => {
+                    let plain = |q: pb::Queue| pb::Queue {
+                        state: 0,
+                        purge_time: None,
+                        ..with_defaults(q)
+                    };
+                    if plain(held.queue.clone()) == plain(queue.clone()) {
+                        held.declared = Some(queue.clone());
+                    }
+                }
                 Some(_) => {}
                 None => {
                     store.next_queue += 1;
@@ -269,6 +329,7 @@ impl TaskQueues {
             }
         }
         drop(store);
+        self.redefined();
         self.wake();
     }
 
@@ -294,6 +355,8 @@ impl TaskQueues {
         store.next_queue += 1;
         let held = Held::new(store.next_queue, queue.clone(), None);
         store.queues.insert(queue.name.clone(), held);
+        drop(store);
+        self.redefined();
         Ok(queue)
     }
 
@@ -328,6 +391,7 @@ impl TaskQueues {
         held.queue = with_defaults(queue);
         let queue = held.queue.clone();
         drop(store);
+        self.redefined();
         self.wake();
         Ok(queue)
     }
@@ -336,6 +400,8 @@ impl TaskQueues {
         let mut store = self.store();
         store.held(name)?;
         store.remove_queue(name);
+        drop(store);
+        self.redefined();
         Ok(())
     }
 
@@ -346,6 +412,7 @@ impl TaskQueues {
         held.queue.state = state as i32;
         let queue = held.queue.clone();
         drop(store);
+        self.redefined();
         self.wake();
         Ok(queue)
     }

@@ -24,11 +24,15 @@ pub(super) fn fold(args: &ConfigArgs) -> anyhow::Result<()> {
     let text = String::from_utf8(config::read_capped(file)?)
         .with_context(|| format!("{} is not UTF-8", file.display()))?;
     let decoded = crate::google::pubsub::persist::decode(&layer.pubsub);
-    let made = config::fold::PubsubMade {
-        topics: decoded.made.topics,
-        subscriptions: decoded.made.subscriptions,
-        changed_from: decoded.made.changed_from,
-        unreadable: decoded.unreadable,
+    let made = config::fold::Made {
+        pubsub: config::fold::PubsubMade {
+            topics: decoded.made.topics,
+            subscriptions: decoded.made.subscriptions,
+            changed_from: decoded.made.changed_from,
+            unreadable: decoded.unreadable,
+        },
+        queues: crate::google::tasks::read_back(&layer.tasks),
+        jobs: crate::google::scheduler::read_back(&layer.scheduler),
     };
     let folded = config::fold::fold(&text, file, &layer, &config, &made)?;
     if folded.text == text && folded.rest == layer {

@@ -12,8 +12,22 @@ use std::str::FromStr;
 use yaml_edit::{Document, Mapping, YamlValue};
 
 mod eventarc;
+mod managed;
 mod pubsub;
 pub use pubsub::Made as PubsubMade;
+
+use googleapis_tonic_google_cloud_scheduler_v1::google::cloud::scheduler::v1 as jobs;
+use googleapis_tonic_google_cloud_tasks_v2::google::cloud::tasks::v2 as tasks;
+
+/// What the APIs made, read back by their own readers (the command line calls them):
+/// Pub/Sub's resources; Cloud Tasks' queues and Cloud Scheduler's jobs by name, or why one
+/// cannot be read back (it then stays in the layer).
+#[derive(Debug, Clone, Default)]
+pub struct Made {
+    pub pubsub: PubsubMade,
+    pub queues: std::collections::BTreeMap<String, Result<tasks::Queue, String>>,
+    pub jobs: std::collections::BTreeMap<String, Result<jobs::Job, String>>,
+}
 
 use super::layer::{Layer, PolicyText, ServiceChange};
 use super::{Config, ConfigError, Service, parse_layered};
@@ -34,7 +48,7 @@ pub fn fold(
     file: &Path,
     layer: &Layer,
     want: &Config,
-    made: &PubsubMade,
+    made: &Made,
 ) -> Result<Folded, ConfigError> {
     let refuse = |reason: String| ConfigError::Invalid {
         file: file.to_owned(),
@@ -147,11 +161,63 @@ pub fn fold(
         &want.pubsub,
         &want.project.id,
         &layer.pubsub,
-        made,
+        &made.pubsub,
     );
     report.extend(pubsub.report);
     rest.pubsub = pubsub.kept;
-    let text = pubsub.text;
+    let mut text = pubsub.text;
+    // Then Cloud Tasks' queues and Cloud Scheduler's jobs, one at a time.
+    let region = &want.project.region;
+    let mut queues = Vec::new();
+    for (name, value) in &layer.tasks {
+        let outcome = match made.queues.get(name) {
+            Some(Ok(q)) => managed::fold_queue(&text, file, &rest, region, q).map(|t| (t, q)),
+            Some(Err(why)) => Err(format!("it cannot be read back: {why}")),
+            None => Err("it cannot be read back".to_owned()),
+        };
+        match outcome {
+            Ok((new, q)) => {
+                text = new;
+                report.push(format!("Cloud Tasks queue {name}: → tasks.queues"));
+                queues.push(tasks::Queue {
+                    state: 0,
+                    ..q.clone()
+                });
+            }
+            Err(why) => {
+                rest.tasks.insert(name.clone(), value.clone());
+                report.push(format!(
+                    "Cloud Tasks queue {name}: kept in {} ({why})",
+                    super::layer::FILE
+                ));
+            }
+        }
+    }
+    let mut jobs = Vec::new();
+    for (name, value) in &layer.scheduler {
+        let outcome = match made.jobs.get(name) {
+            Some(Ok(j)) => managed::fold_job(&text, file, &rest, region, j).map(|t| (t, j)),
+            Some(Err(why)) => Err(format!("it cannot be read back: {why}")),
+            None => Err("it cannot be read back".to_owned()),
+        };
+        match outcome {
+            Ok((new, j)) => {
+                text = new;
+                report.push(format!("Cloud Scheduler job {name}: → scheduler.jobs"));
+                jobs.push(jobs::Job {
+                    state: 0,
+                    ..j.clone()
+                });
+            }
+            Err(why) => {
+                rest.scheduler.insert(name.clone(), value.clone());
+                report.push(format!(
+                    "Cloud Scheduler job {name}: kept in {} ({why})",
+                    super::layer::FILE
+                ));
+            }
+        }
+    }
     let got = parse_layered(&text, file, &rest)?;
     // What the file declares now is what it declared before and what was folded, the
     // API's settings winning where it had changed a declared subscription.
@@ -176,8 +242,26 @@ pub fn fold(
             "folding would change Pub/Sub's declared topics or subscriptions, so nothing was written; please report this".into(),
         ));
     }
+    // The file declares the queues and jobs it declared before, and those folded.
+    let mut expected_queues = want.tasks.queues.clone();
+    expected_queues.extend(queues);
+    let mut expected_jobs = want.scheduler.jobs.clone();
+    expected_jobs.extend(jobs);
+    let mut got_queues = got.tasks.queues.clone();
+    let mut got_jobs = got.scheduler.jobs.clone();
+    expected_queues.sort_by(|a, b| a.name.cmp(&b.name));
+    got_queues.sort_by(|a, b| a.name.cmp(&b.name));
+    expected_jobs.sort_by(|a, b| a.name.cmp(&b.name));
+    got_jobs.sort_by(|a, b| a.name.cmp(&b.name));
+    if expected_queues != got_queues || expected_jobs != got_jobs {
+        return Err(refuse(
+            "folding would change the declared queues or jobs, so nothing was written; please report this".into(),
+        ));
+    }
     let got = Config {
         pubsub: want.pubsub.clone(),
+        tasks: want.tasks.clone(),
+        scheduler: want.scheduler.clone(),
         ..got
     };
     if let Some(what) = first_difference(want, &got) {

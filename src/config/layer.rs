@@ -35,6 +35,14 @@ pub struct Layer {
     /// Pub/Sub's topics and subscriptions as its API left them.
     #[serde(default, skip_serializing_if = "PubsubChanges::is_empty")]
     pub pubsub: PubsubChanges,
+    /// Cloud Tasks' queues its API made, by full name, each as Google's REST API shows it
+    /// without its name (its state kept): written whole after each change
+    /// (`google::kept`); their tasks are not kept, as Pub/Sub's messages are not.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tasks: BTreeMap<String, serde_json::Value>,
+    /// Cloud Scheduler's jobs its API made, the same way.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub scheduler: BTreeMap<String, serde_json::Value>,
 }
 
 /// What Pub/Sub's API made (topics, subscriptions) or changed (a subscription the file
@@ -247,6 +255,18 @@ impl Layer {
                 self.pubsub.topics.len(),
                 self.pubsub.subscriptions.len(),
                 self.pubsub.policies.len()
+            ));
+        }
+        if !self.tasks.is_empty() {
+            lines.push(format!(
+                "Cloud Tasks: {} queues made through its API",
+                self.tasks.len()
+            ));
+        }
+        if !self.scheduler.is_empty() {
+            lines.push(format!(
+                "Cloud Scheduler: {} jobs made through its API",
+                self.scheduler.len()
             ));
         }
         lines

@@ -6,6 +6,7 @@
 
 mod grpc;
 mod json;
+mod kept;
 mod rest;
 
 use std::time::SystemTime;
@@ -14,6 +15,7 @@ use googleapis_tonic_google_cloud_scheduler_v1::google::cloud::scheduler::v1 as 
 use pb::http_target::AuthorizationHeader;
 
 pub(crate) use grpc::routes as grpc_routes;
+pub(crate) use kept::{KEPT, read_back};
 pub(crate) use rest::routes as rest_routes;
 
 use super::emulated::{Api, Checked, Who};

@@ -10,6 +10,7 @@
 
 mod grpc;
 mod json;
+mod kept;
 mod rest;
 
 use std::time::{Duration, SystemTime};
@@ -19,6 +20,7 @@ use pb::http_request::AuthorizationHeader;
 use prost::Message as _;
 
 pub(crate) use grpc::routes as grpc_routes;
+pub(crate) use kept::{KEPT, read_back};
 pub(crate) use rest::routes as rest_routes;
 
 use super::emulated::{Api, Checked, Who};

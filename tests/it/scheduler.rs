@@ -519,3 +519,120 @@ async fn bad_jobs_get_googles_errors() {
     );
     emu.stop().await;
 }
+
+/// A job the API made outlives a restart, paused as it was left, with its schedule, target
+/// and token; what its runs said does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_the_api_made_outlives_a_restart() {
+    let emu = Emulator::start(&yaml(None)).await;
+    let app = emu.access_token("app").await;
+    let job = json!({
+        "name": format!("{JOBS}/kept"),
+        "schedule": "0 3 * * 1",
+        "timeZone": "Europe/Paris",
+        "httpTarget": {"uri": format!("{WORKER}/job"), "body": "aGk=", "oidcToken": {"serviceAccountEmail": sa("tasker"), "audience": WORKER}},
+        "retryConfig": {"retryCount": 2},
+    });
+    let (status, made) = rest(
+        &emu,
+        Some(&app),
+        "POST",
+        "projects/demo-project/locations/us-central1/jobs",
+        Some(job),
+    )
+    .await;
+    assert_eq!(status, 200, "{made}");
+    let (status, paused) = rest(
+        &emu,
+        Some(&app),
+        "POST",
+        &format!("{JOBS}/kept:pause"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{paused}");
+    let emu = emu.restart().await;
+    let app = emu.access_token("app").await;
+    let (status, after) = rest(&emu, Some(&app), "GET", &format!("{JOBS}/kept"), None).await;
+    assert_eq!(status, 200, "{after}");
+    for field in [
+        "schedule",
+        "timeZone",
+        "httpTarget",
+        "retryConfig",
+        "attemptDeadline",
+        "state",
+    ] {
+        assert_eq!(after[field], paused[field], "{field}: {after:#} {paused:#}");
+    }
+    assert_eq!(after["state"], "PAUSED");
+
+    // `frontdoor fold` leaves a paused job in the layer, saying why; resumed, the job goes
+    // into services.yaml as its fields, and the file owns it from then on.
+    let fold = || {
+        succeed(
+            frontdoor()
+                .args(["fold", "--config"])
+                .arg(emu.config_file())
+                .arg("--state-dir")
+                .arg(emu.state.state_dir().path()),
+        )
+    };
+    let said = fold();
+    assert!(
+        said.contains(&format!("Cloud Scheduler job {JOBS}/kept: kept in changes.json (it is paused, which scheduler.jobs has no field for)")),
+        "{said}"
+    );
+    let (status, _) = rest(
+        &emu,
+        Some(&app),
+        "POST",
+        &format!("{JOBS}/kept:resume"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let layer_file = emu.state.state_dir().path().join("changes.json");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !std::fs::read_to_string(&layer_file)
+        .unwrap()
+        .contains("ENABLED")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the resume is not kept"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let said = fold();
+    assert!(
+        said.contains(&format!(
+            "Cloud Scheduler job {JOBS}/kept: → scheduler.jobs"
+        )),
+        "{said}"
+    );
+    let file = std::fs::read_to_string(emu.config_file()).unwrap();
+    assert!(
+        file.contains(
+            "    - name: kept\n      schedule: '0 3 * * 1'\n      time_zone: Europe/Paris\n"
+        ) && file.contains("      message_body: hi\n"),
+        "{file}"
+    );
+    emu.wait_status("the folded file in force", |s| s["generation"] == 2)
+        .await;
+    // The file's now: an edit of its entry takes effect, and the layer holds it no more.
+    let edited = file.replace(
+        "      max_retry_attempts: 2\n",
+        "      max_retry_attempts: 3\n",
+    );
+    assert_ne!(edited, file);
+    std::fs::write(emu.config_file(), edited).unwrap();
+    emu.wait_status("the edited file in force", |s| s["generation"] == 3)
+        .await;
+    let (status, folded) = rest(&emu, Some(&app), "GET", &format!("{JOBS}/kept"), None).await;
+    assert_eq!(status, 200, "{folded}");
+    assert_eq!(folded["retryConfig"]["retryCount"], 3, "{folded}");
+    let layer = std::fs::read_to_string(&layer_file).unwrap_or_default();
+    assert!(!layer.contains("jobs/kept"), "{layer}");
+    emu.stop().await;
+}

@@ -731,3 +731,136 @@ async fn a_hundred_thousand_queued_tasks_are_held_and_reported() {
     assert_eq!(held, json!({"queues": 1, "tasks": 0, "bytes": 0}));
     emu.stop().await;
 }
+
+/// A queue the API made outlives a restart, paused as it was left; its tasks do not, as
+/// Google's emulators keep none. A declared queue is the file's, not written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_the_api_made_outlives_a_restart_its_tasks_do_not() {
+    let emu = Emulator::start(&yaml(None)).await;
+    let app = emu.access_token("app").await;
+    let (status, made) = rest(
+        &emu,
+        Some(&app),
+        "POST",
+        "projects/demo-project/locations/us-central1/queues",
+        Some(json!({"name": format!("{QUEUES}/kept"), "retryConfig": {"maxAttempts": 3, "minBackoff": "2s"}, "rateLimits": {"maxDispatchesPerSecond": 5}})),
+    )
+    .await;
+    assert_eq!(status, 200, "{made}");
+    let (status, paused) = rest(
+        &emu,
+        Some(&app),
+        "POST",
+        &format!("{QUEUES}/kept:pause"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{paused}");
+    let (status, task) = rest(
+        &emu,
+        Some(&app),
+        "POST",
+        &format!("{QUEUES}/kept/tasks"),
+        Some(http_task(&format!("{WORKER}/task"), "tasker")),
+    )
+    .await;
+    assert_eq!(status, 200, "{task}");
+    // One made and deleted is gone from the layer too.
+    let (status, _) = rest(
+        &emu,
+        Some(&app),
+        "POST",
+        "projects/demo-project/locations/us-central1/queues",
+        Some(json!({"name": format!("{QUEUES}/gone")})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, _) = rest(&emu, Some(&app), "DELETE", &format!("{QUEUES}/gone"), None).await;
+    assert_eq!(status, 200);
+    let emu = emu.restart().await;
+    let app = emu.access_token("app").await;
+    let (status, _) = rest(&emu, Some(&app), "GET", &format!("{QUEUES}/gone"), None).await;
+    assert_eq!(status, 404);
+    let (status, after) = rest(&emu, Some(&app), "GET", &format!("{QUEUES}/kept"), None).await;
+    assert_eq!(status, 200, "{after}");
+    assert_eq!(after, paused, "the same queue, paused");
+    let (_, tasks) = rest(
+        &emu,
+        Some(&app),
+        "GET",
+        &format!("{QUEUES}/kept/tasks"),
+        None,
+    )
+    .await;
+    assert_eq!(tasks, json!({"tasks": []}), "tasks start afresh");
+    let layer = std::fs::read_to_string(emu.state.state_dir().path().join("changes.json")).unwrap();
+    let layer: Value = serde_json::from_str(&layer).unwrap();
+    let kept: Vec<&String> = layer["tasks"].as_object().unwrap().keys().collect();
+    assert_eq!(kept, [&format!("{QUEUES}/kept")], "{layer:#}");
+
+    // `frontdoor fold` leaves a paused queue in the layer, saying why; resumed, the queue
+    // goes into services.yaml, and the file owns it from then on.
+    let fold = || {
+        succeed(
+            frontdoor()
+                .args(["fold", "--config"])
+                .arg(emu.config_file())
+                .arg("--state-dir")
+                .arg(emu.state.state_dir().path()),
+        )
+    };
+    let said = fold();
+    assert!(
+        said.contains(&format!("Cloud Tasks queue {QUEUES}/kept: kept in changes.json (it is paused, which tasks.queues has no field for)")),
+        "{said}"
+    );
+    let (status, _) = rest(
+        &emu,
+        Some(&app),
+        "POST",
+        &format!("{QUEUES}/kept:resume"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let layer_file = emu.state.state_dir().path().join("changes.json");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&layer_file)
+        .unwrap()
+        .contains("RUNNING")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the resume is not kept"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let said = fold();
+    assert!(
+        said.contains(&format!("Cloud Tasks queue {QUEUES}/kept: → tasks.queues")),
+        "{said}"
+    );
+    let file = std::fs::read_to_string(emu.config_file()).unwrap();
+    assert!(
+        file.contains("    - name: kept\n      max_attempts: 3\n      min_backoff: 2s\n"),
+        "{file}"
+    );
+    emu.wait_status("the folded file in force", |s| s["generation"] == 2)
+        .await;
+    // The file's now: an edit of its entry takes effect, and the layer holds it no more.
+    let edited = file.replace("      max_attempts: 3\n", "      max_attempts: 7\n");
+    assert_ne!(edited, file);
+    std::fs::write(emu.config_file(), edited).unwrap();
+    emu.wait_status("the edited file in force", |s| s["generation"] == 3)
+        .await;
+    let (status, folded) = rest(&emu, Some(&app), "GET", &format!("{QUEUES}/kept"), None).await;
+    assert_eq!(
+        (status, &folded["state"]),
+        (200, &json!("RUNNING")),
+        "{folded}"
+    );
+    assert_eq!(folded["retryConfig"]["maxAttempts"], 7, "{folded}");
+    let layer = std::fs::read_to_string(&layer_file).unwrap_or_default();
+    assert!(!layer.contains("queues/kept"), "{layer}");
+    emu.stop().await;
+}
