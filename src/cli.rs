@@ -148,6 +148,16 @@ pub enum Command {
         /// The token's audience [default: gcloud's client id, as gcloud does].
         #[arg(long, value_name = "AUDIENCE")]
         audiences: Option<String>,
+        /// Who is impersonating (`serviceAccount:EMAIL` or `user:EMAIL`): minted only if
+        /// this principal may mint the account's ID tokens
+        /// (`iam.serviceAccounts.getOpenIdToken`, as IAM Credentials checks it). Without
+        /// it, frontdoor mints as an administrator would, and says so on stderr.
+        #[arg(
+            long = "as",
+            value_name = "MEMBER",
+            requires = "impersonate_service_account"
+        )]
+        caller: Option<String>,
     },
     /// Print the `export` lines that make a process act as SERVICE (its metadata server,
     /// project and name), read from the running server; without SERVICE, the default
@@ -291,6 +301,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             impersonate_service_account,
             user,
             audiences,
+            caller,
         } => {
             let (config, state) = config.load()?;
             let keys = state.signing_keys()?;
@@ -298,6 +309,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let claims = match (impersonate_service_account, user) {
                 (Some(email), _) => {
                     let sa = credentials::declared(&config, &email)?;
+                    may_impersonate(&config, sa, caller.as_deref())?;
                     let audience = audiences.as_deref().unwrap_or(tokens::GCLOUD_CLIENT_ID);
                     tokens::service_account_claims(&config.issuer, sa, audience, now)
                 }
@@ -721,6 +733,44 @@ fn raise_fd_limit() {
         && let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard)
     {
         tracing::warn!(error = %e, soft, hard, "cannot raise the open-file limit");
+    }
+}
+
+/// Whether `caller` (a member, `--as`) may mint `sa`'s ID tokens, judged as IAM
+/// Credentials judges `generateIdToken` on the configuration in force; without a caller,
+/// the minting is an administrator's, which stderr says every time.
+fn may_impersonate(
+    config: &Config,
+    sa: &config::ServiceAccount,
+    caller: Option<&str>,
+) -> anyhow::Result<()> {
+    let Some(caller) = caller else {
+        eprintln!(
+            "frontdoor token: minted with the issuer's key as an administrator would: no IAM check was made. Give --as serviceAccount:EMAIL (or user:EMAIL) to be checked as IAM Credentials checks the caller (iam.serviceAccounts.getOpenIdToken on {}).",
+            sa.email
+        );
+        return Ok(());
+    };
+    let principal = match Member::parse(caller) {
+        Ok(Member::ServiceAccount(email)) => iam::Principal::ServiceAccount(email),
+        Ok(Member::User(email)) => iam::Principal::User(email),
+        Ok(_) => bail!(
+            "--as `{caller}`: give a principal that can hold a token, serviceAccount:EMAIL or user:EMAIL"
+        ),
+        Err(e) => bail!("--as `{caller}`: {e}"),
+    };
+    match crate::google::judge(
+        config,
+        &principal,
+        iam::GET_OPENID_TOKEN,
+        crate::google::Resource::Account(sa),
+    ) {
+        Ok(_) => Ok(()),
+        Err(e) => bail!(
+            "PERMISSION_DENIED: Permission '{}' denied on resource (or it may not exist) for {principal}.\n{}",
+            iam::GET_OPENID_TOKEN,
+            e.why().unwrap_or(e.message())
+        ),
     }
 }
 

@@ -168,15 +168,27 @@ pub(super) fn keys(command: KeysCommand) -> anyhow::Result<()> {
         } => {
             let (config, state) = args.load()?;
             let account = declared(&config, &iam_account)?;
+            // Google's limit, as its API keeps it: a script that makes a key each run
+            // finds out at the tenth, not never.
+            let max = crate::google::MAX_KEYS_PER_ACCOUNT;
+            let held = state.account_keys(&account.email)?.len();
+            if held >= max {
+                bail!(
+                    "FAILED_PRECONDITION: {} already has {held} keys, Google's limit of {max}: delete one first (`frontdoor keys list --iam-account {0}`, then `frontdoor keys delete KEY_ID`)",
+                    account.email
+                );
+            }
             let key = state.create_account_key(&account.email)?;
             let urls = Urls::new(&urls, &args, &config);
             let file = crate::google::key_file(&config, account, &key, &urls.oauth2, &urls.certs);
             write_json(&key_file, &file)?;
             say(&format!(
-                "created key [{}] of [{}] in [{}]\n",
+                "created key [{}] of [{}] in [{}]\n{} now has {} of Google's {max} keys; each is a credential until deleted (`frontdoor keys delete KEY_ID`)\n",
                 key.kid(),
                 account.email,
-                key_file.display()
+                key_file.display(),
+                account.email,
+                held + 1
             ));
             Ok(())
         }

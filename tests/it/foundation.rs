@@ -316,3 +316,85 @@ fn bind_all_warns_of_every_exposed_listener_metadata_first() {
     );
     assert!(warning[2].contains("listen.google"), "{warning:?}");
 }
+
+/// `frontdoor token --as` is checked as IAM Credentials checks `generateIdToken`: a caller
+/// with Token Creator on the account gets its token, one without is refused with IAM's
+/// reason; without `--as`, the minting is an administrator's, and stderr says so.
+#[test]
+fn the_cli_checks_who_impersonates_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_config(
+        dir.path(),
+        &format!(
+            "{PROJECT}service_accounts:
+  - email: ci{SA}
+  - email: cart{SA}
+  - email: login{SA}
+    iam_policy: {{bindings: [{{role: roles/iam.serviceAccountTokenCreator, members: [serviceAccount:ci{SA}]}}]}}
+"
+        ),
+    );
+    let token = |caller: Option<&str>| {
+        let mut cmd = frontdoor();
+        cmd.args(["token", "--impersonate-service-account", &sa("login")])
+            .arg("--config")
+            .arg(&file);
+        if let Some(caller) = caller {
+            cmd.args(["--as", caller]);
+        }
+        cmd
+    };
+    let minted = succeed(&mut token(Some(&format!("serviceAccount:{}", sa("ci")))));
+    let claims = frontdoor::tokens::peek_claims(minted.trim()).unwrap();
+    assert_eq!(claims["email"], sa("login"), "{claims:?}");
+    let refused = fails(&mut token(Some(&format!("serviceAccount:{}", sa("cart")))));
+    assert!(
+        refused
+            .contains("PERMISSION_DENIED: Permission 'iam.serviceAccounts.getOpenIdToken' denied")
+            && refused.contains("roles/iam.serviceAccountTokenCreator")
+            && refused.contains(&format!("serviceAccount:{}", sa("ci"))),
+        "{refused}"
+    );
+    let refused = fails(&mut token(Some("group:ops@example.com")));
+    assert!(
+        refused.contains("serviceAccount:EMAIL or user:EMAIL"),
+        "{refused}"
+    );
+    let output = token(None).output().unwrap();
+    assert!(output.status.success());
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(said.contains("no IAM check was made"), "{said}");
+}
+
+/// `frontdoor keys create` keeps Google's limit of ten keys an account, and says how many
+/// it holds: a script that makes a key each run finds out, rather than piling them up.
+#[test]
+fn the_cli_makes_at_most_googles_ten_keys_an_account() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_config(
+        dir.path(),
+        &format!("{PROJECT}service_accounts:\n  - email: ci{SA}\n"),
+    );
+    let create = |n: usize| {
+        let mut cmd = frontdoor();
+        cmd.args(["keys", "create"])
+            .arg(dir.path().join(format!("key-{n}.json")))
+            .args(["--iam-account", &sa("ci")])
+            .arg("--config")
+            .arg(&file);
+        cmd
+    };
+    for n in 1..=10 {
+        let said = succeed(&mut create(n));
+        assert!(
+            said.contains(&format!("{} now has {n} of Google's 10 keys", sa("ci"))),
+            "{said}"
+        );
+    }
+    let refused = fails(&mut create(11));
+    assert!(
+        refused.contains("FAILED_PRECONDITION") && refused.contains("frontdoor keys delete"),
+        "{refused}"
+    );
+    assert!(!dir.path().join("key-11.json").exists());
+}
