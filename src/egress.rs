@@ -200,7 +200,25 @@ fn refuse(status: StatusCode, why: &str) -> Response<Body> {
     if let Some(value) = reason_header(why) {
         headers.insert(REASON_HEADER, value);
     }
+    // In the status line too: for a refused CONNECT it is all pip, npm and cargo show
+    // ("Tunnel connection failed: 403 …"), never the body.
+    if let Some(phrase) = reason_phrase(status, why) {
+        response.extensions_mut().insert(phrase);
+    }
     response
+}
+
+/// `status`'s reason phrase with `why` after it, as a status line may carry it (visible
+/// ASCII and spaces, at most 300 bytes).
+fn reason_phrase(status: StatusCode, why: &str) -> Option<hyper::ext::ReasonPhrase> {
+    let mut phrase = format!("{}: ", status.canonical_reason().unwrap_or("Refused"));
+    for c in why.chars() {
+        if phrase.len() >= 300 {
+            break;
+        }
+        phrase.push(if c == ' ' || c.is_ascii_graphic() { c } else { '?' });
+    }
+    hyper::ext::ReasonPhrase::try_from(phrase).ok()
 }
 
 /// Why a CONNECT is refused a tunnel.

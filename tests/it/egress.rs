@@ -303,8 +303,12 @@ async fn bad_and_unknown_requests_are_refused_clearly() {
                 &format!("CONNECT {host}:{port} HTTP/1.1\r\nHost: x\r\n\r\n"),
             )
             .await;
+            // The reason is in the status line too: all pip, npm and cargo show of a
+            // refused tunnel.
             assert!(
-                got.starts_with("HTTP/1.1 403") && got.contains("is not emulated by frontdoor"),
+                got.starts_with(&format!(
+                    "HTTP/1.1 403 Forbidden: {host} is not emulated by frontdoor; add it to `egress.passthrough` in services.yaml"
+                )),
                 "{host}:{port}: {got}"
             );
         }
