@@ -216,7 +216,11 @@ fn reason_phrase(status: StatusCode, why: &str) -> Option<hyper::ext::ReasonPhra
         if phrase.len() >= 300 {
             break;
         }
-        phrase.push(if c == ' ' || c.is_ascii_graphic() { c } else { '?' });
+        phrase.push(if c == ' ' || c.is_ascii_graphic() {
+            c
+        } else {
+            '?'
+        });
     }
     hyper::ext::ReasonPhrase::try_from(phrase).ok()
 }

@@ -698,11 +698,59 @@ pub fn check(
     Outcome {
         allowed: false,
         reason: format!(
-            "{who} has no role carrying {permission} ({}); bindings {}",
+            "{who} has no role carrying {permission} ({}); bindings {}{}",
             Role::carrying(permission).join(", "),
-            where_.join("; ")
+            where_.join("; "),
+            outside_groups(&who, permission, scopes, groups)
         ),
     }
+}
+
+/// For a refusal: each group a binding that would do grants to, and who is in it (the
+/// caller is not), so that a learner sees the roster rather than only the group's name.
+fn outside_groups(who: &str, permission: &str, scopes: &[Scope<'_>], groups: &Groups) -> String {
+    /// Members listed of one group, at most.
+    const SHOWN: usize = 10;
+    let mut named: Vec<&str> = Vec::new();
+    for scope in scopes {
+        for binding in scope
+            .policy
+            .bindings
+            .iter()
+            .filter(|b| b.role.grants(permission))
+        {
+            for member in &binding.members {
+                if let Member::Group(g) = member
+                    && !named.contains(&g.as_str())
+                {
+                    named.push(g);
+                }
+            }
+        }
+    }
+    let mut out = String::new();
+    for group in named {
+        let members = groups.get(group).map_or(&[][..], Vec::as_slice);
+        if members.is_empty() {
+            out.push_str(&format!(
+                "; group:{group} has no members under `groups:`, so nobody is in it"
+            ));
+            continue;
+        }
+        let mut listed: Vec<String> = members
+            .iter()
+            .take(SHOWN)
+            .map(ToString::to_string)
+            .collect();
+        if members.len() > SHOWN {
+            listed.push(format!("and {} more", members.len() - SHOWN));
+        }
+        out.push_str(&format!(
+            "; {who} is not in group:{group} (its members: {})",
+            listed.join(", ")
+        ));
+    }
+    out
 }
 
 fn matches(member: &Member, principal: Option<&Principal>, groups: &Groups) -> bool {

@@ -155,7 +155,30 @@ fn groups_domains_and_anonymous_callers() {
         policy: &p,
     }];
     assert!(check(INVOKE, Some(&alice), &scopes, &groups).allowed);
-    assert!(!check(INVOKE, Some(&bob), &scopes, &groups).allowed);
+    let refused = check(INVOKE, Some(&bob), &scopes, &groups);
+    assert!(!refused.allowed);
+    // The refusal shows the roster of the group that would have let bob in.
+    assert!(
+        refused.reason.ends_with(
+            "; user:bob@example.com is not in group:devs@example.com (its members: group:leads@example.com)"
+        ),
+        "{}",
+        refused.reason
+    );
+    let p = policy("roles/run.invoker", &["group:empty@example.com"]);
+    let scopes = [Scope {
+        kind: "project",
+        name: "p",
+        policy: &p,
+    }];
+    let refused = check(INVOKE, Some(&bob), &scopes, &groups);
+    assert!(
+        refused.reason.ends_with(
+            "; group:empty@example.com has no members under `groups:`, so nobody is in it"
+        ),
+        "{}",
+        refused.reason
+    );
 
     let p = policy("roles/run.invoker", &["domain:example.com"]);
     let scopes = [Scope {
