@@ -42,6 +42,7 @@ pub use names::{region_code, unique_id_for};
 pub fn region_is_valid(region: &str) -> bool {
     names::check_region(region).is_ok()
 }
+pub(crate) use names::is_loopback_name;
 pub use service::{CommandSpec, DEFAULT_START_TIMEOUT, Ingress, Service, Upstream};
 
 impl ConfigError {

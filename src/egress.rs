@@ -200,8 +200,9 @@ fn refuse(status: StatusCode, why: &str) -> Response<Body> {
     if let Some(value) = reason_header(why) {
         headers.insert(REASON_HEADER, value);
     }
-    // In the status line too: for a refused CONNECT it is all pip, npm and cargo show
-    // ("Tunnel connection failed: 403 …"), never the body.
+    // In the status line too: for a refused CONNECT it is all pip and npm show
+    // ("Tunnel connection failed: 403 …"), never the body. (curl, and so cargo and git,
+    // show neither: the server's log has it.)
     if let Some(phrase) = reason_phrase(status, why) {
         response.extensions_mut().insert(phrase);
     }
@@ -238,6 +239,10 @@ enum NoTunnel {
     NotEmulated { host: String, file: String },
     #[error("{host}:{port}: frontdoor serves {host} on port 443 only, as Google does")]
     Port { host: String, port: u16 },
+    #[error(
+        "{0} is this machine: the proxy does not tunnel to it (egress.passthrough takes no loopback name); reach a local server without the proxy (add it to NO_PROXY)"
+    )]
+    ThisMachine(String),
 }
 
 fn classify(proxy: &Proxy, host: &str, port: u16) -> Result<Route, NoTunnel> {
@@ -254,6 +259,8 @@ fn classify(proxy: &Proxy, host: &str, port: u16) -> Result<Route, NoTunnel> {
         return Err(NoTunnel::Metadata(host.to_owned()));
     } else if config.egress_passthrough.iter().any(|h| h == host) {
         return Ok(Route::Passthrough);
+    } else if crate::config::is_loopback_name(host) {
+        return Err(NoTunnel::ThisMachine(host.to_owned()));
     } else {
         return Err(NoTunnel::NotEmulated {
             host: host.to_owned(),
@@ -605,5 +612,15 @@ mod tests {
         }
         let why = on_this_machine(&[local], local).unwrap();
         assert!(why.contains("would loop"), "{why}");
+    }
+
+    /// A status line carries the reason as it may: visible ASCII and spaces, cut at 300
+    /// bytes.
+    #[test]
+    fn the_reason_phrase_is_a_valid_status_line() {
+        let phrase = reason_phrase(StatusCode::FORBIDDEN, "caf\u{e9}.example\r\nX: y").unwrap();
+        assert_eq!(phrase.as_bytes(), b"Forbidden: caf?.example??X: y");
+        let long = reason_phrase(StatusCode::FORBIDDEN, &"a".repeat(1000)).unwrap();
+        assert_eq!(long.as_bytes().len(), 300);
     }
 }

@@ -697,11 +697,14 @@ pub fn check(
         .collect();
     Outcome {
         allowed: false,
+        // The groups first: the bindings may be long, and a reason is cut from its end.
         reason: format!(
-            "{who} has no role carrying {permission} ({}); bindings {}{}",
+            "{who} has no role carrying {permission} ({}){}; bindings {}",
             Role::carrying(permission).join(", "),
-            where_.join("; "),
-            outside_groups(&who, permission, scopes, groups)
+            principal.map_or_else(String::new, |_| outside_groups(
+                &who, permission, scopes, groups
+            )),
+            where_.join("; ")
         ),
     }
 }
@@ -709,9 +712,9 @@ pub fn check(
 /// For a refusal: each group a binding that would do grants to, and who is in it (the
 /// caller is not), so that a learner sees the roster rather than only the group's name.
 fn outside_groups(who: &str, permission: &str, scopes: &[Scope<'_>], groups: &Groups) -> String {
-    /// Members listed of one group, at most.
+    /// Members listed of one group, and groups listed, at most.
     const SHOWN: usize = 10;
-    let mut named: Vec<&str> = Vec::new();
+    let mut named: BTreeSet<&str> = BTreeSet::new();
     for scope in scopes {
         for binding in scope
             .policy
@@ -720,16 +723,15 @@ fn outside_groups(who: &str, permission: &str, scopes: &[Scope<'_>], groups: &Gr
             .filter(|b| b.role.grants(permission))
         {
             for member in &binding.members {
-                if let Member::Group(g) = member
-                    && !named.contains(&g.as_str())
-                {
-                    named.push(g);
+                if let Member::Group(g) = member {
+                    named.insert(g);
                 }
             }
         }
     }
     let mut out = String::new();
-    for group in named {
+    let more = named.len().saturating_sub(SHOWN);
+    for group in named.into_iter().take(SHOWN) {
         let members = groups.get(group).map_or(&[][..], Vec::as_slice);
         if members.is_empty() {
             out.push_str(&format!(
@@ -749,6 +751,9 @@ fn outside_groups(who: &str, permission: &str, scopes: &[Scope<'_>], groups: &Gr
             "; {who} is not in group:{group} (its members: {})",
             listed.join(", ")
         ));
+    }
+    if more > 0 {
+        out.push_str(&format!("; and {more} more groups"));
     }
     out
 }

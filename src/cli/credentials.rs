@@ -169,7 +169,7 @@ pub(super) fn keys(command: KeysCommand) -> anyhow::Result<()> {
             let (config, state) = args.load()?;
             let account = declared(&config, &iam_account)?;
             // Google's limit, as its API keeps it: a script that makes a key each run
-            // finds out at the tenth, not never.
+            // finds out at the eleventh, not never.
             let max = crate::google::MAX_KEYS_PER_ACCOUNT;
             let held = state.account_keys(&account.email)?.len();
             if held >= max {

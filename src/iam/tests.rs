@@ -159,8 +159,8 @@ fn groups_domains_and_anonymous_callers() {
     assert!(!refused.allowed);
     // The refusal shows the roster of the group that would have let bob in.
     assert!(
-        refused.reason.ends_with(
-            "; user:bob@example.com is not in group:devs@example.com (its members: group:leads@example.com)"
+        refused.reason.contains(
+            "); user:bob@example.com is not in group:devs@example.com (its members: group:leads@example.com); bindings on project"
         ),
         "{}",
         refused.reason
@@ -173,8 +173,8 @@ fn groups_domains_and_anonymous_callers() {
     }];
     let refused = check(INVOKE, Some(&bob), &scopes, &groups);
     assert!(
-        refused.reason.ends_with(
-            "; group:empty@example.com has no members under `groups:`, so nobody is in it"
+        refused.reason.contains(
+            "; group:empty@example.com has no members under `groups:`, so nobody is in it; bindings"
         ),
         "{}",
         refused.reason

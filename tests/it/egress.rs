@@ -303,11 +303,11 @@ async fn bad_and_unknown_requests_are_refused_clearly() {
                 &format!("CONNECT {host}:{port} HTTP/1.1\r\nHost: x\r\n\r\n"),
             )
             .await;
-            // The reason is in the status line too: all pip, npm and cargo show of a
-            // refused tunnel.
+            // The reason is in the status line too: all pip and npm show of a refused
+            // tunnel.
             assert!(
                 got.starts_with(&format!(
-                    "HTTP/1.1 403 Forbidden: {host} is not emulated by frontdoor; add it to `egress.passthrough` in services.yaml"
+                    "HTTP/1.1 403 Forbidden: {host} is this machine: the proxy does not tunnel to it"
                 )),
                 "{host}:{port}: {got}"
             );
