@@ -24,6 +24,37 @@ const RETRY: Duration = Duration::from_secs(5);
 /// What could not be put back, by name, with why.
 pub(crate) type Refused = Vec<(String, String)>;
 
+/// Each entry `kept` holds, read back by `decode`, or why it cannot be: what `frontdoor
+/// fold` writes.
+pub(crate) fn read_each<T>(
+    kept: &BTreeMap<String, Value>,
+    decode: fn(&str, &Value) -> Result<T, String>,
+) -> BTreeMap<String, Result<T, String>> {
+    kept.iter()
+        .map(|(name, value)| (name.clone(), decode(name, value)))
+        .collect()
+}
+
+/// What `kept` holds that `decode` reads back, to put back; what it cannot, said as left
+/// in the layer.
+pub(crate) fn decode_each<T>(
+    kept: &BTreeMap<String, Value>,
+    decode: fn(&str, &Value) -> Result<T, String>,
+) -> (Vec<T>, Refused) {
+    let mut read = Vec::new();
+    let mut refused = Vec::new();
+    for (name, value) in kept {
+        match decode(name, value) {
+            Ok(item) => read.push(item),
+            Err(why) => refused.push((
+                name.clone(),
+                format!("{why}; it is left in changes.json, unused"),
+            )),
+        }
+    }
+    (read, refused)
+}
+
 /// What one API keeps in the layer.
 pub(crate) struct Part {
     /// What it keeps, for the log (`Cloud Tasks queue`).

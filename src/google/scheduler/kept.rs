@@ -70,9 +70,7 @@ fn decode(name: &str, value: &Value) -> Result<pb::Job, String> {
 pub(crate) fn read_back(
     kept: &BTreeMap<String, Value>,
 ) -> BTreeMap<String, Result<pb::Job, String>> {
-    kept.iter()
-        .map(|(name, value)| (name.clone(), decode(name, value)))
-        .collect()
+    crate::google::kept::read_each(kept, decode)
 }
 
 fn readable(name: &str, value: &Value) -> bool {
@@ -80,17 +78,7 @@ fn readable(name: &str, value: &Value) -> bool {
 }
 
 fn restore(state: &AppState, kept: &BTreeMap<String, Value>) -> Refused {
-    let mut jobs = Vec::new();
-    let mut refused = Vec::new();
-    for (name, value) in kept {
-        match decode(name, value) {
-            Ok(job) => jobs.push(job),
-            Err(why) => refused.push((
-                name.clone(),
-                format!("{why}; it is left in changes.json, unused"),
-            )),
-        }
-    }
+    let (jobs, mut refused) = crate::google::kept::decode_each(kept, decode);
     refused.extend(state.scheduler().restore(jobs, SystemTime::now()));
     refused
 }

@@ -73,9 +73,7 @@ fn decode(name: &str, value: &Value) -> Result<pb::Queue, String> {
 pub(crate) fn read_back(
     kept: &BTreeMap<String, Value>,
 ) -> BTreeMap<String, Result<pb::Queue, String>> {
-    kept.iter()
-        .map(|(name, value)| (name.clone(), decode(name, value)))
-        .collect()
+    crate::google::kept::read_each(kept, decode)
 }
 
 fn readable(name: &str, value: &Value) -> bool {
@@ -83,17 +81,7 @@ fn readable(name: &str, value: &Value) -> bool {
 }
 
 fn restore(state: &AppState, kept: &BTreeMap<String, Value>) -> Refused {
-    let mut queues = Vec::new();
-    let mut refused = Vec::new();
-    for (name, value) in kept {
-        match decode(name, value) {
-            Ok(queue) => queues.push(queue),
-            Err(why) => refused.push((
-                name.clone(),
-                format!("{why}; it is left in changes.json, unused"),
-            )),
-        }
-    }
+    let (queues, mut refused) = crate::google::kept::decode_each(kept, decode);
     refused.extend(state.tasks().restore(queues));
     refused
 }
