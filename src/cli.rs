@@ -2,7 +2,6 @@
 //! This is the one place that prints to the terminal.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
@@ -12,12 +11,12 @@ use crate::config::{self, Config};
 use crate::iam::{self, Member};
 use crate::keys::StateDir;
 use crate::server;
-use crate::state::AppState;
 use crate::tokens;
 
 mod changes;
 mod credentials;
 mod locate;
+mod serve;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -101,14 +100,7 @@ impl ConfigArgs {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Start every listener and serve until interrupted.
-    Serve {
-        #[command(flatten)]
-        config: ConfigArgs,
-        /// Allow listeners on other interfaces than loopback (e.g. 0.0.0.0 in a container).
-        /// The metadata server hands out tokens to whoever reaches it.
-        #[arg(long)]
-        bind_all: bool,
-    },
+    Serve(serve::ServeArgs),
     /// Service-account keys, like `gcloud iam service-accounts keys`.
     #[command(subcommand)]
     Keys(credentials::KeysCommand),
@@ -172,6 +164,10 @@ pub enum Command {
         config: ConfigArgs,
         /// The service to act as.
         service: Option<String>,
+        /// Print the variables as one JSON object (name → value), for programs (the test
+        /// helpers) rather than a shell's `eval`.
+        #[arg(long)]
+        json: bool,
     },
     /// Show the running server's configuration generation, each service's revision and
     /// instance, and how the last reload went.
@@ -240,12 +236,17 @@ pub enum Command {
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve { config, bind_all } => serve(config, bind_all).await,
+        Command::Serve(args) => serve::serve(args).await,
         Command::Keys(command) => credentials::keys(command),
         Command::ExternalToken(args) => credentials::external_token(args),
         Command::Credentials(command) => credentials::write(command),
-        Command::Env { config, service } => match env(config, service.as_deref()).await {
+        Command::Env {
+            config,
+            service,
+            json,
+        } => match env(config, service.as_deref(), json).await {
             Ok(()) => Ok(()),
+            Err(e) if json => Err(e),
             Err(e) => {
                 // `eval "$(frontdoor env …)"` would otherwise set nothing, silently, and the
                 // next command would go to the real Google: what is printed makes the eval
@@ -590,10 +591,7 @@ async fn status(config: ConfigArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Said at start-up in audit mode, so that nobody mistakes it for enforcement.
-const AUDIT_BANNER: &str = "\n  !!! AUDIT MODE (enforcement: audit): NOTHING IS ENFORCED !!!\n  Every request passes the front door; what Cloud Run would refuse is logged as AUDIT … would deny, with its code.\n  Remove `enforcement: audit` to enforce.\n\n";
-
-async fn env(args: ConfigArgs, service: Option<&str>) -> anyhow::Result<()> {
+async fn env(args: ConfigArgs, service: Option<&str>, json: bool) -> anyhow::Result<()> {
     let addresses = locate::running(&args)?;
     // What is in force is the running server's to say, not the file's: a live edit it
     // refused leaves the file unreadable and the server running as before.
@@ -653,87 +651,16 @@ async fn env(args: ConfigArgs, service: Option<&str>) -> anyhow::Result<()> {
         vars.push(("K_REVISION", revision.to_owned()));
         vars.push(("K_CONFIGURATION", name.to_owned()));
     }
-    say(&crate::client_env::exports(&vars));
+    if json {
+        let object: serde_json::Map<String, serde_json::Value> = vars
+            .into_iter()
+            .map(|(name, value)| (name.to_owned(), value.into()))
+            .collect();
+        say(&format!("{}\n", serde_json::Value::Object(object)));
+    } else {
+        say(&crate::client_env::exports(&vars));
+    }
     Ok(())
-}
-
-async fn serve(args: ConfigArgs, bind_all: bool) -> anyhow::Result<()> {
-    let (config, state_dir) = args.load()?;
-    config.check_exposure(bind_all)?;
-    if bind_all {
-        warn_exposed(&config);
-    }
-    raise_fd_limit();
-    // Said at once: on a first start, making the keys takes a moment.
-    say(&format!(
-        "frontdoor: {} is valid; loading the signing keys in {} (made on first start), then binding the listeners\n",
-        config.file.display(),
-        state_dir.path().display()
-    ));
-    let keys = state_dir.signing_keys()?;
-    let kids = keys.kids().join(", ");
-    let mut state = AppState::new(config, keys, state_dir, Arc::new(SystemClock));
-    if bind_all {
-        state = state.binding_all_interfaces();
-    }
-    // Made before the listeners bind, so that its files exist once `addresses.json` says
-    // the server runs: `frontdoor env` and `command:` services name them.
-    state.ca().context("cannot set up the local CA")?;
-    let (config, state_dir) = (state.config(), state.state_dir());
-    let bound = server::bind(config).await?;
-    let shutdown = shutdown_signal()?;
-    let addresses = server::Addresses {
-        pid: Some(std::process::id()),
-        config_file: std::path::absolute(&config.file).ok(),
-        state_dir: std::path::absolute(state_dir.path()).ok(),
-        ..bound.addresses()
-    };
-    // Recorded before the banner, so that once it shows, `frontdoor env` and `decisions`
-    // find the server (serve records it again after every reload).
-    state_dir
-        .write_file(
-            "addresses.json",
-            serde_json::to_string_pretty(&addresses)?.as_bytes(),
-        )
-        .context("cannot record the listeners' addresses")?;
-    locate::remember(state_dir.path());
-    say(&format!(
-        "frontdoor {} — project {} ({}, {})\n  dashboard    http://{}{}\n  front door   http://{}\n  google APIs  http://{}  (issuer {}, keys {kids})\n  decisions    http://{}/frontdoor/v1/decisions\n  metadata     http://{}  (default identity {})\n{}",
-        env!("CARGO_PKG_VERSION"),
-        config.project.id,
-        config.project.number,
-        config.project.region,
-        addresses.google,
-        crate::ops::DASHBOARD_PATH,
-        addresses.frontdoor,
-        addresses.google,
-        config.issuer,
-        addresses.google,
-        addresses.metadata,
-        config.metadata_identity,
-        describe(config, Some(&addresses))
-    ));
-    if config.enforcement == crate::config::Enforcement::Audit {
-        say(AUDIT_BANNER);
-    }
-    let record = state.state_dir().clone();
-    let served = server::serve(bound, crate::state::Live::new(state), shutdown).await;
-    locate::forget(&record);
-    served?;
-    say("frontdoor stopped\n");
-    Ok(())
-}
-
-/// Raises the soft limit on open files to the hard one: each listener holds up to 4,096
-/// connections, and the usual soft limit of 1,024 would run out first.
-fn raise_fd_limit() {
-    use nix::sys::resource::{Resource, getrlimit, setrlimit};
-    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
-        && soft < hard
-        && let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard)
-    {
-        tracing::warn!(error = %e, soft, hard, "cannot raise the open-file limit");
-    }
 }
 
 /// Whether `caller` (a member, `--as`) may mint `sa`'s ID tokens, judged as IAM
@@ -774,32 +701,6 @@ fn may_impersonate(
     }
 }
 
-/// `--bind-all`'s warning, on stderr before anything serves: every listener other machines
-/// can reach, the metadata servers first, since they hand tokens to whoever asks.
-fn warn_exposed(config: &Config) {
-    let mut exposed = config.exposed_addresses();
-    if exposed.is_empty() {
-        return;
-    }
-    exposed.sort_by_key(|(path, _)| !path.ends_with("metadata"));
-    let mut text = String::from(
-        "WARNING: --bind-all: these listeners are reachable from other machines on the network:\n",
-    );
-    for (path, addr) in &exposed {
-        let what = if path.ends_with("metadata") {
-            "a metadata server: it hands this project's ID and access tokens to anyone who reaches it"
-        } else if path.ends_with("google") {
-            "the token endpoints and IAM Credentials"
-        } else {
-            "a front door"
-        };
-        text.push_str(&format!("  {addr:<22} {path}: {what}\n"));
-    }
-    text.push_str("Use it only inside a private network (a container network, say).\n");
-    use std::io::Write;
-    let _ = std::io::stderr().write_all(text.as_bytes());
-}
-
 /// Writes to stdout, ignoring a closed pipe: `frontdoor token | head -c 10` or a parent
 /// that stopped reading must not turn into a panic.
 pub(crate) fn say(text: &str) {
@@ -818,21 +719,6 @@ pub(crate) fn print_token(token: &str) {
     } else {
         say(token);
     }
-}
-
-/// Installs the SIGINT and SIGTERM handlers now, so that a signal sent as soon as the
-/// banner is out is caught, and returns the future that completes on either.
-fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
-    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
-    Ok(async move {
-        tokio::select! {
-            _ = int.recv() => {}
-            _ = term.recv() => {}
-        }
-        tracing::info!("shutting down");
-    })
 }
 
 /// The resolved services, for `check` and the start-up banner.
@@ -859,10 +745,12 @@ pub fn describe(config: &Config, addresses: Option<&server::Addresses>) -> Strin
         for d in &s.custom_domains {
             let _ = writeln!(out, "    domain     {d}");
         }
-        if let Some(l) = s.listen {
+        let running = addresses.and_then(|a| a.services.get(&s.name));
+        // Where it really listens (another port with `serve --ephemeral-ports`).
+        if let Some(l) = running.and_then(|a| a.listen).or(s.listen) {
             let _ = writeln!(out, "    listen     http://{l}");
         }
-        if let Some(a) = addresses.and_then(|a| a.services.get(&s.name)) {
+        if let Some(a) = running {
             let _ = writeln!(out, "    metadata   http://{}", a.metadata);
         }
         let _ = writeln!(out, "    upstream   {}", s.upstream);

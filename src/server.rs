@@ -21,7 +21,7 @@ mod reload;
 pub use bind::{Addresses, Bound, bind};
 pub use commands::start_commands;
 use listeners::Registry;
-pub use listeners::{BindError, ServiceAddresses};
+pub use listeners::{BindError, Ports, ServiceAddresses};
 use per_core::serve_per_core;
 
 use crate::state::{AppState, Live};
@@ -207,7 +207,7 @@ pub struct Running {
 impl Running {
     /// Binds and starts serving in a background task.
     pub async fn start(state: AppState) -> Result<Running, BindError> {
-        let bound = bind(state.config()).await?;
+        let bound = bind(state.config(), Ports::AsConfigured).await?;
         let addresses = bound.addresses();
         let (tx, rx) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(serve(bound, Live::new(state), async move {

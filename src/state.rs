@@ -40,6 +40,10 @@ pub struct ReloadStatus {
     /// read, so four reads after a write (one may have begun before it, two see it and
     /// settle, one follows the apply) mean the write was seen and dealt with.
     pub checks: u64,
+    /// The SHA-256 (hex) of the configuration file's content last dealt with (applied,
+    /// refused or found unchanged), once the outcome is recorded: a program that wrote the
+    /// file waits for its own content's digest here, then reads `last`.
+    pub handled: Option<String>,
     /// Changes applied and refused since start, for `/metrics`.
     #[serde(skip)]
     pub applied: u64,
@@ -73,6 +77,12 @@ impl Reloads {
     /// The watcher read the file (changed or not).
     pub fn checked(&self) {
         self.lock().checks += 1;
+    }
+
+    /// The configuration file's content with this digest was dealt with, its outcome
+    /// recorded.
+    pub fn handled(&self, digest: String) {
+        self.lock().handled = Some(digest);
     }
 
     /// The file is back to what runs: whatever failed before no longer stands.

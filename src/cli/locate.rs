@@ -80,6 +80,11 @@ pub(crate) fn forget(state_dir: &StateDir) {
     }
 }
 
+/// The server serving from `dir` now, if its record names one that runs.
+pub(crate) fn live_server(dir: &StateDir) -> Option<Addresses> {
+    check(dir).ok().flatten().and_then(Result::ok)
+}
+
 /// The running server the command should talk to, as it recorded itself.
 pub(crate) fn running(args: &ConfigArgs) -> Result<Addresses, LocateError> {
     let explicit = match (&args.state_dir, &args.config) {

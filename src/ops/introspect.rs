@@ -226,6 +226,7 @@ async fn status(State(state): State<AppState>) -> Json<Value> {
             json!({
                 "name": s.name,
                 "revision": state.revision(&s.name),
+                "url": s.url,
                 "upstream": s.upstream.to_string(),
                 "instance": instance,
             })
@@ -251,6 +252,7 @@ async fn status(State(state): State<AppState>) -> Json<Value> {
         "generation": reload.generation,
         "last_reload": reload.last,
         "checks": reload.checks,
+        "config_sha256": reload.handled,
         "services": services,
         // What Pub/Sub holds: its topics, subscriptions and undelivered messages, and the
         // bytes they count against the store's limit.

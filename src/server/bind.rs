@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use serde::Serialize;
 use tokio::net::TcpListener;
 
-use super::listeners::{self, BindError, Registry, ServiceAddresses, listen, local};
+use super::listeners::{self, BindError, Ports, Registry, ServiceAddresses, listen, local};
 use crate::config::Config;
 
 /// Where each listener actually is (ports chosen by the OS resolved), and which process
@@ -41,14 +41,15 @@ pub struct Bound {
 }
 
 /// Binds every listener the configuration asks for. Every service gets its own metadata
-/// listener: at its `metadata` address, or on a port the OS picks.
-pub async fn bind(config: &Config) -> Result<Bound, BindError> {
-    let services = Registry::default();
+/// listener: at its `metadata` address, or on a port the OS picks (every listener does with
+/// `Ports::Ephemeral`).
+pub async fn bind(config: &Config, ports: Ports) -> Result<Bound, BindError> {
+    let services = Registry::new(ports);
     let fresh = services.bind_missing(config).await?;
     Ok(Bound {
-        frontdoor: listen(config.listen.frontdoor, "the front door").await?,
-        google: listen(config.listen.google, "the google APIs listener").await?,
-        metadata: listen(config.listen.metadata, "the default metadata server").await?,
+        frontdoor: listen(config.listen.frontdoor, "the front door", ports).await?,
+        google: listen(config.listen.google, "the google APIs listener", ports).await?,
+        metadata: listen(config.listen.metadata, "the default metadata server", ports).await?,
         services,
         fresh,
     })

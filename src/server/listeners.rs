@@ -23,7 +23,31 @@ pub struct BindError {
     pub(super) source: std::io::Error,
 }
 
-pub(super) async fn listen(addr: SocketAddr, what: &str) -> Result<TcpListener, BindError> {
+/// Which ports the listeners take: the configuration's, or ones the OS picks (`serve
+/// --ephemeral-ports`, for servers of one configuration side by side).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Ports {
+    #[default]
+    AsConfigured,
+    Ephemeral,
+}
+
+impl Ports {
+    /// Where to bind for a listener the configuration puts at `addr`.
+    fn at(self, addr: SocketAddr) -> SocketAddr {
+        match self {
+            Ports::AsConfigured => addr,
+            Ports::Ephemeral => SocketAddr::new(addr.ip(), 0),
+        }
+    }
+}
+
+pub(super) async fn listen(
+    addr: SocketAddr,
+    what: &str,
+    ports: Ports,
+) -> Result<TcpListener, BindError> {
+    let addr = ports.at(addr);
     TcpListener::bind(addr).await.map_err(|source| BindError {
         what: what.to_owned(),
         addr,
@@ -97,9 +121,19 @@ struct Entry {
 #[derive(Default)]
 pub(super) struct Registry {
     entries: HashMap<(String, Kind), Entry>,
+    /// Kept for every reload's new listeners. `wanted` stays the configuration's address,
+    /// so that a reload moves a listener only when the configuration moved it.
+    ports: Ports,
 }
 
 impl Registry {
+    pub(super) fn new(ports: Ports) -> Registry {
+        Registry {
+            entries: HashMap::new(),
+            ports,
+        }
+    }
+
     /// Binds what `config` needs that is not open at the address it asks for. Nothing is
     /// served yet, so a failure leaves everything as it was.
     pub(super) async fn bind_missing(&self, config: &Config) -> Result<Vec<Fresh>, BindError> {
@@ -113,7 +147,7 @@ impl Registry {
                 if open.is_some_and(|e| e.wanted == wanted) {
                     continue;
                 }
-                let listener = listen(wanted, &kind.what(&service.name)).await?;
+                let listener = listen(wanted, &kind.what(&service.name), self.ports).await?;
                 fresh.push(Fresh {
                     name: service.name.clone(),
                     kind,

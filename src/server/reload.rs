@@ -132,6 +132,7 @@ pub(super) async fn apply(
     let current = live.get();
     let file = current.config().file.clone();
     let dir = current.state_dir().path().to_owned();
+    let digest = hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text));
     let text = text.to_vec();
     let resolved = async {
         let text = String::from_utf8(text)
@@ -152,6 +153,7 @@ pub(super) async fn apply(
         Err(error) => Err(error),
     };
     record(&current, result);
+    current.reloads().handled(digest);
 }
 
 /// Puts a change made through the Admin APIs in force, as a saved file would be; the

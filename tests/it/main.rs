@@ -14,6 +14,7 @@ mod decisions;
 mod deployer;
 mod egress;
 mod egress_clients;
+mod ephemeral_ports;
 mod eventarc;
 mod example;
 mod explain;

@@ -15,6 +15,8 @@
 //!   that order, so a block that "runs" but gets the wrong answer fails too;
 //! - `<!-- readme: not run: REASON -->` — not run, for the reason given (the text beside
 //!   the block says it too).
+//! - `<!-- readme: file PATH -->`, before a block of any language — the block is the file at
+//!   PATH in the repository, byte for byte (an example shown whole, run by another test).
 //!
 //! Every other `sh` block must exit 0 under `bash -e -o pipefail`.
 //!
@@ -48,6 +50,7 @@ const PAGES: &[&str] = &[
     "docs/tasks.md",
     "docs/scheduler.md",
     "docs/clients.md",
+    "docs/testing.md",
     "docs/deployer.md",
     "docs/configuration.md",
     "docs/choices.md",
@@ -163,6 +166,8 @@ fn expected(name: &str) -> Option<&'static [&'static str]> {
             "export K_REVISION=user-profiles-00001-",
             "export K_CONFIGURATION=user-profiles",
         ],
+        // the Python helper's example: both tests pass
+        "python-helper" => &["2 passed"],
         "deployer" => &[
             "login\thttps://login-123456789012.us-central1.run.app",
             "search\thttps://search-123456789012.us-central1.run.app",
@@ -489,6 +494,56 @@ fn marks_are_read_and_unknown_ones_refused() {
     assert!(expected("no-such-output").is_none());
     assert!(in_order("a b c", &["a", "c"]).is_ok());
     assert!(in_order("a b c", &["c", "a"]).is_err());
+}
+
+/// The blocks marked `<!-- readme: file PATH -->` on `markdown`: (line, PATH, text).
+fn file_blocks(markdown: &str) -> Vec<(usize, String, String)> {
+    let mut found = Vec::new();
+    let mut lines = markdown.lines().enumerate().peekable();
+    while let Some((n, line)) = lines.next() {
+        let Some(path) = line
+            .trim()
+            .strip_prefix("<!-- readme: file ")
+            .and_then(|m| m.strip_suffix("-->"))
+        else {
+            continue;
+        };
+        let fence = lines.next().map(|(_, l)| l).unwrap_or_default();
+        assert!(
+            fence.starts_with("```"),
+            "line {}: no block after the mark",
+            n + 1
+        );
+        let mut text = String::new();
+        for (_, body) in lines.by_ref() {
+            if body.starts_with("```") {
+                break;
+            }
+            text.push_str(body);
+            text.push('\n');
+        }
+        found.push((n + 1, path.trim().to_owned(), text));
+    }
+    found
+}
+
+/// An example shown whole on a page is the file the suite runs: the two never drift.
+#[test]
+fn every_block_shown_as_a_file_is_that_file() {
+    let mut shown = 0;
+    for page in PAGES {
+        let markdown = std::fs::read_to_string(repo().join(page)).unwrap();
+        for (line, path, text) in file_blocks(&markdown) {
+            let file = std::fs::read_to_string(repo().join(&path))
+                .unwrap_or_else(|e| panic!("{page} line {line}: {path}: {e}"));
+            assert!(
+                text == file,
+                "{page} line {line}: the block differs from {path}; copy the file into it"
+            );
+            shown += 1;
+        }
+    }
+    assert!(shown >= 1, "no page shows a file");
 }
 
 /// A page under `docs/` left out of `PAGES` would have its recipes never run, and one listed

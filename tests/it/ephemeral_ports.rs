@@ -1,0 +1,225 @@
+//! `frontdoor serve --ephemeral-ports --stop-on-stdin-close` (issue 32): two servers of one
+//! configuration side by side, whatever ports it names; their records and `frontdoor env`
+//! give the real ports; a reload keeps them; the end of stdin stops each cleanly. And the
+//! test helpers under `helpers/` run their own suites against this build.
+
+use crate::common;
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn frontdoor() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_frontdoor"));
+    cmd.env_remove("FRONTDOOR_STATE_DIR");
+    cmd
+}
+
+/// A configuration whose every listener is at a port held by `held`.
+fn pinned(held: &[TcpListener]) -> String {
+    let at = |i: usize| held[i].local_addr().unwrap();
+    format!(
+        "listen: {{frontdoor: '{}', google: '{}', metadata: '{}'}}\n{PROJECT}\
+         services:\n  - {{name: api, upstream: 'builtin:echo', listen: '{}', metadata: '{}'}}\n",
+        at(0),
+        at(1),
+        at(2),
+        at(3),
+        at(4)
+    )
+}
+
+/// `serve` on `config` with its own state directory; returns once the banner is out.
+fn serve(dir: &Path, config: &Path) -> Child {
+    state_dir_with_test_keys(&dir.join("state"));
+    let mut child = frontdoor()
+        .args([
+            "serve",
+            "--ephemeral-ports",
+            "--stop-on-stdin-close",
+            "--config",
+        ])
+        .arg(config)
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .env("XDG_STATE_HOME", dir.join("xdg"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let banner: Vec<String> = BufReader::new(child.stdout.take().unwrap())
+        .lines()
+        .map_while(Result::ok)
+        .take_while(|l| !l.starts_with("services:"))
+        .collect();
+    assert!(
+        banner.iter().any(|l| l.contains("front door")),
+        "{banner:?}"
+    );
+    child
+}
+
+fn record(dir: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("state/addresses.json")).unwrap())
+        .unwrap()
+}
+
+fn ports(record: &serde_json::Value) -> Vec<String> {
+    let api = &record["services"]["api"];
+    [
+        &record["frontdoor"],
+        &record["google"],
+        &record["metadata"],
+        &api["listen"],
+        &api["metadata"],
+    ]
+    .iter()
+    .map(|v| v.as_str().unwrap().to_owned())
+    .collect()
+}
+
+/// The status line of `GET /healthz` at `addr`, over a plain connection.
+fn healthz(addr: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    let request = format!("GET /healthz HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer.lines().next().unwrap_or_default().to_owned()
+}
+
+fn exits_within(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "still running after {limit:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn two_servers_of_one_configuration_run_side_by_side_on_ports_the_os_picks() {
+    // Every port the configuration names is taken, by this test.
+    let held: Vec<TcpListener> = (0..6)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let taken: Vec<String> = held
+        .iter()
+        .map(|l| l.local_addr().unwrap().to_string())
+        .collect();
+    let root = tempfile::tempdir().unwrap();
+    let config = root.path().join("services.yaml");
+    std::fs::write(&config, pinned(&held)).unwrap();
+    let (a, b) = (root.path().join("a"), root.path().join("b"));
+    let mut servers = [serve(&a, &config), serve(&b, &config)];
+
+    let (first, second) = (ports(&record(&a)), ports(&record(&b)));
+    for port in first.iter().chain(&second) {
+        assert!(
+            !taken.contains(port),
+            "{port} is one the configuration names"
+        );
+    }
+    assert!(
+        first.iter().all(|p| !second.contains(p)),
+        "{first:?} {second:?}"
+    );
+    // `env` gives the real ports, as JSON for programs; each server answers on its own.
+    for (dir, ports) in [(&a, &first), (&b, &second)] {
+        let env: serde_json::Value = serde_json::from_str(&succeed(
+            frontdoor()
+                .args(["env", "api", "--json", "--state-dir"])
+                .arg(dir.join("state")),
+        ))
+        .unwrap();
+        assert_eq!(env["GCE_METADATA_HOST"], ports[4].as_str(), "{env}");
+        assert_eq!(env["K_SERVICE"], "api", "{env}");
+        assert_eq!(healthz(&ports[1]), "HTTP/1.1 200 OK");
+    }
+
+    // A reload that leaves the listeners' configuration alone leaves them where they are,
+    // and a new service's metadata server gets a port of its own too.
+    std::fs::write(
+        &config,
+        format!(
+            "{}  - {{name: extra, upstream: 'builtin:echo', metadata: '{}'}}\n",
+            pinned(&held),
+            taken[5]
+        ),
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let reloaded = loop {
+        let now = record(&a);
+        if now["services"].get("extra").is_some() {
+            break now;
+        }
+        assert!(Instant::now() < deadline, "not reloaded: {now}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(ports(&reloaded), first);
+    let extra = reloaded["services"]["extra"]["metadata"].as_str().unwrap();
+    assert!(!taken.contains(&extra.to_owned()), "{extra}");
+
+    // A third server on a state directory in use is refused before it binds anything.
+    let refused = fails(
+        frontdoor()
+            .args(["serve", "--ephemeral-ports", "--config"])
+            .arg(&config)
+            .arg("--state-dir")
+            .arg(a.join("state")),
+    );
+    assert!(
+        refused.contains(&format!(
+            "a frontdoor (process {}) already serves from the state directory",
+            servers[0].id()
+        )) && refused.contains("give this one its own --state-dir"),
+        "{refused}"
+    );
+
+    // The end of stdin stops each, cleanly: its record removed.
+    for (server, dir) in servers.iter_mut().zip([&a, &b]) {
+        drop(server.stdin.take());
+        assert!(exits_within(server, Duration::from_secs(15)).success());
+        assert!(!dir.join("state/addresses.json").exists());
+        // Found only through its state directory: the per-user note was never taken.
+        assert!(!dir.join("xdg/frontdoor/last-server").exists());
+    }
+}
+
+#[test]
+#[ignore = "left to scripts/test: runs the Python helper's pytest suite"]
+fn the_python_helper_passes_its_own_suite_and_its_example() {
+    let output = succeed(
+        Command::new(python())
+            .args([
+                "-m",
+                "pytest",
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                "tests",
+                "examples",
+            ])
+            .current_dir(repo().join("helpers/python"))
+            .env("FRONTDOOR_BIN", env!("CARGO_BIN_EXE_frontdoor"))
+            .env_remove("FRONTDOOR_STATE_DIR"),
+    );
+    // Every test ran and passed: none skipped, none missing.
+    let summary = output.lines().last().unwrap_or_default();
+    assert!(
+        summary.starts_with("10 passed")
+            && !["failed", "skipped", "error", "deselected"]
+                .iter()
+                .any(|w| summary.contains(w)),
+        "{output}"
+    );
+}
