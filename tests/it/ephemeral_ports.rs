@@ -1,7 +1,8 @@
 //! `frontdoor serve --ephemeral-ports --stop-on-stdin-close` (issue 32): two servers of one
 //! configuration side by side, whatever ports it names; their records and `frontdoor env`
 //! give the real ports; a reload keeps them; the end of stdin stops each cleanly. And the
-//! test helpers under `helpers/` run their own suites against this build.
+//! test helpers under `helpers/` (Python, Go, Node, Java) run their own suites against this
+//! build.
 
 use crate::common;
 
@@ -222,4 +223,85 @@ fn the_python_helper_passes_its_own_suite_and_its_example() {
                 .any(|w| summary.contains(w)),
         "{output}"
     );
+}
+
+#[test]
+#[ignore = "left to scripts/test: runs the Go helper's tests with go test"]
+fn the_go_helper_passes_its_own_tests_and_its_example() {
+    let output = succeed(
+        Command::new("go")
+            .args(["test", "-count=1", "-v", "./..."])
+            .current_dir(repo().join("helpers/go"))
+            .env("FRONTDOOR_BIN", env!("CARGO_BIN_EXE_frontdoor"))
+            .env_remove("FRONTDOOR_STATE_DIR"),
+    );
+    // Every test ran and passed: none skipped, none missing.
+    let passed = output
+        .lines()
+        .filter(|l| l.starts_with("--- PASS: Test"))
+        .count();
+    assert_eq!(passed, 9, "{output}");
+    assert!(
+        !output.contains("--- SKIP") && !output.contains("--- FAIL"),
+        "{output}"
+    );
+    assert!(
+        output.contains("ok  \tfrontdoor.test/frontdoortest"),
+        "{output}"
+    );
+}
+
+#[test]
+#[ignore = "left to scripts/test: runs the Node helper's tests with node --test"]
+fn the_node_helper_passes_its_own_tests_and_its_example() {
+    let output = succeed(
+        Command::new("node")
+            .args([
+                "--test",
+                "--test-reporter=tap",
+                "test/lifecycle.test.js",
+                "examples/two_services.test.js",
+            ])
+            .current_dir(repo().join("helpers/node"))
+            .env("FRONTDOOR_BIN", env!("CARGO_BIN_EXE_frontdoor"))
+            .env_remove("FRONTDOOR_STATE_DIR")
+            .env_remove("NODE_TEST_CONTEXT"),
+    );
+    // Every test ran and passed: none skipped, none missing.
+    for line in [
+        "# tests 7",
+        "# pass 7",
+        "# fail 0",
+        "# skipped 0",
+        "# cancelled 0",
+    ] {
+        assert!(output.lines().any(|l| l == line), "{line}: {output}");
+    }
+}
+
+#[test]
+#[ignore = "left to scripts/test: runs the Java helper's tests with Maven"]
+fn the_java_helper_passes_its_own_tests_and_its_example() {
+    let dir = repo().join("helpers/java");
+    let reports = dir.join("target/surefire-reports");
+    let _ = std::fs::remove_dir_all(&reports);
+    succeed(
+        Command::new("mvn")
+            .args(["-q", "-B", "test"])
+            .current_dir(&dir)
+            .env("FRONTDOOR_BIN", env!("CARGO_BIN_EXE_frontdoor"))
+            .env_remove("FRONTDOOR_STATE_DIR"),
+    );
+    // Every test ran and passed: none skipped, none missing.
+    for (class, count) in [("LifecycleTest", 5), ("TwoServicesTest", 2)] {
+        let report =
+            std::fs::read_to_string(reports.join(format!("frontdoor.testing.{class}.txt")))
+                .unwrap();
+        assert!(
+            report.contains(&format!(
+                "Tests run: {count}, Failures: 0, Errors: 0, Skipped: 0"
+            )),
+            "{report}"
+        );
+    }
 }

@@ -168,6 +168,13 @@ fn expected(name: &str) -> Option<&'static [&'static str]> {
         ],
         // the Python helper's example: both tests pass
         "python-helper" => &["2 passed"],
+        "node-helper" => &["# pass 2", "# fail 0"],
+        "java-helper" => &["Tests run: 2, Failures: 0, Errors: 0, Skipped: 0"],
+        "go-helper" => &[
+            "--- PASS: TestLoginMayCallSearch",
+            "--- PASS: TestReportMayNotAndTheDecisionSaysWhy",
+            "ok  \tfrontdoor.test/frontdoortest",
+        ],
         "deployer" => &[
             "login\thttps://login-123456789012.us-central1.run.app",
             "search\thttps://search-123456789012.us-central1.run.app",

@@ -204,10 +204,13 @@ time.sleep(600)
 def test_a_test_process_killed_outright_still_takes_frontdoor_and_its_services_down(tmp_path):
     services = tmp_path / "service-pids"
     (tmp_path / "services.yaml").write_text(config([LOGIN], pid_file=services))
+    # Its frontdoor's temporary directory is made under tmp_path (TMPDIR), so that what the
+    # killed holder cannot remove is removed with tmp_path.
     holder = subprocess.Popen(
         [sys.executable, "-c", KILLED, str(tmp_path / "services.yaml")],
         stdout=subprocess.PIPE,
         text=True,
+        env={**os.environ, "TMPDIR": str(tmp_path)},
     )
     frontdoor_pid = int(holder.stdout.readline())
     assert not gone(frontdoor_pid, within=0.5)
