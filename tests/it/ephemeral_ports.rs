@@ -305,3 +305,73 @@ fn the_java_helper_passes_its_own_tests_and_its_example() {
         );
     }
 }
+
+/// The CI recipe in `helpers/ci` parses as a GitHub Actions workflow: triggers, jobs on a
+/// runner, each step either an action at a pinned version or a script bash accepts, and
+/// only the keys GitHub knows. No runner runs here, so this is as far as it can be checked.
+#[test]
+fn the_ci_recipe_is_a_well_formed_github_actions_workflow() {
+    use serde_yaml_ng::Value;
+    let text = std::fs::read_to_string(repo().join("helpers/ci/github-actions.yml")).unwrap();
+    let workflow: Value = serde_yaml_ng::from_str(&text).unwrap();
+    let keys = |v: &Value| -> Vec<String> {
+        v.as_mapping()
+            .unwrap()
+            .keys()
+            .map(|k| k.as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert!(workflow["name"].is_string());
+    assert!(workflow["on"].is_mapping(), "no triggers");
+    let jobs = workflow["jobs"].as_mapping().unwrap();
+    assert!(!jobs.is_empty());
+    for (name, job) in jobs {
+        for key in keys(job) {
+            assert!(
+                [
+                    "runs-on",
+                    "timeout-minutes",
+                    "env",
+                    "steps",
+                    "name",
+                    "needs",
+                    "if"
+                ]
+                .contains(&key.as_str()),
+                "job {name:?}: unknown key {key}"
+            );
+        }
+        assert!(job["runs-on"].is_string(), "job {name:?}: no runner");
+        let steps = job["steps"].as_sequence().unwrap();
+        assert!(steps.len() >= 3, "job {name:?}: {steps:?}");
+        for step in steps {
+            for key in keys(step) {
+                assert!(
+                    ["name", "id", "if", "uses", "with", "run", "env", "shell"]
+                        .contains(&key.as_str()),
+                    "unknown step key {key}"
+                );
+            }
+            match (step.get("uses"), step.get("run")) {
+                (Some(uses), None) => {
+                    let uses = uses.as_str().unwrap();
+                    let (action, version) = uses.split_once('@').unwrap();
+                    assert!(action.contains('/') && !version.is_empty(), "{uses}");
+                }
+                (None, Some(run)) => {
+                    // GitHub's expressions are replaced before the shell sees the script.
+                    let script = run
+                        .as_str()
+                        .unwrap()
+                        .replace("${{", "\"")
+                        .replace("}}", "\"");
+                    succeed(Command::new("bash").args(["-n", "-c", &script]));
+                }
+                _ => panic!("a step needs exactly one of uses and run: {step:?}"),
+            }
+        }
+    }
+    // What it installs is what this repository holds.
+    assert!(text.contains("#subdirectory=helpers/python"));
+    assert!(repo().join("helpers/python/pyproject.toml").is_file());
+}
