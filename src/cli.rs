@@ -15,6 +15,7 @@ use crate::tokens;
 
 mod changes;
 mod credentials;
+mod env;
 mod locate;
 mod serve;
 
@@ -169,6 +170,19 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run COMMAND as SERVICE would run on Cloud Run: with the variables `frontdoor env
+    /// SERVICE` prints set for that command alone, so that the shell it is run from stays
+    /// as it was (`frontdoor exec login -- curl https://search-….run.app`). Its exit status
+    /// is COMMAND's. Finds the running server as `env` does.
+    Exec {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// The service to act as.
+        service: String,
+        /// The command and its arguments, after `--`.
+        #[arg(last = true, required = true, value_name = "COMMAND")]
+        command: Vec<std::ffi::OsString>,
+    },
     /// Show the running server's configuration generation, each service's revision and
     /// instance, and how the last reload went.
     Status {
@@ -244,7 +258,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             config,
             service,
             json,
-        } => match env(config, service.as_deref(), json).await {
+        } => match env::env(config, service.as_deref(), json).await {
             Ok(()) => Ok(()),
             Err(e) if json => Err(e),
             Err(e) => {
@@ -255,6 +269,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 Err(e)
             }
         },
+        Command::Exec {
+            config,
+            service,
+            command,
+        } => env::exec(config, &service, &command).await,
         Command::Status { config } => status(config).await,
         Command::Explain {
             config,
@@ -588,78 +607,6 @@ async fn status(config: ConfigArgs) -> anyhow::Result<()> {
         ));
     }
     say(&out);
-    Ok(())
-}
-
-async fn env(args: ConfigArgs, service: Option<&str>, json: bool) -> anyhow::Result<()> {
-    let addresses = locate::running(&args)?;
-    // What is in force is the running server's to say, not the file's: a live edit it
-    // refused leaves the file unreadable and the server running as before.
-    let status = get_json(addresses.google, "/frontdoor/v1/status").await?;
-    let project = &status["project"];
-    let (Some(project_id), Some(region)) = (project["id"].as_str(), project["region"].as_str())
-    else {
-        anyhow::bail!(
-            "the running server's status names no project; it is older than this frontdoor: restart it"
-        );
-    };
-    let running: Vec<&str> = status["services"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|s| s["name"].as_str())
-        .collect();
-    let metadata = match service {
-        None => addresses.metadata,
-        Some(name) => {
-            let known = &running;
-            addresses
-                .services
-                .get(name)
-                .with_context(|| {
-                    format!(
-                        "no service `{name}` in the running server{} (services: {})",
-                        crate::suggest::did_you_mean(name, known.iter().copied()),
-                        known.join(", ")
-                    )
-                })?
-                .metadata
-        }
-    };
-    let state_dir = addresses
-        .state_dir
-        .clone()
-        .context("the running server did not record its state directory; restart it")?;
-    let mut vars = crate::client_env::variables(&crate::client_env::Target {
-        metadata,
-        google: addresses.google,
-        state_dir: &state_dir,
-        project: project_id,
-        region,
-    });
-    if let Some(name) = service {
-        // What Cloud Run sets in every container, as for the services frontdoor starts.
-        // Node's library sees Cloud Run by K_CONFIGURATION.
-        let revision = status["services"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|s| s["name"] == name)
-            .and_then(|s| s["revision"].as_str())
-            .with_context(|| format!("the running server names no revision of `{name}`"))?;
-        vars.push(("K_SERVICE", name.to_owned()));
-        vars.push(("K_REVISION", revision.to_owned()));
-        vars.push(("K_CONFIGURATION", name.to_owned()));
-    }
-    if json {
-        let object: serde_json::Map<String, serde_json::Value> = vars
-            .into_iter()
-            .map(|(name, value)| (name.to_owned(), value.into()))
-            .collect();
-        say(&format!("{}\n", serde_json::Value::Object(object)));
-    } else {
-        say(&crate::client_env::exports(&vars));
-    }
     Ok(())
 }
 

@@ -204,3 +204,53 @@ fn a_record_left_by_a_dead_server_is_reported_not_used() {
         "{why}"
     );
 }
+
+/// `frontdoor exec SERVICE -- COMMAND` runs COMMAND with the service's variables, for it
+/// alone, and exits as it does; a service the server does not run, or no command, is
+/// refused before anything runs.
+#[test]
+fn exec_runs_one_command_as_the_service_with_its_exit_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let xdg = tempfile::tempdir().unwrap();
+    let server = serve(dir.path(), xdg.path());
+    let state = dir.path().join(".frontdoor");
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(state.join("addresses.json")).unwrap())
+            .unwrap();
+    let metadata = record["services"]["api"]["metadata"].as_str().unwrap();
+    let ran = bounded_output(
+        frontdoor()
+            .args(["exec", "api", "--", "sh", "-c"])
+            .arg(r#"echo "$K_SERVICE $GCE_METADATA_HOST $HTTPS_PROXY"; exit 3"#)
+            .env("FRONTDOOR_STATE_DIR", &state)
+            .env_remove("HTTPS_PROXY"),
+    );
+    assert_eq!(ran.status.code(), Some(3), "{ran:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&ran.stdout),
+        format!("api {metadata} http://{metadata}\n")
+    );
+    let why = fails(
+        frontdoor()
+            .args(["exec", "apj", "--", "true"])
+            .env("FRONTDOOR_STATE_DIR", &state),
+    );
+    assert!(
+        why.contains("no service `apj`") && why.contains("did you mean `api`"),
+        "{why}"
+    );
+    let why = fails(
+        frontdoor()
+            .args(["exec", "api", "--", "/no/such/program"])
+            .env("FRONTDOOR_STATE_DIR", &state),
+    );
+    assert!(why.contains("cannot run `/no/such/program`"), "{why}");
+    let usage = bounded_output(
+        frontdoor()
+            .args(["exec", "api"])
+            .env("FRONTDOOR_STATE_DIR", &state),
+    );
+    assert_eq!(usage.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&usage.stderr).contains("<COMMAND>"));
+    interrupt(server);
+}

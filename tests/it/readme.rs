@@ -125,17 +125,22 @@ fn expected(name: &str) -> Option<&'static [&'static str]> {
         "first-calls" => &[
             // login is public
             "HTTP/1.1 200",
-            // user-profiles lets login in, on its port and at its run.app URL (through the
-            // proxy, TLS and HTTP/2), and with either header
-            "HTTP/1.1 200",
+            // login's token for search's own URL, through the proxy (TLS, HTTP/2): IAM says no
+            "HTTP/2 403",
+            "x-frontdoor-reason: no_invoker_binding",
+            // user-profiles lets login in at its run.app URL, on its port, and with either
+            // header
             "HTTP/2 200",
             "HTTP/1.1 200",
+            "HTTP/1.1 200",
             "SIGNATURE_REMOVED_BY_GOOGLE",
-            // search: the token's audience is user-profiles'
+            // search with user-profiles' token: the audience is wrong
             "HTTP/1.1 401",
             "x-frontdoor-reason: audience",
             // the decisions, with their reasons
             "ALLOW 200 GET login /",
+            "DENY  403 GET search /",
+            "no_invoker_binding",
             "ALLOW 200 GET user-profiles /",
             "DENY  401 GET search /",
             "is not one of service `search`'s audiences",
