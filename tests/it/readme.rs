@@ -202,6 +202,8 @@ fn expected(name: &str) -> Option<&'static [&'static str]> {
             "changed through the Admin APIs",
             "service search: service account, custom audiences",
             "service account login@demo-project.iam.gserviceaccount.com: IAM policy",
+            // the checkout as it was
+            "Token Creator bindings in services.yaml after the walk-through: 0\n",
         ],
         "key-file" => &["created key [", "eyJ"],
         "self-signed" => &[
@@ -230,7 +232,12 @@ fn expected(name: &str) -> Option<&'static [&'static str]> {
             "\"queued\"",
             "welcome-mail/tasks/",
         ],
-        "example-grant" => &["\"search\"", "\"status\": 200", "search-00002-"],
+        "example-grant" => &[
+            "\"search\"",
+            "\"status\": 200",
+            "search-00002-",
+            "commented out again: 1\n",
+        ],
         "token" => &[
             "\"aud\":\"https://x\"",
             "\"email\":\"login@demo-project.iam.gserviceaccount.com\"",
