@@ -13,16 +13,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::Value;
 
-/// `n` distinct free ports: all held at once while chosen, so none is handed out twice.
-fn free_ports(n: usize) -> Vec<u16> {
-    let held: Vec<std::net::TcpListener> = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    held.iter()
-        .map(|l| l.local_addr().unwrap().port())
-        .collect()
-}
-
 struct Server(Child);
 
 impl Drop for Server {
@@ -50,8 +40,10 @@ async fn get(url: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "left to scripts/test: runs Python services"]
 async fn login_reaches_user_profiles_not_search_until_a_live_edit_allows_it() {
-    // The example's own files, on free ports, with the project's test venv (which has the
-    // example's pinned google-auth and requests) as its Python.
+    // The example's own files, on ports the OS picks (`serve --ephemeral-ports`: no port
+    // chosen here can be taken by another test before frontdoor binds it), with the
+    // project's test venv (which has the example's pinned google-auth and requests) as its
+    // Python.
     let dir = tempfile::tempdir().unwrap();
     let example = repo().join("examples/three-services");
     for f in [
@@ -63,25 +55,15 @@ async fn login_reaches_user_profiles_not_search_until_a_live_edit_allows_it() {
     ] {
         std::fs::copy(example.join(f), dir.path().join(f)).unwrap();
     }
-    let ports = free_ports(6);
-    let (shared, own) = (&ports[..3], &ports[3..]);
     let yaml = std::fs::read_to_string(example.join("services.yaml"))
         .unwrap()
-        .replace(".venv/bin/python", &python().display().to_string())
-        .replace("127.0.0.1:8081", &format!("127.0.0.1:{}", own[0]))
-        .replace("127.0.0.1:8082", &format!("127.0.0.1:{}", own[1]))
-        .replace("127.0.0.1:8083", &format!("127.0.0.1:{}", own[2]));
-    let yaml = format!(
-        "listen: {{frontdoor: 127.0.0.1:{}, google: 127.0.0.1:{}, metadata: 127.0.0.1:{}}}\n{yaml}",
-        shared[0], shared[1], shared[2]
-    );
+        .replace(".venv/bin/python", &python().display().to_string());
     let file = dir.path().join("services.yaml");
     std::fs::write(&file, &yaml).unwrap();
     state_dir_with_test_keys(&dir.path().join(".frontdoor"));
 
     let mut child = frontdoor()
-        .arg("serve")
-        .arg("--config")
+        .args(["serve", "--ephemeral-ports", "--config"])
         .arg(&file)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -95,8 +77,15 @@ async fn login_reaches_user_profiles_not_search_until_a_live_edit_allows_it() {
         .take_while(|l| !l.contains("search.py"))
         .collect();
     assert!(banner.iter().any(|l| l.contains("login")), "{banner:?}");
+    let addresses: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join(".frontdoor/addresses.json")).unwrap(),
+    )
+    .unwrap();
 
-    let login = format!("http://127.0.0.1:{}/", own[0]);
+    let login = format!(
+        "http://{}/",
+        addresses["services"]["login"]["listen"].as_str().unwrap()
+    );
     let first = get(&login).await;
     assert_eq!(first["user-profiles"]["status"], 200, "{first}");
     assert_eq!(
@@ -195,7 +184,10 @@ async fn login_reaches_user_profiles_not_search_until_a_live_edit_allows_it() {
     let granted = yaml.replace("    # iam_policy:", "    iam_policy:");
     assert_ne!(granted, yaml, "the example's comment to uncomment changed");
     std::fs::write(&file, granted).unwrap();
-    let status_url = format!("http://127.0.0.1:{}/frontdoor/v1/status", shared[1]);
+    let status_url = format!(
+        "http://{}/frontdoor/v1/status",
+        addresses["google"].as_str().unwrap()
+    );
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let status = get(&status_url).await;
