@@ -203,10 +203,23 @@ pub enum Command {
         /// The token to judge, as it would be sent after `Bearer `.
         #[arg(
             long,
-            conflicts_with = "impersonate_service_account",
-            required_unless_present_any = ["impersonate_service_account", "permission"]
+            conflicts_with_all = ["impersonate_service_account", "user", "group"],
+            required_unless_present_any = ["impersonate_service_account", "permission", "user", "group"]
         )]
         token: Option<String>,
+        /// Whether this user may invoke --service, judged on IAM alone (no token): the
+        /// group rosters that count are named in the reason.
+        #[arg(long, value_name = "EMAIL", requires = "service", conflicts_with_all = ["impersonate_service_account", "group"])]
+        user: Option<String>,
+        /// Whether each member of this group (as `groups:` lists them) may invoke
+        /// --service, judged on IAM alone.
+        #[arg(
+            long,
+            value_name = "EMAIL",
+            requires = "service",
+            conflicts_with = "impersonate_service_account"
+        )]
+        group: Option<String>,
         /// Judge a token minted for this service account instead.
         #[arg(long)]
         impersonate_service_account: Option<String>,
@@ -284,8 +297,27 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             principal,
             permission,
             resource,
+            user,
+            group,
             json,
         } => {
+            if let Some(user) = user {
+                if user.ends_with(".gserviceaccount.com") || user.starts_with("serviceAccount:") {
+                    bail!(
+                        "--user `{user}` is a service account: ask with --impersonate-service-account (a token minted for it) or --principal serviceAccount:EMAIL --permission run.routes.invoke --resource services/NAME"
+                    );
+                }
+                let ask = serde_json::json!({
+                    "principal": format!("user:{}", user.strip_prefix("user:").unwrap_or(&user)),
+                    "permission": crate::iam::INVOKE,
+                    "resource": format!("services/{}", service.unwrap_or_default()),
+                });
+                return explain(config, ask, json).await;
+            }
+            if let Some(group) = group {
+                let ask = serde_json::json!({"group": group, "service": service});
+                return explain(config, ask, json).await;
+            }
             let ask = serde_json::json!({
                 "service": service,
                 "token": token,
@@ -471,6 +503,42 @@ async fn explain(
         .as_str()
         .map(|c| format!("{c}: "))
         .unwrap_or_default();
+    if let Some(verdicts) = body["verdicts"].as_array() {
+        let members: Vec<&str> = body["members"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m.as_str())
+            .collect();
+        let mut out = format!(
+            "{} (members: {}) → {}\n",
+            esc(body["group"].as_str().unwrap_or("?")),
+            if members.is_empty() {
+                "none".to_owned()
+            } else {
+                esc(&members.join(", ")).into_owned()
+            },
+            esc(body["service"].as_str().unwrap_or("?")),
+        );
+        for v in verdicts {
+            let verdict = match v["allowed"].as_bool() {
+                Some(true) => "ALLOW",
+                Some(false) => "DENY ",
+                None => "  -  ",
+            };
+            let code = v["code"]
+                .as_str()
+                .map(|c| format!("{c}: "))
+                .unwrap_or_default();
+            out.push_str(&format!(
+                "  {verdict} {}\n      {code}{}\n",
+                esc(v["principal"].as_str().unwrap_or("?")),
+                esc(v["reason"].as_str().unwrap_or("")),
+            ));
+        }
+        say(&out);
+        return Ok(());
+    }
     if body["permission"].is_string() {
         say(&format!(
             "{verdict} {} {} → {} on {}\n    {code}{}\n",

@@ -101,10 +101,31 @@ pub(super) async fn exec(
         .split_first()
         .context("give the command to run after `--`")?;
     let vars = variables(&args, Some(service)).await?;
-    let error = std::process::Command::new(program)
-        .args(rest)
-        .envs(vars)
-        .exec();
-    Err(anyhow::Error::new(error))
-        .with_context(|| format!("cannot run `{}`", program.to_string_lossy()))
+    let mut command = std::process::Command::new(program);
+    command.args(rest).envs(vars);
+    // What a Cloud Run container does not have and Google's libraries and gcloud would
+    // take before the metadata server: a key file, another account, a token file.
+    for credential in CREDENTIAL_OVERRIDES {
+        command.env_remove(credential);
+    }
+    let error = command.exec();
+    // As env(1) does: 127 when COMMAND is not found, 126 when it cannot be run, so that a
+    // script can tell them from COMMAND's own failures.
+    eprintln!(
+        "frontdoor exec: cannot run `{}`: {error}",
+        program.to_string_lossy()
+    );
+    std::process::exit(match error.kind() {
+        std::io::ErrorKind::NotFound => 127,
+        _ => 126,
+    });
 }
+
+/// Variables that would make Google's libraries or gcloud act as someone other than the
+/// service; `exec` runs COMMAND without them.
+const CREDENTIAL_OVERRIDES: [&str; 4] = [
+    "GOOGLE_APPLICATION_CREDENTIALS",
+    "CLOUDSDK_AUTH_ACCESS_TOKEN_FILE",
+    "CLOUDSDK_AUTH_CREDENTIAL_FILE_OVERRIDE",
+    "CLOUDSDK_CORE_ACCOUNT",
+];

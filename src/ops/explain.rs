@@ -33,7 +33,7 @@ pub(super) fn routes() -> Router<Live> {
 }
 
 /// What is asked: a service, and a pasted token or an account to mint one for; or a
-/// principal, a permission and a resource.
+/// principal, a permission and a resource; or a group and a service.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Ask {
@@ -44,10 +44,12 @@ struct Ask {
     principal: Option<String>,
     permission: Option<String>,
     resource: Option<String>,
+    /// A group whose members' invoker access to `service` is asked.
+    group: Option<String>,
 }
 
 /// The two questions' shapes, for a body that is neither.
-const SHAPES: &str = "{\"service\": NAME, \"token\": JWT}, {\"service\": NAME, \"impersonate_service_account\": EMAIL, \"audience\": URL} or {\"principal\": MEMBER, \"permission\": PERMISSION, \"resource\": NAME}";
+const SHAPES: &str = "{\"service\": NAME, \"token\": JWT}, {\"service\": NAME, \"impersonate_service_account\": EMAIL, \"audience\": URL}, {\"principal\": MEMBER, \"permission\": PERMISSION, \"resource\": NAME} or {\"group\": EMAIL, \"service\": NAME}";
 
 fn refuse(status: StatusCode, why: String) -> Response {
     (status, Json(json!({"error": why}))).into_response()
@@ -73,6 +75,20 @@ async fn explain(
         ask.permission.take(),
         ask.resource.take(),
     );
+    if let Some(group) = ask.group.take() {
+        let about_a_token = ask.token.is_some()
+            || ask.impersonate_service_account.is_some()
+            || ask.audience.is_some();
+        return match (service, principal, permission, resource) {
+            (Some(service), None, None, None) if !about_a_token => {
+                group_on(&state, &group, &service)
+            }
+            _ => refuse(
+                StatusCode::BAD_REQUEST,
+                format!("give one question: {SHAPES}"),
+            ),
+        };
+    }
     match (service, principal, permission, resource) {
         (Some(service), None, None, None) => front_door(&state, peer, &service, ask),
         (None, Some(principal), Some(permission), Some(resource)) => {
@@ -87,23 +103,96 @@ async fn explain(
 
 /// Whether `principal` holds `permission` on `resource`, judged as the Google APIs judge it.
 fn permission_on(state: &AppState, principal: &str, permission: &str, resource: &str) -> Response {
-    let config = state.config();
     let who = match principal_named(principal) {
         Ok(who) => who,
         Err(why) => return refuse(StatusCode::BAD_REQUEST, why),
     };
-    let Some(permission) = iam::Role::permission_named(permission) else {
+    match judged(state, &who, permission, resource) {
+        Ok(verdict) => Json(verdict).into_response(),
+        Err((status, why)) => refuse(status, why),
+    }
+}
+
+/// Each member of `group` (as the configuration lists them): may it invoke `service`? A
+/// member that is not one caller (a group in the group, a domain) is listed unjudged.
+fn group_on(state: &AppState, group: &str, service: &str) -> Response {
+    let config = state.config();
+    let email = group.strip_prefix("group:").unwrap_or(group);
+    let found = config
+        .groups
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(email));
+    let Some((email, members)) = found else {
+        let known: Vec<&str> = config.groups.keys().map(String::as_str).collect();
         return refuse(
+            StatusCode::NOT_FOUND,
+            format!(
+                "no group `{email}` under `groups:`{} (groups: {})",
+                crate::suggest::did_you_mean(email, known.iter().copied()),
+                if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
+                }
+            ),
+        );
+    };
+    let resource = format!("services/{service}");
+    // The service is named once, whoever the members are (none, say).
+    if let Err(e) = google::Resource::named(config, &resource) {
+        return refuse(e.status(), e.message().to_owned());
+    }
+    let mut verdicts = Vec::new();
+    for member in members {
+        let who = match member {
+            iam::Member::ServiceAccount(e) => Principal::ServiceAccount(e.clone()),
+            iam::Member::User(e) => Principal::User(e.clone()),
+            other => {
+                verdicts.push(json!({
+                    "principal": other.to_string(),
+                    "allowed": null,
+                    "status": null,
+                    "code": null,
+                    "reason": "not judged here: ask about a member of it, or with a token for it",
+                }));
+                continue;
+            }
+        };
+        match judged(state, &who, iam::INVOKE, &resource) {
+            Ok(verdict) => verdicts.push(verdict),
+            Err((status, why)) => return refuse(status, why),
+        }
+    }
+    Json(json!({
+        "group": format!("group:{email}"),
+        "service": service,
+        "members": members.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "verdicts": verdicts,
+    }))
+    .into_response()
+}
+
+/// The verdict's JSON for `who` holding `permission` on `resource`, or why it cannot be
+/// judged.
+fn judged(
+    state: &AppState,
+    who: &Principal,
+    permission: &str,
+    resource: &str,
+) -> Result<serde_json::Value, (StatusCode, String)> {
+    let config = state.config();
+    let Some(permission) = iam::Role::permission_named(permission) else {
+        return Err((
             StatusCode::BAD_REQUEST,
             format!(
                 "no role frontdoor models carries `{permission}`, so it cannot say who holds it{} (the permissions of docs/deployer.md's table, and IAM Credentials': iam.serviceAccounts.getOpenIdToken, getAccessToken, signJwt, signBlob)",
                 crate::suggest::did_you_mean(permission, iam::Role::permissions())
             ),
-        );
+        ));
     };
     let found = match google::Resource::named(config, resource) {
         Ok(found) => found,
-        Err(e) => return refuse(e.status(), e.message().to_owned()),
+        Err(e) => return Err((e.status(), e.message().to_owned())),
     };
     // The front door's own permission is answered as the front door would: a service with
     // the invoker check off lets anyone in, and a refusal has the front door's code.
@@ -116,7 +205,7 @@ fn permission_on(state: &AppState, principal: &str, permission: &str, resource: 
                 service.name
             ))
         }
-        _ => google::judge(config, &who, permission, found),
+        _ => google::judge(config, who, permission, found),
     };
     let (allowed, status, code, reason) = match judged {
         Ok(reason) => (true, StatusCode::OK, None, reason),
@@ -136,7 +225,7 @@ fn permission_on(state: &AppState, principal: &str, permission: &str, resource: 
             e.why().unwrap_or(e.message()).to_owned(),
         ),
     };
-    Json(json!({
+    Ok(json!({
         "principal": who.to_string(),
         "permission": permission,
         "resource": resource,
@@ -145,7 +234,6 @@ fn permission_on(state: &AppState, principal: &str, permission: &str, resource: 
         "code": code,
         "reason": reason,
     }))
-    .into_response()
 }
 
 /// `serviceAccount:EMAIL`, `user:EMAIL`, or an email alone (a service account's by its

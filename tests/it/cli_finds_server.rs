@@ -221,14 +221,15 @@ fn exec_runs_one_command_as_the_service_with_its_exit_status() {
     let ran = bounded_output(
         frontdoor()
             .args(["exec", "api", "--", "sh", "-c"])
-            .arg(r#"echo "$K_SERVICE $GCE_METADATA_HOST $HTTPS_PROXY"; exit 3"#)
+            .arg(r#"echo "$K_SERVICE $GCE_METADATA_HOST $HTTPS_PROXY [$GOOGLE_APPLICATION_CREDENTIALS]"; exit 3"#)
             .env("FRONTDOOR_STATE_DIR", &state)
-            .env_remove("HTTPS_PROXY"),
+            // A key file in the shell would win over the metadata server: not passed on.
+            .env("GOOGLE_APPLICATION_CREDENTIALS", "/elsewhere/key.json"),
     );
     assert_eq!(ran.status.code(), Some(3), "{ran:?}");
     assert_eq!(
         String::from_utf8_lossy(&ran.stdout),
-        format!("api {metadata} http://{metadata}\n")
+        format!("api {metadata} http://{metadata} []\n")
     );
     let why = fails(
         frontdoor()
@@ -239,12 +240,21 @@ fn exec_runs_one_command_as_the_service_with_its_exit_status() {
         why.contains("no service `apj`") && why.contains("did you mean `api`"),
         "{why}"
     );
-    let why = fails(
+    // As env(1): 127 for a command not found, 126 for one that cannot be run.
+    let missing = bounded_output(
         frontdoor()
             .args(["exec", "api", "--", "/no/such/program"])
             .env("FRONTDOOR_STATE_DIR", &state),
     );
-    assert!(why.contains("cannot run `/no/such/program`"), "{why}");
+    assert_eq!(missing.status.code(), Some(127), "{missing:?}");
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot run `/no/such/program`"));
+    let not_a_program = bounded_output(
+        frontdoor()
+            .args(["exec", "api", "--"])
+            .arg(dir.path())
+            .env("FRONTDOOR_STATE_DIR", &state),
+    );
+    assert_eq!(not_a_program.status.code(), Some(126), "{not_a_program:?}");
     let usage = bounded_output(
         frontdoor()
             .args(["exec", "api"])

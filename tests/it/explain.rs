@@ -366,3 +366,106 @@ services:
     );
     emu.stop().await;
 }
+
+/// `explain --service S --user EMAIL` asks about a user without a token, and `--group
+/// EMAIL` about each member of a group, as the configuration lists them (issue 33): the
+/// reason names the group a member gets in through, or the rosters that would have let an
+/// outsider in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_asks_about_a_user_or_each_member_of_a_group_without_a_token() {
+    let emu = Emulator::start(&format!(
+        "{PROJECT}service_accounts:\n  - email: {ci}\nusers: [dana@example.com, eli@example.com]\n\
+         groups:\n  - email: ops@example.com\n    members: [user:eli@example.com, serviceAccount:{ci}, group:oncall@example.com]\n  - email: oncall@example.com\n    members: []\n\
+         services:\n  - name: search\n    upstream: builtin:echo\n    iam_policy:\n      bindings:\n        - role: roles/run.invoker\n          members: [group:ops@example.com]\n",
+        ci = sa("ci")
+    ))
+    .await;
+    let out = emu.cli(&[
+        "explain",
+        "--service",
+        "search",
+        "--user",
+        "dana@example.com",
+    ]);
+    assert!(
+        out.starts_with(
+            "DENY  403 user:dana@example.com → run.routes.invoke on services/search\n    no_invoker_binding: "
+        ) && out.contains("ops@example.com")
+            && out.contains("user:eli@example.com"),
+        "{out}"
+    );
+    let out = emu.cli(&[
+        "explain",
+        "--service",
+        "search",
+        "--user",
+        "eli@example.com",
+    ]);
+    assert!(
+        out.starts_with("ALLOW 200 user:eli@example.com → run.routes.invoke on services/search")
+            && out.contains("(as member group:ops@example.com)"),
+        "{out}"
+    );
+    let out = emu.cli(&[
+        "explain",
+        "--service",
+        "search",
+        "--group",
+        "ops@example.com",
+    ]);
+    assert_eq!(
+        out.lines().next().unwrap(),
+        format!(
+            "group:ops@example.com (members: user:eli@example.com, serviceAccount:{}, group:oncall@example.com) → search",
+            sa("ci")
+        ),
+        "{out}"
+    );
+    let verdicts: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("  ") && !l.starts_with("      "))
+        .collect();
+    assert_eq!(
+        verdicts,
+        [
+            "  ALLOW user:eli@example.com".to_owned(),
+            format!("  ALLOW serviceAccount:{}", sa("ci")),
+            "    -   group:oncall@example.com".to_owned(),
+        ],
+        "{out}"
+    );
+    // A group the configuration does not declare is named, with the nearest one.
+    let why = emu.cli_fails(&[
+        "explain",
+        "--service",
+        "search",
+        "--group",
+        "opz@example.com",
+    ]);
+    assert!(
+        why.contains(
+            "no group `opz@example.com` under `groups:` (did you mean `ops@example.com`?)"
+        ),
+        "{why}"
+    );
+    // A service the configuration does not declare is named, members or none.
+    let why = emu.cli_fails(&[
+        "explain",
+        "--service",
+        "serch",
+        "--group",
+        "oncall@example.com",
+    ]);
+    assert!(why.contains("serch"), "{why}");
+    // One question at a time.
+    for ask in [
+        json!({"group": "ops@example.com"}),
+        json!({"group": "ops@example.com", "service": "search", "token": "x"}),
+    ] {
+        let (status, body) = explain(&emu, ask).await;
+        assert_eq!(status, 400, "{body}");
+    }
+    let why = emu.cli_fails(&["explain", "--service", "search", "--user", &sa("ci")]);
+    assert!(why.contains("is a service account"), "{why}");
+    emu.stop().await;
+}

@@ -203,6 +203,7 @@ fn expected(name: &str) -> Option<&'static [&'static str]> {
             "service search: service account, custom audiences",
             "service account login@demo-project.iam.gserviceaccount.com: IAM policy",
             // the checkout as it was
+            "services.yaml as the checkout has it\n",
             "Token Creator bindings in services.yaml after the walk-through: 0\n",
         ],
         "key-file" => &["created key [", "eyJ"],
