@@ -43,6 +43,12 @@ pub struct Cli {
     pub log_format: crate::logging::LogFormat,
 }
 
+/// A verdict of DENY from `frontdoor explain`: printed already; the process exits 1 with
+/// nothing more said, as `grep` does when it finds nothing, so that a script can test it.
+#[derive(Debug, thiserror::Error)]
+#[error("denied")]
+pub struct Denied;
+
 /// An error as the user reads it: what failed and its root cause on one line; with
 /// `--verbose`, every link of the chain (an HTTP client's error, say) on a line of its own.
 pub fn describe_error(e: &anyhow::Error, verbose: bool) -> String {
@@ -193,7 +199,8 @@ pub enum Command {
     /// computed by the running server with the front door's own checks; nothing reaches the
     /// service, and a token is minted only for --impersonate-service-account. Or, with
     /// --principal, --permission and --resource, whether the principal holds the permission
-    /// there, as the Admin APIs and IAM Credentials would judge it.
+    /// there, as the Admin APIs and IAM Credentials would judge it. Exits 1 on a DENY (the
+    /// verdict printed, nothing on stderr), 0 on an ALLOW.
     Explain {
         #[command(flatten)]
         config: ConfigArgs,
@@ -489,9 +496,15 @@ async fn explain(
                 .unwrap_or("the server refused the question")
         );
     }
+    // A group's question is denied if any member it judged is.
+    let denied = match body["verdicts"].as_array() {
+        Some(verdicts) => verdicts.iter().any(|v| v["allowed"] == false),
+        None => body["allowed"] != true,
+    };
+    let end = || if denied { Err(Denied.into()) } else { Ok(()) };
     if json {
         say(&format!("{}\n", serde_json::to_string_pretty(&body)?));
-        return Ok(());
+        return end();
     }
     let esc = crate::decisions::escape_controls;
     let verdict = if body["allowed"] == true {
@@ -537,7 +550,7 @@ async fn explain(
             ));
         }
         say(&out);
-        return Ok(());
+        return end();
     }
     if body["permission"].is_string() {
         say(&format!(
@@ -548,7 +561,7 @@ async fn explain(
             esc(body["resource"].as_str().unwrap_or("?")),
             esc(body["reason"].as_str().unwrap_or("")),
         ));
-        return Ok(());
+        return end();
     }
     let mut out = format!(
         "{verdict} {} {} → {}\n    {}{}\n",
@@ -574,7 +587,7 @@ async fn explain(
         }
     }
     say(&out);
-    Ok(())
+    end()
 }
 
 /// GET `path` on the running server's google listener, as JSON. Loopback only: never

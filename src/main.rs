@@ -23,6 +23,8 @@ fn main() -> ExitCode {
         let verbose = cli.verbose;
         match run(cli).await {
             Ok(()) => ExitCode::SUCCESS,
+            // A DENY from `explain`: the verdict is printed; the exit status says it.
+            Err(e) if e.is::<frontdoor::cli::Denied>() => ExitCode::FAILURE,
             Err(e) => fail(&describe_error(&e, verbose)),
         }
     })

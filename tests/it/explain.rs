@@ -91,7 +91,7 @@ async fn explain_mints_when_asked_and_says_what_is_wrong_with_a_question() {
         )) && out.contains("(a token minted for the question, sent nowhere)"),
         "{out}"
     );
-    let out = emu.cli(&[
+    let out = emu.cli_denied(&[
         "explain",
         "--service",
         "search",
@@ -102,7 +102,7 @@ async fn explain_mints_when_asked_and_says_what_is_wrong_with_a_question() {
         out.starts_with("DENY  403 search") && out.contains("\n    no_invoker_binding: "),
         "{out}"
     );
-    let json: Value = serde_json::from_str(&emu.cli(&[
+    let json: Value = serde_json::from_str(&emu.cli_denied(&[
         "explain",
         "--service",
         "user-profiles",
@@ -276,7 +276,7 @@ services:
         "{header}\n{v}"
     );
     // The CLI says it on two lines.
-    let out = emu.cli(&[
+    let out = emu.cli_denied(&[
         "explain",
         "--principal",
         &sa("ci"),
@@ -380,7 +380,7 @@ async fn explain_asks_about_a_user_or_each_member_of_a_group_without_a_token() {
         ci = sa("ci")
     ))
     .await;
-    let out = emu.cli(&[
+    let out = emu.cli_denied(&[
         "explain",
         "--service",
         "search",

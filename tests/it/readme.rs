@@ -152,10 +152,12 @@ fn expected(name: &str) -> Option<&'static [&'static str]> {
             "  checks: route ✓ → ingress ✓ → public? ✓ → credential picked ✓ → token: format ✓",
             "token: aud ✓ → principal ✓ → IAM ✗",
             "token claims: {",
+            "exit status: 1",
         ],
         "explain-permission" => &[
             "DENY  403 serviceAccount:deployer@demo-project.iam.gserviceaccount.com → iam.serviceAccounts.getOpenIdToken on serviceAccounts/login@demo-project.iam.gserviceaccount.com",
             "    permission_denied: serviceAccount:deployer@demo-project.iam.gserviceaccount.com has no role carrying iam.serviceAccounts.getOpenIdToken (roles/iam.serviceAccountTokenCreator,",
+            "exit status: 1",
         ],
         "env" => &[
             "export GCE_METADATA_HOST=127.0.0.1:9082",

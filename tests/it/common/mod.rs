@@ -204,6 +204,25 @@ impl Emulator {
         )
     }
 
+    /// Runs `frontdoor ARGS --config` this emulator's file, which must answer a DENY: exit
+    /// status 1, nothing on stderr; its stdout.
+    pub fn cli_denied(&self, args: &[&str]) -> String {
+        let out = bounded_output(
+            frontdoor()
+                .args(args)
+                .arg("--config")
+                .arg(self.config_file()),
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stdout}");
+        assert!(
+            out.stderr.is_empty(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    }
+
     /// Runs `frontdoor ARGS --config` this emulator's file, which must fail; its stderr.
     pub fn cli_fails(&self, args: &[&str]) -> String {
         fails(
