@@ -516,6 +516,13 @@ async fn explain(
         .as_str()
         .map(|c| format!("{c}: "))
         .unwrap_or_default();
+    // A refusal's fix, as the table of codes gives it (the dashboard's Fix box adds the
+    // lines for this configuration).
+    let fix = body["code"]
+        .as_str()
+        .and_then(crate::decisions::codes::fix_of)
+        .map(|fix| format!("    fix: {fix}\n"))
+        .unwrap_or_default();
     if let Some(verdicts) = body["verdicts"].as_array() {
         let members: Vec<&str> = body["members"]
             .as_array()
@@ -554,7 +561,7 @@ async fn explain(
     }
     if body["permission"].is_string() {
         say(&format!(
-            "{verdict} {} {} → {} on {}\n    {code}{}\n",
+            "{verdict} {} {} → {} on {}\n    {code}{}\n{fix}",
             body["status"],
             esc(body["principal"].as_str().unwrap_or("?")),
             esc(body["permission"].as_str().unwrap_or("?")),
@@ -564,7 +571,7 @@ async fn explain(
         return end();
     }
     let mut out = format!(
-        "{verdict} {} {} → {}\n    {}{}\n",
+        "{verdict} {} {} → {}\n    {}{}\n{fix}",
         body["status"],
         esc(body["service"].as_str().unwrap_or("?")),
         esc(body["principal"].as_str().unwrap_or("(no principal)")),

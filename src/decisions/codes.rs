@@ -402,6 +402,13 @@ pub(crate) fn all() -> impl Iterator<Item = (&'static str, Code, &'static str, &
     front.chain(other)
 }
 
+/// The fix the table gives for the code named `code`, if it names one.
+pub(crate) fn fix_of(code: &str) -> Option<&'static str> {
+    all()
+        .find(|(_, c, _, _)| c.as_str() == code)
+        .map(|(_, _, _, fix)| fix)
+}
+
 /// Every code as JSON: `[{"code", "surfaces", "meaning", "fix"}, …]`, `surfaces` being
 /// `frontdoor` (the `*.run.app` front door) or `google` (the APIs, token endpoints and
 /// metadata server frontdoor emulates).

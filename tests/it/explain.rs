@@ -99,7 +99,11 @@ async fn explain_mints_when_asked_and_says_what_is_wrong_with_a_question() {
         &sa("login"),
     ]);
     assert!(
-        out.starts_with("DENY  403 search") && out.contains("\n    no_invoker_binding: "),
+        out.starts_with("DENY  403 search")
+            && out.contains("\n    no_invoker_binding: ")
+            && out.contains(
+                "\n    fix: grant `roles/run.invoker` to the principal the reason names\n"
+            ),
         "{out}"
     );
     let json: Value = serde_json::from_str(&emu.cli_denied(&[

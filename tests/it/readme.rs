@@ -148,6 +148,7 @@ fn expected(name: &str) -> Option<&'static [&'static str]> {
         "explain" => &[
             "DENY  403 search → serviceAccount:login@demo-project.iam.gserviceaccount.com",
             "    no_invoker_binding: serviceAccount:login@demo-project.iam.gserviceaccount.com has no role carrying run.routes.invoke",
+            "    fix: grant `roles/run.invoker` to the principal the reason names\n",
             "(a token minted for the question, sent nowhere)",
             "  checks: route ✓ → ingress ✓ → public? ✓ → credential picked ✓ → token: format ✓",
             "token: aud ✓ → principal ✓ → IAM ✗",
@@ -157,6 +158,7 @@ fn expected(name: &str) -> Option<&'static [&'static str]> {
         "explain-permission" => &[
             "DENY  403 serviceAccount:deployer@demo-project.iam.gserviceaccount.com → iam.serviceAccounts.getOpenIdToken on serviceAccounts/login@demo-project.iam.gserviceaccount.com",
             "    permission_denied: serviceAccount:deployer@demo-project.iam.gserviceaccount.com has no role carrying iam.serviceAccounts.getOpenIdToken (roles/iam.serviceAccountTokenCreator,",
+            "    fix: grant one of the roles the reason lists",
             "exit status: 1",
         ],
         "env" => &[
