@@ -25,9 +25,8 @@ pub struct BindError {
 
 /// Which ports the listeners take: the configuration's, or ones the OS picks (`serve
 /// --ephemeral-ports`, for servers of one configuration side by side).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ports {
-    #[default]
     AsConfigured,
     Ephemeral,
 }
@@ -118,7 +117,6 @@ struct Entry {
     stop: watch::Sender<bool>,
 }
 
-#[derive(Default)]
 pub(super) struct Registry {
     entries: HashMap<(String, Kind), Entry>,
     /// Kept for every reload's new listeners. `wanted` stays the configuration's address,

@@ -14,12 +14,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-fn frontdoor() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_frontdoor"));
-    cmd.env_remove("FRONTDOOR_STATE_DIR");
-    cmd
-}
-
 /// A configuration whose every listener is at a port held by `held`.
 fn pinned(held: &[TcpListener]) -> String {
     let at = |i: usize| held[i].local_addr().unwrap();

@@ -72,10 +72,19 @@ struct Block {
     text: String,
 }
 
-/// The shell blocks of a Markdown file, with their marks; `page` names the file in a refusal.
-fn shell_blocks(page: &str, markdown: &str) -> Vec<Block> {
+/// A fenced block of a Markdown file: its fence's line (1-based), its info string, the
+/// `<!-- readme: … -->` mark on the last non-blank line before it, if any, and its text.
+struct Fenced<'a> {
+    line: usize,
+    info: &'a str,
+    mark: Option<&'a str>,
+    text: String,
+}
+
+/// Every fenced block of `markdown`, in order.
+fn fenced_blocks(markdown: &str) -> Vec<Fenced<'_>> {
     let mut blocks = Vec::new();
-    let mut lines = markdown.lines().enumerate().peekable();
+    let mut lines = markdown.lines().enumerate();
     let mut previous = "";
     while let Some((n, line)) = lines.next() {
         let Some(info) = line.strip_prefix("```") else {
@@ -92,30 +101,44 @@ fn shell_blocks(page: &str, markdown: &str) -> Vec<Block> {
             text.push_str(body);
             text.push('\n');
         }
-        if matches!(info.trim(), "sh" | "bash" | "shell" | "console") {
-            let mark = match previous
-                .trim()
-                .strip_prefix("<!-- readme:")
-                .and_then(|m| m.strip_suffix("-->"))
-                .map(str::trim)
-            {
+        let mark = previous
+            .trim()
+            .strip_prefix("<!-- readme:")
+            .and_then(|m| m.strip_suffix("-->"))
+            .map(str::trim);
+        blocks.push(Fenced {
+            line: n + 1,
+            info: info.trim(),
+            mark,
+            text,
+        });
+        previous = "";
+    }
+    blocks
+}
+
+/// The shell blocks of a Markdown file, with their marks; `page` names the file in a refusal.
+fn shell_blocks(page: &str, markdown: &str) -> Vec<Block> {
+    fenced_blocks(markdown)
+        .into_iter()
+        .filter(|b| matches!(b.info, "sh" | "bash" | "shell" | "console"))
+        .map(|b| {
+            let mark = match b.mark {
                 None => Mark::Run,
                 Some("server") => Mark::Server,
                 Some(m) if m.starts_with("expect ") => Mark::Expect(m[7..].trim().to_owned()),
                 Some(m) if m.starts_with("not run:") && m.len() > "not run:".len() + 10 => {
                     Mark::NotRun
                 }
-                Some(other) => panic!("{page} line {}: unknown mark `{other}`", n + 1),
+                Some(other) => panic!("{page} line {}: unknown mark `{other}`", b.line),
             };
-            blocks.push(Block {
-                line: n + 1,
+            Block {
+                line: b.line,
                 mark,
-                text,
-            });
-        }
-        previous = "";
-    }
-    blocks
+                text: b.text,
+            }
+        })
+        .collect()
 }
 
 /// What a marked block's output must show, in order; `None` for a name this test does not
@@ -522,33 +545,13 @@ fn marks_are_read_and_unknown_ones_refused() {
 
 /// The blocks marked `<!-- readme: file PATH -->` on `markdown`: (line, PATH, text).
 fn file_blocks(markdown: &str) -> Vec<(usize, String, String)> {
-    let mut found = Vec::new();
-    let mut lines = markdown.lines().enumerate().peekable();
-    while let Some((n, line)) = lines.next() {
-        let Some(path) = line
-            .trim()
-            .strip_prefix("<!-- readme: file ")
-            .and_then(|m| m.strip_suffix("-->"))
-        else {
-            continue;
-        };
-        let fence = lines.next().map(|(_, l)| l).unwrap_or_default();
-        assert!(
-            fence.starts_with("```"),
-            "line {}: no block after the mark",
-            n + 1
-        );
-        let mut text = String::new();
-        for (_, body) in lines.by_ref() {
-            if body.starts_with("```") {
-                break;
-            }
-            text.push_str(body);
-            text.push('\n');
-        }
-        found.push((n + 1, path.trim().to_owned(), text));
-    }
-    found
+    fenced_blocks(markdown)
+        .into_iter()
+        .filter_map(|b| {
+            let path = b.mark?.strip_prefix("file ")?;
+            Some((b.line, path.trim().to_owned(), b.text))
+        })
+        .collect()
 }
 
 /// An example shown whole on a page is the file the suite runs: the two never drift.
