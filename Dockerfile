@@ -3,10 +3,12 @@
 FROM rust:1.91.1-slim-bookworm AS build
 WORKDIR /src
 RUN apt-get update && apt-get install -y --no-install-recommends cmake gcc g++ make && rm -rf /var/lib/apt/lists/*
-COPY Cargo.toml ./
+COPY Cargo.toml Cargo.lock.pinned ./
+COPY scripts/lock scripts/lock
 COPY src src
+COPY templates templates
 COPY bench bench
-RUN cargo build --release --bin frontdoor
+RUN scripts/lock && cargo build --locked --release --bin frontdoor
 
 FROM debian:bookworm-20251117-slim
 COPY --from=build /src/target/release/frontdoor /usr/local/bin/frontdoor
