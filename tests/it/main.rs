@@ -39,3 +39,4 @@ mod sts;
 mod tasks;
 mod token_clients;
 mod token_endpoints;
+mod wheel;

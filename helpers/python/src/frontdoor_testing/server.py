@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import subprocess
+import sysconfig
 import tempfile
 import time
 import urllib.error
@@ -35,12 +36,20 @@ class FrontdoorError(RuntimeError):
 
 
 def find_binary(binary: Optional[str] = None) -> str:
-    """The frontdoor binary: `binary`, else `FRONTDOOR_BIN`, else `frontdoor` on PATH."""
-    candidate = binary or os.environ.get("FRONTDOOR_BIN") or shutil.which("frontdoor")
+    """The frontdoor binary: `binary`, else `FRONTDOOR_BIN`, else `frontdoor` on PATH, else
+    the one the `frontdoor-testing` wheel installed beside this Python (a virtualenv used
+    without being activated has its scripts directory off PATH)."""
+    beside = os.path.join(sysconfig.get_path("scripts"), "frontdoor")
+    candidate = (
+        binary
+        or os.environ.get("FRONTDOOR_BIN")
+        or shutil.which("frontdoor")
+        or (beside if os.path.isfile(beside) else None)
+    )
     if not candidate:
         raise FrontdoorError(
             "no frontdoor binary: put `frontdoor` on PATH, set FRONTDOOR_BIN to its path, "
-            "or pass binary="
+            "pass binary=, or `pip install` the frontdoor-testing wheel, which carries it"
         )
     if not (os.path.isfile(candidate) and os.access(candidate, os.X_OK)):
         raise FrontdoorError(f"frontdoor binary {candidate!r} is not an executable file")
