@@ -18,9 +18,12 @@
 //! - `<!-- readme: file PATH -->`, before a block of any language — the block is the file at
 //!   PATH in the repository, byte for byte (an example shown whole, run by another test).
 //!
-//! Every other `sh` block must exit 0 under `bash -e -o pipefail`.
+//! Every other `sh` block must exit 0 under `bash -e -o pipefail`. A page's blocks run in one
+//! shell, in order, as a reader pastes them into one terminal: what a block leaves (a
+//! variable, a function, an `eval "$(frontdoor env …)"`) meets the blocks after it on that
+//! page. A server's block runs in a terminal of its own.
 //!
-//! The first block installs frontdoor with `cargo install --path .`; here that install goes
+//! The first block installs frontdoor with `cargo install`; here that install goes
 //! to a directory under `target/` (`CARGO_INSTALL_ROOT`, `CARGO_TARGET_DIR`), so the test
 //! neither replaces the user's own `frontdoor` nor waits on the build lock of `cargo test`.
 
@@ -336,14 +339,17 @@ struct Shell {
 }
 
 impl Shell {
+    /// `bash -e -o pipefail -c SCRIPT`: a server's block, in a terminal of its own.
     fn command(&self, script: &str) -> Command {
+        let mut cmd = self.bash();
+        cmd.args(["-e", "-o", "pipefail", "-c", script]);
+        cmd
+    }
+
+    /// bash, with the reader's environment, in the copy of the repository.
+    fn bash(&self) -> Command {
         let mut cmd = Command::new("bash");
-        cmd.arg("-e")
-            .arg("-o")
-            .arg("pipefail")
-            .arg("-c")
-            .arg(script)
-            .current_dir(&self.dir)
+        cmd.current_dir(&self.dir)
             .env("PATH", &self.path)
             .env("CARGO_INSTALL_ROOT", &self.install_root)
             .env("CARGO_TARGET_DIR", &self.target_dir)
@@ -394,6 +400,97 @@ impl Server {
     fn tail(&self) -> String {
         let bytes = std::fs::read(&self.log).unwrap_or_default();
         String::from_utf8_lossy(&bytes[bytes.len().saturating_sub(4000)..]).into_owned()
+    }
+}
+
+/// A reader's terminal for one page: one bash that runs the page's blocks in order, so that
+/// what a block leaves (variables, functions, an `eval "$(frontdoor env …)"`) meets the
+/// blocks after it, as it would when they are pasted one after another (issue 31: an
+/// `eval` once broke the README's next block, run in the same terminal).
+struct Session {
+    child: Child,
+    stdin: std::process::ChildStdin,
+    out: PathBuf,
+    err: PathBuf,
+    dir: PathBuf,
+    blocks: usize,
+}
+
+/// How long one block may run in a session before the test fails: never a hang.
+const BLOCK_LIMIT: Duration = Duration::from_secs(15 * 60);
+
+impl Session {
+    fn start(shell: &Shell, dir: PathBuf) -> Session {
+        std::fs::create_dir_all(&dir).unwrap();
+        let (out, err) = (dir.join("stdout"), dir.join("stderr"));
+        let mut cmd = shell.bash();
+        // Commands from stdin (`-s`), each block's read from its own file with stdin closed,
+        // so that nothing a block runs can read the blocks after it.
+        cmd.args(["--noprofile", "--norc", "-e", "-o", "pipefail", "-s"])
+            .stdin(Stdio::piped())
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(std::fs::File::create(&err).unwrap());
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let mut child = cmd.spawn().unwrap();
+        let stdin = child.stdin.take().unwrap();
+        Session {
+            child,
+            stdin,
+            out,
+            err,
+            dir,
+            blocks: 0,
+        }
+    }
+
+    /// Runs `text` after the blocks before it: its stdout and stderr, or, if it failed (which
+    /// ends the session, as `set -e` does), why.
+    fn run(&mut self, text: &str) -> Result<(String, String), String> {
+        use std::io::Write;
+        self.blocks += 1;
+        let file = self.dir.join(format!("block-{}.sh", self.blocks));
+        std::fs::write(&file, text).unwrap();
+        let read = |path: &Path, from: usize| {
+            let bytes = std::fs::read(path).unwrap_or_default();
+            String::from_utf8_lossy(&bytes[from.min(bytes.len())..]).into_owned()
+        };
+        let (out_from, err_from) = (read(&self.out, 0).len(), read(&self.err, 0).len());
+        let done = format!("<<block {} done>>", self.blocks);
+        let quoted = file.display().to_string().replace('\'', "'\\''");
+        writeln!(
+            self.stdin,
+            "{{ . '{quoted}'; }} </dev/null\nprintf '\\n%s\\n' '{done}'"
+        )
+        .map_err(|e| format!("the session's shell is gone: {e}"))?;
+        self.stdin.flush().unwrap();
+        let started = Instant::now();
+        loop {
+            let stdout = read(&self.out, out_from);
+            if let Some(at) = stdout.find(&format!("\n{done}\n")) {
+                return Ok((stdout[..at].to_owned(), read(&self.err, err_from)));
+            }
+            let ended = self.child.try_wait().unwrap();
+            if ended.is_some() || started.elapsed() > BLOCK_LIMIT {
+                if ended.is_none() {
+                    let _ = self.child.kill();
+                }
+                let why = ended.map_or(format!("ran past {BLOCK_LIMIT:?}"), |s| {
+                    format!("ended the session's shell ({s})")
+                });
+                return Err(format!(
+                    "{why}:\n--- stdout\n{stdout}\n--- stderr\n{}",
+                    read(&self.err, err_from)
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -468,6 +565,8 @@ fn every_shell_block_of_the_pages_runs_as_written() {
     };
 
     let mut server: Option<Server> = None;
+    // The page whose blocks are running, and its terminal.
+    let mut session: Option<(&str, Session)> = None;
     let mut ran = 0;
     for (i, (what, block)) in blocks.iter().enumerate() {
         eprintln!("{what}: {:?}\n{}", block.mark, block.text);
@@ -493,19 +592,15 @@ fn every_shell_block_of_the_pages_runs_as_written() {
                 server = Some(started);
             }
             Mark::Run | Mark::Expect(_) => {
-                let out = shell
-                    .command(&block.text)
-                    .stdin(Stdio::null())
-                    .output()
-                    .unwrap();
-                let stdout = String::from_utf8_lossy(&out.stdout);
-                let stderr = String::from_utf8_lossy(&out.stderr);
+                let page = what.split(" block ").next().unwrap();
+                if session.as_ref().is_none_or(|(on, _)| *on != page) {
+                    let dir = work.path().join(format!("session-{}", i + 1));
+                    session = Some((page, Session::start(&shell, dir)));
+                }
+                let ran = session.as_mut().unwrap().1.run(&block.text);
                 let server_log = server.as_ref().map(Server::tail).unwrap_or_default();
-                assert!(
-                    out.status.success(),
-                    "{what} failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{stderr}\n--- server\n{server_log}",
-                    out.status
-                );
+                let (stdout, stderr) =
+                    ran.unwrap_or_else(|why| panic!("{what} {why}\n--- server\n{server_log}"));
                 if let Mark::Expect(name) = &block.mark {
                     let wanted = expected(name).expect("checked by all_blocks");
                     if let Err(missing) = in_order(&stdout, wanted) {
@@ -522,6 +617,38 @@ fn every_shell_block_of_the_pages_runs_as_written() {
         last.stop();
     }
     eprintln!("ran {ran} of the pages' {} blocks", blocks.len());
+}
+
+#[test]
+fn a_pages_blocks_share_one_shell_and_a_failure_ends_it() {
+    let work = tempfile::tempdir().unwrap();
+    let shell = Shell {
+        dir: work.path().to_owned(),
+        path: std::env::var("PATH").unwrap_or_default(),
+        install_root: work.path().join("install"),
+        target_dir: work.path().join("build"),
+    };
+    let mut session = Session::start(&shell, work.path().join("session"));
+    // What one block leaves, the next sees; nothing a block runs reads the blocks after it.
+    let (out, _) = session
+        .run("WHO=login\ngreet() { echo \"hello $1\"; }\nexport LEFT=yes\ncat\n")
+        .unwrap();
+    assert_eq!(out, "");
+    let (out, err) = session
+        .run("greet \"$WHO\"; bash -c 'echo \"$LEFT\"'; echo oops >&2\n")
+        .unwrap();
+    assert_eq!(
+        (out.as_str(), err.as_str()),
+        ("hello login\nyes\n", "oops\n")
+    );
+    // A failing command ends the block and the session, as `set -e` does in a terminal
+    // script; what it printed comes with the failure.
+    let why = session.run("echo before\nfalse\necho after\n").unwrap_err();
+    assert!(
+        why.contains("ended the session's shell") && why.contains("before"),
+        "{why}"
+    );
+    assert!(!why.contains("after"), "{why}");
 }
 
 #[test]
