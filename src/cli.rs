@@ -91,13 +91,17 @@ impl ConfigArgs {
         Ok((config, state))
     }
 
+    /// The state directory: the one given, or the one beside the configuration file.
+    pub(crate) fn state(&self) -> StateDir {
+        self.state_dir
+            .clone()
+            .map_or_else(|| StateDir::beside(&self.config_file()), StateDir::new)
+    }
+
     /// [`ConfigArgs::load`], and the layer it applied.
     pub(crate) fn load_with_layer(&self) -> anyhow::Result<(Config, StateDir, config::Layer)> {
         let file = self.config_file();
-        let state = self
-            .state_dir
-            .clone()
-            .map_or_else(|| StateDir::beside(&file), StateDir::new);
+        let state = self.state();
         let layer = config::Layer::read(state.path())?;
         let config = config::load_layered(&file, &layer)?;
         Ok((config, state, layer))
@@ -362,6 +366,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             audiences,
             caller,
         } => {
+            // The server running from this file's state directory mints from the
+            // configuration in force (the file may hold a live edit it refused) and logs
+            // the decision; without one, the file and the state directory's keys are enough.
+            if let Some(addresses) = locate::live_server(&config.state()) {
+                let token = token_from_server(
+                    addresses.google,
+                    impersonate_service_account.as_deref(),
+                    user.as_deref(),
+                    audiences.as_deref(),
+                    caller.as_deref(),
+                )
+                .await?;
+                print_token(&token);
+                return Ok(());
+            }
             let (config, state) = config.load()?;
             let keys = state.signing_keys()?;
             let now = SystemClock.now();
@@ -486,7 +505,7 @@ async fn explain(
 ) -> anyhow::Result<()> {
     // An absent option goes as null, which the server reads as absent.
     let addresses = locate::running(&config)?;
-    let (status, body) = ask(addresses.google, "/frontdoor/v1/explain", Some(&question)).await?;
+    let (status, _, body) = ask(addresses.google, "/frontdoor/v1/explain", Some(&question)).await?;
     let body: serde_json::Value = serde_json::from_slice(&body)?;
     if !status.is_success() {
         anyhow::bail!(
@@ -606,7 +625,7 @@ async fn fetch_json(config: &ConfigArgs, path: &str) -> anyhow::Result<serde_jso
 
 /// GET `path` on the google listener at `google`, as JSON.
 async fn get_json(google: std::net::SocketAddr, path: &str) -> anyhow::Result<serde_json::Value> {
-    let (status, body) = ask(google, path, None).await?;
+    let (status, _, body) = ask(google, path, None).await?;
     if !status.is_success() {
         // Whatever answers on that port chose the body: escaped before the terminal.
         anyhow::bail!(
@@ -618,14 +637,14 @@ async fn get_json(google: std::net::SocketAddr, path: &str) -> anyhow::Result<se
 }
 
 /// `path` on the google listener at `google`: a GET, or a POST of `body` as JSON; the
-/// status and the body. Straight to the loopback address, never through a proxy the
+/// status, the headers and the body. Straight to the loopback address, never through a proxy the
 /// environment may name. (hyper's own connection, not an HTTP client crate: one request
 /// to our own server needs no pool, redirects or TLS.)
 async fn ask(
     google: std::net::SocketAddr,
     path: &str,
     body: Option<&serde_json::Value>,
-) -> anyhow::Result<(http::StatusCode, bytes::Bytes)> {
+) -> anyhow::Result<(http::StatusCode, http::HeaderMap, bytes::Bytes)> {
     use http_body_util::{BodyExt, Full};
     let unreachable = || {
         format!("cannot reach frontdoor at http://{google}{path}; is `frontdoor serve` running?")
@@ -652,8 +671,12 @@ async fn ask(
         .send_request(request)
         .await
         .with_context(unreachable)?;
-    let status = response.status();
-    Ok((status, response.into_body().collect().await?.to_bytes()))
+    let (parts, body) = response.into_parts();
+    Ok((
+        parts.status,
+        parts.headers,
+        body.collect().await?.to_bytes(),
+    ))
 }
 
 async fn status(config: ConfigArgs) -> anyhow::Result<()> {
@@ -696,6 +719,51 @@ async fn status(config: ConfigArgs) -> anyhow::Result<()> {
     }
     say(&out);
     Ok(())
+}
+
+/// `frontdoor token`, asked of the running server (`POST /frontdoor/v1/token`), which judges
+/// `--as` as IAM Credentials does and logs the decision.
+async fn token_from_server(
+    google: std::net::SocketAddr,
+    service_account: Option<&str>,
+    user: Option<&str>,
+    audience: Option<&str>,
+    caller: Option<&str>,
+) -> anyhow::Result<String> {
+    if service_account.is_none() && user.is_none() {
+        bail!("give --impersonate-service-account EMAIL or --user EMAIL");
+    }
+    let question = serde_json::json!({
+        "service_account": service_account,
+        "user": user,
+        "audience": audience,
+        "as": caller,
+    });
+    let (status, headers, body) = ask(google, "/frontdoor/v1/token", Some(&question)).await?;
+    let answer: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    if status.is_success()
+        && let Some(token) = answer["token"].as_str()
+    {
+        if let (Some(email), None) = (service_account, caller) {
+            eprintln!(
+                "frontdoor token: minted with the issuer's key as an administrator would: no IAM check was made. Give --as serviceAccount:EMAIL (or user:EMAIL) to be checked as IAM Credentials checks the caller (iam.serviceAccounts.getOpenIdToken on {email})."
+            );
+        }
+        return Ok(token.to_owned());
+    }
+    // Google's error, then IAM's reason, which frontdoor puts in a header of its own.
+    let message = answer["error"]["message"].as_str().map_or_else(
+        || String::from_utf8_lossy(&body).into_owned(),
+        str::to_owned,
+    );
+    let kind = answer["error"]["status"].as_str().unwrap_or("");
+    let escape = crate::decisions::escape_controls;
+    let why = headers
+        .get("x-frontdoor-reason")
+        .and_then(|v| v.to_str().ok())
+        .map(|w| format!("\n{}", escape(w)))
+        .unwrap_or_default();
+    bail!("{}: {}{why}", escape(kind), escape(&message))
 }
 
 /// Whether `caller` (a member, `--as`) may mint `sa`'s ID tokens, judged as IAM

@@ -158,7 +158,7 @@ pub(super) async fn dispatch(
 }
 
 /// `EMAIL`, a unique id, or `projects/-/serviceAccounts/EMAIL`.
-fn account<'s>(state: &'s AppState, name: &str) -> Result<&'s ServiceAccount, ApiError> {
+pub(super) fn account<'s>(state: &'s AppState, name: &str) -> Result<&'s ServiceAccount, ApiError> {
     state
         .config()
         .service_account_named(name)
@@ -167,7 +167,7 @@ fn account<'s>(state: &'s AppState, name: &str) -> Result<&'s ServiceAccount, Ap
 
 /// Refuses a field of `bytes` over [`tokens::MAX_PARAMETER_BYTES`] (our choice), so that
 /// one request cannot make frontdoor keep a token naming megabytes.
-fn too_long(field: &str, bytes: usize) -> Result<(), ApiError> {
+pub(super) fn too_long(field: &str, bytes: usize) -> Result<(), ApiError> {
     if bytes > tokens::MAX_PARAMETER_BYTES {
         return Err(ApiError::InvalidArgument(format!(
             "Invalid value for field '{field}': {bytes} bytes, more than the {} frontdoor accepts.",
@@ -184,7 +184,7 @@ const MAX_DELEGATES: usize = 10;
 
 /// The caller may act as `target` for `permission`: directly, or through `delegates`, each
 /// hop holding `implicitDelegation` on the next and the last holding `permission`.
-fn authorize(
+pub(super) fn authorize(
     state: &AppState,
     who: &Principal,
     delegates: &[String],

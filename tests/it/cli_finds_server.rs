@@ -264,3 +264,126 @@ fn exec_runs_one_command_as_the_service_with_its_exit_status() {
     assert!(String::from_utf8_lossy(&usage.stderr).contains("<COMMAND>"));
     interrupt(server);
 }
+
+/// `frontdoor token` asks the server running from its file's state directory: the caller
+/// given with `--as` is judged as IAM Credentials judges it and the decision logged either
+/// way, an administrator's minting is logged as that, and a live edit the server refused
+/// (the file unreadable) does not stop it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_asks_the_running_server_which_judges_and_logs_it() {
+    let config = format!(
+        "{PROJECT}service_accounts:
+  - email: ci{SA}
+  - email: cart{SA}
+  - email: login{SA}
+    iam_policy: {{bindings: [{{role: roles/iam.serviceAccountTokenCreator, members: [serviceAccount:ci{SA}]}}]}}
+services: [{{name: api, upstream: builtin:echo}}]
+"
+    );
+    let emu = Emulator::start(&config).await;
+    let token_as = |caller: &str| {
+        vec![
+            "token".to_owned(),
+            "--impersonate-service-account".to_owned(),
+            sa("login"),
+            "--as".to_owned(),
+            caller.to_owned(),
+        ]
+    };
+    let strs = |v: &[String]| {
+        v.iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join("\u{0}")
+    };
+    let run = |args: Vec<String>| {
+        let joined = strs(&args);
+        let args: Vec<&str> = joined.split('\u{0}').collect();
+        bounded_output(
+            frontdoor()
+                .args(&args)
+                .arg("--config")
+                .arg(emu.config_file()),
+        )
+    };
+    let ci = format!("serviceAccount:{}", sa("ci"));
+    let cart = format!("serviceAccount:{}", sa("cart"));
+
+    let minted = run(token_as(&ci));
+    assert!(minted.status.success(), "{minted:?}");
+    let claims =
+        frontdoor::tokens::peek_claims(String::from_utf8_lossy(&minted.stdout).trim()).unwrap();
+    assert_eq!(claims["email"], sa("login"), "{claims:?}");
+    let refused = run(token_as(&cart));
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && refused.stdout.is_empty(),
+        "{refused:?}"
+    );
+    assert!(
+        said.contains("PERMISSION_DENIED: Permission 'iam.serviceAccounts.getOpenIdToken' denied")
+            && said.contains("roles/iam.serviceAccountTokenCreator"),
+        "{said}"
+    );
+    let admin = run(vec![
+        "token".into(),
+        "--impersonate-service-account".into(),
+        sa("login"),
+    ]);
+    assert!(admin.status.success(), "{admin:?}");
+    assert!(
+        String::from_utf8_lossy(&admin.stderr).contains("no IAM check was made"),
+        "{admin:?}"
+    );
+
+    // Each is one of IAM Credentials' decisions, the caller's or the administrator's.
+    let logged: Vec<serde_json::Value> = emu
+        .decisions()
+        .await
+        .into_iter()
+        .filter(|d| d["surface"] == "iamcredentials")
+        .collect();
+    let seen: Vec<(String, bool)> = logged
+        .iter()
+        .map(|d| {
+            (
+                d["principal"].as_str().unwrap_or("").to_owned(),
+                d["allowed"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (ci.clone(), true),
+            (cart.clone(), false),
+            ("administrator".to_owned(), true)
+        ],
+        "{logged:?}"
+    );
+    assert_eq!(logged[1]["code"], "permission_denied", "{:?}", logged[1]);
+
+    // A live edit the server refuses leaves the file unreadable; the token still comes,
+    // from the configuration in force.
+    emu.rewrite_config(&config.replace(
+        "roles/iam.serviceAccountTokenCreator",
+        "roles/iam.tokenCreatr",
+    ));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let status: serde_json::Value = reqwest::get(emu.google("/frontdoor/v1/status"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if status["last_reload"]["ok"] == false {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{status}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let minted = run(token_as(&ci));
+    assert!(minted.status.success(), "{minted:?}");
+    emu.stop().await;
+}
