@@ -87,8 +87,15 @@ async fn too_large_as_google(response: Response) -> Response {
 /// reports it as an API error: gcloud said only `HTTPError 404` for axum's empty body.
 async fn no_such_path(method: axum::http::Method, uri: axum::http::Uri) -> Response {
     use axum::response::IntoResponse;
+    // Someone opening the listener's address in a browser or with curl wants the dashboard.
+    // (`ops::DASHBOARD_PATH`, a layer above this one, which may not name it.)
+    let pointer = if uri.path() == "/" {
+        "; frontdoor's dashboard is /frontdoor/ui/ on its google listener, its own API under /frontdoor/v1/"
+    } else {
+        ""
+    };
     errors::ApiError::NotFound(format!(
-        "frontdoor answers no Google API method at `{method} {}`",
+        "frontdoor answers no Google API method at `{method} {}`{pointer}",
         uri.path()
     ))
     .into_response()

@@ -324,9 +324,9 @@ pub enum NameError {
         known: String,
     },
     #[error(
-        "member `{0}` has no kind; write user:EMAIL, serviceAccount:EMAIL, group:EMAIL, domain:DOMAIN, allUsers or allAuthenticatedUsers"
+        "member `{member}` has no kind{suggestion}; write user:EMAIL, serviceAccount:EMAIL, group:EMAIL, domain:DOMAIN, allUsers or allAuthenticatedUsers"
     )]
-    NoKind(String),
+    NoKind { member: String, suggestion: String },
     #[error(
         "unknown kind `{kind}`{suggestion}; known kinds are user, serviceAccount, group, domain, principal, principalSet"
     )]
@@ -436,7 +436,11 @@ impl Member {
             return parse_federated(rest, "/").map(|_| Member::PrincipalSet(s.to_owned()));
         }
         let Some((kind, value)) = s.split_once(':') else {
-            return Err(NameError::NoKind(s.to_owned()));
+            // `allusers`, `AllUsers`: the two members without a kind, miscased.
+            return Err(NameError::NoKind {
+                member: s.to_owned(),
+                suggestion: crate::suggest::did_you_mean(s, ["allUsers", "allAuthenticatedUsers"]),
+            });
         };
         match kind {
             "user" => check_email(value).map(Member::User),

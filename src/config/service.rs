@@ -30,8 +30,8 @@ enum BadValue {
         "upstream `{0}` is https; the front door terminates TLS as Cloud Run does, so give the container's plain http:// address"
     )]
     HttpsUpstream(String),
-    #[error("upstream `{0}` is neither an http://HOST:PORT URL nor builtin:echo")]
-    Upstream(String),
+    #[error("upstream `{0}` is neither an http://HOST:PORT URL nor builtin:echo{1}")]
+    Upstream(String, String),
     #[error("timeout `{0}` is not a number of seconds such as `300s`")]
     TimeoutText(String),
     #[error("timeout {0}s is outside Cloud Run's range of 1s to 3600s")]
@@ -352,7 +352,17 @@ fn parse_upstream(s: &str) -> Result<Upstream, BadValue> {
             Ok(Upstream::Http(u))
         }
         Ok(u) if u.scheme() == "https" => Err(BadValue::HttpsUpstream(s.to_owned())),
-        _ => Err(BadValue::Upstream(s.to_owned())),
+        // `localhost:3000`, `127.0.0.1:8080`: an address without its scheme.
+        _ => {
+            let with_scheme = format!("http://{s}");
+            let hint = match url::Url::parse(&with_scheme) {
+                Ok(u) if u.host().is_some() && u.port().is_some() && u.query().is_none() => {
+                    format!(" (did you mean `{with_scheme}`?)")
+                }
+                _ => String::new(),
+            };
+            Err(BadValue::Upstream(s.to_owned(), hint))
+        }
     }
 }
 

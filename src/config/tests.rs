@@ -222,7 +222,11 @@ fn services_must_name_declared_accounts_and_good_upstreams() {
         ),
         (
             "localhost:3000",
-            "neither an http://HOST:PORT URL nor builtin:echo",
+            "neither an http://HOST:PORT URL nor builtin:echo (did you mean `http://localhost:3000`?)",
+        ),
+        (
+            "127.0.0.1:8080",
+            "nor builtin:echo (did you mean `http://127.0.0.1:8080`?)",
         ),
         ("builtin:mirror", "unknown builtin upstream"),
         ("https://x.example.com", "is https"),

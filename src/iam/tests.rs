@@ -32,7 +32,12 @@ fn members_parse_and_print_back() {
 #[test]
 fn malformed_members_are_refused_with_a_reason() {
     for (s, needle) in [
-        ("alice@example.com", "has no kind"),
+        ("alice@example.com", "has no kind;"),
+        ("allusers", "has no kind (did you mean `allUsers`?)"),
+        (
+            "AllAuthenticatedUsers",
+            "(did you mean `allAuthenticatedUsers`?)",
+        ),
         ("person:alice@example.com", "unknown kind `person`"),
         ("user:alice", "no `@`"),
         ("user:al ice@example.com", "bad local part"),

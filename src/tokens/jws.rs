@@ -73,15 +73,21 @@ pub enum TokenError {
     #[error("the JWT's `{0}` claim is not {1}")]
     ClaimType(&'static str, &'static str),
     #[error(
-        "the JWT expired at {exp}, {ago} s ago (allowing {SKEW} s of clock skew); fetch a new token"
+        "the JWT expired at {}, {} ago (allowing {SKEW} s of clock skew); fetch a new token",
+        When(*exp),
+        Span(*ago)
     )]
     Expired { exp: i64, ago: i64 },
     #[error(
-        "the JWT was issued at {iat}, {ahead} s in the future (allowing {SKEW} s of clock skew)"
+        "the JWT was issued at {}, {} in the future (allowing {SKEW} s of clock skew)",
+        When(*iat),
+        Span(*ahead)
     )]
     IssuedInFuture { iat: i64, ahead: i64 },
     #[error(
-        "the JWT is not valid before {nbf}, {ahead} s from now (`nbf`, allowing {SKEW} s of clock skew)"
+        "the JWT is not valid before {}, {} from now (allowing {SKEW} s of clock skew)",
+        When(*nbf),
+        Span(*ahead)
     )]
     NotYetValid { nbf: i64, ahead: i64 },
     #[error(
@@ -347,6 +353,38 @@ fn check_times(claims: &Claims, now: i64, max_lifetime: i64) -> Result<(i64, i64
 }
 
 /// A difference of two i64 times, which always fits in i128, shown as an i64.
+/// A token's time (`exp`, `iat`, `nbf`) as a person reads it: UTC, as the logs give times,
+/// then the claim as the token holds it (`2026-12-07T08:15:00Z (1796631300)`). A time no
+/// calendar date can show (before 1970, after 9999: the token chose it) is the number alone.
+struct When(i64);
+
+impl std::fmt::Display for When {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        const YEAR_10000: i64 = 253_402_300_800;
+        match u64::try_from(self.0) {
+            Ok(secs) if self.0 < YEAR_10000 => {
+                let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+                write!(f, "{} ({})", humantime::format_rfc3339_seconds(at), self.0)
+            }
+            _ => write!(f, "{}", self.0),
+        }
+    }
+}
+
+/// Seconds as `6m 40s`.
+struct Span(i64);
+
+impl std::fmt::Display for Span {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secs = u64::try_from(self.0).unwrap_or(0);
+        write!(
+            f,
+            "{}",
+            humantime::format_duration(std::time::Duration::from_secs(secs))
+        )
+    }
+}
+
 fn clamp(seconds: i128) -> i64 {
     i64::try_from(seconds).unwrap_or(if seconds < 0 { i64::MIN } else { i64::MAX })
 }

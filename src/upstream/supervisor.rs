@@ -132,7 +132,9 @@ impl Instance {
         if lines.is_empty() {
             "(no output)".to_owned()
         } else {
-            lines.iter().cloned().collect::<Vec<_>>().join("\n")
+            // One line: a reason travels in a header and a log line, where a line break
+            // would be escaped (or shown as `?`) rather than read.
+            lines.iter().cloned().collect::<Vec<_>>().join(" | ")
         }
     }
 
@@ -418,7 +420,7 @@ async fn attempt(
         if let Ok(Some(status)) = child.try_wait() {
             tokio::time::sleep(Duration::from_millis(50)).await; // let the last lines arrive
             return fail(format!(
-                "it exited ({status}) before listening on port {port}; last output:\n{}",
+                "it exited ({status}) before listening on port {port}; last output: {}",
                 instance.last_output()
             ));
         }
@@ -428,7 +430,7 @@ async fn attempt(
         if Instant::now() > deadline {
             terminate(&mut child).await;
             return fail(format!(
-                "it did not listen on port {port} (its PORT) within {} s; last output:\n{}",
+                "it did not listen on port {port} (its PORT) within {} s; last output: {}",
                 spec.start_timeout.as_secs(),
                 instance.last_output()
             ));

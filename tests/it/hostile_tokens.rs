@@ -76,11 +76,19 @@ async fn hostile_tokens_get_401_and_never_pass() {
         ("known kid, other key's signature", bad_signature.clone()),
         (
             "expired",
-            format!("{unusable}the JWT expired at {}, ", now - 400),
+            format!(
+                "{unusable}the JWT expired at {} ({}), ",
+                utc(now - 400),
+                now - 400
+            ),
         ),
         (
             "iat an hour ahead",
-            format!("{unusable}the JWT was issued at {}, ", now + 3600),
+            format!(
+                "{unusable}the JWT was issued at {} ({}), ",
+                utc(now + 3600),
+                now + 3600
+            ),
         ),
         (
             "exp as a string",
@@ -264,4 +272,12 @@ async fn an_oversized_credential_is_a_401_naming_the_cap() {
         "{reason}"
     );
     emu.stop().await;
+}
+
+/// `t` as the reasons give a time: RFC 3339, UTC.
+fn utc(t: i64) -> String {
+    humantime::format_rfc3339_seconds(
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(t as u64),
+    )
+    .to_string()
 }
