@@ -86,12 +86,18 @@ impl Step {
     }
 }
 
-/// `ingress ✓ → public? ✓ → … → IAM ✗`: the checks made, on one line.
+/// `ingress ✓ → public? no → … → IAM ✗`: the checks made, on one line. The question
+/// `public?` gets its answer, not a mark: a ✓ beside it read as "it is public".
 pub(crate) fn summary(steps: &[Step]) -> String {
     steps
         .iter()
         .map(|s| {
-            let mark = if s.is_failed() { "✗" } else { "✓" };
+            let mark = match s.check {
+                Check::Public if !s.is_failed() && s.detail.starts_with("yes") => "yes",
+                Check::Public if !s.is_failed() => "no",
+                _ if s.is_failed() => "✗",
+                _ => "✓",
+            };
             format!("{} {mark}", s.check.title())
         })
         .collect::<Vec<_>>()

@@ -79,6 +79,9 @@ struct Page<'a> {
     codes_json: String,
     /// The graph fragment, rendered (and escaped) by its own template.
     graph: String,
+    /// Why the last reload was refused, while it stands: a banner at the top of the page,
+    /// which the feed's `config` event keeps up to date.
+    refused: Option<String>,
 }
 
 #[derive(Template)]
@@ -86,8 +89,6 @@ struct Page<'a> {
 struct GraphView {
     generation: u64,
     graph: graph::Graph,
-    /// Why the last reload was refused, while it stands.
-    refused: Option<String>,
 }
 
 fn render(template: &impl Template) -> Response {
@@ -114,11 +115,9 @@ fn render(template: &impl Template) -> Response {
 }
 
 fn graph_view(state: &AppState) -> GraphView {
-    let reload = state.reloads().snapshot();
     GraphView {
         generation: state.generation(),
         graph: graph::of(state.config(), &callers::of_state(state)),
-        refused: reload.last.filter(|l| !l.ok).and_then(|l| l.error),
     }
 }
 
@@ -145,6 +144,12 @@ async fn page(State(state): State<AppState>) -> Response {
         checks_json: serde_json::to_string(&checks).unwrap_or_default(),
         codes_json: crate::decisions::codes::as_json().to_string(),
         graph,
+        refused: state
+            .reloads()
+            .snapshot()
+            .last
+            .filter(|l| !l.ok)
+            .and_then(|l| l.error),
     })
 }
 

@@ -97,7 +97,7 @@ try {
   const detail = page.locator("#detail");
   out.denied.failed_steps = await detail.locator("li.step.failed").evaluateAll((els) => els.map((e) => e.dataset.check));
   out.denied.passed_steps = await detail.locator("li.step.passed").evaluateAll((els) => els.map((e) => e.dataset.check));
-  out.denied.code = await detail.locator("p.code-line code").textContent();
+  out.denied.code = await detail.locator("p.code-line code.code").textContent();
   out.denied.fix = await detail.locator(".fix").textContent();
   out.denied.claims = await detail.locator("pre.token-claims").textContent();
   out.denied.verdict = await detail.locator("h3").textContent();
@@ -132,7 +132,7 @@ try {
     await form.locator('button[type="submit"]').click();
     const verdict = page.locator("#verdict h3, #verdict p.error").first();
     await verdict.waitFor({ timeout: LIMIT });
-    const code = page.locator("#verdict p.code-line code");
+    const code = page.locator("#verdict p.code-line code.code");
     out.inspector.push({
       name: c.name,
       service: c.service,
@@ -152,8 +152,8 @@ try {
 
   // A refused reload is shown, and the graph still drawn.
   replaceFile(cases.edit.config, cases.edit.broken);
-  await page.locator("#graph-view .refused").waitFor({ timeout: LIMIT });
-  out.edit.refused_text = await page.locator("#graph-view .refused").textContent();
+  await page.locator("#refused-banner").waitFor({ timeout: LIMIT });
+  out.edit.refused_text = await page.locator("#refused-banner").textContent();
   out.edit.edge_after_refusal = await page.locator(edge).count();
 
   // Audit mode: the banner appears.

@@ -265,7 +265,8 @@ async fn the_dashboard_shows_why_in_a_real_browser() {
         );
     }
 
-    // The live edit drew its edge; the refused reload is shown over the graph in force.
+    // The live edit drew its edge; the refused reload raises the banner over the page, and
+    // the graph in force stays drawn.
     let edit = &out["edit"];
     assert_eq!(edit["edge_before"], 0, "{edit:#}");
     assert!(edit["edge_ms"].as_u64().unwrap() < 10_000, "{edit:#}");

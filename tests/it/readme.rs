@@ -176,7 +176,7 @@ fn expected(name: &str) -> Option<&'static [&'static str]> {
             "    no_invoker_binding: serviceAccount:login@demo-project.iam.gserviceaccount.com has no role carrying run.routes.invoke",
             "    fix: grant `roles/run.invoker` to the principal the reason names\n",
             "(a token minted for the question, sent nowhere)",
-            "  checks: route ✓ → ingress ✓ → public? ✓ → credential picked ✓ → token: format ✓",
+            "  checks: route ✓ → ingress ✓ → public? no → credential picked ✓ → token: format ✓",
             "token: aud ✓ → principal ✓ → IAM ✗",
             "token claims: {",
             "exit status: 1",

@@ -24,6 +24,14 @@ function el(tag, attrs, ...children) {
   return node;
 }
 
+// Text whose `backticked` parts are code, as the codes' tables and the reasons write them:
+// text nodes and <code> elements, never HTML. Unpaired backticks leave the text as it is.
+function withCode(text) {
+  const parts = String(text).split("`");
+  if (parts.length % 2 === 0) return [String(text)];
+  return parts.map((part, i) => (i % 2 === 1 ? el("code", {}, part) : part)).filter((p) => p !== "");
+}
+
 function verdictOf(d) {
   if (d.would_deny) return "AUDIT";
   return d.allowed ? "ALLOW" : "DENY";
@@ -35,7 +43,8 @@ function addDecision(d) {
   if (d.seq <= lastSeq) return;
   lastSeq = d.seq;
   decisions.set(d.seq, d);
-  const time = new Date(d.time * 1000).toLocaleTimeString();
+  // UTC, as the log and the CLI give times.
+  const time = new Date(d.time * 1000).toISOString().slice(11, 19) + "Z";
   const verdict = verdictOf(d);
   const row = el(
     "tr",
@@ -43,6 +52,7 @@ function addDecision(d) {
     el("td", {}, time),
     el("td", { class: "verdict" }, `${verdict} ${d.status}`),
     el("td", { class: "service" }, d.service || "-"),
+    // Whole, wrapped if need be: cut short, two callers of one project looked alike.
     el("td", { class: "principal" }, (d.principal || "(no principal)") + (d.via ? ` (${d.via})` : "")),
     el("td", { class: "code" }, d.code || ""),
   );
@@ -52,6 +62,7 @@ function addDecision(d) {
   });
   const rows = document.getElementById("rows");
   rows.prepend(row);
+  document.getElementById("no-decisions").hidden = true;
   applyFilters(row);
   while (rows.children.length > KEEP) {
     const old = rows.lastElementChild;
@@ -126,11 +137,16 @@ function connect() {
     // A restarted server numbers its decisions from 1 again: forget the old ones.
     if (boot !== null && config.boot !== boot) {
       document.getElementById("rows").replaceChildren();
+      document.getElementById("no-decisions").hidden = false;
       decisions.clear();
       lastSeq = 0;
     }
     boot = config.boot;
     document.getElementById("audit-banner").hidden = config.enforcement !== "audit";
+    const refused = config.last_reload && config.last_reload.ok === false;
+    const banner = document.getElementById("refused-banner");
+    banner.hidden = !refused;
+    banner.querySelector(".why").textContent = refused ? config.last_reload.error || "" : "";
     redrawGraph();
   });
 }
@@ -162,7 +178,7 @@ function chainOf(v) {
 function fixFor(v) {
   const code = v.code && CODES.get(v.code);
   if (!code) return null;
-  const box = el("div", { class: "fix" }, el("strong", {}, "Fix: "), code.fix);
+  const box = el("div", { class: "fix" }, el("strong", {}, "Fix: "), ...withCode(code.fix));
   if (v.code === "no_invoker_binding" && v.principal && v.service) {
     box.append(
       el("p", {}, "For example, grant the binding with gcloud:"),
@@ -206,17 +222,21 @@ function showVerdict(into, v, { live }) {
         "p",
         { class: "code-line" },
         el("code", { class: "code" }, v.code),
-        meaning ? ` — ${meaning.meaning}` : "",
+        ...(meaning ? [" — ", ...withCode(meaning.meaning)] : []),
       ),
     );
   }
-  into.append(el("p", { class: "reason" }, v.reason || ""));
+  into.append(el("p", { class: "reason" }, ...withCode(v.reason || "")));
   const fix = v.allowed && !v.would_deny ? null : fixFor(v);
   if (fix) into.append(fix);
 
   const list = el("ol", { class: "chain" });
   for (const step of chainOf(v)) {
-    const mark = { passed: "✓", failed: "✗", skipped: "–", "not-reached": "·" }[step.outcome];
+    // `public?` is a question: its answer, not a ✓ that reads as "it is public".
+    const mark =
+      step.check === "public" && step.outcome === "passed"
+        ? step.detail.startsWith("yes") ? "yes" : "no"
+        : { passed: "✓", failed: "✗", skipped: "–", "not-reached": "·" }[step.outcome];
     const label =
       step.outcome === "not-reached"
         ? "not reached"
@@ -229,7 +249,7 @@ function showVerdict(into, v, { live }) {
         { class: "step " + step.outcome, "data-check": step.check },
         el("span", { class: "mark" }, mark),
         el("span", { class: "title" }, step.title),
-        el("span", { class: "step-detail" }, label),
+        el("span", { class: "step-detail" }, ...withCode(label)),
       ),
     );
   }
@@ -254,8 +274,18 @@ function showVerdict(into, v, { live }) {
       el("pre", { class: "token-header" }, JSON.stringify(v.token.header, null, 2)),
       el("h4", {}, "Token claims"),
       el("pre", { class: "token-claims" }, JSON.stringify(v.token.claims, null, 2)),
-      el("p", { class: "hint" }, "The signature is never shown."),
     );
+    // The claims' times as a person reads them: UTC, and how far from now.
+    const times = el("dl", { class: "facts token-times" });
+    for (const claim of ["iat", "nbf", "exp"]) {
+      const t = v.token.claims ? v.token.claims[claim] : undefined;
+      if (!Number.isSafeInteger(t) || t < 0 || t > 253402300799) continue;
+      const minutes = Math.round((t * 1000 - Date.now()) / 60000);
+      const from = minutes === 0 ? "now" : minutes > 0 ? `in ${minutes} min` : `${-minutes} min ago`;
+      times.append(el("dt", {}, claim), el("dd", {}, `${new Date(t * 1000).toISOString().slice(0, 19)}Z (${from})`));
+    }
+    if (times.children.length) into.append(times);
+    into.append(el("p", { class: "hint" }, "The signature is never shown."));
   }
 }
 
