@@ -241,7 +241,8 @@ async fn accepted_audiences() {
         .unwrap()
         .to_owned();
     assert!(
-        reason.contains("gcloud's client id is accepted only in user tokens"),
+        reason
+            .contains("is accepted only in user tokens: add `--audiences=` and the service's URL"),
         "{reason}"
     );
     emu.stop().await;

@@ -242,7 +242,7 @@ pub(super) fn audience_and_principal(
         let hint = if verified.aud.contains("run.app/") || verified.aud.contains('?') {
             " (an audience is the service's URL alone, with no path or query)"
         } else if verified.aud == GCLOUD_CLIENT_ID {
-            " (gcloud's client id is accepted only in user tokens)"
+            " (gcloud's client id, the audience `gcloud auth print-identity-token` gives without `--audiences`, is accepted only in user tokens: add `--audiences=` and the service's URL)"
         } else {
             ""
         };
