@@ -23,7 +23,8 @@ mod serve;
 #[command(
     name = "frontdoor",
     version,
-    about = "Cloud Run's service-to-service authentication, emulated offline"
+    about = "Cloud Run's service-to-service authentication, emulated offline",
+    after_help = "The commands are listed in the order a first session uses them: check the file, serve it, run a command as a service, read the decisions, ask why. `frontdoor COMMAND --help` gives each one's example."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -31,16 +32,17 @@ pub struct Cli {
     /// On an error, print every cause in the chain, not only the first and the last.
     #[arg(long, short, global = true)]
     pub verbose: bool,
-    /// How `serve` writes its log to stderr: a short line per event, or one JSON object per
-    /// line. `FRONTDOOR_LOG` sets the level (`info`; `debug` adds every check).
-    #[arg(
-        long,
-        global = true,
-        value_enum,
-        default_value_t,
-        env = "FRONTDOOR_LOG_FORMAT"
-    )]
-    pub log_format: crate::logging::LogFormat,
+}
+
+impl Cli {
+    /// How the log is written: `serve --log-format`'s; the other commands log nothing of
+    /// their own.
+    pub fn log_format(&self) -> crate::logging::LogFormat {
+        match &self.command {
+            Command::Serve(args) => args.log_format,
+            _ => crate::logging::LogFormat::default(),
+        }
+    }
 }
 
 /// A verdict of DENY from `frontdoor explain`: printed already; the process exits 1 with
@@ -66,12 +68,11 @@ pub fn describe_error(e: &anyhow::Error, verbose: bool) -> String {
 
 #[derive(Debug, Args)]
 pub struct ConfigArgs {
-    /// The configuration file [default: services.yaml; for commands that ask the running
-    /// server, the file that server runs].
+    /// The configuration file [default: services.yaml].
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Where keys and the running server's record live [default: .frontdoor/ beside the
-    /// config; for commands that ask the running server, see `frontdoor env --help`].
+    /// config].
     #[arg(long, env = "FRONTDOOR_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
 }
@@ -111,29 +112,53 @@ impl ConfigArgs {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Start every listener and serve until interrupted.
+    #[command(display_order = 2, after_help = "Example: frontdoor serve")]
     Serve(serve::ServeArgs),
     /// Service-account keys, like `gcloud iam service-accounts keys`.
     #[command(subcommand)]
+    #[command(
+        display_order = 9,
+        after_help = "Example: frontdoor keys create login-key.json --iam-account login@demo-project.iam.gserviceaccount.com"
+    )]
     Keys(credentials::KeysCommand),
     /// Print a token from frontdoor's built-in external issuer, for a workload identity
     /// provider with `jwks: builtin`.
+    #[command(
+        display_order = 12,
+        after_help = "See: docs/tokens.md mints one for workload identity federation"
+    )]
     ExternalToken(credentials::ExternalToken),
     /// Write credential configuration files.
     #[command(subcommand)]
+    #[command(
+        display_order = 11,
+        after_help = "See: docs/tokens.md writes each kind of credential file"
+    )]
     Credentials(credentials::CredentialsCommand),
     /// Validate the configuration and print the services it describes.
+    #[command(
+        display_order = 1,
+        after_help = "Example: frontdoor check --config services.yaml"
+    )]
     Check {
         #[command(flatten)]
         config: ConfigArgs,
     },
-    /// Write the changes made through the Admin APIs (kept in the state directory, over
-    /// the file) into the configuration file itself, its comments and layout kept; what
-    /// cannot be written there stays in the state directory, and is listed.
+    /// Write the changes made through the Admin APIs into services.yaml.
+    ///
+    /// The changes (kept in the state directory, over the file) go into the configuration
+    /// file itself, its comments and layout kept; what cannot be written there stays in the
+    /// state directory, and is listed.
+    #[command(display_order = 10, after_help = "Example: frontdoor fold")]
     Fold {
         #[command(flatten)]
         config: ConfigArgs,
     },
     /// Print an ID token, like `gcloud auth print-identity-token`.
+    #[command(
+        display_order = 6,
+        after_help = "Example: frontdoor token --impersonate-service-account login@demo-project.iam.gserviceaccount.com --audiences https://search-123456789012.us-central1.run.app"
+    )]
     Token {
         #[command(flatten)]
         config: ConfigArgs,
@@ -162,14 +187,19 @@ pub enum Command {
         )]
         caller: Option<String>,
     },
-    /// Print the `export` lines that make a process act as SERVICE (its metadata server,
-    /// project and name), read from the running server; without SERVICE, the default
-    /// metadata listener's.
+    /// Print the `export` lines that make a shell act as SERVICE.
+    ///
+    /// The variables (its metadata server, project and name) are read from the running
+    /// server; without SERVICE, the default metadata listener's.
     ///
     /// Like `status` and `decisions`, it finds the running server through --state-dir or
     /// FRONTDOOR_STATE_DIR, else beside --config, else the nearest .frontdoor/ from the
     /// current directory up, else the last server this user started; a server that is no
     /// longer running is reported (exit code 1), never used.
+    #[command(
+        display_order = 7,
+        after_help = "Example: eval \"$(frontdoor env login)\""
+    )]
     Env {
         #[command(flatten)]
         config: ConfigArgs,
@@ -180,10 +210,16 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Run COMMAND as SERVICE would run on Cloud Run: with the variables `frontdoor env
-    /// SERVICE` prints set for that command alone, so that the shell it is run from stays
-    /// as it was (`frontdoor exec login -- curl https://search-….run.app`). Its exit status
-    /// is COMMAND's. Finds the running server as `env` does.
+    /// Run COMMAND as SERVICE would run on Cloud Run.
+    ///
+    /// The variables `frontdoor env SERVICE` prints are set for that command alone, so that
+    /// the shell it is run from stays as it was (`frontdoor exec login -- curl
+    /// https://search-….run.app`). Its exit status is COMMAND's. Finds the running server
+    /// as `env` does.
+    #[command(
+        display_order = 3,
+        after_help = "Example: frontdoor exec login -- curl -s -H 'Metadata-Flavor: Google' http://metadata.google.internal/computeMetadata/v1/instance/service-accounts/default/email"
+    )]
     Exec {
         #[command(flatten)]
         config: ConfigArgs,
@@ -193,18 +229,27 @@ pub enum Command {
         #[arg(last = true, required = true, value_name = "COMMAND")]
         command: Vec<std::ffi::OsString>,
     },
-    /// Show the running server's configuration generation, each service's revision and
-    /// instance, and how the last reload went.
+    /// Show the running server's services, revisions and last reload.
+    ///
+    /// The configuration's generation, each service's revision and instance, and how the
+    /// last reload went.
+    #[command(display_order = 8, after_help = "Example: frontdoor status")]
     Status {
         #[command(flatten)]
         config: ConfigArgs,
     },
-    /// Show the decision the front door would make for a token and a service, and why,
-    /// computed by the running server with the front door's own checks; nothing reaches the
-    /// service, and a token is minted only for --impersonate-service-account. Or, with
+    /// Ask why: the front door's verdict for a token and a service, or IAM's on a permission.
+    ///
+    /// The decision the front door would make, computed by the running server with the
+    /// front door's own checks; nothing reaches the service, and a token is minted only
+    /// for --impersonate-service-account. Or, with
     /// --principal, --permission and --resource, whether the principal holds the permission
     /// there, as the Admin APIs and IAM Credentials would judge it. Exits 1 on a DENY (the
     /// verdict printed, nothing on stderr), 0 on an ALLOW.
+    #[command(
+        display_order = 5,
+        after_help = "Example: frontdoor explain --service search --impersonate-service-account login@demo-project.iam.gserviceaccount.com"
+    )]
     Explain {
         #[command(flatten)]
         config: ConfigArgs,
@@ -254,9 +299,14 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Show the recent decisions of every surface (the front door, IAM Credentials,
-    /// /token, STS, tokeninfo, the metadata server), with their reasons, from the running
-    /// server.
+    /// Show the recent decisions, with their reasons.
+    ///
+    /// Every surface's (the front door, IAM Credentials, /token, STS, tokeninfo, the
+    /// metadata server), from the running server.
+    #[command(
+        display_order = 4,
+        after_help = "Example: frontdoor decisions --limit 5"
+    )]
     Decisions {
         #[command(flatten)]
         config: ConfigArgs,

@@ -19,7 +19,7 @@ fn main() -> ExitCode {
     };
     runtime.block_on(async {
         let cli = Cli::parse();
-        frontdoor::logging::init(cli.log_format);
+        frontdoor::logging::init(cli.log_format());
         let verbose = cli.verbose;
         match run(cli).await {
             Ok(()) => ExitCode::SUCCESS,

@@ -32,6 +32,10 @@ pub struct ServeArgs {
     /// other end stops frontdoor and its services even when it dies itself.
     #[arg(long)]
     stop_on_stdin_close: bool,
+    /// How the log on stderr is written: a short line per event, or one JSON object per
+    /// line. `FRONTDOOR_LOG` sets the level (`info`; `debug` adds every check).
+    #[arg(long, value_enum, default_value_t, env = "FRONTDOOR_LOG_FORMAT")]
+    pub(super) log_format: crate::logging::LogFormat,
 }
 
 /// Said at start-up in audit mode, so that nobody mistakes it for enforcement.
@@ -43,6 +47,7 @@ pub(super) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         bind_all,
         ephemeral_ports,
         stop_on_stdin_close,
+        log_format: _,
     } = args;
     let ports = if ephemeral_ports {
         Ports::Ephemeral

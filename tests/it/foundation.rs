@@ -398,3 +398,51 @@ fn the_cli_makes_at_most_googles_ten_keys_an_account() {
     );
     assert!(!dir.path().join("key-11.json").exists());
 }
+
+/// The help lists the commands in the order a first session uses them, each with an
+/// example, and says what is serve's (the log's format) under serve alone.
+#[test]
+fn help_lists_commands_in_a_learners_order_each_with_an_example() {
+    let help = succeed(frontdoor().arg("--help"));
+    let order = [
+        "check",
+        "serve",
+        "exec",
+        "decisions",
+        "explain",
+        "token",
+        "env",
+        "status",
+        "keys",
+        "fold",
+        "credentials",
+        "external-token",
+    ];
+    let listed: Vec<&str> = help
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .collect();
+    assert_eq!(listed, order, "{help}");
+    for command in order {
+        let own = succeed(frontdoor().args([command, "--help"]));
+        let example = own
+            .lines()
+            .find(|l| l.starts_with("Example: ") || l.starts_with("See: docs/"))
+            .unwrap_or_else(|| panic!("{command}: no example:\n{own}"));
+        assert!(
+            example.starts_with(&format!("Example: frontdoor {command}"))
+                || example.starts_with("Example: eval \"$(frontdoor env")
+                || example.starts_with("See: docs/"),
+            "{command}: {example}"
+        );
+        assert_eq!(
+            own.contains("--log-format"),
+            command == "serve",
+            "{command}:\n{own}"
+        );
+    }
+}
