@@ -9,6 +9,7 @@
 //!   a reload builds the next `Generation` whole and swaps it in.
 
 mod changes;
+mod revisions;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -181,9 +182,15 @@ struct Lasting {
 
 impl Generation {
     /// `config`'s generation after `before` (the first if none): a service's revision
-    /// number goes up when its settings changed.
+    /// number goes up when its settings changed. The first generation of a process starts
+    /// from the numbers the state directory kept (`revisions`), and every generation keeps
+    /// its own there.
     fn after(before: Option<&Generation>, config: Config, lasting: Arc<Lasting>) -> Generation {
-        let revisions = config
+        let kept = match before {
+            None => revisions::read(&lasting.state_dir),
+            Some(_) => BTreeMap::new(),
+        };
+        let revisions: BTreeMap<String, Revision> = config
             .services
             .iter()
             .map(|s| {
@@ -191,12 +198,17 @@ impl Generation {
                     .and_then(|b| Some((b.config.service(&s.name)?, b.revisions.get(&s.name)?)));
                 let n = match before {
                     Some((service, r)) if service == s => r.number,
-                    Some((_, r)) => r.number + 1,
-                    None => 1,
+                    Some((_, r)) => r.number.saturating_add(1),
+                    None => revisions::first_number(&kept, s),
                 };
                 (s.name.clone(), Revision::new(&s.name, n))
             })
             .collect();
+        let numbers = revisions
+            .iter()
+            .map(|(name, r)| (name.clone(), r.number))
+            .collect();
+        revisions::write(&lasting.state_dir, &config, &numbers);
         Generation {
             frontdoor: FrontDoor::new(&config, lasting.verified.clone()),
             lasting,

@@ -557,3 +557,59 @@ async fn an_issuer_change_reaches_the_metadata_servers_next_token() {
     assert_eq!(identity().await, "https://issuer.example");
     emu.stop().await;
 }
+
+/// Revision numbers never go back across a restart, as Cloud Run's never do: a service
+/// whose settings are unchanged keeps its revision, a changed one gets the next, a new one
+/// starts at 1; a kept file that cannot be read starts them all again at 1.
+#[test]
+fn revision_numbers_outlive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("services.yaml");
+    let state_dir = state_dir_with_test_keys(&dir.path().join(".frontdoor"));
+    let start = |yaml: &str| {
+        std::fs::write(&file, format!("{EPHEMERAL}{PROJECT}{yaml}")).unwrap();
+        let config = frontdoor::config::load(&file).unwrap_or_else(|e| panic!("{e}"));
+        frontdoor::state::AppState::new(
+            config,
+            state_dir.signing_keys().unwrap(),
+            state_dir.clone(),
+            std::sync::Arc::new(frontdoor::clock::SystemClock),
+        )
+    };
+    let two = "services: [{name: a, upstream: builtin:echo}, {name: b, upstream: builtin:echo}]\n";
+    let first = start(two);
+    // A reload that changes `b` gives it revision 2, in this process.
+    let changed = "services: [{name: a, upstream: builtin:echo}, {name: b, upstream: builtin:echo, timeout: 30s}]\n";
+    let reloaded = first.reconfigured(
+        frontdoor::config::load(&{
+            std::fs::write(&file, format!("{EPHEMERAL}{PROJECT}{changed}")).unwrap();
+            file.clone()
+        })
+        .unwrap(),
+    );
+    assert_eq!(reloaded.revision_number("b"), Some(2));
+    drop((first, reloaded));
+
+    // Restarted on the same file: the same revisions, not 1 again.
+    let again = start(changed);
+    assert_eq!(
+        (again.revision_number("a"), again.revision_number("b")),
+        (Some(1), Some(2))
+    );
+    assert!(again.revision("b").unwrap().starts_with("b-00002-"));
+    drop(again);
+    // Restarted after the file changed while nothing ran: the changed one moves on.
+    let third = "services: [{name: a, upstream: builtin:echo, timeout: 60s}, {name: b, upstream: builtin:echo, timeout: 30s}, {name: c, upstream: builtin:echo}]\n";
+    let after_edit = start(third);
+    assert_eq!(
+        ["a", "b", "c"].map(|s| after_edit.revision_number(s)),
+        [Some(2), Some(2), Some(1)]
+    );
+    drop(after_edit);
+    // A kept file this frontdoor cannot read: every service at 1, and the file rewritten.
+    std::fs::write(state_dir.path().join("revisions.json"), "{not json").unwrap();
+    let fresh = start(third);
+    assert_eq!(fresh.revision_number("a"), Some(1));
+    let rewritten = std::fs::read_to_string(state_dir.path().join("revisions.json")).unwrap();
+    assert!(rewritten.contains("\"number\": 1"), "{rewritten}");
+}
