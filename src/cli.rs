@@ -696,6 +696,17 @@ async fn ask(
     body: Option<&serde_json::Value>,
 ) -> anyhow::Result<(http::StatusCode, http::HeaderMap, bytes::Bytes)> {
     use http_body_util::{BodyExt, Full};
+    // A server bound with --bind-all records 0.0.0.0: reached, and named, as loopback,
+    // which its own endpoints answer.
+    let google = if google.ip().is_unspecified() {
+        let loopback = match google {
+            std::net::SocketAddr::V4(_) => std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            std::net::SocketAddr::V6(_) => std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+        };
+        std::net::SocketAddr::new(loopback, google.port())
+    } else {
+        google
+    };
     let unreachable = || {
         format!("cannot reach frontdoor at http://{google}{path}; is `frontdoor serve` running?")
     };
@@ -806,14 +817,16 @@ async fn token_from_server(
         || String::from_utf8_lossy(&body).into_owned(),
         str::to_owned,
     );
-    let kind = answer["error"]["status"].as_str().unwrap_or("");
+    let kind = answer["error"]["status"]
+        .as_str()
+        .map_or_else(|| status.to_string(), str::to_owned);
     let escape = crate::decisions::escape_controls;
     let why = headers
         .get("x-frontdoor-reason")
         .and_then(|v| v.to_str().ok())
         .map(|w| format!("\n{}", escape(w)))
         .unwrap_or_default();
-    bail!("{}: {}{why}", escape(kind), escape(&message))
+    bail!("{}: {}{why}", escape(&kind), escape(&message))
 }
 
 /// Whether `caller` (a member, `--as`) may mint `sa`'s ID tokens, judged as IAM

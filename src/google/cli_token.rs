@@ -14,7 +14,7 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -25,6 +25,7 @@ use super::errors::ApiError;
 use super::iamcredentials::{account, authorize, too_long};
 use crate::decisions::{Decision, Explanation, Surface, record_answer};
 use crate::iam::{self, Member, Principal};
+use crate::peer::Peer;
 use crate::state::{AppState, Live};
 use crate::tokens;
 
@@ -59,10 +60,28 @@ fn principal(caller: &str) -> Result<Principal, ApiError> {
     }
 }
 
-async fn token(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn token(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let started = std::time::Instant::now();
     let mut explained = Explanation::default();
-    let result = mint(&state, &body, &mut explained);
+    // A token comes back whole: only to a caller on this machine, never to another host
+    // or a container reaching a listener bound with `--bind-all` (the Host header, which
+    // `ops` checks, is the caller's to choose).
+    let result = if peer.remote.ip().is_loopback() {
+        mint(&state, &body, &mut explained)
+    } else {
+        Err(ApiError::PermissionDenied {
+            permission: iam::GET_OPENID_TOKEN,
+            why: format!(
+                "{PATH} answers callers on this machine alone; {} is not one",
+                peer.remote.ip()
+            ),
+        })
+    };
     let mut response = super::admin::respond(
         result.map(|token| Json(json!({ "token": token })).into_response()),
         explained,

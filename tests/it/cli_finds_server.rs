@@ -385,5 +385,27 @@ services: [{{name: api, upstream: builtin:echo}}]
     }
     let minted = run(token_as(&ci));
     assert!(minted.status.success(), "{minted:?}");
+
+    // The endpoint hands a token back whole: to a caller on this machine alone, whatever
+    // Host it names (a container reaching a listener bound with --bind-all, say).
+    let app = frontdoor::server::google_listener(frontdoor::state::Live::new(emu.state.clone()));
+    for (remote, status) in [("10.1.2.3:40000", 403), ("127.0.0.1:40000", 200)] {
+        use tower::ServiceExt;
+        let mut request = axum::http::Request::post("/frontdoor/v1/token")
+            .header("host", "localhost")
+            .body(axum::body::Body::from(format!(
+                "{{\"service_account\": \"{}\"}}",
+                sa("login")
+            )))
+            .unwrap();
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(frontdoor::peer::Peer {
+                remote: remote.parse().unwrap(),
+                local: "127.0.0.1:8088".parse().unwrap(),
+            }));
+        let answer = app.clone().oneshot(request).await.unwrap();
+        assert_eq!(answer.status().as_u16(), status, "{remote}");
+    }
     emu.stop().await;
 }
