@@ -450,29 +450,48 @@ impl Session {
         self.blocks += 1;
         let file = self.dir.join(format!("block-{}.sh", self.blocks));
         std::fs::write(&file, text).unwrap();
-        let read = |path: &Path, from: usize| {
+        // From byte offsets: what a block prints need not be UTF-8.
+        let read = |path: &Path, from: u64| {
             let bytes = std::fs::read(path).unwrap_or_default();
-            String::from_utf8_lossy(&bytes[from.min(bytes.len())..]).into_owned()
+            let from = usize::try_from(from).unwrap_or(usize::MAX).min(bytes.len());
+            String::from_utf8_lossy(&bytes[from..]).into_owned()
         };
-        let (out_from, err_from) = (read(&self.out, 0).len(), read(&self.err, 0).len());
-        let done = format!("<<block {} done>>", self.blocks);
+        let size = |path: &Path| std::fs::metadata(path).map_or(0, |m| m.len());
+        let (out_from, err_from) = (size(&self.out), size(&self.err));
+        let done = format!("<<block {} done, status", self.blocks);
         let quoted = file.display().to_string().replace('\'', "'\\''");
+        // `set -e` again before each block, so that a block's `set +e` cannot hide the
+        // failures of the blocks after it; the marker carries the block's own status.
         writeln!(
             self.stdin,
-            "{{ . '{quoted}'; }} </dev/null\nprintf '\\n%s\\n' '{done}'"
+            "set -e -o pipefail\n{{ . '{quoted}'; }} </dev/null\nprintf '\\n%s %d>>\\n' '{done}' \"$?\""
         )
         .map_err(|e| format!("the session's shell is gone: {e}"))?;
         self.stdin.flush().unwrap();
         let started = Instant::now();
         loop {
             let stdout = read(&self.out, out_from);
-            if let Some(at) = stdout.find(&format!("\n{done}\n")) {
-                return Ok((stdout[..at].to_owned(), read(&self.err, err_from)));
+            if let Some(at) = stdout.find(&format!("\n{done} ")) {
+                let status = stdout[at + done.len() + 2..]
+                    .split(">>")
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
+                if stdout[at..].contains(">>\n") {
+                    let stderr = read(&self.err, err_from);
+                    if status != "0" {
+                        return Err(format!(
+                            "exited {status}:\n--- stdout\n{}\n--- stderr\n{stderr}",
+                            &stdout[..at]
+                        ));
+                    }
+                    return Ok((stdout[..at].to_owned(), stderr));
+                }
             }
             let ended = self.child.try_wait().unwrap();
             if ended.is_some() || started.elapsed() > BLOCK_LIMIT {
                 if ended.is_none() {
-                    let _ = self.child.kill();
+                    self.kill();
                 }
                 let why = ended.map_or(format!("ran past {BLOCK_LIMIT:?}"), |s| {
                     format!("ended the session's shell ({s})")
@@ -487,10 +506,20 @@ impl Session {
     }
 }
 
+impl Session {
+    /// The shell and whatever its blocks left running (its own process group).
+    fn kill(&mut self) {
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let _ = self.child.wait();
+    }
+}
+
 impl Drop for Session {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
     }
 }
 
@@ -643,6 +672,12 @@ fn a_pages_blocks_share_one_shell_and_a_failure_ends_it() {
     );
     // A failing command ends the block and the session, as `set -e` does in a terminal
     // script; what it printed comes with the failure.
+    // A block's `set +e` does not carry over: the next block runs under `set -e` again,
+    // and a block whose own last command fails is a failure.
+    let (out, _) = session.run("set +e\nfalse\necho went on\n").unwrap();
+    assert_eq!(out, "went on\n");
+    let why = session.run("set +e\necho last\nfalse\n").unwrap_err();
+    assert!(why.contains("exited 1") && why.contains("last"), "{why}");
     let why = session.run("echo before\nfalse\necho after\n").unwrap_err();
     assert!(
         why.contains("ended the session's shell") && why.contains("before"),
