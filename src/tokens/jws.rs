@@ -85,7 +85,7 @@ pub enum TokenError {
     )]
     IssuedInFuture { iat: i64, ahead: i64 },
     #[error(
-        "the JWT is not valid before {}, {} from now (allowing {SKEW} s of clock skew)",
+        "the JWT is not valid before {} (`nbf`), {} from now (allowing {SKEW} s of clock skew)",
         When(*nbf),
         Span(*ahead)
     )]
@@ -352,7 +352,6 @@ fn check_times(claims: &Claims, now: i64, max_lifetime: i64) -> Result<(i64, i64
     Ok((exp, iat))
 }
 
-/// A difference of two i64 times, which always fits in i128, shown as an i64.
 /// A token's time (`exp`, `iat`, `nbf`) as a person reads it: UTC, as the logs give times,
 /// then the claim as the token holds it (`2026-12-07T08:15:00Z (1796631300)`). A time no
 /// calendar date can show (before 1970, after 9999: the token chose it) is the number alone.
@@ -385,6 +384,7 @@ impl std::fmt::Display for Span {
     }
 }
 
+/// A difference of two i64 times, which always fits in i128, shown as an i64.
 fn clamp(seconds: i128) -> i64 {
     i64::try_from(seconds).unwrap_or(if seconds < 0 { i64::MIN } else { i64::MAX })
 }

@@ -36,15 +36,15 @@ class FrontdoorError(RuntimeError):
 
 
 def find_binary(binary: Optional[str] = None) -> str:
-    """The frontdoor binary: `binary`, else `FRONTDOOR_BIN`, else `frontdoor` on PATH, else
-    the one the `frontdoor-testing` wheel installed beside this Python (a virtualenv used
-    without being activated has its scripts directory off PATH)."""
+    """The frontdoor binary: `binary`, else `FRONTDOOR_BIN`, else the one the
+    `frontdoor-testing` wheel installed beside this Python (the helper's own version, found
+    even in a virtualenv used without being activated), else `frontdoor` on PATH."""
     beside = os.path.join(sysconfig.get_path("scripts"), "frontdoor")
     candidate = (
         binary
         or os.environ.get("FRONTDOOR_BIN")
-        or shutil.which("frontdoor")
         or (beside if os.path.isfile(beside) else None)
+        or shutil.which("frontdoor")
     )
     if not candidate:
         raise FrontdoorError(
