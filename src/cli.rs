@@ -194,7 +194,7 @@ pub enum Command {
     ///
     /// Like `status` and `decisions`, it finds the running server through --state-dir or
     /// FRONTDOOR_STATE_DIR, else beside --config, else the nearest .frontdoor/ from the
-    /// current directory up, else the last server this user started; a server that is no
+    /// current directory up, else the newest running server this user started; one that is no
     /// longer running is reported (exit code 1), never used.
     #[command(
         display_order = 7,

@@ -1,8 +1,9 @@
 //! Which running server a CLI command talks to (issue 9): the one named by `--state-dir`
 //! or `FRONTDOOR_STATE_DIR`; else the one beside an explicit `--config`; else the nearest
-//! `.frontdoor/addresses.json` from the current directory up; else the last server started
-//! by this user. A record whose process is gone or whose port is closed is stale: it is
-//! reported, never used.
+//! `.frontdoor/addresses.json` from the current directory up; else the newest of the servers
+//! this user started that still runs (each notes its state directory under
+//! `$XDG_STATE_HOME/frontdoor/servers/`, so one stopping never hides another). A record
+//! whose process is gone or whose port is closed is stale: it is reported, never used.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -44,41 +45,68 @@ fn others(places: &[String]) -> String {
     }
 }
 
-/// The per-user record of the last server started: a file holding its state directory.
-/// `$XDG_STATE_HOME/frontdoor/last-server`, else `~/.local/state/frontdoor/last-server`.
-pub(crate) fn last_server_file() -> Option<PathBuf> {
+/// Where this user's servers note their state directories, one file each:
+/// `$XDG_STATE_HOME/frontdoor/servers/`, else `~/.local/state/frontdoor/servers/`.
+pub(crate) fn notes_dir() -> Option<PathBuf> {
     let base = std::env::var_os("XDG_STATE_HOME")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))?;
-    Some(base.join("frontdoor/last-server"))
+    Some(base.join("frontdoor/servers"))
 }
 
-/// Notes `state_dir` as this user's last started server. Best effort: the server runs
+/// The note of the server serving from `state_dir` (named by a digest of its absolute path).
+fn note_of(state_dir: &Path) -> Option<PathBuf> {
+    let dir = std::path::absolute(state_dir).ok()?;
+    let digest = aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        dir.as_os_str().as_encoded_bytes(),
+    );
+    Some(notes_dir()?.join(&hex::encode(digest.as_ref())[..16]))
+}
+
+/// Notes `state_dir` as one of this user's running servers. Best effort: the server runs
 /// without it.
 pub(crate) fn remember(state_dir: &Path) {
-    let Some(file) = last_server_file() else {
+    let (Some(note), Ok(dir)) = (note_of(state_dir), std::path::absolute(state_dir)) else {
         return;
     };
-    let dir = std::path::absolute(state_dir).unwrap_or_else(|_| state_dir.to_owned());
-    if let Some(parent) = file.parent() {
+    if let Some(parent) = note.parent() {
         let _ = std::fs::create_dir_all(parent);
     }
-    let _ = std::fs::write(&file, dir.display().to_string());
+    let _ = std::fs::write(&note, dir.display().to_string());
 }
 
-/// On a clean stop: removes the server's record, and the per-user note if it names it.
+/// On a clean stop: removes the server's record and its note.
 pub(crate) fn forget(state_dir: &StateDir) {
     let _ = std::fs::remove_file(state_dir.path().join(RECORD));
-    let Some(file) = last_server_file() else {
-        return;
-    };
-    let ours = std::path::absolute(state_dir.path()).ok();
-    let noted = std::fs::read_to_string(&file).ok().map(PathBuf::from);
-    if ours.is_some() && ours == noted {
-        let _ = std::fs::remove_file(file);
+    if let Some(note) = note_of(state_dir.path()) {
+        let _ = std::fs::remove_file(note);
     }
 }
+
+/// The noted servers' state directories, newest note first. At most [`MAX_NOTES`] are read:
+/// the directory is this user's, but a crash-looping script could fill it.
+fn noted() -> Vec<PathBuf> {
+    let Some(dir) = notes_dir() else {
+        return Vec::new();
+    };
+    let mut notes: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .take(MAX_NOTES)
+        .filter_map(|entry| {
+            let modified = entry.metadata().ok()?.modified().ok()?;
+            let text = std::fs::read_to_string(entry.path()).ok()?;
+            Some((modified, PathBuf::from(text.trim())))
+        })
+        .collect();
+    notes.sort_by_key(|(modified, _)| std::cmp::Reverse(*modified));
+    notes.into_iter().map(|(_, dir)| dir).collect()
+}
+
+const MAX_NOTES: usize = 256;
 
 /// The server serving from `dir` now, if its record names one that runs.
 pub(crate) fn live_server(dir: &StateDir) -> Option<Addresses> {
@@ -108,7 +136,8 @@ pub(crate) fn running(args: &ConfigArgs) -> Result<Addresses, LocateError> {
         };
     }
 
-    // The current directory and each one above it, then the last server started.
+    // The current directory and each one above it, then the servers this user started,
+    // newest first.
     let mut candidates: Vec<StateDir> = Vec::new();
     let mut looked: Vec<String> = Vec::new();
     if let Ok(cwd) = std::env::current_dir() {
@@ -121,19 +150,19 @@ pub(crate) fn running(args: &ConfigArgs) -> Result<Addresses, LocateError> {
             cwd.display()
         ));
     }
-    if let Some(file) = last_server_file() {
-        match std::fs::read_to_string(&file) {
-            Ok(noted) => {
-                looked.push(format!(
-                    "{} (the last server started, noted in {})",
-                    noted.trim(),
-                    file.display()
-                ));
-                candidates.push(StateDir::new(noted.trim()));
-            }
-            Err(_) => looked.push(format!("{} (no server noted there)", file.display())),
+    let servers = noted();
+    match notes_dir() {
+        Some(dir) if servers.is_empty() => {
+            looked.push(format!("{} (no server noted there)", dir.display()));
         }
+        Some(dir) => looked.push(format!(
+            "the {} servers noted in {}",
+            servers.len(),
+            dir.display()
+        )),
+        None => {}
     }
+    candidates.extend(servers.into_iter().map(StateDir::new));
     let mut stale = None;
     for dir in candidates {
         match check(&dir)? {

@@ -105,7 +105,7 @@ pub(super) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         )
         .context("cannot record the listeners' addresses")?;
     // A server on ephemeral ports is one of several alike (a test suite's): it does not
-    // take the per-user record of the last server from the one a person started.
+    // note itself among the servers a person started, which the CLI looks through.
     if ports == Ports::AsConfigured {
         locate::remember(state_dir.path());
     }

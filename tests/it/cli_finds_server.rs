@@ -52,6 +52,54 @@ fn interrupt(mut child: Child) {
     assert!(child.wait().unwrap().success());
 }
 
+/// How many servers are noted under `xdg`.
+fn notes(xdg: &Path) -> usize {
+    std::fs::read_dir(xdg.join("frontdoor/servers")).map_or(0, |d| d.count())
+}
+
+/// Each server notes its own state directory: one stopping never hides another that runs,
+/// and from elsewhere the newest running one is found.
+#[test]
+fn a_stopped_server_does_not_hide_another_that_runs() {
+    let (a, b, xdg, elsewhere) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let env_from_elsewhere = || {
+        succeed(
+            frontdoor()
+                .arg("env")
+                .current_dir(elsewhere.path())
+                .env_remove("FRONTDOOR_STATE_DIR")
+                .env("XDG_STATE_HOME", xdg.path()),
+        )
+    };
+    let metadata_of = |dir: &Path| {
+        let record: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.join(".frontdoor/addresses.json")).unwrap(),
+        )
+        .unwrap();
+        format!(
+            "export GCE_METADATA_HOST={}",
+            record["metadata"].as_str().unwrap()
+        )
+    };
+    let first = serve(a.path(), xdg.path());
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let second = serve(b.path(), xdg.path());
+    assert_eq!(notes(xdg.path()), 2);
+    // The newest running one, from anywhere.
+    assert!(env_from_elsewhere().contains(&metadata_of(b.path())));
+    // The second stops: the first is still found, as before the second started.
+    interrupt(second);
+    assert_eq!(notes(xdg.path()), 1);
+    assert!(env_from_elsewhere().contains(&metadata_of(a.path())));
+    interrupt(first);
+    assert_eq!(notes(xdg.path()), 0);
+}
+
 #[test]
 fn the_cli_finds_the_running_server_from_anywhere_and_reports_a_stopped_one() {
     let dir = tempfile::tempdir().unwrap();
@@ -109,7 +157,7 @@ fn the_cli_finds_the_running_server_from_anywhere_and_reports_a_stopped_one() {
     // A clean stop removes the record and the note: nothing stale is left to find.
     interrupt(server);
     assert!(!dir.path().join(".frontdoor/addresses.json").exists());
-    assert!(!xdg.path().join("frontdoor/last-server").exists());
+    assert_eq!(notes(xdg.path()), 0);
     let why = fails(
         frontdoor()
             .arg("env")
@@ -142,7 +190,7 @@ fn the_cli_finds_the_running_server_from_anywhere_and_reports_a_stopped_one() {
         why.contains(&format!(
             "{}/.frontdoor and each directory above it",
             elsewhere.path().display()
-        )) && why.contains("frontdoor/last-server (no server noted there)"),
+        )) && why.contains("frontdoor/servers (no server noted there)"),
         "{why}"
     );
     let why = fails(

@@ -186,7 +186,7 @@ fn two_servers_of_one_configuration_run_side_by_side_on_ports_the_os_picks() {
         assert!(exits_within(server, Duration::from_secs(15)).success());
         assert!(!dir.join("state/addresses.json").exists());
         // Found only through its state directory: the per-user note was never taken.
-        assert!(!dir.join("xdg/frontdoor/last-server").exists());
+        assert!(!dir.join("xdg/frontdoor/servers").exists());
     }
 }
 
