@@ -196,10 +196,25 @@ pub(super) fn keys(command: KeysCommand) -> anyhow::Result<()> {
             iam_account,
             config: args,
         } => {
-            let (config, state) = args.load()?;
-            let account = declared(&config, &iam_account)?;
+            // The keys are the state directory's. The file only says whether the account
+            // is declared: while a server runs from that directory and the file holds an
+            // edit it refused, the list is still given, and stderr says what went unchecked.
+            let (email, state) = match args.load() {
+                Ok((config, state)) => (declared(&config, &iam_account)?.email.clone(), state),
+                Err(e)
+                    if locate::live_server(&args.state()).is_some()
+                        && crate::iam::Member::parse(&format!("serviceAccount:{iam_account}"))
+                            .is_ok() =>
+                {
+                    eprintln!(
+                        "frontdoor keys list: the configuration file does not load ({e:#}); the keys the state directory keeps for {iam_account} are listed unchecked"
+                    );
+                    (iam_account.clone(), args.state())
+                }
+                Err(e) => return Err(e),
+            };
             let mut out = String::from("KEY_ID                                    CREATED_AT\n");
-            for (kid, _, created) in state.account_keys(&account.email)? {
+            for (kid, _, created) in state.account_keys(&email)? {
                 out.push_str(&format!(
                     "{kid}  {}\n",
                     humantime::format_rfc3339_seconds(created)

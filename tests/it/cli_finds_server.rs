@@ -411,8 +411,21 @@ services: [{{name: api, upstream: builtin:echo}}]
     );
     assert_eq!(logged[1]["code"], "permission_denied", "{:?}", logged[1]);
 
+    let key_file = emu.dir.path().join("login-key.json");
+    let created = run(vec![
+        "keys".into(),
+        "create".into(),
+        key_file.display().to_string(),
+        "--iam-account".into(),
+        sa("login"),
+    ]);
+    assert!(created.status.success(), "{created:?}");
+    let key: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&key_file).unwrap()).unwrap();
+    let kid = key["private_key_id"].as_str().unwrap().to_owned();
+
     // A live edit the server refuses leaves the file unreadable; the token still comes,
-    // from the configuration in force.
+    // from the configuration in force, and the keys are still listed.
     emu.rewrite_config(&config.replace(
         "roles/iam.serviceAccountTokenCreator",
         "roles/iam.tokenCreatr",
@@ -433,6 +446,18 @@ services: [{{name: api, upstream: builtin:echo}}]
     }
     let minted = run(token_as(&ci));
     assert!(minted.status.success(), "{minted:?}");
+    let listed = run(vec![
+        "keys".into(),
+        "list".into(),
+        "--iam-account".into(),
+        sa("login"),
+    ]);
+    assert!(listed.status.success(), "{listed:?}");
+    assert!(
+        String::from_utf8_lossy(&listed.stdout).contains(&kid)
+            && String::from_utf8_lossy(&listed.stderr).contains("listed unchecked"),
+        "{listed:?}"
+    );
 
     // The endpoint hands a token back whole: to a caller on this machine alone, whatever
     // Host it names (a container reaching a listener bound with --bind-all, say).
