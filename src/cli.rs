@@ -647,6 +647,7 @@ async fn explain(
         code,
         esc(body["reason"].as_str().unwrap_or("")),
     );
+    out.push_str(&ranked_fixes(&body["fixes"]));
     if body["minted"] == true {
         out.push_str("    (a token minted for the question, sent nowhere)\n");
     }
@@ -664,6 +665,42 @@ async fn explain(
     }
     say(&out);
     end()
+}
+
+/// The server's ranked fixes (`ops::fixes`), least privilege first, each with the lines it
+/// gives; a widening one says so.
+fn ranked_fixes(fixes: &serde_json::Value) -> String {
+    let esc = crate::decisions::escape_controls;
+    let Some(fixes) = fixes.as_array().filter(|f| !f.is_empty()) else {
+        return String::new();
+    };
+    let mut out = String::from("    fixes, least privilege first:\n");
+    for (i, fix) in fixes.iter().enumerate() {
+        let widens = if fix["widens"] == true {
+            " [WIDENS ACCESS]"
+        } else {
+            ""
+        };
+        out.push_str(&format!(
+            "      {}. ({}){widens} {}\n",
+            i + 1,
+            esc(fix["kind"].as_str().unwrap_or("?")),
+            esc(fix["text"].as_str().unwrap_or(""))
+        ));
+        if let Some(yaml) = fix["yaml"].as_str() {
+            out.push_str(&format!(
+                "         in services.yaml, {}:\n",
+                esc(fix["place"].as_str().unwrap_or("where it names"))
+            ));
+            for line in yaml.lines() {
+                out.push_str(&format!("           {}\n", esc(line)));
+            }
+        }
+        if let Some(command) = fix["command"].as_str() {
+            out.push_str(&format!("         or: {}\n", esc(command)));
+        }
+    }
+    out
 }
 
 /// GET `path` on the running server's google listener, as JSON. Loopback only: never

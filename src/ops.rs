@@ -7,6 +7,7 @@
 
 mod dashboard;
 mod explain;
+mod fixes;
 mod introspect;
 
 use axum::Router;

@@ -54,6 +54,11 @@ impl ShownToken {
         }
     }
 
+    /// The claims, decoded (null where they are not base64url JSON).
+    pub(crate) fn claims(&self) -> Value {
+        self.decoded().claims
+    }
+
     fn decoded(&self) -> Decoded {
         match self {
             ShownToken::Segments(s) => Decoded {

@@ -335,16 +335,29 @@ fn front_door(state: &AppState, peer: Peer, service: &str, ask: Ask) -> Response
             ..
         } => (false, status, Some(code), reason),
     };
+    let claims = tokens::peek_claims(&token);
+    let fixes = code.map_or_else(Vec::new, |code| {
+        super::fixes::ranked(
+            config,
+            &super::fixes::Refusal {
+                code,
+                service: Some(&service.name),
+                principal: principal.as_deref(),
+                audience: claims.as_ref().and_then(|c| c.get("aud")?.as_str()),
+            },
+        )
+    });
     Json(json!({
         "service": service.name,
         "allowed": allowed,
         "status": status.as_u16(),
         "code": code,
         "reason": reason,
+        "fixes": fixes,
         "principal": principal,
         "minted": minted,
         "steps": steps,
-        "token": {"header": tokens::peek_header(&token), "claims": tokens::peek_claims(&token)},
+        "token": {"header": tokens::peek_header(&token), "claims": claims},
     }))
     .into_response()
 }

@@ -20,9 +20,7 @@ use prometheus_client::registry::{Registry, Unit};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use std::sync::Arc;
-
-use crate::decisions::{DecisionLog, SURFACES, Surface};
+use crate::decisions::{SURFACES, Surface};
 use crate::state::{AppState, Live};
 use crate::upstream::supervisor::Phase;
 
@@ -159,7 +157,24 @@ struct Params {
     surface: Option<String>,
 }
 
-async fn list(State(decisions): State<Arc<DecisionLog>>, Query(params): Query<Params>) -> Response {
+/// A decision as JSON, with its ranked fixes (`fixes`) when it is a refusal.
+fn with_fixes(config: &crate::config::Config, decision: &crate::decisions::Decision) -> Value {
+    let mut body = json!(decision);
+    if !decision.allowed || decision.would_deny.is_some() {
+        let claims = decision.token.as_ref().map(|t| t.claims());
+        let audience = claims.as_ref().and_then(|c| c.get("aud")?.as_str());
+        if let Some(refusal) = super::fixes::Refusal::of(decision, audience) {
+            let fixes = super::fixes::ranked(config, &refusal);
+            if !fixes.is_empty() {
+                body["fixes"] = json!(fixes);
+            }
+        }
+    }
+    body
+}
+
+async fn list(State(state): State<AppState>, Query(params): Query<Params>) -> Response {
+    let decisions = state.decisions();
     let limit = params.limit.unwrap_or(crate::decisions::CAPACITY);
     let surface = match params.surface.as_deref() {
         None => None,
@@ -175,21 +190,28 @@ async fn list(State(decisions): State<Arc<DecisionLog>>, Query(params): Query<Pa
             }
         },
     };
-    Json(json!({ "decisions": decisions.recent_of(limit, surface) })).into_response()
+    let config = state.config();
+    let listed: Vec<Value> = decisions
+        .recent_of(limit, surface)
+        .iter()
+        .map(|d| with_fixes(config, d))
+        .collect();
+    Json(json!({ "decisions": listed })).into_response()
 }
 
 /// Decision number `seq` (as the dashboard's feed numbers them), while the log keeps it.
 async fn one(
-    State(decisions): State<Arc<DecisionLog>>,
+    State(state): State<AppState>,
     axum::extract::Path(seq): axum::extract::Path<String>,
 ) -> Response {
+    let decisions = state.decisions();
     let Ok(n) = seq.parse::<u64>() else {
         let body = json!({"error": format!("`{}` is not a decision number (1, 2, …)", crate::decisions::escape_controls(&seq))});
         return (StatusCode::BAD_REQUEST, Json(body)).into_response();
     };
     match decisions.numbered(n) {
         Some(d) => {
-            let mut body = json!(d);
+            let mut body = with_fixes(state.config(), &d);
             body["seq"] = json!(n);
             Json(body).into_response()
         }

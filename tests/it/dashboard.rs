@@ -207,11 +207,15 @@ async fn the_dashboard_shows_why_in_a_real_browser() {
         );
     }
     assert_eq!(d["code"], "no_invoker_binding");
+    // The ranked fixes: the grant merged into search's own policy (one `iam_policy:`
+    // block, never a second), with the gcloud command that does the same.
     let fix = d["fix"].as_str().unwrap();
     assert!(
-        fix.contains(&format!(
-            "gcloud run services add-iam-policy-binding search \\\n  --member=serviceAccount:login{SA} --role=roles/run.invoker"
-        )),
+        fix.contains("Least privilege first:")
+            && fix.contains(&format!(
+                "gcloud run services add-iam-policy-binding search --member=serviceAccount:login{SA} --role=roles/run.invoker"
+            ))
+            && fix.matches("bindings:").count() == 1,
         "{fix}"
     );
     assert!(

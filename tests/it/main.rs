@@ -18,6 +18,7 @@ mod ephemeral_ports;
 mod eventarc;
 mod example;
 mod explain;
+mod fixes;
 mod foundation;
 mod frontdoor;
 mod fuzz;

@@ -175,26 +175,34 @@ function chainOf(v) {
   });
 }
 
+// The server's ranked fixes (least privilege first; a widening one labelled), or the
+// code's own fix from the table of codes where there is nothing to rank.
 function fixFor(v) {
   const code = v.code && CODES.get(v.code);
   if (!code) return null;
   const box = el("div", { class: "fix" }, el("strong", {}, "Fix: "), ...withCode(code.fix));
-  if (v.code === "no_invoker_binding" && v.principal && v.service) {
-    box.append(
-      el("p", {}, "For example, grant the binding with gcloud:"),
-      el(
-        "pre",
-        { class: "command" },
-        `gcloud run services add-iam-policy-binding ${v.service} \\\n  --member=${v.principal} --role=roles/run.invoker`,
-      ),
-      el("p", {}, "or in services.yaml, under the service:"),
-      el(
-        "pre",
-        { class: "command" },
-        `iam_policy:\n  bindings:\n    - role: roles/run.invoker\n      members: [${v.principal}]`,
-      ),
+  const fixes = Array.isArray(v.fixes) ? v.fixes : [];
+  if (fixes.length === 0) return box;
+  box.append(el("p", {}, "Least privilege first:"));
+  const list = el("ol", { class: "fixes" });
+  for (const fix of fixes) {
+    const item = el(
+      "li",
+      { class: "fix-option" + (fix.widens ? " widens" : ""), "data-kind": fix.kind },
+      el("span", { class: "fix-kind" }, fix.kind),
+      fix.widens ? el("strong", { class: "widens-label" }, " widens access: ") : " ",
+      ...withCode(fix.text),
     );
+    if (fix.yaml) {
+      item.append(
+        el("p", {}, ...withCode(`In services.yaml, ${fix.place || "where it names"}:`)),
+        el("pre", { class: "command yaml" }, fix.yaml),
+      );
+    }
+    if (fix.command) item.append(el("p", {}, "or:"), el("pre", { class: "command" }, fix.command));
+    list.append(item);
   }
+  box.append(list);
   return box;
 }
 

@@ -1,0 +1,384 @@
+//! Ranked fixes for a front-door refusal (issue 33), computed from the configuration in
+//! force, least privilege first: what the caller should do differently (the audience it
+//! minted for, the account it acts as) comes before a change to a policy; a group's
+//! roster before a grant to one principal; a change that lets in more than the principal
+//! refused is labelled as widening and comes last. `allUsers`, `allAuthenticatedUsers`
+//! and turning a check off are never offered.
+//!
+//! The same list is in `frontdoor explain`, `frontdoor decisions --json`
+//! (`GET /frontdoor/v1/decisions`, each refusal's `fixes`) and the dashboard.
+
+use serde::Serialize;
+
+use crate::config::{Config, Service};
+use crate::decisions::{Code, Decision};
+use crate::google::{Resource, judge};
+use crate::iam::{self, Binding, Member, Policy, Principal, Role};
+use crate::tokens::GCLOUD_CLIENT_ID;
+
+/// One fix, as the three surfaces show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub(crate) struct Fix {
+    /// `caller`: change the call, nothing else; `roster`: a group's members; `policy`: a
+    /// service's or an account's IAM policy; `setting`: a service's other settings.
+    pub(crate) kind: &'static str,
+    /// Following it lets in more principals, or more tokens, than the one refused.
+    pub(crate) widens: bool,
+    pub(crate) text: String,
+    /// Lines of `services.yaml`, merged with what the file has: `place` says where.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) yaml: Option<String>,
+    /// Where `yaml` goes: the lines it takes the place of, or where to add it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) place: Option<String>,
+    /// A command with the same effect.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) command: Option<String>,
+}
+
+impl Fix {
+    fn caller(text: String) -> Fix {
+        Fix {
+            kind: "caller",
+            widens: false,
+            text,
+            yaml: None,
+            place: None,
+            command: None,
+        }
+    }
+}
+
+/// What a refusal was about, as a decision or an explained verdict holds it.
+pub(crate) struct Refusal<'a> {
+    pub(crate) code: Code,
+    pub(crate) service: Option<&'a str>,
+    pub(crate) principal: Option<&'a str>,
+    /// The token's `aud`, if it had one.
+    pub(crate) audience: Option<&'a str>,
+}
+
+impl<'a> Refusal<'a> {
+    pub(crate) fn of(decision: &'a Decision, audience: Option<&'a str>) -> Option<Refusal<'a>> {
+        Some(Refusal {
+            code: decision.code?,
+            service: decision.service.as_deref(),
+            principal: decision.principal.as_deref(),
+            audience,
+        })
+    }
+}
+
+/// The fixes for `refusal`, best first; empty where there is nothing to rank (the code's
+/// own fix, in the table of codes, stands).
+pub(crate) fn ranked(config: &Config, refusal: &Refusal<'_>) -> Vec<Fix> {
+    let Some(service) = refusal.service.and_then(|s| config.service(s)) else {
+        return Vec::new();
+    };
+    match refusal.code {
+        Code::NoInvokerBinding => match refusal.principal.map(Member::parse) {
+            Some(Ok(member)) => no_invoker(config, service, &member),
+            _ => Vec::new(),
+        },
+        Code::AudienceNotAccepted => match refusal.audience {
+            Some(aud) => audience(config, service, aud),
+            None => Vec::new(),
+        },
+        Code::TokenExpired => vec![Fix::caller(format!(
+            "fetch a new token for {} and use it at once: a token lives an hour, and Google's libraries and the metadata server renew one before it ends; a token kept in a file or a variable does not renew",
+            service.url
+        ))],
+        Code::IngressInternalOnly => vec![
+            Fix::caller(format!(
+                "call {} from inside: from a service frontdoor runs (`frontdoor exec SERVICE -- COMMAND` acts as one), not from outside the project's network",
+                service.name
+            )),
+            Fix {
+                kind: "setting",
+                widens: true,
+                text: format!(
+                    "let everyone reach {} (`ingress: all`): IAM still decides who gets in, but the service is reachable from anywhere",
+                    service.name
+                ),
+                yaml: Some("ingress: all".to_owned()),
+                place: Some(format!(
+                    "under service `{}`, in place of its `ingress:` line",
+                    service.name
+                )),
+                command: Some(format!(
+                    "gcloud run services update {} --ingress=all",
+                    service.name
+                )),
+            },
+        ],
+        _ => Vec::new(),
+    }
+}
+
+/// `member` holds no invoker role on `service`.
+fn no_invoker(config: &Config, service: &Service, member: &Member) -> Vec<Fix> {
+    let mut fixes = Vec::new();
+    let invoker_bindings: Vec<&Binding> = service
+        .policy
+        .bindings
+        .iter()
+        .filter(|b| b.role.grants(iam::INVOKE))
+        .collect();
+    let principal = principal_of(member);
+
+    // The caller acts as the wrong account: another one the service admits is one the
+    // same minter may mint (the token's account's own minter, or the caller itself).
+    if let Member::ServiceAccount(used) = member {
+        let minters = minters_of(config, used);
+        for bound in invoker_bindings.iter().flat_map(|b| &b.members) {
+            let Member::ServiceAccount(admitted) = bound else {
+                continue;
+            };
+            if admitted == used {
+                continue;
+            }
+            let near = strsim::levenshtein(admitted, used) <= 2;
+            let shared: Vec<&String> = minters
+                .iter()
+                .filter(|m| minters_of(config, admitted).contains(m))
+                .collect();
+            let may_itself = principal.as_ref().is_some_and(|p| {
+                config.service_account(admitted).is_some_and(|acc| {
+                    judge(config, p, iam::GET_OPENID_TOKEN, Resource::Account(acc)).is_ok()
+                })
+            });
+            if !shared.is_empty() || may_itself || near {
+                let why = if may_itself {
+                    format!("{used} may mint {admitted}'s ID tokens")
+                } else if !shared.is_empty() {
+                    format!(
+                        "whoever minted {used}'s token ({}) may mint {admitted}'s too",
+                        shared
+                            .iter()
+                            .map(|m| m.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                } else {
+                    format!("did you mean {admitted}? Its name is one or two letters from {used}")
+                };
+                fixes.push(Fix::caller(format!(
+                    "call as serviceAccount:{admitted}, which {} admits ({why}): impersonate it rather than {used}, and no policy changes",
+                    service.name
+                )));
+            }
+        }
+    }
+
+    // A group the service admits, that the caller is not in: join it, as the roster
+    // intends, rather than be granted around it.
+    for binding in &invoker_bindings {
+        for bound in &binding.members {
+            let Member::Group(group) = bound else {
+                continue;
+            };
+            let Some(members) = config.groups.get(group) else {
+                continue;
+            };
+            let roster: Vec<String> = members.iter().map(Member::to_string).collect();
+            let mut with = roster.clone();
+            with.push(member.to_string());
+            fixes.push(Fix {
+                kind: "roster",
+                widens: false,
+                text: format!(
+                    "add {member} to group:{group}, which {} admits (members now: {})",
+                    service.name,
+                    if roster.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        roster.join(", ")
+                    }
+                ),
+                yaml: Some(format!(
+                    "- email: {group}\n  members: [{}]",
+                    with.join(", ")
+                )),
+                place: Some(format!(
+                    "under `groups:`, in place of group `{group}`'s entry"
+                )),
+                command: None,
+            });
+        }
+    }
+
+    // Grant this principal alone, merged into the policy the service has.
+    let mut policy = service.policy.clone();
+    match policy
+        .bindings
+        .iter_mut()
+        .find(|b| b.role.name() == "roles/run.invoker")
+    {
+        Some(binding) => binding.members.push(member.clone()),
+        None => policy.bindings.push(Binding {
+            role: Role::parse("roles/run.invoker").expect("a known role"),
+            members: vec![member.clone()],
+        }),
+    }
+    fixes.push(Fix {
+        kind: "policy",
+        widens: false,
+        text: format!(
+            "grant {member} roles/run.invoker on {} ({})",
+            service.name,
+            if service.policy.bindings.is_empty() {
+                "the service has no policy yet"
+            } else {
+                "merged into the service's policy: every member it has is kept"
+            }
+        ),
+        yaml: Some(policy_yaml(&policy)),
+        place: Some(if service.policy.bindings.is_empty() {
+            format!("under service `{}` (it has no policy yet)", service.name)
+        } else {
+            format!(
+                "under service `{}`, in place of its policy block (never beside it: a second one is refused)",
+                service.name
+            )
+        }),
+        command: Some(format!(
+            "gcloud run services add-iam-policy-binding {} --member={member} --role=roles/run.invoker",
+            service.name
+        )),
+    });
+    fixes
+}
+
+/// The token's audience `aud` is not one `service` accepts.
+fn audience(config: &Config, service: &Service, aud: &str) -> Vec<Fix> {
+    let mut fixes = Vec::new();
+    let url = &service.url;
+    let bare = aud.split(['?', '#']).next().unwrap_or(aud);
+    let accepted: Vec<&str> = [url.as_str(), service.legacy_url.as_str()]
+        .into_iter()
+        .chain(service.custom_audiences.iter().map(String::as_str))
+        .collect();
+    if aud == GCLOUD_CLIENT_ID {
+        fixes.push(Fix::caller(format!(
+            "mint the token for {url}: `gcloud auth print-identity-token --audiences={url}` (without --audiences, gcloud's client id is the audience, which only a user's token may carry)"
+        )));
+    } else if let Some(other) = config.services.iter().find(|s| {
+        s.name != service.name
+            && (s.url == bare.trim_end_matches('/') || s.custom_audiences.iter().any(|a| a == aud))
+    }) {
+        fixes.push(Fix::caller(format!(
+            "the token was minted for {} ({aud}); mint it for {}'s URL, {url}",
+            other.name, service.name
+        )));
+    } else if bare.trim_end_matches('/') != aud && accepted.contains(&bare.trim_end_matches('/')) {
+        fixes.push(Fix::caller(format!(
+            "an audience is the URL alone, with no query or fragment: mint the token for {}",
+            bare.trim_end_matches('/')
+        )));
+    } else if let Some(path_base) = aud
+        .strip_prefix(url.as_str())
+        .filter(|rest| rest.starts_with('/') && rest.len() > 1)
+        .map(|_| url.as_str())
+    {
+        fixes.push(Fix::caller(format!(
+            "an audience is the service's URL alone, with no path: mint the token for {path_base}"
+        )));
+    } else if let Some(near) = accepted
+        .iter()
+        .copied()
+        // A few letters, or a label left out or added (`billing.shop` for
+        // `billing.internal.shop`): near enough to be the one meant. Only this service's
+        // own audiences are candidates, so a loose match still names one that works.
+        .filter(|a| {
+            strsim::levenshtein(a, aud) <= 3 || strsim::normalized_levenshtein(a, aud) >= 0.7
+        })
+        .min_by_key(|a| strsim::levenshtein(a, aud))
+    {
+        fixes.push(Fix::caller(format!(
+            "did you mean {near}? It is an audience {} accepts, close to {aud}: mint the token for it",
+            service.name
+        )));
+    } else {
+        fixes.push(Fix::caller(format!(
+            "mint the token for {url}, {}'s URL (or one of its accepted audiences: {})",
+            service.name,
+            accepted.join(", ")
+        )));
+    }
+    // Accepting this audience too lets in every token minted for it: last, and said.
+    let mut audiences = service.custom_audiences.clone();
+    audiences.push(aud.to_owned());
+    fixes.push(Fix {
+        kind: "setting",
+        widens: true,
+        text: format!(
+            "accept {aud} at {} as a custom audience: every token minted for it then reaches {}, whoever it was minted for",
+            service.name, service.name
+        ),
+        yaml: Some(format!(
+            "custom_audiences: [{}]",
+            audiences
+                .iter()
+                .map(|a| serde_json::Value::String(a.clone()).to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+        place: Some(format!(
+            "under service `{}`, in place of its `custom_audiences:` line if it has one",
+            service.name
+        )),
+        command: Some(format!(
+            "gcloud run services update {} --add-custom-audiences={aud}",
+            service.name
+        )),
+    });
+    fixes
+}
+
+/// The service accounts and users that may mint `account`'s ID tokens (its own policy's
+/// and the project's Token Creator bindings), as members' strings.
+fn minters_of(config: &Config, account: &str) -> Vec<String> {
+    let Some(acc) = config.service_account(account) else {
+        return Vec::new();
+    };
+    let mut minters = Vec::new();
+    for policy in [&acc.policy, &config.policy] {
+        for binding in &policy.bindings {
+            if !binding.role.grants(iam::GET_OPENID_TOKEN) {
+                continue;
+            }
+            for m in &binding.members {
+                if matches!(m, Member::ServiceAccount(_) | Member::User(_)) {
+                    let text = m.to_string();
+                    if !minters.contains(&text) {
+                        minters.push(text);
+                    }
+                }
+            }
+        }
+    }
+    minters
+}
+
+fn principal_of(member: &Member) -> Option<Principal> {
+    match member {
+        Member::ServiceAccount(e) => Some(Principal::ServiceAccount(e.clone())),
+        Member::User(e) => Some(Principal::User(e.clone())),
+        _ => None,
+    }
+}
+
+/// An `iam_policy:` block as `services.yaml` writes it.
+fn policy_yaml(policy: &Policy) -> String {
+    let mut out = String::from("iam_policy:\n  bindings:\n");
+    for b in &policy.bindings {
+        let members: Vec<String> = b.members.iter().map(Member::to_string).collect();
+        out.push_str(&format!(
+            "    - role: {}\n      members: [{}]\n",
+            b.role.name(),
+            members.join(", ")
+        ));
+    }
+    out.pop();
+    out
+}

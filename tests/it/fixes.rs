@@ -1,0 +1,256 @@
+//! Ranked fixes (issue 33): for each broken setup, the first fix is the least-privilege
+//! one, nothing before it widens access, and following it (in the call, or in
+//! `services.yaml` exactly as shown) lets the call in, keeping who was in already.
+
+use crate::common;
+
+use common::*;
+use serde_json::{Value, json};
+
+/// The last front-door decision, as `GET /frontdoor/v1/decisions/N` gives it.
+async fn last_refusal(emu: &Emulator) -> Value {
+    let listed = emu.decisions().await;
+    let last = listed
+        .iter()
+        .rev()
+        .find(|d| d["surface"] == "frontdoor")
+        .expect("a front-door decision");
+    assert_eq!(last["allowed"], false, "{last}");
+    last.clone()
+}
+
+async fn call(emu: &Emulator, service: &str, token: &str) -> u16 {
+    get_with(
+        &emu.service(service, "/"),
+        &[("authorization", &format!("Bearer {token}"))],
+    )
+    .await
+    .0
+    .as_u16()
+}
+
+/// The fixes of `decision`, checked: at least one, the first one not widening, and every
+/// widening one after every one that does not.
+fn fixes(decision: &Value) -> Vec<Value> {
+    let fixes = decision["fixes"].as_array().cloned().unwrap_or_default();
+    assert!(!fixes.is_empty(), "no fixes: {decision:#}");
+    let widening: Vec<bool> = fixes.iter().map(|f| f["widens"] == true).collect();
+    assert!(!widening[0], "{decision:#}");
+    assert!(
+        widening.windows(2).all(|w| w[0] <= w[1]),
+        "a widening fix ranked before a narrower one: {decision:#}"
+    );
+    // Never the public members, never a check turned off.
+    let shown = json!(fixes).to_string();
+    for never in ["allUsers", "allAuthenticatedUsers", "invoker_iam_disabled"] {
+        assert!(!shown.contains(never), "{never}: {shown}");
+    }
+    fixes
+}
+
+/// Rewrites the configuration and waits until the server applied it.
+async fn apply(emu: &Emulator, yaml: &str) {
+    let before: Value = status(emu).await;
+    emu.rewrite_config(yaml);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let now = status(emu).await;
+        if now["generation"] != before["generation"] {
+            assert_eq!(now["last_reload"]["ok"], true, "{now:#}");
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "not applied: {now:#}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+async fn status(emu: &Emulator) -> Value {
+    reqwest::get(emu.google("/frontdoor/v1/status"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+fn indent(text: &str, by: usize) -> String {
+    text.lines()
+        .map(|l| format!("{}{l}\n", " ".repeat(by)))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_binding_is_merged_into_the_policy_the_service_has() {
+    let file = |policy: &str| {
+        format!(
+            "{PROJECT}service_accounts: [{{email: ci{SA}}}, {{email: cart{SA}}}]\nservices:\n  - name: api\n    upstream: builtin:echo\n    listen: 127.0.0.1:0\n{}",
+            indent(policy, 4)
+        )
+    };
+    let emu = Emulator::start(&file(&format!(
+        "iam_policy:\n  bindings:\n    - role: roles/run.invoker\n      members: [serviceAccount:ci{SA}]"
+    )))
+    .await;
+    let url = emu.url_of("api");
+    assert_eq!(
+        call(&emu, "api", &emu.sa_token(&sa("cart"), &url)).await,
+        403
+    );
+    let decision = last_refusal(&emu).await;
+    let first = &fixes(&decision)[0];
+    assert_eq!(first["kind"], "policy", "{decision:#}");
+    let yaml = first["yaml"].as_str().unwrap();
+    // One block, the existing member kept beside the new one: pasted in place of the old
+    // block, it reloads.
+    assert_eq!(yaml.matches("iam_policy:").count(), 1, "{yaml}");
+    assert!(yaml.contains(&format!("serviceAccount:ci{SA}")), "{yaml}");
+    apply(&emu, &file(yaml)).await;
+    assert_eq!(
+        call(&emu, "api", &emu.sa_token(&sa("cart"), &url)).await,
+        200
+    );
+    assert_eq!(call(&emu, "api", &emu.sa_token(&sa("ci"), &url)).await, 200);
+    emu.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wrong_account_impersonated_is_told_the_one_the_service_admits() {
+    let creator = "iam_policy: {bindings: [{role: roles/iam.serviceAccountTokenCreator, members: [serviceAccount:runner@demo-project.iam.gserviceaccount.com]}]}";
+    let emu = Emulator::start(&format!(
+        "{PROJECT}service_accounts:\n  - email: runner{SA}\n  - email: ci{SA}\n    {creator}\n  - email: cart{SA}\n    {creator}\nservices:\n  - name: api\n    upstream: builtin:echo\n    listen: 127.0.0.1:0\n    iam_policy: {{bindings: [{{role: roles/run.invoker, members: [serviceAccount:ci{SA}]}}]}}\n"
+    ))
+    .await;
+    let url = emu.url_of("api");
+    assert_eq!(
+        call(&emu, "api", &emu.sa_token(&sa("cart"), &url)).await,
+        403
+    );
+    let decision = last_refusal(&emu).await;
+    let ranked = fixes(&decision);
+    let first = &ranked[0];
+    assert_eq!(first["kind"], "caller", "{decision:#}");
+    let text = first["text"].as_str().unwrap();
+    assert!(
+        text.contains(&format!("call as serviceAccount:ci{SA}"))
+            && text.contains(&format!("serviceAccount:runner{SA}")),
+        "{text}"
+    );
+    // The grant is still offered, after.
+    assert!(ranked.iter().skip(1).any(|f| f["kind"] == "policy"));
+    assert_eq!(call(&emu, "api", &emu.sa_token(&sa("ci"), &url)).await, 200);
+    emu.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audience_mistakes_are_fixed_in_the_call_before_any_audience_is_added() {
+    let emu = Emulator::start(&format!(
+        "{PROJECT}service_accounts: [{{email: ci{SA}}}]\nservices:\n  - name: api\n    upstream: builtin:echo\n    listen: 127.0.0.1:0\n    custom_audiences: [https://billing.internal.shop.example]\n    iam_policy: {{bindings: [{{role: roles/run.invoker, members: [serviceAccount:ci{SA}]}}]}}\n  - name: web\n    upstream: builtin:echo\n    listen: 127.0.0.1:0\n"
+    ))
+    .await;
+    let cases = [
+        // A near miss of a custom audience.
+        (
+            "https://billing.shop.example".to_owned(),
+            "did you mean https://billing.internal.shop.example?",
+            "https://billing.internal.shop.example".to_owned(),
+        ),
+        // Another service's URL.
+        (
+            emu.url_of("web"),
+            "the token was minted for web",
+            emu.url_of("api"),
+        ),
+        // The URL with a path.
+        (
+            format!("{}/orders", emu.url_of("api")),
+            "no path",
+            emu.url_of("api"),
+        ),
+    ];
+    for (sent, said, right) in cases {
+        assert_eq!(
+            call(&emu, "api", &emu.sa_token(&sa("ci"), &sent)).await,
+            401
+        );
+        let decision = last_refusal(&emu).await;
+        let ranked = fixes(&decision);
+        let text = ranked[0]["text"].as_str().unwrap();
+        assert_eq!(ranked[0]["kind"], "caller", "{decision:#}");
+        assert!(
+            text.contains(said) && text.contains(&right),
+            "{sent}: {text}"
+        );
+        // Adding the audience is offered last, as widening.
+        assert_eq!(ranked.last().unwrap()["widens"], true, "{decision:#}");
+        assert_eq!(
+            call(&emu, "api", &emu.sa_token(&sa("ci"), &right)).await,
+            200
+        );
+    }
+    emu.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_outside_the_bound_group_is_told_to_join_it() {
+    let file = |groups: &str| {
+        format!(
+            "{PROJECT}users: [dana@example.com, eli@example.com]\ngroups:\n{}services:\n  - name: api\n    upstream: builtin:echo\n    listen: 127.0.0.1:0\n    iam_policy: {{bindings: [{{role: roles/run.invoker, members: [group:ops@example.com]}}]}}\n",
+            indent(groups, 2)
+        )
+    };
+    let emu = Emulator::start(&file(
+        "- email: ops@example.com\n  members: [user:eli@example.com]",
+    ))
+    .await;
+    let url = emu.url_of("api");
+    let dana = emu.user_token("dana@example.com", Some(&url));
+    assert_eq!(call(&emu, "api", &dana).await, 403);
+    let decision = last_refusal(&emu).await;
+    let first = &fixes(&decision)[0];
+    assert_eq!(first["kind"], "roster", "{decision:#}");
+    let text = first["text"].as_str().unwrap();
+    assert!(
+        text.contains("user:dana@example.com")
+            && text.contains("members now: user:eli@example.com"),
+        "{text}"
+    );
+    apply(&emu, &file(first["yaml"].as_str().unwrap())).await;
+    assert_eq!(call(&emu, "api", &dana).await, 200);
+    let eli = emu.user_token("eli@example.com", Some(&url));
+    assert_eq!(call(&emu, "api", &eli).await, 200);
+    emu.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_token_is_fixed_by_fetching_a_new_one() {
+    let emu = Emulator::start(&format!(
+        "{PROJECT}service_accounts: [{{email: ci{SA}}}]\nservices:\n  - name: api\n    upstream: builtin:echo\n    listen: 127.0.0.1:0\n    iam_policy: {{bindings: [{{role: roles/run.invoker, members: [serviceAccount:ci{SA}]}}]}}\n"
+    ))
+    .await;
+    let url = emu.url_of("api");
+    let account = emu.config.service_account(&sa("ci")).unwrap();
+    let hours_ago = frontdoor::clock::Clock::now(&frontdoor::clock::SystemClock) - 7200;
+    let stale = corpus::signed(
+        &emu,
+        Value::Object(frontdoor::tokens::service_account_claims(
+            &emu.config.issuer,
+            account,
+            &url,
+            hours_ago,
+        )),
+    );
+    assert_eq!(call(&emu, "api", &stale).await, 401);
+    let decision = last_refusal(&emu).await;
+    assert_eq!(decision["code"], "token_expired");
+    let first = &fixes(&decision)[0];
+    assert!(
+        first["kind"] == "caller"
+            && first["text"]
+                .as_str()
+                .unwrap()
+                .contains("fetch a new token"),
+        "{decision:#}"
+    );
+    assert_eq!(call(&emu, "api", &emu.sa_token(&sa("ci"), &url)).await, 200);
+    emu.stop().await;
+}
