@@ -340,10 +340,11 @@ fn front_door(state: &AppState, peer: Peer, service: &str, ask: Ask) -> Response
         super::fixes::ranked(
             config,
             &super::fixes::Refusal {
-                code,
+                code: Some(code),
                 service: Some(&service.name),
                 principal: principal.as_deref(),
                 audience: claims.as_ref().and_then(|c| c.get("aud")?.as_str()),
+                ..Default::default()
             },
         )
     });

@@ -50,32 +50,66 @@ impl Fix {
 }
 
 /// What a refusal was about, as a decision or an explained verdict holds it.
+#[derive(Default)]
 pub(crate) struct Refusal<'a> {
-    pub(crate) code: Code,
+    pub(crate) code: Option<Code>,
     pub(crate) service: Option<&'a str>,
     pub(crate) principal: Option<&'a str>,
     /// The token's `aud`, if it had one.
     pub(crate) audience: Option<&'a str>,
+    /// The Host the request named (the front door routes by it).
+    pub(crate) host: Option<&'a str>,
+    /// What was asked for off the front door: IAM Credentials' target account.
+    pub(crate) target: Option<&'a str>,
+    /// The permission IAM checked, where one was.
+    pub(crate) permission: Option<&'a str>,
 }
 
 impl<'a> Refusal<'a> {
-    pub(crate) fn of(decision: &'a Decision, audience: Option<&'a str>) -> Option<Refusal<'a>> {
-        Some(Refusal {
-            code: decision.code?,
+    pub(crate) fn of(decision: &'a Decision, audience: Option<&'a str>) -> Refusal<'a> {
+        Refusal {
+            code: decision.code,
             service: decision.service.as_deref(),
             principal: decision.principal.as_deref(),
             audience,
-        })
+            host: Some(decision.host.as_str()),
+            target: decision.target.as_deref(),
+            permission: decision.permission.as_deref(),
+        }
     }
 }
 
 /// The fixes for `refusal`, best first; empty where there is nothing to rank (the code's
 /// own fix, in the table of codes, stands).
 pub(crate) fn ranked(config: &Config, refusal: &Refusal<'_>) -> Vec<Fix> {
+    let Some(code) = refusal.code else {
+        return Vec::new();
+    };
+    match code {
+        Code::UnknownHost => {
+            return refusal
+                .host
+                .map(|h| unknown_host(config, h))
+                .unwrap_or_default();
+        }
+        Code::PermissionDenied => {
+            return match (
+                refusal.principal.map(Member::parse),
+                refusal.target,
+                refusal.permission,
+            ) {
+                (Some(Ok(member)), Some(target), Some(permission)) => {
+                    token_creator(config, &member, target, permission)
+                }
+                _ => Vec::new(),
+            };
+        }
+        _ => {}
+    }
     let Some(service) = refusal.service.and_then(|s| config.service(s)) else {
         return Vec::new();
     };
-    match refusal.code {
+    match code {
         Code::NoInvokerBinding => match refusal.principal.map(Member::parse) {
             Some(Ok(member)) => no_invoker(config, service, &member),
             _ => Vec::new(),
@@ -330,6 +364,110 @@ fn audience(config: &Config, service: &Service, aud: &str) -> Vec<Fix> {
         command: Some(format!(
             "gcloud run services update {} --add-custom-audiences={aud}",
             service.name
+        )),
+    });
+    fixes
+}
+
+/// No service answers to `host`: one whose URL is a few letters from it is the one meant.
+fn unknown_host(config: &Config, host: &str) -> Vec<Fix> {
+    let bare = host.rsplit_once(':').map_or(host, |(h, port)| {
+        if port.bytes().all(|b| b.is_ascii_digit()) {
+            h
+        } else {
+            host
+        }
+    });
+    let near = config
+        .services
+        .iter()
+        .flat_map(|s| {
+            [&s.url, &s.legacy_url]
+                .into_iter()
+                .chain(s.custom_domains.iter())
+                .map(move |u| (s, u.trim_start_matches("https://")))
+        })
+        .filter(|(_, h)| strsim::levenshtein(h, bare) <= 3)
+        .min_by_key(|(_, h)| strsim::levenshtein(h, bare));
+    match near {
+        Some((service, h)) => vec![Fix::caller(format!(
+            "did you mean https://{h}? It is {}'s URL, a few letters from {bare}: call that, with a token minted for it",
+            service.name
+        ))],
+        None => vec![Fix::caller(format!(
+            "call one of the services' URLs: {}",
+            config
+                .services
+                .iter()
+                .map(|s| s.url.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))],
+    }
+}
+
+/// `member` may not mint `target`'s tokens (IAM Credentials' `permission`): an account a
+/// few letters from it that `member` may act as first, then the narrowest role on that
+/// account alone, merged into its own policy.
+fn token_creator(config: &Config, member: &Member, target: &str, permission: &str) -> Vec<Fix> {
+    let mut fixes = Vec::new();
+    let Some(account) = config.service_account_named(target) else {
+        return fixes;
+    };
+    let Some(principal) = principal_of(member) else {
+        return fixes;
+    };
+    let Some(permission) = [
+        iam::GET_OPENID_TOKEN,
+        iam::GET_ACCESS_TOKEN,
+        iam::SIGN_JWT,
+        iam::SIGN_BLOB,
+    ]
+    .into_iter()
+    .find(|p| *p == permission) else {
+        return fixes;
+    };
+    if let Some(near) = config
+        .service_accounts
+        .iter()
+        .filter(|a| a.email != account.email)
+        .filter(|a| strsim::levenshtein(&a.email, &account.email) <= 2)
+        .find(|a| judge(config, &principal, permission, Resource::Account(a)).is_ok())
+    {
+        fixes.push(Fix::caller(format!(
+            "did you mean {}? {member} may act as it, and its name is a letter or two from {}",
+            near.email, account.email
+        )));
+    }
+    // The ID-token-only role where an ID token was asked for; else Token Creator.
+    let role = if permission == iam::GET_OPENID_TOKEN {
+        "roles/iam.serviceAccountOpenIdTokenCreator"
+    } else {
+        "roles/iam.serviceAccountTokenCreator"
+    };
+    let mut policy = account.policy.clone();
+    match policy.bindings.iter_mut().find(|b| b.role.name() == role) {
+        Some(binding) => binding.members.push(member.clone()),
+        None => policy.bindings.push(Binding {
+            role: Role::parse(role).expect("a known role"),
+            members: vec![member.clone()],
+        }),
+    }
+    fixes.push(Fix {
+        kind: "policy",
+        widens: false,
+        text: format!(
+            "grant {member} {role} on {} alone (not on the project, which would let it act as every account)",
+            account.email
+        ),
+        yaml: Some(policy_yaml(&policy)),
+        place: Some(format!(
+            "under `service_accounts:`, in {}'s entry, in place of its policy block if it has one",
+            account.email
+        )),
+        command: Some(format!(
+            "gcloud iam service-accounts add-iam-policy-binding {} --member={member} --role={role}",
+            account.email
         )),
     });
     fixes

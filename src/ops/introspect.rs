@@ -163,11 +163,9 @@ fn with_fixes(config: &crate::config::Config, decision: &crate::decisions::Decis
     if !decision.allowed || decision.would_deny.is_some() {
         let claims = decision.token.as_ref().map(|t| t.claims());
         let audience = claims.as_ref().and_then(|c| c.get("aud")?.as_str());
-        if let Some(refusal) = super::fixes::Refusal::of(decision, audience) {
-            let fixes = super::fixes::ranked(config, &refusal);
-            if !fixes.is_empty() {
-                body["fixes"] = json!(fixes);
-            }
+        let fixes = super::fixes::ranked(config, &super::fixes::Refusal::of(decision, audience));
+        if !fixes.is_empty() {
+            body["fixes"] = json!(fixes);
         }
     }
     body

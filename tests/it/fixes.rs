@@ -254,3 +254,137 @@ async fn an_expired_token_is_fixed_by_fetching_a_new_one() {
     assert_eq!(call(&emu, "api", &emu.sa_token(&sa("ci"), &url)).await, 200);
     emu.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mistyped_service_url_is_told_the_service_it_meant() {
+    let emu = Emulator::start(&format!(
+        "{PROJECT}service_accounts: [{{email: ci{SA}}}]\nservices:\n  - name: api\n    upstream: builtin:echo\n    iam_policy: {{bindings: [{{role: roles/run.invoker, members: [serviceAccount:ci{SA}]}}]}}\n"
+    ))
+    .await;
+    let url = emu.url_of("api");
+    let token = emu.sa_token(&sa("ci"), &url);
+    let typo = url
+        .trim_start_matches("https://")
+        .replacen("api-", "apj-", 1);
+    let (status, _, _) = get_with(
+        &emu.frontdoor("/"),
+        &[
+            ("host", &typo),
+            ("authorization", &format!("Bearer {token}")),
+        ],
+    )
+    .await;
+    assert_eq!(status, 404);
+    let decision = last_refusal(&emu).await;
+    assert_eq!(decision["code"], "unknown_host", "{decision:#}");
+    let first = &fixes(&decision)[0];
+    let text = first["text"].as_str().unwrap();
+    assert!(text.contains(&format!("did you mean {url}?")), "{text}");
+    let (status, _, _) = get_with(
+        &emu.frontdoor("/"),
+        &[
+            ("host", url.trim_start_matches("https://")),
+            ("authorization", &format!("Bearer {token}")),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200);
+    emu.stop().await;
+}
+
+/// Token Creator missing: the narrowest role, on the account alone, merged into the
+/// account's own policy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_token_creator_is_granted_on_the_account_alone() {
+    let file = |policy: &str| {
+        format!(
+            "{PROJECT}service_accounts:\n  - email: login{SA}\n{}  - email: cart{SA}\n  - email: ci{SA}\nservices: [{{name: api, upstream: builtin:echo}}]\n",
+            indent(policy, 4)
+        )
+    };
+    let emu = Emulator::start(&file(&format!(
+        "iam_policy: {{bindings: [{{role: roles/iam.serviceAccountTokenCreator, members: [serviceAccount:ci{SA}]}}]}}"
+    )))
+    .await;
+    let mint_as = |caller: &str| {
+        bounded_output(
+            frontdoor()
+                .args([
+                    "token",
+                    "--impersonate-service-account",
+                    &sa("login"),
+                    "--as",
+                ])
+                .arg(format!("serviceAccount:{caller}"))
+                .arg("--config")
+                .arg(emu.config_file()),
+        )
+    };
+    assert!(!mint_as(&sa("cart")).status.success());
+    let decisions = emu.decisions().await;
+    let decision = decisions
+        .iter()
+        .rev()
+        .find(|d| d["surface"] == "iamcredentials")
+        .unwrap()
+        .clone();
+    assert_eq!(decision["code"], "permission_denied", "{decision:#}");
+    let first = &fixes(&decision)[0];
+    assert_eq!(first["kind"], "policy", "{decision:#}");
+    let yaml = first["yaml"].as_str().unwrap();
+    assert!(
+        yaml.contains("roles/iam.serviceAccountOpenIdTokenCreator")
+            && yaml.contains(&format!("serviceAccount:ci{SA}")),
+        "{yaml}"
+    );
+    apply(&emu, &file(yaml)).await;
+    assert!(mint_as(&sa("cart")).status.success());
+    assert!(mint_as(&sa("ci")).status.success());
+    emu.stop().await;
+}
+
+/// An internal service called from outside: the fix is to call from inside (through a
+/// service's own egress, as `frontdoor exec` gives it), not to open the ingress, which is
+/// offered last, as widening.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "left to scripts/test: runs curl through frontdoor exec"]
+async fn an_internal_service_is_called_from_inside_before_its_ingress_is_opened() {
+    let emu = Emulator::start(&format!(
+        "{PROJECT}service_accounts: [{{email: ci{SA}}}]\nservices:\n  - name: api\n    upstream: builtin:echo\n    listen: 127.0.0.1:0\n    ingress: internal\n    iam_policy: {{bindings: [{{role: roles/run.invoker, members: [serviceAccount:ci{SA}]}}]}}\n  - name: web\n    upstream: builtin:echo\n    service_account: ci{SA}\n"
+    ))
+    .await;
+    let url = emu.url_of("api");
+    let token = emu.sa_token(&sa("ci"), &url);
+    assert_eq!(call(&emu, "api", &token).await, 404);
+    let decision = last_refusal(&emu).await;
+    assert_eq!(decision["code"], "ingress_internal_only", "{decision:#}");
+    let ranked = fixes(&decision);
+    assert_eq!(ranked[0]["kind"], "caller", "{decision:#}");
+    assert!(
+        ranked[0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("frontdoor exec")
+    );
+    assert_eq!(ranked.last().unwrap()["widens"], true);
+    // From inside: as web, through its egress (`frontdoor exec`, as the fix says).
+    let code = succeed(
+        frontdoor()
+            .args(["exec", "web", "--config"])
+            .arg(emu.config_file())
+            .args([
+                "--",
+                "curl",
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "-H",
+            ])
+            .arg(format!("Authorization: Bearer {token}"))
+            .arg(format!("{url}/")),
+    );
+    assert_eq!(code, "200");
+    emu.stop().await;
+}
