@@ -103,6 +103,19 @@ try {
   out.denied.verdict = await detail.locator("h3").textContent();
   await page.screenshot({ path: process.env.FD_SCREENSHOT, fullPage: true });
 
+  // A near-miss audience: the ranked fixes as the page lists them.
+  {
+    const before = await lastSeq(page);
+    await call(cases.near_miss.url, cases.near_miss.token);
+    await open(page, await rowAfter(page, before, cases.near_miss.service, cases.near_miss.code));
+    const options = detail.locator("li.fix-option");
+    out.near_miss = {
+      kinds: await options.evaluateAll((els) => els.map((e) => e.dataset.kind)),
+      widens: await options.evaluateAll((els) => els.map((e) => e.classList.contains("widens"))),
+      first: await options.first().textContent(),
+    };
+  }
+
   // Hostile strings from a token, and a very long reason: shown as text, nothing run.
   out.hostile = [];
   for (const h of cases.hostile) {

@@ -137,9 +137,15 @@ async fn the_dashboard_shows_why_in_a_real_browser() {
     let binding = format!(
         "    iam_policy: {{bindings: [{{role: roles/run.invoker, members: [serviceAccount:login{SA}]}}]}}\n"
     );
+    // A token minted for a near miss of search's URL: the first fix is the caller's.
+    let near_miss = emu.sa_token(
+        &sa("login"),
+        &emu.url_of("search").replacen("search-", "serch-", 1),
+    );
     let cases = json!({
         "dashboard": emu.google("/frontdoor/ui/"),
         "denied": {"url": emu.service("search", "/"), "token": denied, "service": "search", "code": "no_invoker_binding"},
+        "near_miss": {"url": emu.service("search", "/"), "token": near_miss, "service": "search", "code": "audience_not_accepted"},
         "hostile": [
             {"name": "claims", "url": emu.service("search", "/"), "token": hostile_claims, "service": "search", "code": "no_invoker_binding"},
             {"name": "long reason", "url": emu.service("search", "/"), "token": long_reason, "service": "search", "code": "audience_not_accepted"},
@@ -224,6 +230,19 @@ async fn the_dashboard_shows_why_in_a_real_browser() {
             .unwrap()
             .contains(&format!("\"email\": \"login{SA}\"")),
         "{d:#}"
+    );
+
+    // The near-miss audience, as the page ranks its fixes: "did you mean" search's own URL
+    // first, adding the audience last and labelled as widening access.
+    let near = &out["near_miss"];
+    assert_eq!(near["kinds"], json!(["caller", "setting"]), "{near:#}");
+    assert_eq!(near["widens"], json!([false, true]), "{near:#}");
+    assert!(
+        near["first"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("did you mean {}?", emu.url_of("search"))),
+        "{near:#}"
     );
 
     // Hostile claims and a 10,000-character reason, as text.
