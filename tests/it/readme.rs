@@ -170,6 +170,15 @@ fn expected(name: &str) -> Option<&'static [&'static str]> {
             "ALLOW 200 GET user-profiles /",
             "DENY  401 GET search /",
             "is not one of service `search`'s audiences",
+            // why, with the fixes ranked: the grant to login alone, as services.yaml lines
+            "DENY  403 search → serviceAccount:login@demo-project.iam.gserviceaccount.com",
+            "fixes, least privilege first:",
+            "1. (policy) grant serviceAccount:login@demo-project.iam.gserviceaccount.com roles/run.invoker on search",
+            "in services.yaml, under service `search` (it has no policy yet):",
+            "iam_policy:",
+            "members: [serviceAccount:login@demo-project.iam.gserviceaccount.com]",
+            "or: gcloud run services add-iam-policy-binding search",
+            "exit status: 1",
         ],
         "explain" => &[
             "DENY  403 search → serviceAccount:login@demo-project.iam.gserviceaccount.com",
@@ -414,6 +423,9 @@ struct Session {
     err: PathBuf,
     dir: PathBuf,
     blocks: usize,
+    /// Whether the shell's exit was collected: its process id (and group id) may then
+    /// belong to another process, which must not be signalled.
+    reaped: bool,
 }
 
 /// How long one block may run in a session before the test fails: never a hang.
@@ -440,6 +452,7 @@ impl Session {
             err,
             dir,
             blocks: 0,
+            reaped: false,
         }
     }
 
@@ -489,6 +502,7 @@ impl Session {
                 }
             }
             let ended = self.child.try_wait().unwrap();
+            self.reaped |= ended.is_some();
             if ended.is_some() || started.elapsed() > BLOCK_LIMIT {
                 if ended.is_none() {
                     self.kill();
@@ -509,6 +523,10 @@ impl Session {
 impl Session {
     /// The shell and whatever its blocks left running (its own process group).
     fn kill(&mut self) {
+        if self.reaped {
+            return;
+        }
+        self.reaped = true;
         let _ = nix::sys::signal::killpg(
             nix::unistd::Pid::from_raw(self.child.id() as i32),
             nix::sys::signal::Signal::SIGKILL,
