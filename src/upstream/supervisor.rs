@@ -462,22 +462,36 @@ async fn attempt(
     }
 }
 
-/// SIGTERM to the whole process group, SIGKILL if it lingers.
+/// SIGTERM to the whole process group, SIGKILL if it lingers. The process is collected
+/// only after the last signal: until then it stays a zombie whose id no other process can
+/// take, so the group's SIGKILL (for children that outlived it) reaches nobody else. Once
+/// collected, its id, and so the group id, may belong to some other process group.
 async fn terminate(child: &mut Child) {
     let Some(pid) = child.id() else {
         return;
     };
     let group = Pid::from_raw(pid as i32);
     let _ = killpg(group, Signal::SIGTERM);
-    if tokio::time::timeout(STOP_GRACE, child.wait())
-        .await
-        .is_err()
-    {
-        let _ = killpg(group, Signal::SIGKILL);
-        let _ = child.wait().await;
+    let deadline = Instant::now() + STOP_GRACE;
+    while !exited_uncollected(group) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    // Children of the process that outlived it are in the same group.
     let _ = killpg(group, Signal::SIGKILL);
+    let _ = child.wait().await;
+}
+
+/// Whether `pid`, a child of this process, has exited, without collecting it.
+fn exited_uncollected(pid: Pid) -> bool {
+    use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
+    match waitid(
+        Id::Pid(pid),
+        WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT | WaitPidFlag::WNOHANG,
+    ) {
+        Ok(WaitStatus::StillAlive) => false,
+        Ok(_) => true,
+        // Already collected (or not ours): nothing left to wait for.
+        Err(_) => true,
+    }
 }
 
 /// Copies a stream line by line to the output, keeping the last lines.
