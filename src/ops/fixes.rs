@@ -161,51 +161,51 @@ fn no_invoker(config: &Config, service: &Service, member: &Member) -> Vec<Fix> {
     let principal = principal_of(member);
 
     // The caller acts as the wrong account: another one the service admits is one the
-    // same minter may mint (the token's account's own minter, or the caller itself).
+    // caller itself, or whoever may mint the account it used, may also mint.
     if let Member::ServiceAccount(used) = member {
         let minters = minters_of(config, used);
+        let mut seen: Vec<&str> = Vec::new();
         for bound in invoker_bindings.iter().flat_map(|b| &b.members) {
             let Member::ServiceAccount(admitted) = bound else {
                 continue;
             };
-            if admitted == used {
+            if admitted == used || seen.contains(&admitted.as_str()) {
                 continue;
             }
-            let near = strsim::levenshtein(admitted, used) <= 2;
-            let shared: Vec<&String> = minters
+            seen.push(admitted);
+            let admitted_minters = minters_of(config, admitted);
+            let shared: Vec<&str> = minters
                 .iter()
-                .filter(|m| minters_of(config, admitted).contains(m))
+                .filter(|m| admitted_minters.contains(m))
+                .map(String::as_str)
                 .collect();
             let may_itself = principal.as_ref().is_some_and(|p| {
                 config.service_account(admitted).is_some_and(|acc| {
                     judge(config, p, iam::GET_OPENID_TOKEN, Resource::Account(acc)).is_ok()
                 })
             });
-            if !shared.is_empty() || may_itself || near {
-                let why = if may_itself {
-                    format!("{used} may mint {admitted}'s ID tokens")
-                } else if !shared.is_empty() {
-                    format!(
-                        "whoever minted {used}'s token ({}) may mint {admitted}'s too",
-                        shared
-                            .iter()
-                            .map(|m| m.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )
-                } else {
-                    format!("did you mean {admitted}? Its name is one or two letters from {used}")
-                };
-                fixes.push(Fix::caller(format!(
-                    "call as serviceAccount:{admitted}, which {} admits ({why}): impersonate it rather than {used}, and no policy changes",
-                    service.name
-                )));
-            }
+            let why = if may_itself {
+                format!("{used} may mint its ID tokens")
+            } else if !shared.is_empty() {
+                format!(
+                    "these may mint both {used}'s tokens and its: {}",
+                    shared.join(", ")
+                )
+            } else {
+                continue;
+            };
+            fixes.push(Fix::caller(format!(
+                "call as serviceAccount:{admitted}, which {} admits ({why}): impersonate it rather than {used}, and no policy changes",
+                service.name
+            )));
         }
     }
 
-    // A group the service admits, that the caller is not in: join it, as the roster
-    // intends, rather than be granted around it.
+    // A group the service admits, that the caller is not in: joining it is narrowest when
+    // the group holds the invoker role here and nothing else anywhere; else joining
+    // brings whatever else the group holds, so it is labelled widening and ranked last.
+    let mut later = Vec::new();
+    let mut groups_seen: Vec<&str> = Vec::new();
     for binding in &invoker_bindings {
         for bound in &binding.members {
             let Member::Group(group) = bound else {
@@ -214,34 +214,59 @@ fn no_invoker(config: &Config, service: &Service, member: &Member) -> Vec<Fix> {
             let Some(members) = config.groups.get(group) else {
                 continue;
             };
+            if groups_seen.contains(&group.as_str()) {
+                continue;
+            }
+            groups_seen.push(group);
+            let widens =
+                binding.role.name() != "roles/run.invoker" || bindings_holding(config, bound) > 1;
             let roster: Vec<String> = members.iter().map(Member::to_string).collect();
             let mut with = roster.clone();
             with.push(member.to_string());
-            fixes.push(Fix {
+            let fix = Fix {
                 kind: "roster",
-                widens: false,
+                widens,
                 text: format!(
-                    "add {member} to group:{group}, which {} admits (members now: {})",
+                    "add {member} to group:{group}, which {} admits (members now: {}){}",
                     service.name,
                     if roster.is_empty() {
                         "none".to_owned()
                     } else {
                         roster.join(", ")
+                    },
+                    if widens {
+                        "; the group holds more than the invoker role here, and joining it brings all of that"
+                    } else {
+                        ""
                     }
                 ),
                 yaml: Some(format!(
-                    "- email: {group}\n  members: [{}]",
-                    with.join(", ")
+                    "- email: {}\n  members: [{}]",
+                    yaml_scalar(group),
+                    with.iter()
+                        .map(|m| yaml_scalar(m))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )),
                 place: Some(format!(
                     "under `groups:`, in place of group `{group}`'s entry"
                 )),
                 command: None,
-            });
+            };
+            if widens {
+                later.push(fix);
+            } else {
+                fixes.push(fix);
+            }
         }
     }
 
-    // Grant this principal alone, merged into the policy the service has.
+    // Grant this principal alone, merged into the policy the service has (unless a
+    // reload since the refusal granted it already).
+    if invoker_bindings.iter().any(|b| b.members.contains(member)) {
+        fixes.extend(later);
+        return fixes;
+    }
     let mut policy = service.policy.clone();
     match policy
         .bindings
@@ -280,12 +305,52 @@ fn no_invoker(config: &Config, service: &Service, member: &Member) -> Vec<Fix> {
             service.name
         )),
     });
+    fixes.extend(later);
     fixes
 }
+
+/// How many bindings, anywhere in the configuration (the project's, every service's, every
+/// account's), name `member`.
+fn bindings_holding(config: &Config, member: &Member) -> usize {
+    std::iter::once(&config.policy)
+        .chain(config.services.iter().map(|s| &s.policy))
+        .chain(config.service_accounts.iter().map(|a| &a.policy))
+        .flat_map(|p| &p.bindings)
+        .filter(|b| b.members.contains(member))
+        .count()
+}
+
+/// `text` as a YAML scalar: plain when it is made of characters that cannot change its
+/// meaning, else double-quoted (JSON's quoting is YAML's). A federated principal's subject,
+/// say, may hold `,`, `]` or ` #`.
+fn yaml_scalar(text: &str) -> String {
+    let plain = !text.is_empty()
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"@.:_/*+-".contains(&b));
+    if plain {
+        text.to_owned()
+    } else {
+        serde_json::Value::String(text.to_owned()).to_string()
+    }
+}
+
+/// The longest audience compared letter by letter with the accepted ones: a token's `aud`
+/// is its minter's to choose (up to the 8 KiB frontdoor mints), and the decisions list
+/// ranks fixes for every refusal it returns.
+const NEAR_MISS_MAX: usize = 256;
 
 /// The token's audience `aud` is not one `service` accepts.
 fn audience(config: &Config, service: &Service, aud: &str) -> Vec<Fix> {
     let mut fixes = Vec::new();
+    // Whoever minted the token chose `aud`: shown without backticks (the page renders
+    // backticked text as code), and put in a command only when it cannot change the
+    // command's meaning.
+    let shown = aud.replace('`', "'");
+    let aud_in_command = aud.len() <= NEAR_MISS_MAX
+        && aud
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b":/._~%-".contains(&b));
     let url = &service.url;
     let bare = aud.split(['?', '#']).next().unwrap_or(aud);
     let accepted: Vec<&str> = [url.as_str(), service.legacy_url.as_str()]
@@ -301,7 +366,7 @@ fn audience(config: &Config, service: &Service, aud: &str) -> Vec<Fix> {
             && (s.url == bare.trim_end_matches('/') || s.custom_audiences.iter().any(|a| a == aud))
     }) {
         fixes.push(Fix::caller(format!(
-            "the token was minted for {} ({aud}); mint it for {}'s URL, {url}",
+            "the token was minted for {} ({shown}); mint it for {}'s URL, {url}",
             other.name, service.name
         )));
     } else if bare.trim_end_matches('/') != aud && accepted.contains(&bare.trim_end_matches('/')) {
@@ -324,12 +389,17 @@ fn audience(config: &Config, service: &Service, aud: &str) -> Vec<Fix> {
         // `billing.internal.shop`): near enough to be the one meant. Only this service's
         // own audiences are candidates, so a loose match still names one that works.
         .filter(|a| {
-            strsim::levenshtein(a, aud) <= 3 || strsim::normalized_levenshtein(a, aud) >= 0.7
+            // No edit distance within the bound is possible past this length difference.
+            let longer = a.len().max(aud.len());
+            aud.len() <= NEAR_MISS_MAX && a.len().abs_diff(aud.len()) * 10 <= (longer * 3).max(30)
         })
-        .min_by_key(|a| strsim::levenshtein(a, aud))
+        .map(|a| (a, strsim::levenshtein(a, aud)))
+        .filter(|(a, d)| *d <= 3 || *d * 10 <= a.len().max(aud.len()) * 3)
+        .min_by_key(|(_, d)| *d)
+        .map(|(a, _)| a)
     {
         fixes.push(Fix::caller(format!(
-            "did you mean {near}? It is an audience {} accepts, close to {aud}: mint the token for it",
+            "did you mean {near}? It is an audience {} accepts, close to {shown}: mint the token for it",
             service.name
         )));
     } else {
@@ -346,7 +416,7 @@ fn audience(config: &Config, service: &Service, aud: &str) -> Vec<Fix> {
         kind: "setting",
         widens: true,
         text: format!(
-            "accept {aud} at {} as a custom audience: every token minted for it then reaches {}, whoever it was minted for",
+            "accept {shown} at {} as a custom audience: every token minted for it then reaches {}, whoever it was minted for",
             service.name, service.name
         ),
         yaml: Some(format!(
@@ -361,10 +431,12 @@ fn audience(config: &Config, service: &Service, aud: &str) -> Vec<Fix> {
             "under service `{}`, in place of its `custom_audiences:` line if it has one",
             service.name
         )),
-        command: Some(format!(
-            "gcloud run services update {} --add-custom-audiences={aud}",
-            service.name
-        )),
+        command: aud_in_command.then(|| {
+            format!(
+                "gcloud run services update {} --add-custom-audiences={aud}",
+                service.name
+            )
+        }),
     });
     fixes
 }
@@ -510,7 +582,11 @@ fn principal_of(member: &Member) -> Option<Principal> {
 fn policy_yaml(policy: &Policy) -> String {
     let mut out = String::from("iam_policy:\n  bindings:\n");
     for b in &policy.bindings {
-        let members: Vec<String> = b.members.iter().map(Member::to_string).collect();
+        let members: Vec<String> = b
+            .members
+            .iter()
+            .map(|m| yaml_scalar(&m.to_string()))
+            .collect();
         out.push_str(&format!(
             "    - role: {}\n      members: [{}]\n",
             b.role.name(),
@@ -519,4 +595,109 @@ fn policy_yaml(policy: &Policy) -> String {
     }
     out.pop();
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SA: &str = "@demo-project.iam.gserviceaccount.com";
+
+    fn config(services: &str) -> Config {
+        let text = format!(
+            "project: {{id: demo-project, number: \"123456789012\", region: us-central1}}\nusers: [dana@example.com, eli@example.com]\ngroups: [{{email: ops@example.com, members: [user:eli@example.com]}}]\nservice_accounts: [{{email: ci{SA}}}]\n{services}"
+        );
+        crate::config::parse(&text, std::path::Path::new("services.yaml")).unwrap()
+    }
+
+    fn refusal<'a>(code: Code, principal: &'a str, audience: Option<&'a str>) -> Refusal<'a> {
+        Refusal {
+            code: Some(code),
+            service: Some("api"),
+            principal: Some(principal),
+            audience,
+            ..Refusal::default()
+        }
+    }
+
+    #[test]
+    fn an_audience_the_minter_chose_never_reaches_a_command_or_the_pages_code() {
+        let c = config("services: [{name: api, upstream: builtin:echo}]\n");
+        for aud in [
+            "https://x.example/$(rm -rf ~)",
+            "a`b`c",
+            "https://a.example,https://b",
+        ] {
+            let fixes = ranked(
+                &c,
+                &refusal(
+                    Code::AudienceNotAccepted,
+                    "user:dana@example.com",
+                    Some(aud),
+                ),
+            );
+            let widening = fixes.last().unwrap();
+            assert!(
+                widening.widens && widening.command.is_none(),
+                "{aud}: {widening:?}"
+            );
+            assert!(
+                fixes.iter().all(|f| !f.text.contains('`')),
+                "{aud}: {fixes:?}"
+            );
+            // In YAML it is quoted, so it stays one audience.
+            let yaml = widening.yaml.as_deref().unwrap();
+            assert!(
+                yaml.contains(&serde_json::Value::String(aud.to_owned()).to_string()),
+                "{yaml}"
+            );
+        }
+        // An ordinary URL gets its command.
+        let fixes = ranked(
+            &c,
+            &refusal(
+                Code::AudienceNotAccepted,
+                "user:dana@example.com",
+                Some("https://other.example"),
+            ),
+        );
+        assert!(fixes.last().unwrap().command.is_some());
+    }
+
+    #[test]
+    fn joining_a_group_that_holds_more_is_widening_and_ranked_after_the_grant() {
+        let narrow = config(
+            "services: [{name: api, upstream: builtin:echo, iam_policy: {bindings: [{role: roles/run.invoker, members: [group:ops@example.com]}]}}]\n",
+        );
+        let fixes = ranked(
+            &narrow,
+            &refusal(Code::NoInvokerBinding, "user:dana@example.com", None),
+        );
+        assert_eq!(
+            fixes.iter().map(|f| (f.kind, f.widens)).collect::<Vec<_>>(),
+            [("roster", false), ("policy", false)]
+        );
+        // The group also holds the invoker role on another service: joining brings that.
+        let broad = config(
+            "services:\n  - {name: api, upstream: builtin:echo, iam_policy: {bindings: [{role: roles/run.invoker, members: [group:ops@example.com]}]}}\n  - {name: admin, upstream: builtin:echo, iam_policy: {bindings: [{role: roles/run.invoker, members: [group:ops@example.com]}]}}\n",
+        );
+        let fixes = ranked(
+            &broad,
+            &refusal(Code::NoInvokerBinding, "user:dana@example.com", None),
+        );
+        assert_eq!(
+            fixes.iter().map(|f| (f.kind, f.widens)).collect::<Vec<_>>(),
+            [("policy", false), ("roster", true)]
+        );
+    }
+
+    #[test]
+    fn a_member_needing_quotes_is_quoted_in_the_yaml() {
+        assert_eq!(
+            yaml_scalar("serviceAccount:ci@x.iam.gserviceaccount.com"),
+            "serviceAccount:ci@x.iam.gserviceaccount.com"
+        );
+        assert_eq!(yaml_scalar("a, b] #c"), "\"a, b] #c\"");
+        assert_eq!(yaml_scalar(""), "\"\"");
+    }
 }
