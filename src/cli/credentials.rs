@@ -201,15 +201,17 @@ pub(super) fn keys(command: KeysCommand) -> anyhow::Result<()> {
             // edit it refused, the list is still given, and stderr says what went unchecked.
             let (email, state) = match args.load() {
                 Ok((config, state)) => (declared(&config, &iam_account)?.email.clone(), state),
-                Err(e)
-                    if locate::live_server(&args.state()).is_some()
-                        && crate::iam::Member::parse(&format!("serviceAccount:{iam_account}"))
-                            .is_ok() =>
-                {
+                Err(e) if locate::live_server(&args.state()).is_some() => {
+                    // The email as the configuration would hold it (lowercased), or none.
+                    let Ok(crate::iam::Member::ServiceAccount(email)) =
+                        crate::iam::Member::parse(&format!("serviceAccount:{iam_account}"))
+                    else {
+                        return Err(e);
+                    };
                     eprintln!(
-                        "frontdoor keys list: the configuration file does not load ({e:#}); the keys the state directory keeps for {iam_account} are listed unchecked"
+                        "frontdoor keys list: the configuration file does not load ({e:#}); the keys the state directory keeps for {email} are listed unchecked"
                     );
-                    (iam_account.clone(), args.state())
+                    (email, args.state())
                 }
                 Err(e) => return Err(e),
             };

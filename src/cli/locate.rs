@@ -71,10 +71,20 @@ pub(crate) fn remember(state_dir: &Path) {
     let (Some(note), Ok(dir)) = (note_of(state_dir), std::path::absolute(state_dir)) else {
         return;
     };
-    if let Some(parent) = note.parent() {
-        let _ = std::fs::create_dir_all(parent);
-    }
-    let _ = std::fs::write(&note, dir.display().to_string());
+    let Some(parent) = note.parent() else {
+        return;
+    };
+    let _ = std::fs::create_dir_all(parent);
+    // Whole or not at all (a temporary file renamed), so that a CLI reading it meanwhile
+    // never sees it empty; the path's own bytes, whatever they are.
+    let write = || -> std::io::Result<()> {
+        use std::io::Write;
+        let mut tmp = tempfile::NamedTempFile::new_in(parent)?;
+        tmp.write_all(dir.as_os_str().as_encoded_bytes())?;
+        tmp.persist(&note).map_err(|e| e.error)?;
+        Ok(())
+    };
+    let _ = write();
 }
 
 /// On a clean stop: removes the server's record and its note.
@@ -85,9 +95,12 @@ pub(crate) fn forget(state_dir: &StateDir) {
     }
 }
 
-/// The noted servers' state directories, newest note first. At most [`MAX_NOTES`] are read:
-/// the directory is this user's, but a crash-looping script could fill it.
+/// The noted servers' state directories, newest note first: the newest [`MAX_NOTES`] of
+/// the first [`MAX_ENTRIES`] entries (the directory is this user's, but a killed server's
+/// note stays, and a crash-looping script could pile them up). A note that is not an
+/// absolute path is not one frontdoor wrote, and is passed over.
 fn noted() -> Vec<PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
     let Some(dir) = notes_dir() else {
         return Vec::new();
     };
@@ -95,18 +108,23 @@ fn noted() -> Vec<PathBuf> {
         .into_iter()
         .flatten()
         .flatten()
-        .take(MAX_NOTES)
-        .filter_map(|entry| {
-            let modified = entry.metadata().ok()?.modified().ok()?;
-            let text = std::fs::read_to_string(entry.path()).ok()?;
-            Some((modified, PathBuf::from(text.trim())))
-        })
+        .take(MAX_ENTRIES)
+        .filter_map(|entry| Some((entry.metadata().ok()?.modified().ok()?, entry.path())))
         .collect();
     notes.sort_by_key(|(modified, _)| std::cmp::Reverse(*modified));
-    notes.into_iter().map(|(_, dir)| dir).collect()
+    notes
+        .into_iter()
+        .take(MAX_NOTES)
+        .filter_map(|(_, note)| {
+            let bytes = std::fs::read(note).ok()?;
+            let path = PathBuf::from(std::ffi::OsStr::from_bytes(&bytes));
+            path.is_absolute().then_some(path)
+        })
+        .collect()
 }
 
-const MAX_NOTES: usize = 256;
+const MAX_NOTES: usize = 64;
+const MAX_ENTRIES: usize = 4096;
 
 /// The server serving from `dir` now, if its record names one that runs.
 pub(crate) fn live_server(dir: &StateDir) -> Option<Addresses> {
@@ -165,12 +183,17 @@ pub(crate) fn running(args: &ConfigArgs) -> Result<Addresses, LocateError> {
     candidates.extend(servers.into_iter().map(StateDir::new));
     let mut stale = None;
     for dir in candidates {
-        match check(&dir)? {
-            Some(Ok(addresses)) => return Ok(addresses),
-            Some(Err(why)) => {
+        // A record that cannot be read is one more stale place, not the end of the search:
+        // a server after it may run.
+        match check(&dir) {
+            Ok(Some(Ok(addresses))) => return Ok(addresses),
+            Ok(Some(Err(why))) => {
                 stale.get_or_insert((dir.path().join(RECORD), why));
             }
-            None => {}
+            Ok(None) => {}
+            Err(e) => {
+                stale.get_or_insert((dir.path().join(RECORD), format!("{e:#}")));
+            }
         }
     }
     match stale {
