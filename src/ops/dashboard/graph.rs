@@ -65,8 +65,11 @@ pub(crate) struct Node {
     pub(crate) id: String,
     pub(crate) kind: Kind,
     pub(crate) label: String,
-    /// What the node's box says under its label: ingress, `invoker_iam_disabled`, public.
+    /// What the node's box says under its label: ingress, `invoker_iam_disabled`, public,
+    /// a group's count of members.
     pub(crate) marks: Vec<String>,
+    /// A group's members, as `groups:` lists them (its tooltip and the list give them).
+    pub(crate) members: Vec<String>,
     pub(crate) x: i32,
     pub(crate) y: i32,
 }
@@ -84,10 +87,24 @@ impl Node {
     /// What the node's tooltip says: its id, and its whole label when the id does not
     /// say it (a managed caller's account).
     pub(crate) fn tooltip(&self) -> String {
-        if self.id.ends_with(&self.label) {
+        let named = if self.id.ends_with(&self.label) {
             self.id.clone()
         } else {
             format!("{}: {}", self.id, self.label)
+        };
+        if self.kind == Kind::Group {
+            format!("{named} (members: {})", self.members_text())
+        } else {
+            named
+        }
+    }
+
+    /// A group's members, joined, or `none`.
+    pub(crate) fn members_text(&self) -> String {
+        if self.members.is_empty() {
+            "none".to_owned()
+        } else {
+            self.members.join(", ")
         }
     }
 
@@ -242,16 +259,31 @@ pub(crate) fn of(config: &Config, managed: &[Managed]) -> Graph {
     let mut nodes: Vec<Node> = ordered
         .into_iter()
         .enumerate()
-        .map(|(i, (kind, id))| Node {
-            label: labels
-                .get(&id)
-                .cloned()
-                .unwrap_or_else(|| id.strip_prefix("serviceAccount:").unwrap_or(&id).to_owned()),
-            id,
-            kind,
-            marks: Vec::new(),
-            x: CALLER_X,
-            y: TOP + ROW * i as i32,
+        .map(|(i, (kind, id))| {
+            let members: Vec<String> = id
+                .strip_prefix("group:")
+                .and_then(|g| config.groups.get(g))
+                .map(|m| m.iter().map(ToString::to_string).collect())
+                .unwrap_or_default();
+            let marks = if kind == Kind::Group {
+                vec![match members.len() {
+                    1 => "1 member".to_owned(),
+                    n => format!("{n} members"),
+                }]
+            } else {
+                Vec::new()
+            };
+            Node {
+                label: labels.get(&id).cloned().unwrap_or_else(|| {
+                    id.strip_prefix("serviceAccount:").unwrap_or(&id).to_owned()
+                }),
+                id,
+                kind,
+                marks,
+                members,
+                x: CALLER_X,
+                y: TOP + ROW * i as i32,
+            }
         })
         .collect();
     let callers_count = nodes.len();
@@ -264,6 +296,7 @@ pub(crate) fn of(config: &Config, managed: &[Managed]) -> Graph {
             marks.push("invoker_iam_disabled".to_owned());
         }
         nodes.push(Node {
+            members: Vec::new(),
             id: format!("service:{}", service.name),
             kind: Kind::Service,
             label: service.name.clone(),
@@ -498,12 +531,32 @@ services:
     }
 
     #[test]
+    fn a_group_shows_its_members() {
+        let yaml = YAML.replace(
+            "iam_policy: {bindings: [{role: roles/run.invoker, members: [group:ops@example.com]}]}",
+            "groups: [{email: ops@example.com, members: [user:eli@example.com, user:fay@example.com]}]\niam_policy: {bindings: [{role: roles/run.invoker, members: [group:ops@example.com]}]}",
+        );
+        let g = of(&config(&yaml), &[]);
+        let ops = g
+            .nodes
+            .iter()
+            .find(|n| n.id == "group:ops@example.com")
+            .unwrap();
+        assert_eq!(ops.marks, ["2 members"]);
+        assert_eq!(
+            ops.tooltip(),
+            "group:ops@example.com (members: user:eli@example.com, user:fay@example.com)"
+        );
+    }
+
+    #[test]
     fn a_long_label_is_cut_to_its_box() {
         let node = Node {
             id: "x".into(),
             kind: Kind::Federated,
             label: "p".repeat(500),
             marks: Vec::new(),
+            members: Vec::new(),
             x: 0,
             y: 0,
         };
