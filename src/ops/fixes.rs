@@ -261,9 +261,33 @@ fn no_invoker(config: &Config, service: &Service, member: &Member) -> Vec<Fix> {
         }
     }
 
+    // The caller may call other services: it may have meant one of them. A guess, so it
+    // comes after the grant (and before anything that widens).
+    let mut meant = None;
+    if let Some(p) = &principal {
+        let others: Vec<&Service> = config
+            .services
+            .iter()
+            .filter(|s| s.name != service.name)
+            .filter(|s| judge(config, p, iam::INVOKE, Resource::Service(s)).is_ok())
+            .take(5)
+            .collect();
+        if !others.is_empty() {
+            meant = Some(Fix::caller(format!(
+                "if you meant another service, {member} may call {}: call its URL, with a token minted for it",
+                others
+                    .iter()
+                    .map(|s| format!("{} ({})", s.name, s.url))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+    }
+
     // Grant this principal alone, merged into the policy the service has (unless a
     // reload since the refusal granted it already).
     if invoker_bindings.iter().any(|b| b.members.contains(member)) {
+        fixes.extend(meant);
         fixes.extend(later);
         return fixes;
     }
@@ -305,6 +329,7 @@ fn no_invoker(config: &Config, service: &Service, member: &Member) -> Vec<Fix> {
             service.name
         )),
     });
+    fixes.extend(meant);
     fixes.extend(later);
     fixes
 }
@@ -688,6 +713,23 @@ mod tests {
         assert_eq!(
             fixes.iter().map(|f| (f.kind, f.widens)).collect::<Vec<_>>(),
             [("policy", false), ("roster", true)]
+        );
+    }
+
+    #[test]
+    fn a_caller_that_may_call_another_service_is_told_which() {
+        let c = config(&format!(
+            "services:\n  - {{name: api, upstream: builtin:echo}}\n  - {{name: web, upstream: builtin:echo, iam_policy: {{bindings: [{{role: roles/run.invoker, members: [serviceAccount:ci{SA}]}}]}}}}\n"
+        ));
+        let principal = format!("serviceAccount:ci{SA}");
+        let fixes = ranked(&c, &refusal(Code::NoInvokerBinding, &principal, None));
+        assert_eq!(
+            fixes.iter().map(|f| f.kind).collect::<Vec<_>>(),
+            ["policy", "caller"]
+        );
+        assert!(
+            fixes[1].text.contains("may call web (https://web-"),
+            "{fixes:?}"
         );
     }
 
