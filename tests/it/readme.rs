@@ -389,6 +389,21 @@ struct Server {
     log: PathBuf,
 }
 
+/// A server still running when the test ends early (a block failed): killed with its
+/// process group, so that it does not hold the default ports for the next run. Signalled
+/// only while uncollected, when its id cannot belong to anything else.
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(self.child.id() as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            let _ = self.child.wait();
+        }
+    }
+}
+
 impl Server {
     fn stop(mut self) {
         let _ = nix::sys::signal::killpg(
@@ -402,7 +417,6 @@ impl Server {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        let _ = self.child.kill();
         panic!("a server a block started did not stop within 20 s of SIGINT");
     }
 
@@ -475,12 +489,18 @@ impl Session {
         let quoted = file.display().to_string().replace('\'', "'\\''");
         // `set -e` again before each block, so that a block's `set +e` cannot hide the
         // failures of the blocks after it; the marker carries the block's own status.
-        writeln!(
-            self.stdin,
-            "set -e -o pipefail\n{{ . '{quoted}'; }} </dev/null\nprintf '\\n%s %d>>\\n' '{done}' \"$?\""
-        )
-        .map_err(|e| format!("the session's shell is gone: {e}"))?;
-        self.stdin.flush().unwrap();
+        // One write (well under a pipe's atomic size): written in pieces, the shell could
+        // run the block, fail and exit before the rest arrived, and the rest would find the
+        // pipe closed. A write that fails because the shell is gone is reported below, as
+        // the end of the session, with what it printed.
+        let command = format!(
+            "set -e -o pipefail\n{{ . '{quoted}'; }} </dev/null\nprintf '\\n%s %d>>\\n' '{done}' \"$?\"\n"
+        );
+        if let Err(e) = self.stdin.write_all(command.as_bytes())
+            && self.child.try_wait().map_or(true, |s| s.is_none())
+        {
+            return Err(format!("cannot write to the session's shell: {e}"));
+        }
         let started = Instant::now();
         loop {
             let stdout = read(&self.out, out_from);
