@@ -630,12 +630,13 @@ async fn explain(
     }
     if body["permission"].is_string() {
         say(&format!(
-            "{verdict} {} {} → {} on {}\n    {code}{}\n{fix}",
+            "{verdict} {} {} → {} on {}\n    {code}{}\n{fix}{}",
             body["status"],
             esc(body["principal"].as_str().unwrap_or("?")),
             esc(body["permission"].as_str().unwrap_or("?")),
             esc(body["resource"].as_str().unwrap_or("?")),
             esc(body["reason"].as_str().unwrap_or("")),
+            ranked_fixes(&body["fixes"]),
         ));
         return end();
     }

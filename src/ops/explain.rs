@@ -225,14 +225,36 @@ fn judged(
             e.why().unwrap_or(e.message()).to_owned(),
         ),
     };
+    // The same ranked fixes a refusal of the front door or IAM Credentials gets.
+    let principal = who.to_string();
+    let fixes = code.map_or_else(Vec::new, |code| {
+        super::fixes::ranked(
+            config,
+            &super::fixes::Refusal {
+                code: Some(code),
+                service: match found {
+                    google::Resource::Service(service) => Some(service.name.as_str()),
+                    _ => None,
+                },
+                principal: Some(&principal),
+                target: match found {
+                    google::Resource::Account(account) => Some(account.email.as_str()),
+                    _ => None,
+                },
+                permission: Some(permission),
+                ..Default::default()
+            },
+        )
+    });
     Ok(json!({
-        "principal": who.to_string(),
+        "principal": principal,
         "permission": permission,
         "resource": resource,
         "allowed": allowed,
         "status": status.as_u16(),
         "code": code,
         "reason": reason,
+        "fixes": fixes,
     }))
 }
 

@@ -337,6 +337,22 @@ async fn a_missing_token_creator_is_granted_on_the_account_alone() {
             && yaml.contains(&format!("serviceAccount:ci{SA}")),
         "{yaml}"
     );
+    // explain asks the same without a call, and ranks the same fix first.
+    let explained = emu.cli_denied(&[
+        "explain",
+        "--principal",
+        &format!("serviceAccount:{}", sa("cart")),
+        "--permission",
+        "iam.serviceAccounts.getOpenIdToken",
+        "--resource",
+        &format!("serviceAccounts/{}", sa("login")),
+    ]);
+    assert!(
+        explained.contains("fixes, least privilege first:")
+            && explained.contains("1. (policy) grant")
+            && explained.contains("roles/iam.serviceAccountOpenIdTokenCreator"),
+        "{explained}"
+    );
     apply(&emu, &file(yaml)).await;
     assert!(mint_as(&sa("cart")).status.success());
     assert!(mint_as(&sa("ci")).status.success());
