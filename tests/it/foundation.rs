@@ -384,6 +384,25 @@ fn the_cli_makes_at_most_googles_ten_keys_an_account() {
             .arg(&file);
         cmd
     };
+    // An administrator's shortcut, which stderr says each time.
+    let first = bounded_output(&mut create(0));
+    assert!(
+        String::from_utf8_lossy(&first.stderr)
+            .contains("no IAM check and no entry in the decision log"),
+        "{first:?}"
+    );
+    std::fs::remove_file(dir.path().join("key-0.json")).unwrap();
+    let deleted = String::from_utf8_lossy(&first.stdout)
+        .split(['[', ']'])
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    succeed(
+        frontdoor()
+            .args(["keys", "delete", &deleted])
+            .arg("--config")
+            .arg(&file),
+    );
     for n in 1..=10 {
         let said = succeed(&mut create(n));
         assert!(
