@@ -1,8 +1,9 @@
 //! Ranked fixes for a front-door refusal (issue 33), computed from the configuration in
 //! force, least privilege first: what the caller should do differently (the audience it
 //! minted for, the account it acts as) comes before a change to a policy; a group's
-//! roster before a grant to one principal; a change that lets in more than the principal
-//! refused is labelled as widening and comes last. `allUsers`, `allAuthenticatedUsers`
+//! roster before a grant to one principal; a guess that the caller meant another service
+//! after the grant; a change that lets in more than the principal refused is labelled as
+//! widening and comes last. `allUsers`, `allAuthenticatedUsers`
 //! and turning a check off are never offered.
 //!
 //! The same list is in `frontdoor explain`, `frontdoor decisions --json`
@@ -336,12 +337,25 @@ fn no_invoker(config: &Config, service: &Service, member: &Member) -> Vec<Fix> {
 
 /// How many bindings, anywhere in the configuration (the project's, every service's, every
 /// account's), name `member`.
+/// A member of a group that is itself in other groups gets their bindings too: those
+/// count, through any depth of nesting (each group once, so a cycle ends).
 fn bindings_holding(config: &Config, member: &Member) -> usize {
+    let mut holders = vec![member.clone()];
+    let mut i = 0;
+    while i < holders.len() {
+        for (group, members) in &config.groups {
+            let container = Member::Group(group.clone());
+            if members.contains(&holders[i]) && !holders.contains(&container) {
+                holders.push(container);
+            }
+        }
+        i += 1;
+    }
     std::iter::once(&config.policy)
         .chain(config.services.iter().map(|s| &s.policy))
         .chain(config.service_accounts.iter().map(|a| &a.policy))
         .flat_map(|p| &p.bindings)
-        .filter(|b| b.members.contains(member))
+        .filter(|b| b.members.iter().any(|m| holders.contains(m)))
         .count()
 }
 
@@ -544,6 +558,8 @@ fn token_creator(config: &Config, member: &Member, target: &str, permission: &st
     };
     let mut policy = account.policy.clone();
     match policy.bindings.iter_mut().find(|b| b.role.name() == role) {
+        // Granted already, by a reload since the refusal: nothing to add.
+        Some(binding) if binding.members.contains(member) => return fixes,
         Some(binding) => binding.members.push(member.clone()),
         None => policy.bindings.push(Binding {
             role: Role::parse(role).expect("a known role"),
@@ -730,6 +746,22 @@ mod tests {
         assert!(
             fixes[1].text.contains("may call web (https://web-"),
             "{fixes:?}"
+        );
+    }
+
+    #[test]
+    fn a_group_inside_a_broader_group_is_widening_to_join() {
+        let text = format!(
+            "project: {{id: demo-project, number: \"123456789012\", region: us-central1}}\nusers: [dana@example.com, eli@example.com]\ngroups:\n  - {{email: ops@example.com, members: [user:eli@example.com]}}\n  - {{email: platform@example.com, members: [group:ops@example.com]}}\nservice_accounts: [{{email: ci{SA}}}]\nservices:\n  - {{name: api, upstream: builtin:echo, iam_policy: {{bindings: [{{role: roles/run.invoker, members: [group:ops@example.com]}}]}}}}\n  - {{name: admin, upstream: builtin:echo, iam_policy: {{bindings: [{{role: roles/run.admin, members: [group:platform@example.com]}}]}}}}\n"
+        );
+        let c = crate::config::parse(&text, std::path::Path::new("services.yaml")).unwrap();
+        let fixes = ranked(
+            &c,
+            &refusal(Code::NoInvokerBinding, "user:dana@example.com", None),
+        );
+        assert_eq!(
+            fixes.iter().map(|f| (f.kind, f.widens)).collect::<Vec<_>>(),
+            [("policy", false), ("roster", true)]
         );
     }
 
