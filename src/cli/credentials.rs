@@ -178,14 +178,14 @@ pub(super) fn keys(command: KeysCommand) -> anyhow::Result<()> {
                     account.email
                 );
             }
-            // An administrator's shortcut, said every time: IAM's own way is checked.
-            eprintln!(
-                "frontdoor keys create: made as an administrator would, with no IAM check and no entry in the decision log; `gcloud iam service-accounts keys create` against frontdoor's Admin API is checked (iam.serviceAccountKeys.create) and logged"
-            );
             let key = state.create_account_key(&account.email)?;
             let urls = Urls::new(&urls, &args, &config);
             let file = crate::google::key_file(&config, account, &key, &urls.oauth2, &urls.certs);
             write_json(&key_file, &file)?;
+            // An administrator's shortcut, said every time: IAM's own way is checked.
+            eprintln!(
+                "frontdoor keys create: made as an administrator would, with no IAM check and no entry in the decision log; `gcloud iam service-accounts keys create` against frontdoor's Admin API is checked (iam.serviceAccountKeys.create) and logged"
+            );
             say(&format!(
                 "created key [{}] of [{}] in [{}]\n{} now has {} of Google's {max} keys; each is a credential until deleted (`frontdoor keys delete KEY_ID`)\n",
                 key.kid(),

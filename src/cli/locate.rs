@@ -109,6 +109,8 @@ fn noted() -> Vec<PathBuf> {
         .flatten()
         .flatten()
         .take(MAX_ENTRIES)
+        // A dot file is a note being written (its temporary name), not a note.
+        .filter(|entry| !entry.file_name().as_encoded_bytes().starts_with(b"."))
         .filter_map(|entry| Some((entry.metadata().ok()?.modified().ok()?, entry.path())))
         .collect();
     notes.sort_by_key(|(modified, _)| std::cmp::Reverse(*modified));

@@ -477,6 +477,9 @@ async fn terminate(child: &mut Child) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let _ = killpg(group, Signal::SIGKILL);
+    // The process itself, if it left its group (`setpgid`): the group's signal missed it.
+    // Not collected yet, so its id is still its own.
+    let _ = child.start_kill();
     let _ = child.wait().await;
 }
 

@@ -383,7 +383,8 @@ impl Shell {
     }
 }
 
-/// A server started by a block, stopped (SIGINT, as Ctrl-C would) when dropped.
+/// A server started by a block: `stop` sends SIGINT, as Ctrl-C would; one still running
+/// when dropped (the test ended early) is killed.
 struct Server {
     child: Child,
     log: PathBuf,
