@@ -140,15 +140,32 @@ async fn record(State(live): State<Live>, req: Request, next: Next) -> Response 
     let path = req.uri().path().to_owned();
     let started = std::time::Instant::now();
     let mut response = next.run(req).await;
-    let state = live.get();
-    let decision = Decision::about(surface, state.now(), method.as_str(), &host, &path);
+    record_decision(
+        &live.get(),
+        surface,
+        (method.as_str(), &host, &path),
+        started,
+        &mut response,
+    );
+    response
+}
+
+/// Records `response`, begun at `started`, as `surface`'s decision on the request
+/// `(method, host, path)`, with what its handler attached to it.
+pub(super) fn record_decision(
+    state: &AppState,
+    surface: Surface,
+    (method, host, path): (&str, &str, &str),
+    started: std::time::Instant,
+    response: &mut Response,
+) {
+    let decision = Decision::about(surface, state.now(), method, host, path);
     record_answer(
         state.decisions(),
         decision.timed(started),
         Explanation::default(),
-        &mut response,
+        response,
     );
-    response
 }
 
 /// `http://HOST` as the caller reached us, so the URLs we hand out work from wherever the

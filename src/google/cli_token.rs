@@ -23,7 +23,7 @@ use serde_json::json;
 
 use super::errors::ApiError;
 use super::iamcredentials::{account, authorize, too_long};
-use crate::decisions::{Decision, Explanation, Surface, record_answer};
+use crate::decisions::{Explanation, Surface};
 use crate::iam::{self, Member, Principal};
 use crate::peer::Peer;
 use crate::state::{AppState, Live};
@@ -91,11 +91,11 @@ async fn token(
         .get(axum::http::header::HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or_default();
-    let decision = Decision::about(Surface::Iamcredentials, state.now(), "POST", host, PATH);
-    record_answer(
-        state.decisions(),
-        decision.timed(started),
-        Explanation::default(),
+    super::record_decision(
+        &state,
+        Surface::Iamcredentials,
+        ("POST", host, PATH),
+        started,
         &mut response,
     );
     response
