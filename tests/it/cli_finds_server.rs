@@ -430,20 +430,10 @@ services: [{{name: api, upstream: builtin:echo}}]
         "roles/iam.serviceAccountTokenCreator",
         "roles/iam.tokenCreatr",
     ));
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let status: serde_json::Value = reqwest::get(emu.google("/frontdoor/v1/status"))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if status["last_reload"]["ok"] == false {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "{status}");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    emu.wait_status("the edit to be refused", |s| {
+        s["last_reload"]["ok"] == false
+    })
+    .await;
     let minted = run(token_as(&ci));
     assert!(minted.status.success(), "{minted:?}");
     let listed = run(vec![

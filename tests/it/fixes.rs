@@ -50,27 +50,12 @@ fn fixes(decision: &Value) -> Vec<Value> {
 
 /// Rewrites the configuration and waits until the server applied it.
 async fn apply(emu: &Emulator, yaml: &str) {
-    let before: Value = status(emu).await;
+    let before = emu.status().await["generation"].clone();
     emu.rewrite_config(yaml);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let now = status(emu).await;
-        if now["generation"] != before["generation"] {
-            assert_eq!(now["last_reload"]["ok"], true, "{now:#}");
-            return;
-        }
-        assert!(std::time::Instant::now() < deadline, "not applied: {now:#}");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-}
-
-async fn status(emu: &Emulator) -> Value {
-    reqwest::get(emu.google("/frontdoor/v1/status"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    let now = emu
+        .wait_status("the edit to be dealt with", |s| s["generation"] != before)
+        .await;
+    assert_eq!(now["last_reload"]["ok"], true, "{now:#}");
 }
 
 fn indent(text: &str, by: usize) -> String {
