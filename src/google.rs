@@ -6,6 +6,7 @@
 mod admin;
 mod assertion;
 mod caller;
+mod cli_keys;
 mod cli_token;
 pub(crate) mod emulated;
 mod errors;
@@ -35,6 +36,7 @@ use axum::response::Response;
 use crate::decisions::{Decision, Explanation, Surface, record_answer};
 use crate::state::{AppState, Live};
 
+pub(crate) use cli_keys::routes as cli_keys_routes;
 pub(crate) use cli_token::routes as cli_token_routes;
 pub(crate) use resource::{Resource, judge};
 pub use service_accounts::{MAX_KEYS_PER_ACCOUNT, key_file};

@@ -109,6 +109,63 @@ pub(crate) async fn local_names_only(
     }
 }
 
+/// A request that changes or hands back something (anything but GET and HEAD) to
+/// frontdoor's own endpoints: JSON from this machine's own pages or programs only. A web
+/// page elsewhere can make the browser send a `text/plain` POST to a loopback address
+/// without asking first (no CORS preflight), and its Host names this machine; such a
+/// request is refused before it can make a key or mint a token. A browser says where a
+/// request comes from (`Sec-Fetch-Site`, `Origin`); the CLI and test clients say
+/// neither.
+pub(crate) async fn same_origin_json_only(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::http::{Method, StatusCode, header};
+    use axum::response::IntoResponse;
+    if matches!(*req.method(), Method::GET | Method::HEAD) {
+        return next.run(req).await;
+    }
+    let headers = req.headers();
+    let text = |name: &str| headers.get(name).map(|v| v.to_str().unwrap_or("\u{fffd}"));
+    let host = text(header::HOST.as_str()).unwrap_or_default();
+    let refusal = if text("sec-fetch-site").is_some_and(|s| s != "same-origin" && s != "none") {
+        Some((
+            StatusCode::FORBIDDEN,
+            "frontdoor's own endpoints take requests from its own pages and programs, not from another site's page".to_owned(),
+        ))
+    } else if let Some(origin) = text(header::ORIGIN.as_str())
+        && origin.split_once("://").map(|(_, authority)| authority) != Some(host)
+    {
+        Some((
+            StatusCode::FORBIDDEN,
+            format!(
+                "frontdoor's own endpoints take requests from its own pages and programs, not from a page at `{}`",
+                origin.chars().take(100).collect::<String>()
+            ),
+        ))
+    } else if !text(header::CONTENT_TYPE.as_str()).is_some_and(|t| {
+        t.trim_start()
+            .to_ascii_lowercase()
+            .starts_with("application/json")
+    }) {
+        Some((
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send the body as JSON, with `Content-Type: application/json`".to_owned(),
+        ))
+    } else {
+        None
+    };
+    match refusal {
+        Some((status, message)) => (
+            status,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            message + "\n",
+        )
+            .into_response(),
+        None => next.run(req).await,
+    }
+}
+
 /// Whether `host` (a `Host` header: a name or address, maybe with a port) names this
 /// machine: its loopback (`config::names::is_loopback_name`), or `local`.
 fn names_this_machine(host: &str, local: Option<std::net::IpAddr>) -> bool {

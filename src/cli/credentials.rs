@@ -22,6 +22,11 @@ pub enum KeysCommand {
         key_file: PathBuf,
         #[arg(long, value_name = "EMAIL")]
         iam_account: String,
+        /// Make it as this member, `serviceAccount:EMAIL` or `user:EMAIL`, judged as the
+        /// IAM API judges `keys create` (iam.serviceAccountKeys.create on the account);
+        /// without it, as an administrator, unchecked.
+        #[arg(long = "as", value_name = "MEMBER")]
+        caller: Option<String>,
         #[command(flatten)]
         urls: UrlArgs,
         #[command(flatten)]
@@ -158,41 +163,44 @@ fn write_json(path: &PathBuf, value: &Value) -> anyhow::Result<()> {
         .with_context(|| format!("cannot write {}", path.display()))
 }
 
-pub(super) fn keys(command: KeysCommand) -> anyhow::Result<()> {
+pub(super) async fn keys(command: KeysCommand) -> anyhow::Result<()> {
     match command {
         KeysCommand::Create {
             key_file,
             iam_account,
+            caller,
             urls,
             config: args,
         } => {
-            let (config, state) = args.load()?;
-            let account = declared(&config, &iam_account)?;
-            // Google's limit, as its API keeps it: a script that makes a key each run
-            // finds out at the eleventh, not never.
-            let max = crate::google::MAX_KEYS_PER_ACCOUNT;
-            let held = state.account_keys(&account.email)?.len();
-            if held >= max {
-                bail!(
-                    "FAILED_PRECONDITION: {} already has {held} keys, Google's limit of {max}: delete one first (`frontdoor keys list --iam-account {0}`, then `frontdoor keys delete KEY_ID`)",
-                    account.email
+            // The server running from this state directory makes it, under the IAM API's
+            // lock and limit, and logs the decision; without one, the file is enough.
+            let made = match locate::live_server(&args.state()) {
+                Some(addresses) => {
+                    key_from_server(addresses.google, &iam_account, caller.as_deref(), &urls)
+                        .await?
+                }
+                None => key_offline(&args, &iam_account, caller.as_deref(), &urls)?,
+            };
+            write_json(&key_file, &made.file)?;
+            if caller.is_none() {
+                // An administrator's shortcut, said every time: IAM's own way is checked.
+                eprintln!(
+                    "frontdoor keys create: made as an administrator would, with no IAM check ({}); --as MEMBER is checked as the IAM API checks it, and so is `gcloud iam service-accounts keys create` against frontdoor's Admin API (iam.serviceAccountKeys.create)",
+                    if made.logged {
+                        "the decision log says so"
+                    } else {
+                        "no server runs from this state directory, so no decision was logged"
+                    }
                 );
             }
-            let key = state.create_account_key(&account.email)?;
-            let urls = Urls::new(&urls, &args, &config);
-            let file = crate::google::key_file(&config, account, &key, &urls.oauth2, &urls.certs);
-            write_json(&key_file, &file)?;
-            // An administrator's shortcut, said every time: IAM's own way is checked.
-            eprintln!(
-                "frontdoor keys create: made as an administrator would, with no IAM check and no entry in the decision log; `gcloud iam service-accounts keys create` against frontdoor's Admin API is checked (iam.serviceAccountKeys.create) and logged"
-            );
             say(&format!(
-                "created key [{}] of [{}] in [{}]\n{} now has {} of Google's {max} keys; each is a credential until deleted (`frontdoor keys delete KEY_ID`)\n",
-                key.kid(),
-                account.email,
+                "created key [{}] of [{}] in [{}]\n{} now has {} of Google's {} keys; each is a credential until deleted (`frontdoor keys delete KEY_ID`)\n",
+                made.kid,
+                made.email,
                 key_file.display(),
-                account.email,
-                held + 1
+                made.email,
+                made.held,
+                crate::google::MAX_KEYS_PER_ACCOUNT
             ));
             Ok(())
         }
@@ -243,6 +251,93 @@ pub(super) fn keys(command: KeysCommand) -> anyhow::Result<()> {
             }
         }
     }
+}
+
+/// A key made, with its file.
+struct Made {
+    file: Value,
+    kid: String,
+    email: String,
+    /// How many keys the account holds now.
+    held: usize,
+    /// A running server made it and logged the decision.
+    logged: bool,
+}
+
+/// `keys create`, asked of the running server (`POST /frontdoor/v1/keys`).
+async fn key_from_server(
+    google: std::net::SocketAddr,
+    email: &str,
+    caller: Option<&str>,
+    urls: &UrlArgs,
+) -> anyhow::Result<Made> {
+    let question = json!({
+        "service_account": email,
+        "as": caller,
+        "loopback_urls": urls.loopback_urls,
+    });
+    let (status, headers, body) = super::ask(google, "/frontdoor/v1/keys", Some(&question)).await?;
+    let answer: Value = serde_json::from_slice(&body).unwrap_or_default();
+    if !status.is_success() {
+        return Err(super::token::refusal(status, &headers, &body, &answer));
+    }
+    // Checked before anything is written; the answer holds a private key, so it is never
+    // quoted in an error.
+    let (Some(kid), Some(file), Some(held)) = (
+        answer["key_id"].as_str(),
+        answer["key_file"]
+            .as_object()
+            .filter(|f| f.get("private_key").is_some_and(Value::is_string)),
+        answer["held"].as_u64(),
+    ) else {
+        bail!(
+            "frontdoor at {google} answered {status} without a key id, a key file and a count; nothing was written"
+        );
+    };
+    Ok(Made {
+        kid: kid.to_owned(),
+        email: file
+            .get("client_email")
+            .and_then(Value::as_str)
+            .unwrap_or(email)
+            .to_owned(),
+        held: usize::try_from(held).unwrap_or(usize::MAX),
+        file: Value::Object(file.clone()),
+        logged: true,
+    })
+}
+
+/// `keys create` with no server running: from the file and the state directory.
+fn key_offline(
+    args: &ConfigArgs,
+    email: &str,
+    caller: Option<&str>,
+    urls: &UrlArgs,
+) -> anyhow::Result<Made> {
+    let (config, state) = args.load()?;
+    let account = declared(&config, email)?;
+    if let Some(caller) = caller {
+        super::token::judged_as(&config, account, caller, crate::iam::KEYS_CREATE)?;
+    }
+    // Google's limit, as its API keeps it: a script that makes a key each run finds out
+    // at the eleventh, not never.
+    let max = crate::google::MAX_KEYS_PER_ACCOUNT;
+    let held = state.account_keys(&account.email)?.len();
+    if held >= max {
+        bail!(
+            "FAILED_PRECONDITION: {} already has {held} keys, Google's limit of {max}: delete one first (`frontdoor keys list --iam-account {0}`, then `frontdoor keys delete KEY_ID`)",
+            account.email
+        );
+    }
+    let key = state.create_account_key(&account.email)?;
+    let urls = Urls::new(urls, args, &config);
+    Ok(Made {
+        file: crate::google::key_file(&config, account, &key, &urls.oauth2, &urls.certs),
+        kid: key.kid().to_owned(),
+        email: account.email.clone(),
+        held: held + 1,
+        logged: false,
+    })
 }
 
 fn provider<'c>(config: &'c Config, id: &str) -> anyhow::Result<&'c Provider> {

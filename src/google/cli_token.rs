@@ -46,13 +46,14 @@ struct Ask {
     caller: Option<String>,
 }
 
-/// Who `as` names: a principal that can hold a token.
-fn principal(caller: &str) -> Result<Principal, ApiError> {
+/// Who `as` names: a principal IAM can grant roles to and judge (one that can hold a
+/// token).
+pub(super) fn principal(caller: &str) -> Result<Principal, ApiError> {
     match Member::parse(caller) {
         Ok(Member::ServiceAccount(email)) => Ok(Principal::ServiceAccount(email)),
         Ok(Member::User(email)) => Ok(Principal::User(email)),
         Ok(_) => Err(ApiError::InvalidArgument(format!(
-            "`as` is `{caller}`: give a principal that can hold a token, serviceAccount:EMAIL or user:EMAIL"
+            "`as` is `{caller}`: give one principal, serviceAccount:EMAIL or user:EMAIL, not a group or a domain"
         ))),
         Err(e) => Err(ApiError::InvalidArgument(format!(
             "`as` is `{caller}`: {e}"
@@ -68,19 +69,9 @@ async fn token(
 ) -> Response {
     let started = std::time::Instant::now();
     let mut explained = Explanation::default();
-    // A token comes back whole: only to a caller on this machine, never to another host
-    // or a container reaching a listener bound with `--bind-all` (the Host header, which
-    // `ops` checks, is the caller's to choose).
-    let result = if peer.remote.ip().is_loopback() {
-        mint(&state, &body, &mut explained)
-    } else {
-        Err(ApiError::PermissionDenied {
-            permission: iam::GET_OPENID_TOKEN,
-            why: format!(
-                "{PATH} answers callers on this machine alone; {} is not one",
-                peer.remote.ip()
-            ),
-        })
+    let result = match on_this_machine(&peer, PATH, iam::GET_OPENID_TOKEN) {
+        Ok(()) => mint(&state, &body, &mut explained),
+        Err(e) => Err(e),
     };
     let mut response = super::admin::respond(
         result.map(|token| Json(json!({ "token": token })).into_response()),
@@ -99,6 +90,26 @@ async fn token(
         &mut response,
     );
     response
+}
+
+/// A credential comes back whole: only to a caller on this machine, never to another host
+/// or a container reaching a listener bound with `--bind-all` (the Host header, which
+/// `ops` checks, is the caller's to choose). Else `permission`'s refusal.
+pub(super) fn on_this_machine(
+    peer: &Peer,
+    path: &str,
+    permission: &'static str,
+) -> Result<(), ApiError> {
+    if peer.remote.ip().is_loopback() {
+        return Ok(());
+    }
+    Err(ApiError::PermissionDenied {
+        permission,
+        why: format!(
+            "{path} answers callers on this machine alone; {} is not one",
+            peer.remote.ip()
+        ),
+    })
 }
 
 fn mint(state: &AppState, body: &[u8], explained: &mut Explanation) -> Result<String, ApiError> {

@@ -324,7 +324,7 @@ async fn token_asks_the_running_server_which_judges_and_logs_it() {
   - email: ci{SA}
   - email: cart{SA}
   - email: login{SA}
-    iam_policy: {{bindings: [{{role: roles/iam.serviceAccountTokenCreator, members: [serviceAccount:ci{SA}]}}]}}
+    iam_policy: {{bindings: [{{role: roles/iam.serviceAccountTokenCreator, members: [serviceAccount:ci{SA}]}}, {{role: roles/iam.serviceAccountKeyAdmin, members: [serviceAccount:ci{SA}]}}]}}
 services: [{{name: api, upstream: builtin:echo}}]
 "
     );
@@ -420,9 +420,70 @@ services: [{{name: api, upstream: builtin:echo}}]
         sa("login"),
     ]);
     assert!(created.status.success(), "{created:?}");
+    assert!(
+        String::from_utf8_lossy(&created.stderr)
+            .contains("no IAM check (the decision log says so)"),
+        "{created:?}"
+    );
     let key: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&key_file).unwrap()).unwrap();
     let kid = key["private_key_id"].as_str().unwrap().to_owned();
+    assert_eq!(key["token_uri"], "https://oauth2.googleapis.com/token");
+
+    // `keys create --as` is judged as the IAM API judges it: cart holds nothing on login,
+    // ci its key admin role.
+    let create_as = |caller: &str, file: &std::path::Path| {
+        run(vec![
+            "keys".into(),
+            "create".into(),
+            file.display().to_string(),
+            "--iam-account".into(),
+            sa("login"),
+            "--as".into(),
+            caller.into(),
+            "--loopback-urls".into(),
+        ])
+    };
+    let refused_file = emu.dir.path().join("cart-key.json");
+    let refused = create_as(&cart, &refused_file);
+    assert!(!refused.status.success(), "{refused:?}");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr)
+            .contains("PERMISSION_DENIED: Permission 'iam.serviceAccountKeys.create' denied"),
+        "{refused:?}"
+    );
+    assert!(!refused_file.exists());
+    let ci_file = emu.dir.path().join("ci-key.json");
+    let made = create_as(&ci, &ci_file);
+    assert!(made.status.success(), "{made:?}");
+    assert!(made.stderr.is_empty(), "{made:?}");
+    let key: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&ci_file).unwrap()).unwrap();
+    assert_eq!(
+        key["token_uri"],
+        format!("http://{}/token", emu.addresses.google),
+        "{key}"
+    );
+    let logged: Vec<(String, bool)> = emu
+        .decisions()
+        .await
+        .into_iter()
+        .filter(|d| d["surface"] == "admin" && d["path"] == "/frontdoor/v1/keys")
+        .map(|d| {
+            (
+                d["principal"].as_str().unwrap_or("").to_owned(),
+                d["allowed"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        logged,
+        [
+            ("administrator".to_owned(), true),
+            (cart.clone(), false),
+            (ci.clone(), true)
+        ]
+    );
 
     // A live edit the server refuses leaves the file unreadable; the token still comes,
     // from the configuration in force, and the keys are still listed.
@@ -452,10 +513,17 @@ services: [{{name: api, upstream: builtin:echo}}]
     // The endpoint hands a token back whole: to a caller on this machine alone, whatever
     // Host it names (a container reaching a listener bound with --bind-all, say).
     let app = frontdoor::server::google_listener(frontdoor::state::Live::new(emu.state.clone()));
-    for (remote, status) in [("10.1.2.3:40000", 403), ("127.0.0.1:40000", 200)] {
+    // So does the one that hands back a key.
+    for (path, remote, status) in [
+        ("/frontdoor/v1/token", "10.1.2.3:40000", 403),
+        ("/frontdoor/v1/token", "127.0.0.1:40000", 200),
+        ("/frontdoor/v1/keys", "10.1.2.3:40000", 403),
+        ("/frontdoor/v1/keys", "127.0.0.1:40000", 200),
+    ] {
         use tower::ServiceExt;
-        let mut request = axum::http::Request::post("/frontdoor/v1/token")
+        let mut request = axum::http::Request::post(path)
             .header("host", "localhost")
+            .header("content-type", "application/json")
             .body(axum::body::Body::from(format!(
                 "{{\"service_account\": \"{}\"}}",
                 sa("login")
@@ -468,7 +536,91 @@ services: [{{name: api, upstream: builtin:echo}}]
                 local: "127.0.0.1:8088".parse().unwrap(),
             }));
         let answer = app.clone().oneshot(request).await.unwrap();
-        assert_eq!(answer.status().as_u16(), status, "{remote}");
+        assert_eq!(answer.status().as_u16(), status, "{path} from {remote}");
     }
+    emu.stop().await;
+}
+
+/// frontdoor's own endpoints that make or hand back something take JSON from this
+/// machine's own pages and programs: a page on another site can make a browser post a
+/// `text/plain` body to a loopback address without asking first, and it names the
+/// address as its Host; such a request makes no key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_sites_page_cannot_post_to_frontdoors_own_endpoints() {
+    let emu = Emulator::start(&format!(
+        "{PROJECT}service_accounts: [{{email: login{SA}}}]\nservices: [{{name: api, upstream: builtin:echo}}]\n"
+    ))
+    .await;
+    let client = reqwest::Client::new();
+    let body = format!("{{\"service_account\": \"{}\"}}", sa("login"));
+    let keys = emu.google("/frontdoor/v1/keys");
+    let own = emu.google("");
+    let post = |headers: &[(&str, &str)]| {
+        let mut request = client.post(&keys).body(body.clone());
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        async move {
+            let r = request.send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    for (headers, status, said) in [
+        (
+            vec![("content-type", "text/plain")],
+            415,
+            "application/json",
+        ),
+        (vec![], 415, "application/json"),
+        (
+            vec![
+                ("content-type", "application/json"),
+                ("origin", "https://evil.example"),
+            ],
+            403,
+            "not from a page at `https://evil.example`",
+        ),
+        (
+            vec![
+                ("content-type", "application/json"),
+                ("sec-fetch-site", "cross-site"),
+            ],
+            403,
+            "not from another site's page",
+        ),
+    ] {
+        let (got, text) = post(&headers).await;
+        assert_eq!(
+            (got, text.contains(said)),
+            (status, true),
+            "{headers:?}: {text}"
+        );
+    }
+    assert!(
+        emu.state
+            .state_dir()
+            .account_keys(&sa("login"))
+            .unwrap()
+            .is_empty()
+    );
+    // The page's own posts (its origin is the listener) and the CLI's (no origin) pass.
+    let own_origin = own.as_str();
+    let (got, text) = post(&[
+        ("content-type", "application/json"),
+        ("origin", own_origin),
+        ("sec-fetch-site", "same-origin"),
+    ])
+    .await;
+    assert_eq!(got, 200, "{text}");
+    let (got, text) = post(&[("content-type", "application/json; charset=utf-8")]).await;
+    assert_eq!(got, 200, "{text}");
+    assert_eq!(
+        emu.state
+            .state_dir()
+            .account_keys(&sa("login"))
+            .unwrap()
+            .len(),
+        2
+    );
     emu.stop().await;
 }

@@ -388,10 +388,17 @@ fn the_cli_makes_at_most_googles_ten_keys_an_account() {
     let first = bounded_output(&mut create(0));
     assert!(
         String::from_utf8_lossy(&first.stderr)
-            .contains("no IAM check and no entry in the decision log"),
+            .contains("with no IAM check (no server runs from this state directory, so no decision was logged)"),
         "{first:?}"
     );
     std::fs::remove_file(dir.path().join("key-0.json")).unwrap();
+    // With --as, the member is judged as the IAM API judges it, offline too.
+    let refused = fails(create(0).args(["--as", &format!("serviceAccount:{}", sa("ci"))]));
+    assert!(
+        refused.contains("PERMISSION_DENIED: Permission 'iam.serviceAccountKeys.create' denied"),
+        "{refused}"
+    );
+    assert!(!dir.path().join("key-0.json").exists());
     let deleted = String::from_utf8_lossy(&first.stdout)
         .split(['[', ']'])
         .nth(1)
