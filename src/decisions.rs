@@ -412,7 +412,7 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.000_05, 2.0, 16))
 }
 
-/// What [`DecisionLog::front_door_since`] found.
+/// What [`DecisionLog::shown_since`] found.
 #[derive(Debug)]
 pub(crate) struct Since {
     /// Numbered, oldest first.
@@ -661,10 +661,11 @@ impl DecisionLog {
         (entries.list.len(), entries.bytes)
     }
 
-    /// The front door's decisions numbered after `after`, at most the newest `limit` of
+    /// The decisions the dashboard shows (the front door's, and IAM Credentials' on who
+    /// may act as which account) numbered after `after`, at most the newest `limit` of
     /// them, oldest first, each with its number; how many more there were; and the number
     /// of the last recorded (of any surface), to ask after next time.
-    pub(crate) fn front_door_since(&self, after: u64, limit: usize) -> Since {
+    pub(crate) fn shown_since(&self, after: u64, limit: usize) -> Since {
         let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         let last = entries.recorded;
         let mut decisions = Vec::new();
@@ -673,7 +674,7 @@ impl DecisionLog {
             if n <= after {
                 break;
             }
-            if d.surface != Surface::Frontdoor {
+            if !matches!(d.surface, Surface::Frontdoor | Surface::Iamcredentials) {
                 continue;
             }
             if decisions.len() < limit {
@@ -871,27 +872,30 @@ mod tests {
     }
 
     #[test]
-    fn front_door_decisions_are_numbered_and_read_after_a_number() {
+    fn shown_decisions_are_numbered_and_read_after_a_number() {
         let log = DecisionLog::default();
         for n in 1..=6 {
             let mut d = d(n);
             if n == 3 {
                 d.surface = Surface::Sts;
             }
+            if n == 5 {
+                d.surface = Surface::Iamcredentials;
+            }
             log.record(d);
         }
-        let all = log.front_door_since(0, 10);
+        let all = log.shown_since(0, 10);
         assert_eq!((all.last, all.more), (6, 0));
         let numbers: Vec<(u64, i64)> = all.decisions.iter().map(|(n, d)| (*n, d.time)).collect();
         assert_eq!(numbers, [(1, 1), (2, 2), (4, 4), (5, 5), (6, 6)]);
         // The newest `limit` after a number, how many more, and nothing after the last.
-        let some = log.front_door_since(1, 2);
+        let some = log.shown_since(1, 2);
         assert_eq!(
             some.decisions.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
             [5, 6]
         );
         assert_eq!(some.more, 2);
-        assert!(log.front_door_since(6, 10).decisions.is_empty());
+        assert!(log.shown_since(6, 10).decisions.is_empty());
         assert_eq!(log.numbered(4).unwrap().time, 4);
         assert!(log.numbered(0).is_none() && log.numbered(7).is_none());
     }

@@ -1,5 +1,6 @@
 //! The dashboard, on the google listener at [`PATH`]: live front-door decisions with their
-//! chain of checks, who can call whom, and "would this pass?" (which asks
+//! chain of checks (and IAM Credentials' on who may mint which account's tokens), ranked
+//! fixes, who can call whom, and "would this pass?" (which asks
 //! `POST /frontdoor/v1/explain`). Server-rendered by askama templates (`templates/`, every
 //! string escaped), with a little plain JavaScript for the live parts; every asset is in
 //! the binary and the page's Content-Security-Policy lets it load nothing from elsewhere.

@@ -23,6 +23,22 @@ function call(url, token) {
   });
 }
 
+// A POST of `body` as JSON with a bearer token: its status.
+function post(url, token, body) {
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      url,
+      { method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": "application/json" } },
+      (res) => {
+        res.resume();
+        res.on("end", () => resolve(res.statusCode));
+      },
+    );
+    req.on("error", reject);
+    req.end(JSON.stringify(body));
+  });
+}
+
 function replaceFile(path, text) {
   writeFileSync(`${path}.tmp`, text);
   renameSync(`${path}.tmp`, path);
@@ -61,7 +77,7 @@ async function rowAfter(page, after, service, code) {
 async function open(page, row) {
   const seq = await row.getAttribute("data-seq");
   await row.click();
-  await page.locator(`#detail[data-seq="${seq}"] li.step`).first().waitFor({ timeout: LIMIT });
+  await page.locator(`#detail[data-seq="${seq}"] h3`).waitFor({ timeout: LIMIT });
 }
 
 const browser = await chromium.launch({
@@ -110,6 +126,23 @@ try {
     await open(page, await rowAfter(page, before, cases.near_miss.service, cases.near_miss.code));
     const options = detail.locator("li.fix-option");
     out.near_miss = {
+      kinds: await options.evaluateAll((els) => els.map((e) => e.dataset.kind)),
+      widens: await options.evaluateAll((els) => els.map((e) => e.classList.contains("widens"))),
+      first: await options.first().textContent(),
+    };
+  }
+
+  // IAM Credentials refusing a token for an account: its row, and the fixes ranked.
+  {
+    const c = cases.token_creator;
+    const before = await lastSeq(page);
+    const status = await post(c.url, c.token, c.body);
+    await open(page, await rowAfter(page, before, c.subject, c.code));
+    const options = detail.locator("li.fix-option");
+    out.token_creator = {
+      status,
+      verdict: await detail.locator("h3").textContent(),
+      steps: await detail.locator("li.step").count(),
       kinds: await options.evaluateAll((els) => els.map((e) => e.dataset.kind)),
       widens: await options.evaluateAll((els) => els.map((e) => e.classList.contains("widens"))),
       first: await options.first().textContent(),

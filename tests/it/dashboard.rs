@@ -142,8 +142,17 @@ async fn the_dashboard_shows_why_in_a_real_browser() {
         &sa("login"),
         &emu.url_of("search").replacen("search-", "serch-", 1),
     );
+    // search asks IAM Credentials for login's ID token, holding no role on login.
+    let search_access = emu.access_token("search").await;
     let cases = json!({
         "dashboard": emu.google("/frontdoor/ui/"),
+        "token_creator": {
+            "url": emu.google(&format!("/v1/projects/-/serviceAccounts/login{SA}:generateIdToken")),
+            "token": search_access,
+            "body": {"audience": emu.url_of("search")},
+            "subject": format!("IAM Credentials: login{SA}"),
+            "code": "permission_denied",
+        },
         "denied": {"url": emu.service("search", "/"), "token": denied, "service": "search", "code": "no_invoker_binding"},
         "near_miss": {"url": emu.service("search", "/"), "token": near_miss, "service": "search", "code": "audience_not_accepted"},
         "hostile": [
@@ -243,6 +252,21 @@ async fn the_dashboard_shows_why_in_a_real_browser() {
             .unwrap()
             .contains(&format!("did you mean {}?", emu.url_of("search"))),
         "{near:#}"
+    );
+
+    // IAM Credentials' refusal is on the page with its ranked fix: the ID-token-only role
+    // on login's account alone, and no chain of the front door's checks.
+    let creator = &out["token_creator"];
+    assert_eq!(creator["status"], 403, "{creator:#}");
+    assert_eq!(creator["steps"], 0, "{creator:#}");
+    assert_eq!(creator["kinds"], json!(["policy"]), "{creator:#}");
+    assert_eq!(creator["widens"], json!([false]), "{creator:#}");
+    let first = creator["first"].as_str().unwrap();
+    assert!(
+        first.contains(&format!(
+            "grant serviceAccount:search{SA} roles/iam.serviceAccountOpenIdTokenCreator on login{SA} alone"
+        )) && first.contains("gcloud iam service-accounts add-iam-policy-binding"),
+        "{creator:#}"
     );
 
     // Hostile claims and a 10,000-character reason, as text.

@@ -1,13 +1,14 @@
 //! `GET /frontdoor/v1/events`: the dashboard's live feed, as server-sent events.
 //!
-//! One task (started by the first subscriber) looks every quarter second for front-door
-//! decisions recorded since it last looked and for a reload, writes what it found once as
+//! One task (started by the first subscriber) looks every quarter second for the front
+//! door's decisions (and IAM Credentials', on who may act as which account) recorded since
+//! it last looked and for a reload, writes what it found once as
 //! an event, and hands the same bytes to every subscriber. The front door itself does
 //! nothing more per request than record its decision, as it always has, so a hundred open
 //! dashboards cost it a quarter-second tick, not a hundred copies of every decision.
 //!
-//! Events: `decisions` (`{"decisions": [{"seq", "time", "allowed", "status", "service",
-//! "principal", "via", "code", "would_deny"}], "skipped": K}`, each decision's row, the newest
+//! Events: `decisions` (`{"decisions": [{"seq", "surface", "time", "allowed", "status",
+//! "service", "principal", "via", "target", "code", "would_deny"}], "skipped": K}`, each decision's row, the newest
 //! at most [`BATCH`] of a tick, oldest first, `skipped` saying how many more there were),
 //! and `config` (`{"boot", "generation", "enforcement", "last_reload"}`) on every reload,
 //! applied or refused (`boot` is new at every start of the server). A new subscriber first gets the most recent decisions and the config.
@@ -64,6 +65,7 @@ impl Default for Hub {
 #[derive(Serialize)]
 struct Row<'d> {
     seq: u64,
+    surface: crate::decisions::Surface,
     time: i64,
     allowed: bool,
     status: u16,
@@ -72,6 +74,9 @@ struct Row<'d> {
     /// The Google-managed caller that made it (a Pub/Sub push), if one did.
     #[serde(skip_serializing_if = "Option::is_none")]
     via: Option<&'d str>,
+    /// The account an IAM Credentials decision was about.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    target: Option<&'d str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     code: Option<Code>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -88,12 +93,14 @@ fn decisions_event(list: &[(u64, Decision)], skipped: usize) -> Bytes {
         .iter()
         .map(|(seq, d)| Row {
             seq: *seq,
+            surface: d.surface,
             time: d.time,
             allowed: d.allowed,
             status: d.status,
             service: d.service.as_deref(),
             principal: d.principal.as_deref(),
             via: d.via.as_deref(),
+            target: d.target.as_deref(),
             code: d.code,
             would_deny: d.would_deny,
         })
@@ -127,7 +134,7 @@ impl Hub {
         }
         let state = live.get();
         let closing = state.closing();
-        let backlog = state.decisions().front_door_since(0, BACKLOG);
+        let backlog = state.decisions().shown_since(0, BACKLOG);
         let first = vec![
             config_event(&state, &self.boot).0,
             decisions_event(&backlog.decisions, backlog.more),
@@ -171,7 +178,7 @@ async fn feed(hub: Arc<Hub>, live: Live) {
     let mut interval = tokio::time::interval(TICK);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let state = live.get();
-    let mut seen = state.decisions().front_door_since(u64::MAX, 0).last;
+    let mut seen = state.decisions().shown_since(u64::MAX, 0).last;
     let mut config_key = config_event(&state, &hub.boot).1;
     loop {
         interval.tick().await;
@@ -179,7 +186,7 @@ async fn feed(hub: Arc<Hub>, live: Live) {
             continue;
         }
         let state = live.get();
-        let news = state.decisions().front_door_since(seen, BATCH);
+        let news = state.decisions().shown_since(seen, BATCH);
         if !news.decisions.is_empty() {
             let _ = hub.sender.send(decisions_event(&news.decisions, news.more));
         }

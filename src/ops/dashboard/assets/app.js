@@ -32,6 +32,13 @@ function withCode(text) {
   return parts.map((part, i) => (i % 2 === 1 ? el("code", {}, part) : part)).filter((p) => p !== "");
 }
 
+// What a decision was about: the service called, or (IAM Credentials) the account whose
+// token was asked for.
+function subjectOf(d) {
+  if (d.surface === "iamcredentials") return `IAM Credentials: ${d.target || "?"}`;
+  return d.service || "-";
+}
+
 function verdictOf(d) {
   if (d.would_deny) return "AUDIT";
   return d.allowed ? "ALLOW" : "DENY";
@@ -51,7 +58,7 @@ function addDecision(d) {
     { class: "row " + verdict.toLowerCase(), "data-seq": d.seq, tabindex: "0" },
     el("td", {}, time),
     el("td", { class: "verdict" }, `${verdict} ${d.status}`),
-    el("td", { class: "service" }, d.service || "-"),
+    el("td", { class: "service" }, subjectOf(d)),
     // Whole, wrapped if need be: cut short, two callers of one project looked alike.
     el("td", { class: "principal" }, (d.principal || "(no principal)") + (d.via ? ` (${d.via})` : "")),
     el("td", { class: "code" }, d.code || ""),
@@ -195,7 +202,7 @@ function fixFor(v) {
     );
     if (fix.yaml) {
       item.append(
-        el("p", {}, ...withCode(`In services.yaml, ${fix.place || "where it names"}:`)),
+        el("p", {}, "In ", el("code", {}, fix.file || "services.yaml"), ", ", ...withCode(`${fix.place || "where it names"}:`)),
         el("pre", { class: "command yaml" }, fix.yaml),
       );
     }
@@ -215,7 +222,7 @@ function showVerdict(into, v, { live }) {
     el(
       "h3",
       { class: "verdict " + verdict.toLowerCase() },
-      `${verdict} ${v.status} · ${v.service || "-"}`,
+      `${verdict} ${v.status} · ${subjectOf(v)}`,
     ),
   );
   if (v.would_deny) {
@@ -238,8 +245,10 @@ function showVerdict(into, v, { live }) {
   const fix = v.allowed && !v.would_deny ? null : fixFor(v);
   if (fix) into.append(fix);
 
+  // The chain of checks is the front door's; IAM Credentials checks one permission,
+  // which the facts below name.
   const list = el("ol", { class: "chain" });
-  for (const step of chainOf(v)) {
+  for (const step of v.surface && v.surface !== "frontdoor" ? [] : chainOf(v)) {
     // `public?` is a question: its answer, not a ✓ that reads as "it is public".
     const mark =
       step.check === "public" && step.outcome === "passed"
@@ -261,13 +270,15 @@ function showVerdict(into, v, { live }) {
       ),
     );
   }
-  into.append(el("h4", {}, "Chain of checks"), list);
+  if (list.children.length) into.append(el("h4", {}, "Chain of checks"), list);
 
   const facts = el("dl", { class: "facts" });
   const fact = (k, value) => {
     if (value !== undefined && value !== null && value !== "") facts.append(el("dt", {}, k), el("dd", {}, value));
   };
   fact("principal", v.principal);
+  fact("account", v.target);
+  fact("permission", v.permission);
   fact("caller", v.via);
   fact("credential", v.credential);
   fact("request", v.method ? `${v.method} ${v.host}${v.path}` : null);
