@@ -33,7 +33,9 @@ use raw::{RawConfig, RawPolicy};
 #[cfg(test)]
 pub(crate) use federation::parse_jwks;
 pub use federation::{JwkKey, Provider, ProviderKeys};
-pub(crate) use knative::H2C;
+pub(crate) use knative::{
+    CUSTOM_AUDIENCES as KNATIVE_CUSTOM_AUDIENCES, H2C, INGRESS as KNATIVE_INGRESS,
+};
 pub use layer::Layer;
 pub use named::NamedFiles;
 pub use names::{region_code, unique_id_for};
@@ -43,7 +45,7 @@ pub fn region_is_valid(region: &str) -> bool {
     names::check_region(region).is_ok()
 }
 pub(crate) use names::is_loopback_name;
-pub use service::{CommandSpec, DEFAULT_START_TIMEOUT, Ingress, Service, Upstream};
+pub use service::{CommandSpec, DEFAULT_START_TIMEOUT, Elsewhere, Ingress, Service, Upstream};
 
 impl ConfigError {
     /// The error as the Admin APIs' callers see it: a file named by its name alone, never
@@ -180,6 +182,32 @@ pub struct ServiceAccount {
     pub unique_id: String,
     pub display_name: Option<String>,
     pub policy: Policy,
+    /// The policy was set through the Admin API (`changes.json`), which wins over
+    /// `services.yaml` until `frontdoor fold` writes it there.
+    pub policy_by_admin: NotCompared<bool>,
+    /// The file declares it under `service_accounts:` (the compute default account is
+    /// there whether or not it does).
+    pub declared: bool,
+}
+
+/// Where a value is kept rather than what it is: left out of comparisons, so that two
+/// configurations that set the same values are equal wherever the values are kept (a
+/// fold moves a value from the Admin API's layer into the file and changes nothing in
+/// force, no revision included). [`Config::same_homes`] compares it.
+#[derive(Debug, Clone, Default)]
+pub struct NotCompared<T>(pub T);
+
+impl<T> PartialEq for NotCompared<T> {
+    fn eq(&self, _: &NotCompared<T>) -> bool {
+        true
+    }
+}
+
+impl<T> std::ops::Deref for NotCompared<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -190,6 +218,24 @@ pub struct User {
 }
 
 impl Config {
+    /// Whether `other` keeps every value where this one does: in the file, the Admin
+    /// API's layer or a Knative file (equal configurations may not). Services and
+    /// accounts are matched by name; one that only one of them has differs.
+    pub fn same_homes(&self, other: &Config) -> bool {
+        self.services.len() == other.services.len()
+            && self.services.iter().all(|a| {
+                other
+                    .service(&a.name)
+                    .is_some_and(|b| a.elsewhere.0 == b.elsewhere.0)
+            })
+            && self.service_accounts.len() == other.service_accounts.len()
+            && self.service_accounts.iter().all(|a| {
+                other
+                    .service_account(&a.email)
+                    .is_some_and(|b| a.policy_by_admin.0 == b.policy_by_admin.0)
+            })
+    }
+
     pub fn service(&self, name: &str) -> Option<&Service> {
         self.services.iter().find(|s| s.name == name)
     }
@@ -513,7 +559,8 @@ fn resolve(
             }
             None => unique_id_for(&email),
         };
-        let iam_policy = match layer.account_policies.get(&email) {
+        let changed = layer.account_policies.get(&email);
+        let iam_policy = match changed {
             Some(changed) => Some(changed.raw()),
             None => sa.iam_policy,
         };
@@ -523,6 +570,8 @@ fn resolve(
             unique_id,
             display_name: sa.display_name,
             policy,
+            policy_by_admin: NotCompared(changed.is_some()),
+            declared: true,
         });
     }
     // Cloud Run runs a service that names no account as the compute default account.
@@ -536,6 +585,8 @@ fn resolve(
                 "(the compute default account).iam_policy",
                 &at,
             )?,
+            policy_by_admin: NotCompared(layer.account_policies.contains_key(&compute)),
+            declared: false,
             email: compute,
         });
     }

@@ -6,8 +6,8 @@ use std::path::Path;
 use super::raw::{KnativeService, RawService};
 use super::{At, ConfigError, parse_yaml};
 
-const CUSTOM_AUDIENCES: &str = "run.googleapis.com/custom-audiences";
-const INGRESS: &str = "run.googleapis.com/ingress";
+pub(crate) const CUSTOM_AUDIENCES: &str = "run.googleapis.com/custom-audiences";
+pub(crate) const INGRESS: &str = "run.googleapis.com/ingress";
 const INVOKER_IAM_DISABLED: &str = "run.googleapis.com/invoker-iam-disabled";
 /// The name of a container port that speaks HTTP/2 without TLS (Knative's and Cloud Run's).
 pub(crate) const H2C: &str = "h2c";
@@ -19,7 +19,7 @@ pub(super) fn merge(
     file: &Path,
     path: &str,
     at: &At<'_>,
-) -> Result<RawService, ConfigError> {
+) -> Result<(RawService, Vec<&'static str>), ConfigError> {
     let text = at.named.text(file, at, format!("{path}.knative"))?;
     let doc: KnativeService = parse_yaml(text, file)?;
     let in_file = At {
@@ -96,8 +96,13 @@ pub(super) fn merge(
         ..RawService::default()
     };
 
+    // The fields the Knative file gives, as `services.yaml` names them.
+    let mut given = Vec::new();
     macro_rules! take {
         ($field:ident) => {
+            if from_file.$field.is_some() {
+                given.push(stringify!($field));
+            }
             match (from_file.$field, entry.$field.take()) {
                 (Some(_), Some(_)) => {
                     return Err(at.err(
@@ -121,5 +126,5 @@ pub(super) fn merge(
     take!(use_http2);
     take!(tags);
     take!(timeout);
-    Ok(entry)
+    Ok((entry, given))
 }

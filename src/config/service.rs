@@ -126,6 +126,37 @@ pub struct Service {
     /// The Knative document last sent through the Admin API (`config::layer`), kept for
     /// the fields frontdoor cannot honour; a change to it is a new revision, as on Cloud Run.
     pub knative: Option<serde_json::Value>,
+    /// The fields whose value is not written under the service in `services.yaml`.
+    pub elsewhere: super::NotCompared<Elsewhere>,
+}
+
+/// Where a service's fields come from when not from its own lines in `services.yaml`: an
+/// edit of those lines would be refused (the Knative file gives the field) or have no
+/// effect (the Admin API's layer wins), so a suggested fix must say where the value lives.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Elsewhere {
+    /// Set through the Admin API and kept in the state directory's `changes.json`, which
+    /// wins over the file until `frontdoor fold` writes it there; as `services.yaml`
+    /// names them.
+    pub admin: Vec<&'static str>,
+    /// The Knative file the service names (as written in `services.yaml`) and the fields
+    /// it gives.
+    pub knative: Option<(String, Vec<&'static str>)>,
+}
+
+impl Elsewhere {
+    /// Whether the Admin API's layer sets `field` (as `services.yaml` names it).
+    pub fn by_admin(&self, field: &str) -> bool {
+        self.admin.contains(&field)
+    }
+
+    /// The Knative file that gives `field`, unless the Admin API's layer overrides it.
+    pub fn by_knative(&self, field: &str) -> Option<&str> {
+        match &self.knative {
+            Some((file, fields)) if fields.contains(&field) && !self.by_admin(field) => Some(file),
+            _ => None,
+        }
+    }
 }
 
 impl Service {
@@ -152,10 +183,13 @@ pub(super) fn resolve(
     accounts: &[ServiceAccount],
     at: &At<'_>,
 ) -> Result<Service, ConfigError> {
+    let mut elsewhere = Elsewhere::default();
     let entry = match entry.knative.clone() {
         Some(rel) => {
             let knative_file = super::named::beside(at.file, &rel);
-            knative::merge(entry, &knative_file, path, at)?
+            let (entry, given) = knative::merge(entry, &knative_file, path, at)?;
+            elsewhere.knative = Some((rel, given));
+            entry
         }
         None => entry,
     };
@@ -163,6 +197,9 @@ pub(super) fn resolve(
         .name
         .as_ref()
         .and_then(|name| at.layer.services.get(name));
+    if let Some(change) = changed {
+        elsewhere.admin = change.fields().into_iter().map(|(key, _)| key).collect();
+    }
     let knative = changed.and_then(|c| c.knative.clone());
     let entry = super::layer::apply(entry, changed);
     let Some(name) = entry.name else {
@@ -337,6 +374,7 @@ pub(super) fn resolve(
         timeout,
         redact_service_account_tokens: entry.redact_service_account_tokens.unwrap_or(false),
         knative,
+        elsewhere: super::NotCompared(elsewhere),
     })
 }
 

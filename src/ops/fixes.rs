@@ -9,13 +9,15 @@
 //! The same list is in `frontdoor explain`, `frontdoor decisions --json`
 //! (`GET /frontdoor/v1/decisions`, each refusal's `fixes`) and the dashboard.
 
+mod audience;
+mod creator;
+mod invoker;
+
 use serde::Serialize;
 
 use crate::config::{Config, Service};
 use crate::decisions::{Code, Decision};
-use crate::google::{Resource, judge};
-use crate::iam::{self, Binding, Member, Policy, Principal, Role};
-use crate::tokens::GCLOUD_CLIENT_ID;
+use crate::iam::{Member, Policy, Principal};
 
 /// One fix, as the three surfaces show it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -26,9 +28,13 @@ pub(crate) struct Fix {
     /// Following it lets in more principals, or more tokens, than the one refused.
     pub(crate) widens: bool,
     pub(crate) text: String,
-    /// Lines of `services.yaml`, merged with what the file has: `place` says where.
+    /// Lines of a file, merged with what it has: `file` says which, `place` where.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) yaml: Option<String>,
+    /// The file `yaml` goes in: `services.yaml`, or the Knative file a service names when
+    /// the setting comes from there.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) file: Option<String>,
     /// Where `yaml` goes: the lines it takes the place of, or where to add it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) place: Option<String>,
@@ -44,8 +50,109 @@ impl Fix {
             widens: false,
             text,
             yaml: None,
+            file: None,
             place: None,
             command: None,
+        }
+    }
+
+    /// A change to a setting or a policy: its lines are given with [`Fix::lines`].
+    fn change(kind: &'static str, widens: bool, text: String, command: Option<String>) -> Fix {
+        Fix {
+            kind,
+            widens,
+            text,
+            yaml: None,
+            file: None,
+            place: None,
+            command,
+        }
+    }
+
+    /// `yaml`, lines of `services.yaml` to put `place`, where `home` keeps what they set:
+    /// - the file itself: as given;
+    /// - the Admin API's layer (`changes.json`, which wins over the file): the same lines
+    ///   once `frontdoor fold` has written the layer into the file (the command, where
+    ///   there is one, changes the value where it is);
+    /// - a Knative file: that file's `annotation` line (`services.yaml` may not give a
+    ///   field the Knative file gives).
+    fn lines(mut self, home: Home<'_>, yaml: String, place: String) -> Fix {
+        let (file, yaml, place) = match home {
+            Home::File => ("services.yaml".to_owned(), yaml, place),
+            Home::Admin(what) => (
+                "services.yaml".to_owned(),
+                yaml,
+                format!(
+                    "after `frontdoor fold` (the Admin API set {what}, kept in changes.json, which wins over services.yaml until folded), {place}"
+                ),
+            ),
+            Home::AdminOnly { what, how } => {
+                let how = match &self.command {
+                    Some(_) => "as the command does".to_owned(),
+                    None => format!("with `{how}`"),
+                };
+                self.text.push_str(&format!(
+                    " (the Admin API set {what}, kept in changes.json, which wins over the files and which `frontdoor fold` does not write back there: change it through the Admin API, {how})"
+                ));
+                return self;
+            }
+            Home::Knative { file, annotation } => (
+                file.to_owned(),
+                format!("metadata:\n  annotations:\n    {annotation}"),
+                format!(
+                    "in place of its `{}` annotation, or added under metadata.annotations (the setting comes from this file, so services.yaml may not give it too)",
+                    annotation.split(':').next().unwrap_or_default()
+                ),
+            ),
+        };
+        self.yaml = Some(yaml);
+        self.file = Some(file);
+        self.place = Some(place);
+        self
+    }
+}
+
+/// Where the value a fix changes is kept.
+pub(super) enum Home<'a> {
+    File,
+    /// The Admin API's layer: what it set, in words.
+    Admin(String),
+    /// The Admin API's layer, for a value `frontdoor fold` does not write into a file (a
+    /// service described by a Knative file gets its IAM policy folded, nothing else; an
+    /// account the file does not declare keeps its policy in the layer): what it set, and
+    /// the gcloud command that changes it.
+    AdminOnly {
+        what: String,
+        how: String,
+    },
+    /// A Knative file, and the annotation line that sets the value there.
+    Knative {
+        file: &'a str,
+        annotation: String,
+    },
+}
+
+impl<'a> Home<'a> {
+    /// Where `service`'s `field` (as `services.yaml` names it) is kept; `annotation`, the
+    /// Knative file's line for the new value, is used if that file gives the field.
+    fn of(service: &'a Service, field: &str, annotation: impl FnOnce() -> String) -> Home<'a> {
+        let what = format!("{}'s `{field}`", service.name);
+        if service.elsewhere.by_admin(field) {
+            if service.elsewhere.knative.is_some() && field != "iam_policy" {
+                Home::AdminOnly {
+                    what,
+                    how: format!("gcloud run services update {}", service.name),
+                }
+            } else {
+                Home::Admin(what)
+            }
+        } else if let Some(file) = service.elsewhere.by_knative(field) {
+            Home::Knative {
+                file,
+                annotation: annotation(),
+            }
+        } else {
+            Home::File
         }
     }
 }
@@ -90,7 +197,7 @@ pub(crate) fn ranked(config: &Config, refusal: &Refusal<'_>) -> Vec<Fix> {
         Code::UnknownHost => {
             return refusal
                 .host
-                .map(|h| unknown_host(config, h))
+                .map(|h| audience::unknown_host(config, h))
                 .unwrap_or_default();
         }
         Code::PermissionDenied => {
@@ -100,7 +207,7 @@ pub(crate) fn ranked(config: &Config, refusal: &Refusal<'_>) -> Vec<Fix> {
                 refusal.permission,
             ) {
                 (Some(Ok(member)), Some(target), Some(permission)) => {
-                    token_creator(config, &member, target, permission)
+                    creator::token_creator(config, &member, target, permission)
                 }
                 _ => Vec::new(),
             };
@@ -112,11 +219,11 @@ pub(crate) fn ranked(config: &Config, refusal: &Refusal<'_>) -> Vec<Fix> {
     };
     match code {
         Code::NoInvokerBinding => match refusal.principal.map(Member::parse) {
-            Some(Ok(member)) => no_invoker(config, service, &member),
+            Some(Ok(member)) => invoker::no_invoker(config, service, &member),
             _ => Vec::new(),
         },
         Code::AudienceNotAccepted => match refusal.audience {
-            Some(aud) => audience(config, service, aud),
+            Some(aud) => audience::audience(config, service, aud),
             None => Vec::new(),
         },
         Code::TokenExpired => vec![Fix::caller(format!(
@@ -128,235 +235,31 @@ pub(crate) fn ranked(config: &Config, refusal: &Refusal<'_>) -> Vec<Fix> {
                 "call {} from inside: from a service frontdoor runs (`frontdoor exec SERVICE -- COMMAND` acts as one), not from outside the project's network",
                 service.name
             )),
-            Fix {
-                kind: "setting",
-                widens: true,
-                text: format!(
+            Fix::change(
+                "setting",
+                true,
+                format!(
                     "let everyone reach {} (`ingress: all`): IAM still decides who gets in, but the service is reachable from anywhere",
                     service.name
                 ),
-                yaml: Some("ingress: all".to_owned()),
-                place: Some(format!(
-                    "under service `{}`, in place of its `ingress:` line",
-                    service.name
-                )),
-                command: Some(format!(
+                Some(format!(
                     "gcloud run services update {} --ingress=all",
                     service.name
                 )),
-            },
+            )
+            .lines(
+                Home::of(service, "ingress", || {
+                    format!("{}: all", crate::config::KNATIVE_INGRESS)
+                }),
+                "ingress: all".to_owned(),
+                format!(
+                    "under service `{}`, in place of its `ingress:` line",
+                    service.name
+                ),
+            ),
         ],
         _ => Vec::new(),
     }
-}
-
-/// `member` holds no invoker role on `service`.
-fn no_invoker(config: &Config, service: &Service, member: &Member) -> Vec<Fix> {
-    let mut fixes = Vec::new();
-    let invoker_bindings: Vec<&Binding> = service
-        .policy
-        .bindings
-        .iter()
-        .filter(|b| b.role.grants(iam::INVOKE))
-        .collect();
-    let principal = principal_of(member);
-
-    // The caller acts as the wrong account: another one the service admits is one the
-    // caller itself, or whoever may mint the account it used, may also mint.
-    if let Member::ServiceAccount(used) = member {
-        let minters = minters_of(config, used);
-        let mut seen: Vec<&str> = Vec::new();
-        for bound in invoker_bindings.iter().flat_map(|b| &b.members) {
-            let Member::ServiceAccount(admitted) = bound else {
-                continue;
-            };
-            if admitted == used || seen.contains(&admitted.as_str()) {
-                continue;
-            }
-            seen.push(admitted);
-            let admitted_minters = minters_of(config, admitted);
-            let shared: Vec<&str> = minters
-                .iter()
-                .filter(|m| admitted_minters.contains(m))
-                .map(String::as_str)
-                .collect();
-            let may_itself = principal.as_ref().is_some_and(|p| {
-                config.service_account(admitted).is_some_and(|acc| {
-                    judge(config, p, iam::GET_OPENID_TOKEN, Resource::Account(acc)).is_ok()
-                })
-            });
-            let why = if may_itself {
-                format!("{used} may mint its ID tokens")
-            } else if !shared.is_empty() {
-                format!(
-                    "these may mint both {used}'s tokens and its: {}",
-                    shared.join(", ")
-                )
-            } else {
-                continue;
-            };
-            fixes.push(Fix::caller(format!(
-                "call as serviceAccount:{admitted}, which {} admits ({why}): impersonate it rather than {used}, and no policy changes",
-                service.name
-            )));
-        }
-    }
-
-    // A group the service admits, that the caller is not in: joining it is narrowest when
-    // the group holds the invoker role here and nothing else anywhere; else joining
-    // brings whatever else the group holds, so it is labelled widening and ranked last.
-    let mut later = Vec::new();
-    let mut groups_seen: Vec<&str> = Vec::new();
-    for binding in &invoker_bindings {
-        for bound in &binding.members {
-            let Member::Group(group) = bound else {
-                continue;
-            };
-            let Some(members) = config.groups.get(group) else {
-                continue;
-            };
-            if groups_seen.contains(&group.as_str()) {
-                continue;
-            }
-            groups_seen.push(group);
-            let widens =
-                binding.role.name() != "roles/run.invoker" || bindings_holding(config, bound) > 1;
-            let roster: Vec<String> = members.iter().map(Member::to_string).collect();
-            let mut with = roster.clone();
-            with.push(member.to_string());
-            let fix = Fix {
-                kind: "roster",
-                widens,
-                text: format!(
-                    "add {member} to group:{group}, which {} admits (members now: {}){}",
-                    service.name,
-                    if roster.is_empty() {
-                        "none".to_owned()
-                    } else {
-                        roster.join(", ")
-                    },
-                    if widens {
-                        "; the group holds more than the invoker role here, and joining it brings all of that"
-                    } else {
-                        ""
-                    }
-                ),
-                yaml: Some(format!(
-                    "- email: {}\n  members: [{}]",
-                    yaml_scalar(group),
-                    with.iter()
-                        .map(|m| yaml_scalar(m))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )),
-                place: Some(format!(
-                    "under `groups:`, in place of group `{group}`'s entry"
-                )),
-                command: None,
-            };
-            if widens {
-                later.push(fix);
-            } else {
-                fixes.push(fix);
-            }
-        }
-    }
-
-    // The caller may call other services: it may have meant one of them. A guess, so it
-    // comes after the grant (and before anything that widens).
-    let mut meant = None;
-    if let Some(p) = &principal {
-        let others: Vec<&Service> = config
-            .services
-            .iter()
-            .filter(|s| s.name != service.name)
-            .filter(|s| judge(config, p, iam::INVOKE, Resource::Service(s)).is_ok())
-            .take(5)
-            .collect();
-        if !others.is_empty() {
-            meant = Some(Fix::caller(format!(
-                "if you meant another service, {member} may call {}: call its URL, with a token minted for it",
-                others
-                    .iter()
-                    .map(|s| format!("{} ({})", s.name, s.url))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )));
-        }
-    }
-
-    // Grant this principal alone, merged into the policy the service has (unless a
-    // reload since the refusal granted it already).
-    if invoker_bindings.iter().any(|b| b.members.contains(member)) {
-        fixes.extend(meant);
-        fixes.extend(later);
-        return fixes;
-    }
-    let mut policy = service.policy.clone();
-    match policy
-        .bindings
-        .iter_mut()
-        .find(|b| b.role.name() == "roles/run.invoker")
-    {
-        Some(binding) => binding.members.push(member.clone()),
-        None => policy.bindings.push(Binding {
-            role: Role::parse("roles/run.invoker").expect("a known role"),
-            members: vec![member.clone()],
-        }),
-    }
-    fixes.push(Fix {
-        kind: "policy",
-        widens: false,
-        text: format!(
-            "grant {member} roles/run.invoker on {} ({})",
-            service.name,
-            if service.policy.bindings.is_empty() {
-                "the service has no policy yet"
-            } else {
-                "merged into the service's policy: every member it has is kept"
-            }
-        ),
-        yaml: Some(policy_yaml(&policy)),
-        place: Some(if service.policy.bindings.is_empty() {
-            format!("under service `{}` (it has no policy yet)", service.name)
-        } else {
-            format!(
-                "under service `{}`, in place of its policy block (never beside it: a second one is refused)",
-                service.name
-            )
-        }),
-        command: Some(format!(
-            "gcloud run services add-iam-policy-binding {} --member={member} --role=roles/run.invoker",
-            service.name
-        )),
-    });
-    fixes.extend(meant);
-    fixes.extend(later);
-    fixes
-}
-
-/// How many bindings, anywhere in the configuration (the project's, every service's, every
-/// account's), name `member`.
-/// A member of a group that is itself in other groups gets their bindings too: those
-/// count, through any depth of nesting (each group once, so a cycle ends).
-fn bindings_holding(config: &Config, member: &Member) -> usize {
-    let mut holders = vec![member.clone()];
-    let mut i = 0;
-    while i < holders.len() {
-        for (group, members) in &config.groups {
-            let container = Member::Group(group.clone());
-            if members.contains(&holders[i]) && !holders.contains(&container) {
-                holders.push(container);
-            }
-        }
-        i += 1;
-    }
-    std::iter::once(&config.policy)
-        .chain(config.services.iter().map(|s| &s.policy))
-        .chain(config.service_accounts.iter().map(|a| &a.policy))
-        .flat_map(|p| &p.bindings)
-        .filter(|b| b.members.iter().any(|m| holders.contains(m)))
-        .count()
 }
 
 /// `text` as a YAML scalar: plain when it is made of characters that cannot change its
@@ -367,248 +270,26 @@ fn yaml_scalar(text: &str) -> String {
         && text
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"@.:_/*+-".contains(&b));
-    if plain {
-        text.to_owned()
-    } else {
-        serde_json::Value::String(text.to_owned()).to_string()
-    }
+    if plain { text.to_owned() } else { quoted(text) }
 }
 
-/// The longest audience compared letter by letter with the accepted ones: a token's `aud`
-/// is its minter's to choose (up to the 8 KiB frontdoor mints), and the decisions list
-/// ranks fixes for every refusal it returns.
-const NEAR_MISS_MAX: usize = 256;
-
-/// The token's audience `aud` is not one `service` accepts.
-fn audience(config: &Config, service: &Service, aud: &str) -> Vec<Fix> {
-    let mut fixes = Vec::new();
-    // Whoever minted the token chose `aud`: shown without backticks (the page renders
-    // backticked text as code), and put in a command only when it cannot change the
-    // command's meaning.
-    let shown = aud.replace('`', "'");
-    let aud_in_command = aud.len() <= NEAR_MISS_MAX
-        && aud
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b":/._~%-".contains(&b));
-    let url = &service.url;
-    let bare = aud.split(['?', '#']).next().unwrap_or(aud);
-    let accepted: Vec<&str> = [url.as_str(), service.legacy_url.as_str()]
-        .into_iter()
-        .chain(service.custom_audiences.iter().map(String::as_str))
-        .collect();
-    if aud == GCLOUD_CLIENT_ID {
-        fixes.push(Fix::caller(format!(
-            "mint the token for {url}: `gcloud auth print-identity-token --audiences={url}` (without --audiences, gcloud's client id is the audience, which only a user's token may carry)"
-        )));
-    } else if let Some(other) = config.services.iter().find(|s| {
-        s.name != service.name
-            && (s.url == bare.trim_end_matches('/') || s.custom_audiences.iter().any(|a| a == aud))
-    }) {
-        fixes.push(Fix::caller(format!(
-            "the token was minted for {} ({shown}); mint it for {}'s URL, {url}",
-            other.name, service.name
-        )));
-    } else if bare.trim_end_matches('/') != aud && accepted.contains(&bare.trim_end_matches('/')) {
-        fixes.push(Fix::caller(format!(
-            "an audience is the URL alone, with no query or fragment: mint the token for {}",
-            bare.trim_end_matches('/')
-        )));
-    } else if let Some(path_base) = aud
-        .strip_prefix(url.as_str())
-        .filter(|rest| rest.starts_with('/') && rest.len() > 1)
-        .map(|_| url.as_str())
-    {
-        fixes.push(Fix::caller(format!(
-            "an audience is the service's URL alone, with no path: mint the token for {path_base}"
-        )));
-    } else if let Some(near) = accepted
-        .iter()
-        .copied()
-        // A few letters, or a label left out or added (`billing.shop` for
-        // `billing.internal.shop`): near enough to be the one meant. Only this service's
-        // own audiences are candidates, so a loose match still names one that works.
-        .filter(|a| {
-            // No edit distance within the bound is possible past this length difference.
-            let longer = a.len().max(aud.len());
-            aud.len() <= NEAR_MISS_MAX && a.len().abs_diff(aud.len()) * 10 <= (longer * 3).max(30)
-        })
-        .map(|a| (a, strsim::levenshtein(a, aud)))
-        .filter(|(a, d)| *d <= 3 || *d * 10 <= a.len().max(aud.len()) * 3)
-        .min_by_key(|(_, d)| *d)
-        .map(|(a, _)| a)
-    {
-        fixes.push(Fix::caller(format!(
-            "did you mean {near}? It is an audience {} accepts, close to {shown}: mint the token for it",
-            service.name
-        )));
-    } else {
-        fixes.push(Fix::caller(format!(
-            "mint the token for {url}, {}'s URL (or one of its accepted audiences: {})",
-            service.name,
-            accepted.join(", ")
-        )));
-    }
-    // Accepting this audience too lets in every token minted for it: last, and said.
-    let mut audiences = service.custom_audiences.clone();
-    audiences.push(aud.to_owned());
-    fixes.push(Fix {
-        kind: "setting",
-        widens: true,
-        text: format!(
-            "accept {shown} at {} as a custom audience: every token minted for it then reaches {}, whoever it was minted for",
-            service.name, service.name
-        ),
-        yaml: Some(format!(
-            "custom_audiences: [{}]",
-            audiences
-                .iter()
-                .map(|a| serde_json::Value::String(a.clone()).to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )),
-        place: Some(format!(
-            "under service `{}`, in place of its `custom_audiences:` line if it has one",
-            service.name
-        )),
-        command: aud_in_command.then(|| {
-            format!(
-                "gcloud run services update {} --add-custom-audiences={aud}",
-                service.name
-            )
-        }),
-    });
-    fixes
-}
-
-/// No service answers to `host`: one whose URL is a few letters from it is the one meant.
-fn unknown_host(config: &Config, host: &str) -> Vec<Fix> {
-    let bare = host.rsplit_once(':').map_or(host, |(h, port)| {
-        if port.bytes().all(|b| b.is_ascii_digit()) {
-            h
+/// `text` double-quoted, as JSON and YAML both read it back: JSON's quoting, and the
+/// characters YAML would not keep as they are (a line break JSON leaves alone, U+2028 say,
+/// or a character YAML refuses, DEL or a C1 control) escaped too.
+pub(super) fn quoted(text: &str) -> String {
+    let json = serde_json::Value::String(text.to_owned()).to_string();
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        if matches!(
+            c,
+            '\u{7f}'..='\u{9f}' | '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{fffe}' | '\u{ffff}'
+        ) {
+            out.push_str(&format!("\\u{:04x}", u32::from(c)));
         } else {
-            host
-        }
-    });
-    let near = config
-        .services
-        .iter()
-        .flat_map(|s| {
-            [&s.url, &s.legacy_url]
-                .into_iter()
-                .chain(s.custom_domains.iter())
-                .map(move |u| (s, u.trim_start_matches("https://")))
-        })
-        .filter(|(_, h)| strsim::levenshtein(h, bare) <= 3)
-        .min_by_key(|(_, h)| strsim::levenshtein(h, bare));
-    match near {
-        Some((service, h)) => vec![Fix::caller(format!(
-            "did you mean https://{h}? It is {}'s URL, a few letters from {bare}: call that, with a token minted for it",
-            service.name
-        ))],
-        None => vec![Fix::caller(format!(
-            "call one of the services' URLs: {}",
-            config
-                .services
-                .iter()
-                .map(|s| s.url.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))],
-    }
-}
-
-/// `member` may not mint `target`'s tokens (IAM Credentials' `permission`): an account a
-/// few letters from it that `member` may act as first, then the narrowest role on that
-/// account alone, merged into its own policy.
-fn token_creator(config: &Config, member: &Member, target: &str, permission: &str) -> Vec<Fix> {
-    let mut fixes = Vec::new();
-    let Some(account) = config.service_account_named(target) else {
-        return fixes;
-    };
-    let Some(principal) = principal_of(member) else {
-        return fixes;
-    };
-    let Some(permission) = [
-        iam::GET_OPENID_TOKEN,
-        iam::GET_ACCESS_TOKEN,
-        iam::SIGN_JWT,
-        iam::SIGN_BLOB,
-    ]
-    .into_iter()
-    .find(|p| *p == permission) else {
-        return fixes;
-    };
-    if let Some(near) = config
-        .service_accounts
-        .iter()
-        .filter(|a| a.email != account.email)
-        .filter(|a| strsim::levenshtein(&a.email, &account.email) <= 2)
-        .find(|a| judge(config, &principal, permission, Resource::Account(a)).is_ok())
-    {
-        fixes.push(Fix::caller(format!(
-            "did you mean {}? {member} may act as it, and its name is a letter or two from {}",
-            near.email, account.email
-        )));
-    }
-    // The ID-token-only role where an ID token was asked for; else Token Creator.
-    let role = if permission == iam::GET_OPENID_TOKEN {
-        "roles/iam.serviceAccountOpenIdTokenCreator"
-    } else {
-        "roles/iam.serviceAccountTokenCreator"
-    };
-    let mut policy = account.policy.clone();
-    match policy.bindings.iter_mut().find(|b| b.role.name() == role) {
-        // Granted already, by a reload since the refusal: nothing to add.
-        Some(binding) if binding.members.contains(member) => return fixes,
-        Some(binding) => binding.members.push(member.clone()),
-        None => policy.bindings.push(Binding {
-            role: Role::parse(role).expect("a known role"),
-            members: vec![member.clone()],
-        }),
-    }
-    fixes.push(Fix {
-        kind: "policy",
-        widens: false,
-        text: format!(
-            "grant {member} {role} on {} alone (not on the project, which would let it act as every account)",
-            account.email
-        ),
-        yaml: Some(policy_yaml(&policy)),
-        place: Some(format!(
-            "under `service_accounts:`, in {}'s entry, in place of its policy block if it has one",
-            account.email
-        )),
-        command: Some(format!(
-            "gcloud iam service-accounts add-iam-policy-binding {} --member={member} --role={role}",
-            account.email
-        )),
-    });
-    fixes
-}
-
-/// The service accounts and users that may mint `account`'s ID tokens (its own policy's
-/// and the project's Token Creator bindings), as members' strings.
-fn minters_of(config: &Config, account: &str) -> Vec<String> {
-    let Some(acc) = config.service_account(account) else {
-        return Vec::new();
-    };
-    let mut minters = Vec::new();
-    for policy in [&acc.policy, &config.policy] {
-        for binding in &policy.bindings {
-            if !binding.role.grants(iam::GET_OPENID_TOKEN) {
-                continue;
-            }
-            for m in &binding.members {
-                if matches!(m, Member::ServiceAccount(_) | Member::User(_)) {
-                    let text = m.to_string();
-                    if !minters.contains(&text) {
-                        minters.push(text);
-                    }
-                }
-            }
+            out.push(c);
         }
     }
-    minters
+    out
 }
 
 fn principal_of(member: &Member) -> Option<Principal> {
@@ -641,6 +322,8 @@ fn policy_yaml(policy: &Policy) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::google::judge;
+    use crate::iam;
 
     const SA: &str = "@demo-project.iam.gserviceaccount.com";
 
@@ -766,12 +449,177 @@ mod tests {
     }
 
     #[test]
+    fn a_setting_kept_elsewhere_is_changed_where_it_lives() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("web.knative.yaml"),
+            "apiVersion: serving.knative.dev/v1\nkind: Service\nmetadata:\n  name: web\n  annotations:\n    run.googleapis.com/ingress: internal\n    run.googleapis.com/custom-audiences: '[\"https://web.example\"]'\nspec:\n  template:\n    spec: {}\n",
+        )
+        .unwrap();
+        let file = dir.path().join("services.yaml");
+        std::fs::write(
+            &file,
+            format!(
+                "project: {{id: demo-project, number: \"123456789012\", region: us-central1}}\nservice_accounts: [{{email: ci{SA}}}]\nservices:\n  - {{name: api, upstream: builtin:echo}}\n  - {{knative: web.knative.yaml, upstream: builtin:echo}}\n"
+            ),
+        )
+        .unwrap();
+        let mut layer = crate::config::Layer::default();
+        let admin = |bindings: &str| crate::config::layer::ServiceChange {
+            iam_policy: Some(serde_json::from_str(bindings).unwrap()),
+            ..Default::default()
+        };
+        layer.services.insert(
+            "api".into(),
+            admin(&format!(
+                r#"{{"bindings": [{{"role": "roles/run.invoker", "members": ["serviceAccount:ci{SA}"]}}]}}"#
+            )),
+        );
+        let c = crate::config::load_layered(&file, &layer).unwrap();
+        let principal = "user:dana@example.com";
+
+        // The Admin API set api's policy: the merged block goes in after `frontdoor fold`.
+        let grant = ranked(&c, &refusal(Code::NoInvokerBinding, principal, None))
+            .into_iter()
+            .find(|f| f.kind == "policy")
+            .unwrap();
+        assert_eq!(grant.file.as_deref(), Some("services.yaml"));
+        assert!(
+            grant
+                .place
+                .as_deref()
+                .unwrap()
+                .starts_with("after `frontdoor fold`"),
+            "{grant:?}"
+        );
+        assert!(
+            grant
+                .yaml
+                .as_deref()
+                .unwrap()
+                .contains(&format!("serviceAccount:ci{SA}"))
+        );
+
+        // web's ingress comes from its Knative file: the annotation goes there.
+        let on_web = |code, audience| {
+            ranked(
+                &c,
+                &Refusal {
+                    service: Some("web"),
+                    ..refusal(code, principal, audience)
+                },
+            )
+        };
+        let open = on_web(Code::IngressInternalOnly, None).pop().unwrap();
+        assert_eq!(open.file.as_deref(), Some("web.knative.yaml"), "{open:?}");
+        assert_eq!(
+            open.yaml.as_deref(),
+            Some("metadata:\n  annotations:\n    run.googleapis.com/ingress: all")
+        );
+        let audience = on_web(Code::AudienceNotAccepted, Some("https://it's.example"))
+            .pop()
+            .unwrap();
+        assert_eq!(
+            audience.yaml.as_deref(),
+            Some(
+                "metadata:\n  annotations:\n    run.googleapis.com/custom-audiences: '[\"https://web.example\", \"https://it''s.example\"]'"
+            )
+        );
+
+        // The Admin API set web's audiences: fold leaves them in changes.json (a Knative
+        // file describes web), so only the command changes them.
+        layer.services.insert(
+            "web".into(),
+            crate::config::layer::ServiceChange {
+                custom_audiences: Some(vec![
+                    "https://web.example".into(),
+                    "https://b.example".into(),
+                ]),
+                ..Default::default()
+            },
+        );
+        let c = crate::config::load_layered(&file, &layer).unwrap();
+        let widening = ranked(
+            &c,
+            &Refusal {
+                service: Some("web"),
+                ..refusal(
+                    Code::AudienceNotAccepted,
+                    principal,
+                    Some("https://other.example"),
+                )
+            },
+        )
+        .pop()
+        .unwrap();
+        assert!(
+            widening.yaml.is_none() && widening.command.is_some(),
+            "{widening:?}"
+        );
+        assert!(
+            widening.text.contains(
+                "`frontdoor fold` does not write back there: change it through the Admin API, as the command does"
+            ),
+            "{widening:?}"
+        );
+    }
+
+    #[test]
+    fn an_account_the_file_does_not_declare_is_given_an_entry() {
+        let c = config("services: [{name: api, upstream: builtin:echo}]\n");
+        let compute = c.project.compute_default_account();
+        let fixes = ranked(
+            &c,
+            &Refusal {
+                code: Some(Code::PermissionDenied),
+                principal: Some("user:dana@example.com"),
+                target: Some(&compute),
+                permission: Some(iam::GET_OPENID_TOKEN),
+                ..Refusal::default()
+            },
+        );
+        let grant = fixes.last().unwrap();
+        let yaml = grant.yaml.as_deref().unwrap();
+        assert!(
+            yaml.starts_with(&format!(
+                "- email: {compute}\n  iam_policy:\n    bindings:\n"
+            )),
+            "{yaml}"
+        );
+        // As written there, it declares the account with the grant.
+        let text = format!(
+            "project: {{id: demo-project, number: \"123456789012\", region: us-central1}}\nusers: [dana@example.com]\nservice_accounts:\n{}\nservices: [{{name: api, upstream: builtin:echo}}]\n",
+            yaml.lines()
+                .map(|l| format!("  {l}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        let fixed = crate::config::parse(&text, std::path::Path::new("services.yaml")).unwrap();
+        let account = fixed.service_account(&compute).unwrap();
+        assert!(account.declared);
+        assert!(
+            judge(
+                &fixed,
+                &Principal::User("dana@example.com".into()),
+                iam::GET_OPENID_TOKEN,
+                crate::google::Resource::Account(account)
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
     fn a_member_needing_quotes_is_quoted_in_the_yaml() {
         assert_eq!(
             yaml_scalar("serviceAccount:ci@x.iam.gserviceaccount.com"),
             "serviceAccount:ci@x.iam.gserviceaccount.com"
         );
         assert_eq!(yaml_scalar("a, b] #c"), "\"a, b] #c\"");
+        // Read back by YAML as written: no line break or refused character left raw.
+        let odd = "a\u{2028}b\u{85}c\u{7f}d\u{e9}";
+        let quoted = yaml_scalar(odd);
+        assert_eq!(quoted, "\"a\\u2028b\\u0085c\\u007fd\u{e9}\"");
+        assert_eq!(serde_json::from_str::<String>(&quoted).unwrap(), odd);
         assert_eq!(yaml_scalar(""), "\"\"");
     }
 }

@@ -186,8 +186,9 @@ async fn put_in_force(
 ) -> Result<Option<AppState>, String> {
     let current = live.get();
     let file = &current.config().file;
-    if config == *current.config() {
-        // Saved without a change that matters (a comment, spacing): nothing to do.
+    if config == *current.config() && config.same_homes(current.config()) {
+        // Saved without a change that matters (a comment, spacing): nothing to do. (A
+        // fold changes where values are kept, which the ranked fixes say: a generation.)
         return Ok(None);
     }
     config

@@ -28,6 +28,8 @@ fn sa() -> ServiceAccount {
         unique_id: "123456789012345678901".into(),
         display_name: None,
         policy: Default::default(),
+        policy_by_admin: Default::default(),
+        declared: true,
     }
 }
 

@@ -89,6 +89,8 @@ mod tests {
             unique_id: "1".repeat(21),
             display_name: None,
             policy: Default::default(),
+            policy_by_admin: Default::default(),
+            declared: true,
         };
         tokens::mint(keys, &tokens::service_account_claims(ISS, &sa, aud, now))
     }

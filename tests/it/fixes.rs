@@ -389,3 +389,144 @@ async fn an_internal_service_is_called_from_inside_before_its_ingress_is_opened(
     assert_eq!(code, "200");
     emu.stop().await;
 }
+
+/// A setting kept elsewhere than under the service in `services.yaml` is changed where it
+/// lives: a policy the Admin API set goes in after `frontdoor fold` (before it, the same
+/// lines change nothing: the layer wins), and an ingress a Knative file gives goes in that
+/// file, as its annotation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fix_for_a_setting_kept_elsewhere_says_where_it_lives() {
+    let file = |api: &str| {
+        format!(
+            "{PROJECT}service_accounts: [{{email: ci{SA}}}, {{email: cart{SA}}}, {{email: runner{SA}}}, {{email: deployer{SA}}}]\niam_policy: {{bindings: [{{role: roles/run.admin, members: [serviceAccount:deployer{SA}]}}]}}\nservices:\n  - name: tools\n    service_account: deployer{SA}\n    upstream: builtin:echo\n    listen: 127.0.0.1:0\n{}",
+            indent(api, 2)
+        )
+    };
+    let plain = |policy: &str| {
+        format!(
+            "- name: api\n  upstream: builtin:echo\n  listen: 127.0.0.1:0\n{}",
+            indent(policy, 2)
+        )
+    };
+    let emu = Emulator::start(&file(&plain(&format!(
+        "iam_policy: {{bindings: [{{role: roles/run.invoker, members: [serviceAccount:ci{SA}]}}]}}"
+    ))))
+    .await;
+    // The deployer binds runner through the Admin API: the layer now holds api's policy.
+    let token = emu.access_token("tools").await;
+    let policy = "/v1/projects/demo-project/locations/us-central1/services/api";
+    let (status, body) = google_json(
+        &emu,
+        Some(&token),
+        "POST",
+        &format!("{policy}:setIamPolicy"),
+        Some(
+            json!({"policy": {"bindings": [{"role": "roles/run.invoker", "members": [
+            format!("serviceAccount:ci{SA}"), format!("serviceAccount:runner{SA}")]}]}}),
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let url = emu.url_of("api");
+    let cart = || emu.sa_token(&sa("cart"), &url);
+    assert_eq!(call(&emu, "api", &cart()).await, 403);
+    let decision = last_refusal(&emu).await;
+    let grant = fixes(&decision)
+        .into_iter()
+        .find(|f| f["kind"] == "policy")
+        .unwrap();
+    let place = grant["place"].as_str().unwrap();
+    assert!(place.starts_with("after `frontdoor fold`"), "{grant:#}");
+    let yaml = grant["yaml"].as_str().unwrap();
+    assert!(
+        yaml.contains(&format!("serviceAccount:runner{SA}")),
+        "{yaml}"
+    );
+    // Before the fold, the lines are in the file and change nothing (the file is read,
+    // and the configuration it resolves to is the one in force).
+    let read = emu.status().await["config_sha256"].clone();
+    emu.rewrite_config(&file(&plain(yaml)));
+    let now = emu
+        .wait_status("the edit to be read", |s| s["config_sha256"] != read)
+        .await;
+    assert_eq!(now["last_reload"]["ok"], true, "{now:#}");
+    assert_eq!(call(&emu, "api", &cart()).await, 403);
+    // Folded, then edited as the fix says: in.
+    let status = emu.status().await;
+    let (before, revision) = (
+        status["generation"].clone(),
+        status["services"][1]["revision"].clone(),
+    );
+    let folded = emu.cli(&["fold"]);
+    assert!(folded.contains("api"), "{folded}");
+    // Nothing in force changed but where the policy is kept: a generation of its own.
+    let status = emu
+        .wait_status("the fold to be applied", |s| {
+            s["changes"].as_array().is_some_and(Vec::is_empty) && s["generation"] != before
+        })
+        .await;
+    // No revision either: the settings are the same.
+    assert_eq!(status["services"][1]["revision"], revision, "{status:#}");
+    // The file holds the policy now, and the fix says so.
+    assert_eq!(call(&emu, "api", &cart()).await, 403);
+    let decision = last_refusal(&emu).await;
+    let grant = fixes(&decision)
+        .into_iter()
+        .find(|f| f["kind"] == "policy")
+        .unwrap();
+    assert!(
+        grant["place"]
+            .as_str()
+            .unwrap()
+            .starts_with("under service `api`, in place of its policy block"),
+        "{grant:#}"
+    );
+    assert_eq!(grant["yaml"].as_str(), Some(yaml));
+    apply(&emu, &file(&plain(yaml))).await;
+    for who in ["cart", "ci", "runner"] {
+        assert_eq!(
+            call(&emu, "api", &emu.sa_token(&sa(who), &url)).await,
+            200,
+            "{who}"
+        );
+    }
+
+    // api described by a Knative file that makes it internal: the ingress fix (widening,
+    // last) is that file's annotation, and applied there it lets the call in.
+    let knative = |ingress: &str| {
+        format!(
+            "apiVersion: serving.knative.dev/v1\nkind: Service\nmetadata:\n  name: api\n  annotations:\n    {ingress}\nspec:\n  template:\n    spec:\n      serviceAccountName: ci{SA}\n"
+        )
+    };
+    let export = emu.dir.path().join("api.knative.yaml");
+    std::fs::write(&export, knative("run.googleapis.com/ingress: internal")).unwrap();
+    apply(
+        &emu,
+        &file(&format!(
+            "- knative: api.knative.yaml\n  upstream: builtin:echo\n  listen: 127.0.0.1:0\n  {}",
+            yaml.replace('\n', "\n  ")
+        )),
+    )
+    .await;
+    assert_eq!(call(&emu, "api", &cart()).await, 404);
+    let decision = last_refusal(&emu).await;
+    assert_eq!(decision["code"], "ingress_internal_only", "{decision:#}");
+    let open = fixes(&decision).pop().unwrap();
+    assert_eq!(open["file"], "api.knative.yaml", "{open:#}");
+    let annotation = open["yaml"]
+        .as_str()
+        .unwrap()
+        .lines()
+        .last()
+        .unwrap()
+        .trim();
+    assert_eq!(annotation, "run.googleapis.com/ingress: all");
+    let before = emu.status().await["generation"].clone();
+    std::fs::write(&export, knative(annotation)).unwrap();
+    let now = emu
+        .wait_status("the export's edit", |s| s["generation"] != before)
+        .await;
+    assert_eq!(now["last_reload"]["ok"], true, "{now:#}");
+    assert_eq!(call(&emu, "api", &cart()).await, 200);
+    emu.stop().await;
+}
