@@ -445,6 +445,8 @@ struct Session {
 
 /// How long one block may run in a session before the test fails: never a hang.
 const BLOCK_LIMIT: Duration = Duration::from_secs(15 * 60);
+/// A block slower than this is named on stderr.
+const SLOW_BLOCK: Duration = Duration::from_secs(5);
 
 impl Session {
     fn start(shell: &Shell, dir: PathBuf) -> Session {
@@ -518,6 +520,17 @@ impl Session {
                             "exited {status}:\n--- stdout\n{}\n--- stderr\n{stderr}",
                             &stdout[..at]
                         ));
+                    }
+                    // A slow block is named (shown with --nocapture): the suite's time is
+                    // mostly these pages'.
+                    if started.elapsed() > SLOW_BLOCK {
+                        eprintln!(
+                            "readme: a block took {:.1} s: {}",
+                            started.elapsed().as_secs_f64(),
+                            text.lines()
+                                .find(|l| !l.trim().is_empty())
+                                .unwrap_or_default()
+                        );
                     }
                     return Ok((stdout[..at].to_owned(), stderr));
                 }
