@@ -48,6 +48,21 @@ fn fixes(decision: &Value) -> Vec<Value> {
     fixes
 }
 
+/// `explain`, asked about the same token for `service` without a call, ranks the same
+/// fixes as the refusal `decision` (the dashboard shows the decision's).
+async fn explain_ranks_the_same(emu: &Emulator, service: &str, token: &str, decision: &Value) {
+    let answer: Value = reqwest::Client::new()
+        .post(emu.google("/frontdoor/v1/explain"))
+        .json(&json!({"service": service, "token": token}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["fixes"], decision["fixes"], "{answer:#}");
+}
+
 /// Rewrites the configuration and waits until the server applied it.
 async fn apply(emu: &Emulator, yaml: &str) {
     let before = emu.status().await["generation"].clone();
@@ -82,6 +97,7 @@ async fn a_missing_binding_is_merged_into_the_policy_the_service_has() {
         403
     );
     let decision = last_refusal(&emu).await;
+    explain_ranks_the_same(&emu, "api", &emu.sa_token(&sa("cart"), &url), &decision).await;
     let first = &fixes(&decision)[0];
     assert_eq!(first["kind"], "policy", "{decision:#}");
     let yaml = first["yaml"].as_str().unwrap();
@@ -111,6 +127,7 @@ async fn the_wrong_account_impersonated_is_told_the_one_the_service_admits() {
         403
     );
     let decision = last_refusal(&emu).await;
+    explain_ranks_the_same(&emu, "api", &emu.sa_token(&sa("cart"), &url), &decision).await;
     let ranked = fixes(&decision);
     let first = &ranked[0];
     assert_eq!(first["kind"], "caller", "{decision:#}");
@@ -153,11 +170,10 @@ async fn audience_mistakes_are_fixed_in_the_call_before_any_audience_is_added() 
         ),
     ];
     for (sent, said, right) in cases {
-        assert_eq!(
-            call(&emu, "api", &emu.sa_token(&sa("ci"), &sent)).await,
-            401
-        );
+        let token = emu.sa_token(&sa("ci"), &sent);
+        assert_eq!(call(&emu, "api", &token).await, 401);
         let decision = last_refusal(&emu).await;
+        explain_ranks_the_same(&emu, "api", &token, &decision).await;
         let ranked = fixes(&decision);
         let text = ranked[0]["text"].as_str().unwrap();
         assert_eq!(ranked[0]["kind"], "caller", "{decision:#}");
@@ -191,6 +207,7 @@ async fn a_user_outside_the_bound_group_is_told_to_join_it() {
     let dana = emu.user_token("dana@example.com", Some(&url));
     assert_eq!(call(&emu, "api", &dana).await, 403);
     let decision = last_refusal(&emu).await;
+    explain_ranks_the_same(&emu, "api", &dana, &decision).await;
     let first = &fixes(&decision)[0];
     assert_eq!(first["kind"], "roster", "{decision:#}");
     let text = first["text"].as_str().unwrap();
@@ -227,6 +244,7 @@ async fn an_expired_token_is_fixed_by_fetching_a_new_one() {
     assert_eq!(call(&emu, "api", &stale).await, 401);
     let decision = last_refusal(&emu).await;
     assert_eq!(decision["code"], "token_expired");
+    explain_ranks_the_same(&emu, "api", &stale, &decision).await;
     let first = &fixes(&decision)[0];
     assert!(
         first["kind"] == "caller"
