@@ -11,7 +11,8 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::Ordering;
 
-use super::{Broker, DELETED_TOPIC, Held, pb};
+use super::store::Held;
+use super::{Broker, DELETED_TOPIC, pb};
 
 /// What the API made or changed: the topics it made, and the subscriptions it made or
 /// changed since the file declared them, each as it stands; and for each declared one it

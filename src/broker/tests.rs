@@ -1,3 +1,5 @@
+use std::time::Instant;
+
 use super::*;
 
 fn topic(name: &str) -> pb::Topic {
