@@ -4,6 +4,7 @@
 pub(crate) mod auth;
 mod decided;
 mod h2c;
+mod headers;
 mod internal;
 
 pub(crate) use internal::CallerProcess;
