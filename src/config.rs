@@ -21,15 +21,14 @@ pub mod tasks;
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
-use crate::iam::{self, Binding, Groups, Member, Policy, Role};
-use raw::{RawConfig, RawPolicy};
+use crate::iam::{Groups, Policy};
+use raw::RawConfig;
 use resolve::{At, resolve, resolve_policy, socket};
 
 #[cfg(test)]

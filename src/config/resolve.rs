@@ -2,11 +2,17 @@
 //! over it) into a `Config`: every derived value computed, every reference checked, each
 //! error naming its file and path.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 
-use super::*;
+use super::raw::{self, RawConfig, RawPolicy};
+use super::{
+    Config, ConfigError, Enforcement, GOOGLE_ISSUER, Layer, Listen, NamedFiles, NotCompared,
+    Project, Service, ServiceAccount, User, eventarc, federation, named, names, pubsub,
+    region_code, scheduler, service, tasks, unique_id_for,
+};
+use crate::iam::{self, Binding, Groups, Member, Policy, Role};
 
 /// Collects errors for one file with their paths; the first one is returned.
 pub(super) struct At<'a> {
