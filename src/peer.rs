@@ -127,7 +127,11 @@ pub(crate) async fn same_origin_json_only(
     }
     let headers = req.headers();
     let text = |name: &str| headers.get(name).map(|v| v.to_str().unwrap_or("\u{fffd}"));
-    let host = text(header::HOST.as_str()).unwrap_or_default();
+    // As `local_names_only` reads it: the Host header, else HTTP/2's `:authority`.
+    let authority = req.uri().authority().map(ToString::to_string);
+    let host = text(header::HOST.as_str())
+        .or(authority.as_deref())
+        .unwrap_or_default();
     let refusal = if text("sec-fetch-site").is_some_and(|s| s != "same-origin" && s != "none") {
         Some((
             StatusCode::FORBIDDEN,

@@ -1,5 +1,7 @@
 //! What the broker holds, behind its one lock: the topics, the subscriptions with their
-//! messages and leases, the declared resources and the policies, and the bytes held.
+//! messages and leases, the declared resources and the policies, and the bytes held; and
+//! what changes it under that lock: a publish, and the expiry of leases, with the
+//! dead-lettering of a message handed out too often.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;

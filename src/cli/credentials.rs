@@ -163,6 +163,45 @@ fn write_json(path: &PathBuf, value: &Value) -> anyhow::Result<()> {
         .with_context(|| format!("cannot write {}", path.display()))
 }
 
+/// A private file made before what it will hold is known, in the directory it goes in,
+/// then renamed over its path; dropped unfinished, it is removed.
+struct Pending {
+    temporary: PathBuf,
+    path: PathBuf,
+}
+
+impl Pending {
+    fn make(path: &std::path::Path) -> anyhow::Result<Pending> {
+        let name = path
+            .file_name()
+            .with_context(|| format!("{} names no file", path.display()))?;
+        let mut temporary = path.to_path_buf();
+        temporary.set_file_name(format!(
+            ".{}.{:08x}.tmp",
+            name.to_string_lossy(),
+            fastrand::u32(..)
+        ));
+        write_json(&temporary, &Value::Null)?;
+        Ok(Pending {
+            temporary,
+            path: path.to_path_buf(),
+        })
+    }
+
+    fn finish(self, value: &Value) -> anyhow::Result<()> {
+        write_json(&self.temporary, value)?;
+        std::fs::rename(&self.temporary, &self.path)
+            .with_context(|| format!("cannot write {}", self.path.display()))
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        // Gone already once renamed.
+        let _ = std::fs::remove_file(&self.temporary);
+    }
+}
+
 pub(super) async fn keys(command: KeysCommand) -> anyhow::Result<()> {
     match command {
         KeysCommand::Create {
@@ -172,6 +211,9 @@ pub(super) async fn keys(command: KeysCommand) -> anyhow::Result<()> {
             urls,
             config: args,
         } => {
+            // The file is made first: a key nobody can write down would count against the
+            // account's ten with no one holding it.
+            let pending = Pending::make(&key_file)?;
             // The server running from this state directory makes it, under the IAM API's
             // lock and limit, and logs the decision; without one, the file is enough.
             let made = match locate::live_server(&args.state()) {
@@ -181,7 +223,7 @@ pub(super) async fn keys(command: KeysCommand) -> anyhow::Result<()> {
                 }
                 None => key_offline(&args, &iam_account, caller.as_deref(), &urls)?,
             };
-            write_json(&key_file, &made.file)?;
+            pending.finish(&made.file)?;
             if caller.is_none() {
                 // An administrator's shortcut, said every time: IAM's own way is checked.
                 eprintln!(

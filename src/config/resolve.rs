@@ -1,6 +1,7 @@
 //! The one function that resolves a parsed `services.yaml` (with the Admin APIs' layer
-//! over it) into a `Config`: every derived value computed, every reference checked, each
-//! error naming its file and path.
+//! over it) into a `Config`, and its helpers (`At`, which names each error's file and
+//! path; the project, policies, sockets and addresses): every derived value computed,
+//! every reference checked.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};

@@ -1,6 +1,7 @@
 //! Proxying an allowed request to the service's container (SPEC §4): bodies streamed both
-//! ways, hop-by-hop and client-supplied `X-Google-*` headers dropped, forwarding and trace
-//! headers added, the checked token redacted, WebSocket upgrades spliced through.
+//! ways, the headers rewritten (`headers`: hop-by-hop and client-supplied `X-Google-*`
+//! dropped, forwarding and trace headers added, the checked token redacted), WebSocket
+//! upgrades spliced through.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;

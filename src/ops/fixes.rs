@@ -75,7 +75,9 @@ impl Fix {
     ///   once `frontdoor fold` has written the layer into the file (the command, where
     ///   there is one, changes the value where it is);
     /// - a Knative file: that file's `annotation` line (`services.yaml` may not give a
-    ///   field the Knative file gives).
+    ///   field the Knative file gives);
+    /// - the Admin API's layer where fold would leave the value there: no lines, and the
+    ///   text says to change it through the Admin API (with the command, or `how`).
     fn lines(mut self, home: Home<'_>, yaml: String, place: String) -> Fix {
         let (file, yaml, place) = match home {
             Home::File => ("services.yaml".to_owned(), yaml, place),

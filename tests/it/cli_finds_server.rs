@@ -464,6 +464,30 @@ services: [{{name: api, upstream: builtin:echo}}]
         format!("http://{}/token", emu.addresses.google),
         "{key}"
     );
+    // A file that cannot be written is found out before a key is made; nothing is left
+    // beside a file that was.
+    let held = emu
+        .state
+        .state_dir()
+        .account_keys(&sa("login"))
+        .unwrap()
+        .len();
+    let nowhere = create_as(&ci, &emu.dir.path().join("no-such-dir/key.json"));
+    assert!(!nowhere.status.success(), "{nowhere:?}");
+    assert_eq!(
+        emu.state
+            .state_dir()
+            .account_keys(&sa("login"))
+            .unwrap()
+            .len(),
+        held
+    );
+    let left: Vec<String> = std::fs::read_dir(emu.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
     let logged: Vec<(String, bool)> = emu
         .decisions()
         .await

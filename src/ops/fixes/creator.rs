@@ -97,8 +97,14 @@ pub(super) fn token_creator(
     } else {
         (
             format!(
-                "- email: {}\n{}",
+                "- email: {}\n{}{}",
                 account.email,
+                // Its name kept, as the file would declare it.
+                account
+                    .display_name
+                    .as_deref()
+                    .map(|d| format!("  display_name: {}\n", super::yaml_scalar(d)))
+                    .unwrap_or_default(),
                 policy_yaml(&policy)
                     .lines()
                     .map(|l| format!("  {l}"))

@@ -259,7 +259,7 @@ fn an_account_the_file_does_not_declare_is_given_an_entry() {
     let yaml = grant.yaml.as_deref().unwrap();
     assert!(
         yaml.starts_with(&format!(
-            "- email: {compute}\n  iam_policy:\n    bindings:\n"
+            "- email: {compute}\n  display_name: \"Compute Engine default service account\"\n  iam_policy:\n    bindings:\n"
         )),
         "{yaml}"
     );
@@ -274,6 +274,10 @@ fn an_account_the_file_does_not_declare_is_given_an_entry() {
     let fixed = crate::config::parse(&text, std::path::Path::new("services.yaml")).unwrap();
     let account = fixed.service_account(&compute).unwrap();
     assert!(account.declared);
+    assert_eq!(
+        account.display_name.as_deref(),
+        Some("Compute Engine default service account")
+    );
     assert!(
         judge(
             &fixed,

@@ -39,6 +39,17 @@ function subjectOf(d) {
   return d.service || "-";
 }
 
+// A response's JSON, or (a refusal frontdoor answers in plain text: a request from another
+// site, say) its text as the error.
+async function answerOf(response) {
+  const text = await response.text();
+  try {
+    return JSON.parse(text);
+  } catch {
+    return { error: text.trim() || `answered ${response.status}` };
+  }
+}
+
 function verdictOf(d) {
   if (d.would_deny) return "AUDIT";
   return d.allowed ? "ALLOW" : "DENY";
@@ -88,7 +99,7 @@ async function select(seq) {
   if (row) row.classList.add("selected");
   const detail = document.getElementById("detail");
   const response = await fetch(`/frontdoor/v1/decisions/${seq}`, { cache: "no-store" });
-  const body = await response.json();
+  const body = await answerOf(response);
   // A later choice wins over an answer that came late.
   if (mine !== selecting) return;
   if (!response.ok) {
@@ -328,7 +339,7 @@ async function explain(event) {
       headers: { "content-type": "application/json" },
       body: JSON.stringify(question),
     });
-    const body = await response.json();
+    const body = await answerOf(response);
     if (!response.ok) {
       out.replaceChildren(el("p", { class: "error" }, body.error || `answered ${response.status}`));
       return;
