@@ -15,13 +15,13 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, State};
 use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::post;
 use serde::Deserialize;
 use serde_json::json;
 
 use super::MAX_KEYS_PER_ACCOUNT;
-use super::cli_token::{on_this_machine, principal};
+use super::cli_token::{on_this_machine, principal, recorded};
 use super::errors::ApiError;
 use super::iamcredentials::authorize;
 use crate::decisions::{Explanation, Surface};
@@ -58,19 +58,14 @@ async fn create(
         Ok(()) => make(&state, &peer, &body, &mut explained).await,
         Err(e) => Err(e),
     };
-    let mut response = super::admin::respond(result.map(|k| Json(k).into_response()), explained);
-    let host = headers
-        .get(axum::http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or_default();
-    super::record_decision(
+    recorded(
         &state,
-        Surface::Admin,
-        ("POST", host, PATH),
+        &headers,
+        (Surface::Admin, PATH),
         started,
-        &mut response,
-    );
-    response
+        result.map(Json),
+        explained,
+    )
 }
 
 async fn make(

@@ -73,22 +73,33 @@ async fn token(
         Ok(()) => mint(&state, &body, &mut explained),
         Err(e) => Err(e),
     };
-    let mut response = super::admin::respond(
-        result.map(|token| Json(json!({ "token": token })).into_response()),
+    recorded(
+        &state,
+        &headers,
+        (Surface::Iamcredentials, PATH),
+        started,
+        result.map(|token| Json(json!({ "token": token }))),
         explained,
-    );
-    // Recorded here: the google app's recording layer does not wrap `ops`' routes.
+    )
+}
+
+/// The answer to one of frontdoor's own posts on the google listener, `result` as
+/// Google's APIs answer, recorded as one of `surface`'s decisions (the google app's
+/// recording layer does not wrap `ops`' routes).
+pub(super) fn recorded(
+    state: &AppState,
+    headers: &HeaderMap,
+    (surface, path): (Surface, &str),
+    started: std::time::Instant,
+    result: Result<Json<serde_json::Value>, ApiError>,
+    explained: Explanation,
+) -> Response {
+    let mut response = super::admin::respond(result.map(IntoResponse::into_response), explained);
     let host = headers
         .get(axum::http::header::HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or_default();
-    super::record_decision(
-        &state,
-        Surface::Iamcredentials,
-        ("POST", host, PATH),
-        started,
-        &mut response,
-    );
+    super::record_decision(state, surface, ("POST", host, path), started, &mut response);
     response
 }
 

@@ -313,6 +313,19 @@ fn exec_runs_one_command_as_the_service_with_its_exit_status() {
     interrupt(server);
 }
 
+/// Each decision's principal and whether it was allowed.
+fn who_and_whether(decisions: &[serde_json::Value]) -> Vec<(String, bool)> {
+    decisions
+        .iter()
+        .map(|d| {
+            (
+                d["principal"].as_str().unwrap_or("").to_owned(),
+                d["allowed"].as_bool().unwrap(),
+            )
+        })
+        .collect()
+}
+
 /// `frontdoor token` asks the server running from its file's state directory: the caller
 /// given with `--as` is judged as IAM Credentials judges it and the decision logged either
 /// way, an administrator's minting is logged as that, and a live edit the server refused
@@ -391,15 +404,7 @@ services: [{{name: api, upstream: builtin:echo}}]
         .into_iter()
         .filter(|d| d["surface"] == "iamcredentials")
         .collect();
-    let seen: Vec<(String, bool)> = logged
-        .iter()
-        .map(|d| {
-            (
-                d["principal"].as_str().unwrap_or("").to_owned(),
-                d["allowed"].as_bool().unwrap(),
-            )
-        })
-        .collect();
+    let seen = who_and_whether(&logged);
     assert_eq!(
         seen,
         [
@@ -488,20 +493,14 @@ services: [{{name: api, upstream: builtin:echo}}]
         .filter(|n| n.ends_with(".tmp"))
         .collect();
     assert!(left.is_empty(), "{left:?}");
-    let logged: Vec<(String, bool)> = emu
+    let logged: Vec<serde_json::Value> = emu
         .decisions()
         .await
         .into_iter()
         .filter(|d| d["surface"] == "admin" && d["path"] == "/frontdoor/v1/keys")
-        .map(|d| {
-            (
-                d["principal"].as_str().unwrap_or("").to_owned(),
-                d["allowed"].as_bool().unwrap(),
-            )
-        })
         .collect();
     assert_eq!(
-        logged,
+        who_and_whether(&logged),
         [
             ("administrator".to_owned(), true),
             (cart.clone(), false),

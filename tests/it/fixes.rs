@@ -63,6 +63,14 @@ async fn explain_ranks_the_same(emu: &Emulator, service: &str, token: &str, deci
     assert_eq!(answer["fixes"], decision["fixes"], "{answer:#}");
 }
 
+/// The grant among `decision`'s fixes.
+fn grant_of(decision: &Value) -> Value {
+    fixes(decision)
+        .into_iter()
+        .find(|f| f["kind"] == "policy")
+        .expect("a grant among the fixes")
+}
+
 /// Rewrites the configuration and waits until the server applied it.
 async fn apply(emu: &Emulator, yaml: &str) {
     let before = emu.status().await["generation"].clone();
@@ -449,10 +457,7 @@ async fn a_fix_for_a_setting_kept_elsewhere_says_where_it_lives() {
     let cart = || emu.sa_token(&sa("cart"), &url);
     assert_eq!(call(&emu, "api", &cart()).await, 403);
     let decision = last_refusal(&emu).await;
-    let grant = fixes(&decision)
-        .into_iter()
-        .find(|f| f["kind"] == "policy")
-        .unwrap();
+    let grant = grant_of(&decision);
     let place = grant["place"].as_str().unwrap();
     assert!(place.starts_with("after `frontdoor fold`"), "{grant:#}");
     let yaml = grant["yaml"].as_str().unwrap();
@@ -488,10 +493,7 @@ async fn a_fix_for_a_setting_kept_elsewhere_says_where_it_lives() {
     // The file holds the policy now, and the fix says so.
     assert_eq!(call(&emu, "api", &cart()).await, 403);
     let decision = last_refusal(&emu).await;
-    let grant = fixes(&decision)
-        .into_iter()
-        .find(|f| f["kind"] == "policy")
-        .unwrap();
+    let grant = grant_of(&decision);
     assert!(
         grant["place"]
             .as_str()
