@@ -110,26 +110,11 @@ async fn make(
             "with `frontdoor keys create`, as an administrator would: no IAM check was made (`--as MEMBER` asks for one)".to_owned()
         }
     };
-    let dir = state.state_dir().clone();
-    let email = target.email.clone();
-    let _serial = state.changes().begin().await;
-    let made = tokio::task::spawn_blocking(move || {
-        let held = dir.account_keys(&email)?.len();
-        if held >= MAX_KEYS_PER_ACCOUNT {
-            return Ok(Err(held));
-        }
-        dir.create_account_key(&email)
-            .map(|key| Ok((key, held + 1)))
-    })
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))?
-    .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let (key, held) = made.map_err(|held| {
-        ApiError::FailedPrecondition(format!(
-            "{} already has {held} keys, Google's limit of {MAX_KEYS_PER_ACCOUNT}: delete one first (`frontdoor keys list --iam-account {0}`, then `frontdoor keys delete KEY_ID`)",
-            target.email
-        ))
-    })?;
+    let hint = format!(
+        " (`frontdoor keys list --iam-account {0}`, then `frontdoor keys delete KEY_ID`)",
+        target.email
+    );
+    let (key, held) = super::service_accounts::new_key(state, &target.email, &hint).await?;
     let (oauth2, certs) = if ask.loopback_urls {
         let base = format!("http://{}", peer.local);
         (base.clone(), base)

@@ -363,24 +363,7 @@ async fn create_key(
                 )));
             }
         }
-        let dir = state.state_dir().clone();
-        let email = account.email.clone();
-        let _serial = state.changes().begin().await;
-        let key = tokio::task::spawn_blocking(move || {
-            if dir.account_keys(&email)?.len() >= MAX_KEYS_PER_ACCOUNT {
-                return Ok(None);
-            }
-            dir.create_account_key(&email).map(Some)
-        })
-        .await
-        .map_err(internal)?
-        .map_err(internal)?
-        .ok_or_else(|| {
-            ApiError::FailedPrecondition(format!(
-                "Precondition check failed: {} already has {MAX_KEYS_PER_ACCOUNT} keys, Google's limit; delete one first",
-                account.email
-            ))
-        })?;
+        let (key, _) = new_key(&state, &account.email, "").await?;
         let config = state.config();
         let file = key_file(
             config,
@@ -403,6 +386,35 @@ async fn create_key(
     }
     .await;
     answer(result, explained)
+}
+
+/// A new key for `email`, made in the state directory under the lock every change takes,
+/// unless the account holds Google's limit of keys already (`FAILED_PRECONDITION`, with
+/// `hint` after Google's words); the key and how many the account holds now. The IAM
+/// API's `keys create` and `frontdoor keys create` (`cli_keys`) both make keys here.
+pub(super) async fn new_key(
+    state: &AppState,
+    email: &str,
+    hint: &str,
+) -> Result<(SigningKey, usize), ApiError> {
+    let dir = state.state_dir().clone();
+    let owned = email.to_owned();
+    let _serial = state.changes().begin().await;
+    tokio::task::spawn_blocking(move || {
+        let held = dir.account_keys(&owned)?.len();
+        if held >= MAX_KEYS_PER_ACCOUNT {
+            return Ok(Err(held));
+        }
+        dir.create_account_key(&owned).map(|key| Ok((key, held + 1)))
+    })
+    .await
+    .map_err(internal)?
+    .map_err(internal)?
+    .map_err(|held| {
+        ApiError::FailedPrecondition(format!(
+            "Precondition check failed: {email} already has {held} keys, Google's limit; delete one first{hint}"
+        ))
+    })
 }
 
 async fn delete_key(

@@ -313,6 +313,15 @@ fn exec_runs_one_command_as_the_service_with_its_exit_status() {
     interrupt(server);
 }
 
+/// How many keys login's account holds.
+fn login_keys(emu: &Emulator) -> usize {
+    emu.state
+        .state_dir()
+        .account_keys(&sa("login"))
+        .unwrap()
+        .len()
+}
+
 /// Each decision's principal and whether it was allowed.
 fn who_and_whether(decisions: &[serde_json::Value]) -> Vec<(String, bool)> {
     decisions
@@ -471,22 +480,10 @@ services: [{{name: api, upstream: builtin:echo}}]
     );
     // A file that cannot be written is found out before a key is made; nothing is left
     // beside a file that was.
-    let held = emu
-        .state
-        .state_dir()
-        .account_keys(&sa("login"))
-        .unwrap()
-        .len();
+    let held = login_keys(&emu);
     let nowhere = create_as(&ci, &emu.dir.path().join("no-such-dir/key.json"));
     assert!(!nowhere.status.success(), "{nowhere:?}");
-    assert_eq!(
-        emu.state
-            .state_dir()
-            .account_keys(&sa("login"))
-            .unwrap()
-            .len(),
-        held
-    );
+    assert_eq!(login_keys(&emu), held);
     let left: Vec<String> = std::fs::read_dir(emu.dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -619,13 +616,7 @@ async fn another_sites_page_cannot_post_to_frontdoors_own_endpoints() {
             "{headers:?}: {text}"
         );
     }
-    assert!(
-        emu.state
-            .state_dir()
-            .account_keys(&sa("login"))
-            .unwrap()
-            .is_empty()
-    );
+    assert_eq!(login_keys(&emu), 0);
     // The page's own posts (its origin is the listener) and the CLI's (no origin) pass.
     let own_origin = own.as_str();
     let (got, text) = post(&[
@@ -637,13 +628,6 @@ async fn another_sites_page_cannot_post_to_frontdoors_own_endpoints() {
     assert_eq!(got, 200, "{text}");
     let (got, text) = post(&[("content-type", "application/json; charset=utf-8")]).await;
     assert_eq!(got, 200, "{text}");
-    assert_eq!(
-        emu.state
-            .state_dir()
-            .account_keys(&sa("login"))
-            .unwrap()
-            .len(),
-        2
-    );
+    assert_eq!(login_keys(&emu), 2);
     emu.stop().await;
 }
